@@ -1,0 +1,116 @@
+# taskleak developer entry points. Everything is installed into per-version
+# virtualenvs under .venv/; nothing is installed globally.
+#
+#   make test                 # CPython 3.11
+#   make test PY=3.12         # any X.Y that tools/find_python.sh can find
+#   make test PYTEST_ARGS='-x -k chain'
+#   make test-asan            # ASan+UBSan build of _core, tests under LD_PRELOAD
+#   make help
+
+PY ?= 3.11
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+VENV      := .venv/py$(PY)
+ASAN_VENV := .venv/asan-py$(PY)
+
+# Build/test tools for the venvs. cmake and ninja come from PyPI too, so a
+# fresh machine needs nothing but the interpreter (the system cmake is a pyenv
+# shim that only works for the global Python).
+DEV_DEPS ?= "scikit-build-core>=0.10" "nanobind>=2.4" "pytest>=7" "uvloop>=0.17" cmake ninja
+
+PIP_FLAGS ?= --disable-pip-version-check
+# Regular (non-editable) install: the wheel is rebuilt from the current sources
+# each time; scikit-build-core keeps its CMake build dir under build/, so the
+# rebuild is incremental.
+INSTALL_FLAGS := --no-build-isolation --force-reinstall --no-deps
+ASAN_CONFIG := -C cmake.define.TASKLEAK_SANITIZE=ON -C "build-dir=build/asan-{wheel_tag}"
+
+TESTS ?= tests
+PYTEST_ARGS ?=
+ASAN_PYTEST_ARGS ?= tests -q -k "not bench"
+# pytest exits 5 when it collects no test; set ALLOW_NO_TESTS=1 to accept that.
+ALLOW_NO_TESTS ?= 0
+
+GCC ?= gcc
+ASAN_ENV = LD_PRELOAD="$$($(GCC) -print-file-name=libasan.so) $$($(GCC) -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	PYTHONMALLOC=malloc
+
+# run_pytest(python, args): run pytest from the repo root so that it imports the
+# installed taskleak, not src/ (src/ must never get a conftest.py).
+define run_pytest
+	@cd "$(CURDIR)"; \
+	$(1) -c "import importlib.util as u; s = u.find_spec('taskleak'); print('taskleak: testing', s.origin if s else '(not importable!)')"; \
+	rc=0; $(2) -m pytest -p no:cacheprovider $(3) || rc=$$?; \
+	if [ "$$rc" = 5 ] && [ "$(ALLOW_NO_TESTS)" = 1 ]; then \
+		echo "taskleak: pytest collected no tests (exit 5); accepted because ALLOW_NO_TESTS=1"; rc=0; \
+	fi; \
+	exit $$rc
+endef
+
+.PHONY: help test test-asan install install-asan demo bench clean
+
+help:
+	@echo "taskleak make targets (PY=$(PY); override with PY=X.Y):"
+	@echo "  make test         build+install into $(VENV), run pytest $(TESTS) -q \$$PYTEST_ARGS"
+	@echo "  make test-asan    ASan/UBSan build into $(ASAN_VENV), run pytest $(ASAN_PYTEST_ARGS)"
+	@echo "  make install      only (re)build and install the package into $(VENV)"
+	@echo "  make demo         install, then: taskleak run examples/leaky_service.py"
+	@echo "  make bench        install, then run every bench/*.py"
+	@echo "  make clean        remove build/ and .venv/"
+	@echo "Variables: PY, PYTEST_ARGS, ASAN_PYTEST_ARGS, TESTS, ALLOW_NO_TESTS=1 (accept 'no tests collected')"
+
+# --- virtualenvs ----------------------------------------------------------
+# pyvenv.cfg is a real file written by venv (bin/python is a symlink, whose
+# mtime make would read from the interpreter itself).
+define make_venv
+	@interp="$$(tools/find_python.sh $(1))"; \
+	echo "taskleak: creating $(@D) with $$interp"; \
+	"$$interp" -m venv --clear "$(@D)"
+endef
+.venv/py%/pyvenv.cfg:
+	$(call make_venv,$*)
+.venv/asan-py%/pyvenv.cfg:
+	$(call make_venv,$*)
+# Never delete venvs or stamps as "intermediate" files of the pattern chain.
+.SECONDARY:
+
+# Dependencies are reinstalled only when pyproject.toml (or this Makefile,
+# which lists them) changes.
+%/.deps-stamp: %/pyvenv.cfg pyproject.toml Makefile
+	$*/bin/python -m pip install $(PIP_FLAGS) -q -U pip
+	$*/bin/python -m pip install $(PIP_FLAGS) -q $(DEV_DEPS)
+	@touch $@
+
+# --- build + install (always re-run; incremental) -------------------------
+install: $(VENV)/.deps-stamp
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) $(INSTALL_FLAGS) .
+
+install-asan: $(ASAN_VENV)/.deps-stamp
+	$(ASAN_VENV)/bin/python -m pip install $(PIP_FLAGS) $(INSTALL_FLAGS) $(ASAN_CONFIG) .
+
+# --- targets ---------------------------------------------------------------
+test: install
+	$(call run_pytest,$(VENV)/bin/python,$(VENV)/bin/python,$(TESTS) -q $(PYTEST_ARGS))
+
+test-asan: install-asan
+	@echo "taskleak: ASan runtime: $$($(GCC) -print-file-name=libasan.so)"
+	$(call run_pytest,$(ASAN_VENV)/bin/python,$(ASAN_ENV) $(ASAN_VENV)/bin/python,$(ASAN_PYTEST_ARGS) $(PYTEST_ARGS))
+
+demo: install
+	$(VENV)/bin/taskleak run examples/leaky_service.py
+
+bench: install
+	@shopt -s nullglob; files=(bench/*.py); \
+	if [ $${#files[@]} -eq 0 ]; then echo "taskleak: no bench/*.py yet"; exit 0; fi; \
+	rc=0; for f in "$${files[@]}"; do \
+		echo "=== $$f"; $(VENV)/bin/python "$$f" || { echo "taskleak: $$f failed"; rc=1; }; \
+	done; exit $$rc
+
+clean:
+	rm -rf build/ .venv/

@@ -1,0 +1,227 @@
+"""Snapshot cost with many pending tasks: taskleak.snapshot() and Snapshot.format().
+
+Workload: with taskleak installed, N pending tasks (default 100,000) are created
+from 3 call sites and left waiting on different things:
+
+  1/2  spawn_listeners():  Event.wait() on an asyncio.Event that is never set
+  1/4  spawn_timers():     asyncio.sleep(3600)
+  1/4  spawn_pipelines():  a coroutine chain 3 deep (stage_a -> stage_b ->
+                           stage_c) ending on ``await future`` (never resolved)
+
+Every task has run to its first suspension point before anything is timed.
+Then, REPEATS times (default 5), from inside the running loop:
+
+  snapshot   snap = taskleak.snapshot()
+  format     text = snap.format()          (on that fresh snapshot)
+  total      the two above back to back
+
+and, for comparison, what a user would do by hand:
+
+  by hand: get_stack     tasks = asyncio.all_tasks(); [t.get_stack() for t in tasks]
+  by hand: print_stack   the same, formatted as text: t.print_stack(file=StringIO)
+
+How to read the output: milliseconds, median over the repeats (min/max show
+the spread). The target is snapshot+format <= 200 ms for 100,000 tasks. The
+ratios compare taskleak (which also gives creation sites, full await chains,
+wait targets and grouping) with the by-hand ways. At the end every task is
+cancelled and awaited, and taskleak is uninstalled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import io
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import taskleak
+
+TARGET_MS = 200.0
+
+
+# ---- what the tasks wait on ---------------------------------------------------
+
+async def listener(ev: asyncio.Event) -> None:
+    await ev.wait()
+
+
+async def timer() -> None:
+    await asyncio.sleep(3600)
+
+
+async def stage_c(fut: "asyncio.Future[None]") -> None:
+    await fut
+
+
+async def stage_b(fut: "asyncio.Future[None]") -> None:
+    await stage_c(fut)
+
+
+async def stage_a(fut: "asyncio.Future[None]") -> None:
+    await stage_b(fut)
+
+
+# ---- the three call sites -----------------------------------------------------
+
+def spawn_listeners(n: int, ev: asyncio.Event, out: List["asyncio.Task[None]"]) -> None:
+    for _ in range(n):
+        out.append(asyncio.create_task(listener(ev)))
+
+
+def spawn_timers(n: int, out: List["asyncio.Task[None]"]) -> None:
+    for _ in range(n):
+        out.append(asyncio.create_task(timer()))
+
+
+def spawn_pipelines(n: int, fut: "asyncio.Future[None]", out: List["asyncio.Task[None]"]) -> None:
+    for _ in range(n):
+        out.append(asyncio.create_task(stage_a(fut)))
+
+
+# ---- measurements -------------------------------------------------------------
+
+def _ms(fn: Callable[[], Any]) -> "tuple[float, Any]":
+    t0 = time.perf_counter()
+    r = fn()
+    return (time.perf_counter() - t0) * 1e3, r
+
+
+def _by_hand_get_stack() -> int:
+    tasks = asyncio.all_tasks()
+    stacks = [t.get_stack() for t in tasks]
+    return len(stacks)
+
+
+def _by_hand_print_stack() -> int:
+    tasks = asyncio.all_tasks()
+    out = io.StringIO()
+    for t in tasks:
+        t.print_stack(file=out)
+    return len(out.getvalue())
+
+
+async def run(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    ev = asyncio.Event()
+    fut: "asyncio.Future[None]" = loop.create_future()
+    tasks: List["asyncio.Task[None]"] = []
+    n_listen = args.n // 2
+    n_timer = args.n // 4
+    n_pipe = args.n - n_listen - n_timer
+
+    t0 = time.perf_counter()
+    spawn_listeners(n_listen, ev, tasks)
+    spawn_timers(n_timer, tasks)
+    spawn_pipelines(n_pipe, fut, tasks)
+    t_create = time.perf_counter() - t0
+    # Let every task run to its first suspension point.
+    for _ in range(3):
+        await asyncio.sleep(0)
+    t_start = time.perf_counter() - t0
+    pending = sum(1 for t in tasks if not t.done())
+    st = taskleak.status()
+    print(f"  {len(tasks)} tasks created in {t_create * 1e3:.0f} ms, running to first await: "
+          f"{t_start * 1e3:.0f} ms; {pending} pending; {st['live_records']} creation records, "
+          f"{st['stacks']} interned stacks")
+    print()
+
+    results: Dict[str, List[float]] = {k: [] for k in (
+        "snapshot", "format", "total", "by hand: get_stack", "by hand: print_stack")}
+    first_text = ""
+    first_len = 0
+    for r in range(args.repeats):
+        gc.collect()
+        t_snap, snap = _ms(taskleak.snapshot)
+        t_fmt, text = _ms(snap.format)
+        results["snapshot"].append(t_snap)
+        results["format"].append(t_fmt)
+        results["total"].append(t_snap + t_fmt)
+        if r == 0:
+            first_text, first_len = text, len(snap)
+        del snap, text
+        gc.collect()
+        if not args.no_by_hand:
+            t_gs, _ = _ms(_by_hand_get_stack)
+            results["by hand: get_stack"].append(t_gs)
+            if r < args.print_stack_repeats:
+                t_ps, _ = _ms(_by_hand_print_stack)
+                results["by hand: print_stack"].append(t_ps)
+        print(f"  repeat {r + 1}: snapshot {t_snap:.1f} ms, format {t_fmt:.1f} ms"
+              + (f", by hand get_stack {results['by hand: get_stack'][-1]:.1f} ms" if not args.no_by_hand else "")
+              + (f", print_stack {results['by hand: print_stack'][-1]:.1f} ms"
+                 if not args.no_by_hand and r < args.print_stack_repeats else ""), flush=True)
+
+    print()
+    print(f"  snapshot of {first_len} tasks (incl. the benchmark's own task); report head:")
+    lines = first_text.splitlines()
+    heads = [ln for ln in lines if ln and not ln.startswith(" ")]
+    for ln in heads[:8]:
+        print("    | " + ln)
+    if len(heads) > 8:
+        print(f"    | ... {len(heads) - 8} more group lines")
+    print(f"  report: {len(lines)} lines, {len(first_text)} characters")
+    if args.show:
+        print()
+        print(first_text)
+
+    print()
+    print(f"  {'operation':<24}{'median ms':>11}{'min':>9}{'max':>9}{'repeats':>9}")
+    for k, v in results.items():
+        if v:
+            print(f"  {k:<24}{statistics.median(v):>11.1f}{min(v):>9.1f}{max(v):>9.1f}{len(v):>9}")
+    total = statistics.median(results["total"])
+    print()
+    print(f"  per task: snapshot {statistics.median(results['snapshot']) / first_len * 1e3:.2f} us, "
+          f"format {statistics.median(results['format']) / first_len * 1e3:.2f} us")
+    for k in ("by hand: get_stack", "by hand: print_stack"):
+        if results[k]:
+            print(f"  taskleak snapshot+format / {k[9:]} = {total / statistics.median(results[k]):.2f}x")
+    scaled = f" (scaled to 100,000 tasks: {total / args.n * 100_000:.0f} ms)" if args.n != 100_000 else ""
+    verdict = "met" if total / args.n * 100_000 <= TARGET_MS else "NOT met"
+    print(f"  target snapshot+format <= {TARGET_MS:.0f} ms for 100,000 tasks: {verdict} "
+          f"({total:.1f} ms for {args.n}){scaled}")
+
+    # Clean up: cancel everything and wait for it.
+    t0 = time.perf_counter()
+    for t in tasks:
+        t.cancel()
+    res = await asyncio.gather(*tasks, return_exceptions=True)
+    cancelled = sum(1 for x in res if isinstance(x, asyncio.CancelledError))
+    fut.cancel()
+    print(f"  cleanup: {cancelled}/{len(tasks)} tasks cancelled in {(time.perf_counter() - t0) * 1e3:.0f} ms")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-n", type=int, default=100_000, help="pending tasks (default 100000)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
+    p.add_argument("--print-stack-repeats", type=int, default=3,
+                   help="repeats of the (slow) by-hand print_stack comparison (default 3)")
+    p.add_argument("--no-by-hand", action="store_true", help="skip the by-hand comparisons")
+    p.add_argument("--stack-depth", type=int, default=32, help="taskleak.install(stack_depth=...) (default 32)")
+    p.add_argument("--show", action="store_true", help="print the whole report of the first snapshot")
+    args = p.parse_args(argv)
+    if args.n < 4:
+        p.error("-n must be at least 4")
+
+    taskleak.install(stack_depth=args.stack_depth)
+    st = taskleak.status()
+    print("bench_snapshot: taskleak.snapshot() + format() with many pending tasks")
+    print(f"  python {sys.version.split()[0]}, taskleak {taskleak.__version__}, mechanism={st['mechanism']}, "
+          f"frame_walk={st['frame_walk']}, stack_depth={args.stack_depth}")
+    print(f"  {args.n} pending tasks from 3 call sites: 1/2 Event.wait(), 1/4 asyncio.sleep(3600), "
+          f"1/4 a 3-deep coroutine chain ending on a Future; median of {args.repeats}")
+    try:
+        asyncio.run(run(args))
+    finally:
+        taskleak.uninstall()
+        gc.collect()
+
+
+if __name__ == "__main__":
+    main()

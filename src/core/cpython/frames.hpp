@@ -1,0 +1,35 @@
+// The interpreter-internals boundary for frames: everything that depends on
+// how a given CPython lays out its frames lives behind these four functions,
+// implemented once per version in frames_3XX.cpp (chosen by CMake).
+#pragma once
+#include <Python.h>
+#include <cstdint>
+
+namespace taskleak::cpython {
+
+// One frame as we store it: the code object and the byte offset of the
+// instruction being executed. Turning this into a line number is deferred to
+// report time (PyCode_Addr2Line), as tracemalloc does.
+struct CodeLoc {
+    PyCodeObject *code;
+    int32_t offset;
+};
+
+// Fills `out` with the calling thread's Python frames, innermost first, and
+// returns how many were written (at most `max_depth`). Never allocates Python
+// objects and never raises.
+int capture_thread_stack(CodeLoc *out, int max_depth);
+
+// The location of a coroutine, generator or async generator that is suspended
+// or running. False if it has finished (or never had a frame).
+bool generator_location(PyObject *gen, CodeLoc *out);
+
+// A borrowed reference to the local variable `name` of a suspended generator
+// or coroutine frame, or nullptr. Never raises.
+PyObject *generator_local(PyObject *gen, const char *name);
+
+// "direct" when frames are read from the interpreter's structs, "public-api"
+// when this build falls back to the public frame API (unknown CPython).
+const char *frame_walk_mode();
+
+}  // namespace taskleak::cpython

@@ -1,0 +1,49 @@
+// CPython 3.10: frames are heap PyFrameObjects linked by f_back; the struct is
+// public (cpython/frameobject.h) and f_lasti counts code units.
+#include "cpython/frames.hpp"
+#include <frameobject.h>
+#include <cstring>
+
+namespace taskleak::cpython {
+
+int capture_thread_stack(CodeLoc *out, int max_depth) {
+    PyThreadState *ts = PyThreadState_Get();
+    int n = 0;
+    for (PyFrameObject *f = ts->frame; f != nullptr && n < max_depth; f = f->f_back) {
+        out[n].code = f->f_code;
+        out[n].offset = f->f_lasti < 0 ? 0 : f->f_lasti * (int32_t)sizeof(_Py_CODEUNIT);
+        ++n;
+    }
+    return n;
+}
+
+static PyFrameObject *gen_frame(PyObject *gen) {
+    if (!(PyGen_Check(gen) || PyCoro_CheckExact(gen) || PyAsyncGen_CheckExact(gen)))
+        return nullptr;
+    return ((PyGenObject *)gen)->gi_frame;
+}
+
+bool generator_location(PyObject *gen, CodeLoc *out) {
+    PyFrameObject *f = gen_frame(gen);
+    if (f == nullptr) return false;
+    out->code = f->f_code;
+    out->offset = f->f_lasti < 0 ? 0 : f->f_lasti * (int32_t)sizeof(_Py_CODEUNIT);
+    return true;
+}
+
+PyObject *generator_local(PyObject *gen, const char *name) {
+    PyFrameObject *f = gen_frame(gen);
+    if (f == nullptr) return nullptr;
+    PyObject *names = f->f_code->co_varnames;
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        const char *s = PyUnicode_AsUTF8(PyTuple_GET_ITEM(names, i));
+        if (s != nullptr && std::strcmp(s, name) == 0) return f->f_localsplus[i];
+    }
+    PyErr_Clear();
+    return nullptr;
+}
+
+const char *frame_walk_mode() { return "direct"; }
+
+}  // namespace taskleak::cpython

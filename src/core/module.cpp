@@ -1,0 +1,183 @@
+// Python bindings of taskleak._core. Only glue lives here; the logic is in the
+// files named for each concern. Functions on the task-creation hot path are
+// plain PyCFunctions (creation_hook.cpp), not nanobind wrappers, to keep the
+// call as cheap as CPython allows.
+#include "await_chain.hpp"
+#include "cpython/frames.hpp"
+#include "task_census.hpp"
+#include "tracker.hpp"
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/vector.h>
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace taskleak {
+PyObject *make_registry_add();
+PyObject *make_gc_phase();
+void init_callbacks();
+bool track_task(PyObject *task);
+}  // namespace taskleak
+
+using namespace taskleak;
+
+static nb::object code_name(PyObject *code) {
+    PyObject *q = PyObject_GetAttrString(code, "co_qualname");  // 3.11+
+    if (q == nullptr) {
+        PyErr_Clear();
+        q = PyObject_GetAttrString(code, "co_name");
+        if (q == nullptr) {
+            PyErr_Clear();
+            return nb::str("?");
+        }
+    }
+    return nb::steal(q);
+}
+
+// (filename, lineno, function) per frame: the only place stored (code, offset)
+// pairs become text, and only when a report asks.
+static nb::list render(const cpython::CodeLoc *frames, int n) {
+    nb::list out;
+    for (int i = 0; i < n; ++i) {
+        PyCodeObject *co = frames[i].code;
+        int line = PyCode_Addr2Line(co, frames[i].offset);
+        out.append(nb::make_tuple(nb::borrow(co->co_filename), line, code_name((PyObject *)co)));
+    }
+    return out;
+}
+
+static nb::object stack_frames(StackTable &table, uint32_t id) {
+    int n = 0;
+    const cpython::CodeLoc *f = table.frames(id, &n);
+    if (f == nullptr) return nb::none();
+    return render(f, n);
+}
+
+static nb::object creation_info(nb::handle task) {
+    const CreationRecord *r = lookup_record(task.ptr());
+    if (r == nullptr) return nb::none();
+    Tracker &t = tracker();
+    unsigned long thread = r->thread < t.threads.size() ? t.threads[r->thread] : 0;
+    nb::object frames = stack_frames(t.stacks, r->stack);
+    return nb::make_tuple(r->serial, r->parent_serial, r->created_ns, thread, frames,
+                          r->stack == StackTable::DROPPED);
+}
+
+static nb::dict stats() {
+    Tracker &t = tracker();
+    nb::dict d;
+    d["enabled"] = t.enabled;
+    d["stack_depth"] = t.depth;
+    d["live_records"] = t.tasks.size();
+    d["table_bytes"] = t.tasks.bytes();
+    d["buried_records"] = t.tasks.buried();
+    d["stacks"] = t.stacks.size();
+    d["stack_bytes"] = t.stacks.bytes();
+    d["stack_limit"] = t.stacks.capacity_limit();
+    d["stack_drops"] = t.stacks.drops();
+    d["tracked_total"] = t.tracked_total;
+    d["hook_errors"] = t.hook_errors;
+    d["frame_walk"] = cpython::frame_walk_mode();
+    d["record_size"] = sizeof(CreationRecord);
+    return d;
+}
+
+NB_MODULE(_core, m) {
+    m.doc() = "taskleak's native core: creation hook, interned stacks, task census.";
+    init_callbacks();
+    // Snapshots (and so censuses) may legitimately be alive at interpreter exit.
+    nb::set_leak_warnings(false);
+    m.attr("registry_add") = nb::steal(make_registry_add());
+    m.attr("gc_phase") = nb::steal(make_gc_phase());
+    m.attr("FRAME_WALK") = cpython::frame_walk_mode();
+
+    m.def("configure_registry",
+          [](nb::handle data, nb::handle pending, nb::handle commit, nb::handle remove, nb::handle current_tasks) {
+              Tracker &t = tracker();
+              Py_XSETREF(t.registry_data, Py_NewRef(data.ptr()));
+              Py_XSETREF(t.registry_pending, Py_NewRef(pending.ptr()));
+              Py_XSETREF(t.registry_commit, Py_NewRef(commit.ptr()));
+              Py_XSETREF(t.registry_remove, Py_NewRef(remove.ptr()));
+              Py_XSETREF(t.current_tasks, Py_NewRef(current_tasks.ptr()));
+          },
+          "data"_a, "pending"_a, "commit"_a, "remove"_a, "current_tasks"_a);
+    m.def("set_current_tasks", [](nb::handle d) {
+        Py_XSETREF(tracker().current_tasks, Py_NewRef(d.ptr()));
+    });
+    m.def("set_loop_callback", [](nb::handle fn) {
+        Tracker &t = tracker();
+        Py_XSETREF(t.on_new_loop, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
+        Py_CLEAR(t.last_loop);
+    }, "fn"_a.none());
+    m.def("enable", [](int depth) {
+        Tracker &t = tracker();
+        t.depth = depth < 1 ? 1 : depth > 128 ? 128 : depth;
+        t.enabled = true;
+    }, "depth"_a);
+    m.def("disable", []() { tracker().enabled = false; });
+    m.def("is_enabled", []() { return tracker().enabled; });
+    m.def("track_task", [](nb::handle task) { return track_task(task.ptr()); }, "task"_a,
+          "Record the creation of `task` (factory path). Call right after creating it.");
+    m.def("creation_info", &creation_info, "task"_a,
+          "(serial, parent_serial, created_ns, thread_ident, frames|None, dropped) or None.");
+    m.def("stats", &stats);
+    m.def("buried_chain", [](nb::handle task) -> nb::object {
+        uint32_t chain = StackTable::NONE;
+        if (tracker().tasks.find_buried(task.ptr(), &chain) == nullptr) return nb::none();
+        return stack_frames(tracker().stacks, chain);
+    }, "task"_a, "Await chain captured when the collector took `task`, or None.");
+    m.def("tracked_tasks", []() {
+        nb::list out;
+        tracker().tasks.for_each([&](const CreationRecord &r) {
+            PyObject *task = PyWeakref_GetObject(r.ref);  // borrowed; None once dead
+            if (task != nullptr && task != Py_None) out.append(nb::borrow(task));
+        });
+        return out;
+    }, "Every live task that has a creation record.");
+    m.def("set_stack_limit", [](size_t n) { tracker().stacks.set_capacity_limit(n); }, "limit"_a);
+    m.def("monotonic_ns", &monotonic_ns);
+    m.def("capture_stack", [](int depth) {
+        cpython::CodeLoc buf[128];
+        int n = cpython::capture_thread_stack(buf, depth < 128 ? depth : 128);
+        return render(buf, n);
+    }, "depth"_a = 32, "The calling thread's stack as the hook sees it, innermost first.");
+    m.def("await_chain", [](nb::handle coro, int depth) {
+        std::vector<cpython::CodeLoc> buf((size_t)(depth > 0 ? depth : 1));
+        PyObject *leaf = nullptr;
+        int n = walk_await_chain(coro.ptr(), buf.data(), depth, &leaf);
+        nb::object leaf_obj = leaf ? nb::steal(leaf) : nb::none();
+        return nb::make_tuple(render(buf.data(), n), leaf_obj);
+    }, "coro"_a, "depth"_a = 64);
+    m.def("generator_local", [](nb::handle gen, const char *name) -> nb::object {
+        PyObject *v = cpython::generator_local(gen.ptr(), name);
+        return v ? nb::borrow(v) : nb::none();
+    }, "gen"_a, "name"_a);
+
+    nb::class_<TaskCensus>(m, "Census")
+        .def("__len__", [](const TaskCensus &c) { return c.rows.size(); })
+        .def("rows", [](const TaskCensus &c) {
+            nb::list out;
+            for (const CensusRow &r : c.rows) {
+                out.append(nb::make_tuple(
+                    nb::borrow(r.task), (int)r.state, r.serial, r.parent_serial,
+                    r.created_ns < 0 ? nb::object(nb::none()) : nb::object(nb::int_(r.created_ns)), r.thread,
+                    r.creation == StackTable::NONE ? -1 : r.creation == StackTable::DROPPED ? -2 : (int64_t)r.creation,
+                    r.chain == StackTable::NONE ? -1 : (int64_t)r.chain,
+                    r.waiter ? nb::borrow(r.waiter) : nb::object(nb::none()), r.leaf ? nb::borrow(r.leaf) : nb::object(nb::none())));
+            }
+            return out;
+        })
+        .def("groups", &TaskCensus::groups)
+        .def("creation_frames", [](TaskCensus &, uint32_t id) { return stack_frames(tracker().stacks, id); })
+        .def("chain_frames", [](TaskCensus &c, uint32_t id) { return stack_frames(c.chains(), id); });
+
+    m.def("census", [](nb::handle tasks, int chain_depth) {
+        auto *c = new TaskCensus();
+        c->collect(tasks.ptr(), chain_depth);
+        if (PyErr_Occurred()) {
+            delete c;
+            throw nb::python_error();
+        }
+        return c;
+    }, "tasks"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership);
+}

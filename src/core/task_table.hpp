@@ -1,0 +1,71 @@
+// The side table: one creation record per tracked live task, keyed by the
+// weak reference taskleak holds on the task (the reference whose callback
+// tells us the task died). 40 bytes a record plus ~8-16 bytes of index.
+#pragma once
+#include <Python.h>
+#include <cstddef>
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+namespace taskleak {
+
+struct CreationRecord {
+    PyObject *ref;           // our weakref to the task: the key
+    PyObject *task;          // the task's address; only compared after death
+    int64_t created_ns;      // CLOCK_MONOTONIC, comparable to time.monotonic()
+    uint32_t serial;         // 1, 2, 3... per tracked task
+    uint32_t parent_serial;  // serial of the creating task, 0 if none/untracked
+    uint32_t stack;          // StackTable id of the creation stack
+    uint16_t thread;         // index into the thread table
+    uint16_t scope;          // check() scope tag, 0 = none
+};
+
+class TaskTable {
+public:
+    void insert(const CreationRecord &rec);
+    CreationRecord *find(PyObject *ref);
+    // Removes the record for `ref`, copying it to *out. False if absent.
+    bool remove(PyObject *ref, CreationRecord *out);
+
+    // Records of tasks that died inside a GC pass. The collector clears weak
+    // references (running our callbacks) *before* it calls finalizers, and the
+    // finalizer is what reports "Task was destroyed but it is pending!": keep
+    // the record reachable by task address until the pass ends.
+    // `chain` is the StackTable id of the await chain captured at burial:
+    // by the time the finalizer reports, the coroutine has usually been
+    // closed by its own finalizer.
+    void bury(const CreationRecord &rec, uint32_t chain) { graveyard_[rec.task] = Buried{rec, chain}; }
+    const CreationRecord *find_buried(PyObject *task, uint32_t *chain = nullptr) const;
+    struct Buried {
+        CreationRecord rec;
+        uint32_t chain;
+    };
+    std::vector<Buried> take_graveyard();
+
+    size_t size() const { return live_; }
+    size_t buried() const { return graveyard_.size(); }
+    size_t bytes() const;
+
+    template <class F>
+    void for_each(F &&f) const {
+        for (const CreationRecord &r : recs_)
+            if (r.ref != nullptr) f(r);
+    }
+
+private:
+    static size_t hash_ptr(const void *p) {
+        return (size_t)(((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull >> 16);
+    }
+    size_t slot_of(PyObject *ref) const;  // slot holding ref, or the empty slot to use
+    void rebuild(size_t min_index);
+    void erase_slot(size_t i);
+
+    std::vector<CreationRecord> recs_;  // ref == nullptr marks a free record
+    std::vector<uint32_t> free_;
+    std::vector<uint32_t> index_;       // record index + 1, 0 = empty
+    size_t live_ = 0;
+    std::unordered_map<PyObject *, Buried> graveyard_;
+};
+
+}  // namespace taskleak

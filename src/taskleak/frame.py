@@ -1,0 +1,92 @@
+"""One frame of a creation stack or an await chain, and how reports shorten them."""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+__all__ = ["Frame"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A source location: ``str(frame) == "filename:lineno in function"``."""
+
+    filename: str
+    lineno: int
+    function: str
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.lineno} in {self.function}"
+
+    def short(self) -> str:
+        """Like ``str()``, with the filename shortened for reports."""
+        return f"{short_path(self.filename)}:{self.lineno} in {self.function}"
+
+    def to_dict(self) -> dict:
+        return {"filename": self.filename, "lineno": self.lineno, "function": self.function}
+
+
+_ASYNCIO_DIR = os.path.dirname(__import__("asyncio").__file__) + os.sep
+_TASKLEAK_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
+_SITE_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+
+
+def short_path(filename: str) -> str:
+    """Paths relative to the working directory, the stdlib or site-packages."""
+    for marker in _SITE_MARKERS:
+        i = filename.rfind(marker)
+        if i >= 0:
+            return filename[i + len(marker):]
+    if filename.startswith(_STDLIB_DIR):
+        return filename[len(_STDLIB_DIR):]
+    cwd = os.getcwd() + os.sep
+    if filename.startswith(cwd):
+        return filename[len(cwd):]
+    return filename
+
+
+def is_machinery(filename: str) -> bool:
+    """Frames of asyncio itself or of taskleak: never the interesting site."""
+    return filename.startswith(_ASYNCIO_DIR) or filename.startswith(_TASKLEAK_DIR)
+
+
+def is_library(filename: str) -> bool:
+    """Standard library or installed third-party code."""
+    return filename.startswith(_STDLIB_DIR) or any(m in filename for m in _SITE_MARKERS)
+
+
+def frames_from_raw(raw: Optional[Iterable[Tuple[str, int, str]]]) -> Optional[List[Frame]]:
+    if raw is None:
+        return None
+    return [Frame(f, ln, fn) for (f, ln, fn) in raw]
+
+
+def creation_site(frames: Sequence[Frame]) -> List[Frame]:
+    """The part of a creation stack that says who created the task, innermost
+    first: asyncio's own frames (create_task, ensure_future...) are skipped,
+    and the stack is cut where the event loop's machinery begins, since what
+    lies beyond (asyncio.run, runpy, the test runner) ran the loop, not the
+    creation."""
+    i = 0
+    while i < len(frames) and is_machinery(frames[i].filename):
+        i += 1
+    if i == len(frames):
+        return list(frames)
+    j = i
+    while j < len(frames) and not is_machinery(frames[j].filename):
+        j += 1
+    return list(frames[i:j])
+
+
+def user_frame(frames: Sequence[Frame]) -> Optional[Frame]:
+    """The first frame (innermost first) that is neither asyncio, stdlib nor site-packages."""
+    for f in frames:
+        if not is_machinery(f.filename) and not is_library(f.filename):
+            return f
+    return None
+
+

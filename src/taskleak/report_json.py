@@ -1,0 +1,38 @@
+"""JSON-able forms of snapshots and loss events (schema: docs/json-schema.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Sequence
+
+if TYPE_CHECKING:
+    from .loss_recorder import LossEvent
+    from .snapshot import Snapshot
+
+__all__ = ["snapshot_to_dict", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+
+def snapshot_to_dict(snap: "Snapshot") -> Dict[str, Any]:
+    groups = []
+    for g in snap.groups():
+        first = g[0]
+        groups.append({
+            "count": len(g),
+            "state": first.state,
+            "coro": first.coro,
+            "waiting_on": first.waiting_on,
+            "created_at": None if first.created_at is None else [f.to_dict() for f in first.created_at],
+            "stack": [f.to_dict() for f in first.stack],
+            "tasks": [t.name for t in g],
+        })
+    return {
+        "schema": SCHEMA_VERSION,
+        "tasks": [t.to_dict() for t in snap],
+        "groups": groups,
+        "loss_events": events_to_list(snap.loss_events),
+    }
+
+
+def events_to_list(events: Sequence["LossEvent"]) -> list:
+    return [e.to_dict() for e in events]

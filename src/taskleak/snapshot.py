@@ -1,0 +1,143 @@
+"""Snapshot: every live task of every loop, at one moment."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+from . import _core
+from .frame import Frame, frames_from_raw
+from .loss_recorder import LossEvent, loss_events
+from .task_info import TaskInfo
+from .tracking import live_tasks
+
+__all__ = ["Snapshot", "snapshot"]
+
+
+class _Shared:
+    """What the snapshots derived from one census share: the native census,
+    its rows and rendered-frame caches."""
+
+    def __init__(self, census: Any, taken_ns: int) -> None:
+        self.census = census
+        self.rows: List[tuple] = census.rows()
+        self.taken_ns = taken_ns
+        self.creation_cache: Dict[int, List[Frame]] = {}
+        self.chain_cache: Dict[int, List[Frame]] = {}
+        self.infos: Dict[int, TaskInfo] = {}
+        self.by_serial: Optional[Dict[int, TaskInfo]] = None
+        self.groups: Optional[List[List[int]]] = None
+
+
+class Snapshot:
+    """Tasks alive at one moment, with their creation sites and await chains.
+
+    Holds strong references to the tasks until it is dropped. Filters
+    (:meth:`pending`, :meth:`since`) return new snapshots over the same data.
+    """
+
+    def __init__(self, shared: _Shared, indices: Optional[Sequence[int]] = None,
+                 events: Optional[List[LossEvent]] = None) -> None:
+        self._s = shared
+        self._idx = list(range(len(shared.rows))) if indices is None else list(indices)
+        self.loss_events: List[LossEvent] = events if events is not None else []
+
+    # -- the tasks -------------------------------------------------------------
+    @property
+    def taken_ns(self) -> int:
+        return self._s.taken_ns
+
+    def _info(self, i: int) -> TaskInfo:
+        info = self._s.infos.get(i)
+        if info is None:
+            info = self._s.infos[i] = TaskInfo(self, self._s.rows[i])
+        return info
+
+    @property
+    def tasks(self) -> List[TaskInfo]:
+        return [self._info(i) for i in self._idx]
+
+    def __iter__(self) -> Iterator[TaskInfo]:
+        return (self._info(i) for i in self._idx)
+
+    def __len__(self) -> int:
+        return len(self._idx)
+
+    def __bool__(self) -> bool:
+        return bool(self._idx)
+
+    # -- filters ---------------------------------------------------------------
+    def pending(self) -> "Snapshot":
+        """Only the tasks that are not done."""
+        rows = self._s.rows
+        return Snapshot(self._s, [i for i in self._idx if rows[i][1] == 0], self.loss_events)
+
+    def since(self, earlier: "Snapshot") -> "Snapshot":
+        """Only the tasks that were not alive in `earlier` (compared by identity),
+        and the loss events recorded after it."""
+        before = {id(earlier._s.rows[i][0]) for i in earlier._idx}
+        rows = self._s.rows
+        keep = [i for i in self._idx if id(rows[i][0]) not in before]
+        events = [e for e in self.loss_events if e.time * 1e9 > earlier.taken_ns]
+        return Snapshot(self._s, keep, events)
+
+    def filter(self, predicate: Any) -> "Snapshot":
+        """Only the tasks for which ``predicate(task_info)`` is true."""
+        return Snapshot(self._s, [i for i in self._idx if predicate(self._info(i))], self.loss_events)
+
+    # -- grouping (done in C++ over the whole census) ----------------------------
+    def groups(self) -> List[List[TaskInfo]]:
+        """Tasks grouped by creation site, suspension chain, state and wait
+        target type; largest group first."""
+        if self._s.groups is None:
+            self._s.groups = self._s.census.groups()
+        mine = set(self._idx) if len(self._idx) != len(self._s.rows) else None
+        out = []
+        for g in self._s.groups:
+            members = g if mine is None else [i for i in g if i in mine]
+            if members:
+                out.append([self._info(i) for i in members])
+        out.sort(key=len, reverse=True)
+        return out
+
+    # -- rendering -------------------------------------------------------------
+    def format(self, *, max_frames: int = 6, max_names: int = 5) -> str:
+        """A grouped, human-readable report (largest group first)."""
+        from .report_text import format_snapshot
+
+        return format_snapshot(self, max_frames=max_frames, max_names=max_names)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-able form (see docs/json-schema.md)."""
+        from .report_json import snapshot_to_dict
+
+        return snapshot_to_dict(self)
+
+    def __repr__(self) -> str:
+        return f"<Snapshot of {len(self)} tasks>"
+
+    # -- internal: rendered frames, cached per interned stack ---------------------
+    def _creation_frames(self, cid: int) -> List[Frame]:
+        c = self._s.creation_cache.get(cid)
+        if c is None:
+            c = self._s.creation_cache[cid] = frames_from_raw(self._s.census.creation_frames(cid)) or []
+        return c
+
+    def _chain_frames(self, cid: int) -> List[Frame]:
+        c = self._s.chain_cache.get(cid)
+        if c is None:
+            c = self._s.chain_cache[cid] = frames_from_raw(self._s.census.chain_frames(cid)) or []
+        return c
+
+    def _by_serial(self) -> Dict[int, TaskInfo]:
+        if self._s.by_serial is None:
+            self._s.by_serial = {r[2]: self._info(i) for i, r in enumerate(self._s.rows) if r[2]}
+        return self._s.by_serial
+
+
+def snapshot(*, chain_depth: int = 64) -> Snapshot:
+    """Every live task of every loop in the process (tracked or not), plus the
+    loss events recorded so far."""
+    tasks = live_tasks()
+    taken = _core.monotonic_ns()
+    census = _core.census(tasks, chain_depth)
+    return Snapshot(_Shared(census, taken), None, loss_events())

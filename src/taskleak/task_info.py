@@ -1,0 +1,134 @@
+"""TaskInfo: what taskleak knows about one task at snapshot time."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from .frame import Frame
+from .wait_target import describe_wait
+
+if TYPE_CHECKING:
+    from .snapshot import Snapshot
+
+__all__ = ["TaskInfo", "STATES"]
+
+STATES = ("pending", "done", "cancelled", "failed")
+
+
+class TaskInfo:
+    """One task in a :class:`~taskleak.Snapshot`.
+
+    Fields are computed on first access, so a snapshot of 100,000 tasks costs
+    little until something is read. ``task`` is the task object itself.
+    """
+
+    __slots__ = ("_snap", "_row", "_cache")
+
+    def __init__(self, snap: "Snapshot", row: tuple) -> None:
+        self._snap = snap
+        self._row = row
+        self._cache: Dict[str, Any] = {}
+
+    # row layout (from _core.Census.rows): task, state, serial, parent_serial,
+    # created_ns, thread, creation_id, chain_id, waiter, leaf
+
+    @property
+    def task(self) -> "asyncio.Task[Any]":
+        return self._row[0]
+
+    @property
+    def name(self) -> str:
+        try:
+            return self._row[0].get_name()
+        except Exception:
+            return "?"
+
+    @property
+    def coro(self) -> str:
+        """Qualified name of the task's coroutine function."""
+        try:
+            c = self._row[0].get_coro()
+        except Exception:
+            return "?"
+        return getattr(c, "__qualname__", None) or type(c).__name__
+
+    @property
+    def state(self) -> str:
+        """"pending", "done", "cancelled" or "failed" (done with an exception)."""
+        return STATES[self._row[1]]
+
+    @property
+    def serial(self) -> Optional[int]:
+        """taskleak's creation number for tracked tasks, None if untracked."""
+        return self._row[2] or None
+
+    @property
+    def age_s(self) -> Optional[float]:
+        """Seconds since creation at snapshot time; None if created before install()."""
+        created = self._row[4]
+        return None if created is None else (self._snap.taken_ns - created) / 1e9
+
+    @property
+    def thread(self) -> Optional[int]:
+        """Ident of the thread that created the task, None if unknown."""
+        return self._row[5] or None
+
+    @property
+    def created_at(self) -> Optional[List[Frame]]:
+        """Creation stack, innermost frame first; None if the creation site is unknown
+        (task created before install(), or its stack was dropped at the table's cap)."""
+        cid = self._row[6]
+        return None if cid < 0 else self._snap._creation_frames(cid)
+
+    @property
+    def parent(self) -> Optional[str]:
+        """Name of the task that created this one, if it was created inside a task."""
+        ps = self._row[3]
+        if not ps:
+            return None
+        other = self._snap._by_serial().get(ps)
+        return other.name if other is not None else f"<task #{ps}, no longer alive>"
+
+    @property
+    def stack(self) -> List[Frame]:
+        """The await chain: outermost coroutine first, innermost suspended frame last."""
+        cid = self._row[7]
+        return [] if cid < 0 else self._snap._chain_frames(cid)
+
+    @property
+    def waiting_on(self) -> str:
+        """What the innermost await is blocked on; "" if the task is not pending."""
+        if "waiting_on" not in self._cache:
+            self._cache["waiting_on"] = (
+                describe_wait(self._row[0], self.stack, self._row[8]) if self._row[1] == 0 else ""
+            )
+        return self._cache["waiting_on"]
+
+    @property
+    def orphaned(self) -> bool:
+        """True when nothing outside the task's own reference cycle can wake it.
+
+        Detection comes with the diagnosis toolkit; until then this is always
+        False (never a false alarm)."""
+        return False
+
+    def to_dict(self) -> Dict[str, Any]:
+        created = self.created_at
+        return {
+            "name": self.name,
+            "coro": self.coro,
+            "state": self.state,
+            "age_s": self.age_s,
+            "created_at": None if created is None else [f.to_dict() for f in created],
+            "parent": self.parent,
+            "stack": [f.to_dict() for f in self.stack],
+            "waiting_on": self.waiting_on,
+            "orphaned": self.orphaned,
+            "thread": self.thread,
+        }
+
+    def __repr__(self) -> str:
+        return f"<TaskInfo {self.name!r} {self.coro}() {self.state}>"
+
+

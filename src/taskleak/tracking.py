@@ -1,0 +1,202 @@
+"""install() / uninstall(): process-wide creation tracking.
+
+Mechanism (see docs/internals.md):
+
+* ``registry`` (CPython 3.10-3.13): the C Task constructor calls ``add`` on
+  asyncio's module-level WeakSet of tasks. taskleak puts its own ``add`` (C++)
+  on that WeakSet instance, so every task on every loop and thread - uvloop's
+  included - is seen at creation with no task factory. A probe task verifies
+  the hook at install time.
+* ``factory``: where the probe fails, a chaining task factory is put on each
+  loop when it starts running (and on the running loop at install time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.events
+import asyncio.tasks
+import gc
+import sys
+import threading
+import weakref
+from typing import Any, Dict, List, Optional
+
+from . import _core, loss_recorder, task_factory
+
+__all__ = ["install", "uninstall", "is_installed", "status", "live_tasks"]
+
+_lock = threading.RLock()
+_mechanism: Optional[str] = None
+_original_set_running_loop: Any = None
+_adopted_loops: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
+
+
+def _registry() -> Optional["weakref.WeakSet[Any]"]:
+    for name in ("_scheduled_tasks", "_all_tasks"):
+        ws = getattr(asyncio.tasks, name, None)
+        if isinstance(ws, weakref.WeakSet):
+            return ws
+    return None
+
+
+def _eager_registry() -> Any:
+    return getattr(asyncio.tasks, "_eager_tasks", None)
+
+
+def _probe_registry() -> bool:
+    """Create (without running) one task on a private loop; is it recorded?"""
+    loop = asyncio.new_event_loop()
+    try:
+        async def _taskleak_probe() -> None:
+            pass
+
+        coro = _taskleak_probe()
+        task = loop.create_task(coro)
+        ok = _core.creation_info(task) is not None
+        try:
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+        except Exception:
+            pass
+        task.cancel()
+        coro.close()
+        return ok
+    finally:
+        _adopted_loops.discard(loop)
+        loop.close()
+
+
+def _hook_registry() -> bool:
+    ws = _registry()
+    current = getattr(asyncio.tasks, "_current_tasks", None)
+    if ws is None or not isinstance(current, dict):
+        return False
+    for attr in ("data", "_pending_removals", "_commit_removals", "_remove"):
+        if not hasattr(ws, attr):
+            return False
+    _core.configure_registry(ws.data, ws._pending_removals, ws._commit_removals, ws._remove, current)
+    ws.add = _core.registry_add  # type: ignore[method-assign]
+    if _probe_registry():
+        return True
+    _unhook_registry()
+    return False
+
+
+def _unhook_registry() -> None:
+    ws = _registry()
+    if ws is not None and ws.__dict__.get("add") is _core.registry_add:
+        del ws.__dict__["add"]
+
+
+def _adopt_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Called by the core on the first task seen from a loop (and in factory
+    mode when a loop starts running). Must never raise into the caller."""
+    try:
+        if loop in _adopted_loops:
+            return
+        _adopted_loops.add(loop)
+        loss_recorder.chain_exception_handler(loop)
+        task_factory.adopt(loop, always=_mechanism == "factory")
+    except Exception:
+        pass
+
+
+def _set_running_loop_hook(loop: Optional[asyncio.AbstractEventLoop]) -> None:
+    _original_set_running_loop(loop)
+    if loop is not None and _mechanism is not None:
+        _adopt_loop(loop)
+
+
+def install(stack_depth: int = 32) -> None:
+    """Track the creation of every asyncio Task in this process from now on.
+
+    Idempotent and thread-safe; calling it again only changes ``stack_depth``
+    (frames kept per creation stack, 1-128). Tasks created before install()
+    still appear in snapshots, with "creation site unknown".
+    """
+    global _mechanism, _original_set_running_loop
+    if isinstance(stack_depth, bool) or not isinstance(stack_depth, int) or not 1 <= stack_depth <= 128:
+        raise ValueError(f"stack_depth must be an int between 1 and 128, got {stack_depth!r}")
+    with _lock:
+        _core.enable(stack_depth)
+        if _mechanism is not None:
+            return
+        if _core.gc_phase not in gc.callbacks:
+            gc.callbacks.append(_core.gc_phase)
+        _core.set_loop_callback(_adopt_loop)
+        current = getattr(asyncio.tasks, "_current_tasks", None)
+        if isinstance(current, dict):
+            _core.set_current_tasks(current)
+        _mechanism = "registry" if _hook_registry() else "factory"
+        task_factory.patch_loop_class(always=_mechanism == "factory")
+        # Loops starting from now on are adopted before their first task runs.
+        if _original_set_running_loop is None:
+            _original_set_running_loop = asyncio.events._set_running_loop
+            asyncio.events._set_running_loop = _set_running_loop_hook
+        loss_recorder.install_shutdown_hook()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            _adopt_loop(running)
+
+
+def uninstall() -> None:
+    """Stop recording new tasks. Records of live tasks stay until they die;
+    snapshots keep working. Idempotent."""
+    global _mechanism, _original_set_running_loop
+    with _lock:
+        _core.disable()
+        if _mechanism is None:
+            return
+        _unhook_registry()
+        if _original_set_running_loop is not None:
+            asyncio.events._set_running_loop = _original_set_running_loop
+            _original_set_running_loop = None
+        for loop in list(_adopted_loops):
+            try:
+                task_factory.unadopt(loop)
+                loss_recorder.unchain_exception_handler(loop)
+            except Exception:
+                pass
+        _adopted_loops.clear()
+        task_factory.unpatch_loop_class()
+        loss_recorder.uninstall_shutdown_hook()
+        _core.set_loop_callback(None)
+        if _core.gc_phase in gc.callbacks:
+            gc.callbacks.remove(_core.gc_phase)
+        _mechanism = None
+
+
+def is_installed() -> bool:
+    return _mechanism is not None
+
+
+def status() -> Dict[str, Any]:
+    """Mechanism in use and the core's own counters (table sizes, bytes, drops)."""
+    s = dict(_core.stats())
+    s["mechanism"] = _mechanism
+    s["python"] = sys.version.split()[0]
+    s["reduced_mode"] = s["frame_walk"] != "direct"
+    return s
+
+
+def live_tasks() -> List["asyncio.Task[Any]"]:
+    """Every live task of every loop in the process, tracked or not."""
+    seen: Dict[int, Any] = {}
+    ws = _registry()
+    if ws is not None:
+        for t in list(ws):
+            seen[id(t)] = t
+    eager = _eager_registry()
+    if eager:
+        for t in list(eager):
+            seen[id(t)] = t
+    current = getattr(asyncio.tasks, "_current_tasks", None)
+    if isinstance(current, dict):
+        for t in list(current.values()):
+            seen[id(t)] = t
+    for t in _core.tracked_tasks():
+        seen[id(t)] = t
+    return list(seen.values())

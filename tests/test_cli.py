@@ -1,0 +1,145 @@
+"""`taskleak run`: the main job, on the bundled example and on small programs."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "examples", "leaky_service.py")
+
+
+def taskleak(*args, cwd=ROOT, timeout=60):
+    return subprocess.run([sys.executable, "-m", "taskleak", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def bug_lines():
+    """line number -> description, from the `# BUG:` markers in the example."""
+    out = {}
+    with open(EXAMPLE) as f:
+        for n, line in enumerate(f, 1):
+            if "# BUG:" in line:
+                out[n] = line.split("# BUG:")[1].strip()
+    return out
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory):
+    j = tmp_path_factory.mktemp("report") / "report.json"
+    proc = taskleak("run", "--json", str(j), "examples/leaky_service.py")
+    return proc, json.loads(j.read_text())
+
+
+def test_example_report_points_at_each_buggy_line(example_run):
+    proc, _ = example_run
+    assert proc.returncode == 0, proc.stderr
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    try:
+        import leaky_service
+    finally:
+        sys.path.pop(0)
+    exp = leaky_service.EXPECTED_LEAKS
+    err = proc.stderr
+    bugs = bug_lines()
+    assert len(bugs) == 3
+    for line in bugs:
+        assert f"examples/leaky_service.py:{line} in " in err, (line, err)
+    total = exp["heartbeat"] + exp["lost_waiter"] + exp["unretrieved_exception"]
+    assert f"taskleak: {total} leaked tasks in examples/leaky_service.py" in err
+    assert f"== {exp['heartbeat'] + exp['lost_waiter']} tasks pending when their event loop shut down" in err
+    assert re.search(rf"^{exp['heartbeat']} tasks, heartbeat\(\), waiting on asyncio\.sleep\(\)", err, re.M)
+    assert re.search(rf"^{exp['lost_waiter']} tasks, backend_fetch\(\), waiting on a Future", err, re.M)
+    assert re.search(rf"^{exp['unretrieved_exception']} tasks, audit_log\(\), raised ValueError", err, re.M)
+
+
+def test_example_json_report(example_run):
+    _, report = example_run
+    assert report["schema"] == 1
+    kinds = {}
+    for e in report["loss_events"]:
+        kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+    assert kinds == {"pending-at-shutdown": 25, "never-retrieved": 3}
+    hb = [e for e in report["loss_events"] if e["coro"] == "heartbeat"]
+    line = [n for n, d in bug_lines().items() if "heartbeat" in d][0]
+    assert all(any(f["lineno"] == line for f in e["created_at"]) for e in hb)
+    assert all(e["stack"][-1]["function"] == "sleep" for e in hb)
+
+
+def _script(tmp_path, body):
+    p = tmp_path / "prog.py"
+    p.write_text(textwrap.dedent(body))
+    return str(p)
+
+
+def test_clean_program_reports_no_leaks_and_keeps_status(tmp_path):
+    prog = _script(tmp_path, """
+        import asyncio, sys
+        async def main():
+            await asyncio.gather(asyncio.sleep(0), asyncio.sleep(0))
+        asyncio.run(main())
+        print("args", sys.argv[1:])
+        sys.exit(3)
+    """)
+    proc = taskleak("run", "--fail-on-leak", prog, "a", "--b")
+    assert proc.returncode == 3
+    assert "args ['a', '--b']" in proc.stdout
+    assert "taskleak: no leaked tasks" in proc.stderr
+
+
+def test_fail_on_leak_sets_status(tmp_path):
+    prog = _script(tmp_path, """
+        import asyncio
+        async def main():
+            asyncio.create_task(asyncio.Event().wait())
+            await asyncio.sleep(0)
+        asyncio.run(main())
+    """)
+    assert taskleak("run", prog).returncode == 0
+    proc = taskleak("run", "--fail-on-leak", prog)
+    assert proc.returncode == 1
+    assert "1 leaked task in" in proc.stderr
+    assert "prog.py:4 in main" in proc.stderr
+
+
+def test_module_mode(tmp_path):
+    (tmp_path / "leakymod.py").write_text(textwrap.dedent("""
+        import asyncio
+        async def main():
+            asyncio.create_task(asyncio.sleep(30), name="mod-task")
+            await asyncio.sleep(0)
+        if __name__ == "__main__":
+            asyncio.run(main())
+    """))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "taskleak", "run", "-m", "leakymod"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "mod-task" in proc.stderr and "leakymod.py:4 in main" in proc.stderr
+
+
+def test_program_exception_gives_status_1(tmp_path):
+    prog = _script(tmp_path, "raise RuntimeError('bad program')\n")
+    proc = taskleak("run", prog)
+    assert proc.returncode == 1
+    assert "RuntimeError: bad program" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "usage"),
+    (["run"], "nothing to run"),
+    (["run", "missing_script.py"], "no such script"),
+    (["run", "--stack-depth", "0", "x.py"], "--stack-depth must be between 1 and 128"),
+    (["run", "--stack-depth", "many", "x.py"], "invalid int value"),
+    (["run", "--bogus", "x.py"], "unknown option"),
+    (["frobnicate"], "invalid choice"),
+    (["run", "--json", "/nonexistent-dir/r.json", "examples/leaky_service.py"], "directory does not exist"),
+])
+def test_bad_arguments_give_usage_errors(args, message):
+    proc = taskleak(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr

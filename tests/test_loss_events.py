@@ -1,0 +1,124 @@
+"""Loss events: destroyed-pending, never-retrieved, pending-at-shutdown."""
+
+import asyncio
+import gc
+import sys
+
+import taskleak
+
+
+def kinds(kind):
+    return [e for e in taskleak.loss_events() if e.kind == kind]
+
+
+async def forever():
+    await asyncio.Event().wait()
+
+
+async def boom():
+    raise ValueError("secret-ish detail")
+
+
+def test_destroyed_pending_is_recorded_with_creation_site(tracked):
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda loop, ctx: None)  # user handler: silent
+
+    async def main():
+        line = main.__code__.co_firstlineno + 2
+        asyncio.create_task(forever(), name="doomed")
+        await asyncio.sleep(0)
+        return line
+
+    line = loop.run_until_complete(main())
+    loop.close()  # the task is still pending; nothing references it but cycles
+    del loop
+    gc.collect()
+    ev = [e for e in kinds("destroyed-pending") if e.task_name == "doomed"]
+    assert len(ev) == 1
+    e = ev[0]
+    assert e.coro.endswith("forever")
+    assert e.created_at is not None
+    assert any(f.lineno == line and f.function.endswith("main") for f in e.created_at)
+    assert [f.function.rsplit(".", 1)[-1] for f in e.stack] == ["forever", "wait"]
+    assert e.waiting_on == "Event.wait()"
+
+
+def test_never_retrieved_is_recorded_with_exception(tracked, caplog):
+    async def main():
+        asyncio.create_task(boom(), name="fire-and-forget")
+        await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    gc.collect()
+    ev = [e for e in kinds("never-retrieved") if e.task_name == "fire-and-forget"]
+    assert len(ev) == 1
+    assert ev[0].exception == "ValueError: secret-ish detail"
+    assert ev[0].created_at is not None
+    # the previous handler (asyncio's default) still ran
+    assert "Task exception was never retrieved" in caplog.text
+
+
+def test_pending_at_shutdown_asyncio_run(tracked):
+    async def main():
+        for i in range(3):
+            asyncio.create_task(forever(), name=f"left-{i}")
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    ev = [e for e in kinds("pending-at-shutdown") if e.task_name.startswith("left-")]
+    assert len(ev) == 3
+    assert all(e.waiting_on == "Event.wait()" for e in ev)
+    assert all(e.created_at is not None for e in ev)
+
+
+def test_pending_at_shutdown_runner(tracked):
+    if sys.version_info < (3, 11):
+        return  # asyncio.Runner is 3.11+; asyncio.run is covered above
+    with asyncio.Runner() as r:
+        async def main():
+            asyncio.create_task(forever(), name="runner-left")
+            await asyncio.sleep(0)
+        r.run(main())
+    assert [e.task_name for e in kinds("pending-at-shutdown")] == ["runner-left"]
+
+
+def test_snapshot_shows_loss_events_and_json(tracked):
+    async def main():
+        asyncio.create_task(forever(), name="left")
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    snap = taskleak.snapshot()
+    text = snap.format()
+    assert "pending when their event loop shut down" in text
+    assert "left" in text
+    d = snap.to_dict()
+    assert any(e["kind"] == "pending-at-shutdown" and e["task_name"] == "left" for e in d["loss_events"])
+
+
+def test_user_exception_handler_is_still_called(tracked):
+    seen = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: seen.append(ctx["message"]))
+        asyncio.create_task(boom(), name="handled")
+        await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    gc.collect()
+    assert any("never retrieved" in m for m in seen)
+
+
+def test_event_buffer_is_bounded(tracked, monkeypatch):
+    from taskleak import loss_recorder
+
+    monkeypatch.setattr(loss_recorder, "_events", __import__("collections").deque(maxlen=5))
+
+    async def main():
+        for i in range(8):
+            asyncio.create_task(forever(), name=f"b{i}")
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert len(taskleak.loss_events()) == 5
+    assert loss_recorder.dropped_events() >= 3

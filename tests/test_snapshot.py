@@ -1,0 +1,284 @@
+"""snapshot(): every task, full await chains, wait targets, filters, reports."""
+
+import asyncio
+import concurrent.futures
+import json
+import threading
+
+import pytest
+
+import taskleak
+
+
+def fn(frame):
+    return frame.function.rsplit(".", 1)[-1]
+
+
+async def settle():
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def by_name(snap):
+    return {t.name: t for t in snap}
+
+
+async def deep_inner(ev):
+    await ev.wait()
+
+
+async def deep_middle(ev):
+    await deep_inner(ev)
+
+
+async def deep_outer(ev):
+    await deep_middle(ev)
+
+
+def test_stack_is_the_full_await_chain(tracked):
+    async def main():
+        ev = asyncio.Event()
+        t = asyncio.create_task(deep_outer(ev), name="deep")
+        await settle()
+        info = by_name(taskleak.snapshot())["deep"]
+        ev.set()
+        await t
+        return info
+
+    info = asyncio.run(main())
+    assert [fn(f) for f in info.stack] == ["deep_outer", "deep_middle", "deep_inner", "wait"]
+    assert info.stack[2].lineno == deep_inner.__code__.co_firstlineno + 1
+    assert info.waiting_on == "Event.wait()"
+    assert info.state == "pending"  # as of the snapshot, not now
+
+
+def test_creation_site_parent_age_and_thread(tracked):
+    async def child():
+        await asyncio.sleep(10)
+
+    async def main():
+        line = main.__code__.co_firstlineno + 2
+        t = asyncio.create_task(child(), name="kid")
+        await settle()
+        snap = taskleak.snapshot()
+        t.cancel()
+        return line, by_name(snap), asyncio.current_task().get_name()
+
+    line, snap, me = asyncio.run(main())
+    kid = snap["kid"]
+    user = [f for f in kid.created_at if "asyncio" not in f.filename]
+    assert user[0].lineno == line and fn(user[0]) == "main"
+    assert kid.parent == me
+    assert 0 <= kid.age_s < 5
+    assert kid.thread == threading.get_ident()
+    assert kid.created_at[0].filename.endswith("py")
+    assert str(kid.created_at[0]) == f"{kid.created_at[0].filename}:{kid.created_at[0].lineno} in {kid.created_at[0].function}"
+
+
+async def _wait_targets():
+    loop = asyncio.get_running_loop()
+    ev = asyncio.Event()
+    lock = asyncio.Lock()
+    await lock.acquire()
+    sem = asyncio.Semaphore(0)
+    cond = asyncio.Condition()
+    q_empty = asyncio.Queue()
+    q_full = asyncio.Queue(maxsize=1)
+    q_full.put_nowait(1)
+    fut = loop.create_future()
+    blocker = asyncio.create_task(asyncio.sleep(100), name="blocker")
+
+    async def on_cond():
+        async with cond:
+            await cond.wait()
+
+    async def on_task():
+        await blocker
+
+    async def on_gather():
+        await asyncio.gather(asyncio.sleep(100), asyncio.sleep(0))
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    release = threading.Event()
+
+    async def on_executor():
+        await loop.run_in_executor(pool, release.wait)
+
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def on_stream():
+        await reader.readline()
+
+    async def on_future():
+        await fut
+
+    coros = {
+        "sleep": asyncio.sleep(50),
+        "event": ev.wait(),
+        "lock": lock.acquire(),
+        "sem": sem.acquire(),
+        "cond": on_cond(),
+        "qget": q_empty.get(),
+        "qput": q_full.put(2),
+        "task": on_task(),
+        "gather": on_gather(),
+        "executor": on_executor(),
+        "stream": on_stream(),
+        "future": on_future(),
+    }
+    tasks = [asyncio.create_task(c, name=n) for n, c in coros.items()]
+    await asyncio.sleep(0.05)
+    waits = {t.name: t.waiting_on for t in taskleak.snapshot() if t.name in coros}
+    for t in tasks + [blocker]:
+        t.cancel()
+    await asyncio.gather(*tasks, blocker, return_exceptions=True)
+    release.set()
+    pool.shutdown()
+    writer.close()
+    server.close()
+    await server.wait_closed()
+    return waits
+
+
+def test_waiting_on_names_the_leaf(tracked):
+    waits = asyncio.run(_wait_targets())
+    assert waits["sleep"].startswith("asyncio.sleep() (") and waits["sleep"].endswith("s left)")
+    left = float(waits["sleep"].split("(")[2].split("s")[0])
+    assert 45 < left <= 50
+    assert waits["event"] == "Event.wait()"
+    assert waits["lock"] == "Lock.acquire()"
+    assert waits["sem"] == "Semaphore.acquire()"
+    assert waits["cond"] == "Condition.wait()"
+    assert waits["qget"] == "Queue.get() (queue empty)"
+    assert waits["qput"] == "Queue.put() (queue full)"
+    assert waits["task"] == "task 'blocker' (sleep())"
+    assert waits["gather"] == "gather() of 2 (1 done)"
+    assert waits["executor"] == "an executor job (run_in_executor)"
+    assert waits["stream"] == "stream read (readline)"
+    assert waits["future"].startswith("a Future awaited at ") and "test_snapshot.py" in waits["future"]
+
+
+def test_pending_since_and_grouping(tracked):
+    async def sleeper():
+        await asyncio.sleep(100)
+
+    async def waiter(ev):
+        await ev.wait()
+
+    async def main():
+        ev = asyncio.Event()
+        before = taskleak.snapshot()
+        ts = [asyncio.create_task(sleeper()) for _ in range(5)]
+        ts += [asyncio.create_task(waiter(ev)) for _ in range(3)]
+        done = asyncio.create_task(asyncio.sleep(0))
+        await settle()
+        after = taskleak.snapshot()
+        new = after.since(before)
+        pend = new.pending()
+        text = pend.format()
+        groups = [len(g) for g in pend.groups()]
+        d = json.loads(json.dumps(after.to_dict()))
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        return done, new, pend, text, groups, d
+
+    done, new, pend, text, groups, d = asyncio.run(main())
+    assert len(new) == 9          # 8 pending + 1 finished, none from before
+    assert len(pend) == 8
+    assert groups == [5, 3]
+    assert text.index("5 tasks, pending, ") < text.index("3 tasks, pending, ")
+    assert "waiting on asyncio.sleep()" in text and "waiting on Event.wait()" in text
+    assert "created at:" in text and "suspended at:" in text and "test_snapshot.py" in text
+    assert d["schema"] == 1 and len(d["tasks"]) >= 9
+    assert {"name", "coro", "state", "age_s", "created_at", "parent", "stack", "waiting_on", "orphaned"} <= set(d["tasks"][0])
+    assert d["groups"][0]["count"] >= 5
+
+
+def test_every_loop_in_every_thread(tracked):
+    results = {}
+    started = threading.Barrier(3)
+    stop = threading.Event()
+
+    def thread_main(name):
+        async def main():
+            t = asyncio.create_task(asyncio.sleep(100), name=f"in-{name}")
+            await asyncio.sleep(0)
+            started.wait()
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+            t.cancel()
+
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=thread_main, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    started.wait()
+    snap = by_name(taskleak.snapshot())
+    stop.set()
+    for t in threads:
+        t.join()
+    assert snap["in-a"].created_at is not None and snap["in-b"].created_at is not None
+    assert snap["in-a"].thread != snap["in-b"].thread
+    assert snap["in-a"].thread in {t.ident for t in threads}
+
+
+def test_runner_new_event_loop_and_combinators_are_tracked(tracked):
+    import sys
+
+    seen = {}
+
+    async def leaf():
+        await asyncio.sleep(0)
+        return 1
+
+    async def main():
+        inner_tasks = []
+        orig = asyncio.Task.__init__  # noqa: F841 - only checking records below
+        await asyncio.gather(leaf(), leaf())
+        await asyncio.wait_for(leaf(), 1)
+        f = asyncio.ensure_future(leaf())
+        inner_tasks.append(f)
+        await f
+        if sys.version_info >= (3, 11):
+            async with asyncio.TaskGroup() as tg:
+                inner_tasks.append(tg.create_task(leaf()))
+        return inner_tasks
+
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner() as r:
+            tasks = r.run(main())
+    else:
+        tasks = asyncio.run(main())
+    loop = asyncio.new_event_loop()
+    try:
+        t = loop.create_task(leaf())
+        loop.run_until_complete(t)
+        tasks.append(t)
+    finally:
+        loop.close()
+    from taskleak import _core
+    for t in tasks:
+        seen[t.get_name()] = _core.creation_info(t) is not None
+    assert all(seen.values()) and len(seen) >= 2
+    assert taskleak.status()["tracked_total"] > 0
+
+
+def test_uvloop_tasks_are_tracked(tracked):
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is installed by the test environment")
+
+    async def main():
+        assert "uvloop" in type(asyncio.get_running_loop()).__module__
+        t = asyncio.create_task(deep_outer(asyncio.Event()), name="uv")
+        await settle()
+        info = by_name(taskleak.snapshot())["uv"]
+        t.cancel()
+        return info
+
+    info = uvloop.run(main()) if hasattr(uvloop, "run") else asyncio.run(main())
+    assert info.created_at is not None
+    assert [fn(f) for f in info.stack][:3] == ["deep_outer", "deep_middle", "deep_inner"]
+    assert info.waiting_on == "Event.wait()"
