@@ -104,7 +104,8 @@ async def _wait_targets():
     async def on_executor():
         await loop.run_in_executor(pool, release.wait)
 
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    server_side = []  # 3.13+ closes a StreamWriter that is garbage collected
+    server = await asyncio.start_server(lambda r, w: server_side.append(w), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
 
@@ -137,6 +138,8 @@ async def _wait_targets():
     release.set()
     pool.shutdown()
     writer.close()
+    for w in server_side:
+        w.close()
     server.close()
     await server.wait_closed()
     return waits

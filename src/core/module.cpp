@@ -21,10 +21,19 @@ bool track_task(PyObject *task);
 
 using namespace taskleak;
 
+// 3.10 code objects have no co_qualname; the Python side can resolve it.
+static PyObject *qualname_resolver = nullptr;
+
 static nb::object code_name(PyObject *code) {
     PyObject *q = PyObject_GetAttrString(code, "co_qualname");  // 3.11+
     if (q == nullptr) {
         PyErr_Clear();
+        if (qualname_resolver != nullptr) {
+            q = PyObject_CallOneArg(qualname_resolver, code);
+            if (q != nullptr && PyUnicode_Check(q)) return nb::steal(q);
+            Py_XDECREF(q);
+            PyErr_Clear();
+        }
         q = PyObject_GetAttrString(code, "co_name");
         if (q == nullptr) {
             PyErr_Clear();
@@ -121,6 +130,9 @@ NB_MODULE(_core, m) {
     m.def("creation_info", &creation_info, "task"_a,
           "(serial, parent_serial, created_ns, thread_ident, frames|None, dropped) or None.");
     m.def("stats", &stats);
+    m.def("set_qualname_resolver", [](nb::handle fn) {
+        Py_XSETREF(qualname_resolver, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
+    }, "fn"_a.none());
     m.def("buried_chain", [](nb::handle task) -> nb::object {
         uint32_t chain = StackTable::NONE;
         if (tracker().tasks.find_buried(task.ptr(), &chain) == nullptr) return nb::none();

@@ -14,11 +14,14 @@ if getattr(_sys, "_is_gil_enabled", lambda: True)() is False:  # pragma: no cove
         "taskleak does not support free-threaded CPython builds yet (the core relies on the GIL); "
         "use a regular CPython build")
 
+from . import qualname as _qualname
 from .frame import Frame
 from .loss_recorder import LossEvent, clear_loss_events, loss_events
 from .snapshot import Snapshot, snapshot
 from .task_info import TaskInfo
 from .tracking import install, is_installed, status, uninstall
+
+_qualname.enable_if_needed()
 
 __version__ = "0.1.0"
 

@@ -13,7 +13,7 @@ struct Frame313 {
     PyObject *f_builtins;
     PyObject *f_locals;
     PyObject *frame_obj;
-    _Py_CODEUNIT *instr_ptr;
+    uint16_t *instr_ptr;  // _Py_CODEUNIT is internal-only on 3.13; it is 2 bytes
     int stacktop;
     uint16_t return_offset;
     char owner;
@@ -34,11 +34,11 @@ struct Layout313 {
         PyCodeObject *co = code(f);
         if (co == nullptr) return true;
         return f->owner != OWNED_BY_GENERATOR &&
-               f->instr_ptr < (_Py_CODEUNIT *)co->co_code_adaptive + co->_co_firsttraceable;
+               f->instr_ptr < (uint16_t *)co->co_code_adaptive + co->_co_firsttraceable;
     }
     static int32_t offset_bytes(Frame *f) {
-        auto d = f->instr_ptr - (_Py_CODEUNIT *)code(f)->co_code_adaptive;
-        return d < 0 ? 0 : (int32_t)(d * sizeof(_Py_CODEUNIT));
+        auto d = f->instr_ptr - (uint16_t *)code(f)->co_code_adaptive;
+        return d < 0 ? 0 : (int32_t)(d * 2);
     }
     static PyObject **localsplus(Frame *f) { return f->localsplus; }
 };
