@@ -89,7 +89,7 @@ class Snapshot:
         """Tasks grouped by creation site, suspension chain, state and wait
         target type; largest group first."""
         if self._s.groups is None:
-            self._s.groups = self._s.census.groups()
+            self._s.groups = self._merged_groups()
         mine = set(self._idx) if len(self._idx) != len(self._s.rows) else None
         out = []
         for g in self._s.groups:
@@ -98,6 +98,21 @@ class Snapshot:
                 out.append([self._info(i) for i in members])
         out.sort(key=len, reverse=True)
         return out
+
+    def _merged_groups(self) -> List[List[int]]:
+        # The core groups by interned (code, offset) stacks. On 3.11/3.12 the
+        # saved offset of a calling frame can point at the call or at one of
+        # its inline cache entries depending on specialisation, so stacks that
+        # render identically can have different ids: merge by rendered frames.
+        merged: Dict[tuple, List[int]] = {}
+        rows = self._s.rows
+        for g in self._s.census.groups():
+            r = rows[g[0]]
+            created = None if r[6] < 0 else tuple(self._creation_frames(r[6]))
+            chain = () if r[7] < 0 else tuple(self._chain_frames(r[7]))
+            key = (created, chain, r[1], type(r[8]))
+            merged.setdefault(key, []).extend(g)
+        return sorted(merged.values(), key=len, reverse=True)
 
     # -- rendering -------------------------------------------------------------
     def format(self, *, max_frames: int = 6, max_names: int = 5) -> str:
