@@ -24,7 +24,14 @@ Three parts:
 3. "1M tasks return to baseline" (this process): status() before, then
    1,000,000 tasks created in batches that finish and are dropped,
    gc.collect(), status() after; live_records, stacks and their bytes are
-   compared with the baseline and a "back to baseline: yes/no" line printed.
+   compared with the baseline and a "back to baseline: yes/no" line printed
+   (counts must match exactly; bytes may stay up to 4 KiB above the baseline,
+   bookkeeping capacity sized by the peak number of distinct stacks, and the
+   line says whether they came back exactly).
+
+status() counts the tables by capacity (std::vector reserve included), so
+part 1 moves in steps with N (about 53-72 bytes/task between 30k and 200k
+tasks); part 2 only sees the pages actually touched.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from typing import Any, Dict, List, Optional
 import taskleak
 
 TARGET_BYTES = 64
+BYTES_SLACK = 4096  # part 3: leftover bookkeeping bytes still counted as "back"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -236,13 +244,18 @@ def part_baseline(total: int, batch: int) -> None:
     print(f"    ({dt:.1f} s, {dt / total * 1e6:.2f} us/task; process RSS {rss0 / 2**20:.1f} -> {rss1 / 2**20:.1f} MiB, "
           f"informational: the allocator keeps freed pages)")
     same_counts = after["live_records"] == before["live_records"] and after["stacks"] == before["stacks"]
-    same_bytes = after["table_bytes"] <= before["table_bytes"] and after["stack_bytes"] <= before["stack_bytes"]
+    d_table = after["table_bytes"] - before["table_bytes"]
+    d_stack = after["stack_bytes"] - before["stack_bytes"]
+    # Bytes: the tables may keep a little bookkeeping capacity (id/free lists
+    # sized by the peak number of distinct stacks); allow BYTES_SLACK of it.
+    same_bytes = d_table <= BYTES_SLACK and d_stack <= BYTES_SLACK
+    exact = d_table <= 0 and d_stack <= 0
     print(f"    back to baseline: {'yes' if same_counts and same_bytes else 'no'} "
           f"(live_records {before['live_records']} -> {after['live_records']}, "
           f"stacks {before['stacks']} -> {after['stacks']}, "
           f"table_bytes {before['table_bytes']} -> {after['table_bytes']}, "
-          f"stack_bytes {before['stack_bytes']} -> {after['stack_bytes']})")
-
+          f"stack_bytes {before['stack_bytes']} -> {after['stack_bytes']}; "
+          f"bytes {'exactly back' if exact else f'within {BYTES_SLACK} bytes'})")
 
 def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],

@@ -7,7 +7,9 @@
 #include "task_census.hpp"
 #include "tracker.hpp"
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
+#include <unordered_set>
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -138,6 +140,32 @@ NB_MODULE(_core, m) {
         if (tracker().tasks.find_buried(task.ptr(), &chain) == nullptr) return nb::none();
         return stack_frames(tracker().stacks, chain);
     }, "task"_a, "Await chain captured when the collector took `task`, or None.");
+    m.def("live_tasks", [](nb::handle weakref_set, nb::handle strong_sets) {
+        // Union of: the registry's set of weakrefs, any strong containers of
+        // tasks (eager set, current-task dict values), and tracked records.
+        std::unordered_set<PyObject *> seen;
+        nb::list out;
+        auto add = [&](PyObject *task) {
+            if (task != nullptr && task != Py_None && seen.insert(task).second) out.append(nb::borrow(task));
+        };
+        if (!weakref_set.is_none()) {
+            PyObject *items = PySequence_List(weakref_set.ptr());  // copy: callbacks may mutate the set
+            if (items == nullptr) throw nb::python_error();
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) {
+                PyObject *wr = PyList_GET_ITEM(items, i);
+                if (PyWeakref_Check(wr)) add(PyWeakref_GetObject(wr));
+            }
+            Py_DECREF(items);
+        }
+        for (nb::handle container : strong_sets) {
+            PyObject *items = PySequence_List(container.ptr());
+            if (items == nullptr) throw nb::python_error();
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) add(PyList_GET_ITEM(items, i));
+            Py_DECREF(items);
+        }
+        tracker().tasks.for_each([&](const CreationRecord &r) { add(PyWeakref_GetObject(r.ref)); });
+        return out;
+    }, "weakref_set"_a.none(), "strong_sets"_a);
     m.def("tracked_tasks", []() {
         nb::list out;
         tracker().tasks.for_each([&](const CreationRecord &r) {
@@ -167,18 +195,34 @@ NB_MODULE(_core, m) {
 
     nb::class_<TaskCensus>(m, "Census")
         .def("__len__", [](const TaskCensus &c) { return c.rows.size(); })
-        .def("rows", [](const TaskCensus &c) {
+        .def("row", [](const TaskCensus &c, size_t i) {
+            if (i >= c.rows.size()) throw nb::index_error();
+            const CensusRow &r = c.rows[i];
+            return nb::make_tuple(
+                nb::borrow(r.task), (int)r.state, r.serial, r.parent_serial,
+                r.created_ns < 0 ? nb::object(nb::none()) : nb::object(nb::int_(r.created_ns)), r.thread,
+                r.creation == StackTable::NONE ? -1 : r.creation == StackTable::DROPPED ? -2 : (int64_t)r.creation,
+                r.chain == StackTable::NONE ? -1 : (int64_t)r.chain,
+                r.waiter ? nb::borrow(r.waiter) : nb::object(nb::none()),
+                r.leaf ? nb::borrow(r.leaf) : nb::object(nb::none()));
+        }, "i"_a, "(task, state, serial, parent_serial, created_ns|None, thread, creation_id, chain_id, waiter, leaf)")
+        .def("column", [](const TaskCensus &c, const std::string &name) {
+            // Whole columns as lists of ints: reports aggregate over 100k
+            // tasks without building a tuple per task.
             nb::list out;
             for (const CensusRow &r : c.rows) {
-                out.append(nb::make_tuple(
-                    nb::borrow(r.task), (int)r.state, r.serial, r.parent_serial,
-                    r.created_ns < 0 ? nb::object(nb::none()) : nb::object(nb::int_(r.created_ns)), r.thread,
-                    r.creation == StackTable::NONE ? -1 : r.creation == StackTable::DROPPED ? -2 : (int64_t)r.creation,
-                    r.chain == StackTable::NONE ? -1 : (int64_t)r.chain,
-                    r.waiter ? nb::borrow(r.waiter) : nb::object(nb::none()), r.leaf ? nb::borrow(r.leaf) : nb::object(nb::none())));
+                int64_t v;
+                if (name == "state") v = (int)r.state;
+                else if (name == "serial") v = r.serial;
+                else if (name == "parent") v = r.parent_serial;
+                else if (name == "created") v = r.created_ns;
+                else if (name == "identity") v = (int64_t)(uintptr_t)r.task;
+                else if (name == "waiter_type") v = r.waiter ? (int64_t)(uintptr_t)Py_TYPE(r.waiter) : 0;
+                else throw nb::value_error("unknown column");
+                out.append(nb::int_(v));
             }
             return out;
-        })
+        }, "name"_a)
         .def("groups", &TaskCensus::groups)
         .def("creation_frames", [](TaskCensus &, uint32_t id) { return stack_frames(tracker().stacks, id); })
         .def("chain_frames", [](TaskCensus &c, uint32_t id) { return stack_frames(c.chains(), id); });

@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from .frame import Frame, creation_site
+from .task_info import STATES
 
 if TYPE_CHECKING:
     from .loss_recorder import LossEvent
     from .snapshot import Snapshot
-    from .task_info import TaskInfo
 
 __all__ = ["format_snapshot", "format_loss_events", "format_frames"]
 
@@ -53,37 +54,47 @@ def _names(names: Sequence[str], max_names: int) -> str:
     return shown
 
 
-def _order(t: "TaskInfo") -> Tuple[int, str]:
-    return (t.serial or 0, t.name)
-
-
-def _group_block(group: List["TaskInfo"], max_frames: int, max_names: int) -> List[str]:
-    first = group[0]
+def _group_block(snap: "Snapshot", group: List[int], max_frames: int, max_names: int) -> List[str]:
+    # Aggregates come from the census' columns: a group can hold 100,000
+    # tasks, and only a handful of them are ever turned into TaskInfo.
+    serial = snap._s.column("serial")
+    created = snap._s.column("created")
+    parent = snap._s.column("parent")
+    first = snap._info(group[0])
     head = f"{_plural(len(group), 'task')}, {first.state}, {first.coro}()"
     if first.state == "pending":
         head += f", waiting on {first.waiting_on}"
-    lines = [head, _INDENT + _names([t.name for t in sorted(group, key=_order)], max_names)]
-    ages = [t.age_s for t in group if t.age_s is not None]
-    if ages:
-        lines.append(f"  age: {min(ages):.1f}s" + (f" to {max(ages):.1f}s" if len(ages) > 1 else ""))
-    parents = Counter(t.parent for t in group if t.parent)
+    shown = heapq.nsmallest(max_names, group, key=lambda i: (serial[i] or 1 << 62, i))
+    names = [snap._info(i).name for i in shown]
+    if len(group) > max_names:
+        names.append(f"... ({len(group) - max_names} more)")
+    lines = [head, _INDENT + ", ".join(names)]
+    births = [created[i] for i in group if created[i] >= 0]
+    if births:
+        oldest, newest = (snap.taken_ns - min(births)) / 1e9, (snap.taken_ns - max(births)) / 1e9
+        lines.append(f"  age: {newest:.1f}s" + (f" to {oldest:.1f}s" if len(births) > 1 else ""))
+    parents = Counter(parent[i] for i in group if parent[i])
     if parents:
-        lines.append("  created by: " + ", ".join(p for p, _ in parents.most_common(3)))
+        who = []
+        for p, _ in parents.most_common(3):
+            t = snap._task_by_serial(p)
+            who.append(t.name if t is not None else f"<task #{p}, no longer alive>")
+        lines.append("  created by: " + ", ".join(who) + (", ..." if len(parents) > 3 else ""))
     lines += _created_lines(first.created_at, max_frames)
     lines += _suspended_lines(first.stack, max_frames)
     return lines
 
 
 def format_snapshot(snap: "Snapshot", *, max_frames: int = 6, max_names: int = 5) -> str:
-    tasks = list(snap)
-    states = Counter(t.state for t in tasks)
-    groups = snap.groups()
+    state = snap._s.column("state")
+    states = Counter(STATES[state[i]] for i in snap._idx)
+    groups = snap._index_groups()
     summary = ", ".join(f"{n} {s}" for s, n in states.most_common())
-    out = [f"taskleak: {_plural(len(tasks), 'task')}" + (f" ({summary})" if summary else "")
+    out = [f"taskleak: {_plural(len(snap), 'task')}" + (f" ({summary})" if summary else "")
            + f" in {_plural(len(groups), 'group')}"]
     for g in groups:
         out.append("")
-        out += _group_block(g, max_frames, max_names)
+        out += _group_block(snap, g, max_frames, max_names)
     if snap.loss_events:
         out.append("")
         out.append(format_loss_events(snap.loss_events, max_frames=max_frames, max_names=max_names))

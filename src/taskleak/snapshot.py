@@ -19,13 +19,20 @@ class _Shared:
 
     def __init__(self, census: Any, taken_ns: int) -> None:
         self.census = census
-        self.rows: List[tuple] = census.rows()
+        self.size: int = len(census)
         self.taken_ns = taken_ns
+        self.columns: Dict[str, List[int]] = {}
         self.creation_cache: Dict[int, List[Frame]] = {}
         self.chain_cache: Dict[int, List[Frame]] = {}
         self.infos: Dict[int, TaskInfo] = {}
-        self.by_serial: Optional[Dict[int, TaskInfo]] = None
+        self.by_serial: Optional[Dict[int, int]] = None
         self.groups: Optional[List[List[int]]] = None
+
+    def column(self, name: str) -> List[int]:
+        col = self.columns.get(name)
+        if col is None:
+            col = self.columns[name] = self.census.column(name)
+        return col
 
 
 class Snapshot:
@@ -38,7 +45,7 @@ class Snapshot:
     def __init__(self, shared: _Shared, indices: Optional[Sequence[int]] = None,
                  events: Optional[List[LossEvent]] = None) -> None:
         self._s = shared
-        self._idx = list(range(len(shared.rows))) if indices is None else list(indices)
+        self._idx = list(range(shared.size)) if indices is None else list(indices)
         self.loss_events: List[LossEvent] = events if events is not None else []
 
     # -- the tasks -------------------------------------------------------------
@@ -49,7 +56,7 @@ class Snapshot:
     def _info(self, i: int) -> TaskInfo:
         info = self._s.infos.get(i)
         if info is None:
-            info = self._s.infos[i] = TaskInfo(self, self._s.rows[i])
+            info = self._s.infos[i] = TaskInfo(self, self._s.census.row(i))
         return info
 
     @property
@@ -68,15 +75,17 @@ class Snapshot:
     # -- filters ---------------------------------------------------------------
     def pending(self) -> "Snapshot":
         """Only the tasks that are not done."""
-        rows = self._s.rows
-        return Snapshot(self._s, [i for i in self._idx if rows[i][1] == 0], self.loss_events)
+        state = self._s.column("state")
+        return Snapshot(self._s, [i for i in self._idx if state[i] == 0], self.loss_events)
 
     def since(self, earlier: "Snapshot") -> "Snapshot":
         """Only the tasks that were not alive in `earlier` (compared by identity),
         and the loss events recorded after it."""
-        before = {id(earlier._s.rows[i][0]) for i in earlier._idx}
-        rows = self._s.rows
-        keep = [i for i in self._idx if id(rows[i][0]) not in before]
+        # Identity is safe to compare: `earlier` keeps its tasks alive.
+        theirs = earlier._s.column("identity")
+        before = {theirs[i] for i in earlier._idx}
+        mine = self._s.column("identity")
+        keep = [i for i in self._idx if mine[i] not in before]
         events = [e for e in self.loss_events if e.time * 1e9 > earlier.taken_ns]
         return Snapshot(self._s, keep, events)
 
@@ -88,14 +97,15 @@ class Snapshot:
     def groups(self) -> List[List[TaskInfo]]:
         """Tasks grouped by creation site, suspension chain, state and wait
         target type; largest group first."""
+        return [[self._info(i) for i in g] for g in self._index_groups()]
+
+    def _index_groups(self) -> List[List[int]]:
         if self._s.groups is None:
             self._s.groups = self._merged_groups()
-        mine = set(self._idx) if len(self._idx) != len(self._s.rows) else None
-        out = []
-        for g in self._s.groups:
-            members = g if mine is None else [i for i in g if i in mine]
-            if members:
-                out.append([self._info(i) for i in members])
+        if len(self._idx) == self._s.size:
+            return self._s.groups
+        mine = set(self._idx)
+        out = [m for m in ([i for i in g if i in mine] for g in self._s.groups) if m]
         out.sort(key=len, reverse=True)
         return out
 
@@ -105,9 +115,9 @@ class Snapshot:
         # its inline cache entries depending on specialisation, so stacks that
         # render identically can have different ids: merge by rendered frames.
         merged: Dict[tuple, List[int]] = {}
-        rows = self._s.rows
-        for g in self._s.census.groups():
-            r = rows[g[0]]
+        census = self._s.census
+        for g in census.groups():
+            r = census.row(g[0])
             created = None if r[6] < 0 else tuple(self._creation_frames(r[6]))
             chain = () if r[7] < 0 else tuple(self._chain_frames(r[7]))
             key = (created, chain, r[1], type(r[8]))
@@ -143,10 +153,11 @@ class Snapshot:
             c = self._s.chain_cache[cid] = frames_from_raw(self._s.census.chain_frames(cid)) or []
         return c
 
-    def _by_serial(self) -> Dict[int, TaskInfo]:
+    def _task_by_serial(self, serial: int) -> Optional[TaskInfo]:
         if self._s.by_serial is None:
-            self._s.by_serial = {r[2]: self._info(i) for i, r in enumerate(self._s.rows) if r[2]}
-        return self._s.by_serial
+            self._s.by_serial = {s: i for i, s in enumerate(self._s.column("serial")) if s}
+        i = self._s.by_serial.get(serial)
+        return None if i is None else self._info(i)
 
 
 def snapshot(*, chain_depth: int = 64) -> Snapshot:

@@ -30,7 +30,7 @@ class TaskInfo:
         self._row = row
         self._cache: Dict[str, Any] = {}
 
-    # row layout (from _core.Census.rows): task, state, serial, parent_serial,
+    # row layout (from _core.Census.row): task, state, serial, parent_serial,
     # created_ns, thread, creation_id, chain_id, waiter, leaf
 
     @property
@@ -87,7 +87,7 @@ class TaskInfo:
         ps = self._row[3]
         if not ps:
             return None
-        other = self._snap._by_serial().get(ps)
+        other = self._snap._task_by_serial(ps)
         return other.name if other is not None else f"<task #{ps}, no longer alive>"
 
     @property

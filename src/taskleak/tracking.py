@@ -184,19 +184,12 @@ def status() -> Dict[str, Any]:
 
 def live_tasks() -> List["asyncio.Task[Any]"]:
     """Every live task of every loop in the process, tracked or not."""
-    seen: Dict[int, Any] = {}
     ws = _registry()
-    if ws is not None:
-        for t in list(ws):
-            seen[id(t)] = t
+    strong: List[Any] = []
     eager = _eager_registry()
     if eager:
-        for t in list(eager):
-            seen[id(t)] = t
+        strong.append(eager)
     current = getattr(asyncio.tasks, "_current_tasks", None)
     if isinstance(current, dict):
-        for t in list(current.values()):
-            seen[id(t)] = t
-    for t in _core.tracked_tasks():
-        seen[id(t)] = t
-    return list(seen.values())
+        strong.append(list(current.values()))
+    return _core.live_tasks(ws.data if ws is not None else None, strong)
