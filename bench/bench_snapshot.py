@@ -20,6 +20,11 @@ and, for comparison, what a user would do by hand:
   by hand: get_stack     tasks = asyncio.all_tasks(); [t.get_stack() for t in tasks]
   by hand: print_stack   the same, formatted as text: t.print_stack(file=StringIO)
 
+gc.collect() runs before each timed operation, so a collection triggered by
+the report's own allocations is the only GC counted. --breakdown also times
+snapshot()'s phases through taskleak's private internals (live_tasks(),
+_core.census(), Census.rows(), groups()), to show where the time goes.
+
 How to read the output: milliseconds, median over the repeats (min/max show
 the spread). The target is snapshot+format <= 200 ms for 100,000 tasks. The
 ratios compare taskleak (which also gives creation sites, full await chains,
@@ -104,6 +109,36 @@ def _by_hand_print_stack() -> int:
     return len(out.getvalue())
 
 
+def breakdown(repeats: int) -> None:
+    """Phases of snapshot() and format(), via private internals (may change)."""
+    from taskleak import _core, tracking
+    from taskleak.snapshot import Snapshot, _Shared
+
+    phases: Dict[str, List[float]] = {}
+
+    def add(name: str, ms: float) -> None:
+        phases.setdefault(name, []).append(ms)
+
+    for _ in range(repeats):
+        gc.collect()
+        t_live, live = _ms(tracking.live_tasks)
+        t_census, census = _ms(lambda: _core.census(live, 64))
+        t_rows, shared = _ms(lambda: _Shared(census, _core.monotonic_ns()))
+        snap = Snapshot(shared, None, [])
+        t_groups, _ = _ms(snap.groups)
+        t_fmt, _ = _ms(snap.format)  # groups() already cached: the rest of format()
+        add("live_tasks()", t_live)
+        add("_core.census()", t_census)
+        add("Census.rows() (_Shared)", t_rows)
+        add("Snapshot.groups()", t_groups)
+        add("format() minus groups()", t_fmt)
+        del live, census, shared, snap
+    print()
+    print("  breakdown (private internals; median ms):")
+    for k, v in phases.items():
+        print(f"    {k:<28}{statistics.median(v):>8.1f}")
+
+
 async def run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     ev = asyncio.Event()
@@ -185,6 +220,9 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  target snapshot+format <= {TARGET_MS:.0f} ms for 100,000 tasks: {verdict} "
           f"({total:.1f} ms for {args.n}){scaled}")
 
+    if args.breakdown:
+        breakdown(args.repeats)
+
     # Clean up: cancel everything and wait for it.
     t0 = time.perf_counter()
     for t in tasks:
@@ -204,6 +242,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                    help="repeats of the (slow) by-hand print_stack comparison (default 3)")
     p.add_argument("--no-by-hand", action="store_true", help="skip the by-hand comparisons")
     p.add_argument("--stack-depth", type=int, default=32, help="taskleak.install(stack_depth=...) (default 32)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also time snapshot()'s phases (uses taskleak's private internals)")
     p.add_argument("--show", action="store_true", help="print the whole report of the first snapshot")
     args = p.parse_args(argv)
     if args.n < 4:
