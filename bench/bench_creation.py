@@ -167,7 +167,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--rounds", type=int, default=7, help="timed rounds (default 7)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     p.add_argument("--depth", type=int, default=8,
-                   help="coroutine frames between the driver and the create_task caller (default 8)")
+                   help="recursion levels of the coroutine helper that creates the tasks (default 8)")
     p.add_argument("--stack-depth", type=int, default=32,
                    help="frames recorded per task by taskleak and py-factory (default 32)")
     p.add_argument("--gather", action="store_true", help="await each batch with asyncio.gather (default: await each task)")
@@ -198,9 +198,9 @@ def main(argv: Optional[List[str]] = None) -> None:
           f"mechanism={st['mechanism']}, frame_walk={st['frame_walk']}")
     print(f"  {args.n} tasks/round in batches of {args.batch} ({'gather' if args.gather else 'await each'}), "
           f"{args.rounds} rounds + {args.warmup} warm-up, order rotated per round")
-    print(f"  create_task() is called {args.depth} coroutine frames below the driver: "
-          f"{probe[0]} Python frames on the stack at the call "
-          f"(taskleak and py-factory record up to {args.stack_depth})")
+    print(f"  create_task() is called from a plain function under {args.depth + 1} nested coroutine frames: "
+          f"{probe[0]} Python frames on the stack at the call, plus asyncio's own create_task "
+          f"frames (taskleak and py-factory keep up to {args.stack_depth})")
     if "debug" in chosen:
         print(f"  debug variant runs {debug_n} tasks/round (per-task time is comparable)")
     print()

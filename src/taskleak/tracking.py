@@ -52,7 +52,7 @@ def _probe_registry() -> bool:
             pass
 
         coro = _taskleak_probe()
-        task = loop.create_task(coro)
+        task = loop.create_task(coro, name="taskleak-probe")  # named: no Task-N counter bump
         ok = _core.creation_info(task) is not None
         try:
             task._log_destroy_pending = False  # type: ignore[attr-defined]
