@@ -30,8 +30,10 @@ Three parts:
    line says whether they came back exactly).
 
 status() counts the tables by capacity (std::vector reserve included), so
-part 1 moves in steps with N (about 53-72 bytes/task between 30k and 200k
-tasks); part 2 only sees the pages actually touched.
+part 1 moves in steps with N (at commit 054f9c2: 48-57 bytes/task for N
+between 30k and 200k); part 2 only sees pages actually touched, but also
+allocator effects (e.g. a table being regrown), so the two need not agree to
+the byte.
 """
 
 from __future__ import annotations

@@ -44,16 +44,33 @@ static PyObject *str_loop() {
     return s;
 }
 
-// The serial of the task running on `loop` right now, 0 if none/untracked.
-static uint32_t parent_serial(Tracker &t, PyObject *loop) {
-    if (t.current_tasks == nullptr || loop == nullptr) return 0;
+// The record of the task running on `loop` right now, if it is tracked.
+static const CreationRecord *parent_record(Tracker &t, PyObject *loop) {
+    if (t.current_tasks == nullptr || loop == nullptr) return nullptr;
     PyObject *cur = PyDict_GetItemWithError(t.current_tasks, loop);  // borrowed
     if (cur == nullptr) {
         PyErr_Clear();
-        return 0;
+        return nullptr;
     }
-    const CreationRecord *r = lookup_record(cur);
-    return r ? r->serial : 0;
+    return lookup_record(cur);
+}
+
+// Which check() scope a new task is charged to: the scope ContextVar (tasks
+// inherit a copy of their creator's context), else the creating task's scope
+// (runners such as pytest-asyncio run tests in a context of their own), else
+// the ambient scope the pytest plugin sets around a test call.
+static uint16_t scope_of_new_task(Tracker &t, const CreationRecord *parent) {
+    if (t.scope_var != nullptr) {
+        PyObject *v = nullptr;
+        if (PyContextVar_Get(t.scope_var, nullptr, &v) == 0 && v != nullptr) {
+            long id = PyLong_Check(v) ? PyLong_AsLong(v) : 0;
+            Py_DECREF(v);
+            if (id > 0 && id <= 0xFFFF) return (uint16_t)id;
+        }
+        PyErr_Clear();
+    }
+    if (parent != nullptr && parent->scope != 0) return parent->scope;
+    return t.ambient_scope;
 }
 
 // First sight of a loop: let the Python side adopt it (exception handler
@@ -91,10 +108,11 @@ void record_creation(PyObject *task, PyObject *ref, PyObject *loop) {
     rec.created_ns = monotonic_ns();
     rec.serial = t.next_serial++;
     if (t.next_serial == 0) t.next_serial = 1;
-    rec.parent_serial = parent_serial(t, loop);
+    const CreationRecord *parent = parent_record(t, loop);
+    rec.parent_serial = parent ? parent->serial : 0;
+    rec.scope = scope_of_new_task(t, parent);
     rec.stack = n > 0 ? t.stacks.intern(frames, n) : StackTable::NONE;
     rec.thread = thread_index(t);
-    rec.scope = 0;
     t.tasks.insert(rec);
     t.tracked_total++;
     notice_loop(t, loop);

@@ -71,7 +71,7 @@ static nb::object creation_info(nb::handle task) {
     unsigned long thread = r->thread < t.threads.size() ? t.threads[r->thread] : 0;
     nb::object frames = stack_frames(t.stacks, r->stack);
     return nb::make_tuple(r->serial, r->parent_serial, r->created_ns, thread, frames,
-                          r->stack == StackTable::DROPPED);
+                          r->stack == StackTable::DROPPED, r->scope);
 }
 
 static nb::dict stats() {
@@ -130,7 +130,21 @@ NB_MODULE(_core, m) {
     m.def("track_task", [](nb::handle task) { return track_task(task.ptr()); }, "task"_a,
           "Record the creation of `task` (factory path). Call right after creating it.");
     m.def("creation_info", &creation_info, "task"_a,
-          "(serial, parent_serial, created_ns, thread_ident, frames|None, dropped) or None.");
+          "(serial, parent_serial, created_ns, thread_ident, frames|None, dropped, scope) or None.");
+    m.def("set_scope_var", [](nb::handle var) {
+        Py_XSETREF(tracker().scope_var, var.is_none() ? nullptr : Py_NewRef(var.ptr()));
+    }, "var"_a.none());
+    m.def("set_ambient_scope", [](int id) { tracker().ambient_scope = (uint16_t)(id & 0xFFFF); }, "id"_a);
+    m.def("scope_tasks", [](int id) {
+        // Live tasks charged to scope `id`.
+        nb::list out;
+        tracker().tasks.for_each([&](const CreationRecord &r) {
+            if (r.scope != (uint16_t)id) return;
+            PyObject *task = PyWeakref_GetObject(r.ref);
+            if (task != nullptr && task != Py_None) out.append(nb::borrow(task));
+        });
+        return out;
+    }, "id"_a);
     m.def("stats", &stats);
     m.def("set_qualname_resolver", [](nb::handle fn) {
         Py_XSETREF(qualname_resolver, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
@@ -216,6 +230,7 @@ NB_MODULE(_core, m) {
                 else if (name == "serial") v = r.serial;
                 else if (name == "parent") v = r.parent_serial;
                 else if (name == "created") v = r.created_ns;
+                else if (name == "scope") v = r.scope;
                 else if (name == "identity") v = (int64_t)(uintptr_t)r.task;
                 else if (name == "waiter_type") v = r.waiter ? (int64_t)(uintptr_t)Py_TYPE(r.waiter) : 0;
                 else throw nb::value_error("unknown column");

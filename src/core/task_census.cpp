@@ -66,6 +66,7 @@ void TaskCensus::collect(PyObject *task_list, int chain_depth) {
             row.parent_serial = r->parent_serial;
             row.thread = r->thread < t.threads.size() ? t.threads[r->thread] : 0;
             row.creation = r->stack;
+            row.scope = r->scope;
             if (row.creation < StackTable::DROPPED) t.stacks.incref(row.creation);
         }
         if (row.state == TaskState::Pending) {

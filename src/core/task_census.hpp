@@ -22,6 +22,7 @@ struct CensusRow {
     uint32_t parent_serial;
     uint32_t creation;       // id in the global stack table, NONE if unknown
     uint32_t chain;          // id in the census' own chain table
+    uint16_t scope;          // check() scope the task is charged to
     TaskState state;
 };
 

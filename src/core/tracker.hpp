@@ -29,6 +29,10 @@ struct Tracker {
     PyObject *on_new_loop = nullptr;          // Python callable(loop)
     PyObject *last_loop = nullptr;            // weakref to the loop seen last
 
+    // check() scopes: see scope_of_new_task in creation_hook.cpp.
+    PyObject *scope_var = nullptr;            // contextvars.ContextVar[int]
+    uint16_t ambient_scope = 0;
+
     // Our callables, created once.
     PyObject *registry_death_cb = nullptr;
     PyObject *factory_death_cb = nullptr;

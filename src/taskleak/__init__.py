@@ -15,6 +15,7 @@ if getattr(_sys, "_is_gil_enabled", lambda: True)() is False:  # pragma: no cove
         "use a regular CPython build")
 
 from . import qualname as _qualname
+from .check import KINDS, Leak, LeakCheck, TaskLeakError, TaskLeakWarning, check
 from .frame import Frame
 from .loss_recorder import LossEvent, clear_loss_events, loss_events
 from .snapshot import Snapshot, snapshot
@@ -26,6 +27,12 @@ _qualname.enable_if_needed()
 __version__ = "0.1.0"
 
 __all__ = [
+    "KINDS",
+    "Leak",
+    "LeakCheck",
+    "TaskLeakError",
+    "TaskLeakWarning",
+    "check",
     "Frame",
     "LossEvent",
     "Snapshot",

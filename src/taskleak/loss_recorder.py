@@ -49,6 +49,10 @@ class LossEvent:
     serial: Optional[int] = None
     age_s: Optional[float] = None
     time: float = field(default_factory=time.monotonic)
+    scope: int = 0  # the check() scope the task was charged to, 0 if none
+    # The exception itself, kept only for tasks charged to a check() scope
+    # (holding tracebacks process-wide would hold their frames' locals).
+    exception_object: Optional[BaseException] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -72,6 +76,12 @@ def loss_events() -> List[LossEvent]:
 
 def dropped_events() -> int:
     return _dropped
+
+
+def scope_events(scope: int) -> List[LossEvent]:
+    """The loss events of tasks charged to check() scope `scope`."""
+    with _events_lock:
+        return [e for e in _events if e.scope == scope]
 
 
 def clear_loss_events() -> None:
@@ -112,7 +122,9 @@ def describe_task(task: Any, kind: str, exception: Optional[BaseException] = Non
         name = task.get_name()
     except Exception:
         name = "?"
-    return LossEvent(kind, name, _coro_name(task), created, stack, waiting, exc_text, serial, age)
+    scope = info[6] if info is not None else 0
+    return LossEvent(kind, name, _coro_name(task), created, stack, waiting, exc_text, serial, age,
+                     scope=scope, exception_object=exception if scope else None)
 
 
 def _record(event: LossEvent) -> None:

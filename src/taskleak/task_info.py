@@ -132,3 +132,34 @@ class TaskInfo:
         return f"<TaskInfo {self.name!r} {self.coro}() {self.state}>"
 
 
+
+
+class DetachedTaskInfo(TaskInfo):
+    """A TaskInfo for a task that no longer exists (captured in a loss event):
+    same fields, fixed values, ``task`` is None."""
+
+    __slots__ = ()
+
+    def __init__(self, values: Dict[str, Any]) -> None:  # noqa: D107 - internal
+        self._snap = None  # type: ignore[assignment]
+        self._row = ()
+        self._cache = values
+
+    @classmethod
+    def from_event(cls, e: Any) -> "DetachedTaskInfo":
+        state = "failed" if e.kind == "never-retrieved" else "pending"
+        return cls({"name": e.task_name, "coro": e.coro, "state": state, "age_s": e.age_s,
+                    "created_at": e.created_at, "stack": e.stack, "waiting_on": e.waiting_on,
+                    "serial": e.serial, "event": e.kind})
+
+    task = property(lambda self: None)  # type: ignore[assignment]
+    name = property(lambda self: self._cache["name"])  # type: ignore[assignment]
+    coro = property(lambda self: self._cache["coro"])  # type: ignore[assignment]
+    state = property(lambda self: self._cache["state"])  # type: ignore[assignment]
+    serial = property(lambda self: self._cache["serial"])  # type: ignore[assignment]
+    age_s = property(lambda self: self._cache["age_s"])  # type: ignore[assignment]
+    thread = property(lambda self: None)  # type: ignore[assignment]
+    created_at = property(lambda self: self._cache["created_at"])  # type: ignore[assignment]
+    parent = property(lambda self: None)  # type: ignore[assignment]
+    stack = property(lambda self: self._cache["stack"])  # type: ignore[assignment]
+    waiting_on = property(lambda self: self._cache["waiting_on"])  # type: ignore[assignment]
