@@ -45,7 +45,7 @@ def format_leaks(leaks: List["Leak"], label: str = "check()", max_frames: int = 
                                                            if len(names) > max_names else ""))
         if t.waiting_on and lk.kind in ("pending", "gc-pending"):
             orphan = "yes" if t.orphaned else "no"
-            out.append(f"  waiting on: {t.waiting_on} (orphaned: {orphan})")
+            out.append(f"  waiting on: {t.waiting_on}; orphaned: {orphan}")
         if lk.exception_text:
             out.append(f"  exception: {lk.exception_text}")
         if lk.held_by:
