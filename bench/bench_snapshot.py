@@ -234,10 +234,13 @@ async def run(args: argparse.Namespace) -> None:
     for k in ("by hand: get_stack", "by hand: print_stack"):
         if results[k]:
             print(f"  taskleak snapshot+format / {k[9:]} = {total / statistics.median(results[k]):.2f}x")
-    scaled = f" (scaled to 100,000 tasks: {total / args.n * 100_000:.0f} ms)" if args.n != 100_000 else ""
-    verdict = "met" if total / args.n * 100_000 <= TARGET_MS else "NOT met"
-    print(f"  target snapshot+format <= {TARGET_MS:.0f} ms for 100,000 tasks: {verdict} "
-          f"({total:.1f} ms for {args.n}){scaled}")
+    if args.n >= 100_000:
+        verdict = "met" if total <= TARGET_MS else "NOT met"
+        print(f"  target snapshot+format <= {TARGET_MS:.0f} ms for 100,000 tasks: {verdict} "
+              f"({total:.1f} ms for {args.n})")
+    else:
+        print(f"  target snapshot+format <= {TARGET_MS:.0f} ms is for 100,000 tasks (run with -n 100000); "
+              f"linear estimate from {args.n}: {total / args.n * 100_000:.0f} ms")
 
     if args.breakdown:
         breakdown(args.repeats)

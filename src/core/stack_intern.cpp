@@ -26,15 +26,21 @@ uint64_t StackTable::hash_frames(const CodeLoc *frames, int n) {
     return h;
 }
 
+// Field by field: CodeLoc has 4 bytes of padding that capture buffers leave
+// uninitialised, so memcmp would intern one stack several times.
+static bool same_frames(const CodeLoc *a, const CodeLoc *b, int n) {
+    for (int i = 0; i < n; ++i)
+        if (a[i].code != b[i].code || a[i].offset != b[i].offset) return false;
+    return true;
+}
+
 size_t StackTable::find_slot(uint64_t h, const CodeLoc *frames, int n) const {
     size_t mask = index_.size() - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         uint32_t v = index_[i];
         if (v == 0) return i;
         const Entry *e = entries_[v - 1];
-        if (e->hash == h && e->n == n &&
-            std::memcmp(e->frames, frames, sizeof(CodeLoc) * (size_t)n) == 0)
-            return i;
+        if (e->hash == h && e->n == n && same_frames(e->frames, frames, n)) return i;
     }
 }
 
@@ -74,8 +80,10 @@ uint32_t StackTable::intern(const CodeLoc *frames, int n) {
     e->hash = h;
     e->refcnt = 1;
     e->n = n;
+    std::memset(e->frames, 0, sizeof(CodeLoc) * (size_t)n);
     for (int i = 0; i < n; ++i) {
-        e->frames[i] = frames[i];
+        e->frames[i].code = frames[i].code;
+        e->frames[i].offset = frames[i].offset;
         Py_INCREF((PyObject *)frames[i].code);
     }
     uint32_t id;

@@ -110,10 +110,10 @@ class Snapshot:
         return out
 
     def _merged_groups(self) -> List[List[int]]:
-        # The core groups by interned (code, offset) stacks. On 3.11/3.12 the
-        # saved offset of a calling frame can point at the call or at one of
-        # its inline cache entries depending on specialisation, so stacks that
-        # render identically can have different ids: merge by rendered frames.
+        # The core groups by interned (code, offset) stacks; a reader sees
+        # file:line. Two calls on one line, or a frame saved at an inline cache
+        # entry rather than its call, differ in offset but not in what the
+        # report shows: merge groups whose rendered frames are identical.
         merged: Dict[tuple, List[int]] = {}
         census = self._s.census
         for g in census.groups():
