@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
 from . import _core, scopes, tracking
 from .frame import creation_site
 from .holders import holder_paths
-from .loss_recorder import scope_events
+from .loss_recorder import is_asyncgen_finalizer, scope_events
 from .snapshot import Snapshot, _Shared
 from .task_info import DetachedTaskInfo, TaskInfo
 
@@ -131,7 +131,7 @@ class LeakCheck:
     def __init__(self, *, grace: float = 0.1, ignore: Sequence[IgnoreRule] = (),
                  kinds: Iterable[str] = KINDS, on_leak: str = "raise", collect: bool = True,
                  label: str = "check()") -> None:
-        kinds = tuple(kinds)
+        kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
         ignore = tuple([ignore] if isinstance(ignore, str) or callable(ignore) else ignore)
         _validate(grace, kinds, on_leak, ignore)
         self.grace = float(grace)
@@ -146,8 +146,10 @@ class LeakCheck:
 
     # -- entering and leaving ----------------------------------------------------
     def _enter(self) -> "LeakCheck":
-        if self._scope is not None:
+        if self._scope is not None and self._scope.open:
             raise RuntimeError("this check() is already active; use a new taskleak.check() per scope")
+        self.leaks = []
+        self._to_cancel = []
         tracking.install()
         self._scope = scopes.open_scope(self.label)
         self._token = scopes.SCOPE_VAR.set(self._scope.id)
@@ -175,7 +177,7 @@ class LeakCheck:
     async def __aexit__(self, et: Any, ev: Any, tb: Any) -> None:
         self._leave()
         await self._yield_grace()
-        self._finish(body_failed=et is not None)
+        self._finish(body_failed=et is not None, can_await=True)
         if self.on_leak == "cancel" and self._to_cancel:
             await asyncio.gather(*self._to_cancel, return_exceptions=True)
             self._raise_after_cancel(body_failed=et is not None)
@@ -200,7 +202,8 @@ class LeakCheck:
     def _pending_scope_tasks(self) -> List["asyncio.Task[Any]"]:
         assert self._scope is not None
         me = _current_task_or_none()
-        return [t for t in _core.scope_tasks(self._scope.id) if not t.done() and t is not me]
+        return [t for t in _core.scope_tasks(self._scope.id)
+                if not t.done() and t is not me and not is_asyncgen_finalizer(t)]
 
     async def _yield_grace(self) -> None:
         deadline = time.monotonic() + self.grace
@@ -231,7 +234,9 @@ class LeakCheck:
             delay *= 2
 
     # -- finding leaks -------------------------------------------------------------
-    def _finish(self, body_failed: bool) -> None:
+    def _finish(self, body_failed: bool, can_await: bool = False) -> None:
+        """Find the leaks and act on them. With `can_await` (async exit), the
+        caller awaits the cancelled tasks and raises afterwards."""
         assert self._scope is not None
         scope = self._scope
         self._to_cancel: List["asyncio.Task[Any]"] = []
@@ -257,7 +262,9 @@ class LeakCheck:
                                if lk.kind == "pending" and lk.task.task is not None and not lk.task.task.done()]
             for t in self._to_cancel:
                 t.cancel()
-            if not self._to_cancel or _current_task_or_none() is None:
+            if not (can_await and self._to_cancel):
+                # Sync exit: await them where their loop is idle; inside a
+                # running loop they are cancelled but cannot be awaited here.
                 self._drive_cancellations()
                 self._raise_after_cancel(body_failed)
         elif not body_failed:  # never mask the body's own exception
@@ -291,10 +298,10 @@ class LeakCheck:
         for t in pending:
             leaks.append(Leak("pending", infos[id(t)]))
         for t in done:
-            failed_unread = not t.cancelled() and t.exception() is not None and _unretrieved(t)
+            failed_unread = _unretrieved(t)  # not t.exception(): that marks the exception retrieved
             if id(t) in held:
                 kind = "never-retrieved" if failed_unread else "done-retained"
-                exc = t.exception() if failed_unread else None
+                exc = getattr(t, "_exception", None) if failed_unread else None  # no side effect
                 leaks.append(Leak(kind, infos[id(t)], held_by=held[id(t)], exception=exc,
                                   exception_text=_exc_text(exc)))
         assert self._scope is not None

@@ -16,7 +16,7 @@ import asyncio
 import gc
 import sys
 import types
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set
 
 __all__ = ["holder_paths"]
 
@@ -82,20 +82,22 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[int] 
     as long-lived holders (tasks created in the scope under check)."""
     running = _running_frames()
     own: Set[int] = set(exclude)
-    # parent links: child id -> (holder, edge); origin: node id -> target id
-    origin: Dict[int, int] = {id(t): id(t) for t in targets}
-    link: Dict[int, Tuple[Any, Any]] = {}
+    # For each node reached: the frontier objects it holds (`kids`) and the
+    # targets reachable below it (`reach`), so one container holding several
+    # targets yields a path to each of them.
+    reach: Dict[int, Set[int]] = {id(t): {id(t)} for t in targets}
+    kids_of: Dict[int, List[Any]] = {}
     found: Dict[int, List[str]] = {}
     frontier: List[Any] = list(targets)
     seen: Set[int] = {id(t) for t in targets}
-    own.update({id(frontier), id(targets), id(seen), id(origin), id(link)})
+    own.update({id(frontier), id(targets), id(seen), id(reach), id(kids_of)})
     for _ in range(max_depth):
         if not frontier:
             break
         own.add(id(frontier))
         referrers = gc.get_referrers(*frontier)
         own.add(id(referrers))
-        frontier_ids = {id(x): x for x in frontier}
+        frontier_ids = {id(x) for x in frontier}
         nxt: List[Any] = []
         for r in referrers:
             rid = id(r)
@@ -104,23 +106,22 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[int] 
                 continue
             if isinstance(r, asyncio.AbstractEventLoop):
                 continue  # the loop's own bookkeeping
-            children = [c for c in gc.get_referents(r) if id(c) in frontier_ids]
-            if not children:
+            kids = [c for c in gc.get_referents(r) if id(c) in frontier_ids]
+            if not kids:
                 continue
-            child = children[0]
             seen.add(rid)
-            link[rid] = (child, r)
-            origin[rid] = origin[id(child)]
-            tid = origin[rid]
+            kids_of[rid] = kids
+            reach[rid] = set().union(*(reach[id(c)] for c in kids))
             root = _root_name(r, suspects)
             if root is None:
                 nxt.append(r)
                 continue
             if root == "":
                 continue  # a dead end that is not a leak
-            paths = found.setdefault(tid, [])
-            if len(paths) < max_paths:
-                paths.append(_render(root, r, link, origin, targets))
+            for tid in reach[rid]:
+                paths = found.setdefault(tid, [])
+                if len(paths) < max_paths:
+                    paths.append(_render(root, r, tid, kids_of, reach))
         frontier = nxt
         del referrers
     return found
@@ -144,7 +145,10 @@ def _root_name(r: Any, suspects: Set[int]) -> Optional[str]:
     if isinstance(r, types.FrameType):
         return None
     if isinstance(r, (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)):
-        return None
+        # A coroutine on the active await chain is a running frame (3.12+
+        # reports the coroutine, not its frame, as the referrer).
+        running = getattr(r, "cr_running", None) or getattr(r, "gi_running", None) or getattr(r, "ag_running", None)
+        return "" if running else None
     if isinstance(r, asyncio.Task):
         if id(r) in suspects or r.done():
             return ""
@@ -152,28 +156,24 @@ def _root_name(r: Any, suspects: Set[int]) -> Optional[str]:
     return None
 
 
-def _render(root: str, r: Any, link: Dict[int, Tuple[Any, Any]], origin: Dict[int, int],
-            targets: List[Any]) -> str:
+def _render(root: str, r: Any, tid: int, kids_of: Dict[int, List[Any]], reach: Dict[int, Set[int]]) -> str:
     parts = [root]
     node = r
     for _ in range(64):
-        nxt = link.get(id(node))
-        if nxt is None:
+        child = next((c for c in kids_of.get(id(node), ()) if tid in reach.get(id(c), ())), None)
+        if child is None:
             break
-        child, holder = nxt
-        if isinstance(child, dict) and _module_of_dict(child) is None and isinstance(holder, (type, types.ModuleType)):
+        if isinstance(child, dict) and _module_of_dict(child) is None and isinstance(node, (type, types.ModuleType)):
             edge = ""
         else:
-            edge = _edge(holder, child)
+            edge = _edge(node, child)
         if edge == ".":
-            pass
+            parts.append(".")
         elif edge.startswith("[") and parts[-1] == ".":
             parts[-1] = f".{edge[2:-2]}" if edge[1] in "'\"" else edge
         else:
             parts.append(edge if edge else f" -> {_describe(child)}")
-        if edge == ".":
-            parts.append(".")
-        if any(child is t for t in targets):
+        if id(child) == tid:
             break
         node = child
     return "".join(parts)

@@ -185,10 +185,19 @@ def unchain_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
 _original_cancel_all: Any = None
 
 
+def is_asyncgen_finalizer(task: Any) -> bool:
+    """asyncio's own task closing an abandoned async generator (aclose()):
+    housekeeping that runs the generator's finally blocks, not a leak."""
+    try:
+        return type(task.get_coro()).__name__ == "async_generator_athrow"
+    except Exception:
+        return False
+
+
 def _cancel_all_tasks_recording(loop: asyncio.AbstractEventLoop) -> None:
     try:
         for task in asyncio.all_tasks(loop):
-            if not task.done():
+            if not task.done() and not is_asyncgen_finalizer(task):
                 _record(describe_task(task, "pending-at-shutdown"))
     except Exception:
         pass
