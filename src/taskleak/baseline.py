@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from .frame import Frame, creation_site, is_library, is_machinery, _SITE_MARKERS, _STDLIB_DIR
 
@@ -167,6 +167,3 @@ def _parse(path: str, data: Any) -> Dict[Key, Set[str]]:
         entries.setdefault((fields[0], fields[1], fields[2]), set()).update(tests)
     return entries
 
-
-def keys_of(rows: Iterable[Dict[str, Any]]) -> List[Key]:
-    return [(r["kind"], r["created"], r["suspended"]) for r in rows]

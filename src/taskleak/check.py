@@ -304,13 +304,14 @@ class LeakCheck:
                 exc = getattr(t, "_exception", None) if failed_unread else None  # no side effect
                 leaks.append(Leak(kind, infos[id(t)], held_by=held[id(t)], exception=exc,
                                   exception_text=_exc_text(exc)))
-        assert self._scope is not None
-        self._scope.meta["reported_serials"] = {lk.task.serial for lk in leaks if lk.task.serial}
         for e in scope_events(sid):
             kind = {"pending-at-shutdown": "pending", "destroyed-pending": "gc-pending",
                     "never-retrieved": "never-retrieved"}[e.kind]
             leaks.append(Leak(kind, DetachedTaskInfo.from_event(e), exception=e.exception_object,
                               exception_text=e.exception))
+        assert self._scope is not None
+        # Whatever was looked at here is not a "late" leak if it surfaces again.
+        self._scope.meta["reported_serials"] = {lk.task.serial for lk in leaks if lk.task.serial}
         return [lk for lk in leaks if lk.kind in self.kinds and not _ignored(lk.task, self.ignore)]
 
 

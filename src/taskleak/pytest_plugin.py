@@ -21,18 +21,27 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import pytest
 
-from . import _core
+from . import _core, tracking
 from .baseline import Baseline, BaselineError, leak_key
 from .check import KINDS, Leak, LeakCheck, TaskLeakError, TaskLeakWarning, _ignored, format_leaks
 from .frame import Frame, creation_site, user_frame
+from .holders import holder_paths
 from .loss_recorder import dropped_events, loss_events, scope_events
 from .task_info import DetachedTaskInfo, TaskInfo
 
 __all__ = ["TaskLeakPytestWarning"]
 
-# Tasks of test runners themselves: anyio's runner task lives as long as its
-# runner, which may be opened and closed inside one test call.
-HARNESS_IGNORE = ("*TestRunner._run_tests_and_fixtures",)
+
+
+def _is_harness_task(info: TaskInfo) -> bool:
+    """Tasks of test runners themselves: anyio's runner task lives as long as
+    its runner, which may be opened and closed inside one test call. (Not a
+    glob: globs also match creation sites, and every task a test creates under
+    anyio has this coroutine on its creation stack.)"""
+    return info.coro == "TestRunner._run_tests_and_fixtures"
+
+
+HARNESS_IGNORE = (_is_harness_task,)
 MARKER_OPTIONS = ("grace", "ignore", "kinds", "on_leak", "collect")
 MODES = {"fail": "raise", "warn": "warn"}
 EVENT_KINDS = {"pending-at-shutdown": "pending", "destroyed-pending": "gc-pending",
@@ -160,6 +169,13 @@ class TaskleakPlugin:
         self.events_seen = len(loss_events()) + dropped_events()
         self.summary = _Summary()
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # Track from before the first fixture runs: a background task that a
+        # session fixture starts must be known (numbered) to tell its children
+        # from the tests' own tasks. Nothing is patched when no test is checked.
+        if self.enabled or any(item.get_closest_marker("taskleak") for item in session.items):
+            tracking.install()
+
     # ---- per test ----------------------------------------------------------
     def _options(self, item: pytest.Item) -> Optional[Dict[str, Any]]:
         if item.get_closest_marker("no_taskleak") is not None:
@@ -188,12 +204,14 @@ class TaskleakPlugin:
             return (yield)
         on_leak = opts["on_leak"]
         try:
-            # Leaks are always raised to us; the plugin applies the baseline
-            # and then fails / warns / logs itself.
-            lc = LeakCheck(**{**opts, "on_leak": "cancel" if on_leak == "cancel" else "raise"}, label=item.nodeid)
+            lc = LeakCheck(**opts, label=item.nodeid)
         except (TypeError, ValueError) as e:
             pytest.fail(f"taskleak: bad @pytest.mark.taskleak options: {e}", pytrace=False)
+        # Leaks are always raised to us: the plugin applies the baseline, then
+        # fails / warns / logs itself.
+        lc.on_leak = "cancel" if on_leak == "cancel" else "raise"
         lc._enter()
+        first_serial = _core.stats()["tracked_total"] + 1  # tasks numbered below this predate the test
         # pytest-asyncio and anyio run the test coroutine in a context of
         # their own, where the scope ContextVar set here may not be visible:
         # tasks with neither a scope in their context nor a scoped creating
@@ -207,9 +225,9 @@ class TaskleakPlugin:
         finally:
             _core.set_ambient_scope(0)
             lc._leave()
-            self._finish(item, lc, on_leak, body_failed)
+            self._finish(item, lc, on_leak, body_failed, first_serial)
 
-    def _finish(self, item: pytest.Item, lc: LeakCheck, on_leak: str, body_failed: bool) -> None:
+    def _finish(self, item: pytest.Item, lc: LeakCheck, on_leak: str, body_failed: bool, first_serial: int) -> None:
         __tracebackhide__ = True
         lc._drive_idle_loops()  # grace: e.g. pytest-asyncio's loop is idle between tests
         try:
@@ -221,10 +239,12 @@ class TaskleakPlugin:
         # Loss events the check already consumed are not "late" either.
         reported = set(scope.meta.get("reported_serials", ())) | {e.serial for e in scope_events(scope.id) if e.serial}
         self.finished[scope.id] = _Finished(item.nodeid, on_leak, lc.kinds, lc.ignore, reported)
-        rows = [self._row(lk, item.nodeid, on_leak) for lk in lc.leaks]
+        leaks = _drop_older_tasks_children(lc.leaks, first_serial, reported)
+        leaks = _drop_test_local(item, scope.id, leaks, reported)
+        rows = [self._row(lk, item.nodeid, on_leak) for lk in leaks]
         if rows:
             item.stash[_ROWS] = rows
-        new = [lk for lk, row in zip(lc.leaks, rows) if not row["tolerated"]]
+        new = [lk for lk, row in zip(leaks, rows) if not row["tolerated"]]
         if not new:
             return
         report = format_leaks(new, item.nodeid) + _HINT
@@ -364,6 +384,75 @@ class TaskleakPlugin:
                 tr.write_line(line)
         for note in s.notes:
             tr.write_line(note, bold=True, red="NOT" in note or "exit status" in note)
+
+
+# ---- objects that live exactly as long as the test ---------------------------
+
+def _test_local_ids(item: pytest.Item) -> Set[int]:
+    """The item and what hangs off it until teardown: the unittest/class
+    instance, the bound test function, fixture values and the request."""
+    ids: Set[int] = set()
+    for name in ("_testcase", "instance", "_obj", "funcargs", "_request"):
+        try:
+            obj = getattr(item, name, None)
+        except Exception:
+            continue
+        if obj is not None:
+            ids.add(id(obj))
+            d = getattr(obj, "__dict__", None)
+            if isinstance(d, dict):
+                ids.add(id(d))
+    return ids | {id(item), id(item.__dict__)}
+
+
+def _coro_name(task: Any) -> str:
+    try:
+        return task.get_coro().__qualname__
+    except Exception:
+        return "?"
+
+
+def _drop_older_tasks_children(leaks: List[Leak], first_serial: int, reported: Set[int]) -> List[Leak]:
+    """Tasks created by a task that was already running before the test began
+    (a fixture's background task, a server's accept loop) reach the test's
+    scope only through the ambient fallback: they are that task's business,
+    not the test's. The exception is a test runner's task that runs the test
+    body itself (anyio's, which is made during fixture setup)."""
+    older: Dict[int, int] = {}  # serial -> creator serial
+    for lk in leaks:
+        info = _core.creation_info(lk.task.task) if lk.task.task is not None else None
+        if info is not None and 0 < info[1] < first_serial:
+            older[info[0]] = info[1]
+    if not older:
+        return leaks
+    runners = {(_core.creation_info(t) or (0,))[0] for t in _core.tracked_tasks()
+               if _coro_name(t) == "TestRunner._run_tests_and_fixtures"}
+    foreign = {serial for serial, creator in older.items() if creator not in runners}
+    reported |= foreign  # nor are they late leaks of this test when they end later
+    return [lk for lk in leaks if lk.task.serial not in foreign]
+
+
+def _drop_test_local(item: pytest.Item, sid: int, leaks: List[Leak], reported: Set[int]) -> List[Leak]:
+    """Finished tasks held only through the test's own objects (``self.task``
+    in an IsolatedAsyncioTestCase, a function fixture's list) are freed at
+    teardown: not done-retained. The check runs at the end of the call phase,
+    while those objects are still alive, so its holder search is redone here
+    with them treated as dead ends. One whose exception was never retrieved
+    is reported late, when it is freed."""
+    suspects = [lk for lk in leaks if lk.kind in ("done-retained", "never-retrieved") and lk.task.task is not None]
+    if not suspects:
+        return leaks
+    tasks = [lk.task.task for lk in suspects]
+    scope_ids = {id(t) for t in _core.scope_tasks(sid)}
+    held = holder_paths(tasks, scope_ids, exclude=_test_local_ids(item) | {id(tasks), id(leaks), id(suspects)})
+    keep = []
+    for lk in leaks:
+        if lk.task.task is not None and lk in suspects and id(lk.task.task) not in held:
+            if lk.kind == "never-retrieved" and lk.task.serial:
+                reported.discard(lk.task.serial)
+            continue
+        keep.append(lk)
+    return keep
 
 
 # ---- rendering --------------------------------------------------------------
