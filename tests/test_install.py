@@ -59,9 +59,6 @@ def test_concurrent_install_uninstall_is_safe():
     taskleak.install()
     assert taskleak.status()["mechanism"] == "registry"
 
-    async def main():
-        return asyncio.create_task(noop())
-
     async def check():
         t = asyncio.create_task(noop())
         assert _recorded(t)
@@ -105,7 +102,6 @@ def test_tasks_from_before_install_have_unknown_creation_site():
     assert snap["old-task"].created_at is None
     assert snap["old-task"].age_s is None
     assert snap["new-task"].created_at is not None
-    assert "creation site unknown" in taskleak.snapshot().format() or True
 
 
 def test_probe_failure_falls_back_to_chaining_factory(monkeypatch):

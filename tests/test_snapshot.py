@@ -5,8 +5,6 @@ import concurrent.futures
 import json
 import threading
 
-import pytest
-
 import taskleak
 
 
@@ -201,7 +199,6 @@ def test_pending_since_and_grouping(tracked):
 
 
 def test_every_loop_in_every_thread(tracked):
-    results = {}
     started = threading.Barrier(3)
     stop = threading.Event()
 
@@ -240,7 +237,6 @@ def test_runner_new_event_loop_and_combinators_are_tracked(tracked):
 
     async def main():
         inner_tasks = []
-        orig = asyncio.Task.__init__  # noqa: F841 - only checking records below
         await asyncio.gather(leaf(), leaf())
         await asyncio.wait_for(leaf(), 1)
         f = asyncio.ensure_future(leaf())
