@@ -10,8 +10,10 @@
 #      not the shim, so it stays valid whatever PYENV_VERSION says later.
 #   2. <pyenv root>/versions/X.Y.*/bin/pythonX.Y (newest patch release first);
 #      <pyenv root> is `pyenv root` if pyenv exists, else $HOME/.pyenv.
-#   3. (future) provisioning, e.g. 3.14/3.15 from Debian packages: add a
-#      try_provision function and call it from main() after the lookups.
+#   3. for 3.14/3.15 only: tools/provision_python.sh X.Y, which unpacks
+#      Debian's CPython packages into ~/.cache/taskleak/cpython/X.Y (once;
+#      later runs reuse it). Set TASKLEAK_NO_PROVISION=1 to skip this step.
+#      See docs/interpreters.md.
 #
 # Exit codes: 0 found (path on stdout), 1 usage error, 2 not found.
 set -euo pipefail
@@ -75,10 +77,22 @@ find_in_pyenv() {
     return 1
 }
 
-# Placeholder for provisioning interpreters the machine lacks (3.14/3.15 from
-# Debian packages). Must print the interpreter path and return 0 on success.
+# Provision interpreters the machine lacks (3.14/3.15 from Debian packages).
+# Prints the interpreter path and returns 0 on success. The provisioning
+# script's progress ("provision: ...") goes to stderr; its last stdout line is
+# the interpreter path.
 try_provision() {
-    return 1
+    case "$want" in 3.14|3.15) ;; *) return 1 ;; esac
+    local script out
+    script="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/provision_python.sh"
+    if [[ "${TASKLEAK_NO_PROVISION:-0}" == 1 ]]; then
+        looked+=("provisioning (skipped: TASKLEAK_NO_PROVISION=1)")
+        return 1
+    fi
+    looked+=("$script $want")
+    echo "$prog: no CPython $want on PATH or in pyenv; using tools/provision_python.sh" >&2
+    out=$("$script" "$want") || { looked[-1]+=" (failed)"; return 1; }
+    check_candidate "$(tail -n 1 <<<"$out")"
 }
 
 main() {
