@@ -860,8 +860,6 @@ def test_report_shows_orphaned_flag_for_pending_tasks():
     assert "waits_forever_on_orphan_future" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="orphaned detection not implemented yet: TaskInfo.orphaned is "
-                                       "always False (task_info.py); remove this mark when it lands")
 def test_report_marks_orphaned_pending_task():
     async def main():
         with pytest.raises(TaskLeakError) as ei:

@@ -78,7 +78,7 @@ static uint16_t scope_of_new_task(Tracker &t, const CreationRecord *parent) {
 // single-loop program pays one weakref deref per task.
 static void notice_loop(Tracker &t, PyObject *loop) {
     if (t.on_new_loop == nullptr || loop == nullptr || loop == Py_None) return;
-    if (t.last_loop != nullptr && PyWeakref_GetObject(t.last_loop) == loop) return;
+    if (t.last_loop != nullptr && cpython::weakref_peek(t.last_loop) == loop) return;
     PyObject *wr = PyWeakref_NewRef(loop, nullptr);
     if (wr == nullptr) {
         PyErr_Clear();

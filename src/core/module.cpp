@@ -4,6 +4,7 @@
 // call as cheap as CPython allows.
 #include "await_chain.hpp"
 #include "cpython/frames.hpp"
+#include "cpython/weakref_list.hpp"
 #include "task_census.hpp"
 #include "tracker.hpp"
 #include <nanobind/nanobind.h>
@@ -19,6 +20,8 @@ PyObject *make_registry_add();
 PyObject *make_gc_phase();
 void init_callbacks();
 bool track_task(PyObject *task);
+void bind_graph(nb::module_ &m);  // graph_bindings.cpp
+void bind_heap(nb::module_ &m);   // heap_bindings.cpp
 }  // namespace taskleak
 
 using namespace taskleak;
@@ -140,8 +143,8 @@ NB_MODULE(_core, m) {
         nb::list out;
         tracker().tasks.for_each([&](const CreationRecord &r) {
             if (r.scope != (uint16_t)id) return;
-            PyObject *task = PyWeakref_GetObject(r.ref);
-            if (task != nullptr && task != Py_None) out.append(nb::borrow(task));
+            PyObject *task = cpython::weakref_peek(r.ref);
+            if (task != nullptr) out.append(nb::borrow(task));
         });
         return out;
     }, "id"_a);
@@ -167,7 +170,7 @@ NB_MODULE(_core, m) {
             if (items == nullptr) throw nb::python_error();
             for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) {
                 PyObject *wr = PyList_GET_ITEM(items, i);
-                if (PyWeakref_Check(wr)) add(PyWeakref_GetObject(wr));
+                if (PyWeakref_Check(wr)) add(cpython::weakref_peek(wr));
             }
             Py_DECREF(items);
         }
@@ -177,14 +180,14 @@ NB_MODULE(_core, m) {
             for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) add(PyList_GET_ITEM(items, i));
             Py_DECREF(items);
         }
-        tracker().tasks.for_each([&](const CreationRecord &r) { add(PyWeakref_GetObject(r.ref)); });
+        tracker().tasks.for_each([&](const CreationRecord &r) { add(cpython::weakref_peek(r.ref)); });
         return out;
     }, "weakref_set"_a.none(), "strong_sets"_a);
     m.def("tracked_tasks", []() {
         nb::list out;
         tracker().tasks.for_each([&](const CreationRecord &r) {
-            PyObject *task = PyWeakref_GetObject(r.ref);  // borrowed; None once dead
-            if (task != nullptr && task != Py_None) out.append(nb::borrow(task));
+            PyObject *task = cpython::weakref_peek(r.ref);  // borrowed; nullptr once dead
+            if (task != nullptr) out.append(nb::borrow(task));
         });
         return out;
     }, "Every live task that has a creation record.");
@@ -251,4 +254,6 @@ NB_MODULE(_core, m) {
         }
         return c;
     }, "tasks"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership);
+    bind_graph(m);
+    bind_heap(m);
 }

@@ -8,7 +8,18 @@ namespace taskleak {
 
 static PyObject *s(const char *x) { return PyUnicode_InternFromString(x); }
 
+static std::vector<TaskCensus *> &registry() {
+    static std::vector<TaskCensus *> r;
+    return r;
+}
+
+const std::vector<TaskCensus *> &TaskCensus::live() { return registry(); }
+
+TaskCensus::TaskCensus() : chains_(1u << 30) { registry().push_back(this); }
+
 TaskCensus::~TaskCensus() {
+    auto &r = registry();
+    r.erase(std::remove(r.begin(), r.end(), this), r.end());
     Tracker &t = tracker();
     for (CensusRow &r : rows) {
         if (r.creation < StackTable::DROPPED) t.stacks.decref(r.creation);

@@ -28,8 +28,11 @@ struct CensusRow {
 
 class TaskCensus {
 public:
-    TaskCensus() : chains_(1u << 30) {}
+    TaskCensus();
     ~TaskCensus();
+    // Every census alive in the process (the references they hold are
+    // discounted by the orphan check).
+    static const std::vector<TaskCensus *> &live();
     void collect(PyObject *task_list, int chain_depth);
     std::vector<CensusRow> rows;
     // Groups of row indices, largest first.

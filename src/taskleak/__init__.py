@@ -17,10 +17,15 @@ if getattr(_sys, "_is_gil_enabled", lambda: True)() is False:  # pragma: no cove
 from . import qualname as _qualname
 from .check import KINDS, Leak, LeakCheck, TaskLeakError, TaskLeakWarning, check
 from .frame import Frame
+from .heap import Growth, GrowthRow, HeapIndex, HolderPath, growth, who_holds
 from .loss_recorder import LossEvent, clear_loss_events, loss_events
 from .snapshot import Snapshot, snapshot
 from .task_info import TaskInfo
 from .tracking import install, is_installed, status, uninstall
+from .dump import dump
+from .task_graph import TaskGraph, task_graph
+from .wait_target import WaitTarget
+from .why import Why, why
 
 _qualname.enable_if_needed()
 
@@ -34,6 +39,12 @@ __all__ = [
     "TaskLeakWarning",
     "check",
     "Frame",
+    "Growth",
+    "GrowthRow",
+    "HeapIndex",
+    "HolderPath",
+    "growth",
+    "who_holds",
     "LossEvent",
     "Snapshot",
     "TaskInfo",
@@ -44,4 +55,10 @@ __all__ = [
     "snapshot",
     "status",
     "uninstall",
+    "dump",
+    "task_graph",
+    "TaskGraph",
+    "WaitTarget",
+    "Why",
+    "why",
 ]

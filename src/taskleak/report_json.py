@@ -8,28 +8,35 @@ if TYPE_CHECKING:
     from .loss_recorder import LossEvent
     from .snapshot import Snapshot
 
-__all__ = ["snapshot_to_dict", "SCHEMA_VERSION"]
+__all__ = ["snapshot_to_dict", "groups_to_list", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 
 
-def snapshot_to_dict(snap: "Snapshot") -> Dict[str, Any]:
+def groups_to_list(snap: "Snapshot") -> list:
     groups = []
-    for g in snap.groups():
-        first = g[0]
+    for g in snap._index_groups():
+        first = snap._info(g[0])
+        pending = first.state == "pending"
         groups.append({
             "count": len(g),
             "state": first.state,
             "coro": first.coro,
             "waiting_on": first.waiting_on,
+            "wait_kind": first.wait.kind if pending else None,
+            "orphaned": pending and snap._group_orphaned(g),
             "created_at": None if first.created_at is None else [f.to_dict() for f in first.created_at],
             "stack": [f.to_dict() for f in first.stack],
-            "tasks": [t.name for t in g],
+            "tasks": [snap._info(i).name for i in g],
         })
+    return groups
+
+
+def snapshot_to_dict(snap: "Snapshot") -> Dict[str, Any]:
     return {
         "schema": SCHEMA_VERSION,
         "tasks": [t.to_dict() for t in snap],
-        "groups": groups,
+        "groups": groups_to_list(snap),
         "loss_events": events_to_list(snap.loss_events),
     }
 

@@ -80,6 +80,8 @@ def _group_block(snap: "Snapshot", group: List[int], max_frames: int, max_names:
             t = snap._task_by_serial(p)
             who.append(t.name if t is not None else f"<task #{p}, no longer alive>")
         lines.append("  created by: " + ", ".join(who) + (", ..." if len(parents) > 3 else ""))
+    if first.state == "pending" and snap._group_orphaned(group):
+        lines.append("  orphaned: " + first.orphan_reason)
     lines += _created_lines(first.created_at, max_frames)
     lines += _suspended_lines(first.stack, max_frames)
     return lines

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from . import _core
 from .frame import Frame, frames_from_raw
 from .loss_recorder import LossEvent, loss_events
 from .task_info import TaskInfo
+from .wait_target import ORPHANED
 from .tracking import live_tasks
 
 __all__ = ["Snapshot", "snapshot"]
+
+
+_LIVE: "weakref.WeakSet[_Shared]" = weakref.WeakSet()
 
 
 class _Shared:
     """What the snapshots derived from one census share: the native census,
     its rows and rendered-frame caches."""
 
-    def __init__(self, census: Any, taken_ns: int) -> None:
+    def __init__(self, census: Any, taken_ns: int, orphans_in_groups: bool = True) -> None:
         self.census = census
+        self.orphans_in_groups = orphans_in_groups
         self.size: int = len(census)
         self.taken_ns = taken_ns
         self.columns: Dict[str, List[int]] = {}
@@ -27,6 +33,11 @@ class _Shared:
         self.infos: Dict[int, TaskInfo] = {}
         self.by_serial: Optional[Dict[int, int]] = None
         self.groups: Optional[List[List[int]]] = None
+        self.orphans: Optional[tuple] = None  # (verdicts, root type names) per row
+        _LIVE.add(self)
+
+    def state_column_pending(self, group: Sequence[int]) -> bool:
+        return self.column("state")[group[0]] == 0
 
     def column(self, name: str) -> List[int]:
         col = self.columns.get(name)
@@ -56,8 +67,23 @@ class Snapshot:
     def _info(self, i: int) -> TaskInfo:
         info = self._s.infos.get(i)
         if info is None:
-            info = self._s.infos[i] = TaskInfo(self, self._s.census.row(i))
+            # The waiter and leaf (row[8:]) stay in the census: see TaskInfo.
+            info = self._s.infos[i] = TaskInfo(self, self._s.census.row(i)[:8] + (i,))
         return info
+
+    def _waiter(self, i: int) -> Any:
+        return _core.census_objects(self._s.census, i)[0]
+
+    def _orphan(self, i: int) -> tuple:
+        """(verdict, type name of the external holder | None) of row `i`; the
+        analysis runs once, over every task of the census."""
+        if self._s.orphans is None:
+            # Rows of every live snapshot hold tasks: taskleak's references, discounted.
+            rows = [info._row for shared in list(_LIVE) for info in list(shared.infos.values())]
+            verdicts, roots, _ = _core.orphan_analysis(self._s.census, rows)
+            del rows
+            self._s.orphans = (verdicts, roots)
+        return self._s.orphans[0][i], self._s.orphans[1][i]
 
     @property
     def tasks(self) -> List[TaskInfo]:
@@ -121,8 +147,26 @@ class Snapshot:
             created = None if r[6] < 0 else tuple(self._creation_frames(r[6]))
             chain = () if r[7] < 0 else tuple(self._chain_frames(r[7]))
             key = (created, chain, r[1], type(r[8]))
+            del r
             merged.setdefault(key, []).extend(g)
-        return sorted(merged.values(), key=len, reverse=True)
+        # Orphaned tasks never share a group with merely waiting ones.
+        out: List[List[int]] = []
+        split = self._s.orphans_in_groups or self._s.orphans is not None
+        for g in merged.values():
+            if split and self._s.state_column_pending(g):
+                orphaned = [i for i in g if self._orphan(i)[0] == ORPHANED]
+                if orphaned and len(orphaned) < len(g):
+                    keep = set(orphaned)
+                    out.append(orphaned)
+                    out.append([i for i in g if i not in keep])
+                    continue
+            out.append(g)
+        return sorted(out, key=len, reverse=True)
+
+    def _group_orphaned(self, group: Sequence[int]) -> bool:
+        if not (self._s.orphans_in_groups or self._s.orphans is not None):
+            return False
+        return bool(group) and self._orphan(group[0])[0] == ORPHANED
 
     # -- rendering -------------------------------------------------------------
     def format(self, *, max_frames: int = 6, max_names: int = 5) -> str:
@@ -160,10 +204,22 @@ class Snapshot:
         return None if i is None else self._info(i)
 
 
-def snapshot(*, chain_depth: int = 64) -> Snapshot:
+# Orphan analysis walks everything the pending tasks reference (~2 us a task):
+# reports include it by default up to this many tasks, and on request above.
+ORPHAN_ANALYSIS_AUTO_LIMIT = 20_000
+
+
+def snapshot(*, chain_depth: int = 64, orphans: Optional[bool] = None) -> Snapshot:
     """Every live task of every loop in the process (tracked or not), plus the
-    loss events recorded so far."""
+    loss events recorded so far.
+
+    ``orphans``: whether reports (format, groups, to_dict) separate orphaned
+    tasks, which costs a walk over what the pending tasks reference. The
+    default does so for snapshots of up to 20,000 tasks; ``TaskInfo.orphaned``
+    is always available (computed on first access)."""
     tasks = live_tasks()
     taken = _core.monotonic_ns()
     census = _core.census(tasks, chain_depth)
-    return Snapshot(_Shared(census, taken), None, loss_events())
+    if orphans is None:
+        orphans = len(tasks) <= ORPHAN_ANALYSIS_AUTO_LIMIT
+    return Snapshot(_Shared(census, taken, orphans), None, loss_events())

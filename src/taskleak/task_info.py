@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from .frame import Frame
-from .wait_target import describe_wait
+from .wait_target import ORPHANED, WaitTarget, classify_wait, describe_wait, orphan_reason
 
 if TYPE_CHECKING:
     from .snapshot import Snapshot
@@ -30,8 +30,10 @@ class TaskInfo:
         self._row = row
         self._cache: Dict[str, Any] = {}
 
-    # row layout (from _core.Census.row): task, state, serial, parent_serial,
-    # created_ns, thread, creation_id, chain_id, waiter, leaf
+    # row layout: task, state, serial, parent_serial, created_ns, thread,
+    # creation_id, chain_id, census index. The waiter and leaf objects are read
+    # from the census when needed, never kept here: a reference held by
+    # taskleak must not make a Future look reachable (see orphaned).
 
     @property
     def task(self) -> "asyncio.Task[Any]":
@@ -96,22 +98,42 @@ class TaskInfo:
         cid = self._row[7]
         return [] if cid < 0 else self._snap._chain_frames(cid)
 
+    def _waiter(self) -> Any:
+        """``task._fut_waiter`` at snapshot time (a new reference: do not keep it)."""
+        return self._snap._waiter(self._row[8])
+
     @property
     def waiting_on(self) -> str:
         """What the innermost await is blocked on; "" if the task is not pending."""
         if "waiting_on" not in self._cache:
             self._cache["waiting_on"] = (
-                describe_wait(self._row[0], self.stack, self._row[8]) if self._row[1] == 0 else ""
+                describe_wait(self._row[0], self.stack, self._waiter()) if self._row[1] == 0 else ""
             )
         return self._cache["waiting_on"]
 
     @property
-    def orphaned(self) -> bool:
-        """True when nothing outside the task's own reference cycle can wake it.
+    def wait(self) -> "WaitTarget":
+        """The classified wait target (kind, label, third-party frame)."""
+        if "wait" not in self._cache:
+            self._cache["wait"] = classify_wait(self._row[0], self.stack, self._waiter(),
+                                                pending=self._row[1] == 0)
+        return self._cache["wait"]
 
-        Detection comes with the diagnosis toolkit; until then this is always
-        False (never a false alarm)."""
-        return False
+    @property
+    def orphaned(self) -> bool:
+        """True when the task is provably stuck: it waits on a Future that
+        nothing outside its own reference cycle can reach, so nothing can ever
+        resolve it (see docs/task-graph.md). Computed for the whole snapshot on
+        first access. Never a false alarm: when in doubt, False."""
+        return self._snap._orphan(self._row[8])[0] == ORPHANED
+
+    @property
+    def orphan_reason(self) -> str:
+        """Why the task is or is not orphaned, in one sentence ("" if not pending)."""
+        if self._row[1] != 0:
+            return ""
+        verdict, root = self._snap._orphan(self._row[8])
+        return orphan_reason(verdict, root, self.stack)
 
     def to_dict(self) -> Dict[str, Any]:
         created = self.created_at
@@ -163,3 +185,6 @@ class DetachedTaskInfo(TaskInfo):
     parent = property(lambda self: None)  # type: ignore[assignment]
     stack = property(lambda self: self._cache["stack"])  # type: ignore[assignment]
     waiting_on = property(lambda self: self._cache["waiting_on"])  # type: ignore[assignment]
+    orphaned = property(lambda self: bool(self._cache.get("orphaned", False)))  # type: ignore[assignment]
+    orphan_reason = property(lambda self: self._cache.get("orphan_reason", ""))  # type: ignore[assignment]
+    wait = property(lambda self: None)  # type: ignore[assignment]

@@ -107,17 +107,28 @@ def _set_running_loop_hook(loop: Optional[asyncio.AbstractEventLoop]) -> None:
         _adopt_loop(loop)
 
 
-def install(stack_depth: int = 32) -> None:
+def install(stack_depth: int = 32, dump_signal: Optional[int] = None) -> None:
     """Track the creation of every asyncio Task in this process from now on.
 
     Idempotent and thread-safe; calling it again only changes ``stack_depth``
-    (frames kept per creation stack, 1-128). Tasks created before install()
-    still appear in snapshots, with "creation site unknown".
+    (frames kept per creation stack, 1-128) and, if given, ``dump_signal``.
+    Tasks created before install() still appear in snapshots, with "creation
+    site unknown".
+
+    ``dump_signal`` (e.g. ``signal.SIGUSR1``): on that signal, write
+    ``taskleak.dump()`` to stderr, like faulthandler - also while the event
+    loop is busy or blocked in Python code. Only from the main thread (a
+    ValueError otherwise, and for signals that cannot be caught); uninstall()
+    restores the previous handler.
     """
     global _mechanism, _original_set_running_loop
     if isinstance(stack_depth, bool) or not isinstance(stack_depth, int) or not 1 <= stack_depth <= 128:
         raise ValueError(f"stack_depth must be an int between 1 and 128, got {stack_depth!r}")
+    if dump_signal is not None:
+        _check_dump_signal(dump_signal)
     with _lock:
+        if dump_signal is not None:
+            _set_dump_signal(int(dump_signal))
         _core.enable(stack_depth)
         if _mechanism is not None:
             return
@@ -148,6 +159,7 @@ def uninstall() -> None:
     global _mechanism, _original_set_running_loop
     with _lock:
         _core.disable()
+        _restore_dump_signal()
         if _mechanism is None:
             return
         _unhook_registry()
@@ -167,6 +179,66 @@ def uninstall() -> None:
         if _core.gc_phase in gc.callbacks:
             gc.callbacks.remove(_core.gc_phase)
         _mechanism = None
+
+
+# -- dump on a signal -------------------------------------------------------------
+
+_dump_signal: Optional[int] = None
+_previous_handler: Any = None
+
+
+def _check_dump_signal(sig: Any) -> None:
+    import signal
+
+    if isinstance(sig, bool) or not isinstance(sig, int):
+        raise TypeError(f"dump_signal must be a signal number (e.g. signal.SIGUSR1), got {sig!r}")
+    if sig not in signal.valid_signals() or sig in (getattr(signal, "SIGKILL", -1), getattr(signal, "SIGSTOP", -1)):
+        raise ValueError(f"dump_signal {sig!r} is not a signal that can be caught")
+    if threading.current_thread() is not threading.main_thread():
+        raise ValueError("install(dump_signal=...) must be called from the main thread")
+
+
+def _dump_handler(signum: int, frame: Any) -> None:
+    try:
+        from .dump import dump
+
+        dump(sys.stderr)
+    except Exception as e:  # never let a diagnostic dump kill the process
+        try:
+            sys.stderr.write(f"taskleak: dump on signal {signum} failed: {e!r}\n")
+        except Exception:
+            pass
+
+
+def _set_dump_signal(sig: int) -> None:
+    import signal
+
+    global _dump_signal, _previous_handler
+    if _dump_signal == sig:
+        return
+    _restore_dump_signal()
+    _previous_handler = signal.signal(sig, _dump_handler)
+    _dump_signal = sig
+
+
+def _restore_dump_signal() -> None:
+    import signal
+
+    global _dump_signal, _previous_handler
+    if _dump_signal is None:
+        return
+    try:
+        if signal.getsignal(_dump_signal) is _dump_handler:
+            signal.signal(_dump_signal, _previous_handler if _previous_handler is not None else signal.SIG_DFL)
+    except ValueError:  # not the main thread: leave it, but stop dumping
+        pass
+    _dump_signal = None
+    _previous_handler = None
+
+
+def dump_signal() -> Optional[int]:
+    """The signal that dumps, or None."""
+    return _dump_signal
 
 
 def is_installed() -> bool:

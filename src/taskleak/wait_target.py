@@ -9,12 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Optional, Sequence
+import site
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Sequence
 
 from . import _core
 from .frame import Frame, short_path
 
-__all__ = ["describe_wait"]
+__all__ = ["describe_wait", "classify_wait", "WaitTarget", "WAIT_KINDS", "orphan_reason"]
+
+# Orphan verdicts of _core.orphan_analysis.
+NOT_WAITING, REACHABLE, ORPHANED, UNKNOWN = 0, 1, 2, 3
+
+# Every kind classify_wait() can return.
+WAIT_KINDS = ("sleep", "task", "gather", "wait", "wait_for", "as_completed", "taskgroup", "shield",
+              "event", "lock", "semaphore", "condition", "queue_get", "queue_put", "queue_join", "barrier",
+              "stream", "socket", "executor", "future", "scheduled", "running", "done")
+
+# Label prefix (from _PRIMITIVES) -> kind
+_KIND_OF_LABEL = {
+    "asyncio.sleep()": "sleep", "asyncio.wait()": "wait", "asyncio.wait_for()": "wait_for",
+    "asyncio.as_completed()": "as_completed", "Event.wait()": "event", "Lock.acquire()": "lock",
+    "Semaphore.acquire()": "semaphore", "Condition.wait()": "condition", "Barrier.wait()": "barrier",
+    "Queue.get()": "queue_get", "Queue.put()": "queue_put", "Queue.join()": "queue_join",
+    "stream": "stream", "socket": "socket", "TaskGroup exit": "taskgroup",
+}
 
 # (file inside asyncio, function qualname) -> label
 _PRIMITIVES = {
@@ -24,6 +45,8 @@ _PRIMITIVES = {
     ("tasks.py", "wait_for"): "asyncio.wait_for()",
     ("tasks.py", "as_completed.<locals>._wait_for_one"): "asyncio.as_completed()",
     ("tasks.py", "_wait_for_one"): "asyncio.as_completed()",
+    ("tasks.py", "_AsCompletedIterator._wait_for_one"): "asyncio.as_completed()",
+    ("timeouts.py", "Timeout.__aexit__"): "asyncio.wait_for()",
     ("locks.py", "Event.wait"): "Event.wait()",
     ("locks.py", "Lock.acquire"): "Lock.acquire()",
     ("locks.py", "Semaphore.acquire"): "Semaphore.acquire()",
@@ -53,21 +76,27 @@ _ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 
 
 def _primitive(chain: Sequence[Frame]) -> Optional[str]:
-    """Label of the innermost asyncio frame of the chain, with its caller for streams."""
+    """Label of the outermost known frame of the innermost run of asyncio
+    frames (what the caller called: Barrier.wait, not the Condition.wait it
+    uses), with the public method for stream reads."""
+    found = None
     for i in range(len(chain) - 1, -1, -1):
         f = chain[i]
         if not f.filename.startswith(_ASYNCIO_DIR):
-            return None
-        label = _PRIMITIVES.get((f.filename[len(_ASYNCIO_DIR):], f.function))
-        if label is not None:
-            if label == "stream read":
-                # Name the public method the caller used (readline, not readuntil).
-                j = i
-                while j > 0 and chain[j - 1].filename == f.filename:
-                    j -= 1
-                label = f"stream read ({chain[j].function.rsplit('.', 1)[-1]})"
-            return label
-    return None
+            break
+        if (f.filename[len(_ASYNCIO_DIR):], f.function) in _PRIMITIVES:
+            found = i
+    if found is None:
+        return None
+    f = chain[found]
+    label = _PRIMITIVES[(f.filename[len(_ASYNCIO_DIR):], f.function)]
+    if label == "stream read":
+        # Name the public method the caller used (readline, not readuntil).
+        j = found
+        while j > 0 and chain[j - 1].filename == f.filename:
+            j -= 1
+        label = f"stream read ({chain[j].function.rsplit('.', 1)[-1]})"
+    return label
 
 
 def _task_label(t: "asyncio.Task[Any]") -> str:
@@ -150,3 +179,164 @@ def describe_wait(task: "asyncio.Task[Any]", chain: Sequence[Frame], waiter: Any
             pass
         return "ready to run (scheduled)"
     return label
+
+
+# -- classification (why(), dumps, JSON) ----------------------------------------
+
+_STDLIB_DIRS = tuple({os.path.realpath(p) + os.sep for p in
+                      (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])})
+
+
+def _site_dirs() -> tuple:
+    dirs = set()
+    try:
+        dirs.update(site.getsitepackages())
+    except Exception:
+        pass
+    try:
+        dirs.add(site.getusersitepackages())
+    except Exception:
+        pass
+    return tuple(os.path.realpath(d) + os.sep for d in dirs if d)
+
+
+_SITE_DIRS = _site_dirs()
+_SITE_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+
+
+def is_third_party(filename: str) -> bool:
+    """Installed third-party code: under a site-packages / dist-packages
+    directory (any of them, virtualenvs and vendored trees included)."""
+    if any(m in filename for m in _SITE_MARKERS):
+        return True
+    return filename.startswith(_SITE_DIRS) if _SITE_DIRS else False
+
+
+def _is_stdlib(filename: str) -> bool:
+    if is_third_party(filename):
+        return False
+    return filename.startswith(_STDLIB_DIRS) or os.path.realpath(filename).startswith(_STDLIB_DIRS) \
+        or filename.startswith("<frozen ")
+
+
+def first_non_stdlib(chain: Sequence[Frame]) -> Optional[Frame]:
+    """Innermost frame of the await chain outside asyncio and the standard library."""
+    for f in reversed(chain):
+        if not f.filename.startswith(_ASYNCIO_DIR) and not _is_stdlib(f.filename):
+            return f
+    return None
+
+
+@dataclass
+class WaitTarget:
+    """What a pending task waits on, classified from its innermost await.
+
+    ``kind`` is one of :data:`WAIT_KINDS`; ``label`` is the one-line text
+    (``TaskInfo.waiting_on``); ``detail`` holds kind-specific facts
+    (``seconds_left`` for sleep, ``task`` for a task, ``children``/``done`` for
+    gather); ``frame`` is the innermost frame outside asyncio and the standard
+    library, and ``third_party`` is True when that frame is in an installed
+    package (a wait inside a library rather than in your code)."""
+
+    kind: str
+    label: str
+    frame: Optional[Frame] = None
+    third_party: bool = False
+    detail: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        """"stuck in aiohttp/connector.py:120 in connect awaiting a Future"-style text."""
+        if self.frame is None:
+            return self.label
+        where = f"{short_path(self.frame.filename)}:{self.frame.lineno} in {self.frame.function}"
+        if self.third_party:
+            return f"stuck in {where} (third-party) awaiting {_awaiting(self)}"
+        return f"waiting in {where} on {_awaiting(self)}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "label": self.label,
+                "frame": None if self.frame is None else self.frame.to_dict(),
+                "third_party": self.third_party, "detail": dict(self.detail)}
+
+
+def _awaiting(w: WaitTarget) -> str:
+    if w.kind == "future":
+        return "a Future"
+    return w.label
+
+
+def classify_wait(task: "asyncio.Task[Any]", chain: Sequence[Frame], waiter: Any,
+                  pending: bool = True) -> WaitTarget:
+    """Classify what `task` waits on (see :class:`WaitTarget`)."""
+    if not pending:
+        return WaitTarget("done", "")
+    label = describe_wait(task, chain, waiter)
+    frame = first_non_stdlib(chain)
+    third = frame is not None and is_third_party(frame.filename)
+    detail: Dict[str, Any] = {}
+    kind = None
+    prim = _primitive(chain)
+    if prim is not None:
+        kind = _KIND_OF_LABEL.get(prim) or _KIND_OF_LABEL.get(prim.split(" (")[0]) \
+            or _KIND_OF_LABEL.get(prim.split(" ")[0])
+        if kind == "sleep":
+            left = _sleep_remaining(task)
+            if left is not None:
+                detail["seconds_left"] = round(left, 3)
+    if kind is None or kind in ("wait", "wait_for"):
+        if isinstance(waiter, asyncio.Task):
+            kind = kind or "task"
+            detail["task"] = waiter.get_name()
+        elif getattr(waiter, "_children", None) is not None:
+            kind = "gather"
+            children = waiter._children
+            detail["children"] = len(children)
+            detail["done"] = sum(1 for c in children if c.done())
+        elif waiter is not None and kind is None:
+            if _is_executor_future(waiter):
+                kind = "executor"
+            elif _is_shield_outer(waiter):
+                kind = "shield"
+                label = "asyncio.shield()"
+            else:
+                kind = "future"
+    if waiter is None:
+        # Not parked on a Future: running, or run as soon as the loop gets to it
+        # (a task not started yet, or after asyncio.sleep(0)).
+        kind = "running" if _is_running(task) else "scheduled"
+        label = "running" if kind == "running" else "ready to run (scheduled)"
+        detail.pop("seconds_left", None)
+    return WaitTarget(kind, label, frame, third, detail)
+
+
+def _is_running(task: "asyncio.Task[Any]") -> bool:
+    try:
+        return asyncio.tasks._current_tasks.get(task.get_loop()) is task  # type: ignore[attr-defined]
+    except Exception:
+        return False
+
+
+def _is_shield_outer(fut: Any) -> bool:
+    for cb in getattr(fut, "_callbacks", None) or ():
+        fn = cb[0] if isinstance(cb, tuple) else cb
+        if getattr(fn, "__name__", "") == "_outer_done_callback":
+            return True
+    return False
+
+
+def orphan_reason(verdict: int, root: Optional[str], chain: Sequence[Frame]) -> str:
+    """One sentence on an orphan verdict of _core.orphan_analysis."""
+    where = ""
+    if chain:
+        f = chain[-1]
+        where = f" (awaited at {short_path(f.filename)}:{f.lineno} in {f.function})"
+    if verdict == ORPHANED:
+        return ("nothing outside the task's own references can reach the Future it awaits"
+                f"{where}: nothing can ever resolve it, so the task can never resume")
+    if verdict == REACHABLE:
+        holder = f"a live {root}" if root else "other live tasks"
+        return f"waiting on a Future reachable from {holder}"
+    if verdict == UNKNOWN:
+        return "not decided: the objects reachable from the pending tasks exceed the analysis cap"
+    return "not waiting on a Future (scheduled or running)"

@@ -37,4 +37,19 @@ PyObject *find_weakref_with_callback(PyObject *obj, PyObject *callback) {
     return found;
 }
 
+PyObject *weakref_peek(PyObject *ref) {
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *obj = nullptr;
+    if (PyWeakref_GetRef(ref, &obj) <= 0) {
+        PyErr_Clear();
+        return nullptr;
+    }
+    Py_DECREF(obj);  // still alive: it had a strong reference before ours
+    return obj;
+#else
+    PyObject *obj = PyWeakref_GetObject(ref);
+    return (obj == nullptr || obj == Py_None) ? nullptr : obj;
+#endif
+}
+
 }  // namespace taskleak::cpython

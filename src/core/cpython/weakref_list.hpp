@@ -8,4 +8,9 @@ namespace taskleak::cpython {
 // `callback`, or nullptr. Never raises.
 PyObject *find_weakref_with_callback(PyObject *obj, PyObject *callback);
 
+// The referent of weakref `ref` as a borrowed pointer, nullptr once dead.
+// PyWeakref_GetObject is gone in 3.15; this is valid for identity tests and
+// for taking a new reference right away (no Python code may run in between).
+PyObject *weakref_peek(PyObject *ref);
+
 }  // namespace taskleak::cpython

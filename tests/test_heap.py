@@ -1,0 +1,335 @@
+"""taskleak.who_holds / HeapIndex / growth: holder paths and type growth."""
+
+import asyncio
+import gc
+import io
+import json
+import sys
+
+import pytest
+
+import taskleak
+from taskleak import _core
+
+# Long-lived holders the paths should start from.
+REGISTRY = {}
+TASK_LIST = []
+TASK_SET = set()
+
+
+class Pool:
+    live = []
+
+
+class Service:
+    def __init__(self):
+        self.tasks = []
+
+
+class Slotted:
+    __slots__ = ("item",)
+
+
+class Thing:
+    pass
+
+
+SERVICE = Service()
+
+
+def finished_task():
+    async def job():
+        return 1
+
+    async def main():
+        t = asyncio.ensure_future(job())
+        await t
+        return t
+
+    return asyncio.run(main())
+
+
+@pytest.fixture(autouse=True)
+def _clean():
+    yield
+    REGISTRY.clear()
+    TASK_LIST.clear()
+    TASK_SET.clear()
+    Pool.live.clear()
+    SERVICE.tasks.clear()
+
+
+def paths_to(obj, **kw):
+    return [str(p) for p in taskleak.who_holds(obj, **kw)]
+
+
+def test_module_global_dict_path():
+    REGISTRY["job"] = [Thing(), Thing()]
+    target = REGISTRY["job"][1]
+    paths = paths_to(target)
+    assert f"module {__name__}['REGISTRY']['job'][1]" in paths, paths
+
+
+def test_list_and_set_members():
+    t = Thing()
+    TASK_LIST.append(t)
+    TASK_SET.add(t)
+    paths = paths_to(t, max_paths=5)
+    assert f"module {__name__}['TASK_LIST'][0]" in paths, paths
+    assert f"module {__name__}['TASK_SET'] (set member)" in paths, paths
+
+
+def test_instance_attribute_and_class_attribute():
+    t = Thing()
+    SERVICE.tasks.append(t)
+    Pool.live.append(t)
+    paths = paths_to(t, max_paths=5)
+    assert f"module {__name__}['SERVICE'].tasks[0]" in paths, paths
+    assert f"class {__name__}.Pool.live[0]" in paths, paths
+
+
+def test_inline_instance_values_and_slots():
+    # 3.11+ keeps instance attributes inline (no __dict__ object) until asked.
+    holder = Thing()
+    holder.item = Thing()
+    slotted = Slotted()
+    slotted.item = Thing()
+    REGISTRY["h"] = holder
+    REGISTRY["s"] = slotted
+    del holder, slotted  # else the shortest paths start at this frame's locals
+    # (Not inside `assert`: pytest's rewriting keeps intermediates in locals.)
+    by_attr = paths_to(REGISTRY["h"].item)
+    by_slot = paths_to(REGISTRY["s"].item)
+    assert f"module {__name__}['REGISTRY']['h'].item" in by_attr, by_attr
+    assert f"module {__name__}['REGISTRY']['s'].item" in by_slot, by_slot
+
+
+def test_closure_cell():
+    def make():
+        captured = Thing()
+
+        def tick():
+            return captured
+
+        return tick
+
+    REGISTRY["tick"] = make()
+    target = REGISTRY["tick"]()
+    paths = paths_to(target)
+    assert any(p.startswith(f"module {__name__}['REGISTRY']['tick']") and "closure 'captured'" in p
+               for p in paths), paths
+
+
+def test_running_frame_local():
+    def inner():
+        mine = [Thing()]
+        return paths_to(mine[0]), mine
+
+    paths, _ = inner()
+    assert any(p.startswith("running frame ") and "inner" in p and "local 'mine'[0]" in p for p in paths), paths
+
+
+def test_finished_task_in_container():
+    REGISTRY["t"] = [finished_task()]
+    paths = paths_to(REGISTRY["t"][0])
+    assert f"module {__name__}['REGISTRY']['t'][0]" in paths, paths
+
+
+def test_event_loop_bookkeeping():
+    async def main():
+        loop = asyncio.get_running_loop()
+        payload = Thing()
+        loop.call_later(3600, lambda p=payload: p)
+        handle_paths = []
+        ref = payload
+        del payload
+        handle_paths = [p for p in taskleak.who_holds(ref, max_paths=5) if p.root_kind == "loop"]
+        return handle_paths
+
+    paths = asyncio.run(main())
+    assert paths, paths
+    assert str(paths[0]).startswith("event loop <") and "_scheduled" in str(paths[0]), paths
+
+
+def test_running_coroutine_local_is_a_frame_root():
+    async def main():
+        keep = {"x": Thing()}
+        await asyncio.sleep(0)
+        return paths_to(keep["x"])
+
+    paths = asyncio.run(main())
+    assert any(p.startswith("running frame ") and "local 'keep'['x']" in p for p in paths), paths
+    assert not any("_current_tasks" in p for p in paths), paths
+
+
+def test_several_queries_share_one_index():
+    a, b = Thing(), Thing()
+    REGISTRY["a"] = [a]
+    Pool.live.append(b)
+    ix = taskleak.HeapIndex()
+    assert ix.objects > 1000 and ix.edges > ix.objects // 2
+    assert ix.bytes > 8 * ix.objects
+    assert f"module {__name__}['REGISTRY']['a'][0]" in [str(p) for p in ix.who_holds(a)]
+    assert f"class {__name__}.Pool.live[0]" in [str(p) for p in ix.who_holds(b)]
+    assert f"module {__name__}['REGISTRY']['a'][0]" in [str(p) for p in ix.who_holds(a)]
+    assert not ix.stale
+
+
+def test_index_staleness_never_invents_paths():
+    a = Thing()
+    REGISTRY["a"] = [a]
+    ix = taskleak.HeapIndex()
+    old = REGISTRY["a"]
+    REGISTRY["a"] = []  # the indexed references are gone
+    old.clear()
+    paths = [str(p) for p in ix.who_holds(a, max_paths=10)]
+    assert not any("REGISTRY" in p or "'old'" in p for p in paths), paths
+    assert ix.stale
+    # An object born after the build is found through one live pass.
+    c = Thing()
+    REGISTRY["c"] = c
+    assert f"module {__name__}['REGISTRY']['c']" in [str(p) for p in ix.who_holds(c)]
+
+
+def test_untracked_target():
+    s = "a string nobody else has " + str(id(REGISTRY))
+    REGISTRY["s"] = s
+    assert f"module {__name__}['REGISTRY']['s']" in paths_to(s)
+
+
+def test_max_depth_respected():
+    deep = Thing()
+    REGISTRY["deep"] = [[[[deep]]]]
+    assert not any("REGISTRY" in p for p in paths_to(deep, max_depth=3))
+    assert f"module {__name__}['REGISTRY']['deep'][0][0][0][0]" in paths_to(deep, max_depth=6)
+
+
+def test_max_paths_respected():
+    t = Thing()
+    for i in range(6):
+        REGISTRY[f"k{i}"] = [t]
+    assert len(taskleak.who_holds(t, max_paths=2)) == 2
+
+
+def test_holder_path_json():
+    TASK_LIST.append(Thing())
+    p = next(p for p in taskleak.who_holds(TASK_LIST[0]) if p.root_kind == "module")
+    d = p.to_dict()
+    assert d == {"root": f"module {__name__}", "root_kind": "module", "steps": ["['TASK_LIST']", "[0]"],
+                 "path": f"module {__name__}['TASK_LIST'][0]"}
+    json.dumps(d)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        taskleak.who_holds(1, max_depth=0)
+    with pytest.raises(TypeError):
+        taskleak.who_holds(1, max_paths="3")
+    with pytest.raises(ValueError):
+        taskleak.growth(limit=-1)
+    with pytest.raises(TypeError):
+        taskleak.growth(limit=1.5)
+    with pytest.raises(TypeError):
+        taskleak.HeapIndex(max_objects="many")
+
+
+def test_heap_too_large_is_refused():
+    with pytest.raises(MemoryError, match="max_objects"):
+        taskleak.HeapIndex(max_objects=100)
+
+
+# ---- growth -------------------------------------------------------------------
+
+
+def test_growth_exact_for_a_new_class():
+    class Widget:
+        pass
+
+    taskleak.growth(limit=None)
+    batch = [Widget() for _ in range(1234)]
+    rows = {r.name: r for r in taskleak.growth(limit=None)}
+    name = f"{__name__}.{Widget.__qualname__}"
+    assert rows[name].count == 1234 and rows[name].delta == 1234
+    assert not rows[name].highlight
+    del batch
+    rows = {r.name: r for r in taskleak.growth(limit=None)}
+    assert name not in rows  # shrank: only growth is listed
+
+
+def test_growth_highlights_coroutines_and_asyncio_types():
+    async def heartbeat():
+        await asyncio.sleep(3600)
+
+    async def main():
+        taskleak.growth(limit=None)
+        tasks = [asyncio.ensure_future(heartbeat()) for _ in range(50)]
+        await asyncio.sleep(0)
+        g = taskleak.growth(limit=None)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return g
+
+    g = asyncio.run(main())
+    coro = [r for r in g if r.kind == "coroutine" and "heartbeat" in r.name]
+    assert len(coro) == 1 and coro[0].delta == 50 and coro[0].highlight, [r for r in g if r.kind == "coroutine"]
+    assert "test_heap.py:" in coro[0].name
+    task_rows = [r for r in g if r.name in ("_asyncio.Task", "asyncio.tasks.Task")]
+    assert task_rows and task_rows[0].highlight and task_rows[0].delta >= 50
+    text = g.format()
+    assert any(line.startswith("* coroutine ") and "heartbeat" in line for line in text.splitlines()), text
+
+
+def test_growth_limit_order_and_text():
+    class Gadget:
+        pass
+
+    taskleak.growth()
+    keep = [Gadget() for _ in range(20000)]
+    out = io.StringIO()
+    extra = [[] for _ in range(100)] + [{"k": []} for _ in range(50)]  # three types grow at least
+    g = taskleak.growth(limit=3, file=out)
+    assert len(g) == 3
+    del extra
+    assert [r.delta for r in g] == sorted((r.delta for r in g), reverse=True)
+    assert any(r.name.endswith("Gadget") for r in g)
+    assert "Gadget" in out.getvalue()
+    d = g.to_dict()
+    json.dumps(d)
+    assert set(d) == {"total_objects", "collected", "first", "rows"}
+    assert set(d["rows"][0]) == {"name", "count", "delta", "kind", "highlight"}
+    del keep
+
+
+def test_no_garbage_collection_unless_asked():
+    runs = []
+
+    def cb(phase, info):
+        runs.append(phase)
+
+    was = gc.isenabled()
+    gc.disable()  # so that no automatic collection can be mistaken for ours
+    gc.callbacks.append(cb)
+    try:
+        taskleak.growth()
+        taskleak.HeapIndex().who_holds(REGISTRY)
+        taskleak.who_holds(REGISTRY)
+        assert runs == []
+        assert taskleak.growth(collect=True).collected
+        assert runs == ["start", "stop"]
+    finally:
+        gc.callbacks.remove(cb)
+        if was:
+            gc.enable()
+
+
+def test_index_memory_accounting():
+    ix = taskleak.HeapIndex()
+    # Address table (8 bytes/slot, load <= 1/2), CSR offsets, referrer ids.
+    per_object = ix.bytes / ix.objects
+    assert 12 < per_object < 120, per_object
+    assert "objects=" in repr(ix)
+
+
+def test_heap_walk_mode():
+    assert _core.HEAP_WALK == ("gc-visit" if sys.version_info >= (3, 12) else "gc.get_objects")
