@@ -333,3 +333,17 @@ def test_index_memory_accounting():
 
 def test_heap_walk_mode():
     assert _core.HEAP_WALK == ("gc-visit" if sys.version_info >= (3, 12) else "gc.get_objects")
+
+
+def test_growth_survives_types_whose_module_is_not_a_string():
+    # Cython metatypes (uvloop's) expose __module__ as a descriptor on the type.
+    import uvloop  # noqa: F401 - installed by the test environment
+
+    class Meta(type):
+        __module__ = property(lambda self: 1)  # type: ignore[assignment]
+
+    Odd = Meta("Odd", (), {})
+    keep = [Odd() for _ in range(3)]
+    rows = taskleak.growth(limit=100_000).rows
+    assert [r.count for r in rows if r.name == "Odd"] == [3]
+    del keep

@@ -46,13 +46,25 @@ static PyObject *str_loop() {
 
 // The record of the task running on `loop` right now, if it is tracked.
 static const CreationRecord *parent_record(Tracker &t, PyObject *loop) {
-    if (t.current_tasks == nullptr || loop == nullptr) return nullptr;
-    PyObject *cur = PyDict_GetItemWithError(t.current_tasks, loop);  // borrowed
+    if (loop == nullptr) return nullptr;
+    if (t.current_tasks != nullptr) {
+        PyObject *cur = PyDict_GetItemWithError(t.current_tasks, loop);  // borrowed
+        if (cur == nullptr) {
+            PyErr_Clear();
+            return nullptr;
+        }
+        return lookup_record(cur);
+    }
+    if (t.current_task_fn == nullptr) return nullptr;
+    // 3.14+ keeps the current task in the thread state: ask _asyncio.
+    PyObject *cur = PyObject_CallOneArg(t.current_task_fn, loop);
     if (cur == nullptr) {
         PyErr_Clear();
         return nullptr;
     }
-    return lookup_record(cur);
+    const CreationRecord *r = cur == Py_None ? nullptr : lookup_record(cur);
+    Py_DECREF(cur);  // the loop's current task stays alive while it runs
+    return r;
 }
 
 // Which check() scope a new task is charged to: the scope ContextVar (tasks

@@ -118,6 +118,11 @@ NB_MODULE(_core, m) {
     m.def("set_current_tasks", [](nb::handle d) {
         Py_XSETREF(tracker().current_tasks, Py_NewRef(d.ptr()));
     });
+    m.def("set_current_task_getter", [](nb::handle fn) {
+        Tracker &t = tracker();
+        Py_CLEAR(t.current_tasks);
+        Py_XSETREF(t.current_task_fn, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
+    }, "fn"_a.none(), "Where asyncio has no current-task dict (3.14+): a callable(loop) -> task.");
     m.def("set_loop_callback", [](nb::handle fn) {
         Tracker &t = tracker();
         Py_XSETREF(t.on_new_loop, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));

@@ -25,7 +25,8 @@ struct Tracker {
     PyObject *registry_pending = nullptr;     // WeakSet._pending_removals (a list)
     PyObject *registry_commit = nullptr;      // WeakSet._commit_removals
     PyObject *registry_remove = nullptr;      // WeakSet._remove (weakref callback)
-    PyObject *current_tasks = nullptr;        // loop -> current task (dict)
+    PyObject *current_tasks = nullptr;        // loop -> current task (dict), 3.10-3.13
+    PyObject *current_task_fn = nullptr;      // _asyncio.current_task(loop), where there is no dict
     PyObject *on_new_loop = nullptr;          // Python callable(loop)
     PyObject *last_loop = nullptr;            // weakref to the loop seen last
 

@@ -225,10 +225,22 @@ def _collect_roots() -> Tuple[List[Any], List[Tuple[str, str]], List[Any]]:
     return roots, labels, stops
 
 
+def _module_name(t: type) -> str:
+    # Some metatypes (Cython's, e.g. uvloop's) expose __module__ as a
+    # descriptor on the type itself, not a string.
+    try:
+        mod = getattr(t, "__module__", None)
+    except Exception:
+        return ""
+    return mod if isinstance(mod, str) else ""
+
+
 def _qualified(t: type) -> str:
-    mod = getattr(t, "__module__", None)
+    mod = _module_name(t)
     q = getattr(t, "__qualname__", None) or getattr(t, "__name__", "?")
-    return q if mod in (None, "builtins") else f"{mod}.{q}"
+    if not isinstance(q, str):
+        q = "?"
+    return q if mod in ("", "builtins") else f"{mod}.{q}"
 
 
 def _describe(obj: Any) -> str:
@@ -437,7 +449,7 @@ _previous: Optional[Dict[str, int]] = None
 
 
 def _is_asyncio_type(t: type) -> bool:
-    mod = getattr(t, "__module__", None) or ""
+    mod = _module_name(t)
     return (mod in ("asyncio", "_asyncio", "uvloop") or mod.startswith("asyncio.") or mod.startswith("uvloop."))
 
 

@@ -174,10 +174,44 @@ def chain_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(_make_handler(current))
 
 
+_original_set_handler: Any = None
+
+
+def _set_exception_handler(self: asyncio.AbstractEventLoop, handler: Optional[Handler]) -> None:
+    # A handler set after taskleak adopted the loop is chained too, so loss
+    # events keep being recorded whoever sets the handler last.
+    if not hasattr(handler, "_taskleak_previous"):
+        handler = _make_handler(handler)
+    _original_set_handler(self, handler)
+
+
+def patch_set_exception_handler() -> None:
+    """asyncio loops (BaseEventLoop): keep the chain when a handler is set later."""
+    global _original_set_handler
+    if _original_set_handler is None:
+        import asyncio.base_events as be
+
+        _original_set_handler = be.BaseEventLoop.set_exception_handler
+        be.BaseEventLoop.set_exception_handler = _set_exception_handler  # type: ignore[method-assign]
+
+
+def unpatch_set_exception_handler() -> None:
+    global _original_set_handler
+    if _original_set_handler is not None:
+        import asyncio.base_events as be
+
+        be.BaseEventLoop.set_exception_handler = _original_set_handler  # type: ignore[method-assign]
+        _original_set_handler = None
+
+
 def unchain_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
     current = loop.get_exception_handler()
     if hasattr(current, "_taskleak_previous"):
-        loop.set_exception_handler(current._taskleak_previous)  # type: ignore[union-attr]
+        previous = current._taskleak_previous  # type: ignore[union-attr]
+        if _original_set_handler is not None and isinstance(loop, asyncio.base_events.BaseEventLoop):
+            _original_set_handler(loop, previous)
+        else:
+            loop.set_exception_handler(previous)
 
 
 # ---- asyncio.run() / Runner shutdown ---------------------------------------
@@ -206,6 +240,7 @@ def _cancel_all_tasks_recording(loop: asyncio.AbstractEventLoop) -> None:
 
 def install_shutdown_hook() -> None:
     global _original_cancel_all
+    patch_set_exception_handler()
     if _original_cancel_all is None and hasattr(asyncio.runners, "_cancel_all_tasks"):
         _original_cancel_all = asyncio.runners._cancel_all_tasks
         asyncio.runners._cancel_all_tasks = _cancel_all_tasks_recording  # type: ignore[attr-defined]
@@ -213,6 +248,7 @@ def install_shutdown_hook() -> None:
 
 def uninstall_shutdown_hook() -> None:
     global _original_cancel_all
+    unpatch_set_exception_handler()
     if _original_cancel_all is not None:
         asyncio.runners._cancel_all_tasks = _original_cancel_all  # type: ignore[attr-defined]
         _original_cancel_all = None

@@ -76,20 +76,37 @@ def _set_task_factory(self: asyncio.AbstractEventLoop, factory: Optional[TaskFac
     _original_set_task_factory(self, factory)
 
 
-def patch_loop_class(always: bool) -> None:
-    global _original_set_task_factory, _always
-    _always = always
-    if _original_set_task_factory is None:
-        import asyncio.base_events as be
+_original_init: Any = None
+_on_new_loop: Optional[Callable[[asyncio.AbstractEventLoop], None]] = None
 
+
+def _init(self: asyncio.AbstractEventLoop, *args: Any, **kwargs: Any) -> None:
+    _original_init(self, *args, **kwargs)
+    if _always and _on_new_loop is not None:  # factory mode: a loop may create tasks before it runs
+        _on_new_loop(self)
+
+
+def patch_loop_class(always: bool, on_new_loop: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+    global _original_set_task_factory, _original_init, _always, _on_new_loop
+    _always = always
+    _on_new_loop = on_new_loop
+    import asyncio.base_events as be
+
+    if _original_set_task_factory is None:
         _original_set_task_factory = be.BaseEventLoop.set_task_factory
         be.BaseEventLoop.set_task_factory = _set_task_factory  # type: ignore[method-assign]
+    if _original_init is None:
+        _original_init = be.BaseEventLoop.__init__
+        be.BaseEventLoop.__init__ = _init  # type: ignore[method-assign]
 
 
 def unpatch_loop_class() -> None:
-    global _original_set_task_factory
-    if _original_set_task_factory is not None:
-        import asyncio.base_events as be
+    global _original_set_task_factory, _original_init
+    import asyncio.base_events as be
 
+    if _original_set_task_factory is not None:
         be.BaseEventLoop.set_task_factory = _original_set_task_factory  # type: ignore[method-assign]
         _original_set_task_factory = None
+    if _original_init is not None:
+        be.BaseEventLoop.__init__ = _original_init  # type: ignore[method-assign]
+        _original_init = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.events
+import asyncio.runners
 import asyncio.tasks
 import gc
 import sys
@@ -66,6 +67,20 @@ def _probe_registry() -> bool:
         loop.close()
 
 
+def _configure_current_task() -> None:
+    """How the core finds the creating task: the C module's loop -> task dict
+    on 3.10-3.13, or its current_task() where the thread state keeps it (3.14+)."""
+    try:
+        import _asyncio
+    except ImportError:  # pure-Python asyncio
+        _asyncio = None
+    current = getattr(_asyncio, "_current_tasks", None) if _asyncio else getattr(asyncio.tasks, "_current_tasks", None)
+    if isinstance(current, dict):
+        _core.set_current_tasks(current)
+    elif _asyncio is not None and hasattr(_asyncio, "current_task"):
+        _core.set_current_task_getter(_asyncio.current_task)
+
+
 def _hook_registry() -> bool:
     ws = _registry()
     current = getattr(asyncio.tasks, "_current_tasks", None)
@@ -107,6 +122,35 @@ def _set_running_loop_hook(loop: Optional[asyncio.AbstractEventLoop]) -> None:
         _adopt_loop(loop)
 
 
+_original_lazy_init: Any = None
+
+
+def _patch_runner() -> None:
+    """asyncio.Runner (and uvloop.run, which uses it) builds its loop from a
+    factory: adopt that loop before the runner creates its first task. This is
+    how uvloop loops get the chaining factory where there is no registry."""
+    global _original_lazy_init
+    Runner = getattr(asyncio.runners, "Runner", None) if hasattr(asyncio, "runners") else None
+    if Runner is None or _original_lazy_init is not None or not hasattr(Runner, "_lazy_init"):
+        return
+    _original_lazy_init = Runner._lazy_init
+
+    def _lazy_init(self: Any) -> None:
+        _original_lazy_init(self)
+        loop = getattr(self, "_loop", None)
+        if loop is not None and _mechanism is not None:
+            _adopt_loop(loop)
+
+    Runner._lazy_init = _lazy_init
+
+
+def _unpatch_runner() -> None:
+    global _original_lazy_init
+    if _original_lazy_init is not None:
+        asyncio.runners.Runner._lazy_init = _original_lazy_init
+        _original_lazy_init = None
+
+
 def install(stack_depth: int = 32, dump_signal: Optional[int] = None) -> None:
     """Track the creation of every asyncio Task in this process from now on.
 
@@ -135,11 +179,10 @@ def install(stack_depth: int = 32, dump_signal: Optional[int] = None) -> None:
         if _core.gc_phase not in gc.callbacks:
             gc.callbacks.append(_core.gc_phase)
         _core.set_loop_callback(_adopt_loop)
-        current = getattr(asyncio.tasks, "_current_tasks", None)
-        if isinstance(current, dict):
-            _core.set_current_tasks(current)
+        _configure_current_task()
         _mechanism = "registry" if _hook_registry() else "factory"
-        task_factory.patch_loop_class(always=_mechanism == "factory")
+        task_factory.patch_loop_class(always=_mechanism == "factory", on_new_loop=_adopt_loop)
+        _patch_runner()
         # Loops starting from now on are adopted before their first task runs.
         if _original_set_running_loop is None:
             _original_set_running_loop = asyncio.events._set_running_loop
@@ -174,6 +217,7 @@ def uninstall() -> None:
                 pass
         _adopted_loops.clear()
         task_factory.unpatch_loop_class()
+        _unpatch_runner()
         loss_recorder.uninstall_shutdown_hook()
         _core.set_loop_callback(None)
         if _core.gc_phase in gc.callbacks:
@@ -264,4 +308,13 @@ def live_tasks() -> List["asyncio.Task[Any]"]:
     current = getattr(asyncio.tasks, "_current_tasks", None)
     if isinstance(current, dict):
         strong.append(list(current.values()))
+    if _mechanism != "registry":
+        # No registry to read (3.14+ keeps tasks in per-thread lists): ask each
+        # loop taskleak knows of for its pending tasks; finished tasks come
+        # from the creation records.
+        for loop in list(_adopted_loops):
+            try:
+                strong.append(list(asyncio.all_tasks(loop)))
+            except Exception:
+                pass
     return _core.live_tasks(ws.data if ws is not None else None, strong)

@@ -173,7 +173,7 @@ def describe_wait(task: "asyncio.Task[Any]", chain: Sequence[Frame], waiter: Any
     if label is None:
         try:
             loop = task.get_loop()
-            if asyncio.tasks._current_tasks.get(loop) is task:  # type: ignore[attr-defined]
+            if asyncio.current_task(loop) is task:
                 return "running"
         except Exception:
             pass
@@ -312,7 +312,7 @@ def classify_wait(task: "asyncio.Task[Any]", chain: Sequence[Frame], waiter: Any
 
 def _is_running(task: "asyncio.Task[Any]") -> bool:
     try:
-        return asyncio.tasks._current_tasks.get(task.get_loop()) is task  # type: ignore[attr-defined]
+        return asyncio.current_task(task.get_loop()) is task
     except Exception:
         return False
 

@@ -5,6 +5,7 @@
 #pragma once
 #include "cpython/frames.hpp"
 #include <cstring>
+#include <type_traits>
 
 namespace taskleak::cpython {
 
@@ -15,7 +16,23 @@ namespace taskleak::cpython {
 //   static PyCodeObject *code(Frame *);      nullptr if not a code frame
 //   static bool skip(Frame *);               shim or incomplete frame
 //   static int32_t offset_bytes(Frame *);
-//   static PyObject **localsplus(Frame *);
+//   static PyObject **localsplus(Frame *);   (unless local() below is given)
+// and may provide (required from 3.14 on, where PyGenObject is opaque and
+// locals are tagged _PyStackRefs):
+//   static Frame *generator_frame(PyObject *gen);   nullptr unless the frame
+//                                                   of a live gen/coro/asyncgen
+//   static PyObject *local(Frame *, Py_ssize_t i);  borrowed, untagged, or nullptr
+// Without them the 3.11-3.13 defaults below are used.
+template <class L, class = void>
+struct has_generator_frame : std::false_type {};
+template <class L>
+struct has_generator_frame<L, std::void_t<decltype(L::generator_frame((PyObject *)nullptr))>> : std::true_type {};
+template <class L, class = void>
+struct has_local : std::false_type {};
+template <class L>
+struct has_local<L, std::void_t<decltype(L::local((typename L::Frame *)nullptr, (Py_ssize_t)0))>>
+    : std::true_type {};
+
 template <class Layout>
 int walk_thread(CodeLoc *out, int max_depth) {
     PyThreadState *ts = PyThreadState_Get();
@@ -35,11 +52,27 @@ int walk_thread(CodeLoc *out, int max_depth) {
 // only meaningful while gi_frame_state < FRAME_COMPLETED (1 on 3.11-3.13).
 template <class Layout>
 typename Layout::Frame *generator_frame(PyObject *gen) {
-    if (!(PyGen_Check(gen) || PyCoro_CheckExact(gen) || PyAsyncGen_CheckExact(gen)))
+    if constexpr (has_generator_frame<Layout>::value) {
+        return Layout::generator_frame(gen);
+    } else {
+#if PY_VERSION_HEX < 0x030E0000
+        if (!(PyGen_Check(gen) || PyCoro_CheckExact(gen) || PyAsyncGen_CheckExact(gen)))
+            return nullptr;
+        auto *g = (PyGenObject *)gen;
+        if (g->gi_frame_state >= 1) return nullptr;
+        return (typename Layout::Frame *)g->gi_iframe;
+#else
+        static_assert(has_generator_frame<Layout>::value,
+                      "PyGenObject is opaque from 3.14 on: the Layout must define generator_frame()");
         return nullptr;
-    auto *g = (PyGenObject *)gen;
-    if (g->gi_frame_state >= 1) return nullptr;
-    return (typename Layout::Frame *)g->gi_iframe;
+#endif
+    }
+}
+
+template <class Layout>
+PyObject *frame_local(typename Layout::Frame *f, Py_ssize_t i) {
+    if constexpr (has_local<Layout>::value) return Layout::local(f, i);
+    else return Layout::localsplus(f)[i];
 }
 
 template <class Layout>
@@ -65,7 +98,7 @@ PyObject *generator_local_impl(PyObject *gen, const char *name) {
         const char *s = PyUnicode_AsUTF8(PyTuple_GET_ITEM(names, i));
         if (s == nullptr) { PyErr_Clear(); return nullptr; }
         if (std::strcmp(s, name) == 0) {
-            PyObject *v = Layout::localsplus(f)[i];
+            PyObject *v = frame_local<Layout>(f, i);
             if (v != nullptr && PyCell_Check(v)) v = PyCell_GET(v);
             return v;
         }
