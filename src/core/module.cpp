@@ -20,6 +20,7 @@ PyObject *make_registry_add();
 PyObject *make_gc_phase();
 void init_callbacks();
 bool track_task(PyObject *task);
+PyObject *make_chaining_factory_type();
 void bind_graph(nb::module_ &m);  // graph_bindings.cpp
 void bind_heap(nb::module_ &m);   // heap_bindings.cpp
 }  // namespace taskleak
@@ -103,6 +104,7 @@ NB_MODULE(_core, m) {
     nb::set_leak_warnings(false);
     m.attr("registry_add") = nb::steal(make_registry_add());
     m.attr("gc_phase") = nb::steal(make_gc_phase());
+    m.attr("ChainingFactory") = nb::steal(make_chaining_factory_type());
     m.attr("FRAME_WALK") = cpython::frame_walk_mode();
 
     m.def("configure_registry",

@@ -23,22 +23,9 @@ def is_taskleak_factory(factory: Optional[TaskFactory]) -> bool:
 
 
 def chain_factory(previous: Optional[TaskFactory]) -> TaskFactory:
-    """A factory that builds tasks with `previous` (or asyncio.Task) and records them."""
-
-    def taskleak_task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> "asyncio.Future[Any]":
-        if previous is not None:
-            task = previous(loop, coro, **kwargs)
-        else:
-            task = asyncio.Task(coro, loop=loop, **kwargs)
-        try:
-            _core.track_task(task)
-        except Exception:  # never let tracking break task creation
-            pass
-        return task
-
-    taskleak_task_factory._taskleak_factory = True  # type: ignore[attr-defined]
-    taskleak_task_factory.__wrapped__ = previous  # type: ignore[attr-defined]
-    return taskleak_task_factory
+    """A factory that builds tasks with `previous` (or asyncio.Task) and records
+    them (a C++ vectorcall object: it runs for every task)."""
+    return _core.ChainingFactory(previous, asyncio.Task)
 
 
 def adopt(loop: asyncio.AbstractEventLoop, *, always: bool) -> None:

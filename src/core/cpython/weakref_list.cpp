@@ -4,10 +4,11 @@ namespace taskleak::cpython {
 
 PyObject *find_weakref_with_callback(PyObject *obj, PyObject *callback) {
     Py_ssize_t off = Py_TYPE(obj)->tp_weaklistoffset;
-    // 3.12/3.13 "managed" weakrefs (asyncio.Task on 3.13) use a negative
-    // offset into the pre-header, applied the same way; later versions are
-    // not assumed to keep that layout.
-    bool direct = off > 0 || (off < 0 && PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030E0000);
+    // 3.12-3.15 "managed" weakrefs (asyncio.Task from 3.13 on) use a negative
+    // offset into the pre-header, applied the same way (checked in each
+    // version's _PyObject_GET_WEAKREFS_LISTPTR); later versions are not
+    // assumed to keep that layout.
+    bool direct = off > 0 || (off < 0 && PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x03100000);
     if (direct) {
         // Walking the list is a few pointer reads; weakref.getweakrefs()
         // would allocate a list (~40 ns), twice per task creation.

@@ -1,0 +1,146 @@
+// The chaining task factory, in C++: where there is no task registry to hook
+// (3.14+ keeps tasks in per-thread lists) it is the creation hook, so it runs
+// for every task. As a Python function it cost ~0.5 us a task on 3.14
+// (1.45x a plain create+complete); as a vectorcall object it calls the
+// previous factory (or asyncio.Task) directly and records the task.
+#include <Python.h>
+#include <structmember.h>
+
+namespace taskleak {
+bool track_task(PyObject *task);
+
+namespace {
+
+struct ChainingFactory {
+    PyObject_HEAD
+    PyObject *previous;   // the loop's factory before ours, or NULL
+    PyObject *task_type;  // asyncio.Task, used when there is no previous factory
+    vectorcallfunc vectorcall;
+};
+
+PyObject *str_loop() {
+    static PyObject *s = PyUnicode_InternFromString("loop");
+    return s;
+}
+
+// factory(loop, coro, **kwargs) -> task
+PyObject *factory_call(PyObject *self_obj, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    auto *self = (ChainingFactory *)self_obj;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *task;
+    if (self->previous != nullptr) {
+        task = PyObject_Vectorcall(self->previous, args, nargsf, kwnames);
+    } else {
+        if (nargs != 2) {
+            PyErr_SetString(PyExc_TypeError, "task factory expects (loop, coro, **kwargs)");
+            return nullptr;
+        }
+        // asyncio.Task(coro, *, loop=loop, **kwargs)
+        Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+        PyObject *names = PyTuple_New(nkw + 1);
+        if (names == nullptr) return nullptr;
+        PyObject *small[8];
+        PyObject **argv = nkw + 2 <= 8 ? small : (PyObject **)PyMem_Malloc(sizeof(PyObject *) * (size_t)(nkw + 2));
+        if (argv == nullptr) {
+            Py_DECREF(names);
+            return PyErr_NoMemory();
+        }
+        argv[0] = args[1];
+        for (Py_ssize_t i = 0; i < nkw; ++i) {
+            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+            PyTuple_SET_ITEM(names, i, Py_NewRef(k));
+            argv[1 + i] = args[2 + i];
+        }
+        PyTuple_SET_ITEM(names, nkw, Py_NewRef(str_loop()));
+        argv[1 + nkw] = args[0];
+        task = PyObject_Vectorcall(self->task_type, argv, 1, names);
+        if (argv != small) PyMem_Free(argv);
+        Py_DECREF(names);
+    }
+    if (task != nullptr) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        track_task(task);  // never raises; never let tracking break creation
+        PyErr_Clear();
+        PyErr_Restore(et, ev, etb);
+    }
+    return task;
+}
+
+PyObject *factory_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *previous = Py_None, *task_type = nullptr;
+    static const char *kwlist[] = {"previous", "task_type", nullptr};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:ChainingFactory", (char **)kwlist, &previous, &task_type))
+        return nullptr;
+    auto *self = (ChainingFactory *)type->tp_alloc(type, 0);
+    if (self == nullptr) return nullptr;
+    self->previous = previous == Py_None ? nullptr : Py_NewRef(previous);
+    self->task_type = Py_NewRef(task_type);
+    self->vectorcall = factory_call;
+    return (PyObject *)self;
+}
+
+int factory_traverse(PyObject *o, visitproc visit, void *arg) {
+    auto *self = (ChainingFactory *)o;
+    Py_VISIT(self->previous);
+    Py_VISIT(self->task_type);
+    Py_VISIT(Py_TYPE(o));
+    return 0;
+}
+
+int factory_clear(PyObject *o) {
+    auto *self = (ChainingFactory *)o;
+    Py_CLEAR(self->previous);
+    Py_CLEAR(self->task_type);
+    return 0;
+}
+
+void factory_dealloc(PyObject *o) {
+    PyTypeObject *tp = Py_TYPE(o);
+    PyObject_GC_UnTrack(o);
+    factory_clear(o);
+    tp->tp_free(o);
+    Py_DECREF(tp);
+}
+
+PyObject *get_wrapped(PyObject *o, void *) {
+    auto *self = (ChainingFactory *)o;
+    return Py_NewRef(self->previous ? self->previous : Py_None);
+}
+
+PyObject *get_true(PyObject *, void *) { Py_RETURN_TRUE; }
+
+PyGetSetDef factory_getset[] = {
+    {"__wrapped__", get_wrapped, nullptr, "the factory this one chains to (None: asyncio.Task)", nullptr},
+    {"_taskleak_factory", get_true, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyMemberDef factory_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(ChainingFactory, vectorcall), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+PyType_Slot factory_slots[] = {
+    {Py_tp_new, (void *)factory_new},
+    {Py_tp_call, (void *)PyVectorcall_Call},
+    {Py_tp_traverse, (void *)factory_traverse},
+    {Py_tp_clear, (void *)factory_clear},
+    {Py_tp_dealloc, (void *)factory_dealloc},
+    {Py_tp_getset, (void *)factory_getset},
+    {Py_tp_members, (void *)factory_members},
+    {Py_tp_doc, (void *)"ChainingFactory(previous, task_type): a task factory that creates tasks with "
+                        "`previous` (or task_type) and records their creation."},
+    {0, nullptr},
+};
+
+PyType_Spec factory_spec = {
+    "taskleak._core.ChainingFactory", sizeof(ChainingFactory), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL, factory_slots,
+};
+
+}  // namespace
+
+PyObject *make_chaining_factory_type() { return PyType_FromSpec(&factory_spec); }
+
+}  // namespace taskleak
