@@ -1,30 +1,20 @@
 """The awaited-by graph: which task awaits which.
 
-CPython 3.10-3.13 keep no back-links from an awaited task to its awaiters;
-they are rebuilt from done callbacks, the only trace an await leaves:
-
-* ``await other_task``: ``other_task`` has the awaiting task's wakeup as a
-  callback (``task_wakeup`` bound to the task on 3.12+, a
-  ``TaskWakeupMethWrapper`` on 3.10/3.11, ``Task.__wakeup`` for pure-Python
-  tasks);
-* ``gather()``, ``wait()``, ``wait_for()`` (3.10/3.11), ``shield()``: the child
-  has a callback whose closure, ``functools.partial`` arguments or bound
-  ``self`` is a Future that some task awaits (the ``_GatheringFuture``, the
-  ``wait()`` waiter, the shield's outer Future), followed recursively;
-* ``TaskGroup``: the child has ``TaskGroup._on_task_done`` as a callback, and
-  the group's ``_parent_task`` is its awaiter (as ``asyncio`` records it on 3.14).
+"Who awaits this future" is answered by :mod:`taskleak.awaited_by`: asyncio's
+native awaited-by links where the interpreter keeps them (CPython 3.14+, the
+links ``asyncio.capture_call_graph()`` reads), else a reconstruction from done
+callbacks (3.10-3.13: a task's wakeup on the task it awaits; ``gather()``,
+``wait()``, ``shield()``, ``wait_for()`` callbacks; ``TaskGroup._on_task_done``).
 
 A cycle in this graph (A awaits B awaits A) can never finish: a deadlock.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import gc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
 
+from .awaited_by import awaiters_of, resolver
 from .frame import short_path
 
 if TYPE_CHECKING:
@@ -32,73 +22,6 @@ if TYPE_CHECKING:
     from .task_info import TaskInfo
 
 __all__ = ["TaskGraph", "task_graph", "awaiters_of"]
-
-
-def _task_of_wakeup(fn: Any) -> Optional["asyncio.Task[Any]"]:
-    owner = getattr(fn, "__self__", None)
-    if isinstance(owner, asyncio.Task):
-        return owner
-    if type(fn).__name__ == "TaskWakeupMethWrapper":  # 3.10/3.11 C tasks
-        for r in gc.get_referents(fn):
-            if isinstance(r, asyncio.Task):
-                return r
-    return None
-
-
-def _futures_in(fn: Any) -> List[Any]:
-    """Futures a done callback refers to (closure, partial args, bound self)."""
-    out: List[Any] = []
-    if isinstance(fn, functools.partial):
-        out += [a for a in fn.args if asyncio.isfuture(a)]
-        fn = fn.func
-    owner = getattr(fn, "__self__", None)
-    if asyncio.isfuture(owner):
-        out.append(owner)
-    for cell in getattr(fn, "__closure__", None) or ():
-        try:
-            v = cell.cell_contents
-        except ValueError:
-            continue
-        if asyncio.isfuture(v):
-            out.append(v)
-    return out
-
-
-def _callbacks(fut: Any) -> List[Any]:
-    try:
-        cbs = fut._callbacks
-    except Exception:
-        return []
-    return [cb[0] if isinstance(cb, tuple) else cb for cb in cbs or ()]
-
-
-def awaiters_of(fut: Any, owner: Dict[int, "asyncio.Task[Any]"], depth: int = 0) -> List["asyncio.Task[Any]"]:
-    """Tasks awaiting `fut` (a task or future), given ``owner``: id(future) ->
-    the task parked on it (its ``_fut_waiter``)."""
-    found: List[asyncio.Task[Any]] = []
-    for fn in _callbacks(fut):
-        t = _task_of_wakeup(fn)
-        if t is not None:
-            found.append(t)
-            continue
-        tg = getattr(fn, "__self__", None)
-        parent = getattr(tg, "_parent_task", None) if tg is not None and not asyncio.isfuture(tg) else None
-        if isinstance(parent, asyncio.Task):  # TaskGroup._on_task_done
-            found.append(parent)
-            continue
-        for f in _futures_in(fn):
-            if f is fut:
-                continue
-            t = owner.get(id(f))
-            if t is not None:
-                found.append(t)
-            elif depth < 6:  # e.g. a gather inside a gather, a shield of a gather
-                found += awaiters_of(f, owner, depth + 1)
-    out: List[asyncio.Task[Any]] = []
-    for t in found:
-        if t is not fut and all(t is not o for o in out):
-            out.append(t)
-    return out
 
 
 @dataclass
@@ -172,22 +95,19 @@ def _unique_names(infos: List["TaskInfo"]) -> Dict[int, str]:
 def build_graph(snap: "Snapshot") -> TaskGraph:
     pending = [t for t in snap if t.state == "pending"]
     names = _unique_names(pending)
-    owner: Dict[int, asyncio.Task[Any]] = {}
-    for t in pending:
-        w = t._waiter()
-        if w is not None:
-            owner[id(w)] = t.task
-        del w
+    who_awaits = resolver(pending)
     g = TaskGraph(tasks={names[id(t.task)]: t for t in pending})
-    for t in pending:
-        me = names[id(t.task)]
-        for a in awaiters_of(t.task, owner):
-            an = names.get(id(a))
-            if an is None:
-                continue
-            g.awaited_by.setdefault(me, []).append(an)
-            g.awaits.setdefault(an, []).append(me)
-    owner.clear()
+    try:
+        for t in pending:
+            me = names[id(t.task)]
+            for a in who_awaits(t.task):
+                an = names.get(id(a))
+                if an is None:
+                    continue
+                g.awaited_by.setdefault(me, []).append(an)
+                g.awaits.setdefault(an, []).append(me)
+    finally:
+        who_awaits.close()
     g.roots = [n for n in g.tasks if not g.awaited_by.get(n)]
     g.cycles = _cycles(g)
     return g
