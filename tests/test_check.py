@@ -8,6 +8,7 @@ Every async test runs its own loop with asyncio.run(): no plugin involved.
 """
 
 import asyncio
+import inspect
 import gc
 import logging
 import sys
@@ -178,8 +179,8 @@ def test_decorator_keeps_function_metadata():
 
     assert my_async_fn.__name__ == "my_async_fn" and my_async_fn.__doc__ == "async doc"
     assert my_sync_fn.__name__ == "my_sync_fn" and my_sync_fn.__doc__ == "sync doc"
-    assert asyncio.iscoroutinefunction(my_async_fn)
-    assert not asyncio.iscoroutinefunction(my_sync_fn)
+    assert inspect.iscoroutinefunction(my_async_fn)
+    assert not inspect.iscoroutinefunction(my_sync_fn)
 
 
 def test_decorator_on_sync_function_fresh_scope_per_call():
