@@ -1,121 +1,21 @@
-// CPython 3.14: mirror of _PyInterpreterFrame and of the generator object head
-// (Include/internal/pycore_interpframe_structs.h), GIL-enabled, non-debug
-// builds only (CMake sends free-threaded builds to the public-API walker).
-// New since 3.13:
-//  - f_executable, f_funcobj and localsplus[] are _PyStackRefs: a uintptr_t
-//    whose low bits are tags (pycore_stackref.h, "With GIL" branch:
-//    Py_TAG_BITS 3, Py_TAG_REFCNT 1 = borrowed/immortal, NULL is bits == 1,
-//    Py_INT_TAG 3 = tagged int, not an object);
-//  - stacktop became the stackpointer pointer; `visited` byte after `owner`;
-//  - owners: THREAD 0, GENERATOR 1, FRAME_OBJECT 2, INTERPRETER 3, CSTACK 4
-//    (_PyFrame_IsIncomplete treats owner >= INTERPRETER as incomplete);
-//  - PyGenObject is opaque (its fields moved to the internal header);
-//  - gi_frame_state: CREATED -3, SUSPENDED -2, SUSPENDED_YIELD_FROM -1,
-//    EXECUTING 0, COMPLETED 1, CLEARED 4; finished means state >= COMPLETED.
-#include "cpython/interpreter_frames.hpp"
-#include <cstddef>
+// CPython 3.14: direct frame walk over the layout in stackref_frames.hpp.
+// Owners: THREAD 0, GENERATOR 1, FRAME_OBJECT 2, INTERPRETER 3, CSTACK 4.
+// gi_frame_state: CREATED -3, SUSPENDED -2, SUSPENDED_YIELD_FROM -1,
+// EXECUTING 0, COMPLETED 1, CLEARED 4; finished means state >= COMPLETED.
+#include <Python.h>
 
 #if PY_VERSION_HEX < 0x030E0000 || PY_VERSION_HEX >= 0x030F0000
 #error "frames_314.cpp mirrors CPython 3.14 only"
 #endif
-#if defined(Py_GIL_DISABLED)
-#error "frames_314.cpp mirrors the GIL-enabled build (free-threaded frames carry tlbc_index and other stackref tags)"
-#endif
+
+#include "cpython/stackref_frames.hpp"
 
 namespace taskleak::cpython {
 namespace {
-
-using StackRef = uintptr_t;  // _PyStackRef { uintptr_t bits; }
-constexpr uintptr_t TAG_BITS = 3;
-constexpr uintptr_t INT_TAG = 3;
-constexpr uintptr_t NULL_BITS = 1;
-
-// A borrowed PyObject* for an object stackref; nullptr for NULL and tagged ints.
-inline PyObject *untag(StackRef r) {
-    if (r == NULL_BITS || (r & TAG_BITS) == INT_TAG) return nullptr;
-    return (PyObject *)(r & ~TAG_BITS);
-}
-
-struct Frame314 {
-    StackRef f_executable;
-    Frame314 *previous;
-    StackRef f_funcobj;
-    PyObject *f_globals;
-    PyObject *f_builtins;
-    PyObject *f_locals;
-    PyObject *frame_obj;
-    uint16_t *instr_ptr;  // _Py_CODEUNIT is 2 bytes
-    StackRef *stackpointer;
-    uint16_t return_offset;
-    char owner;
-    uint8_t visited;
-    StackRef localsplus[1];
+struct States314 {
+    static bool frame_alive(int8_t state) { return state < 1; }  // < FRAME_COMPLETED
 };
-static_assert(offsetof(Frame314, instr_ptr) == 56, "3.14 _PyInterpreterFrame.instr_ptr");
-static_assert(offsetof(Frame314, owner) == 74, "3.14 _PyInterpreterFrame.owner");
-static_assert(offsetof(Frame314, localsplus) == 80, "3.14 _PyInterpreterFrame.localsplus");
-
-// _PyGenObject_HEAD(gi): shared by generators, coroutines and async generators.
-struct Gen314 {
-    PyObject_HEAD
-    PyObject *gi_weakreflist;
-    PyObject *gi_name;
-    PyObject *gi_qualname;
-    _PyErr_StackItem gi_exc_state;
-    PyObject *gi_origin_or_finalizer;
-    char gi_hooks_inited;
-    char gi_closed;
-    char gi_running_async;
-    int8_t gi_frame_state;
-    Frame314 gi_iframe;
-};
-static_assert(offsetof(Gen314, gi_frame_state) == 67, "3.14 gi_frame_state");
-static_assert(offsetof(Gen314, gi_iframe) == 72, "3.14 gi_iframe");
-
-constexpr char OWNED_BY_GENERATOR = 1;
-constexpr char OWNED_BY_INTERPRETER = 3;  // and CSTACK (4): never complete frames
-constexpr int8_t FRAME_COMPLETED = 1;
-
-// genobject.c sets tp_basicsize = offsetof(PyGenObject, gi_iframe.localsplus)
-// for all three types; a mismatch means this mirror is wrong for the running
-// interpreter, and generator frames are then not read at all.
-bool gen_layout_matches() {
-    constexpr Py_ssize_t want = (Py_ssize_t)(offsetof(Gen314, gi_iframe) + offsetof(Frame314, localsplus));
-    return PyGen_Type.tp_basicsize == want && PyCoro_Type.tp_basicsize == want &&
-           PyAsyncGen_Type.tp_basicsize == want;
-}
-
-struct Layout314 {
-    using Frame = Frame314;
-    static Frame *current(PyThreadState *ts) { return (Frame *)ts->current_frame; }
-    static Frame *previous(Frame *f) { return f->previous; }
-    static PyCodeObject *code(Frame *f) {
-        PyObject *ex = untag(f->f_executable);
-        return (ex != nullptr && PyCode_Check(ex)) ? (PyCodeObject *)ex : nullptr;
-    }
-    // _PyFrame_IsIncomplete, applied at every step as PyFrame_GetBack does.
-    static bool skip(Frame *f) {
-        if (f->owner >= OWNED_BY_INTERPRETER) return true;
-        PyCodeObject *co = code(f);
-        if (co == nullptr) return true;
-        return f->owner != OWNED_BY_GENERATOR &&
-               f->instr_ptr < (uint16_t *)co->co_code_adaptive + co->_co_firsttraceable;
-    }
-    static int32_t offset_bytes(Frame *f) {
-        auto d = f->instr_ptr - (uint16_t *)code(f)->co_code_adaptive;
-        return d < 0 ? 0 : (int32_t)(d * 2);
-    }
-    static PyObject *local(Frame *f, Py_ssize_t i) { return untag(f->localsplus[i]); }
-    static Frame *generator_frame(PyObject *gen) {
-        if (!(PyGen_CheckExact(gen) || PyCoro_CheckExact(gen) || PyAsyncGen_CheckExact(gen)))
-            return nullptr;
-        static const bool ok = gen_layout_matches();
-        if (!ok) return nullptr;
-        auto *g = (Gen314 *)gen;
-        if (g->gi_frame_state >= FRAME_COMPLETED) return nullptr;
-        return &g->gi_iframe;
-    }
-};
+using Layout314 = StackrefLayout<States314>;
 }  // namespace
 }  // namespace taskleak::cpython
 
