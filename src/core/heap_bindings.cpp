@@ -25,14 +25,14 @@ void bind_heap(nb::module_ &m) {
         .def_prop_ro("bytes", &HeapIndex::bytes)
         .def_prop_ro("build_seconds", &HeapIndex::build_seconds)
         .def("who_holds", [](HeapIndex &ix, nb::handle target, nb::handle roots, nb::handle stops,
-                             int max_depth, int max_paths) {
+                             int max_depth, int max_paths, bool live_seed) {
             // `roots` and `stops` are lists the caller keeps alive for the
             // whole call: the index trusts them to be live objects.
             std::vector<PyObject *> r = borrowed_items(roots, "roots must be a list");
             std::vector<PyObject *> s = borrowed_items(stops, "stops must be a list");
             std::vector<HolderChain> found;
             bool stale = false;
-            if (!ix.who_holds(target.ptr(), r, s, max_depth, max_paths, &found, &stale)) {
+            if (!ix.who_holds(target.ptr(), r, s, max_depth, max_paths, &found, &stale, live_seed)) {
                 for (auto &c : found)
                     for (PyObject *o : c.objs) Py_DECREF(o);
                 throw nb::python_error();
@@ -44,7 +44,7 @@ void bind_heap(nb::module_ &m) {
                 out.append(nb::make_tuple(c.root, objs));
             }
             return nb::make_tuple(out, stale);
-        }, "target"_a, "roots"_a, "stops"_a, "max_depth"_a, "max_paths"_a,
+        }, "target"_a, "roots"_a, "stops"_a, "max_depth"_a, "max_paths"_a, "live_seed"_a = false,
         "[(root, [root object ... target])], stale. root >= 0: position in `roots`; "
         "-1: a class; -2: nothing tracked refers to the first object.");
 

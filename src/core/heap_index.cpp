@@ -196,7 +196,7 @@ bool HeapIndex::validate(const std::vector<PyObject *> &chain) const {
 
 bool HeapIndex::who_holds(PyObject *target, const std::vector<PyObject *> &roots,
                           const std::vector<PyObject *> &stops, int max_depth, int max_paths,
-                          std::vector<HolderChain> *out, bool *stale) {
+                          std::vector<HolderChain> *out, bool *stale, bool live_seed) {
     *stale = false;
     if (max_paths <= 0) return true;
     PtrTable root_map, stop_map;
@@ -227,7 +227,7 @@ bool HeapIndex::who_holds(PyObject *target, const std::vector<PyObject *> &roots
     std::vector<PyObject *> live_seeds;  // strong refs, released below
     uint32_t tslot = table_.find(target);
     int depth = 0;
-    if (tslot != PtrTable::NOT_FOUND) {
+    if (tslot != PtrTable::NOT_FOUND && !live_seed) {
         parent_[tslot] = IS_TARGET;
         touched_.push_back(tslot);
         frontier.push_back(tslot);

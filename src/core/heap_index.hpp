@@ -45,9 +45,12 @@ public:
     // search must not pass through (running frames, the caller's own
     // bookkeeping). Classes seen at build time are roots as well. False with
     // an exception set on failure.
+    // live_seed: find the target's direct referrers with a live pass even if
+    // its address is in the index (the indexed object may have died and the
+    // address been reused by a new object).
     bool who_holds(PyObject *target, const std::vector<PyObject *> &roots,
                    const std::vector<PyObject *> &stops, int max_depth, int max_paths,
-                   std::vector<HolderChain> *out, bool *stale);
+                   std::vector<HolderChain> *out, bool *stale, bool live_seed = false);
 
     size_t objects() const { return nodes_; }
     size_t edges() const { return rev_src_.size(); }

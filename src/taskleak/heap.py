@@ -114,6 +114,10 @@ class HeapIndex:
         _check_limits(max_depth, max_paths)
         roots, labels, stops = _collect_roots()
         found, self.stale = self._ix.who_holds(obj, roots, stops, max_depth, max_paths)
+        if not found and self.stale:
+            # The indexed object at this address may be gone and the address
+            # reused by `obj`: look up its referrers live instead.
+            found, _ = self._ix.who_holds(obj, roots, stops, max_depth, max_paths, True)
         del roots, stops
         return [_holder_path(root, chain, labels) for root, chain in found]
 
