@@ -20,7 +20,7 @@ ASAN_VENV := .venv/asan-py$(PY)
 # Build/test tools for the venvs. cmake and ninja come from PyPI too, so a
 # fresh machine needs nothing but the interpreter (the system cmake is a pyenv
 # shim that only works for the global Python).
-DEV_DEPS ?= "scikit-build-core>=0.10" "nanobind>=2.4" "pytest>=8" "uvloop>=0.17" "pytest-asyncio>=1.1" anyio "pytest-xdist>=3" objgraph cmake ninja
+DEV_DEPS ?= "scikit-build-core>=0.10" "nanobind>=2.4" "pytest>=8" "uvloop>=0.17" "pytest-asyncio>=1.1" anyio "pytest-xdist>=3" objgraph "import-linter>=2.1" cmake ninja
 
 PIP_FLAGS ?= --disable-pip-version-check
 # Regular (non-editable) install: the wheel is rebuilt from the current sources
@@ -53,12 +53,13 @@ define run_pytest
 	exit $$rc
 endef
 
-.PHONY: help test test-asan install install-asan demo bench clean
+.PHONY: help test test-asan install install-asan demo bench clean lint-imports
 
 help:
 	@echo "taskleak make targets (PY=$(PY); override with PY=X.Y):"
 	@echo "  make test         build+install into $(VENV), run pytest $(TESTS) -q \$$PYTEST_ARGS"
 	@echo "  make test-asan    ASan/UBSan build into $(ASAN_VENV), run pytest $(ASAN_PYTEST_ARGS)"
+	@echo "  make lint-imports check the package layering (import-linter contract in pyproject.toml)"
 	@echo "  make install      only (re)build and install the package into $(VENV)"
 	@echo "  make demo         install, then: taskleak run examples/leaky_service.py"
 	@echo "  make bench        install, then run every bench/*.py"
@@ -95,7 +96,11 @@ install-asan: $(ASAN_VENV)/.deps-stamp
 	$(ASAN_VENV)/bin/python -m pip install $(PIP_FLAGS) $(INSTALL_FLAGS) $(ASAN_CONFIG) .
 
 # --- targets ---------------------------------------------------------------
-test: install
+# The layering of DESIGN.md (contract in pyproject.toml), checked on the sources.
+lint-imports: $(VENV)/.deps-stamp
+	PYTHONPATH=src $(VENV)/bin/lint-imports --no-cache
+
+test: install lint-imports
 	$(call run_pytest,$(VENV)/bin/python,$(VENV)/bin/python,$(TESTS) -q $(PYTEST_ARGS))
 
 test-asan: install-asan

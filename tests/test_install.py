@@ -7,7 +7,8 @@ import threading
 import pytest
 
 import taskleak
-from taskleak import _core, tracking
+from taskleak import _core
+from taskleak.tracking import installer as tracking
 
 
 # 3.10-3.13 register every task in a WeakSet that taskleak hooks; 3.14+ keeps

@@ -110,7 +110,7 @@ def test_user_exception_handler_is_still_called(tracked):
 
 
 def test_event_buffer_is_bounded(tracked, monkeypatch):
-    from taskleak import loss_recorder
+    from taskleak.tracking import loss_events as loss_recorder
 
     monkeypatch.setattr(loss_recorder, "_events", __import__("collections").deque(maxlen=5))
 

@@ -1,4 +1,4 @@
-"""The pytest plugin (taskleak.pytest_plugin), driven through pytester in
+"""The pytest plugin (taskleak.testing.pytest_plugin), driven through pytester in
 subprocesses: taskleak's tracking is process-wide, so every scenario gets a
 fresh interpreter."""
 
@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from taskleak.baseline import Baseline, BaselineError, leak_key
+from taskleak.testing.baseline import Baseline, BaselineError, leak_key
 from taskleak.frame import Frame
 
 pytest_plugins = ["pytester"]
@@ -16,7 +16,7 @@ pytest_plugins = ["pytester"]
 # Python 3.10: anyio's backported asyncio.Runner and IsolatedAsyncioTestCase
 # cancel leftover tasks with code of their own rather than asyncio.runners'
 # _cancel_all_tasks, so taskleak records no "pending-at-shutdown" event for
-# them (a gap of loss_recorder, reported).
+# them (a gap of tracking/loss_events.py, reported).
 OWN_SHUTDOWN_CANCELS = sys.version_info < (3, 11)
 
 INI = """

@@ -2,11 +2,11 @@
 // files named for each concern. Functions on the task-creation hot path are
 // plain PyCFunctions (creation_hook.cpp), not nanobind wrappers, to keep the
 // call as cheap as CPython allows.
-#include "await_chain.hpp"
+#include "tasks/await_chain.hpp"
 #include "cpython/frames.hpp"
 #include "cpython/weakref_list.hpp"
-#include "task_census.hpp"
-#include "tracker.hpp"
+#include "tasks/task_census.hpp"
+#include "tracking/tracker.hpp"
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>

@@ -14,20 +14,57 @@ if getattr(_sys, "_is_gil_enabled", lambda: True)() is False:  # pragma: no cove
         "taskleak does not support free-threaded CPython builds yet (the core relies on the GIL); "
         "use a regular CPython build")
 
-from . import qualname as _qualname
-from .check import KINDS, Leak, LeakCheck, TaskLeakError, TaskLeakWarning, check
+from typing import Optional as _Optional
+
+from . import tracking as _tracking
+from .diagnosis.task_graph import TaskGraph, task_graph
+from .diagnosis.why import Why, why
 from .frame import Frame
-from .heap import Growth, GrowthRow, HeapIndex, HolderPath, growth, who_holds
-from .loss_recorder import LossEvent, clear_loss_events, loss_events
+from .heap.growth import Growth, GrowthRow, growth
+from .heap.index import HeapIndex, HolderPath, who_holds
+from .report import signal_dump as _signal_dump
+from .report.dump import dump
 from .snapshot import Snapshot, snapshot
 from .task_info import TaskInfo
-from .tracking import install, is_installed, status, uninstall
-from .dump import dump
-from .task_graph import TaskGraph, task_graph
+from .testing.check import LeakCheck, check
+from .testing.leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
+from .tracking.installer import is_installed, status
+from .tracking.loss_events import LossEvent, clear_loss_events, loss_events
+from .tracking.qualname import enable_if_needed as _enable_qualnames
 from .wait_target import WaitTarget
-from .why import Why, why
 
-_qualname.enable_if_needed()
+_enable_qualnames()
+
+
+def install(stack_depth: int = 32, dump_signal: _Optional[int] = None) -> None:
+    """Track the creation of every asyncio Task in this process from now on.
+
+    Idempotent and thread-safe; calling it again only changes ``stack_depth``
+    (frames kept per creation stack, 1-128) and, if given, ``dump_signal``.
+    Tasks created before install() still appear in snapshots, with "creation
+    site unknown".
+
+    ``dump_signal`` (e.g. ``signal.SIGUSR1``): on that signal, write
+    :func:`dump` to stderr, like faulthandler - also while the event loop is
+    busy or blocked in Python code. Only from the main thread (a ValueError
+    otherwise, and for signals that cannot be caught); :func:`uninstall`
+    restores the previous handler.
+    """
+    # Tracking is the lowest layer and knows nothing of reports: the signal
+    # dump is composed here, one layer above both.
+    if dump_signal is not None:
+        _signal_dump.check_dump_signal(dump_signal)
+    _tracking.install(stack_depth)
+    if dump_signal is not None:
+        _signal_dump.set_dump_signal(int(dump_signal))
+
+
+def uninstall() -> None:
+    """Stop recording new tasks (and dumping on a signal). Records of live
+    tasks stay until they die; snapshots keep working. Idempotent."""
+    _signal_dump.restore_dump_signal()
+    _tracking.uninstall()
+
 
 __version__ = "0.1.0"
 

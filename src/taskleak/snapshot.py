@@ -7,10 +7,10 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from . import _core
 from .frame import Frame, frames_from_raw
-from .loss_recorder import LossEvent, loss_events
 from .task_info import TaskInfo
-from .wait_target import ORPHANED
 from .tracking import live_tasks
+from .tracking.loss_events import LossEvent, loss_events
+from .wait_target import ORPHANED
 
 __all__ = ["Snapshot", "snapshot"]
 
@@ -171,13 +171,13 @@ class Snapshot:
     # -- rendering -------------------------------------------------------------
     def format(self, *, max_frames: int = 6, max_names: int = 5) -> str:
         """A grouped, human-readable report (largest group first)."""
-        from .report_text import format_snapshot
+        from .report.text import format_snapshot
 
         return format_snapshot(self, max_frames=max_frames, max_names=max_names)
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-able form (see docs/json-schema.md)."""
-        from .report_json import snapshot_to_dict
+        from .report.json_form import snapshot_to_dict
 
         return snapshot_to_dict(self)
 

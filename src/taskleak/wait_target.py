@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import site
-import sys
 import sysconfig
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence

@@ -1,0 +1,74 @@
+#include "tasks/await_chain.hpp"
+#include <cstring>
+
+namespace taskleak {
+
+static PyObject *intern(const char *s) { return PyUnicode_InternFromString(s); }
+
+static bool is_generator_like(PyObject *o) {
+    return PyGen_Check(o) || PyCoro_CheckExact(o) || PyAsyncGen_CheckExact(o);
+}
+
+// Wrapper objects with no public link to the generator they drive:
+// `coro.__await__()` and `agen.__anext__()`/`athrow()` results. Their
+// tp_traverse does visit that generator, which is how we find it.
+static bool is_wrapper(PyObject *o) {
+    const char *n = Py_TYPE(o)->tp_name;
+    return std::strcmp(n, "coroutine_wrapper") == 0 || std::strcmp(n, "async_generator_asend") == 0 ||
+           std::strcmp(n, "async_generator_athrow") == 0;
+}
+
+static int visit_find_gen(PyObject *o, void *arg) {
+    auto **found = (PyObject **)arg;
+    if (*found == nullptr && o != nullptr && is_generator_like(o)) *found = o;
+    return 0;
+}
+
+static PyObject *unwrap(PyObject *o) {
+    traverseproc tp = Py_TYPE(o)->tp_traverse;
+    if (tp == nullptr) return nullptr;
+    PyObject *found = nullptr;
+    tp(o, visit_find_gen, &found);
+    Py_XINCREF(found);
+    return found;
+}
+
+static PyObject *awaited_by(PyObject *gen) {
+    static PyObject *cr_await = intern("cr_await");
+    static PyObject *gi_yieldfrom = intern("gi_yieldfrom");
+    static PyObject *ag_await = intern("ag_await");
+    PyObject *name = PyCoro_CheckExact(gen) ? cr_await : PyAsyncGen_CheckExact(gen) ? ag_await : gi_yieldfrom;
+    PyObject *next = PyObject_GetAttr(gen, name);
+    if (next == nullptr) PyErr_Clear();
+    return next;
+}
+
+int walk_await_chain(PyObject *coro, cpython::CodeLoc *out, int max, PyObject **leaf) {
+    *leaf = nullptr;
+    int n = 0;
+    Py_XINCREF(coro);
+    PyObject *obj = coro;
+    while (obj != nullptr && obj != Py_None && n < max) {
+        PyObject *next = nullptr;
+        if (is_generator_like(obj)) {
+            if (!cpython::generator_location(obj, &out[n])) break;
+            ++n;
+            next = awaited_by(obj);
+        } else if (is_wrapper(obj)) {
+            next = unwrap(obj);
+            if (next == nullptr) {
+                *leaf = obj;
+                return n;
+            }
+        } else {
+            *leaf = obj;  // transfer our reference
+            return n;
+        }
+        Py_DECREF(obj);
+        obj = next;
+    }
+    Py_XDECREF(obj);
+    return n;
+}
+
+}  // namespace taskleak

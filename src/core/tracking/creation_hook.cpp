@@ -1,0 +1,292 @@
+// The creation hook. On 3.10-3.13 the C Task constructor registers every task
+// with `asyncio.tasks._all_tasks.add(task)` (3.10/3.11) or
+// `_scheduled_tasks.add(task)` (3.12/3.13). An instance attribute `add` on that
+// WeakSet replaces the method lookup, so `registry_add` below sees every task
+// (uvloop's too) without a task factory. It does the WeakSet's own work in C
+// (which is cheaper than WeakSet.add in Python) and records the creation.
+//
+// The chaining task factory (Python, for interpreters where the probe fails)
+// calls `track_task` instead.
+#include "tracking/tracker.hpp"
+#include "cpython/frames.hpp"
+#include "cpython/weakref_list.hpp"
+#include "tasks/await_chain.hpp"
+#include <ctime>
+#include <pythread.h>
+
+namespace taskleak {
+
+Tracker &tracker() {
+    // Never destroyed: weakref callbacks may still fire during interpreter
+    // teardown, after static destructors would have run.
+    static Tracker *t = new Tracker();
+    return *t;
+}
+
+int64_t monotonic_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint16_t thread_index(Tracker &t) {
+    unsigned long id = PyThread_get_thread_ident();
+    if (t.threads[t.last_thread] == id) return t.last_thread;
+    for (size_t i = 1; i < t.threads.size(); ++i)
+        if (t.threads[i] == id) return t.last_thread = (uint16_t)i;
+    if (t.threads.size() >= 0xFFFF) return 0;  // bounded: later threads are "unknown"
+    t.threads.push_back(id);
+    return t.last_thread = (uint16_t)(t.threads.size() - 1);
+}
+
+static PyObject *str_loop() {
+    static PyObject *s = PyUnicode_InternFromString("_loop");
+    return s;
+}
+
+// The record of the task running on `loop` right now, if it is tracked.
+static const CreationRecord *parent_record(Tracker &t, PyObject *loop) {
+    if (loop == nullptr) return nullptr;
+    if (t.current_tasks != nullptr) {
+        PyObject *cur = PyDict_GetItemWithError(t.current_tasks, loop);  // borrowed
+        if (cur == nullptr) {
+            PyErr_Clear();
+            return nullptr;
+        }
+        return lookup_record(cur);
+    }
+    if (t.current_task_fn == nullptr) return nullptr;
+    // 3.14+ keeps the current task in the thread state: ask _asyncio.
+    PyObject *cur = PyObject_CallOneArg(t.current_task_fn, loop);
+    if (cur == nullptr) {
+        PyErr_Clear();
+        return nullptr;
+    }
+    const CreationRecord *r = cur == Py_None ? nullptr : lookup_record(cur);
+    Py_DECREF(cur);  // the loop's current task stays alive while it runs
+    return r;
+}
+
+// Which check() scope a new task is charged to: the scope ContextVar (tasks
+// inherit a copy of their creator's context), else the creating task's scope
+// (runners such as pytest-asyncio run tests in a context of their own), else
+// the ambient scope the pytest plugin sets around a test call.
+static uint16_t scope_of_new_task(Tracker &t, const CreationRecord *parent) {
+    if (t.scope_var != nullptr) {
+        PyObject *v = nullptr;
+        if (PyContextVar_Get(t.scope_var, nullptr, &v) == 0 && v != nullptr) {
+            long id = PyLong_Check(v) ? PyLong_AsLong(v) : 0;
+            Py_DECREF(v);
+            if (id > 0 && id <= 0xFFFF) return (uint16_t)id;
+        }
+        PyErr_Clear();
+    }
+    if (parent != nullptr && parent->scope != 0) return parent->scope;
+    return t.ambient_scope;
+}
+
+// First sight of a loop: let the Python side adopt it (exception handler
+// chaining for loss events). Compared against the last loop seen, so a
+// single-loop program pays one weakref deref per task.
+static void notice_loop(Tracker &t, PyObject *loop) {
+    if (t.on_new_loop == nullptr || loop == nullptr || loop == Py_None) return;
+    if (t.last_loop != nullptr && cpython::weakref_peek(t.last_loop) == loop) return;
+    PyObject *wr = PyWeakref_NewRef(loop, nullptr);
+    if (wr == nullptr) {
+        PyErr_Clear();
+        return;
+    }
+    Py_XSETREF(t.last_loop, wr);
+    PyObject *res = PyObject_CallOneArg(t.on_new_loop, loop);
+    if (res == nullptr) {
+        PyErr_Clear();
+        t.hook_errors++;
+    }
+    Py_XDECREF(res);
+}
+
+void record_creation(PyObject *task, PyObject *ref, PyObject *loop) {
+    Tracker &t = tracker();
+    // The hook runs inside Task.__init__: whatever we do must leave the
+    // caller's exception state exactly as it was.
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+
+    cpython::CodeLoc frames[128];
+    int n = cpython::capture_thread_stack(frames, t.depth < 128 ? t.depth : 128);
+    CreationRecord rec;
+    rec.ref = ref;
+    rec.task = task;
+    rec.created_ns = monotonic_ns();
+    rec.serial = t.next_serial++;
+    if (t.next_serial == 0) t.next_serial = 1;
+    const CreationRecord *parent = parent_record(t, loop);
+    rec.parent_serial = parent ? parent->serial : 0;
+    rec.scope = scope_of_new_task(t, parent);
+    rec.stack = n > 0 ? t.stacks.intern(frames, n) : StackTable::NONE;
+    rec.thread = thread_index(t);
+    t.tasks.insert(rec);
+    t.tracked_total++;
+    notice_loop(t, loop);
+
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        t.hook_errors++;
+    }
+    PyErr_Restore(et, ev, etb);
+}
+
+const CreationRecord *lookup_record(PyObject *task) {
+    Tracker &t = tracker();
+    PyObject *ref = nullptr;
+    if (t.registry_death_cb) ref = cpython::find_weakref_with_callback(task, t.registry_death_cb);
+    if (ref == nullptr && t.factory_death_cb)
+        ref = cpython::find_weakref_with_callback(task, t.factory_death_cb);
+    if (ref != nullptr) {
+        const CreationRecord *r = t.tasks.find(ref);
+        if (r) return r;
+    }
+    return t.tasks.find_buried(task);
+}
+
+// The await chain of a task the collector is about to finalise. Weakref
+// callbacks run before any finalizer, so the task and its coroutine are still
+// intact here; reading attributes does not mutate them.
+static uint32_t chain_of_dying(Tracker &t, PyObject *task) {
+    static PyObject *state = PyUnicode_InternFromString("_state");
+    static PyObject *coro_attr = PyUnicode_InternFromString("_coro");
+    PyObject *st = PyObject_GetAttr(task, state);
+    bool pending = st && PyUnicode_Check(st) && PyUnicode_CompareWithASCIIString(st, "PENDING") == 0;
+    Py_XDECREF(st);
+    uint32_t id = StackTable::NONE;
+    if (pending) {
+        PyObject *coro = PyObject_GetAttr(task, coro_attr);
+        if (coro != nullptr) {
+            cpython::CodeLoc frames[64];
+            PyObject *leaf = nullptr;
+            int n = walk_await_chain(coro, frames, 64, &leaf);
+            Py_XDECREF(leaf);
+            Py_DECREF(coro);
+            if (n > 0) id = t.stacks.intern(frames, n);
+        }
+    }
+    PyErr_Clear();
+    return id;
+}
+
+static void forget(Tracker &t, PyObject *ref) {
+    CreationRecord rec;
+    if (!t.tasks.remove(ref, &rec)) return;
+    if (t.in_gc) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        t.tasks.bury(rec, chain_of_dying(t, rec.task));
+        PyErr_Restore(et, ev, etb);
+    } else if (rec.stack < StackTable::DROPPED) {
+        t.stacks.decref(rec.stack);
+    }
+}
+
+// ---- callables handed to Python ------------------------------------------
+
+static PyObject *registry_add(PyObject *, PyObject *task) {
+    Tracker &t = tracker();
+    if (t.registry_data == nullptr) {
+        PyErr_SetString(PyExc_RuntimeError, "taskleak: registry hook used before configuration");
+        return nullptr;
+    }
+    // WeakSet.add semantics: commit removals deferred during iteration, then
+    // store a weakref whose callback discards it again.
+    if (t.registry_pending && PyList_GET_SIZE(t.registry_pending) > 0) {
+        PyObject *r = PyObject_CallNoArgs(t.registry_commit);
+        if (r == nullptr) return nullptr;
+        Py_DECREF(r);
+    }
+    PyObject *existing = cpython::find_weakref_with_callback(task, t.registry_death_cb);
+    if (existing != nullptr) {
+        if (PySet_Add(t.registry_data, existing) < 0) return nullptr;
+        Py_RETURN_NONE;
+    }
+    PyObject *ref = PyWeakref_NewRef(task, t.registry_death_cb);
+    if (ref == nullptr) return nullptr;
+    if (PySet_Add(t.registry_data, ref) < 0) {
+        Py_DECREF(ref);
+        return nullptr;
+    }
+    if (t.enabled) {
+        PyObject *loop = PyObject_GetAttr(task, str_loop());
+        if (loop == nullptr) PyErr_Clear();
+        record_creation(task, ref, loop);
+        Py_XDECREF(loop);
+    }
+    Py_DECREF(ref);  // the set owns it now
+    Py_RETURN_NONE;
+}
+
+static PyObject *registry_death(PyObject *, PyObject *ref) {
+    Tracker &t = tracker();
+    forget(t, ref);
+    if (t.registry_remove == nullptr) Py_RETURN_NONE;
+    return PyObject_CallOneArg(t.registry_remove, ref);
+}
+
+static PyObject *factory_death(PyObject *, PyObject *ref) {
+    Tracker &t = tracker();
+    forget(t, ref);
+    Py_DECREF(ref);  // the reference the record owned (see track_task)
+    Py_RETURN_NONE;
+}
+
+static PyObject *gc_phase(PyObject *, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || !PyUnicode_Check(args[0])) Py_RETURN_NONE;
+    Tracker &t = tracker();
+    if (PyUnicode_CompareWithASCIIString(args[0], "start") == 0) {
+        t.in_gc = 1;
+    } else {
+        t.in_gc = 0;
+        for (const TaskTable::Buried &b : t.tasks.take_graveyard()) {
+            if (b.rec.stack < StackTable::DROPPED) t.stacks.decref(b.rec.stack);
+            if (b.chain < StackTable::DROPPED) t.stacks.decref(b.chain);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef registry_add_def = {"registry_add", (PyCFunction)registry_add, METH_O,
+                                       "taskleak's replacement for WeakSet.add on asyncio's task registry."};
+static PyMethodDef registry_death_def = {"registry_death", (PyCFunction)registry_death, METH_O, nullptr};
+static PyMethodDef factory_death_def = {"factory_death", (PyCFunction)factory_death, METH_O, nullptr};
+static PyMethodDef gc_phase_def = {"gc_phase", (PyCFunction)(void (*)(void))gc_phase, METH_FASTCALL,
+                                   "taskleak's gc.callbacks entry (keeps records of tasks the collector "
+                                   "is finalising until the pass ends)."};
+
+PyObject *make_registry_add() { return PyCFunction_New(&registry_add_def, nullptr); }
+PyObject *make_gc_phase() { return PyCFunction_New(&gc_phase_def, nullptr); }
+
+void init_callbacks() {
+    Tracker &t = tracker();
+    if (t.registry_death_cb == nullptr) t.registry_death_cb = PyCFunction_New(&registry_death_def, nullptr);
+    if (t.factory_death_cb == nullptr) t.factory_death_cb = PyCFunction_New(&factory_death_def, nullptr);
+}
+
+// Factory path: the weakref is owned by the record and released by
+// factory_death. Returns false if the task could not be tracked.
+bool track_task(PyObject *task) {
+    Tracker &t = tracker();
+    if (!t.enabled) return false;
+    if (cpython::find_weakref_with_callback(task, t.registry_death_cb) ||
+        cpython::find_weakref_with_callback(task, t.factory_death_cb))
+        return true;  // already tracked (e.g. eager task seen by both paths)
+    PyObject *ref = PyWeakref_NewRef(task, t.factory_death_cb);
+    if (ref == nullptr) {
+        PyErr_Clear();
+        return false;
+    }
+    PyObject *loop = PyObject_GetAttr(task, str_loop());
+    if (loop == nullptr) PyErr_Clear();
+    record_creation(task, ref, loop);
+    Py_XDECREF(loop);
+    return true;
+}
+
+}  // namespace taskleak

@@ -1,0 +1,56 @@
+// Process-wide tracking state shared by the creation hook, the census and the
+// bindings. Every access happens with the GIL held (3.10-3.13 builds with a
+// GIL; free-threaded builds are refused at import by the Python package).
+#pragma once
+#include "tracking/stack_intern.hpp"
+#include "tracking/task_table.hpp"
+#include <Python.h>
+#include <cstdint>
+#include <vector>
+
+namespace taskleak {
+
+struct Tracker {
+    StackTable stacks{50000};
+    TaskTable tasks;
+    int depth = 32;
+    bool enabled = false;
+    uint32_t next_serial = 1;
+    int in_gc = 0;
+    uint64_t tracked_total = 0;
+    uint64_t hook_errors = 0;
+
+    // Registry mode: the asyncio WeakSet whose `add` we replace.
+    PyObject *registry_data = nullptr;        // WeakSet.data (a set)
+    PyObject *registry_pending = nullptr;     // WeakSet._pending_removals (a list)
+    PyObject *registry_commit = nullptr;      // WeakSet._commit_removals
+    PyObject *registry_remove = nullptr;      // WeakSet._remove (weakref callback)
+    PyObject *current_tasks = nullptr;        // loop -> current task (dict), 3.10-3.13
+    PyObject *current_task_fn = nullptr;      // _asyncio.current_task(loop), where there is no dict
+    PyObject *on_new_loop = nullptr;          // Python callable(loop)
+    PyObject *last_loop = nullptr;            // weakref to the loop seen last
+
+    // check() scopes: see scope_of_new_task in creation_hook.cpp.
+    PyObject *scope_var = nullptr;            // contextvars.ContextVar[int]
+    uint16_t ambient_scope = 0;
+
+    // Our callables, created once.
+    PyObject *registry_death_cb = nullptr;
+    PyObject *factory_death_cb = nullptr;
+
+    std::vector<unsigned long> threads{0};    // index 0 = unknown
+    uint16_t last_thread = 0;
+};
+
+Tracker &tracker();
+
+// The creation hook proper: captures the record for `task`, whose weakref is
+// `ref`. Never raises; failures are counted in hook_errors.
+void record_creation(PyObject *task, PyObject *ref, PyObject *loop);
+
+// The record of a live (or, during a GC pass, just-collected) task.
+const CreationRecord *lookup_record(PyObject *task);
+
+int64_t monotonic_ns();
+
+}  // namespace taskleak

@@ -1,0 +1,69 @@
+"""The ``taskleak`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+from .run import RunOptions, run_program
+
+__all__ = ["main"]
+
+_RUN_USAGE = "taskleak run [--json FILE] [--fail-on-leak] [--stack-depth N] (script.py | -m module) [args...]"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="taskleak", description="Find leaked asyncio tasks: where they were created and where they are stuck.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run", usage=_RUN_USAGE,
+        help="run a Python program with task tracking and report leaked tasks at exit",
+        description="Run a program with creation tracking on; at exit, report tasks pending at loop "
+                    "shutdown, destroyed while pending, failed without anyone retrieving the "
+                    "exception, and still alive. The exit status is the program's own unless "
+                    "--fail-on-leak is given and a leak was found.")
+    run.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    run.add_argument("--fail-on-leak", action="store_true", help="exit with status 1 if any leak was found")
+    run.add_argument("--stack-depth", type=int, default=32, metavar="N",
+                     help="frames kept per creation stack (1-128, default 32)")
+    run.add_argument("-m", dest="module", metavar="module", help="run a library module as a script")
+    run.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...] (or the module's args with -m)")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command != "run":
+        parser.print_help(sys.stderr)
+        return 2
+    run = parser._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    if not 1 <= args.stack_depth <= 128:
+        run.error("--stack-depth must be between 1 and 128")
+    if args.module:
+        opts = RunOptions(args.module, True, list(args.target))
+    else:
+        if not args.target:
+            run.error("nothing to run: give a script path or -m module")
+        script, rest = args.target[0], list(args.target[1:])
+        if script.startswith("-"):
+            run.error(f"unknown option {script!r}")
+        if not os.path.isfile(script):
+            run.error(f"no such script: {script!r}")
+        opts = RunOptions(script, False, rest)
+    opts.json_file = args.json
+    opts.fail_on_leak = args.fail_on_leak
+    opts.stack_depth = args.stack_depth
+    if opts.json_file:
+        d = os.path.dirname(os.path.abspath(opts.json_file))
+        if not os.path.isdir(d):
+            run.error(f"--json: directory does not exist: {d}")
+    return run_program(opts)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

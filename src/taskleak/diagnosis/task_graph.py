@@ -1,0 +1,156 @@
+"""The awaited-by graph: which task awaits which.
+
+"Who awaits this future" is answered by :mod:`taskleak.awaited_by`: asyncio's
+native awaited-by links where the interpreter keeps them (CPython 3.14+, the
+links ``asyncio.capture_call_graph()`` reads), else a reconstruction from done
+callbacks (3.10-3.13: a task's wakeup on the task it awaits; ``gather()``,
+``wait()``, ``shield()``, ``wait_for()`` callbacks; ``TaskGroup._on_task_done``).
+
+A cycle in this graph (A awaits B awaits A) can never finish: a deadlock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
+
+from ..frame import short_path
+from .awaited_by import awaiters_of, resolver
+
+if TYPE_CHECKING:
+    from ..snapshot import Snapshot
+    from ..task_info import TaskInfo
+
+__all__ = ["TaskGraph", "task_graph", "awaiters_of"]
+
+
+@dataclass
+class TaskGraph:
+    """Tasks and who awaits whom. ``awaits[name]`` / ``awaited_by[name]`` list
+    task names; ``roots`` are pending tasks nobody awaits; ``cycles`` are await
+    cycles (deadlocks), each a list of task names in await order."""
+
+    tasks: Dict[str, "TaskInfo"]
+    awaits: Dict[str, List[str]] = field(default_factory=dict)
+    awaited_by: Dict[str, List[str]] = field(default_factory=dict)
+    roots: List[str] = field(default_factory=list)
+    cycles: List[List[str]] = field(default_factory=list)
+
+    def format(self, *, max_frames: int = 8) -> str:
+        """A tree like ``python -m asyncio pstree`` (3.14): each task, its
+        coroutine chain, and the tasks it awaits beneath it; then deadlocks."""
+        lines: List[str] = []
+
+        def task_line(name: str) -> str:
+            t = self.tasks[name]
+            flag = " [orphaned]" if t.orphaned else ""
+            return f"(T) {name}{flag}  waiting on {t.waiting_on}" if t.waiting_on else f"(T) {name}"
+
+        def emit(name: str, prefix: str, last: bool, path: Set[str]) -> None:
+            lines.append(prefix + ("└── " if last else "├── ") + task_line(name))
+            prefix += "    " if last else "│   "
+            if name in path:
+                lines.append(prefix + "└── ... (await cycle)")
+                return
+            chain = self.tasks[name].stack[-max_frames:]
+            for f in chain:
+                lines.append(prefix + "└──  " + f"{f.function} {short_path(f.filename)}:{f.lineno}")
+                prefix += "    "
+            kids = self.awaits.get(name, [])
+            for i, k in enumerate(kids):
+                emit(k, prefix, i == len(kids) - 1, path | {name})
+
+        for i, r in enumerate(self.roots):
+            emit(r, "", i == len(self.roots) - 1, set())
+        for c in self.cycles:
+            lines.append("")
+            lines.append("deadlock: " + " awaits ".join(c + [c[0]]))
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "tasks": [{"name": n, "coro": t.coro, "state": t.state, "waiting_on": t.waiting_on,
+                       "orphaned": t.orphaned, "stack": [f.to_dict() for f in t.stack],
+                       "awaits": self.awaits.get(n, []), "awaited_by": self.awaited_by.get(n, [])}
+                      for n, t in self.tasks.items()],
+            "roots": list(self.roots),
+            "cycles": [list(c) for c in self.cycles],
+        }
+
+
+def _unique_names(infos: List["TaskInfo"]) -> Dict[int, str]:
+    names: Dict[int, str] = {}
+    seen: Dict[str, int] = {}
+    for t in infos:
+        n = t.name
+        if n in seen:
+            seen[n] += 1
+            n = f"{n}#{seen[n]}"
+        else:
+            seen[n] = 1
+        names[id(t.task)] = n
+    return names
+
+
+def build_graph(snap: "Snapshot") -> TaskGraph:
+    pending = [t for t in snap if t.state == "pending"]
+    names = _unique_names(pending)
+    who_awaits = resolver(pending)
+    g = TaskGraph(tasks={names[id(t.task)]: t for t in pending})
+    try:
+        for t in pending:
+            me = names[id(t.task)]
+            for a in who_awaits(t.task):
+                an = names.get(id(a))
+                if an is None:
+                    continue
+                g.awaited_by.setdefault(me, []).append(an)
+                g.awaits.setdefault(an, []).append(me)
+    finally:
+        who_awaits.close()
+    g.roots = [n for n in g.tasks if not g.awaited_by.get(n)]
+    g.cycles = _cycles(g)
+    return g
+
+
+def _cycles(g: TaskGraph) -> List[List[str]]:
+    """Elementary await cycles, each reported once (iterative DFS, colours)."""
+    colour: Dict[str, int] = {}
+    cycles: List[List[str]] = []
+    seen_sets: Set[frozenset] = set()
+    for start in g.tasks:
+        if colour.get(start):
+            continue
+        stack = [(start, iter(g.awaits.get(start, [])))]
+        path = [start]
+        colour[start] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                colour[node] = 2
+                stack.pop()
+                path.pop()
+                continue
+            c = colour.get(nxt, 0)
+            if c == 0:
+                colour[nxt] = 1
+                stack.append((nxt, iter(g.awaits.get(nxt, []))))
+                path.append(nxt)
+            elif c == 1:
+                cyc = path[path.index(nxt):]
+                key = frozenset(cyc)
+                if key not in seen_sets:
+                    seen_sets.add(key)
+                    cycles.append(cyc)
+    return cycles
+
+
+def task_graph(snap: Optional["Snapshot"] = None) -> TaskGraph:
+    """The awaited-by graph of every pending task (of ``snap``, or of a fresh
+    snapshot). ``print(task_graph().format())`` prints it as a tree."""
+    if snap is None:
+        from ..snapshot import snapshot
+
+        snap = snapshot()
+    return build_graph(snap)

@@ -1,0 +1,113 @@
+"""taskleak.why(task): everything taskleak can say about one task."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Any, Dict, List, Optional
+
+from ..frame import creation_site, short_path
+from ..task_info import TaskInfo
+from ..wait_target import WaitTarget
+
+__all__ = ["Why", "why"]
+
+
+@dataclass
+class Why:
+    """The diagnosis of one task.
+
+    ``info`` is its :class:`TaskInfo`; ``wait`` the classified wait target;
+    ``awaited_by`` / ``awaits`` name the tasks that await it and that it
+    awaits; ``deadlock`` is the await cycle it is part of, if any;
+    ``orphaned`` and ``reason`` say whether it is provably stuck and why."""
+
+    info: TaskInfo
+    wait: Optional[WaitTarget]
+    awaited_by: List[str] = field(default_factory=list)
+    awaits: List[str] = field(default_factory=list)
+    deadlock: Optional[List[str]] = None
+    orphaned: bool = False
+    reason: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "task": self.info.to_dict(),
+            "wait": None if self.wait is None else self.wait.to_dict(),
+            "awaited_by": list(self.awaited_by),
+            "awaits": list(self.awaits),
+            "deadlock": None if self.deadlock is None else list(self.deadlock),
+            "orphaned": self.orphaned,
+            "reason": self.reason,
+        }
+
+    def __str__(self) -> str:
+        t = self.info
+        lines = [f"task {t.name!r} ({t.coro}()), {t.state}"
+                 + (f", age {t.age_s:.1f}s" if t.age_s is not None else "")]
+        if self.wait is not None and t.state == "pending":
+            lines.append(f"  waiting on: {self.wait.label} [{self.wait.kind}]")
+            if self.wait.frame is not None:
+                lines.append(f"  {self.wait.summary}")
+            lines.append(f"  orphaned: {'yes' if self.orphaned else 'no'} - {self.reason}")
+        if self.deadlock:
+            lines.append("  DEADLOCK: " + " awaits ".join(self.deadlock + [self.deadlock[0]]))
+        if self.awaits:
+            lines.append("  awaits: " + ", ".join(self.awaits))
+        if self.awaited_by:
+            lines.append("  awaited by: " + ", ".join(self.awaited_by))
+        created = t.created_at
+        if created is None:
+            lines.append("  created at: (unknown: created before taskleak.install())")
+        else:
+            lines.append("  created at:")
+            lines += [f"    {f.short()}" for f in creation_site(created)[:6]]
+        if t.parent:
+            lines.append(f"  created by: {t.parent}")
+        if t.stack:
+            lines.append("  suspended at:")
+            lines += [f"    {short_path(f.filename)}:{f.lineno} in {f.function}" for f in reversed(t.stack)]
+        return "\n".join(lines) + "\n"
+
+
+def why(task: "asyncio.Task[Any]", file: Optional[IO[str]] = None, *, quiet: bool = False) -> Why:
+    """Diagnose `task`: its wait target (classified, with the first frame
+    outside asyncio and the standard library), who awaits it and what it
+    awaits, await cycles, and whether it is orphaned (provably stuck).
+
+    Prints the result to `file` (``sys.stderr`` when None) unless ``quiet``,
+    and returns it. Takes a snapshot of every task: call it while debugging,
+    not on a hot path. Raises TypeError if `task` is not an asyncio Task."""
+    if not isinstance(task, asyncio.Task):
+        raise TypeError(f"why() needs an asyncio.Task, got {type(task).__name__}")
+    from ..snapshot import snapshot
+    from .task_graph import build_graph
+
+    snap = snapshot()
+    info = next((t for t in snap if t.task is task), None)
+    if info is None:  # a task no registry knows about (e.g. a custom factory on 3.14)
+        from .. import _core
+        from ..snapshot import _Shared
+
+        snap = type(snap)(_Shared(_core.census([task], 64), _core.monotonic_ns()))
+        info = snap.tasks[0]
+    graph = build_graph(snap)
+    me = next((n for n, t in graph.tasks.items() if t.task is task), info.name)
+    deadlock = next((c for c in graph.cycles if me in c), None)
+    result = Why(
+        info=info,
+        wait=info.wait if info.state == "pending" else None,
+        awaited_by=list(graph.awaited_by.get(me, [])),
+        awaits=list(graph.awaits.get(me, [])),
+        deadlock=None if deadlock is None else deadlock[deadlock.index(me):] + deadlock[:deadlock.index(me)],
+        orphaned=info.orphaned,
+        reason=info.orphan_reason,
+    )
+    if not quiet:
+        print(str(result), end="", file=sys.stderr if file is None else file)
+    return result

@@ -1,0 +1,181 @@
+"""Who keeps a finished task alive: referrer paths from long-lived roots.
+
+A level-synchronous backwards search: each level is one gc.get_referrers()
+call for the whole frontier (one heap scan), so a search of depth 8 costs at
+most 8 scans however wide it gets. Paths stop at:
+
+* roots that outlive a test: a module's globals, a class, a coroutine of a
+  task that is not itself under suspicion -> reported;
+* frames that are still running, the event loop's own bookkeeping, and
+  taskleak's own objects -> not a leak, ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import sys
+import types
+from typing import Any, Dict, Iterable, List, Optional, Set
+
+__all__ = ["holder_paths"]
+
+
+def _running_frames() -> Set[int]:
+    ids: Set[int] = set()
+    for f in list(sys._current_frames().values()):
+        while f is not None:
+            ids.add(id(f))
+            f = f.f_back
+    return ids
+
+
+def _edge(holder: Any, child: Any) -> str:
+    """How `holder` refers to `child`, in words."""
+    if getattr(holder, "__dict__", None) is child:
+        return "."  # the instance's attribute dict: the next edge names the attribute
+    if isinstance(holder, dict):
+        for k, v in list(holder.items()):
+            if v is child:
+                return f"[{k!r}]"
+        return "[<key>]"
+    if isinstance(holder, (list, tuple)):
+        for i, v in enumerate(holder):
+            if v is child:
+                return f"[{i}]"
+    if isinstance(holder, (set, frozenset)):
+        return " (member)"
+    if isinstance(holder, types.CellType):
+        return " (closure cell)"
+    if isinstance(holder, types.FunctionType):
+        return " (closure)"
+    d = getattr(holder, "__dict__", None)
+    if isinstance(d, dict):
+        for k, v in d.items():
+            if v is child:
+                return f".{k}"
+    return ""
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"class {obj.__module__}.{obj.__qualname__}"
+    if isinstance(obj, (dict, list, set, tuple)):
+        return type(obj).__name__
+    return f"{type(obj).__module__}.{type(obj).__qualname__} object"
+
+
+def _module_of_dict(d: dict) -> Optional[str]:
+    name = d.get("__name__")
+    if isinstance(name, str):
+        mod = sys.modules.get(name)
+        if mod is not None and getattr(mod, "__dict__", None) is d:
+            return name
+    return None
+
+
+def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[int] = (),
+                 max_depth: int = 10, max_paths: int = 3) -> Dict[int, List[str]]:
+    """For each target (by id) the holder paths found from long-lived roots;
+    targets absent from the result are held only by running frames, the loop,
+    or nothing visible. `suspects`: ids of tasks whose coroutines do not count
+    as long-lived holders (tasks created in the scope under check)."""
+    running = _running_frames()
+    own: Set[int] = set(exclude)
+    # For each node reached: the frontier objects it holds (`kids`) and the
+    # targets reachable below it (`reach`), so one container holding several
+    # targets yields a path to each of them.
+    reach: Dict[int, Set[int]] = {id(t): {id(t)} for t in targets}
+    kids_of: Dict[int, List[Any]] = {}
+    found: Dict[int, List[str]] = {}
+    frontier: List[Any] = list(targets)
+    seen: Set[int] = {id(t) for t in targets}
+    own.update({id(frontier), id(targets), id(seen), id(reach), id(kids_of)})
+    for _ in range(max_depth):
+        if not frontier:
+            break
+        own.add(id(frontier))
+        referrers = gc.get_referrers(*frontier)
+        own.add(id(referrers))
+        frontier_ids = {id(x) for x in frontier}
+        nxt: List[Any] = []
+        for r in referrers:
+            rid = id(r)
+            if rid in own or rid in seen or isinstance(r, types.FrameType) and (
+                    rid in running or r.f_code.co_filename.startswith(_OWN_DIR)):
+                continue
+            if isinstance(r, asyncio.AbstractEventLoop):
+                continue  # the loop's own bookkeeping
+            kids = [c for c in gc.get_referents(r) if id(c) in frontier_ids]
+            if not kids:
+                continue
+            seen.add(rid)
+            kids_of[rid] = kids
+            reach[rid] = set().union(*(reach[id(c)] for c in kids))
+            root = _root_name(r, suspects)
+            if root is None:
+                nxt.append(r)
+                continue
+            if root == "":
+                continue  # a dead end that is not a leak
+            for tid in reach[rid]:
+                paths = found.setdefault(tid, [])
+                if len(paths) < max_paths:
+                    paths.append(_render(root, r, tid, kids_of, reach))
+        frontier = nxt
+        del referrers
+    return found
+
+
+# taskleak's own frames (the package root, not just heap/) are never holders.
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _root_name(r: Any, suspects: Set[int]) -> Optional[str]:
+    """A description if `r` is a long-lived root, "" for a harmless dead end,
+    None to keep searching above it."""
+    if isinstance(r, dict):
+        mod = _module_of_dict(r)
+        if mod is not None:
+            return f"module {mod}"
+        return None
+    if isinstance(r, type):
+        return f"class {r.__module__}.{r.__qualname__}"
+    if isinstance(r, types.ModuleType):
+        return f"module {r.__name__}"
+    if isinstance(r, types.FrameType):
+        return None
+    if isinstance(r, (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)):
+        # A coroutine on the active await chain is a running frame (3.12+
+        # reports the coroutine, not its frame, as the referrer).
+        running = getattr(r, "cr_running", None) or getattr(r, "gi_running", None) or getattr(r, "ag_running", None)
+        return "" if running else None
+    if isinstance(r, asyncio.Task):
+        if id(r) in suspects or r.done():
+            return ""
+        return f"task {r.get_name()!r} ({getattr(r.get_coro(), '__qualname__', '?')}), still running"
+    return None
+
+
+def _render(root: str, r: Any, tid: int, kids_of: Dict[int, List[Any]], reach: Dict[int, Set[int]]) -> str:
+    parts = [root]
+    node = r
+    for _ in range(64):
+        child = next((c for c in kids_of.get(id(node), ()) if tid in reach.get(id(c), ())), None)
+        if child is None:
+            break
+        if isinstance(child, dict) and _module_of_dict(child) is None and isinstance(node, (type, types.ModuleType)):
+            edge = ""
+        else:
+            edge = _edge(node, child)
+        if edge == ".":
+            parts.append(".")
+        elif edge.startswith("[") and parts[-1] == ".":
+            parts[-1] = f".{edge[2:-2]}" if edge[1] in "'\"" else edge
+        else:
+            parts.append(edge if edge else f" -> {_describe(child)}")
+        if id(child) == tid:
+            break
+        node = child
+    return "".join(parts)

@@ -1,0 +1,6 @@
+"""Renderers: one file per output form over the one model (Snapshot, TaskInfo).
+
+``text`` and ``json_form`` render snapshots and loss events; ``dump`` is the
+whole-process report; ``signal_dump`` sends it on a signal. May import the
+analysis layers (``diagnosis``, ``heap``) and everything below; never a front end.
+"""

@@ -1,0 +1,144 @@
+"""Plain-text reports, grouped like Go's goroutine dumps: one block per
+(creation site, suspension point, wait target), largest first."""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+
+from ..frame import Frame, creation_site
+from ..task_info import STATES
+
+if TYPE_CHECKING:
+    from ..snapshot import Snapshot
+    from ..tracking.loss_events import LossEvent
+
+__all__ = ["format_snapshot", "format_loss_events", "format_frames"]
+
+_INDENT = "    "
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def format_frames(frames: Optional[Sequence[Frame]], max_frames: int, *, unknown: str) -> List[str]:
+    if frames is None:
+        return [_INDENT + unknown]
+    if not frames:
+        return [_INDENT + "(no frames)"]
+    lines = [_INDENT + f.short() for f in frames[:max_frames]]
+    if len(frames) > max_frames:
+        lines.append(_INDENT + f"... {len(frames) - max_frames} more frames")
+    return lines
+
+
+def created_lines(created: Optional[List[Frame]], max_frames: int) -> List[str]:
+    site = None if created is None else creation_site(created)
+    return ["  created at:"] + format_frames(
+        site, max_frames, unknown="(creation site unknown: created before taskleak.install())")
+
+
+def suspended_lines(chain: Sequence[Frame], max_frames: int) -> List[str]:
+    if not chain:
+        return []
+    # Innermost first, like the creation stack.
+    return ["  suspended at:"] + format_frames(list(reversed(chain)), max_frames, unknown="")
+
+
+def _names(names: Sequence[str], max_names: int) -> str:
+    shown = ", ".join(names[:max_names])
+    if len(names) > max_names:
+        shown += f", ... ({len(names) - max_names} more)"
+    return shown
+
+
+def _group_block(snap: "Snapshot", group: List[int], max_frames: int, max_names: int) -> List[str]:
+    # Aggregates come from the census' columns: a group can hold 100,000
+    # tasks, and only a handful of them are ever turned into TaskInfo.
+    serial = snap._s.column("serial")
+    created = snap._s.column("created")
+    parent = snap._s.column("parent")
+    first = snap._info(group[0])
+    head = f"{plural(len(group), 'task')}, {first.state}, {first.coro}()"
+    if first.state == "pending":
+        head += f", waiting on {first.waiting_on}"
+    shown = heapq.nsmallest(max_names, group, key=lambda i: (serial[i] or 1 << 62, i))
+    names = [snap._info(i).name for i in shown]
+    if len(group) > max_names:
+        names.append(f"... ({len(group) - max_names} more)")
+    lines = [head, _INDENT + ", ".join(names)]
+    births = [created[i] for i in group if created[i] >= 0]
+    if births:
+        oldest, newest = (snap.taken_ns - min(births)) / 1e9, (snap.taken_ns - max(births)) / 1e9
+        lines.append(f"  age: {newest:.1f}s" + (f" to {oldest:.1f}s" if len(births) > 1 else ""))
+    parents = Counter(parent[i] for i in group if parent[i])
+    if parents:
+        who = []
+        for p, _ in parents.most_common(3):
+            t = snap._task_by_serial(p)
+            who.append(t.name if t is not None else f"<task #{p}, no longer alive>")
+        lines.append("  created by: " + ", ".join(who) + (", ..." if len(parents) > 3 else ""))
+    if first.state == "pending" and snap._group_orphaned(group):
+        lines.append("  orphaned: " + first.orphan_reason)
+    lines += created_lines(first.created_at, max_frames)
+    lines += suspended_lines(first.stack, max_frames)
+    return lines
+
+
+def format_snapshot(snap: "Snapshot", *, max_frames: int = 6, max_names: int = 5) -> str:
+    state = snap._s.column("state")
+    states = Counter(STATES[state[i]] for i in snap._idx)
+    groups = snap._index_groups()
+    summary = ", ".join(f"{n} {s}" for s, n in states.most_common())
+    out = [f"taskleak: {plural(len(snap), 'task')}" + (f" ({summary})" if summary else "")
+           + f" in {plural(len(groups), 'group')}"]
+    for g in groups:
+        out.append("")
+        out += _group_block(snap, g, max_frames, max_names)
+    if snap.loss_events:
+        out.append("")
+        out.append(format_loss_events(snap.loss_events, max_frames=max_frames, max_names=max_names))
+    return "\n".join(out) + "\n"
+
+
+_KIND_TITLES = {
+    "pending-at-shutdown": "pending when their event loop shut down (asyncio.run cancelled them silently)",
+    "destroyed-pending": "destroyed while pending (\"Task was destroyed but it is pending!\")",
+    "never-retrieved": "failed with an exception nobody retrieved (\"Task exception was never retrieved\")",
+}
+_KIND_ORDER = ("pending-at-shutdown", "destroyed-pending", "never-retrieved")
+
+
+def _event_key(e: "LossEvent") -> Tuple:
+    created = None if e.created_at is None else tuple(creation_site(e.created_at))
+    return (e.kind, e.coro, created, tuple(e.stack), e.waiting_on.split(" (")[0], (e.exception or "").split(":")[0])
+
+
+def format_loss_events(events: Sequence["LossEvent"], *, max_frames: int = 6, max_names: int = 5) -> str:
+    by_key: Dict[Tuple, List["LossEvent"]] = {}
+    for e in events:
+        by_key.setdefault(_event_key(e), []).append(e)
+    out: List[str] = []
+    for kind in _KIND_ORDER:
+        groups = sorted((g for k, g in by_key.items() if k[0] == kind), key=len, reverse=True)
+        if not groups:
+            continue
+        total = sum(len(g) for g in groups)
+        if out:
+            out.append("")
+        out.append(f"== {plural(total, 'task')} {_KIND_TITLES[kind]} ==")
+        for g in groups:
+            e = g[0]
+            head = f"{plural(len(g), 'task')}, {e.coro}()"
+            if e.waiting_on:
+                head += f", waiting on {e.waiting_on}"
+            if e.exception:
+                head += f", raised {e.exception}"
+            out.append("")
+            out.append(head)
+            out.append(_INDENT + _names([x.task_name for x in g], max_names))
+            out += created_lines(e.created_at, max_frames)
+            out += suspended_lines(e.stack, max_frames)
+    return "\n".join(out)

@@ -1,0 +1,340 @@
+"""taskleak.check(): fail a block of code that leaves asyncio tasks behind.
+
+    with taskleak.check():          # also `async with`, and as a decorator
+        ...
+
+Only tasks created inside the scope count (including tasks created by those
+tasks, wherever they run): each task's creation record carries the scope that
+was current when it was created. At scope exit:
+
+1. pending tasks get a grace period with backoff (``grace``, default 0.1 s) to
+   finish, where a loop can be yielded to;
+2. if tasks of the scope are still alive, the garbage collector runs
+   (``collect=True``) so "destroyed while pending" and "exception never
+   retrieved" surface now rather than in some later test;
+3. every leak found is reported according to ``on_leak``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import functools
+import gc
+import inspect
+import logging
+import sys
+import time
+import warnings
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+
+from .. import _core, tracking
+from ..frame import creation_site
+from ..heap.holders import holder_paths
+from ..snapshot import Snapshot, _Shared
+from ..task_info import DetachedTaskInfo, TaskInfo
+from ..tracking import scopes
+from ..tracking.loss_events import is_asyncgen_finalizer, scope_events
+from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
+from .leak_report import format_leaks
+
+__all__ = ["check", "LeakCheck", "Leak", "TaskLeakError", "TaskLeakWarning", "KINDS"]
+
+ON_LEAK = ("raise", "warn", "log", "cancel")
+_log = logging.getLogger("taskleak")
+
+IgnoreRule = Union[str, Callable[[TaskInfo], bool]]
+
+
+# ---- matching ignore rules ----------------------------------------------------
+
+def _module_name(filename: str) -> Optional[str]:
+    for name, mod in list(sys.modules.items()):
+        if getattr(mod, "__file__", None) == filename:
+            return name
+    return None
+
+
+def _site_strings(info: TaskInfo) -> List[str]:
+    out = []
+    for f in creation_site(info.created_at or []):
+        out.append(f"{f.filename}:{f.lineno}")
+        mod = _module_name(f.filename)
+        if mod:
+            out.append(f"{mod}:{f.function}")
+    return out
+
+
+def _ignored(info: TaskInfo, rules: Sequence[IgnoreRule]) -> bool:
+    if not rules:
+        return False
+    sites = None
+    for rule in rules:
+        if callable(rule):
+            try:
+                if rule(info):
+                    return True
+            except Exception:
+                continue
+        elif fnmatch.fnmatchcase(info.name, rule) or fnmatch.fnmatchcase(info.coro, rule):
+            return True
+        else:
+            if sites is None:
+                sites = _site_strings(info)
+            if any(fnmatch.fnmatchcase(s, rule) for s in sites):
+                return True
+    return False
+
+
+# ---- the check ----------------------------------------------------------------
+
+def _validate(grace: float, kinds: Iterable[str], on_leak: str, ignore: Sequence[IgnoreRule]) -> None:
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+        raise ValueError(f"grace must be a number of seconds >= 0, got {grace!r}")
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise ValueError(f"unknown leak kind(s) {bad!r}; choose from {', '.join(KINDS)}")
+    if on_leak not in ON_LEAK:
+        raise ValueError(f"on_leak must be one of {', '.join(ON_LEAK)}, got {on_leak!r}")
+    for rule in ignore:
+        if not (isinstance(rule, str) or callable(rule)):
+            raise TypeError(f"ignore rules are glob strings or callables, got {rule!r}")
+
+
+class LeakCheck:
+    """What :func:`check` returns: a context manager (sync and async) and a
+    decorator. Each use opens a fresh scope."""
+
+    def __init__(self, *, grace: float = 0.1, ignore: Sequence[IgnoreRule] = (),
+                 kinds: Iterable[str] = KINDS, on_leak: str = "raise", collect: bool = True,
+                 label: str = "check()") -> None:
+        kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+        ignore = tuple([ignore] if isinstance(ignore, str) or callable(ignore) else ignore)
+        _validate(grace, kinds, on_leak, ignore)
+        self.grace = float(grace)
+        self.ignore = ignore
+        self.kinds = kinds
+        self.on_leak = on_leak
+        self.collect = collect
+        self.label = label
+        self.leaks: List[Leak] = []
+        self._scope: Optional[scopes.Scope] = None
+        self._token: Any = None
+
+    # -- entering and leaving ----------------------------------------------------
+    def _enter(self) -> "LeakCheck":
+        if self._scope is not None and self._scope.open:
+            raise RuntimeError("this check() is already active; use a new taskleak.check() per scope")
+        self.leaks = []
+        self._to_cancel = []
+        tracking.install()
+        self._scope = scopes.open_scope(self.label)
+        self._token = scopes.SCOPE_VAR.set(self._scope.id)
+        return self
+
+    def _leave(self) -> None:
+        if self._token is not None:
+            try:
+                scopes.SCOPE_VAR.reset(self._token)
+            except ValueError:  # exited in another context (e.g. a different task)
+                scopes.SCOPE_VAR.set(0)
+            self._token = None
+
+    def __enter__(self) -> "LeakCheck":
+        return self._enter()
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        self._leave()
+        self._drive_idle_loops()
+        self._finish(body_failed=et is not None)
+
+    async def __aenter__(self) -> "LeakCheck":
+        return self._enter()
+
+    async def __aexit__(self, et: Any, ev: Any, tb: Any) -> None:
+        self._leave()
+        await self._yield_grace()
+        self._finish(body_failed=et is not None, can_await=True)
+        if self.on_leak == "cancel" and self._to_cancel:
+            await asyncio.gather(*self._to_cancel, return_exceptions=True)
+            self._raise_after_cancel(body_failed=et is not None)
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        opts = dict(grace=self.grace, ignore=self.ignore, kinds=self.kinds, on_leak=self.on_leak,
+                    collect=self.collect, label=getattr(fn, "__qualname__", self.label))
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with LeakCheck(**opts):
+                    return await fn(*args, **kwargs)
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with LeakCheck(**opts):
+                return fn(*args, **kwargs)
+        return wrapper
+
+    # -- grace -------------------------------------------------------------------
+    def _pending_scope_tasks(self) -> List["asyncio.Task[Any]"]:
+        assert self._scope is not None
+        me = _current_task_or_none()
+        return [t for t in _core.scope_tasks(self._scope.id)
+                if not t.done() and t is not me and not is_asyncgen_finalizer(t)]
+
+    async def _yield_grace(self) -> None:
+        deadline = time.monotonic() + self.grace
+        delay = 0.001
+        while True:
+            loop = asyncio.get_running_loop()
+            pending = [t for t in self._pending_scope_tasks() if t.get_loop() is loop]
+            if not pending or time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay *= 2
+
+    def _drive_idle_loops(self) -> None:
+        """Sync exit: give pending tasks their grace by running their loop, if
+        that loop is open, idle, and not running in some thread."""
+        deadline = time.monotonic() + self.grace
+        delay = 0.001
+        while self.grace > 0:
+            loops = {t.get_loop() for t in self._pending_scope_tasks()}
+            idle = [lp for lp in loops if not lp.is_running() and not lp.is_closed()]
+            if not idle or time.monotonic() >= deadline:
+                return
+            for lp in idle:
+                try:
+                    lp.run_until_complete(asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic()))))
+                except Exception:
+                    return
+            delay *= 2
+
+    # -- finding leaks -------------------------------------------------------------
+    def _finish(self, body_failed: bool, can_await: bool = False) -> None:
+        """Find the leaks and act on them. With `can_await` (async exit), the
+        caller awaits the cancelled tasks and raises afterwards."""
+        assert self._scope is not None
+        scope = self._scope
+        self._to_cancel: List["asyncio.Task[Any]"] = []
+        try:
+            # Pending tasks are taken (and held) before collecting: a pending
+            # task nobody references would otherwise be "destroyed while
+            # pending" by our own gc.collect() rather than reported as pending.
+            pending = self._pending_scope_tasks()
+            if self.collect and _core.scope_tasks(scope.id):
+                gc.collect()
+            self.leaks = self._find_leaks(scope.id, pending)
+        finally:
+            scopes.close_scope(scope)
+        if not self.leaks:
+            return
+        report = format_leaks(self.leaks, self.label)
+        if self.on_leak == "warn":
+            warnings.warn(report, TaskLeakWarning, stacklevel=3)
+        elif self.on_leak == "log":
+            _log.warning("%s", report)
+        elif self.on_leak == "cancel":
+            self._to_cancel = [lk.task.task for lk in self.leaks
+                               if lk.kind == "pending" and lk.task.task is not None and not lk.task.task.done()]
+            for t in self._to_cancel:
+                t.cancel()
+            if not (can_await and self._to_cancel):
+                # Sync exit: await them where their loop is idle; inside a
+                # running loop they are cancelled but cannot be awaited here.
+                self._drive_cancellations()
+                self._raise_after_cancel(body_failed)
+        elif not body_failed:  # never mask the body's own exception
+            raise TaskLeakError(report, self.leaks)
+
+    def _drive_cancellations(self) -> None:
+        loops = {t.get_loop() for t in self._to_cancel}
+        for lp in loops:
+            if not lp.is_running() and not lp.is_closed():
+                mine = [t for t in self._to_cancel if t.get_loop() is lp]
+                lp.run_until_complete(asyncio.gather(*mine, return_exceptions=True))
+
+    def _raise_after_cancel(self, body_failed: bool = False) -> None:
+        if self.leaks and not body_failed:
+            raise TaskLeakError(format_leaks(self.leaks, self.label) + "\n(the pending tasks were cancelled)",
+                                self.leaks)
+
+    def _find_leaks(self, sid: int, pending: List["asyncio.Task[Any]"]) -> List[Leak]:
+        leaks: List[Leak] = []
+        me = _current_task_or_none()
+        live = [t for t in _core.scope_tasks(sid) if t is not me]
+        pending = pending + [t for t in live if not t.done() and t not in pending]
+        done = [t for t in live if t.done()]
+        held = {}
+        if done and ("done-retained" in self.kinds or "never-retrieved" in self.kinds):
+            suspects = {id(t) for t in live}
+            held = holder_paths(done, suspects, exclude=(id(live), id(done), id(pending)))
+        snap = _snapshot_of(pending + done)
+        infos = {id(i.task): i for i in snap}
+        del live
+        for t in pending:
+            leaks.append(Leak("pending", infos[id(t)]))
+        for t in done:
+            failed_unread = _unretrieved(t)  # not t.exception(): that marks the exception retrieved
+            if id(t) in held:
+                kind = "never-retrieved" if failed_unread else "done-retained"
+                exc = getattr(t, "_exception", None) if failed_unread else None  # no side effect
+                leaks.append(Leak(kind, infos[id(t)], held_by=held[id(t)], exception=exc,
+                                  exception_text=_exc_text(exc)))
+        for e in scope_events(sid):
+            kind = {"pending-at-shutdown": "pending", "destroyed-pending": "gc-pending",
+                    "never-retrieved": "never-retrieved"}[e.kind]
+            leaks.append(Leak(kind, DetachedTaskInfo.from_event(e), exception=e.exception_object,
+                              exception_text=e.exception))
+        assert self._scope is not None
+        # Whatever was looked at here is not a "late" leak if it surfaces again.
+        self._scope.meta["reported_serials"] = {lk.task.serial for lk in leaks if lk.task.serial}
+        return [lk for lk in leaks if lk.kind in self.kinds and not _ignored(lk.task, self.ignore)]
+
+
+def _unretrieved(task: "asyncio.Task[Any]") -> bool:
+    # Future._log_traceback is True until someone calls result()/exception().
+    return bool(getattr(task, "_log_traceback", False))
+
+
+def _exc_text(exc: Optional[BaseException]) -> Optional[str]:
+    if exc is None:
+        return None
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _current_task_or_none() -> Optional["asyncio.Task[Any]"]:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+def _snapshot_of(tasks: List["asyncio.Task[Any]"]) -> Snapshot:
+    census = _core.census(tasks, 64)
+    return Snapshot(_Shared(census, _core.monotonic_ns()))
+
+
+def check(*, grace: float = 0.1, ignore: Sequence[IgnoreRule] = (), kinds: Iterable[str] = KINDS,
+          on_leak: str = "raise", collect: bool = True) -> LeakCheck:
+    """Fail the scope if tasks created inside it leak.
+
+    Args:
+        grace: seconds pending tasks get to finish (with backoff) before they
+            count, where a loop can be yielded to (``async with``, or an idle
+            loop after a sync scope).
+        ignore: glob strings matched against task names, coroutine qualnames
+            and creation sites (``"pkg.module:function"`` or ``"*/file.py:120"``),
+            or callables taking a TaskInfo and returning True to ignore it.
+        kinds: which leak kinds count: "pending", "gc-pending",
+            "done-retained", "never-retrieved".
+        on_leak: "raise" (TaskLeakError), "warn" (TaskLeakWarning), "log"
+            (logger "taskleak"), or "cancel" (cancel and await the pending
+            leaked tasks, then raise).
+        collect: run the garbage collector at exit when tasks of the scope are
+            still alive, so gc-pending and never-retrieved leaks surface now.
+
+    If the body raises, its exception propagates and leaks are not raised
+    over it (they are still in ``.leaks``).
+    """
+    return LeakCheck(grace=grace, ignore=ignore, kinds=kinds, on_leak=on_leak, collect=collect)

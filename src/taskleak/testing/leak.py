@@ -1,0 +1,37 @@
+"""What a leak check finds: :class:`Leak`, and how it is raised or warned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+from ..task_info import TaskInfo
+
+__all__ = ["KINDS", "Leak", "TaskLeakError", "TaskLeakWarning"]
+
+#: Every leak kind, in the order reports list them (see docs/testing.md).
+KINDS = ("pending", "gc-pending", "done-retained", "never-retrieved")
+
+
+@dataclass
+class Leak:
+    """One leaked task. ``held_by`` is set for done-retained leaks (the paths
+    that keep the task alive); ``exception`` for never-retrieved ones."""
+
+    kind: str
+    task: TaskInfo
+    held_by: Optional[List[str]] = None
+    exception: Optional[BaseException] = None
+    exception_text: Optional[str] = None
+
+
+class TaskLeakError(AssertionError):
+    """A checked scope leaked tasks; ``.leaks`` lists them."""
+
+    def __init__(self, message: str, leaks: List[Leak]) -> None:
+        super().__init__(message)
+        self.leaks = leaks
+
+
+class TaskLeakWarning(UserWarning):
+    """Issued instead of TaskLeakError with ``on_leak="warn"``."""

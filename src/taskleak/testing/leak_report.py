@@ -1,0 +1,58 @@
+"""The TaskLeakError message: leaks grouped by kind, creation site,
+suspension point and wait target, largest group first."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, List, Tuple
+
+from ..frame import creation_site
+from ..report.text import created_lines, plural, suspended_lines
+
+if TYPE_CHECKING:
+    from .leak import Leak
+
+__all__ = ["format_leaks"]
+
+_KIND_WORDS = {
+    "pending": "still pending when the scope ended",
+    "gc-pending": "destroyed by the garbage collector while pending",
+    "done-retained": "finished but still referenced from outside the scope",
+    "never-retrieved": "failed, and nobody retrieved the exception",
+}
+_ORDER = ("pending", "gc-pending", "never-retrieved", "done-retained")
+_INDENT = "    "
+
+
+def _key(lk: "Leak") -> Tuple:
+    t = lk.task
+    created = None if t.created_at is None else tuple(creation_site(t.created_at))
+    return (lk.kind, t.coro, created, tuple(t.stack), t.waiting_on.split(" (")[0],
+            (lk.exception_text or "").split(":")[0], tuple(lk.held_by or ()))
+
+
+def format_leaks(leaks: List["Leak"], label: str = "check()", max_frames: int = 6, max_names: int = 5) -> str:
+    groups: Dict[Tuple, List["Leak"]] = {}
+    for lk in leaks:
+        groups.setdefault(_key(lk), []).append(lk)
+    ordered = sorted(groups.values(), key=lambda g: (_ORDER.index(g[0].kind), -len(g)))
+    out = [f"taskleak: {plural(len(leaks), 'leaked task')} in {label}"]
+    for g in ordered:
+        lk, t = g[0], g[0].task
+        out.append("")
+        out.append(f"[{lk.kind}] {plural(len(g), 'task')} {_KIND_WORDS[lk.kind]}: {t.coro}()")
+        names = [x.task.name for x in g]
+        out.append(_INDENT + ", ".join(names[:max_names]) + (f", ... ({len(names) - max_names} more)"
+                                                           if len(names) > max_names else ""))
+        if t.waiting_on and lk.kind in ("pending", "gc-pending"):
+            orphan = "yes" if t.orphaned else "no"
+            out.append(f"  waiting on: {t.waiting_on}; orphaned: {orphan}")
+        if lk.exception_text:
+            out.append(f"  exception: {lk.exception_text}")
+        if lk.held_by:
+            out.append("  held by:")
+            out += [_INDENT + p for p in lk.held_by]
+        out += created_lines(t.created_at, max_frames)
+        out += suspended_lines(t.stack, max_frames)
+    hint = ("\nFix: await or cancel these tasks before the scope ends (asyncio.TaskGroup helps), "
+            "or pass ignore=[...] to taskleak.check() for tasks that are meant to outlive it.")
+    return "\n".join(out) + "\n" + hint

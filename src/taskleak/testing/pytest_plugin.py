@@ -1,0 +1,481 @@
+"""pytest plugin: fail tests that leave asyncio tasks behind.
+
+Off by default. ``--taskleak`` (or ini ``taskleak = true``) checks every test;
+``@pytest.mark.taskleak(**options)`` checks (and tunes) one test, class or
+module; ``@pytest.mark.no_taskleak`` exempts one. See docs/pytest.md.
+
+Each checked test's *call* phase is one ``check()`` scope, so tasks started by
+fixtures (setup/teardown) are never charged to a test. Leaks found after a
+test ended ("late": destroyed while pending, never retrieved, cancelled by a
+loop shutdown) are charged back to the test that created them.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+
+import pytest
+
+from .. import _core, tracking
+from ..frame import Frame, creation_site, user_frame
+from ..heap.holders import holder_paths
+from ..task_info import DetachedTaskInfo, TaskInfo
+from ..tracking.loss_events import dropped_events, loss_events, scope_events
+from .baseline import Baseline, BaselineError, leak_key
+from .check import LeakCheck, _ignored
+from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
+from .leak_report import format_leaks
+
+__all__ = ["TaskLeakPytestWarning"]
+
+
+
+def _is_harness_task(info: TaskInfo) -> bool:
+    """Tasks of test runners themselves: anyio's runner task lives as long as
+    its runner, which may be opened and closed inside one test call. (Not a
+    glob: globs also match creation sites, and every task a test creates under
+    anyio has this coroutine on its creation stack.)"""
+    return info.coro == "TestRunner._run_tests_and_fixtures"
+
+
+HARNESS_IGNORE = (_is_harness_task,)
+MARKER_OPTIONS = ("grace", "ignore", "kinds", "on_leak", "collect")
+MODES = {"fail": "raise", "warn": "warn"}
+EVENT_KINDS = {"pending-at-shutdown": "pending", "destroyed-pending": "gc-pending",
+               "never-retrieved": "never-retrieved"}
+_log = logging.getLogger("taskleak")
+_HINT = ("\nIn pytest: @pytest.mark.taskleak(ignore=[...]) or the ini option taskleak_ignore; "
+         "@pytest.mark.no_taskleak skips a test.")
+
+
+class TaskLeakPytestWarning(pytest.PytestWarning, TaskLeakWarning):
+    """A test leaked tasks and the plugin runs in warn mode."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("taskleak", "leaked asyncio tasks (taskleak)")
+    group.addoption("--taskleak", action="store_true", default=False,
+                    help="fail every test that leaks asyncio tasks (ini: taskleak = true)")
+    group.addoption("--taskleak-baseline", metavar="FILE", default=None,
+                    help="tolerate the leaks recorded in FILE, fail only on new ones")
+    group.addoption("--taskleak-update-baseline", action="store_true", default=False,
+                    help="rewrite the --taskleak-baseline FILE from this run (it may only shrink)")
+    group.addoption("--taskleak-baseline-force", action="store_true", default=False,
+                    help="with --taskleak-update-baseline: also add new leaks to the baseline")
+    # Strings parsed here rather than pytest's "bool"/float handling, so a bad
+    # value is a UsageError naming the key, not a traceback.
+    parser.addini("taskleak", "check every test for leaked asyncio tasks (true/false)", default="false")
+    parser.addini("taskleak_ignore", "globs of task names, coroutines or creation sites to ignore",
+                  type="linelist", default=[])
+    parser.addini("taskleak_grace", "seconds pending tasks get to finish after a test (default 0.1)",
+                  default="0.1")
+    parser.addini("taskleak_kinds", "leak kinds that count (default: all)", type="args", default=list(KINDS))
+    parser.addini("taskleak_mode", "fail (default) or warn", default="fail")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "taskleak(**options): check this test for leaked asyncio tasks; "
+                            "options as taskleak.check(): grace, ignore, kinds, on_leak, collect")
+    config.addinivalue_line("markers", "no_taskleak: do not check this test for leaked asyncio tasks")
+    config.pluginmanager.register(TaskleakPlugin(config), "taskleak-plugin")
+
+
+# ---- configuration ----------------------------------------------------------
+
+def _parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise pytest.UsageError(f"taskleak: ini option {name} must be true or false, got {value!r}")
+
+
+def _ini_defaults(config: pytest.Config) -> Dict[str, Any]:
+    try:
+        grace = float(config.getini("taskleak_grace"))
+    except (TypeError, ValueError):
+        grace = -1.0
+    if not grace >= 0:  # also rejects nan
+        raise pytest.UsageError(f"taskleak: ini option taskleak_grace must be a number of seconds >= 0, "
+                                f"got {config.getini('taskleak_grace')!r}")
+    kinds = list(config.getini("taskleak_kinds"))
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise pytest.UsageError(f"taskleak: ini option taskleak_kinds: unknown or missing kind(s) {bad!r}; "
+                                f"choose from {', '.join(KINDS)}")
+    mode = str(config.getini("taskleak_mode")).strip()
+    if mode not in MODES:
+        raise pytest.UsageError(f"taskleak: ini option taskleak_mode must be fail or warn, got {mode!r}")
+    return {"grace": grace, "ignore": list(config.getini("taskleak_ignore")), "kinds": kinds,
+            "on_leak": MODES[mode], "collect": True}
+
+
+@dataclass
+class _Finished:
+    """What is remembered of a checked test, to charge late leaks to it."""
+
+    nodeid: str
+    on_leak: str
+    kinds: Tuple[str, ...]
+    ignore: Tuple[Any, ...]
+    reported: Set[int]
+
+
+@dataclass
+class _Summary:
+    """Controller-side aggregate (the only process when xdist is not used)."""
+
+    rows: List[Dict[str, Any]] = field(default_factory=list)  # one per leak, with "test"
+    late: List[Dict[str, Any]] = field(default_factory=list)
+    ran: Set[str] = field(default_factory=set)
+    notes: List[str] = field(default_factory=list)
+
+
+_ROWS = pytest.StashKey[List[Dict[str, Any]]]()
+
+
+class TaskleakPlugin:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.enabled = config.getoption("taskleak") or _parse_bool("taskleak", config.getini("taskleak"))
+        self.defaults = _ini_defaults(config)
+        self.rootdir = str(config.rootpath)
+        self.is_worker = hasattr(config, "workerinput")
+        self.update = config.getoption("taskleak_update_baseline")
+        self.force = config.getoption("taskleak_baseline_force")
+        path = config.getoption("taskleak_baseline")
+        if (self.update or self.force) and not path:
+            raise pytest.UsageError("taskleak: --taskleak-update-baseline and --taskleak-baseline-force "
+                                    "need --taskleak-baseline FILE")
+        if self.force and not self.update:
+            raise pytest.UsageError("taskleak: --taskleak-baseline-force only makes sense with "
+                                    "--taskleak-update-baseline")
+        self.baseline: Optional[Baseline] = None
+        if path:
+            try:
+                self.baseline = Baseline.load(path, missing_ok=self.update)
+            except BaselineError as e:
+                raise pytest.UsageError(str(e)) from None
+        # Updating with --taskleak-baseline-force (or creating the file) records
+        # every leak of this run, so none of them fails it.
+        self.tolerate_all = self.update and self.baseline is not None and (self.force or not self.baseline.existed)
+        self.finished: Dict[int, _Finished] = {}
+        self.events_seen = len(loss_events()) + dropped_events()
+        self.summary = _Summary()
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # Track from before the first fixture runs: a background task that a
+        # session fixture starts must be known (numbered) to tell its children
+        # from the tests' own tasks. Nothing is patched when no test is checked.
+        if self.enabled or any(item.get_closest_marker("taskleak") for item in session.items):
+            tracking.install()
+
+    # ---- per test ----------------------------------------------------------
+    def _options(self, item: pytest.Item) -> Optional[Dict[str, Any]]:
+        if item.get_closest_marker("no_taskleak") is not None:
+            return None
+        markers = list(item.iter_markers("taskleak"))  # closest first
+        if not markers and not self.enabled:
+            return None
+        opts = dict(self.defaults)
+        ignore = list(HARNESS_IGNORE) + list(opts["ignore"])
+        for m in reversed(markers):  # the closest marker wins; ignore lists add up
+            unknown = sorted(set(m.kwargs) - set(MARKER_OPTIONS))
+            if m.args or unknown:
+                what = f"positional arguments {m.args!r}" if m.args else f"unknown option(s) {unknown}"
+                pytest.fail(f"taskleak: @pytest.mark.taskleak got {what}; "
+                            f"options are {', '.join(MARKER_OPTIONS)}", pytrace=False)
+            extra = m.kwargs.get("ignore", ())
+            ignore += [extra] if isinstance(extra, str) or callable(extra) else list(extra)
+            opts.update(m.kwargs)
+        opts["ignore"] = ignore
+        return opts
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        opts = self._options(item)
+        if opts is None:
+            return (yield)
+        on_leak = opts["on_leak"]
+        try:
+            lc = LeakCheck(**opts, label=item.nodeid)
+        except (TypeError, ValueError) as e:
+            pytest.fail(f"taskleak: bad @pytest.mark.taskleak options: {e}", pytrace=False)
+        # Leaks are always raised to us: the plugin applies the baseline, then
+        # fails / warns / logs itself.
+        lc.on_leak = "cancel" if on_leak == "cancel" else "raise"
+        lc._enter()
+        first_serial = _core.stats()["tracked_total"] + 1  # tasks numbered below this predate the test
+        # pytest-asyncio and anyio run the test coroutine in a context of
+        # their own, where the scope ContextVar set here may not be visible:
+        # tasks with neither a scope in their context nor a scoped creating
+        # task are charged to the ambient scope. Only for the call phase.
+        _core.set_ambient_scope(lc._scope.id)
+        body_failed = True
+        try:
+            result = yield
+            body_failed = False
+            return result
+        finally:
+            _core.set_ambient_scope(0)
+            lc._leave()
+            self._finish(item, lc, on_leak, body_failed, first_serial)
+
+    def _finish(self, item: pytest.Item, lc: LeakCheck, on_leak: str, body_failed: bool, first_serial: int) -> None:
+        __tracebackhide__ = True
+        lc._drive_idle_loops()  # grace: e.g. pytest-asyncio's loop is idle between tests
+        try:
+            lc._finish(body_failed=False)
+        except TaskLeakError:
+            pass
+        scope = lc._scope
+        assert scope is not None
+        # Loss events the check already consumed are not "late" either.
+        reported = set(scope.meta.get("reported_serials", ())) | {e.serial for e in scope_events(scope.id) if e.serial}
+        self.finished[scope.id] = _Finished(item.nodeid, on_leak, lc.kinds, lc.ignore, reported)
+        leaks = _drop_older_tasks_children(lc.leaks, first_serial, reported)
+        leaks = _drop_test_local(item, scope.id, leaks, reported)
+        rows = [self._row(lk, item.nodeid, on_leak) for lk in leaks]
+        if rows:
+            item.stash[_ROWS] = rows
+        new = [lk for lk, row in zip(leaks, rows) if not row["tolerated"]]
+        if not new:
+            return
+        report = format_leaks(new, item.nodeid) + _HINT
+        if len(new) < len(rows):
+            report += f"\n({len(rows) - len(new)} more leak(s) tolerated by the taskleak baseline)"
+        if on_leak == "cancel":
+            report += "\n(the pending tasks were cancelled)"
+        if body_failed:  # never mask the test's own error: add the report next to it
+            item.add_report_section("call", "taskleak", report)
+        elif on_leak in ("raise", "cancel"):
+            err = TaskLeakError(report, new)
+            err._taskleak_plugin = True  # type: ignore[attr-defined]
+            raise err
+        elif on_leak == "warn":
+            path, lineno, _ = item.location
+            warnings.warn_explicit(TaskLeakPytestWarning(report), TaskLeakPytestWarning,
+                                   os.path.join(str(item.config.rootpath), path), (lineno or 0) + 1)
+        else:
+            _log.warning("%s", report)
+
+    def _row(self, lk: Leak, nodeid: str, on_leak: str) -> Dict[str, Any]:
+        """A JSON-able description of one leak (it travels in report.user_properties under xdist)."""
+        t: TaskInfo = lk.task
+        key = leak_key(lk.kind, t.created_at, t.stack, self.rootdir)
+        site = creation_site(t.created_at) if t.created_at else []
+        inner = list(reversed(t.stack))
+        susp = user_frame(inner) or (inner[0] if inner else None)
+        return {"test": nodeid, "kind": lk.kind, "coro": t.coro, "name": t.name,
+                "created": _short(site[0] if site else None, "(creation site unknown)"),
+                "suspended": _short(susp, "-"), "key": list(key), "mode": on_leak,
+                "tolerated": self.tolerate_all or (self.baseline is not None and self.baseline.tolerates(key))}
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        rep = yield
+        if call.excinfo is not None and getattr(call.excinfo.value, "_taskleak_plugin", False):
+            # The report is the whole story; the plugin's frames are noise.
+            rep.longrepr = call.excinfo.getrepr(style="value")
+        if call.when == "call" and _ROWS in item.stash:
+            rep.user_properties.append(("taskleak", item.stash[_ROWS]))
+        elif call.when == "teardown":
+            # After teardown: a function-scoped loop has been closed by now,
+            # and what it cancelled is in the loss events.
+            late = self._late_leaks()
+            if late:
+                rep.user_properties.append(("taskleak-late", late))
+        return rep
+
+    # ---- late leaks ----------------------------------------------------------
+    def _late_leaks(self) -> List[Dict[str, Any]]:
+        """Loss events of tasks charged to a finished test that its check did not report."""
+        dropped = dropped_events()
+        events = loss_events()
+        total = len(events) + dropped
+        new = total - self.events_seen
+        self.events_seen = total
+        if new <= 0:
+            return []
+        out = []
+        for e in events[-new:] if new < len(events) else events:
+            fin = self.finished.get(e.scope)
+            if fin is None or not e.serial or e.serial in fin.reported:
+                continue
+            fin.reported.add(e.serial)
+            kind = EVENT_KINDS.get(e.kind)
+            info = DetachedTaskInfo.from_event(e)
+            if kind not in fin.kinds or _ignored(info, fin.ignore):
+                continue
+            row = self._row(Leak(kind, info, exception_text=e.exception), fin.nodeid, fin.on_leak)
+            row["event"] = e.kind
+            out.append(row)
+        return out
+
+    # ---- aggregation (controller) -----------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self.summary.ran.add(report.nodeid)
+        for name, value in report.user_properties:
+            if name == "taskleak":
+                self.summary.rows.extend(value)
+            elif name == "taskleak-late":
+                self.summary.late.extend(value)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        # xdist: late leaks a worker found after its last test
+        self.summary.late.extend(getattr(node, "workeroutput", {}).get("taskleak_late", []))
+
+    @pytest.hookimpl(tryfirst=True)  # before the terminal reporter writes the summary
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.finished:
+            gc.collect()  # surface "destroyed while pending" / "never retrieved" now
+            late = self._late_leaks()
+            if self.is_worker:
+                self.config.workeroutput["taskleak_late"] = late  # type: ignore[attr-defined]
+            else:
+                self.summary.late.extend(late)
+        if self.is_worker:
+            return
+        if self.update and self.baseline is not None:
+            self._write_baseline()
+        failing = [r for r in self.summary.late if r["mode"] in ("raise", "cancel") and not r["tolerated"]]
+        if failing and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            self.summary.notes.append(
+                f"taskleak: exit status set to {int(pytest.ExitCode.TESTS_FAILED)}: {len(failing)} late leak(s) "
+                "found after their test had passed (see above)")
+
+    def _write_baseline(self) -> None:
+        assert self.baseline is not None
+        seen: Dict[Tuple[str, str, str], Set[str]] = {}
+        for r in self.summary.rows + self.summary.late:
+            seen.setdefault(tuple(r["key"]), set()).add(r["test"])  # type: ignore[arg-type]
+        entries, dropped, refused = self.baseline.updated(seen, self.summary.ran, self.force)
+        Baseline.write(self.baseline.path, entries)
+        note = (f"taskleak: wrote baseline {self.baseline.path}: {len(entries)} entries"
+                f" ({len(dropped)} dropped")
+        if refused:
+            note += f"; {len(refused)} new leak(s) NOT added, use --taskleak-baseline-force to add them"
+        self.summary.notes.append(note + ")")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        s = self.summary
+        if self.is_worker or not (s.rows or s.late or s.notes):
+            return
+        tr = terminalreporter
+        if s.rows:
+            tests = {r["test"] for r in s.rows}
+            tr.write_sep("=", f"taskleak: {len(s.rows)} leaked task(s) in {len(tests)} test(s)")
+            for line in _table(s.rows):
+                tr.write_line(line)
+        if s.late:
+            tr.write_sep("=", f"taskleak: {len(s.late)} late leak(s)")
+            tr.write_line("Found after their test had ended (destroyed while pending, exception never "
+                          "retrieved, or cancelled when the loop closed); charged to the test that created them.")
+            for line in _table(s.late):
+                tr.write_line(line)
+        for note in s.notes:
+            tr.write_line(note, bold=True, red="NOT" in note or "exit status" in note)
+
+
+# ---- objects that live exactly as long as the test ---------------------------
+
+def _test_local_ids(item: pytest.Item) -> Set[int]:
+    """The item and what hangs off it until teardown: the unittest/class
+    instance, the bound test function, fixture values and the request."""
+    ids: Set[int] = set()
+    for name in ("_testcase", "instance", "_obj", "funcargs", "_request"):
+        try:
+            obj = getattr(item, name, None)
+        except Exception:
+            continue
+        if obj is not None:
+            ids.add(id(obj))
+            d = getattr(obj, "__dict__", None)
+            if isinstance(d, dict):
+                ids.add(id(d))
+    return ids | {id(item), id(item.__dict__)}
+
+
+def _coro_name(task: Any) -> str:
+    try:
+        return task.get_coro().__qualname__
+    except Exception:
+        return "?"
+
+
+def _drop_older_tasks_children(leaks: List[Leak], first_serial: int, reported: Set[int]) -> List[Leak]:
+    """Tasks created by a task that was already running before the test began
+    (a fixture's background task, a server's accept loop) reach the test's
+    scope only through the ambient fallback: they are that task's business,
+    not the test's. The exception is a test runner's task that runs the test
+    body itself (anyio's, which is made during fixture setup)."""
+    older: Dict[int, int] = {}  # serial -> creator serial
+    for lk in leaks:
+        info = _core.creation_info(lk.task.task) if lk.task.task is not None else None
+        if info is not None and 0 < info[1] < first_serial:
+            older[info[0]] = info[1]
+    if not older:
+        return leaks
+    runners = {(_core.creation_info(t) or (0,))[0] for t in _core.tracked_tasks()
+               if _coro_name(t) == "TestRunner._run_tests_and_fixtures"}
+    foreign = {serial for serial, creator in older.items() if creator not in runners}
+    reported |= foreign  # nor are they late leaks of this test when they end later
+    return [lk for lk in leaks if lk.task.serial not in foreign]
+
+
+def _drop_test_local(item: pytest.Item, sid: int, leaks: List[Leak], reported: Set[int]) -> List[Leak]:
+    """Finished tasks held only through the test's own objects (``self.task``
+    in an IsolatedAsyncioTestCase, a function fixture's list) are freed at
+    teardown: not done-retained. The check runs at the end of the call phase,
+    while those objects are still alive, so its holder search is redone here
+    with them treated as dead ends. One whose exception was never retrieved
+    is reported late, when it is freed."""
+    suspects = [lk for lk in leaks if lk.kind in ("done-retained", "never-retrieved") and lk.task.task is not None]
+    if not suspects:
+        return leaks
+    tasks = [lk.task.task for lk in suspects]
+    scope_ids = {id(t) for t in _core.scope_tasks(sid)}
+    held = holder_paths(tasks, scope_ids, exclude=_test_local_ids(item) | {id(tasks), id(leaks), id(suspects)})
+    keep = []
+    for lk in leaks:
+        if lk.task.task is not None and lk in suspects and id(lk.task.task) not in held:
+            if lk.kind == "never-retrieved" and lk.task.serial:
+                reported.discard(lk.task.serial)
+            continue
+        keep.append(lk)
+    return keep
+
+
+# ---- rendering --------------------------------------------------------------
+
+def _short(frame: Optional[Frame], default: str) -> str:
+    return default if frame is None else frame.short()
+
+
+_STATUS = {"raise": "failed", "cancel": "failed", "warn": "warned", "log": "logged"}
+
+
+def _table(rows: Sequence[Dict[str, Any]], max_tests: int = 3) -> List[str]:
+    """Leaks grouped by kind, creation site and suspension point, largest group first."""
+    groups: Dict[Tuple[str, ...], List[Dict[str, Any]]] = {}
+    for r in rows:
+        status = "baseline" if r["tolerated"] else _STATUS.get(r["mode"], r["mode"])
+        groups.setdefault((r["kind"], status, r["coro"], r["created"], r["suspended"]), []).append(r)
+    table = [("count", "kind", "status", "task", "created at", "suspended at", "tests")]
+    for (kind, status, coro, created, suspended), g in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        tests = list(dict.fromkeys(r["test"] for r in g))
+        shown = ", ".join(tests[:max_tests]) + (f" (+{len(tests) - max_tests} more)" if len(tests) > max_tests else "")
+        table.append((str(len(g)), kind, status, coro + "()", created, suspended, shown))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in table]

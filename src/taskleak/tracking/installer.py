@@ -1,0 +1,249 @@
+"""install() / uninstall(): process-wide creation tracking.
+
+Mechanism (see docs/internals.md):
+
+* ``registry`` (CPython 3.10-3.13): the C Task constructor calls ``add`` on
+  asyncio's module-level WeakSet of tasks. taskleak puts its own ``add`` (C++)
+  on that WeakSet instance, so every task on every loop and thread - uvloop's
+  included - is seen at creation with no task factory. A probe task verifies
+  the hook at install time.
+* ``factory``: where the probe fails, a chaining task factory is put on each
+  loop when it starts running (and on the running loop at install time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.events
+import asyncio.runners
+import asyncio.tasks
+import gc
+import sys
+import threading
+import weakref
+from typing import Any, Dict, List, Optional
+
+from .. import _core
+from . import loss_events, task_factory
+
+__all__ = ["install", "uninstall", "is_installed", "status", "live_tasks"]
+
+_lock = threading.RLock()
+_mechanism: Optional[str] = None
+_original_set_running_loop: Any = None
+_adopted_loops: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
+
+
+def _registry() -> Optional["weakref.WeakSet[Any]"]:
+    for name in ("_scheduled_tasks", "_all_tasks"):
+        ws = getattr(asyncio.tasks, name, None)
+        if isinstance(ws, weakref.WeakSet):
+            return ws
+    return None
+
+
+def _eager_registry() -> Any:
+    return getattr(asyncio.tasks, "_eager_tasks", None)
+
+
+def _probe_registry() -> bool:
+    """Create (without running) one task on a private loop; is it recorded?"""
+    loop = asyncio.new_event_loop()
+    try:
+        async def _taskleak_probe() -> None:
+            pass
+
+        coro = _taskleak_probe()
+        task = loop.create_task(coro, name="taskleak-probe")  # named: no Task-N counter bump
+        ok = _core.creation_info(task) is not None
+        try:
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+        except Exception:
+            pass
+        task.cancel()
+        coro.close()
+        return ok
+    finally:
+        _adopted_loops.discard(loop)
+        loop.close()
+
+
+def _configure_current_task() -> None:
+    """How the core finds the creating task: the C module's loop -> task dict
+    on 3.10-3.13, or its current_task() where the thread state keeps it (3.14+)."""
+    try:
+        import _asyncio
+    except ImportError:  # pure-Python asyncio
+        _asyncio = None
+    current = getattr(_asyncio, "_current_tasks", None) if _asyncio else getattr(asyncio.tasks, "_current_tasks", None)
+    if isinstance(current, dict):
+        _core.set_current_tasks(current)
+    elif _asyncio is not None and hasattr(_asyncio, "current_task"):
+        _core.set_current_task_getter(_asyncio.current_task)
+
+
+def _hook_registry() -> bool:
+    ws = _registry()
+    current = getattr(asyncio.tasks, "_current_tasks", None)
+    if ws is None or not isinstance(current, dict):
+        return False
+    for attr in ("data", "_pending_removals", "_commit_removals", "_remove"):
+        if not hasattr(ws, attr):
+            return False
+    _core.configure_registry(ws.data, ws._pending_removals, ws._commit_removals, ws._remove, current)
+    ws.add = _core.registry_add  # type: ignore[method-assign]
+    if _probe_registry():
+        return True
+    _unhook_registry()
+    return False
+
+
+def _unhook_registry() -> None:
+    ws = _registry()
+    if ws is not None and ws.__dict__.get("add") is _core.registry_add:
+        del ws.__dict__["add"]
+
+
+def _adopt_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Called by the core on the first task seen from a loop (and in factory
+    mode when a loop starts running). Must never raise into the caller."""
+    try:
+        if loop in _adopted_loops:
+            return
+        _adopted_loops.add(loop)
+        loss_events.chain_exception_handler(loop)
+        task_factory.adopt(loop, always=_mechanism == "factory")
+    except Exception:
+        pass
+
+
+def _set_running_loop_hook(loop: Optional[asyncio.AbstractEventLoop]) -> None:
+    _original_set_running_loop(loop)
+    if loop is not None and _mechanism is not None:
+        _adopt_loop(loop)
+
+
+_original_lazy_init: Any = None
+
+
+def _patch_runner() -> None:
+    """asyncio.Runner (and uvloop.run, which uses it) builds its loop from a
+    factory: adopt that loop before the runner creates its first task. This is
+    how uvloop loops get the chaining factory where there is no registry."""
+    global _original_lazy_init
+    Runner = getattr(asyncio.runners, "Runner", None) if hasattr(asyncio, "runners") else None
+    if Runner is None or _original_lazy_init is not None or not hasattr(Runner, "_lazy_init"):
+        return
+    _original_lazy_init = Runner._lazy_init
+
+    def _lazy_init(self: Any) -> None:
+        _original_lazy_init(self)
+        loop = getattr(self, "_loop", None)
+        if loop is not None and _mechanism is not None:
+            _adopt_loop(loop)
+
+    Runner._lazy_init = _lazy_init
+
+
+def _unpatch_runner() -> None:
+    global _original_lazy_init
+    if _original_lazy_init is not None:
+        asyncio.runners.Runner._lazy_init = _original_lazy_init
+        _original_lazy_init = None
+
+
+def install(stack_depth: int = 32) -> None:
+    """Track the creation of every asyncio Task in this process from now on.
+
+    Idempotent and thread-safe; calling it again only changes ``stack_depth``
+    (frames kept per creation stack, 1-128). Tasks created before install()
+    still appear in snapshots, with "creation site unknown".
+    """
+    global _mechanism, _original_set_running_loop
+    if isinstance(stack_depth, bool) or not isinstance(stack_depth, int) or not 1 <= stack_depth <= 128:
+        raise ValueError(f"stack_depth must be an int between 1 and 128, got {stack_depth!r}")
+    with _lock:
+        _core.enable(stack_depth)
+        if _mechanism is not None:
+            return
+        if _core.gc_phase not in gc.callbacks:
+            gc.callbacks.append(_core.gc_phase)
+        _core.set_loop_callback(_adopt_loop)
+        _configure_current_task()
+        _mechanism = "registry" if _hook_registry() else "factory"
+        task_factory.patch_loop_class(always=_mechanism == "factory", on_new_loop=_adopt_loop)
+        _patch_runner()
+        # Loops starting from now on are adopted before their first task runs.
+        if _original_set_running_loop is None:
+            _original_set_running_loop = asyncio.events._set_running_loop
+            asyncio.events._set_running_loop = _set_running_loop_hook
+        loss_events.install_shutdown_hook()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            _adopt_loop(running)
+
+
+def uninstall() -> None:
+    """Stop recording new tasks. Records of live tasks stay until they die;
+    snapshots keep working. Idempotent."""
+    global _mechanism, _original_set_running_loop
+    with _lock:
+        _core.disable()
+        if _mechanism is None:
+            return
+        _unhook_registry()
+        if _original_set_running_loop is not None:
+            asyncio.events._set_running_loop = _original_set_running_loop
+            _original_set_running_loop = None
+        for loop in list(_adopted_loops):
+            try:
+                task_factory.unadopt(loop)
+                loss_events.unchain_exception_handler(loop)
+            except Exception:
+                pass
+        _adopted_loops.clear()
+        task_factory.unpatch_loop_class()
+        _unpatch_runner()
+        loss_events.uninstall_shutdown_hook()
+        _core.set_loop_callback(None)
+        if _core.gc_phase in gc.callbacks:
+            gc.callbacks.remove(_core.gc_phase)
+        _mechanism = None
+
+
+def is_installed() -> bool:
+    return _mechanism is not None
+
+
+def status() -> Dict[str, Any]:
+    """Mechanism in use and the core's own counters (table sizes, bytes, drops)."""
+    s = dict(_core.stats())
+    s["mechanism"] = _mechanism
+    s["python"] = sys.version.split()[0]
+    s["reduced_mode"] = s["frame_walk"] != "direct"
+    return s
+
+
+def live_tasks() -> List["asyncio.Task[Any]"]:
+    """Every live task of every loop in the process, tracked or not."""
+    ws = _registry()
+    strong: List[Any] = []
+    eager = _eager_registry()
+    if eager:
+        strong.append(eager)
+    current = getattr(asyncio.tasks, "_current_tasks", None)
+    if isinstance(current, dict):
+        strong.append(list(current.values()))
+    if _mechanism != "registry":
+        # No registry to read (3.14+ keeps tasks in per-thread lists): ask each
+        # loop taskleak knows of for its pending tasks; finished tasks come
+        # from the creation records.
+        for loop in list(_adopted_loops):
+            try:
+                strong.append(list(asyncio.all_tasks(loop)))
+            except Exception:
+                pass
+    return _core.live_tasks(ws.data if ws is not None else None, strong)

@@ -1,0 +1,253 @@
+"""Loss events: tasks that leaked in ways a snapshot can no longer show.
+
+* ``destroyed-pending`` - "Task was destroyed but it is pending!": the task was
+  freed (usually by the garbage collector) while still pending.
+* ``never-retrieved`` - "Task exception was never retrieved": the task failed
+  and was freed without anyone reading its exception.
+* ``pending-at-shutdown`` - the task was still pending when ``asyncio.run()`` /
+  ``asyncio.Runner`` closed its loop, which cancels such tasks silently.
+
+The first two reach the loop's exception handler while the task still exists,
+so a chaining handler can record them together with the creation site. The
+third is caught by wrapping asyncio's ``runners._cancel_all_tasks``.
+Events are kept in a bounded buffer (oldest dropped, with a counter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.runners
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Deque, Dict, List, Optional
+
+from .. import _core
+from ..frame import Frame, frames_from_raw
+from ..wait_target import describe_wait
+
+__all__ = ["LossEvent", "loss_events", "clear_loss_events", "MAX_EVENTS"]
+
+MAX_EVENTS = 10_000
+
+_events: Deque["LossEvent"] = collections.deque(maxlen=MAX_EVENTS)
+_events_lock = threading.Lock()
+_dropped = 0
+
+
+@dataclass(frozen=True)
+class LossEvent:
+    """One lost task, captured at the moment asyncio gave up on it."""
+
+    kind: str  # "destroyed-pending" | "never-retrieved" | "pending-at-shutdown"
+    task_name: str
+    coro: str
+    created_at: Optional[List[Frame]]
+    stack: List[Frame]
+    waiting_on: str
+    exception: Optional[str] = None
+    serial: Optional[int] = None
+    age_s: Optional[float] = None
+    time: float = field(default_factory=time.monotonic)
+    scope: int = 0  # the check() scope the task was charged to, 0 if none
+    # The exception itself, kept only for tasks charged to a check() scope
+    # (holding tracebacks process-wide would hold their frames' locals).
+    exception_object: Optional[BaseException] = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "task_name": self.task_name,
+            "coro": self.coro,
+            "created_at": None if self.created_at is None else [f.to_dict() for f in self.created_at],
+            "stack": [f.to_dict() for f in self.stack],
+            "waiting_on": self.waiting_on,
+            "exception": self.exception,
+            "serial": self.serial,
+            "age_s": self.age_s,
+        }
+
+
+def loss_events() -> List[LossEvent]:
+    """Every loss event recorded so far (at most MAX_EVENTS, oldest dropped)."""
+    with _events_lock:
+        return list(_events)
+
+
+def dropped_events() -> int:
+    return _dropped
+
+
+def scope_events(scope: int) -> List[LossEvent]:
+    """The loss events of tasks charged to check() scope `scope`."""
+    with _events_lock:
+        return [e for e in _events if e.scope == scope]
+
+
+def clear_loss_events() -> None:
+    global _dropped
+    with _events_lock:
+        _events.clear()
+        _dropped = 0
+
+
+def _coro_name(task: Any) -> str:
+    try:
+        coro = task.get_coro()
+    except Exception:
+        return "?"
+    return getattr(coro, "__qualname__", None) or type(coro).__name__
+
+
+def describe_task(task: Any, kind: str, exception: Optional[BaseException] = None) -> LossEvent:
+    """Capture what is known of `task` now, without keeping the task alive."""
+    info = _core.creation_info(task)
+    created = frames_from_raw(info[4]) if info is not None else None
+    serial = info[0] if info is not None else None
+    age = (_core.monotonic_ns() - info[2]) / 1e9 if info is not None else None
+    stack: List[Frame] = []
+    waiting = ""
+    if not task.done():
+        raw, _leaf = _core.await_chain(task.get_coro())
+        if not raw:  # collected: the coroutine was closed before the task's finalizer ran
+            raw = _core.buried_chain(task)
+        stack = frames_from_raw(raw) or []
+        waiting = describe_wait(task, stack, getattr(task, "_fut_waiter", None))
+    exc_text = None
+    if exception is not None:
+        exc_text = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
+    try:
+        name = task.get_name()
+    except Exception:
+        name = "?"
+    scope = info[6] if info is not None else 0
+    return LossEvent(kind, name, _coro_name(task), created, stack, waiting, exc_text, serial, age,
+                     scope=scope, exception_object=exception if scope else None)
+
+
+def _record(event: LossEvent) -> None:
+    global _dropped
+    with _events_lock:
+        if len(_events) == _events.maxlen:
+            _dropped += 1
+        _events.append(event)
+
+
+def _record_context(context: Dict[str, Any]) -> None:
+    message = str(context.get("message", ""))
+    if message.startswith("Task was destroyed but it is pending"):
+        task = context.get("task")
+        if isinstance(task, asyncio.Task):
+            _record(describe_task(task, "destroyed-pending"))
+    elif message.startswith("Task exception was never retrieved"):
+        task = context.get("future")
+        if isinstance(task, asyncio.Task):
+            _record(describe_task(task, "never-retrieved", context.get("exception")))
+
+
+# ---- exception handler chaining ------------------------------------------
+
+Handler = Callable[[asyncio.AbstractEventLoop, Dict[str, Any]], object]
+
+
+def _make_handler(previous: Optional[Handler]) -> Handler:
+    def taskleak_exception_handler(loop: asyncio.AbstractEventLoop, context: Dict[str, Any]) -> None:
+        try:
+            _record_context(context)
+        except Exception:
+            pass  # recording must never turn into a second error
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    taskleak_exception_handler._taskleak_previous = previous  # type: ignore[attr-defined]
+    return taskleak_exception_handler
+
+
+def chain_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
+    current = loop.get_exception_handler()
+    if hasattr(current, "_taskleak_previous"):
+        return
+    loop.set_exception_handler(_make_handler(current))
+
+
+_original_set_handler: Any = None
+
+
+def _set_exception_handler(self: asyncio.AbstractEventLoop, handler: Optional[Handler]) -> None:
+    # A handler set after taskleak adopted the loop is chained too, so loss
+    # events keep being recorded whoever sets the handler last.
+    if not hasattr(handler, "_taskleak_previous"):
+        handler = _make_handler(handler)
+    _original_set_handler(self, handler)
+
+
+def patch_set_exception_handler() -> None:
+    """asyncio loops (BaseEventLoop): keep the chain when a handler is set later."""
+    global _original_set_handler
+    if _original_set_handler is None:
+        import asyncio.base_events as be
+
+        _original_set_handler = be.BaseEventLoop.set_exception_handler
+        be.BaseEventLoop.set_exception_handler = _set_exception_handler  # type: ignore[method-assign]
+
+
+def unpatch_set_exception_handler() -> None:
+    global _original_set_handler
+    if _original_set_handler is not None:
+        import asyncio.base_events as be
+
+        be.BaseEventLoop.set_exception_handler = _original_set_handler  # type: ignore[method-assign]
+        _original_set_handler = None
+
+
+def unchain_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
+    current = loop.get_exception_handler()
+    if hasattr(current, "_taskleak_previous"):
+        previous = current._taskleak_previous  # type: ignore[union-attr]
+        if _original_set_handler is not None and isinstance(loop, asyncio.base_events.BaseEventLoop):
+            _original_set_handler(loop, previous)
+        else:
+            loop.set_exception_handler(previous)
+
+
+# ---- asyncio.run() / Runner shutdown ---------------------------------------
+
+_original_cancel_all: Any = None
+
+
+def is_asyncgen_finalizer(task: Any) -> bool:
+    """asyncio's own task closing an abandoned async generator (aclose()):
+    housekeeping that runs the generator's finally blocks, not a leak."""
+    try:
+        return type(task.get_coro()).__name__ == "async_generator_athrow"
+    except Exception:
+        return False
+
+
+def _cancel_all_tasks_recording(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        for task in asyncio.all_tasks(loop):
+            if not task.done() and not is_asyncgen_finalizer(task):
+                _record(describe_task(task, "pending-at-shutdown"))
+    except Exception:
+        pass
+    _original_cancel_all(loop)
+
+
+def install_shutdown_hook() -> None:
+    global _original_cancel_all
+    patch_set_exception_handler()
+    if _original_cancel_all is None and hasattr(asyncio.runners, "_cancel_all_tasks"):
+        _original_cancel_all = asyncio.runners._cancel_all_tasks
+        asyncio.runners._cancel_all_tasks = _cancel_all_tasks_recording  # type: ignore[attr-defined]
+
+
+def uninstall_shutdown_hook() -> None:
+    global _original_cancel_all
+    unpatch_set_exception_handler()
+    if _original_cancel_all is not None:
+        asyncio.runners._cancel_all_tasks = _original_cancel_all  # type: ignore[attr-defined]
+        _original_cancel_all = None

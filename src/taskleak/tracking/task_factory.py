@@ -1,0 +1,99 @@
+"""The chaining task factory: the creation hook where the registry hook cannot
+be used (its probe failed, or the interpreter keeps tasks elsewhere), and the
+way eager tasks that finish during creation get a record on 3.12+.
+
+It always calls the factory the loop already had, so user factories and
+``asyncio.eager_task_factory`` keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Optional
+
+from .. import _core
+
+__all__ = ["chain_factory", "is_taskleak_factory"]
+
+TaskFactory = Callable[..., "asyncio.Future[Any]"]
+
+
+def is_taskleak_factory(factory: Optional[TaskFactory]) -> bool:
+    return bool(getattr(factory, "_taskleak_factory", False))
+
+
+def chain_factory(previous: Optional[TaskFactory]) -> TaskFactory:
+    """A factory that builds tasks with `previous` (or asyncio.Task) and records
+    them (a C++ vectorcall object: it runs for every task)."""
+    return _core.ChainingFactory(previous, asyncio.Task)
+
+
+def adopt(loop: asyncio.AbstractEventLoop, *, always: bool) -> None:
+    """Put the chaining factory on `loop`: always (factory mode), or only over a
+    factory the user installed (registry mode: eager tasks that complete during
+    creation never reach the registry)."""
+    current = loop.get_task_factory()
+    if is_taskleak_factory(current):
+        return
+    if current is None and not always:
+        return
+    loop.set_task_factory(chain_factory(current))
+
+
+def unadopt(loop: asyncio.AbstractEventLoop) -> None:
+    current = loop.get_task_factory()
+    if is_taskleak_factory(current):
+        loop.set_task_factory(getattr(current, "__wrapped__", None))
+
+
+# ---- keeping the chain when the user sets a factory later --------------------
+#
+# asyncio loops (BaseEventLoop) get a set_task_factory that re-chains, so a
+# factory set after adoption (e.g. asyncio.eager_task_factory inside main())
+# is still followed by tracking. Loops of other classes (uvloop) are adopted
+# when first seen, which covers factories set before their first task.
+
+_original_set_task_factory: Any = None
+_always = False
+
+
+def _set_task_factory(self: asyncio.AbstractEventLoop, factory: Optional[TaskFactory]) -> None:
+    if not is_taskleak_factory(factory) and (factory is not None or _always):
+        factory = chain_factory(factory)
+    _original_set_task_factory(self, factory)
+
+
+_original_init: Any = None
+_on_new_loop: Optional[Callable[[asyncio.AbstractEventLoop], None]] = None
+
+
+def _init(self: asyncio.AbstractEventLoop, *args: Any, **kwargs: Any) -> None:
+    _original_init(self, *args, **kwargs)
+    if _always and _on_new_loop is not None:  # factory mode: a loop may create tasks before it runs
+        _on_new_loop(self)
+
+
+def patch_loop_class(always: bool, on_new_loop: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+    global _original_set_task_factory, _original_init, _always, _on_new_loop
+    _always = always
+    _on_new_loop = on_new_loop
+    import asyncio.base_events as be
+
+    if _original_set_task_factory is None:
+        _original_set_task_factory = be.BaseEventLoop.set_task_factory
+        be.BaseEventLoop.set_task_factory = _set_task_factory  # type: ignore[method-assign]
+    if _original_init is None:
+        _original_init = be.BaseEventLoop.__init__
+        be.BaseEventLoop.__init__ = _init  # type: ignore[method-assign]
+
+
+def unpatch_loop_class() -> None:
+    global _original_set_task_factory, _original_init
+    import asyncio.base_events as be
+
+    if _original_set_task_factory is not None:
+        be.BaseEventLoop.set_task_factory = _original_set_task_factory  # type: ignore[method-assign]
+        _original_set_task_factory = None
+    if _original_init is not None:
+        be.BaseEventLoop.__init__ = _original_init  # type: ignore[method-assign]
+        _original_init = None
