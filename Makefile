@@ -53,7 +53,7 @@ define run_pytest
 	exit $$rc
 endef
 
-.PHONY: help test test-asan install install-asan demo bench clean lint-imports
+.PHONY: help test test-asan install install-asan demo bench clean lint-imports dist
 
 help:
 	@echo "taskleak make targets (PY=$(PY); override with PY=X.Y):"
@@ -63,6 +63,7 @@ help:
 	@echo "  make install      only (re)build and install the package into $(VENV)"
 	@echo "  make demo         install, then: taskleak run examples/leaky_service.py"
 	@echo "  make bench        install, then run every bench/*.py"
+	@echo "  make dist         sdist + manylinux wheels for 3.10-3.15 in dist/, each smoke-tested"
 	@echo "  make clean        remove build/ and .venv/"
 	@echo "Variables: PY, PYTEST_ARGS, ASAN_PYTEST_ARGS, TESTS, ALLOW_NO_TESTS=1 (accept 'no tests collected')"
 
@@ -117,5 +118,9 @@ bench: install
 		echo "=== $$f"; $(VENV)/bin/python "$$f" || { echo "taskleak: $$f failed"; rc=1; }; \
 	done; exit $$rc
 
+# sdist + manylinux wheels for 3.10-3.15, each smoke-tested without a compiler.
+dist:
+	tools/build_dist.sh
+
 clean:
-	rm -rf build/ .venv/
+	rm -rf build/ .venv/ dist/
