@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from . import _core
 from .frame import Frame, frames_from_raw
@@ -16,6 +16,17 @@ __all__ = ["Snapshot", "snapshot"]
 
 
 _LIVE: "weakref.WeakSet[_Shared]" = weakref.WeakSet()
+
+# Snapshot.format() and .to_dict() are conveniences of the public contract,
+# but the model sits below the renderers and never imports them: report/text.py
+# and report/json_form.py register themselves here when the package loads.
+_RENDERERS: Dict[str, Callable[..., Any]] = {}
+
+
+def register_renderer(form: str, render: Callable[..., Any]) -> None:
+    """Make ``render(snapshot, **options)`` the renderer behind ``form``
+    ("text" for :meth:`Snapshot.format`, "json" for :meth:`Snapshot.to_dict`)."""
+    _RENDERERS[form] = render
 
 
 class _Shared:
@@ -171,15 +182,11 @@ class Snapshot:
     # -- rendering -------------------------------------------------------------
     def format(self, *, max_frames: int = 6, max_names: int = 5) -> str:
         """A grouped, human-readable report (largest group first)."""
-        from .report.text import format_snapshot
-
-        return format_snapshot(self, max_frames=max_frames, max_names=max_names)
+        return str(_RENDERERS["text"](self, max_frames=max_frames, max_names=max_names))
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-able form (see docs/json-schema.md)."""
-        from .report.json_form import snapshot_to_dict
-
-        return snapshot_to_dict(self)
+        return dict(_RENDERERS["json"](self))
 
     def __repr__(self) -> str:
         return f"<Snapshot of {len(self)} tasks>"

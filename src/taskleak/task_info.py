@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 from .frame import Frame
 from .wait_target import ORPHANED, WaitTarget, classify_wait, describe_wait, orphan_reason
 
-if TYPE_CHECKING:
-    from .snapshot import Snapshot
-
 __all__ = ["TaskInfo", "STATES"]
 
 STATES = ("pending", "done", "cancelled", "failed")
+
+
+class TaskSource(Protocol):
+    """What a TaskInfo reads its lazy fields from: the Snapshot that made it.
+    Named here so that task_info never imports snapshot (which imports it)."""
+
+    @property
+    def taken_ns(self) -> int: ...
+    def _creation_frames(self, cid: int) -> List[Frame]: ...
+    def _chain_frames(self, cid: int) -> List[Frame]: ...
+    def _task_by_serial(self, serial: int) -> Optional["TaskInfo"]: ...
+    def _waiter(self, index: int) -> Any: ...
+    def _orphan(self, index: int) -> Tuple[int, Optional[str]]: ...
 
 
 class TaskInfo:
@@ -25,7 +35,7 @@ class TaskInfo:
 
     __slots__ = ("_snap", "_row", "_cache")
 
-    def __init__(self, snap: "Snapshot", row: tuple) -> None:
+    def __init__(self, snap: TaskSource, row: tuple) -> None:
         self._snap = snap
         self._row = row
         self._cache: Dict[str, Any] = {}

@@ -4,3 +4,6 @@
 whole-process report; ``signal_dump`` sends it on a signal. May import the
 analysis layers (``diagnosis``, ``heap``) and everything below; never a front end.
 """
+
+# Importing the renderers registers them behind Snapshot.format() / .to_dict().
+from . import json_form, text  # noqa: E402,F401

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, Sequence
 
+from ..snapshot import Snapshot, register_renderer
+
 if TYPE_CHECKING:
-    from ..snapshot import Snapshot
     from ..tracking.loss_events import LossEvent
 
 __all__ = ["snapshot_to_dict", "groups_to_list", "SCHEMA_VERSION"]
@@ -43,3 +44,6 @@ def snapshot_to_dict(snap: "Snapshot") -> Dict[str, Any]:
 
 def events_to_list(events: Sequence["LossEvent"]) -> list:
     return [e.to_dict() for e in events]
+
+
+register_renderer("json", snapshot_to_dict)  # Snapshot.to_dict()

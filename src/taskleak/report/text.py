@@ -8,10 +8,10 @@ from collections import Counter
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from ..frame import Frame, creation_site
+from ..snapshot import Snapshot, register_renderer
 from ..task_info import STATES
 
 if TYPE_CHECKING:
-    from ..snapshot import Snapshot
     from ..tracking.loss_events import LossEvent
 
 __all__ = ["format_snapshot", "format_loss_events", "format_frames"]
@@ -142,3 +142,6 @@ def format_loss_events(events: Sequence["LossEvent"], *, max_frames: int = 6, ma
             out += created_lines(e.created_at, max_frames)
             out += suspended_lines(e.stack, max_frames)
     return "\n".join(out)
+
+
+register_renderer("text", format_snapshot)  # Snapshot.format()
