@@ -26,7 +26,7 @@ import logging
 import sys
 import time
 import warnings
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Union
 
 from .. import _core, tracking
 from ..frame import creation_site
@@ -182,49 +182,69 @@ class LeakCheck:
         return [t for t in _core.scope_tasks(self._scope.id)
                 if not t.done() and t is not me and not is_asyncgen_finalizer(t)]
 
+    # The grace is bounded twice: in wall time and in the loop's own time.
+    # A loop with a virtual clock (looptime, a test loop that jumps to its next
+    # timer when idle) would otherwise let a task's sleep(30) finish inside a
+    # 0.1 s grace: every wait here is a timer on the loop, and the grace ends
+    # once loop.time() has moved `grace` seconds, whichever clock gets there
+    # first.
     async def _yield_grace(self) -> None:
-        deadline = time.monotonic() + self.grace
+        loop = asyncio.get_running_loop()
+        wall_end = time.monotonic() + self.grace
+        loop_end = loop.time() + self.grace
         delay = 0.001
         while True:
-            loop = asyncio.get_running_loop()
             pending = [t for t in self._pending_scope_tasks() if t.get_loop() is loop]
-            if not pending or time.monotonic() >= deadline:
+            left = min(wall_end - time.monotonic(), loop_end - loop.time())
+            if not pending or left <= 0:
                 return
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(min(delay, left))
             delay *= 2
 
     def _drive_idle_loops(self) -> None:
         """Sync exit: give pending tasks their grace by running their loop, if
         that loop is open, idle, and not running in some thread."""
-        deadline = time.monotonic() + self.grace
+        if self.grace <= 0:
+            return
+        wall_end = time.monotonic() + self.grace
+        loop_end: Dict[Any, float] = {}
         delay = 0.001
-        while self.grace > 0:
+        while True:
             loops = {t.get_loop() for t in self._pending_scope_tasks()}
             idle = [lp for lp in loops if not lp.is_running() and not lp.is_closed()]
-            if not idle or time.monotonic() >= deadline:
+            if not idle:
                 return
+            progressed = False
             for lp in idle:
+                end = loop_end.setdefault(lp, lp.time() + self.grace)
+                left = min(wall_end - time.monotonic(), end - lp.time())
+                if left <= 0:
+                    continue
+                progressed = True
                 try:
-                    lp.run_until_complete(asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic()))))
+                    lp.run_until_complete(asyncio.sleep(min(delay, left)))
                 except Exception:
                     return
+            if not progressed:
+                return
             delay *= 2
 
     # -- finding leaks -------------------------------------------------------------
-    def _finish(self, body_failed: bool, can_await: bool = False) -> None:
+    def _finish(self, body_failed: bool, can_await: bool = False, exclude: Iterable[int] = (),
+                stops: Sequence[Any] = ()) -> None:
         """Find the leaks and act on them. With `can_await` (async exit), the
-        caller awaits the cancelled tasks and raises afterwards."""
+        caller awaits the cancelled tasks and raises afterwards. `exclude`:
+        ids of objects that die with the scope (a test's own objects), never
+        holders; `stops`: objects known to outlive the scope."""
         assert self._scope is not None
         scope = self._scope
         self._to_cancel: List["asyncio.Task[Any]"] = []
         try:
-            # Pending tasks are taken (and held) before collecting: a pending
-            # task nobody references would otherwise be "destroyed while
-            # pending" by our own gc.collect() rather than reported as pending.
+            # Pending tasks are taken (and held) before anything else: a
+            # pending task nobody references would otherwise be "destroyed
+            # while pending" by a collection rather than reported as pending.
             pending = self._pending_scope_tasks()
-            if self.collect and _core.scope_tasks(scope.id):
-                gc.collect()
-            self.leaks = self._find_leaks(scope.id, pending)
+            self.leaks = self._find_leaks(scope.id, pending, set(exclude), stops)
         finally:
             scopes.close_scope(scope)
         if not self.leaks:
@@ -259,19 +279,44 @@ class LeakCheck:
             raise TaskLeakError(format_leaks(self.leaks, self.label) + "\n(the pending tasks were cancelled)",
                                 self.leaks)
 
-    def _find_leaks(self, sid: int, pending: List["asyncio.Task[Any]"]) -> List[Leak]:
+    def _done_suspects(self, sid: int, stops: Sequence[Any]) -> List["asyncio.Task[Any]"]:
+        """The finished tasks of the scope that something outside their own
+        reference cycles still holds. Cyclic garbage is told apart locally
+        (held_from_outside looks only at what the tasks reach), so a clean
+        scope never pays for a collection; only where that cannot decide, or
+        to surface a garbage task's unread exception now, does the collector
+        run."""
+        me = _current_task_or_none()
+        done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me]
+        if not done:
+            return done
+        held = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT)
+        if held is not None:
+            garbage_unread = any(_unretrieved(t) and not h for t, h in zip(done, held))
+            done = [t for t, h in zip(done, held) if h]
+            if not (garbage_unread and self.collect):
+                return done
+        if self.collect:
+            del done
+            gc.collect()
+            done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me]
+        return done
+
+    def _find_leaks(self, sid: int, pending: List["asyncio.Task[Any]"], exclude: Set[int] = frozenset(),
+                    stops: Sequence[Any] = ()) -> List[Leak]:
         leaks: List[Leak] = []
         me = _current_task_or_none()
-        live = [t for t in _core.scope_tasks(sid) if t is not me]
-        pending = pending + [t for t in live if not t.done() and t not in pending]
-        done = [t for t in live if t.done()]
-        held = {}
+        done = self._done_suspects(sid, stops)
+        # Pending tasks that appeared during the grace; never asyncio's own
+        # async-generator finalizers, which only wait for their loop turn.
+        pending = pending + [t for t in _core.scope_tasks(sid)
+                             if not t.done() and t is not me and t not in pending and not is_asyncgen_finalizer(t)]
+        held: Dict[int, List[str]] = {}
         if done and ("done-retained" in self.kinds or "never-retrieved" in self.kinds):
-            suspects = {id(t) for t in live}
-            held = holder_paths(done, suspects, exclude=(id(live), id(done), id(pending)))
+            suspects = {id(t) for t in _core.scope_tasks(sid)}
+            held = holder_paths(done, suspects, exclude=exclude | {id(done), id(pending)})
         snap = _snapshot_of(pending + done)
         infos = {id(i.task): i for i in snap}
-        del live
         for t in pending:
             leaks.append(Leak("pending", infos[id(t)]))
         for t in done:
@@ -290,6 +335,34 @@ class LeakCheck:
         # Whatever was looked at here is not a "late" leak if it surfaces again.
         self._scope.meta["reported_serials"] = {lk.task.serial for lk in leaks if lk.task.serial}
         return [lk for lk in leaks if lk.kind in self.kinds and not _ignored(lk.task, self.ignore)]
+
+
+# How many objects held_from_outside may examine before a collection is
+# cheaper: the objects a finished task reaches without entering loops,
+# modules or running frames are usually a few hundred.
+_LOCAL_LIMIT = 100_000
+
+
+def _running_frames() -> List[Any]:
+    frames = []
+    for f in list(sys._current_frames().values()):
+        while f is not None:
+            frames.append(f)
+            f = f.f_back
+    return frames
+
+
+def _stops(tasks: Sequence["asyncio.Task[Any]"], extra: Sequence[Any]) -> List[Any]:
+    """Objects that outlive any scope, where the local search stops: the
+    tasks' loops, module namespaces, frames still running, and the caller's."""
+    out: List[Any] = list({id(t.get_loop()): t.get_loop() for t in tasks}.values())
+    for mod in list(sys.modules.values()):
+        d = getattr(mod, "__dict__", None)
+        if isinstance(d, dict):
+            out.append(d)
+    out.extend(_running_frames())
+    out.extend(extra)
+    return out
 
 
 def _unretrieved(task: "asyncio.Task[Any]") -> bool:
