@@ -34,6 +34,7 @@ import pytest
 from .. import _core, tracking
 from ..frame import Frame, creation_site, is_test_framework, user_frame
 from ..task_info import DetachedTaskInfo, TaskInfo
+from ..tracking import loss_events as loss_events_mod
 from ..tracking import scopes
 from ..tracking.loss_events import dropped_events, loss_events, scope_events
 from .baseline import Baseline, BaselineError, leak_key
@@ -59,6 +60,11 @@ def _is_harness_task(info: TaskInfo) -> bool:
         return is_test_framework(f.filename) or (
             f.filename.endswith(_ANYIO_BACKEND) and f.function.startswith("TestRunner."))
     return False
+
+
+def _is_runner_task(task: Any) -> bool:
+    coro = task.get_coro()
+    return getattr(coro, "__qualname__", None) == "TestRunner._run_tests_and_fixtures"
 
 
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
@@ -260,6 +266,7 @@ class TaskleakPlugin:
         # Leaks are always raised to us: the plugin applies the baseline, then
         # fails / warns / logs itself.
         lc.on_leak = "cancel" if opts["on_leak"] == "cancel" else "raise"
+        lc.grace_exempt = _is_runner_task
         return lc
 
     def test_scope(self, item: pytest.Item) -> Any:
@@ -278,23 +285,20 @@ class TaskleakPlugin:
         harness = _anyio_runner_task()
         _core.set_harness_task(harness)
         self.active = lc
+        # A function-scoped loop closes at teardown: the grace comes just
+        # before, so a task about to finish is not cancelled as a leak, and
+        # a fixture that closes its tasks costs no waiting.
+        loss_events_mod.before_shutdown = lc._drive_idle_loops
         try:
             yield
         finally:
+            loss_events_mod.before_shutdown = None
             self.active = None
             _core.set_ambient_scope(0)
             _core.set_harness_task(None)
             del harness
             lc._leave()
             self._finish(item, lc, opts["on_leak"], item.stash.get(_CALL_FAILED, False), "teardown")
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Any:
-        # The grace comes before any finaliser runs: a function-scoped loop
-        # is closed at teardown, and what it cancels then is a leak.
-        if self.active is not None:
-            self.active._drive_idle_loops()
-        return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Any:

@@ -5,7 +5,10 @@
 * ``never-retrieved`` - "Task exception was never retrieved": the task failed
   and was freed without anyone reading its exception.
 * ``pending-at-shutdown`` - the task was still pending when ``asyncio.run()`` /
-  ``asyncio.Runner`` closed its loop, which cancels such tasks silently.
+  ``asyncio.Runner`` closed its loop, which cancels such tasks silently, or
+  when its loop began shutting down (``loop.shutdown_asyncgens()``, what test
+  runners call before closing a loop; on a virtual-clock loop that last run
+  can let a forgotten task's long sleep finish, and so hide it).
 
 The first two reach the loop's exception handler while the task still exists,
 so a chaining handler can record them together with the creation site. The
@@ -227,7 +230,24 @@ def is_asyncgen_finalizer(task: Any) -> bool:
         return False
 
 
+#: Called with a loop that is about to shut down (not running), before what is
+#: still pending is recorded: the pytest plugin sets it while a test's scope is
+#: open, to give that test's tasks their grace period before a function-scoped
+#: loop closes under them.
+before_shutdown: Optional[Callable[[asyncio.AbstractEventLoop], None]] = None
+
+
+def _before_shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    hook = before_shutdown
+    if hook is not None:
+        try:
+            hook(loop)
+        except Exception:
+            pass
+
+
 def _cancel_all_tasks_recording(loop: asyncio.AbstractEventLoop) -> None:
+    _before_shutdown(loop)
     try:
         for task in asyncio.all_tasks(loop):
             if not task.done() and not is_asyncgen_finalizer(task):
@@ -237,17 +257,45 @@ def _cancel_all_tasks_recording(loop: asyncio.AbstractEventLoop) -> None:
     _original_cancel_all(loop)
 
 
+_original_shutdown_asyncgens: Any = None
+
+
+def _shutdown_asyncgens_recording(self: asyncio.AbstractEventLoop) -> Any:
+    # Called (not yet awaited) when a runner starts closing the loop: what
+    # is still pending now outlived the loop's life. Tasks asyncio.run()
+    # cancelled a moment ago are done already.
+    if not self.is_running():
+        _before_shutdown(self)
+    try:
+        for task in asyncio.all_tasks(self):
+            if not task.done() and not is_asyncgen_finalizer(task):
+                _record(describe_task(task, "pending-at-shutdown"))
+    except Exception:
+        pass
+    return _original_shutdown_asyncgens(self)
+
+
 def install_shutdown_hook() -> None:
-    global _original_cancel_all
+    global _original_cancel_all, _original_shutdown_asyncgens
     patch_set_exception_handler()
+    if _original_shutdown_asyncgens is None:
+        import asyncio.base_events as be
+
+        _original_shutdown_asyncgens = be.BaseEventLoop.shutdown_asyncgens
+        be.BaseEventLoop.shutdown_asyncgens = _shutdown_asyncgens_recording  # type: ignore[method-assign]
     if _original_cancel_all is None and hasattr(asyncio.runners, "_cancel_all_tasks"):
         _original_cancel_all = asyncio.runners._cancel_all_tasks
         asyncio.runners._cancel_all_tasks = _cancel_all_tasks_recording  # type: ignore[attr-defined]
 
 
 def uninstall_shutdown_hook() -> None:
-    global _original_cancel_all
+    global _original_cancel_all, _original_shutdown_asyncgens
     unpatch_set_exception_handler()
+    if _original_shutdown_asyncgens is not None:
+        import asyncio.base_events as be
+
+        be.BaseEventLoop.shutdown_asyncgens = _original_shutdown_asyncgens  # type: ignore[method-assign]
+        _original_shutdown_asyncgens = None
     if _original_cancel_all is not None:
         asyncio.runners._cancel_all_tasks = _original_cancel_all  # type: ignore[attr-defined]
         _original_cancel_all = None
