@@ -14,6 +14,11 @@
 //   an object with refs > 0 is referenced from outside S; whatever S-object it
 //   reaches is alive. A task not reached that way is cyclic garbage.
 //
+// `transparent` objects (a test's own objects: its fixture values, its
+// instance) are entered too, but what refers to them does not make them
+// alive: they die with the scope, so a task held only through them is not
+// held from outside.
+//
 // Cost: proportional to S, bounded by `limit` (None past it: the caller then
 // falls back to a collection). No Python code runs and nothing is allocated
 // on the Python heap during the traversal.
@@ -81,7 +86,7 @@ void traverse(PyObject *o, visitproc visit, void *arg) {
 // For each task in `tasks` (a list, one reference each): true if something
 // outside its own reference cycles keeps it alive. None if more than `limit`
 // objects would have to be examined.
-static nb::object held_from_outside(nb::handle tasks, nb::handle stops, size_t limit) {
+static nb::object held_from_outside(nb::handle tasks, nb::handle stops, size_t limit, nb::handle transparent) {
     if (!PyList_Check(tasks.ptr())) throw nb::type_error("tasks must be a list");
     Sub s;
     s.limit = limit;
@@ -101,6 +106,16 @@ static nb::object held_from_outside(nb::handle tasks, nb::handle stops, size_t l
         roots[(size_t)i] = t;
         add_child(t, &s);
     }
+    std::vector<PyObject *> clear;
+    if (!transparent.is_none()) {
+        if (!PyList_Check(transparent.ptr())) throw nb::type_error("transparent must be a list");
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(transparent.ptr()); ++i) {
+            PyObject *o = PyList_GET_ITEM(transparent.ptr(), i);
+            if (!tracked_container(o) || s.stops.count(o)) continue;
+            clear.push_back(o);
+            add_child(o, &s);
+        }
+    }
     for (size_t i = 0; i < s.order.size() && !s.overflow; ++i) traverse(s.order[i], add_child, &s);
     if (s.overflow) return nb::none();
     for (PyObject *o : s.order) traverse(o, subtract_internal, &s);
@@ -108,6 +123,7 @@ static nb::object held_from_outside(nb::handle tasks, nb::handle stops, size_t l
         auto f = s.refs.find(t);
         if (f != s.refs.end()) f->second--;  // the caller's list
     }
+    for (PyObject *o : clear) s.refs[o] = 0;  // whatever holds them, they die with the scope
     std::unordered_set<PyObject *> alive;
     std::vector<PyObject *> todo;
     for (auto &kv : s.refs)
@@ -124,9 +140,10 @@ static nb::object held_from_outside(nb::handle tasks, nb::handle stops, size_t l
 }
 
 void bind_holder_search(nb::module_ &m) {
-    m.def("held_from_outside", &held_from_outside, "tasks"_a, "stops"_a, "limit"_a,
+    m.def("held_from_outside", &held_from_outside, "tasks"_a, "stops"_a, "limit"_a, "transparent"_a.none() = nb::none(),
           "[bool per task]: held by something outside its own reference cycles (None past `limit` "
-          "objects). `stops` (loops, module dicts) are taken as alive and not entered.");
+          "objects). `stops` (loops, module dicts) are taken as alive and not entered; `transparent` "
+          "objects are entered but never alive by themselves.");
 }
 
 }  // namespace taskleak

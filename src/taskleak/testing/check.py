@@ -34,7 +34,7 @@ from ..heap.holders import holder_paths
 from ..snapshot import Snapshot, _Shared
 from ..task_info import DetachedTaskInfo, TaskInfo
 from ..tracking import scopes
-from ..tracking.loss_events import is_asyncgen_finalizer, scope_events
+from ..tracking.loss_events import exception_text, is_asyncgen_finalizer, scope_events
 from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
 from .leak_report import format_leaks
 
@@ -237,11 +237,12 @@ class LeakCheck:
 
     # -- finding leaks -------------------------------------------------------------
     def _finish(self, body_failed: bool, can_await: bool = False, exclude: Iterable[int] = (),
-                stops: Sequence[Any] = ()) -> None:
+                stops: Sequence[Any] = (), scoped: Sequence[Any] = ()) -> None:
         """Find the leaks and act on them. With `can_await` (async exit), the
         caller awaits the cancelled tasks and raises afterwards. `exclude`:
         ids of objects that die with the scope (a test's own objects), never
-        holders; `stops`: objects known to outlive the scope."""
+        holders; `scoped`: those objects themselves, where they are known;
+        `stops`: objects known to outlive the scope."""
         assert self._scope is not None
         scope = self._scope
         self._to_cancel: List["asyncio.Task[Any]"] = []
@@ -250,7 +251,7 @@ class LeakCheck:
             # pending task nobody references would otherwise be "destroyed
             # while pending" by a collection rather than reported as pending.
             pending = self._pending_scope_tasks()
-            self.leaks = self._find_leaks(scope.id, pending, set(exclude), stops)
+            self.leaks = self._find_leaks(scope.id, pending, set(exclude), stops, scoped)
         finally:
             scopes.close_scope(scope)
         if not self.leaks:
@@ -285,7 +286,7 @@ class LeakCheck:
             raise TaskLeakError(format_leaks(self.leaks, self.label) + "\n(the pending tasks were cancelled)",
                                 self.leaks)
 
-    def _done_suspects(self, sid: int, stops: Sequence[Any]) -> List["asyncio.Task[Any]"]:
+    def _done_suspects(self, sid: int, stops: Sequence[Any], scoped: Sequence[Any] = ()) -> List["asyncio.Task[Any]"]:
         """The finished tasks of the scope that something outside their own
         reference cycles still holds. Cyclic garbage is told apart locally
         (held_from_outside looks only at what the tasks reach), so a clean
@@ -296,23 +297,40 @@ class LeakCheck:
         done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me]
         if not done:
             return done
-        held = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT)
+        held = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, list(scoped))
         if held is not None:
             garbage_unread = any(_unretrieved(t) and not h for t, h in zip(done, held))
-            done = [t for t, h in zip(done, held) if h]
-            if not (garbage_unread and self.collect):
+            done = self._not_ignored([t for t, h in zip(done, held) if h])
+            if not ((done or garbage_unread) and self.collect):
                 return done
-        if self.collect:
-            del done
-            gc.collect()
-            done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me]
+        if not self.collect:
+            return done
+        # Something outside still refers to a task (possibly garbage that is
+        # not the task's own, a closed client's cycle, say), or a garbage
+        # task's unread exception should surface now: one collection, then
+        # the holder search only for what survives it.
+        del done
+        gc.collect()
+        done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me]
+        if done:
+            again = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, list(scoped))
+            if again is not None:
+                done = [t for t, h in zip(done, again) if h]
         return done
 
+    def _not_ignored(self, tasks: List["asyncio.Task[Any]"]) -> List["asyncio.Task[Any]"]:
+        """Ignored tasks (a test runner's own, say) never cost a collection
+        or a holder search."""
+        if not tasks or not self.ignore:
+            return tasks
+        infos = {id(i.task): i for i in _snapshot_of(tasks)}
+        return [t for t in tasks if not _ignored(infos[id(t)], self.ignore)]
+
     def _find_leaks(self, sid: int, pending: List["asyncio.Task[Any]"], exclude: Set[int] = frozenset(),
-                    stops: Sequence[Any] = ()) -> List[Leak]:
+                    stops: Sequence[Any] = (), scoped: Sequence[Any] = ()) -> List[Leak]:
         leaks: List[Leak] = []
         me = _current_task_or_none()
-        done = self._done_suspects(sid, stops)
+        done = self._done_suspects(sid, stops, scoped)
         # Pending tasks that appeared during the grace; never asyncio's own
         # async-generator finalizers, which only wait for their loop turn.
         pending = pending + [t for t in _core.scope_tasks(sid)
@@ -382,9 +400,7 @@ def _unretrieved(task: "asyncio.Task[Any]") -> bool:
 
 
 def _exc_text(exc: Optional[BaseException]) -> Optional[str]:
-    if exc is None:
-        return None
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return exception_text(exc)
 
 
 def _current_task_or_none() -> Optional["asyncio.Task[Any]"]:

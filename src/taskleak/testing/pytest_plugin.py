@@ -353,7 +353,7 @@ class TaskleakPlugin:
             # die with it: finished tasks held only through them are not
             # retained. The session outlives every test.
             lc._finish(body_failed=False, exclude=_test_local_ids(item),
-                       stops=[item.session, item.config, item])
+                       stops=[item.session, item.config, item], scoped=_test_local_objects(item))
         except TaskLeakError:
             pass
         scope = lc._scope
@@ -517,6 +517,23 @@ class TaskleakPlugin:
 
 
 # ---- objects that live exactly as long as the test ---------------------------
+
+def _test_local_objects(item: pytest.Item) -> List[Any]:
+    """The test's own containers that die with it: its fixture values (the
+    funcargs dict) and its instance, with their attribute dicts."""
+    out: List[Any] = []
+    for name in ("funcargs", "instance", "_testcase"):
+        try:
+            obj = getattr(item, name, None)
+        except Exception:
+            continue
+        if obj is not None:
+            out.append(obj)
+            d = getattr(obj, "__dict__", None)
+            if isinstance(d, dict):
+                out.append(d)
+    return out
+
 
 def _test_local_ids(item: pytest.Item) -> Set[int]:
     """The item and what hangs off it until teardown: the unittest/class

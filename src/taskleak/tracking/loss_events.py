@@ -103,6 +103,32 @@ def _coro_name(task: Any) -> str:
     return getattr(coro, "__qualname__", None) or type(coro).__name__
 
 
+def raise_site(exc: BaseException) -> Optional[Frame]:
+    """Where `exc` was raised: the innermost frame of its traceback."""
+    tb = getattr(exc, "__traceback__", None)
+    if tb is None:
+        return None
+    for _ in range(1000):  # bounded: a traceback is a linked list
+        if tb.tb_next is None:
+            break
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return Frame(code.co_filename, tb.tb_lineno, getattr(code, "co_qualname", code.co_name))
+
+
+def exception_text(exc: Optional[BaseException]) -> Optional[str]:
+    """``"ValueError: bad (raised at app/jobs.py:12 in work)"``: the exception
+    and where it was raised, for reports of exceptions nobody retrieved."""
+    if exc is None:
+        return None
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    try:
+        site = raise_site(exc)
+    except Exception:
+        site = None
+    return text if site is None else f"{text} (raised at {site.short()})"
+
+
 def describe_task(task: Any, kind: str, exception: Optional[BaseException] = None) -> LossEvent:
     """Capture what is known of `task` now, without keeping the task alive."""
     info = _core.creation_info(task)
@@ -117,9 +143,7 @@ def describe_task(task: Any, kind: str, exception: Optional[BaseException] = Non
             raw = _core.buried_chain(task)
         stack = frames_from_raw(raw) or []
         waiting = describe_wait(task, stack, getattr(task, "_fut_waiter", None))
-    exc_text = None
-    if exception is not None:
-        exc_text = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
+    exc_text = exception_text(exception)
     try:
         name = task.get_name()
     except Exception:
