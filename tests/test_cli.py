@@ -163,11 +163,11 @@ def test_finished_tasks_still_held_at_exit_are_reported_with_their_holder(tmp_pa
     proc = taskleak("run", "--json", str(j), prog)
     assert proc.returncode == 0, proc.stderr
     assert "1 task finished but still held at exit" in proc.stderr
-    assert "module __main__.DONE[0]" in proc.stderr
+    assert "module __main__['DONE'][0]" in proc.stderr
     report = json.loads(j.read_text())
     assert report["leak_count"] == 1
     [held] = report["done_retained_at_exit"]
-    assert held["coro"] == "quick" and held["held_by"] == ["module __main__.DONE[0]"]
+    assert held["coro"] == "quick" and held["held_by"] == ["module __main__['DONE'][0]"]
 
 
 def test_module_mode_finds_modules_in_the_current_directory(tmp_path):

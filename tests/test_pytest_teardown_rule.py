@@ -223,3 +223,18 @@ def test_framework_frames_are_not_creation_sites(pytester):
     res.assert_outcomes(failed=1)
     out = res.stdout.str()
     assert "leaked" not in out and "pytest_asyncio/plugin.py" not in out
+
+
+def test_handler_left_running_by_a_function_server_names_the_callback_and_the_coroutine(pytester):
+    # The fixture closes its server but not the connection the test left
+    # open: the handler is still running after teardown, and is the test's.
+    # No frame of the test's code created it (an accepted connection did):
+    # the report says so, and what the task runs, instead of asyncio frames.
+    src = SERVER.format(scope="", loop="function", close_clients="", client_close="KEEP.append(writer)")
+    src = src.replace("    await srv.wait_closed()\n", "") + "\nKEEP = []  # the client connection stays open\n"
+    res = run(pytester, src, "--taskleak")
+    res.assert_outcomes(passed=1, errors=1)
+    out = res.stdout.str()
+    res.stdout.fnmatch_lines(["*created at: a loop callback, asyncio/*(no frame of your code on the creation stack)",
+                              "*runs: handle() of test_suite.py:*"])
+    assert "BaseEventLoop.create_task" not in out  # not asyncio's plumbing

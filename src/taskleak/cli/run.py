@@ -67,7 +67,7 @@ def _main_module(opts: RunOptions) -> Tuple[types.ModuleType, Any]:
     """A fresh ``__main__`` module for the program and its code, as python
     itself would run it. Unlike runpy's temporary module, it stays in
     sys.modules until the report is made, so what the program's globals hold
-    at exit is still held (and named ``module __main__.DONE[0]``)."""
+    at exit is still held (and named ``module __main__['DONE'][0]``)."""
     main = types.ModuleType("__main__")
     g = main.__dict__
     g["__builtins__"] = builtins

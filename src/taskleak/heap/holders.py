@@ -214,9 +214,6 @@ def _render(root: str, r: Any, tid: int, kids_of: Dict[int, List[Any]], reach: D
             edge = ""
         else:
             edge = _edge(node, child)
-        if len(parts) == 1 and root.startswith("module ") and isinstance(node, dict) \
-                and edge.startswith("['") and edge.endswith("']"):
-            edge = "." + edge[2:-2]  # a module global: module app.DONE, not module app['DONE']
         if edge == ".":
             parts.append(".")
         elif edge.startswith("[") and parts[-1] == ".":

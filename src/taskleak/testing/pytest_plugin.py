@@ -40,7 +40,7 @@ from ..tracking.loss_events import dropped_events, loss_events, scope_events
 from .baseline import Baseline, BaselineError, leak_key
 from .check import LeakCheck, _ignored
 from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
-from .leak_report import format_leaks
+from .leak_report import callback_origin, format_leaks
 
 __all__ = ["TaskLeakPytestWarning"]
 
@@ -56,6 +56,8 @@ def _is_harness_task(info: TaskInfo) -> bool:
         return True
     for f in info.created_at or ():
         if f.filename.startswith(_ASYNCIO_DIR):
+            if f.function.endswith("Handle._run"):
+                return False  # created inside the loop (by a task or a callback): not by the runner
             continue
         return is_test_framework(f.filename) or (
             f.filename.endswith(_ANYIO_BACKEND) and f.function.startswith("TestRunner."))
@@ -389,6 +391,8 @@ class TaskleakPlugin:
         t: TaskInfo = lk.task
         key = leak_key(lk.kind, t.created_at, t.stack, self.rootdir)
         site = creation_site(t.created_at) if t.created_at else []
+        if t.created_at and user_frame(t.created_at) is None:
+            site = [callback_origin(t.created_at)]  # a loop callback's task: not asyncio's plumbing
         inner = list(reversed(t.stack))
         susp = user_frame(inner) or (inner[0] if inner else None)
         return {"test": nodeid, "kind": lk.kind, "coro": t.coro, "name": t.name,
