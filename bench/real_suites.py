@@ -187,9 +187,9 @@ def main() -> None:
             print(f"   failing only under taskleak: {t}")
     print()
     head = ("suite", "tests", "fail plain", "fail only w/ taskleak", "leaks reported", "wall ratio",
-            "plain s", "taskleak s")
+            "plain s", "taskleak s", "ms/test")
     table = [head] + [(r[0], str(r[1]), str(r[2]), str(r[3]), str(r[4]), f"{r[5]:.2f}x",
-                       f"{r[6]:.1f}", f"{r[7]:.1f}") for r in rows]
+                       f"{r[6]:.1f}", f"{r[7]:.1f}", f"{(r[7] - r[6]) / max(r[1], 1) * 1000:+.1f}") for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
