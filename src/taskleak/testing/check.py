@@ -23,6 +23,7 @@ import functools
 import gc
 import inspect
 import logging
+import os
 import sys
 import time
 import warnings
@@ -373,12 +374,21 @@ _LOCAL_LIMIT = 100_000
 
 
 def _running_frames() -> List[Any]:
+    """Frames still running in any thread - except taskleak's own: those
+    hold nothing of the user's, and listing them here would make a cycle
+    (the list -> this frame -> the list) that keeps everything the check
+    looked at alive until the next collection."""
     frames = []
     for f in list(sys._current_frames().values()):
         while f is not None:
-            frames.append(f)
+            if not f.f_code.co_filename.startswith(_OWN_DIR):
+                frames.append(f)
             f = f.f_back
+    del f
     return frames
+
+
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _stops(tasks: Sequence["asyncio.Task[Any]"], extra: Sequence[Any]) -> List[Any]:

@@ -354,8 +354,10 @@ class TaskleakPlugin:
             # The test's own objects (its instance, fixture values, request)
             # die with it: finished tasks held only through them are not
             # retained. The session outlives every test.
+            local, wider = _test_local_objects(item)
             lc._finish(body_failed=False, exclude=_test_local_ids(item),
-                       stops=[item.session, item.config, item], scoped=_test_local_objects(item))
+                       stops=[item.session, item.config, item] + wider, scoped=local)
+            del local, wider
         except TaskLeakError:
             pass
         scope = lc._scope
@@ -462,7 +464,9 @@ class TaskleakPlugin:
         # xdist: late leaks a worker found after its last test
         self.summary.late.extend(getattr(node, "workeroutput", {}).get("taskleak_late", []))
 
-    @pytest.hookimpl(tryfirst=True)  # before the terminal reporter writes the summary
+    # After the session's own teardown (trylast: its fixtures are gone, so the
+    # collection below is cheaper), still before the terminal summary.
+    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.finished:
             gc.collect()  # surface "destroyed while pending" / "never retrieved" now
@@ -522,21 +526,40 @@ class TaskleakPlugin:
 
 # ---- objects that live exactly as long as the test ---------------------------
 
-def _test_local_objects(item: pytest.Item) -> List[Any]:
-    """The test's own containers that die with it: its fixture values (the
-    funcargs dict) and its instance, with their attribute dicts."""
-    out: List[Any] = []
-    for name in ("funcargs", "instance", "_testcase"):
+def _fixture_scopes(item: pytest.Item) -> Dict[str, str]:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = getattr(info, "name2fixturedefs", None) or {}
+    out = {}
+    for name, fdefs in defs.items():
+        try:
+            out[name] = str(fdefs[-1].scope)
+        except Exception:
+            continue
+    return out
+
+
+def _test_local_objects(item: pytest.Item) -> Tuple[List[Any], List[Any]]:
+    """(what dies with the test, what outlives it) among the test's objects:
+    its function-scoped fixture values and its instance (with their attribute
+    dicts) die with it; wider fixtures' values, also in ``item.funcargs``,
+    outlive it (and may be big: never entered)."""
+    local: List[Any] = []
+    wider: List[Any] = []
+    scopes = _fixture_scopes(item)
+    funcargs = getattr(item, "funcargs", None)
+    if isinstance(funcargs, dict):
+        wider.append(funcargs)
+        for name, value in list(funcargs.items()):
+            (local if scopes.get(name, "function") == "function" else wider).append(value)
+    for name in ("instance", "_testcase"):
         try:
             obj = getattr(item, name, None)
         except Exception:
             continue
         if obj is not None:
-            out.append(obj)
-            d = getattr(obj, "__dict__", None)
-            if isinstance(d, dict):
-                out.append(d)
-    return out
+            local.append(obj)
+    local += [d for d in (getattr(o, "__dict__", None) for o in list(local)) if isinstance(d, dict)]
+    return local, wider
 
 
 def _test_local_ids(item: pytest.Item) -> Set[int]:
