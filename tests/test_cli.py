@@ -143,3 +143,115 @@ def test_bad_arguments_give_usage_errors(args, message):
     proc = taskleak(*args)
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+# ---- issue 9: what `taskleak run` reports, and how it exits ----------------------
+
+def test_finished_tasks_still_held_at_exit_are_reported_with_their_holder(tmp_path):
+    prog = _script(tmp_path, """
+        import asyncio
+        DONE = []
+        async def quick():
+            return 1
+        async def main():
+            t = asyncio.create_task(quick())
+            await t
+            DONE.append(t)
+        asyncio.run(main())
+    """)
+    j = tmp_path / "r.json"
+    proc = taskleak("run", "--json", str(j), prog)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 task finished but still held at exit" in proc.stderr
+    assert "module __main__['DONE'][0]" in proc.stderr
+    report = json.loads(j.read_text())
+    assert report["leak_count"] == 1
+    [held] = report["done_retained_at_exit"]
+    assert held["coro"] == "quick" and held["held_by"] == ["module __main__['DONE'][0]"]
+
+
+def test_module_mode_finds_modules_in_the_current_directory(tmp_path):
+    pkg = tmp_path / "leakypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(textwrap.dedent("""
+        import asyncio
+        async def main():
+            asyncio.create_task(asyncio.sleep(30), name="pkg-task")
+            await asyncio.sleep(0)
+        asyncio.run(main())
+    """))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-m", "taskleak", "run", "-m", "leakypkg"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "pkg-task" in proc.stderr and "leakypkg/__main__.py:4 in main" in proc.stderr
+    missing = subprocess.run([sys.executable, "-m", "taskleak", "run", "-m", "no_such_mod"], cwd=tmp_path,
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert missing.returncode == 1
+    assert "No module named no_such_mod" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_sigterm_reports_then_exits_by_the_signal(tmp_path):
+    prog = _script(tmp_path, """
+        import asyncio, os, signal
+        async def forever():
+            await asyncio.Event().wait()
+        async def main():
+            asyncio.create_task(forever(), name="stuck")
+            await asyncio.sleep(0)
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(30)
+        asyncio.run(main())
+    """)
+    proc = taskleak("run", prog)
+    assert proc.returncode == -15
+    assert "stuck" in proc.stderr and "pid " in proc.stderr
+    assert "prog.py:6 in main" in proc.stderr
+
+
+def test_forked_child_reports_its_own_leaks_under_its_pid(tmp_path):
+    prog = _script(tmp_path, """
+        import asyncio, os
+        async def main(name):
+            asyncio.create_task(asyncio.Event().wait(), name=name)
+            await asyncio.sleep(0)
+        pid = os.fork()
+        if pid == 0:
+            asyncio.run(main("child-task"))
+        else:
+            os.waitpid(pid, 0)
+            asyncio.run(main("parent-task"))
+    """)
+    j = tmp_path / "r.json"
+    proc = taskleak("run", "--json", str(j), prog)
+    assert proc.returncode == 0, proc.stderr
+    parent = json.loads(j.read_text())
+    children = [p for p in tmp_path.iterdir() if p.name.startswith("r.json.")]
+    assert len(children) == 1
+    child = json.loads(children[0].read_text())
+    assert [e["task_name"] for e in parent["loss_events"]] == ["parent-task"]
+    assert [e["task_name"] for e in child["loss_events"]] == ["child-task"]
+    assert child["forked_from"] == parent["pid"] and child["pid"] == int(children[0].name.split(".")[-1])
+    assert proc.stderr.count("taskleak: 1 leaked task in") == 2
+    assert f"(pid {child['pid']}, forked from {parent['pid']})" in proc.stderr
+
+
+def test_never_retrieved_shows_where_it_was_raised_and_json_stacks_stop_at_the_program(tmp_path):
+    prog = _script(tmp_path, """
+        import asyncio
+        async def fail():
+            raise ValueError("lost")
+        async def main():
+            asyncio.create_task(fail())
+            await asyncio.sleep(0.01)
+        asyncio.run(main())
+    """)
+    j = tmp_path / "r.json"
+    proc = taskleak("run", "--json", str(j), prog)
+    assert proc.returncode == 0, proc.stderr
+    assert "raised ValueError: lost (raised at " in proc.stderr and "prog.py:4 in fail)" in proc.stderr
+    [event] = json.loads(j.read_text())["loss_events"]
+    files = [f["filename"] for f in event["created_at"]]
+    assert files[-1].endswith("prog.py")  # the outermost frame is the user's program
+    assert not any("runpy" in f or os.sep + "taskleak" + os.sep in f for f in files)

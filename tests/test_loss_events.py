@@ -52,7 +52,10 @@ def test_never_retrieved_is_recorded_with_exception(tracked, caplog):
     gc.collect()
     ev = [e for e in kinds("never-retrieved") if e.task_name == "fire-and-forget"]
     assert len(ev) == 1
-    assert ev[0].exception == "ValueError: secret-ish detail"
+    raise_line = next(n for n, text in enumerate(open(__file__), 1) if "secret-ish detail\")" in text)
+    # The exception, and where it was raised.
+    assert ev[0].exception.startswith("ValueError: secret-ish detail (raised at ")
+    assert ev[0].exception.endswith(f"test_loss_events.py:{raise_line} in boom)")
     assert ev[0].created_at is not None
     # the previous handler (asyncio's default) still ran
     assert "Task exception was never retrieved" in caplog.text

@@ -23,6 +23,7 @@ bool track_task(PyObject *task);
 PyObject *make_chaining_factory_type();
 void bind_graph(nb::module_ &m);  // graph_bindings.cpp
 void bind_heap(nb::module_ &m);   // heap_bindings.cpp
+void bind_holder_search(nb::module_ &m);  // heap/holder_search.cpp
 }  // namespace taskleak
 
 using namespace taskleak;
@@ -145,6 +146,9 @@ NB_MODULE(_core, m) {
         Py_XSETREF(tracker().scope_var, var.is_none() ? nullptr : Py_NewRef(var.ptr()));
     }, "var"_a.none());
     m.def("set_ambient_scope", [](int id) { tracker().ambient_scope = (uint16_t)(id & 0xFFFF); }, "id"_a);
+    m.def("set_harness_task", [](nb::handle task) {
+        tracker().harness_task = task.is_none() ? nullptr : task.ptr();
+    }, "task"_a.none(), "A test runner's task whose new tasks get the ambient scope; the caller keeps it alive.");
     m.def("scope_tasks", [](int id) {
         // Live tasks charged to scope `id`.
         nb::list out;
@@ -263,4 +267,5 @@ NB_MODULE(_core, m) {
     }, "tasks"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership);
     bind_graph(m);
     bind_heap(m);
+    bind_holder_search(m);
 }

@@ -49,9 +49,23 @@ def short_path(filename: str) -> str:
     return filename
 
 
+# Test runners that start test and fixture coroutines: their frames say how
+# the test ran, never who created a task (pytest, pluggy, pytest-asyncio,
+# anyio's pytest plugin, unittest's IsolatedAsyncioTestCase).
+_FRAMEWORK_PARTS = tuple(os.sep + p + os.sep for p in ("_pytest", "pluggy", "pytest_asyncio", "xdist", "execnet"))
+_FRAMEWORK_FILES = tuple(os.sep + p for p in (os.path.join("anyio", "pytest_plugin.py"),
+                                              os.path.join("unittest", "async_case.py")))
+
+
+def is_test_framework(filename: str) -> bool:
+    """A frame of the test runner rather than of the code under test."""
+    return any(p in filename for p in _FRAMEWORK_PARTS) or filename.endswith(_FRAMEWORK_FILES)
+
+
 def is_machinery(filename: str) -> bool:
-    """Frames of asyncio itself or of taskleak: never the interesting site."""
-    return filename.startswith(_ASYNCIO_DIR) or filename.startswith(_TASKLEAK_DIR)
+    """Frames of asyncio itself, of taskleak or of the test runner: never the
+    interesting site."""
+    return filename.startswith(_ASYNCIO_DIR) or filename.startswith(_TASKLEAK_DIR) or is_test_framework(filename)
 
 
 def is_library(filename: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Dict, List, Optional, Protocol, Tuple
 
-from .frame import Frame
+from .frame import Frame, creation_site, user_frame
 from .wait_target import ORPHANED, WaitTarget, classify_wait, describe_wait, orphan_reason
 
 __all__ = ["TaskInfo", "STATES"]
@@ -92,6 +92,18 @@ class TaskInfo:
         (task created before install(), or its stack was dropped at the table's cap)."""
         cid = self._row[6]
         return None if cid < 0 else self._snap._creation_frames(cid)
+
+    @property
+    def site(self) -> Optional[Frame]:
+        """Where the task was created, as one frame: the innermost frame of the
+        creation stack that is your code (not asyncio, the standard library,
+        site-packages, taskleak or the test runner), else the innermost frame
+        of the creation site; None if the creation site is unknown."""
+        frames = self.created_at
+        if not frames:
+            return None
+        site = creation_site(frames)
+        return user_frame(site) or user_frame(frames) or (site[0] if site else frames[0])
 
     @property
     def parent(self) -> Optional[str]:

@@ -45,7 +45,8 @@ static PyObject *str_loop() {
 }
 
 // The record of the task running on `loop` right now, if it is tracked.
-static const CreationRecord *parent_record(Tracker &t, PyObject *loop) {
+static const CreationRecord *parent_record(Tracker &t, PyObject *loop, PyObject **task_out) {
+    *task_out = nullptr;
     if (loop == nullptr) return nullptr;
     if (t.current_tasks != nullptr) {
         PyObject *cur = PyDict_GetItemWithError(t.current_tasks, loop);  // borrowed
@@ -53,6 +54,7 @@ static const CreationRecord *parent_record(Tracker &t, PyObject *loop) {
             PyErr_Clear();
             return nullptr;
         }
+        *task_out = cur;
         return lookup_record(cur);
     }
     if (t.current_task_fn == nullptr) return nullptr;
@@ -63,25 +65,65 @@ static const CreationRecord *parent_record(Tracker &t, PyObject *loop) {
         return nullptr;
     }
     const CreationRecord *r = cur == Py_None ? nullptr : lookup_record(cur);
+    if (cur != Py_None) *task_out = cur;  // compared by address only
     Py_DECREF(cur);  // the loop's current task stays alive while it runs
     return r;
 }
 
-// Which check() scope a new task is charged to: the scope ContextVar (tasks
-// inherit a copy of their creator's context), else the creating task's scope
-// (runners such as pytest-asyncio run tests in a context of their own), else
-// the ambient scope the pytest plugin sets around a test call.
-static uint16_t scope_of_new_task(Tracker &t, const CreationRecord *parent) {
+// Which check() scope a new task is charged to (ownership, not timing):
+// 1. a task created by the test runner's own task (anyio's runner task, which
+//    runs the test body inside itself) is the ambient scope's;
+// 2. the scope ContextVar, if it is set in the creating context (tasks and
+//    loop callbacks inherit a copy of the context that created them, so a
+//    server started by a fixture hands its connections' tasks to that
+//    fixture's scope); an explicit 0 means "no scope" and stops here;
+// 3. the creating task's scope, whatever it is (0 included: a background
+//    task's children are that task's business, not the test's);
+// 4. created from a loop callback with no scope in its context: nobody's
+//    (it belongs to whoever set up the callback, who had no scope);
+// 5. created from synchronous code (a runner starting the test coroutine):
+//    the ambient scope the pytest plugin sets around a test.
+static bool loop_running_here() {
+    static PyObject *get_running = nullptr;
+    if (get_running == nullptr) {
+        PyObject *name = PyUnicode_FromString("asyncio.events");
+        PyObject *mod = name ? PyImport_GetModule(name) : nullptr;
+        Py_XDECREF(name);
+        if (mod == nullptr) {
+            PyErr_Clear();
+            return false;
+        }
+        get_running = PyObject_GetAttrString(mod, "_get_running_loop");
+        Py_DECREF(mod);
+        if (get_running == nullptr) {
+            PyErr_Clear();
+            return false;
+        }
+    }
+    PyObject *loop = PyObject_CallNoArgs(get_running);
+    if (loop == nullptr) {
+        PyErr_Clear();
+        return false;
+    }
+    bool running = loop != Py_None;
+    Py_DECREF(loop);
+    return running;
+}
+
+static uint16_t scope_of_new_task(Tracker &t, const CreationRecord *parent, PyObject *parent_task) {
+    if (parent_task != nullptr && parent_task == t.harness_task) return t.ambient_scope;
     if (t.scope_var != nullptr) {
         PyObject *v = nullptr;
         if (PyContextVar_Get(t.scope_var, nullptr, &v) == 0 && v != nullptr) {
             long id = PyLong_Check(v) ? PyLong_AsLong(v) : 0;
             Py_DECREF(v);
-            if (id > 0 && id <= 0xFFFF) return (uint16_t)id;
+            PyErr_Clear();
+            return id > 0 && id <= 0xFFFF ? (uint16_t)id : 0;
         }
         PyErr_Clear();
     }
-    if (parent != nullptr && parent->scope != 0) return parent->scope;
+    if (parent != nullptr) return parent->scope;
+    if (t.ambient_scope == 0 || loop_running_here()) return 0;
     return t.ambient_scope;
 }
 
@@ -120,9 +162,10 @@ void record_creation(PyObject *task, PyObject *ref, PyObject *loop) {
     rec.created_ns = monotonic_ns();
     rec.serial = t.next_serial++;
     if (t.next_serial == 0) t.next_serial = 1;
-    const CreationRecord *parent = parent_record(t, loop);
+    PyObject *parent_task = nullptr;
+    const CreationRecord *parent = parent_record(t, loop, &parent_task);
     rec.parent_serial = parent ? parent->serial : 0;
-    rec.scope = scope_of_new_task(t, parent);
+    rec.scope = scope_of_new_task(t, parent, parent_task);
     rec.stack = n > 0 ? t.stacks.intern(frames, n) : StackTable::NONE;
     rec.thread = thread_index(t);
     t.tasks.insert(rec);

@@ -33,6 +33,7 @@ struct Tracker {
     // check() scopes: see scope_of_new_task in creation_hook.cpp.
     PyObject *scope_var = nullptr;            // contextvars.ContextVar[int]
     uint16_t ambient_scope = 0;
+    PyObject *harness_task = nullptr;         // borrowed address; the plugin keeps it alive while set
 
     // Our callables, created once.
     PyObject *registry_death_cb = nullptr;

@@ -1,21 +1,36 @@
-"""``taskleak run``: run a program with tracking on and report its leaks at exit."""
+"""``taskleak run``: run a program with tracking on and report its leaks at exit.
+
+At exit (normal, an exception, ``sys.exit``, or SIGTERM) the report lists the
+tasks asyncio gave up on (loss events), the tasks still pending, and the tasks
+that finished but are still held - with the path that holds them. One report
+per process: a child forked from the program (``os.fork``, multiprocessing's
+"fork" start method) that runs to the end of the program reports its own
+leaks, under its own pid, and writes its JSON next to the parent's
+(``FILE.<pid>``), never over it.
+"""
 
 from __future__ import annotations
 
+import builtins
 import gc
+import io
 import json
 import os
 import runpy
+import signal
 import sys
 import traceback
+import types
 from dataclasses import dataclass
-from typing import List, Optional, TextIO
+from typing import Any, Dict, List, Optional, Set, TextIO, Tuple
 
-from .. import tracking
+from .. import _core, tracking
+from ..frame import Frame
+from ..heap.holders import holder_paths
 from ..report.json_form import SCHEMA_VERSION, events_to_list
 from ..report.text import format_loss_events, format_snapshot
 from ..snapshot import snapshot
-from ..tracking.loss_events import loss_events
+from ..tracking.loss_events import clear_loss_events, loss_events
 
 __all__ = ["RunOptions", "run_program"]
 
@@ -30,6 +45,11 @@ class RunOptions:
     stack_depth: int = 32
 
 
+class _Terminated(BaseException):
+    """Raised in the program's main thread on SIGTERM, so that its finally
+    blocks and asyncio.run()'s shutdown run, and the report is made."""
+
+
 def _exit_status(code: object) -> int:
     if code is None:
         return 0
@@ -39,19 +59,58 @@ def _exit_status(code: object) -> int:
     return 1
 
 
-def _run_target(opts: RunOptions) -> int:
-    saved_argv, saved_path0 = sys.argv, sys.path[0] if sys.path else None
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _main_module(opts: RunOptions) -> Tuple[types.ModuleType, Any]:
+    """A fresh ``__main__`` module for the program and its code, as python
+    itself would run it. Unlike runpy's temporary module, it stays in
+    sys.modules until the report is made, so what the program's globals hold
+    at exit is still held (and named ``module __main__['DONE'][0]``)."""
+    main = types.ModuleType("__main__")
+    g = main.__dict__
+    g["__builtins__"] = builtins
+    if opts.is_module:
+        mod_name, spec, code = runpy._get_module_details(opts.target)  # type: ignore[attr-defined]
+        g.update(__file__=spec.origin, __cached__=spec.cached, __loader__=spec.loader,
+                 __package__=spec.parent, __spec__=spec)
+        sys.argv[0] = spec.origin or opts.target
+    else:
+        path = os.path.abspath(opts.target)
+        with io.open_code(path) as f:
+            code = compile(f.read(), opts.target, "exec")
+        g.update(__file__=opts.target, __cached__=None, __loader__=None, __package__=None, __spec__=None)
+    return main, code
+
+
+def _run_target(opts: RunOptions, keep: List[Any]) -> int:
+    """Run the program; its ``__main__`` module goes into `keep`, and stays
+    in sys.modules until the caller restores `keep[1]`."""
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    keep.extend([None, sys.modules.get("__main__")])
     try:
+        sys.argv = [opts.target] + opts.args
         if opts.is_module:
-            sys.argv = [opts.target] + opts.args
-            runpy.run_module(opts.target, run_name="__main__", alter_sys=True)
+            sys.path.insert(0, os.getcwd())  # as `python -m`: the current directory first
         else:
-            sys.argv = [opts.target] + opts.args
             sys.path.insert(0, os.path.dirname(os.path.abspath(opts.target)))
+        if not opts.is_module and not os.path.isfile(opts.target):  # a directory or zip with __main__
             runpy.run_path(opts.target, run_name="__main__")
+            return 0
+        try:
+            main, code = _main_module(opts)
+        except ImportError as e:  # what python -m says, without our traceback
+            print(f"{sys.executable}: {e}", file=sys.stderr)
+            return 1
+        keep[0] = main
+        sys.modules["__main__"] = main
+        exec(code, main.__dict__)
         return 0
     except SystemExit as e:
         return _exit_status(e.code)
+    except _Terminated:
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         traceback.print_exc()
         return 130
@@ -60,47 +119,145 @@ def _run_target(opts: RunOptions) -> int:
         return 1
     finally:
         sys.argv = saved_argv
-        if not opts.is_module and saved_path0 is not None and sys.path and sys.path[0] != saved_path0:
-            sys.path.pop(0)
+        sys.path[:] = saved_path
 
 
-def build_report(program: str, out: TextIO) -> dict:
+# ---- what is reported --------------------------------------------------------
+
+_RUNPY = os.path.join("", "runpy.py")
+_TASKLEAK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _outside_program(filename: str) -> bool:
+    """Frames of the runner around the user's program: runpy, taskleak, and
+    the `taskleak` console script."""
+    return (filename.endswith(_RUNPY) or filename == "<frozen runpy>" or filename.startswith(_TASKLEAK_DIR)
+            or os.path.basename(filename) == "taskleak")
+
+
+def _trim_stacks(obj: Any) -> Any:
+    """Creation stacks in the JSON end at the user's program: runpy's and
+    taskleak's own frames (outermost) are cut off."""
+    if isinstance(obj, dict):
+        out = {k: _trim_stacks(v) for k, v in obj.items()}
+        stack = out.get("created_at")
+        if isinstance(stack, list):
+            while stack and isinstance(stack[-1], dict) and _outside_program(str(stack[-1].get("filename", ""))):
+                stack.pop()
+        return out
+    if isinstance(obj, list):
+        return [_trim_stacks(x) for x in obj]
+    return obj
+
+
+def _held_done_tasks(seen: Set[int]) -> List[Dict[str, Any]]:
+    """Finished tasks still alive after collection, with the paths that hold
+    them (a module global list, a class attribute, state on a loop...).
+    Tasks already reported by a loss event (serials in `seen`: cancelled at
+    shutdown, say) are not reported twice."""
+    done = [t for t in _core.tracked_tasks()
+            if t.done() and (_core.creation_info(t) or (0,))[0] not in seen]
+    if not done:
+        return []
+    held = holder_paths(done, {id(t) for t in done}, exclude=(id(done),))
+    snap = snapshot()
+    out = []
+    for info in snap:
+        t = info.task
+        if t is not None and id(t) in held and t.done():
+            out.append({"info": info, "held_by": held[id(t)]})
+    return out
+
+
+def _format_held(rows: List[Dict[str, Any]]) -> str:
+    lines = [f"== {len(rows)} task{'s' if len(rows) != 1 else ''} finished but still held at exit =="]
+    for r in rows:
+        info = r["info"]
+        lines.append("")
+        lines.append(f"{info.name}, {info.coro}() [{info.state}]")
+        lines.append("  held by:")
+        lines += [f"    {p}" for p in r["held_by"]]
+        site: Optional[Frame] = info.site
+        if site is not None:
+            lines.append(f"  created at: {site.short()}")
+    return "\n".join(lines) + "\n"
+
+
+def build_report(program: str, out: TextIO, pid: Optional[int] = None, parent: Optional[int] = None) -> dict:
     """Collect garbage (so destroyed/never-retrieved tasks surface), then report
-    loss events and the tasks still alive. Returns the JSON form."""
+    loss events, the tasks still pending and the finished tasks still held.
+    Returns the JSON form."""
     for _ in range(3):
         gc.collect()
+    pid = os.getpid() if pid is None else pid
+    who = f"{program} (pid {pid}" + (f", forked from {parent})" if parent else ")")
     events = loss_events()
     live = snapshot().pending()
-    leaks = len(events) + len(live)
+    held = _held_done_tasks({e.serial for e in events if e.serial})
+    leaks = len(events) + len(live) + len(held)
     if leaks == 0:
-        out.write(f"taskleak: no leaked tasks in {program}\n")
+        out.write(f"taskleak: no leaked tasks in {who}\n")
     else:
-        out.write(f"\ntaskleak: {leaks} leaked task{'s' if leaks != 1 else ''} in {program}\n\n")
+        out.write(f"\ntaskleak: {leaks} leaked task{'s' if leaks != 1 else ''} in {who}\n\n")
         if events:
             out.write(format_loss_events(events) + "\n")
         if len(live):
             out.write("\n== tasks still pending at exit ==\n\n")
             out.write(format_snapshot(live))
-    return {
+        if held:
+            out.write("\n" + _format_held(held))
+    report = {
         "schema": SCHEMA_VERSION,
         "program": program,
+        "pid": pid,
+        "forked_from": parent,
         "leak_count": leaks,
         "loss_events": events_to_list(events),
         "pending_at_exit": [t.to_dict() for t in live],
+        "done_retained_at_exit": [dict(r["info"].to_dict(), held_by=r["held_by"]) for r in held],
     }
+    return _trim_stacks(report)
 
 
 def run_program(opts: RunOptions, out: TextIO = sys.stderr) -> int:
     tracking.install(stack_depth=opts.stack_depth)
-    status = _run_target(opts)
+    first_pid = os.getpid()
+    # A forked child starts with its parent's loss events: its report is of
+    # its own leaks only.
+    os.register_at_fork(after_in_child=clear_loss_events)
+    previous = None
     try:
-        report = build_report(opts.target, out)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        pass
+    keep: List[Any] = []
+    status = _run_target(opts, keep)
+    if previous is not None:
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except ValueError:
+            pass
+    pid = os.getpid()
+    parent = first_pid if pid != first_pid else None
+    try:
+        report = build_report(opts.target, out, pid, parent)
     except Exception:  # a failing report must not hide the program's status
         traceback.print_exc()
         return status or 1
+    finally:
+        if keep and keep[0] is not None:
+            if keep[1] is not None:
+                sys.modules["__main__"] = keep[1]
+            else:
+                sys.modules.pop("__main__", None)
+        del keep
     if opts.json_file:
-        with open(opts.json_file, "w", encoding="utf-8") as f:
+        path = opts.json_file if parent is None else f"{opts.json_file}.{pid}"
+        with open(path, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
+    if status == 128 + signal.SIGTERM:
+        out.flush()
+        os.kill(os.getpid(), signal.SIGTERM)  # exit by the signal, as the program would have
     if opts.fail_on_leak and report["leak_count"] and status == 0:
         return 1
     return status

@@ -6,8 +6,11 @@ most 8 scans however wide it gets. Paths stop at:
 
 * roots that outlive a test: a module's globals, a class, a coroutine of a
   task that is not itself under suspicion -> reported;
-* frames that are still running, the event loop's own bookkeeping, and
-  taskleak's own objects -> not a leak, ignored.
+* state user code hangs on an event loop (``loop.__dict__['app']``) -> reported
+  as ``loop.__dict__['app']['tasks'][3]``: it lives as long as the loop;
+* frames that are still running, the event loop's own bookkeeping (ready
+  queue, scheduled handles, selector, executor: the attributes a fresh loop of
+  the same class has), and taskleak's own objects -> not a leak, ignored.
 """
 
 from __future__ import annotations
@@ -75,6 +78,40 @@ def _module_of_dict(d: dict) -> Optional[str]:
     return None
 
 
+_BOOKKEEPING: Dict[type, frozenset] = {}
+
+
+def _bookkeeping(loop: Any) -> frozenset:
+    """The attribute names a loop of this class has of its own: transient
+    machinery, never a holder. Learnt once per class from a fresh loop."""
+    cls = type(loop)
+    names = _BOOKKEEPING.get(cls)
+    if names is None:
+        try:
+            fresh = cls()
+            try:
+                names = frozenset(vars(fresh))
+            finally:
+                fresh.close()
+        except Exception:
+            names = frozenset(k for k in vars(loop) if k.startswith("_"))
+        _BOOKKEEPING[cls] = names
+    return names
+
+
+def _loop_dicts(targets: List[Any]) -> Dict[int, Any]:
+    """id(loop.__dict__) -> loop, for the loops of the targets (asking for
+    vars() makes the dict the referrer gc reports, on every version)."""
+    out: Dict[int, Any] = {}
+    for t in targets:
+        loop = getattr(t, "_loop", None)
+        if isinstance(loop, asyncio.AbstractEventLoop):
+            d = getattr(loop, "__dict__", None)
+            if isinstance(d, dict):
+                out[id(d)] = loop
+    return out
+
+
 def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[int] = (),
                  max_depth: int = 10, max_paths: int = 3) -> Dict[int, List[str]]:
     """For each target (by id) the holder paths found from long-lived roots;
@@ -92,6 +129,7 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[int] 
     frontier: List[Any] = list(targets)
     seen: Set[int] = {id(t) for t in targets}
     own.update({id(frontier), id(targets), id(seen), id(reach), id(kids_of)})
+    loop_dicts = _loop_dicts(targets)
     for _ in range(max_depth):
         if not frontier:
             break
@@ -110,10 +148,17 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[int] 
             kids = [c for c in gc.get_referents(r) if id(c) in frontier_ids]
             if not kids:
                 continue
+            if rid in loop_dicts:
+                # The loop's attributes: its bookkeeping is a dead end, the
+                # rest is state hung on the loop by user code.
+                names = _bookkeeping(loop_dicts[rid])
+                kids = [c for c in kids if any(v is c and k not in names for k, v in list(r.items()))]
+                if not kids:
+                    continue
             seen.add(rid)
             kids_of[rid] = kids
             reach[rid] = set().union(*(reach[id(c)] for c in kids))
-            root = _root_name(r, suspects)
+            root = "loop.__dict__" if rid in loop_dicts else _root_name(r, suspects)
             if root is None:
                 nxt.append(r)
                 continue

@@ -23,10 +23,11 @@ import functools
 import gc
 import inspect
 import logging
+import os
 import sys
 import time
 import warnings
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Union
 
 from .. import _core, tracking
 from ..frame import creation_site
@@ -34,7 +35,7 @@ from ..heap.holders import holder_paths
 from ..snapshot import Snapshot, _Shared
 from ..task_info import DetachedTaskInfo, TaskInfo
 from ..tracking import scopes
-from ..tracking.loss_events import is_asyncgen_finalizer, scope_events
+from ..tracking.loss_events import exception_text, is_asyncgen_finalizer, scope_events
 from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
 from .leak_report import format_leaks
 
@@ -120,6 +121,9 @@ class LeakCheck:
         self.leaks: List[Leak] = []
         self._scope: Optional[scopes.Scope] = None
         self._token: Any = None
+        # Tasks the grace never waits for (a test runner's own task, which
+        # ends only when its runner closes): a predicate on the raw task.
+        self.grace_exempt: Optional[Callable[[Any], bool]] = None
 
     # -- entering and leaving ----------------------------------------------------
     def _enter(self) -> "LeakCheck":
@@ -179,52 +183,76 @@ class LeakCheck:
     def _pending_scope_tasks(self) -> List["asyncio.Task[Any]"]:
         assert self._scope is not None
         me = _current_task_or_none()
+        exempt = self.grace_exempt
         return [t for t in _core.scope_tasks(self._scope.id)
-                if not t.done() and t is not me and not is_asyncgen_finalizer(t)]
+                if not t.done() and t is not me and not is_asyncgen_finalizer(t)
+                and not (exempt is not None and exempt(t))]
 
+    # The grace is bounded twice: in wall time and in the loop's own time.
+    # A loop with a virtual clock (looptime, a test loop that jumps to its next
+    # timer when idle) would otherwise let a task's sleep(30) finish inside a
+    # 0.1 s grace: every wait here is a timer on the loop, and the grace ends
+    # once loop.time() has moved `grace` seconds, whichever clock gets there
+    # first.
     async def _yield_grace(self) -> None:
-        deadline = time.monotonic() + self.grace
+        loop = asyncio.get_running_loop()
+        wall_end = time.monotonic() + self.grace
+        loop_end = loop.time() + self.grace
         delay = 0.001
         while True:
-            loop = asyncio.get_running_loop()
             pending = [t for t in self._pending_scope_tasks() if t.get_loop() is loop]
-            if not pending or time.monotonic() >= deadline:
+            left = min(wall_end - time.monotonic(), loop_end - loop.time())
+            if not pending or left <= 0:
                 return
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(min(delay, left))
             delay *= 2
 
-    def _drive_idle_loops(self) -> None:
+    def _drive_idle_loops(self, only: Any = None) -> None:
         """Sync exit: give pending tasks their grace by running their loop, if
-        that loop is open, idle, and not running in some thread."""
-        deadline = time.monotonic() + self.grace
+        that loop is open, idle, and not running in some thread (`only`: just
+        that loop)."""
+        if self.grace <= 0:
+            return
+        wall_end = time.monotonic() + self.grace
+        loop_end: Dict[Any, float] = {}
         delay = 0.001
-        while self.grace > 0:
+        while True:
             loops = {t.get_loop() for t in self._pending_scope_tasks()}
-            idle = [lp for lp in loops if not lp.is_running() and not lp.is_closed()]
-            if not idle or time.monotonic() >= deadline:
+            idle = [lp for lp in loops if not lp.is_running() and not lp.is_closed() and only in (None, lp)]
+            if not idle:
                 return
+            progressed = False
             for lp in idle:
+                end = loop_end.setdefault(lp, lp.time() + self.grace)
+                left = min(wall_end - time.monotonic(), end - lp.time())
+                if left <= 0:
+                    continue
+                progressed = True
                 try:
-                    lp.run_until_complete(asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic()))))
+                    lp.run_until_complete(asyncio.sleep(min(delay, left)))
                 except Exception:
                     return
+            if not progressed:
+                return
             delay *= 2
 
     # -- finding leaks -------------------------------------------------------------
-    def _finish(self, body_failed: bool, can_await: bool = False) -> None:
+    def _finish(self, body_failed: bool, can_await: bool = False, exclude: Iterable[int] = (),
+                stops: Sequence[Any] = (), scoped: Sequence[Any] = ()) -> None:
         """Find the leaks and act on them. With `can_await` (async exit), the
-        caller awaits the cancelled tasks and raises afterwards."""
+        caller awaits the cancelled tasks and raises afterwards. `exclude`:
+        ids of objects that die with the scope (a test's own objects), never
+        holders; `scoped`: those objects themselves, where they are known;
+        `stops`: objects known to outlive the scope."""
         assert self._scope is not None
         scope = self._scope
         self._to_cancel: List["asyncio.Task[Any]"] = []
         try:
-            # Pending tasks are taken (and held) before collecting: a pending
-            # task nobody references would otherwise be "destroyed while
-            # pending" by our own gc.collect() rather than reported as pending.
+            # Pending tasks are taken (and held) before anything else: a
+            # pending task nobody references would otherwise be "destroyed
+            # while pending" by a collection rather than reported as pending.
             pending = self._pending_scope_tasks()
-            if self.collect and _core.scope_tasks(scope.id):
-                gc.collect()
-            self.leaks = self._find_leaks(scope.id, pending)
+            self.leaks = self._find_leaks(scope.id, pending, set(exclude), stops, scoped)
         finally:
             scopes.close_scope(scope)
         if not self.leaks:
@@ -259,19 +287,63 @@ class LeakCheck:
             raise TaskLeakError(format_leaks(self.leaks, self.label) + "\n(the pending tasks were cancelled)",
                                 self.leaks)
 
-    def _find_leaks(self, sid: int, pending: List["asyncio.Task[Any]"]) -> List[Leak]:
+    def _done_suspects(self, sid: int, stops: Sequence[Any], scoped: Sequence[Any] = ()) -> List["asyncio.Task[Any]"]:
+        """The finished tasks of the scope that something outside their own
+        reference cycles still holds. Cyclic garbage is told apart locally
+        (held_from_outside looks only at what the tasks reach), so a clean
+        scope never pays for a collection; only where that cannot decide, or
+        to surface a garbage task's unread exception now, does the collector
+        run."""
+        me = _current_task_or_none()
+        done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me]
+        if not done:
+            return done
+        held = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, list(scoped))
+        if held is not None:
+            garbage_unread = any(_unretrieved(t) and not h for t, h in zip(done, held))
+            done = self._not_ignored([t for t, h in zip(done, held) if h])
+            if not ((done or garbage_unread) and self.collect):
+                return done
+        if not self.collect:
+            return done
+        # Something outside still refers to a task (possibly garbage that is
+        # not the task's own, a closed client's cycle, say), or a garbage
+        # task's unread exception should surface now: one collection, then
+        # the holder search only for what survives it.
+        del done
+        gc.collect()
+        done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me]
+        if done:
+            again = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, list(scoped))
+            if again is not None:
+                done = [t for t, h in zip(done, again) if h]
+        return done
+
+    def _not_ignored(self, tasks: List["asyncio.Task[Any]"]) -> List["asyncio.Task[Any]"]:
+        """Ignored tasks (a test runner's own, say) never cost a collection
+        or a holder search."""
+        if not tasks or not self.ignore:
+            return tasks
+        infos = {id(i.task): i for i in _snapshot_of(tasks)}
+        return [t for t in tasks if not _ignored(infos[id(t)], self.ignore)]
+
+    def _find_leaks(self, sid: int, pending: List["asyncio.Task[Any]"], exclude: Set[int] = frozenset(),
+                    stops: Sequence[Any] = (), scoped: Sequence[Any] = ()) -> List[Leak]:
         leaks: List[Leak] = []
         me = _current_task_or_none()
-        live = [t for t in _core.scope_tasks(sid) if t is not me]
-        pending = pending + [t for t in live if not t.done() and t not in pending]
-        done = [t for t in live if t.done()]
-        held = {}
-        if done and ("done-retained" in self.kinds or "never-retrieved" in self.kinds):
-            suspects = {id(t) for t in live}
-            held = holder_paths(done, suspects, exclude=(id(live), id(done), id(pending)))
+        done = self._done_suspects(sid, stops, scoped)
+        # Pending tasks that appeared during the grace; never asyncio's own
+        # async-generator finalizers, which only wait for their loop turn.
+        pending = pending + [t for t in _core.scope_tasks(sid)
+                             if not t.done() and t is not me and t not in pending and not is_asyncgen_finalizer(t)]
         snap = _snapshot_of(pending + done)
         infos = {id(i.task): i for i in snap}
-        del live
+        # Ignored tasks (a test runner's own, say) never cost a holder search.
+        done = [t for t in done if not _ignored(infos[id(t)], self.ignore)]
+        held: Dict[int, List[str]] = {}
+        if done and ("done-retained" in self.kinds or "never-retrieved" in self.kinds):
+            suspects = {id(t) for t in _core.scope_tasks(sid)}
+            held = holder_paths(done, suspects, exclude=exclude | {id(done), id(pending)})
         for t in pending:
             leaks.append(Leak("pending", infos[id(t)]))
         for t in done:
@@ -281,7 +353,10 @@ class LeakCheck:
                 exc = getattr(t, "_exception", None) if failed_unread else None  # no side effect
                 leaks.append(Leak(kind, infos[id(t)], held_by=held[id(t)], exception=exc,
                                   exception_text=_exc_text(exc)))
+        live_pending = {lk.task.serial for lk in leaks if lk.task.serial}
         for e in scope_events(sid):
+            if e.serial and e.serial in live_pending:
+                continue  # seen pending at a loop shutdown, and still pending now: one leak
             kind = {"pending-at-shutdown": "pending", "destroyed-pending": "gc-pending",
                     "never-retrieved": "never-retrieved"}[e.kind]
             leaks.append(Leak(kind, DetachedTaskInfo.from_event(e), exception=e.exception_object,
@@ -292,15 +367,50 @@ class LeakCheck:
         return [lk for lk in leaks if lk.kind in self.kinds and not _ignored(lk.task, self.ignore)]
 
 
+# How many objects held_from_outside may examine before a collection is
+# cheaper: the objects a finished task reaches without entering loops,
+# modules or running frames are usually a few hundred.
+_LOCAL_LIMIT = 100_000
+
+
+def _running_frames() -> List[Any]:
+    """Frames still running in any thread - except taskleak's own: those
+    hold nothing of the user's, and listing them here would make a cycle
+    (the list -> this frame -> the list) that keeps everything the check
+    looked at alive until the next collection."""
+    frames = []
+    for f in list(sys._current_frames().values()):
+        while f is not None:
+            if not f.f_code.co_filename.startswith(_OWN_DIR):
+                frames.append(f)
+            f = f.f_back
+    del f
+    return frames
+
+
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _stops(tasks: Sequence["asyncio.Task[Any]"], extra: Sequence[Any]) -> List[Any]:
+    """Objects that outlive any scope, where the local search stops: the
+    tasks' loops, module namespaces, frames still running, and the caller's."""
+    out: List[Any] = list({id(t.get_loop()): t.get_loop() for t in tasks}.values())
+    for mod in list(sys.modules.values()):
+        d = getattr(mod, "__dict__", None)
+        if isinstance(d, dict):
+            out.append(d)
+    out.extend(_running_frames())
+    out.extend(extra)
+    return out
+
+
 def _unretrieved(task: "asyncio.Task[Any]") -> bool:
     # Future._log_traceback is True until someone calls result()/exception().
     return bool(getattr(task, "_log_traceback", False))
 
 
 def _exc_text(exc: Optional[BaseException]) -> Optional[str]:
-    if exc is None:
-        return None
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return exception_text(exc)
 
 
 def _current_task_or_none() -> Optional["asyncio.Task[Any]"]:

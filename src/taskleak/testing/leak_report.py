@@ -3,15 +3,15 @@ suspension point and wait target, largest group first."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from ..frame import creation_site
+from ..frame import Frame, creation_site, user_frame
 from ..report.text import created_lines, plural, suspended_lines
 
 if TYPE_CHECKING:
     from .leak import Leak
 
-__all__ = ["format_leaks"]
+__all__ = ["format_leaks", "callback_origin"]
 
 _KIND_WORDS = {
     "pending": "still pending when the scope ended",
@@ -28,6 +28,46 @@ def _key(lk: "Leak") -> Tuple:
     created = None if t.created_at is None else tuple(creation_site(t.created_at))
     return (lk.kind, t.coro, created, tuple(t.stack), t.waiting_on.split(" (")[0],
             (lk.exception_text or "").split(":")[0], tuple(lk.held_by or ()))
+
+
+def _coro_frame(t: Any) -> Optional[Frame]:
+    """Where the task's coroutine function is defined."""
+    if t.stack:
+        return t.stack[0]
+    task = getattr(t, "task", None)
+    code = getattr(task.get_coro(), "cr_code", None) if task is not None else None
+    if code is None:
+        return None
+    return Frame(code.co_filename, code.co_firstlineno, getattr(code, "co_qualname", code.co_name))
+
+
+_PLUMBING = ("create_task", "ensure_future", "_ensure_future")
+
+
+def callback_origin(frames: List[Frame]) -> Frame:
+    """For a creation stack with no frame of the user's code: the frame that
+    asked for the task (a protocol's connection_made, a callback), past
+    asyncio's create_task / ensure_future plumbing."""
+    for f in frames:
+        if f.function.rsplit(".", 1)[-1] not in _PLUMBING:
+            return f
+    return frames[0]
+
+
+def _created(t: Any, max_frames: int) -> List[str]:
+    """The creation site; when no frame of the user's code is on the creation
+    stack (a server's connection handler, a protocol callback's task), where
+    the callback chain came from and what the task runs, rather than a page
+    of asyncio's internals."""
+    frames = t.created_at
+    if not frames or user_frame(frames) is not None:
+        return created_lines(frames, max_frames)
+    origin = callback_origin(frames)
+    out = [f"  created at: a loop callback, {origin.short()} (no frame of your code on the creation stack)"]
+    coro = _coro_frame(t)
+    if coro is not None:
+        out.append(f"  runs: {t.coro}() of {coro.short()}")
+    return out
 
 
 def format_leaks(leaks: List["Leak"], label: str = "check()", max_frames: int = 6, max_names: int = 5) -> str:
@@ -51,7 +91,7 @@ def format_leaks(leaks: List["Leak"], label: str = "check()", max_frames: int = 
         if lk.held_by:
             out.append("  held by:")
             out += [_INDENT + p for p in lk.held_by]
-        out += created_lines(t.created_at, max_frames)
+        out += _created(t, max_frames)
         out += suspended_lines(t.stack, max_frames)
     hint = ("\nFix: await or cancel these tasks before the scope ends (asyncio.TaskGroup helps), "
             "or pass ignore=[...] to taskleak.check() for tasks that are meant to outlive it.")

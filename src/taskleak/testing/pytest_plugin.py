@@ -4,45 +4,73 @@ Off by default. ``--taskleak`` (or ini ``taskleak = true``) checks every test;
 ``@pytest.mark.taskleak(**options)`` checks (and tunes) one test, class or
 module; ``@pytest.mark.no_taskleak`` exempts one. See docs/pytest.md.
 
-Each checked test's *call* phase is one ``check()`` scope, so tasks started by
-fixtures (setup/teardown) are never charged to a test. Leaks found after a
-test ended ("late": destroyed while pending, never retrieved, cancelled by a
-loop shutdown) are charged back to the test that created them.
+A test leaks what it started - its body and its function-scoped fixtures,
+setup and teardown - and is still pending, or finished but still held from
+outside, once those fixtures are finalised (ini ``taskleak_phase = teardown``,
+the default): the scope is opened by an autouse fixture that is set up first
+and torn down last among function-scoped fixtures, and checked when it is torn
+down. Wider fixtures' tasks are never a test's (their setup runs with no
+scope). ``taskleak_phase = call`` checks only the test function's call, as
+before. Leaks found after a test ended ("late": destroyed while pending, never
+retrieved, cancelled by a loop shutdown) are charged back to the test that
+created them.
+
+Warn mode never fails a test, whatever ``filterwarnings`` says: its reports
+go to the terminal summary, not through ``warnings``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
-import warnings
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import pytest
 
 from .. import _core, tracking
-from ..frame import Frame, creation_site, user_frame
-from ..heap.holders import holder_paths
+from ..frame import Frame, creation_site, is_test_framework, user_frame
 from ..task_info import DetachedTaskInfo, TaskInfo
+from ..tracking import loss_events as loss_events_mod
+from ..tracking import scopes
 from ..tracking.loss_events import dropped_events, loss_events, scope_events
 from .baseline import Baseline, BaselineError, leak_key
 from .check import LeakCheck, _ignored
 from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
-from .leak_report import format_leaks
+from .leak_report import callback_origin, format_leaks
 
 __all__ = ["TaskLeakPytestWarning"]
 
 
 
 def _is_harness_task(info: TaskInfo) -> bool:
-    """Tasks of test runners themselves: anyio's runner task lives as long as
-    its runner, which may be opened and closed inside one test call. (Not a
-    glob: globs also match creation sites, and every task a test creates under
-    anyio has this coroutine on its creation stack.)"""
-    return info.coro == "TestRunner._run_tests_and_fixtures"
+    """Tasks of test runners themselves: the task pytest-asyncio or unittest
+    runs a test or fixture coroutine in (created straight from the runner's
+    frames), and anyio's runner task, which lives as long as its runner. (Not
+    a glob: globs also match creation sites, and every task a test creates
+    under anyio has the runner's coroutine on its creation stack.)"""
+    if info.coro == "TestRunner._run_tests_and_fixtures":
+        return True
+    for f in info.created_at or ():
+        if f.filename.startswith(_ASYNCIO_DIR):
+            if f.function.endswith("Handle._run"):
+                return False  # created inside the loop (by a task or a callback): not by the runner
+            continue
+        return is_test_framework(f.filename) or (
+            f.filename.endswith(_ANYIO_BACKEND) and f.function.startswith("TestRunner."))
+    return False
 
 
+def _is_runner_task(task: Any) -> bool:
+    coro = task.get_coro()
+    return getattr(coro, "__qualname__", None) == "TestRunner._run_tests_and_fixtures"
+
+
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
+_ANYIO_BACKEND = os.path.join("anyio", "_backends", "_asyncio.py")
 HARNESS_IGNORE = (_is_harness_task,)
 MARKER_OPTIONS = ("grace", "ignore", "kinds", "on_leak", "collect")
 MODES = {"fail": "raise", "warn": "warn"}
@@ -53,8 +81,10 @@ _HINT = ("\nIn pytest: @pytest.mark.taskleak(ignore=[...]) or the ini option tas
          "@pytest.mark.no_taskleak skips a test.")
 
 
-class TaskLeakPytestWarning(pytest.PytestWarning, TaskLeakWarning):
-    """A test leaked tasks and the plugin runs in warn mode."""
+#: Kept for code that filters on it; warn mode no longer issues Python
+#: warnings (a ``filterwarnings = error`` suite would turn them into failures).
+TaskLeakPytestWarning = TaskLeakWarning
+PHASES = ("teardown", "call")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,6 +106,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="0.1")
     parser.addini("taskleak_kinds", "leak kinds that count (default: all)", type="args", default=list(KINDS))
     parser.addini("taskleak_mode", "fail (default) or warn", default="fail")
+    parser.addini("taskleak_phase", "teardown (default: check once the test's function-scoped fixtures "
+                  "are finalised) or call (check the test function's call only)", default="teardown")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -114,6 +146,9 @@ def _ini_defaults(config: pytest.Config) -> Dict[str, Any]:
     mode = str(config.getini("taskleak_mode")).strip()
     if mode not in MODES:
         raise pytest.UsageError(f"taskleak: ini option taskleak_mode must be fail or warn, got {mode!r}")
+    phase = str(config.getini("taskleak_phase")).strip()
+    if phase not in PHASES:
+        raise pytest.UsageError(f"taskleak: ini option taskleak_phase must be teardown or call, got {phase!r}")
     return {"grace": grace, "ignore": list(config.getini("taskleak_ignore")), "kinds": kinds,
             "on_leak": MODES[mode], "collect": True}
 
@@ -135,11 +170,35 @@ class _Summary:
 
     rows: List[Dict[str, Any]] = field(default_factory=list)  # one per leak, with "test"
     late: List[Dict[str, Any]] = field(default_factory=list)
+    texts: List[str] = field(default_factory=list)  # warn mode: the full reports
     ran: Set[str] = field(default_factory=set)
     notes: List[str] = field(default_factory=list)
 
 
 _ROWS = pytest.StashKey[List[Dict[str, Any]]]()
+_TEXT = pytest.StashKey[str]()
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+def _anyio_runner_task() -> Any:
+    """anyio's test runner task, if one is open: it runs test bodies inside
+    itself, so what it creates during a test is the test's (see
+    creation_hook.cpp). Read from anyio's plugin module; None without it."""
+    plugin = sys.modules.get("anyio.pytest_plugin")
+    runner = getattr(plugin, "_current_runner", None)
+    task = getattr(runner, "_runner_task", None)
+    return task if task is not None and not task.done() else None
+
+
+@pytest.fixture(autouse=True)
+def _taskleak_test_scope(request: pytest.FixtureRequest) -> Any:
+    """The checked test's scope (taskleak_phase = teardown): set up before,
+    and torn down after, every other function-scoped fixture of the test."""
+    plugin = request.config.pluginmanager.get_plugin("taskleak-plugin")
+    if plugin is None:
+        yield
+        return
+    yield from plugin.test_scope(request.node)
 
 
 class TaskleakPlugin:
@@ -147,6 +206,8 @@ class TaskleakPlugin:
         self.config = config
         self.enabled = config.getoption("taskleak") or _parse_bool("taskleak", config.getini("taskleak"))
         self.defaults = _ini_defaults(config)
+        self.phase = str(config.getini("taskleak_phase")).strip()
+        self.active: Optional[LeakCheck] = None  # the scope open now (phase teardown)
         self.rootdir = str(config.rootpath)
         self.is_worker = hasattr(config, "workerinput")
         self.update = config.getoption("taskleak_update_baseline")
@@ -199,26 +260,81 @@ class TaskleakPlugin:
         opts["ignore"] = ignore
         return opts
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Any:
-        opts = self._options(item)
-        if opts is None:
-            return (yield)
-        on_leak = opts["on_leak"]
+    def _new_check(self, item: pytest.Item, opts: Dict[str, Any]) -> LeakCheck:
         try:
             lc = LeakCheck(**opts, label=item.nodeid)
         except (TypeError, ValueError) as e:
             pytest.fail(f"taskleak: bad @pytest.mark.taskleak options: {e}", pytrace=False)
         # Leaks are always raised to us: the plugin applies the baseline, then
         # fails / warns / logs itself.
-        lc.on_leak = "cancel" if on_leak == "cancel" else "raise"
+        lc.on_leak = "cancel" if opts["on_leak"] == "cancel" else "raise"
+        lc.grace_exempt = _is_runner_task
+        return lc
+
+    def test_scope(self, item: pytest.Item) -> Any:
+        """Generator behind the autouse fixture: the scope of one test, from
+        its first function-scoped fixture to its last finaliser."""
+        opts = self._options(item) if self.phase == "teardown" else None
+        if opts is None:
+            yield
+            return
+        lc = self._new_check(item, opts)
         lc._enter()
-        first_serial = _core.stats()["tracked_total"] + 1  # tasks numbered below this predate the test
+        # Runners that start the test coroutine from their own context (or,
+        # anyio, run it inside a task made earlier) reach the scope through
+        # the ambient fallback; the runner's task is named to the core.
+        _core.set_ambient_scope(lc._scope.id)  # type: ignore[union-attr]
+        harness = _anyio_runner_task()
+        _core.set_harness_task(harness)
+        self.active = lc
+        # A function-scoped loop closes at teardown: the grace comes just
+        # before, so a task about to finish is not cancelled as a leak, and
+        # a fixture that closes its tasks costs no waiting.
+        loss_events_mod.before_shutdown = lc._drive_idle_loops
+        try:
+            yield
+        finally:
+            loss_events_mod.before_shutdown = None
+            self.active = None
+            _core.set_ambient_scope(0)
+            _core.set_harness_task(None)
+            del harness
+            lc._leave()
+            self._finish(item, lc, opts["on_leak"], item.stash.get(_CALL_FAILED, False), "teardown")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Any:
+        # A wider fixture set up while a test's scope is open (asked for
+        # with getfixturevalue, say) owns its tasks: no scope while it runs.
+        lc = self.active
+        if lc is None or fixturedef.scope == "function":
+            return (yield)
+        token = scopes.SCOPE_VAR.set(0)
+        _core.set_ambient_scope(0)
+        try:
+            return (yield)
+        finally:
+            try:
+                scopes.SCOPE_VAR.reset(token)
+            except ValueError:  # reset from another context: leave it explicit
+                scopes.SCOPE_VAR.set(lc._scope.id if lc._scope is not None else 0)
+            if self.active is lc and lc._scope is not None:
+                _core.set_ambient_scope(lc._scope.id)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        opts = self._options(item) if self.phase == "call" else None
+        if opts is None:
+            return (yield)
+        lc = self._new_check(item, opts)
+        lc._enter()
         # pytest-asyncio and anyio run the test coroutine in a context of
         # their own, where the scope ContextVar set here may not be visible:
-        # tasks with neither a scope in their context nor a scoped creating
-        # task are charged to the ambient scope. Only for the call phase.
-        _core.set_ambient_scope(lc._scope.id)
+        # tasks they start from synchronous code are charged to the ambient
+        # scope. Only for the call phase.
+        _core.set_ambient_scope(lc._scope.id)  # type: ignore[union-attr]
+        harness = _anyio_runner_task()
+        _core.set_harness_task(harness)
         body_failed = True
         try:
             result = yield
@@ -226,14 +342,22 @@ class TaskleakPlugin:
             return result
         finally:
             _core.set_ambient_scope(0)
+            _core.set_harness_task(None)
+            del harness
             lc._leave()
-            self._finish(item, lc, on_leak, body_failed, first_serial)
+            self._finish(item, lc, opts["on_leak"], body_failed, "call")
 
-    def _finish(self, item: pytest.Item, lc: LeakCheck, on_leak: str, body_failed: bool, first_serial: int) -> None:
+    def _finish(self, item: pytest.Item, lc: LeakCheck, on_leak: str, body_failed: bool, when: str) -> None:
         __tracebackhide__ = True
         lc._drive_idle_loops()  # grace: e.g. pytest-asyncio's loop is idle between tests
         try:
-            lc._finish(body_failed=False)
+            # The test's own objects (its instance, fixture values, request)
+            # die with it: finished tasks held only through them are not
+            # retained. The session outlives every test.
+            local, wider = _test_local_objects(item)
+            lc._finish(body_failed=False, exclude=_test_local_ids(item),
+                       stops=[item.session, item.config, item] + wider, scoped=local)
+            del local, wider
         except TaskLeakError:
             pass
         scope = lc._scope
@@ -241,8 +365,7 @@ class TaskleakPlugin:
         # Loss events the check already consumed are not "late" either.
         reported = set(scope.meta.get("reported_serials", ())) | {e.serial for e in scope_events(scope.id) if e.serial}
         self.finished[scope.id] = _Finished(item.nodeid, on_leak, lc.kinds, lc.ignore, reported)
-        leaks = _drop_older_tasks_children(lc.leaks, first_serial, reported)
-        leaks = _drop_test_local(item, scope.id, leaks, reported)
+        leaks = lc.leaks
         rows = [self._row(lk, item.nodeid, on_leak) for lk in leaks]
         if rows:
             item.stash[_ROWS] = rows
@@ -254,16 +377,14 @@ class TaskleakPlugin:
             report += f"\n({len(rows) - len(new)} more leak(s) tolerated by the taskleak baseline)"
         if on_leak == "cancel":
             report += "\n(the pending tasks were cancelled)"
-        if body_failed:  # never mask the test's own error: add the report next to it
-            item.add_report_section("call", "taskleak", report)
+        if body_failed:  # never mask the test's own error: report in the summary
+            item.stash[_TEXT] = report
         elif on_leak in ("raise", "cancel"):
             err = TaskLeakError(report, new)
             err._taskleak_plugin = True  # type: ignore[attr-defined]
             raise err
         elif on_leak == "warn":
-            path, lineno, _ = item.location
-            warnings.warn_explicit(TaskLeakPytestWarning(report), TaskLeakPytestWarning,
-                                   os.path.join(str(item.config.rootpath), path), (lineno or 0) + 1)
+            item.stash[_TEXT] = report  # to the terminal summary, never through `warnings`
         else:
             _log.warning("%s", report)
 
@@ -272,6 +393,8 @@ class TaskleakPlugin:
         t: TaskInfo = lk.task
         key = leak_key(lk.kind, t.created_at, t.stack, self.rootdir)
         site = creation_site(t.created_at) if t.created_at else []
+        if t.created_at and user_frame(t.created_at) is None:
+            site = [callback_origin(t.created_at)]  # a loop callback's task: not asyncio's plumbing
         inner = list(reversed(t.stack))
         susp = user_frame(inner) or (inner[0] if inner else None)
         return {"test": nodeid, "kind": lk.kind, "coro": t.coro, "name": t.name,
@@ -285,9 +408,13 @@ class TaskleakPlugin:
         if call.excinfo is not None and getattr(call.excinfo.value, "_taskleak_plugin", False):
             # The report is the whole story; the plugin's frames are noise.
             rep.longrepr = call.excinfo.getrepr(style="value")
-        if call.when == "call" and _ROWS in item.stash:
+        if call.when == "call" and rep.failed:
+            item.stash[_CALL_FAILED] = True
+        if call.when == self.phase and _ROWS in item.stash:
             rep.user_properties.append(("taskleak", item.stash[_ROWS]))
-        elif call.when == "teardown":
+            if _TEXT in item.stash:
+                rep.user_properties.append(("taskleak-text", item.stash[_TEXT]))
+        if call.when == "teardown":
             # After teardown: a function-scoped loop has been closed by now,
             # and what it cancelled is in the loss events.
             late = self._late_leaks()
@@ -329,13 +456,17 @@ class TaskleakPlugin:
                 self.summary.rows.extend(value)
             elif name == "taskleak-late":
                 self.summary.late.extend(value)
+            elif name == "taskleak-text":
+                self.summary.texts.append(value)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         # xdist: late leaks a worker found after its last test
         self.summary.late.extend(getattr(node, "workeroutput", {}).get("taskleak_late", []))
 
-    @pytest.hookimpl(tryfirst=True)  # before the terminal reporter writes the summary
+    # After the session's own teardown (trylast: its fixtures are gone, so the
+    # collection below is cheaper), still before the terminal summary.
+    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.finished:
             gc.collect()  # surface "destroyed while pending" / "never retrieved" now
@@ -370,7 +501,7 @@ class TaskleakPlugin:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         s = self.summary
-        if self.is_worker or not (s.rows or s.late or s.notes):
+        if self.is_worker or not (s.rows or s.late or s.notes or s.texts):
             return
         tr = terminalreporter
         if s.rows:
@@ -384,11 +515,52 @@ class TaskleakPlugin:
                           "retrieved, or cancelled when the loop closed); charged to the test that created them.")
             for line in _table(s.late):
                 tr.write_line(line)
+        if s.texts:
+            tr.write_sep("-", "taskleak: reports of leaks that did not fail their test (warn mode, or the test failed)")
+            for text in s.texts:
+                tr.write_line(text)
+                tr.write_line("")
         for note in s.notes:
             tr.write_line(note, bold=True, red="NOT" in note or "exit status" in note)
 
 
 # ---- objects that live exactly as long as the test ---------------------------
+
+def _fixture_scopes(item: pytest.Item) -> Dict[str, str]:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = getattr(info, "name2fixturedefs", None) or {}
+    out = {}
+    for name, fdefs in defs.items():
+        try:
+            out[name] = str(fdefs[-1].scope)
+        except Exception:
+            continue
+    return out
+
+
+def _test_local_objects(item: pytest.Item) -> Tuple[List[Any], List[Any]]:
+    """(what dies with the test, what outlives it) among the test's objects:
+    its function-scoped fixture values and its instance (with their attribute
+    dicts) die with it; wider fixtures' values, also in ``item.funcargs``,
+    outlive it (and may be big: never entered)."""
+    local: List[Any] = []
+    wider: List[Any] = []
+    scopes = _fixture_scopes(item)
+    funcargs = getattr(item, "funcargs", None)
+    if isinstance(funcargs, dict):
+        wider.append(funcargs)
+        for name, value in list(funcargs.items()):
+            (local if scopes.get(name, "function") == "function" else wider).append(value)
+    for name in ("instance", "_testcase"):
+        try:
+            obj = getattr(item, name, None)
+        except Exception:
+            continue
+        if obj is not None:
+            local.append(obj)
+    local += [d for d in (getattr(o, "__dict__", None) for o in list(local)) if isinstance(d, dict)]
+    return local, wider
+
 
 def _test_local_ids(item: pytest.Item) -> Set[int]:
     """The item and what hangs off it until teardown: the unittest/class
@@ -405,56 +577,6 @@ def _test_local_ids(item: pytest.Item) -> Set[int]:
             if isinstance(d, dict):
                 ids.add(id(d))
     return ids | {id(item), id(item.__dict__)}
-
-
-def _coro_name(task: Any) -> str:
-    try:
-        return task.get_coro().__qualname__
-    except Exception:
-        return "?"
-
-
-def _drop_older_tasks_children(leaks: List[Leak], first_serial: int, reported: Set[int]) -> List[Leak]:
-    """Tasks created by a task that was already running before the test began
-    (a fixture's background task, a server's accept loop) reach the test's
-    scope only through the ambient fallback: they are that task's business,
-    not the test's. The exception is a test runner's task that runs the test
-    body itself (anyio's, which is made during fixture setup)."""
-    older: Dict[int, int] = {}  # serial -> creator serial
-    for lk in leaks:
-        info = _core.creation_info(lk.task.task) if lk.task.task is not None else None
-        if info is not None and 0 < info[1] < first_serial:
-            older[info[0]] = info[1]
-    if not older:
-        return leaks
-    runners = {(_core.creation_info(t) or (0,))[0] for t in _core.tracked_tasks()
-               if _coro_name(t) == "TestRunner._run_tests_and_fixtures"}
-    foreign = {serial for serial, creator in older.items() if creator not in runners}
-    reported |= foreign  # nor are they late leaks of this test when they end later
-    return [lk for lk in leaks if lk.task.serial not in foreign]
-
-
-def _drop_test_local(item: pytest.Item, sid: int, leaks: List[Leak], reported: Set[int]) -> List[Leak]:
-    """Finished tasks held only through the test's own objects (``self.task``
-    in an IsolatedAsyncioTestCase, a function fixture's list) are freed at
-    teardown: not done-retained. The check runs at the end of the call phase,
-    while those objects are still alive, so its holder search is redone here
-    with them treated as dead ends. One whose exception was never retrieved
-    is reported late, when it is freed."""
-    suspects = [lk for lk in leaks if lk.kind in ("done-retained", "never-retrieved") and lk.task.task is not None]
-    if not suspects:
-        return leaks
-    tasks = [lk.task.task for lk in suspects]
-    scope_ids = {id(t) for t in _core.scope_tasks(sid)}
-    held = holder_paths(tasks, scope_ids, exclude=_test_local_ids(item) | {id(tasks), id(leaks), id(suspects)})
-    keep = []
-    for lk in leaks:
-        if lk.task.task is not None and lk in suspects and id(lk.task.task) not in held:
-            if lk.kind == "never-retrieved" and lk.task.serial:
-                reported.discard(lk.task.serial)
-            continue
-        keep.append(lk)
-    return keep
 
 
 # ---- rendering --------------------------------------------------------------

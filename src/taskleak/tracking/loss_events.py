@@ -5,7 +5,10 @@
 * ``never-retrieved`` - "Task exception was never retrieved": the task failed
   and was freed without anyone reading its exception.
 * ``pending-at-shutdown`` - the task was still pending when ``asyncio.run()`` /
-  ``asyncio.Runner`` closed its loop, which cancels such tasks silently.
+  ``asyncio.Runner`` closed its loop, which cancels such tasks silently, or
+  when its loop began shutting down (``loop.shutdown_asyncgens()``, what test
+  runners call before closing a loop; on a virtual-clock loop that last run
+  can let a forgotten task's long sleep finish, and so hide it).
 
 The first two reach the loop's exception handler while the task still exists,
 so a chaining handler can record them together with the creation site. The
@@ -100,6 +103,32 @@ def _coro_name(task: Any) -> str:
     return getattr(coro, "__qualname__", None) or type(coro).__name__
 
 
+def raise_site(exc: BaseException) -> Optional[Frame]:
+    """Where `exc` was raised: the innermost frame of its traceback."""
+    tb = getattr(exc, "__traceback__", None)
+    if tb is None:
+        return None
+    for _ in range(1000):  # bounded: a traceback is a linked list
+        if tb.tb_next is None:
+            break
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return Frame(code.co_filename, tb.tb_lineno, getattr(code, "co_qualname", code.co_name))
+
+
+def exception_text(exc: Optional[BaseException]) -> Optional[str]:
+    """``"ValueError: bad (raised at app/jobs.py:12 in work)"``: the exception
+    and where it was raised, for reports of exceptions nobody retrieved."""
+    if exc is None:
+        return None
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    try:
+        site = raise_site(exc)
+    except Exception:
+        site = None
+    return text if site is None else f"{text} (raised at {site.short()})"
+
+
 def describe_task(task: Any, kind: str, exception: Optional[BaseException] = None) -> LossEvent:
     """Capture what is known of `task` now, without keeping the task alive."""
     info = _core.creation_info(task)
@@ -114,9 +143,7 @@ def describe_task(task: Any, kind: str, exception: Optional[BaseException] = Non
             raw = _core.buried_chain(task)
         stack = frames_from_raw(raw) or []
         waiting = describe_wait(task, stack, getattr(task, "_fut_waiter", None))
-    exc_text = None
-    if exception is not None:
-        exc_text = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
+    exc_text = exception_text(exception)
     try:
         name = task.get_name()
     except Exception:
@@ -227,7 +254,24 @@ def is_asyncgen_finalizer(task: Any) -> bool:
         return False
 
 
+#: Called with a loop that is about to shut down (not running), before what is
+#: still pending is recorded: the pytest plugin sets it while a test's scope is
+#: open, to give that test's tasks their grace period before a function-scoped
+#: loop closes under them.
+before_shutdown: Optional[Callable[[asyncio.AbstractEventLoop], None]] = None
+
+
+def _before_shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    hook = before_shutdown
+    if hook is not None:
+        try:
+            hook(loop)
+        except Exception:
+            pass
+
+
 def _cancel_all_tasks_recording(loop: asyncio.AbstractEventLoop) -> None:
+    _before_shutdown(loop)
     try:
         for task in asyncio.all_tasks(loop):
             if not task.done() and not is_asyncgen_finalizer(task):
@@ -237,17 +281,45 @@ def _cancel_all_tasks_recording(loop: asyncio.AbstractEventLoop) -> None:
     _original_cancel_all(loop)
 
 
+_original_shutdown_asyncgens: Any = None
+
+
+def _shutdown_asyncgens_recording(self: asyncio.AbstractEventLoop) -> Any:
+    # Called (not yet awaited) when a runner starts closing the loop: what
+    # is still pending now outlived the loop's life. Tasks asyncio.run()
+    # cancelled a moment ago are done already.
+    if not self.is_running():
+        _before_shutdown(self)
+    try:
+        for task in asyncio.all_tasks(self):
+            if not task.done() and not is_asyncgen_finalizer(task):
+                _record(describe_task(task, "pending-at-shutdown"))
+    except Exception:
+        pass
+    return _original_shutdown_asyncgens(self)
+
+
 def install_shutdown_hook() -> None:
-    global _original_cancel_all
+    global _original_cancel_all, _original_shutdown_asyncgens
     patch_set_exception_handler()
+    if _original_shutdown_asyncgens is None:
+        import asyncio.base_events as be
+
+        _original_shutdown_asyncgens = be.BaseEventLoop.shutdown_asyncgens
+        be.BaseEventLoop.shutdown_asyncgens = _shutdown_asyncgens_recording  # type: ignore[method-assign]
     if _original_cancel_all is None and hasattr(asyncio.runners, "_cancel_all_tasks"):
         _original_cancel_all = asyncio.runners._cancel_all_tasks
         asyncio.runners._cancel_all_tasks = _cancel_all_tasks_recording  # type: ignore[attr-defined]
 
 
 def uninstall_shutdown_hook() -> None:
-    global _original_cancel_all
+    global _original_cancel_all, _original_shutdown_asyncgens
     unpatch_set_exception_handler()
+    if _original_shutdown_asyncgens is not None:
+        import asyncio.base_events as be
+
+        be.BaseEventLoop.shutdown_asyncgens = _original_shutdown_asyncgens  # type: ignore[method-assign]
+        _original_shutdown_asyncgens = None
     if _original_cancel_all is not None:
         asyncio.runners._cancel_all_tasks = _original_cancel_all  # type: ignore[attr-defined]
         _original_cancel_all = None

@@ -5,7 +5,14 @@ A scope is entered by setting a ContextVar; tasks copy their creator's context,
 so tasks created by tasks created in the scope are charged to it too, wherever
 and whenever they run. Where a runner executes code in a context of its own
 (pytest-asyncio, anyio), the core falls back to the creating task's scope, then
-to the *ambient* scope the pytest plugin sets around each test call.
+to the *ambient* scope the pytest plugin sets around each test. A task
+created from a loop callback (an accepted connection, ``call_soon``) belongs
+to whoever set up the callback: the scope in the callback's context, else no
+scope - never the ambient one (creation_hook.cpp has the whole rule).
+
+The variable has no default: unset means "ask the creating task, then the
+ambient scope", while an explicit 0 means "no scope" (what the plugin sets
+around wider fixtures, whose tasks are never a test's).
 
 Ids are 16-bit (they live in the 40-byte creation record) and are reused
 round-robin, skipping ids still in use.
@@ -22,7 +29,7 @@ from .. import _core
 
 __all__ = ["Scope", "open_scope", "close_scope", "scope_by_id", "SCOPE_VAR"]
 
-SCOPE_VAR: "contextvars.ContextVar[int]" = contextvars.ContextVar("taskleak_scope", default=0)
+SCOPE_VAR: "contextvars.ContextVar[int]" = contextvars.ContextVar("taskleak_scope")
 _core.set_scope_var(SCOPE_VAR)
 
 _MAX_ID = 0xFFFF
