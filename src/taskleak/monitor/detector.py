@@ -84,7 +84,7 @@ class Detector:
             raise ValueError(f"horizon ({horizon}) must hold at least trend_blocks * window = "
                              f"{window * trend_blocks} samples")
         if warmup is None:
-            warmup = max(2, min(window, 10))
+            warmup = window
         warmup = _int("warmup", warmup, 2)
         if warmup > window:
             raise ValueError(f"warmup ({warmup}) must not exceed window ({window})")
