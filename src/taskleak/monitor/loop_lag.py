@@ -24,7 +24,15 @@ class LoopLag:
         self._n = 0
 
     def _arrived(self, loop: Any, sent: float) -> None:
+        # Runs on the loop's own thread: learn its name there (uvloop keeps
+        # no thread id we could read from outside).
         self._lag[loop] = time.monotonic() - sent
+        if loop not in self._names:
+            name = threading.current_thread().name
+            if name in self._names.values():
+                self._n += 1
+                name = f"{name}-{self._n}"
+            self._names[loop] = name
         if self._sent.get(loop) == sent:
             del self._sent[loop]
 

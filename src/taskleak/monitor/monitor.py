@@ -154,6 +154,7 @@ class Monitor:
         self._started_at = time.monotonic()
         self._exporters: List[Any] = []
         self._jsonl_path = jsonl
+        self._jsonl: Any = None
         self._examples: Dict[str, Any] = {}
         self._n = 0
 
@@ -165,11 +166,11 @@ class Monitor:
                 return self
             install(self.stack_depth)
             _probe_task_layout()
-            if self._jsonl_path is not None and not any(getattr(e, "path", None) == self._jsonl_path
-                                                        for e in self._exporters):
+            if self._jsonl_path is not None and self._jsonl is None:
                 from .jsonl import JsonLinesLog
 
-                self._exporters.append(JsonLinesLog(self._jsonl_path))
+                self._jsonl = JsonLinesLog(self._jsonl_path)
+                self._exporters.append(self._jsonl)
             self._started_at = time.monotonic()
             self._sampler = _core.Sampler(self.interval, self._tick)
             self._sampler.start()
@@ -185,13 +186,10 @@ class Monitor:
         self._sampler = None
         sampler.stop()  # releases the GIL while it joins
         _RUNNING.discard(self)
-        for e in self._exporters:
-            close = getattr(e, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    log.exception("taskleak: closing exporter %r", e)
+        if self._jsonl is not None:
+            self._exporters.remove(self._jsonl)
+            self._jsonl.close()
+            self._jsonl = None
 
     @property
     def running(self) -> bool:
@@ -251,6 +249,8 @@ class Monitor:
         """Take a sample on the calling thread (tests, or a caller that keeps
         its own clock). Do not call it from an event loop's thread in
         production: that is what the sampler thread is for."""
+        install(self.stack_depth)
+        _probe_task_layout()
         return self._take(_core.rss_bytes())
 
     def _tick(self, rss: int) -> None:
@@ -483,7 +483,7 @@ class Monitor:
 
 
 def _alert_text(signal: str, a: Anomaly, s: Sample, groups: Sequence[AlertGroup], tasks_grew: bool) -> str:
-    how = (f"above {a.threshold:.0f} for {a.samples - 0} samples" if a.kind == "spike"
+    how = (f"above {a.threshold:.0f} (mean + sigma * stddev of the window) several samples in a row" if a.kind == "spike"
            else f"rising {a.slope_per_sample:+.3g} per sample over {a.samples} samples, low-water mark above {a.threshold:.0f}")
     if signal == "rss":
         mib = (s.rss_bytes or 0) / (1 << 20)
