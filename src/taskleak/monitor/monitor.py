@@ -297,6 +297,7 @@ class Monitor:
 
     def _measure(self, rss: int) -> Sample:
         raw = _core.tally_tasks(self._max_hold_ns)
+        self._last_tally = raw
         now_ns = _core.monotonic_ns()
         groups: List[Tuple[str, str, int, int, int, Any, bool]] = []
         matched: Dict[int, List[Tuple[int, int]]] = {}
