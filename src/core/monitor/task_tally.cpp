@@ -207,12 +207,16 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     Tracker &t = tracker();
     TallyCache &c = cache();
     // Keys of groups that no longer have tasks accumulate; start afresh
-    // past a bound (the next pass recomputes every slot once).
-    if (c.groups.size() > 8192) c.clear();
+    // past a bound (the next pass recomputes every slot once) - but not under
+    // a pass of another monitor that dropped the GIL halfway.
+    static int passes = 0;
+    if (c.groups.size() > 8192 && passes == 0) c.clear();
+    ++passes;
     struct Acc {
         uint32_t pending = 0, done = 0;
         int64_t oldest = INT64_MAX;
         size_t example_slot = SIZE_MAX;
+        uint32_t example_serial = 0;
         bool example_pending = false;
     };
     std::vector<Acc> acc(c.groups.size());
@@ -281,6 +285,8 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         }
         SlotInfo &s2 = c.slots[i];
         if (st != 0) s2.done = true;
+        if (s2.gid >= acc.size()) acc.resize(c.groups.size());  // groups added by another pass
+        if (s2.gid >= acc.size()) continue;
         Acc &a = acc[s2.gid];
         ++out.live;
         if (st == 0) {
@@ -293,10 +299,12 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         if (created >= 0 && created < a.oldest) a.oldest = created;
         if (a.example_slot == SIZE_MAX || (st == 0 && !a.example_pending)) {
             a.example_slot = i;
+            a.example_serial = serial;
             a.example_pending = st == 0;
         }
     }
-    for (size_t gid = 0; gid < acc.size(); ++gid) {
+    --passes;
+    for (size_t gid = 0; gid < acc.size() && gid < c.groups.size(); ++gid) {
         const Acc &a = acc[gid];
         if (a.pending == 0 && a.done == 0) continue;
         GroupTally g{c.groups[gid].key.stack, Py_NewRef(c.groups[gid].key.code)};
@@ -304,7 +312,7 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         g.done = a.done;
         g.oldest_ns = a.oldest == INT64_MAX ? -1 : a.oldest;
         const CreationRecord *r = t.tasks.slot(a.example_slot);
-        if (r != nullptr) g.example = Py_NewRef(r->ref);
+        if (r != nullptr && r->serial == a.example_serial) g.example = Py_NewRef(r->ref);
         g.example_pending = a.example_pending;
         out.groups.push_back(g);
     }

@@ -302,7 +302,7 @@ class Monitor:
         groups: List[Tuple[str, str, int, int, int, Any, bool]] = []
         matched: Dict[int, List[Tuple[int, int]]] = {}
         seen_keys = set()
-        for stack_id, code, pending, done, oldest_ns, example, _ in [g + (None,) for g in raw["groups"]]:
+        for stack_id, code, pending, done, oldest_ns, example in raw["groups"]:
             seen_keys.add((stack_id, id(code)))
             site, coro = self._site(stack_id, code)
             allowed = False
