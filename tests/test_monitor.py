@@ -23,7 +23,13 @@ class LoopThread:
     """An event loop running in a thread of its own."""
 
     def __init__(self, factory=asyncio.new_event_loop, name="loop-thread"):
-        self.loop = factory()
+        if factory is not asyncio.new_event_loop and hasattr(asyncio, "Runner"):
+            # How uvloop.run() builds its loop; tracking adopts loops made by a
+            # Runner (a bare uvloop loop + run_forever() is not seen on 3.14+).
+            self.runner = asyncio.Runner(loop_factory=factory)
+            self.loop = self.runner.get_loop()
+        else:
+            self.loop = factory()
         self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self.thread.start()
 
