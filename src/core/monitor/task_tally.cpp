@@ -176,12 +176,21 @@ struct SlotInfo {
 struct GroupKeyInfo {
     Key key;  // key.code is a strong reference
 };
+// Each group holds a reference on its creation stack: a stack id with no
+// task left would otherwise be freed and reused for another stack, and the
+// group (and its name) would be wrong. `generation` changes when the groups
+// are dropped, so that names cached by id elsewhere are dropped too.
 struct TallyCache {
     std::vector<SlotInfo> slots;
     std::vector<GroupKeyInfo> groups;
     std::unordered_map<Key, uint32_t, KeyHash> where;
+    uint64_t generation = 1;
     void clear() {
-        for (GroupKeyInfo &g : groups) Py_DECREF(g.key.code);
+        ++generation;
+        for (GroupKeyInfo &g : groups) {
+            if (g.key.stack < StackTable::DROPPED) tracker().stacks.decref(g.key.stack);
+            Py_DECREF(g.key.code);
+        }
         groups.clear();
         where.clear();
         slots.assign(slots.size(), SlotInfo{});
@@ -198,6 +207,7 @@ static uint32_t group_id(TallyCache &c, uint32_t stack, PyObject *code) {
     auto it = c.where.find(k);
     if (it != c.where.end()) return it->second;
     uint32_t gid = (uint32_t)c.groups.size();
+    if (stack < StackTable::DROPPED) tracker().stacks.incref(stack);
     c.groups.push_back(GroupKeyInfo{Key{stack, Py_NewRef(code)}});
     c.where.emplace(k, gid);
     return gid;
@@ -321,6 +331,7 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     out.max_hold_ns = std::max(out.max_hold_ns, end - hold_start);
     ++out.holds;
     out.wall_ns = end - start;
+    out.generation = c.generation;
 }
 
 }  // namespace taskleak

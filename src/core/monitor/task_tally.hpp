@@ -31,6 +31,7 @@ struct TaskTally {
     int64_t max_hold_ns = 0; // longest single hold
     int holds = 0;
     int64_t wall_ns = 0;
+    uint64_t generation = 0; // changes when stack ids and code objects of groups may be reused
     ~TaskTally();
 };
 

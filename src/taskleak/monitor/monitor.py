@@ -156,6 +156,7 @@ class Monitor:
         self._jsonl_path = jsonl
         self._jsonl: Any = None
         self._examples: Dict[str, Any] = {}
+        self._generation = 0
         self._n = 0
 
     # -- lifecycle -------------------------------------------------------------
@@ -298,6 +299,10 @@ class Monitor:
     def _measure(self, rss: int) -> Sample:
         raw = _core.tally_tasks(self._max_hold_ns)
         self._last_tally = raw
+        if raw["generation"] != self._generation:
+            # The native group table started afresh: ids may name other stacks now.
+            self._generation = raw["generation"]
+            self._labels = {}
         now_ns = _core.monotonic_ns()
         groups: List[Tuple[str, str, int, int, int, Any, bool]] = []
         matched: Dict[int, List[Tuple[int, int]]] = {}
@@ -314,7 +319,8 @@ class Monitor:
                     matched.setdefault(idx, []).append((pending, done))
                     allowed = True
             groups.append((site, coro, pending, done, oldest_ns, example, allowed))
-        # Forget labels of stacks no longer alive (their ids may be reused).
+        # Group ids stay valid while the native table pins their stacks; keep
+        # the label cache about as small as the live groups.
         if len(self._labels) > 2 * len(seen_keys) + 64:
             self._labels = {k: v for k, v in self._labels.items() if k in seen_keys}
         al_p = al_d = 0
