@@ -17,6 +17,11 @@ static Py_ssize_t g_state_off = -1;   // int: 0 pending, 1 cancelled, 2 finished
 static Py_ssize_t g_coro_off = -1;    // PyObject *
 static Py_ssize_t g_code_off = -1;    // in a coroutine: code pointer (low bits may tag)
 
+// Passes in progress (one may be waiting between chunks while another runs).
+static int g_passes = 0;
+
+void tally_after_fork() { g_passes = 0; }
+
 const char *tally_mode() { return g_state_off >= 0 ? "fields" : "attributes"; }
 
 TaskTally::~TaskTally() {
@@ -219,9 +224,8 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     // Keys of groups that no longer have tasks accumulate; start afresh
     // past a bound (the next pass recomputes every slot once) - but not under
     // a pass of another monitor that dropped the GIL halfway.
-    static int passes = 0;
-    if (c.groups.size() > 8192 && passes == 0) c.clear();
-    ++passes;
+    if (c.groups.size() > 8192 && g_passes == 0) c.clear();
+    ++g_passes;
     struct Acc {
         uint32_t pending = 0, done = 0;
         int64_t oldest = INT64_MAX;
@@ -313,7 +317,7 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
             a.example_pending = st == 0;
         }
     }
-    --passes;
+    --g_passes;
     for (size_t gid = 0; gid < acc.size() && gid < c.groups.size(); ++gid) {
         const Acc &a = acc[gid];
         if (a.pending == 0 && a.done == 0) continue;

@@ -39,6 +39,10 @@ struct TaskTally {
 // max_hold_ns > 0 the GIL is released between chunks of the table.
 void tally_tasks(TaskTally &out, int64_t max_hold_ns);
 
+// In a forked child: a pass the parent's sampler thread had in progress
+// will never finish there.
+void tally_after_fork();
+
 // Which implementation reads task state: "fields" (offsets found by probing
 // real tasks at start-up) or "attributes" (getattr, any Task class).
 const char *tally_mode();

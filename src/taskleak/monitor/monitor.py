@@ -41,6 +41,11 @@ _LOSS_NAMES = {"destroyed-pending": "gc-pending", "never-retrieved": "never-retr
 # Every running monitor, so that interpreter exit and fork can stop them.
 _RUNNING: "weakref.WeakSet[Monitor]" = weakref.WeakSet()
 
+# stop() called on the sampler thread itself (from on_alert): the native
+# Sampler must outlive the callback it is still running, so it is kept here.
+_RETIRED: List[Any] = []
+_on_sampler = threading.local()
+
 OTHER = "other"
 
 
@@ -185,7 +190,9 @@ class Monitor:
         if sampler is None:
             return
         self._sampler = None
-        sampler.stop()  # releases the GIL while it joins
+        sampler.stop()  # releases the GIL while it joins (or, from its own thread, only asks it to end)
+        if getattr(_on_sampler, "active", False):
+            _RETIRED.append(sampler)
         _RUNNING.discard(self)
         if self._jsonl is not None:
             self._exporters.remove(self._jsonl)
@@ -256,11 +263,13 @@ class Monitor:
 
     def _tick(self, rss: int) -> None:
         # Called by the sampler thread with the GIL held; must never raise.
+        _on_sampler.active = True
         try:
             self._take(rss)
         except Exception:
             log.exception("taskleak: monitor sample failed")
         finally:
+            _on_sampler.active = False
             # logging asks threading for the current thread, which registers
             # this native thread as a _DummyThread that would outlive stop().
             ident = threading.get_ident()
