@@ -24,6 +24,7 @@ PyObject *make_chaining_factory_type();
 void bind_graph(nb::module_ &m);  // graph_bindings.cpp
 void bind_heap(nb::module_ &m);   // heap_bindings.cpp
 void bind_holder_search(nb::module_ &m);  // heap/holder_search.cpp
+void bind_monitor(nb::module_ &m);  // monitor/monitor_bindings.cpp
 }  // namespace taskleak
 
 using namespace taskleak;
@@ -68,6 +69,10 @@ static nb::object stack_frames(StackTable &table, uint32_t id) {
     if (f == nullptr) return nb::none();
     return render(f, n);
 }
+
+namespace taskleak {
+nb::object render_stack(uint32_t id) { return stack_frames(tracker().stacks, id); }
+}  // namespace taskleak
 
 static nb::object creation_info(nb::handle task) {
     const CreationRecord *r = lookup_record(task.ptr());
@@ -268,4 +273,5 @@ NB_MODULE(_core, m) {
     bind_graph(m);
     bind_heap(m);
     bind_holder_search(m);
+    bind_monitor(m);
 }

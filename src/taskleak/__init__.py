@@ -3,6 +3,11 @@
 For each task: where it was created, where it is suspended, what it waits on.
 Start with :func:`install` (cheap, process-wide creation tracking), then take a
 :func:`snapshot` and print ``snapshot().format()``.
+
+PYTEST_DONT_REWRITE: with ``TASKLEAK_MONITOR`` set, this package is imported
+at interpreter start (the .pth hook), before pytest loads taskleak's plugin;
+the marker keeps pytest from warning that it cannot rewrite this module
+(which has no asserts), a warning that ``-W error`` turns into a failure.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from .diagnosis.why import Why, why
 from .frame import Frame
 from .heap.growth import Growth, GrowthRow, growth
 from .heap.index import HeapIndex, HolderPath, who_holds
+from .monitor import Alert, AlertGroup, Anomaly, Detector, GroupStat, Monitor, Sample
 from .report import signal_dump as _signal_dump
 from .report.dump import dump
 from .snapshot import Snapshot, snapshot
@@ -69,6 +75,13 @@ def uninstall() -> None:
 __version__ = "0.2.0"
 
 __all__ = [
+    "Alert",
+    "AlertGroup",
+    "Anomaly",
+    "Detector",
+    "GroupStat",
+    "Monitor",
+    "Sample",
     "KINDS",
     "Leak",
     "LeakCheck",

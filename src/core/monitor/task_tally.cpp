@@ -1,0 +1,341 @@
+#include "monitor/task_tally.hpp"
+#include "cpython/weakref_list.hpp"
+#include "tracking/tracker.hpp"
+#include <cstring>
+#include <unordered_map>
+
+namespace taskleak {
+
+// Offsets learned by probe_task_fields(). Reading a field at a probed offset
+// replaces two attribute lookups per task: at 100k tasks that is the
+// difference between ~1 ms and several ms of GIL per sample. Every offset
+// was verified against tasks in every state before it is used, and only
+// objects of the probed type (or subclasses, which keep the base layout)
+// are read that way.
+static PyTypeObject *g_task_type = nullptr;
+static Py_ssize_t g_state_off = -1;   // int: 0 pending, 1 cancelled, 2 finished
+static Py_ssize_t g_coro_off = -1;    // PyObject *
+static Py_ssize_t g_code_off = -1;    // in a coroutine: code pointer (low bits may tag)
+
+// Passes in progress (one may be waiting between chunks while another runs).
+static int g_passes = 0;
+
+void tally_after_fork() { g_passes = 0; }
+
+const char *tally_mode() { return g_state_off >= 0 ? "fields" : "attributes"; }
+
+TaskTally::~TaskTally() {
+    for (GroupTally &g : groups) {
+        Py_XDECREF(g.code);
+        Py_XDECREF(g.example);
+    }
+}
+
+static int read_int(PyObject *o, Py_ssize_t off) {
+    int v;
+    std::memcpy(&v, (char *)o + off, sizeof v);
+    return v;
+}
+
+static PyObject *read_ptr(PyObject *o, Py_ssize_t off) {
+    PyObject *v;
+    std::memcpy(&v, (char *)o + off, sizeof v);
+    return v;
+}
+
+static Py_ssize_t object_size(PyObject *o) {
+    PyTypeObject *t = Py_TYPE(o);
+    Py_ssize_t n = t->tp_basicsize;
+    if (t->tp_itemsize) n += Py_SIZE(o) * t->tp_itemsize;
+    return n;
+}
+
+static Py_ssize_t find_code_offset(PyObject *coro, PyObject *code) {
+    Py_ssize_t end = object_size(coro) - (Py_ssize_t)sizeof(void *);
+    for (Py_ssize_t off = (Py_ssize_t)sizeof(PyObject); off <= end; off += (Py_ssize_t)sizeof(void *)) {
+        // 3.14+ keeps the frame's code as a tagged stack reference.
+        if (((uintptr_t)read_ptr(coro, off) & ~(uintptr_t)3) == (uintptr_t)code) return off;
+    }
+    return -1;
+}
+
+bool probe_task_fields(PyObject *p1, PyObject *p2, PyObject *done, PyObject *cancelled, PyObject *coro1,
+                       PyObject *coro2) {
+    PyTypeObject *t = Py_TYPE(p1);
+    if (Py_TYPE(p2) != t || Py_TYPE(done) != t || Py_TYPE(cancelled) != t) return false;
+    if (!(t->tp_flags & Py_TPFLAGS_BASETYPE) || t->tp_itemsize != 0) return false;
+    Py_ssize_t size = t->tp_basicsize;
+    Py_ssize_t state = -1, coro = -1;
+    int found = 0;
+    for (Py_ssize_t off = (Py_ssize_t)sizeof(PyObject); off + (Py_ssize_t)sizeof(int) <= size; off += sizeof(int)) {
+        if (read_int(p1, off) == 0 && read_int(p2, off) == 0 && read_int(cancelled, off) == 1 &&
+            read_int(done, off) == 2) {
+            state = off;
+            ++found;
+        }
+    }
+    if (found != 1) return false;
+    found = 0;
+    for (Py_ssize_t off = (Py_ssize_t)sizeof(PyObject); off + (Py_ssize_t)sizeof(void *) <= size; off += sizeof(void *)) {
+        if (read_ptr(p1, off) == coro1 && read_ptr(p2, off) == coro2) {
+            coro = off;
+            ++found;
+        }
+    }
+    if (found != 1) return false;
+    // The coroutine's code: the first slot holding it, the same in two
+    // coroutines of different functions, and still there once one finished.
+    Py_ssize_t code = -1;
+    if (PyCoro_CheckExact(coro1) && PyCoro_CheckExact(coro2)) {
+        PyObject *c1 = PyObject_GetAttrString(coro1, "cr_code");
+        PyObject *c2 = PyObject_GetAttrString(coro2, "cr_code");
+        PyObject *dcoro = read_ptr(done, coro);
+        PyObject *c3 = dcoro && PyCoro_CheckExact(dcoro) ? PyObject_GetAttrString(dcoro, "cr_code") : nullptr;
+        PyErr_Clear();
+        if (c1 && c2 && c3 && c1 != c2) {
+            Py_ssize_t o = find_code_offset(coro1, c1);
+            if (o >= 0 && o == find_code_offset(coro2, c2) && o == find_code_offset(dcoro, c3)) code = o;
+        }
+        Py_XDECREF(c1);
+        Py_XDECREF(c2);
+        Py_XDECREF(c3);
+    }
+    Py_XSETREF(g_task_type, (PyTypeObject *)Py_NewRef((PyObject *)t));
+    g_state_off = state;
+    g_coro_off = coro;
+    g_code_off = code;
+    return true;
+}
+
+namespace {
+struct Key {
+    uint32_t stack;
+    PyObject *code;
+    bool operator==(const Key &o) const { return stack == o.stack && code == o.code; }
+};
+struct KeyHash {
+    size_t operator()(const Key &k) const {
+        return (size_t)((((uint64_t)k.stack << 32) ^ (uint64_t)(uintptr_t)k.code) * 0x9E3779B97F4A7C15ull >> 17);
+    }
+};
+}  // namespace
+
+// 0 pending, 1 done (finished or cancelled), -1 unknown.
+static int state_of(PyObject *task) {
+    if (g_state_off >= 0 && PyObject_TypeCheck(task, g_task_type)) return read_int(task, g_state_off) == 0 ? 0 : 1;
+    static PyObject *attr = PyUnicode_InternFromString("_state");
+    PyObject *st = PyObject_GetAttr(task, attr);
+    if (st == nullptr) {
+        PyErr_Clear();
+        return -1;
+    }
+    int out = PyUnicode_Check(st) && PyUnicode_CompareWithASCIIString(st, "PENDING") == 0 ? 0 : 1;
+    Py_DECREF(st);
+    return out;
+}
+
+// Borrowed: the code object of the task's coroutine, else the coroutine's
+// type (a group per awaitable type). Never runs Python code for C tasks.
+static PyObject *code_of(PyObject *task) {
+    PyObject *coro = nullptr;
+    bool owned = false;
+    if (g_coro_off >= 0 && PyObject_TypeCheck(task, g_task_type)) {
+        coro = read_ptr(task, g_coro_off);
+    } else {
+        static PyObject *attr = PyUnicode_InternFromString("_coro");
+        coro = PyObject_GetAttr(task, attr);
+        if (coro == nullptr) PyErr_Clear();
+        owned = coro != nullptr;
+    }
+    if (coro == nullptr) return (PyObject *)Py_TYPE(task);
+    PyObject *out = (PyObject *)Py_TYPE(coro);
+    if (PyCoro_CheckExact(coro)) {
+        if (g_code_off >= 0) {
+            out = (PyObject *)((uintptr_t)read_ptr(coro, g_code_off) & ~(uintptr_t)3);
+        } else {
+            static PyObject *attr = PyUnicode_InternFromString("cr_code");
+            PyObject *c = PyObject_GetAttr(coro, attr);
+            if (c == nullptr) PyErr_Clear();
+            else {
+                out = c;  // kept alive by the coroutine
+                Py_DECREF(c);
+            }
+        }
+    }
+    if (owned) Py_DECREF(coro);
+    return out;
+}
+
+// What the pass remembers between samples, per table slot: the group of
+// the task in it (creation stack and coroutine never change) and whether it
+// was already done (done tasks stay done). A slot is reused by another task
+// when its serial changes. So a sample reads nothing of a done task and one
+// int of a pending one: memory traffic, not attribute lookups, is the cost.
+namespace {
+struct SlotInfo {
+    uint32_t serial = 0;
+    uint32_t gid = 0;
+    bool done = false;
+    bool fast = false;  // a C task: state readable at the probed offset
+};
+struct GroupKeyInfo {
+    Key key;  // key.code is a strong reference
+};
+// Each group holds a reference on its creation stack: a stack id with no
+// task left would otherwise be freed and reused for another stack, and the
+// group (and its name) would be wrong. `generation` changes when the groups
+// are dropped, so that names cached by id elsewhere are dropped too.
+struct TallyCache {
+    std::vector<SlotInfo> slots;
+    std::vector<GroupKeyInfo> groups;
+    std::unordered_map<Key, uint32_t, KeyHash> where;
+    uint64_t generation = 1;
+    void clear() {
+        ++generation;
+        for (GroupKeyInfo &g : groups) {
+            if (g.key.stack < StackTable::DROPPED) tracker().stacks.decref(g.key.stack);
+            Py_DECREF(g.key.code);
+        }
+        groups.clear();
+        where.clear();
+        slots.assign(slots.size(), SlotInfo{});
+    }
+};
+TallyCache &cache() {
+    static TallyCache *c = new TallyCache();  // never destroyed: lives as long as the process
+    return *c;
+}
+}  // namespace
+
+static uint32_t group_id(TallyCache &c, uint32_t stack, PyObject *code) {
+    Key k{stack, code};
+    auto it = c.where.find(k);
+    if (it != c.where.end()) return it->second;
+    uint32_t gid = (uint32_t)c.groups.size();
+    if (stack < StackTable::DROPPED) tracker().stacks.incref(stack);
+    c.groups.push_back(GroupKeyInfo{Key{stack, Py_NewRef(code)}});
+    c.where.emplace(k, gid);
+    return gid;
+}
+
+void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
+    Tracker &t = tracker();
+    TallyCache &c = cache();
+    // Keys of groups that no longer have tasks accumulate; start afresh
+    // past a bound (the next pass recomputes every slot once) - but not under
+    // a pass of another monitor that dropped the GIL halfway.
+    if (c.groups.size() > 8192 && g_passes == 0) c.clear();
+    ++g_passes;
+    struct Acc {
+        uint32_t pending = 0, done = 0;
+        int64_t oldest = INT64_MAX;
+        size_t example_slot = SIZE_MAX;
+        uint32_t example_serial = 0;
+        bool example_pending = false;
+    };
+    std::vector<Acc> acc(c.groups.size());
+    const int64_t start = monotonic_ns();
+    int64_t hold_start = start;
+    const bool fast_state = g_state_off >= 0;
+    for (size_t i = 0;; ++i) {
+        // Re-read the size every step: the table may change while the GIL is
+        // dropped, and Python code may run for tasks of other classes.
+        size_t n = t.tasks.slots();
+        if (i >= n) break;
+        if (max_hold_ns > 0 && (i & 255) == 255) {
+            int64_t now = monotonic_ns();
+            if (now - hold_start >= max_hold_ns) {
+                out.gil_ns += now - hold_start;
+                out.max_hold_ns = std::max(out.max_hold_ns, now - hold_start);
+                ++out.holds;
+                Py_BEGIN_ALLOW_THREADS
+                Py_END_ALLOW_THREADS
+                hold_start = monotonic_ns();
+            }
+        }
+        if (c.slots.size() < n) c.slots.resize(n + n / 4 + 64);
+#if defined(__GNUC__)
+        // Pending tasks cost one read of their state: ask for it early.
+        if (fast_state && i + 8 < n) {
+            const CreationRecord *ahead = t.tasks.slot(i + 8);
+            const SlotInfo &k = c.slots[i + 8];
+            if (ahead != nullptr && k.serial == ahead->serial && k.fast && !k.done)
+                __builtin_prefetch((char *)ahead->task + g_state_off);
+        }
+#endif
+        const CreationRecord *r = t.tasks.slot(i);
+        if (r == nullptr) continue;
+        // A record in the table is a live task: the record goes in the
+        // weak reference's callback, which runs before the task is freed.
+        PyObject *task = r->task;
+        const uint32_t serial = r->serial, stack = r->stack;
+        const int64_t created = r->created_ns;
+        const SlotInfo known = c.slots[i];
+        int st;
+        if (known.serial == serial && known.done) {
+            st = 1;
+        } else if (known.serial == serial && known.fast) {
+            st = read_int(task, g_state_off) == 0 ? 0 : 1;
+        } else {
+            // First sight of this task, or a task of another class: the
+            // slow path, which may run Python code - hold the task over it.
+            PyObject *ref = r->ref;
+            Py_INCREF(ref);
+            task = cpython::weakref_peek(ref);
+            if (task == nullptr) {
+                Py_DECREF(ref);
+                continue;
+            }
+            Py_INCREF(task);
+            st = state_of(task);
+            PyObject *code = st < 0 ? nullptr : code_of(task);
+            bool fast = fast_state && g_coro_off >= 0 && PyObject_TypeCheck(task, g_task_type);
+            if (code != nullptr && i < c.slots.size())
+                c.slots[i] = SlotInfo{serial, group_id(c, stack, code), false, fast};
+            Py_DECREF(task);
+            Py_DECREF(ref);
+            if (code == nullptr || i >= c.slots.size() || c.slots[i].serial != serial) continue;
+            if (acc.size() < c.groups.size()) acc.resize(c.groups.size());
+        }
+        SlotInfo &s2 = c.slots[i];
+        if (st != 0) s2.done = true;
+        if (s2.gid >= acc.size()) acc.resize(c.groups.size());  // groups added by another pass
+        if (s2.gid >= acc.size()) continue;
+        Acc &a = acc[s2.gid];
+        ++out.live;
+        if (st == 0) {
+            ++out.pending;
+            ++a.pending;
+        } else {
+            ++out.done;
+            ++a.done;
+        }
+        if (created >= 0 && created < a.oldest) a.oldest = created;
+        if (a.example_slot == SIZE_MAX || (st == 0 && !a.example_pending)) {
+            a.example_slot = i;
+            a.example_serial = serial;
+            a.example_pending = st == 0;
+        }
+    }
+    --g_passes;
+    for (size_t gid = 0; gid < acc.size() && gid < c.groups.size(); ++gid) {
+        const Acc &a = acc[gid];
+        if (a.pending == 0 && a.done == 0) continue;
+        GroupTally g{c.groups[gid].key.stack, Py_NewRef(c.groups[gid].key.code)};
+        g.pending = a.pending;
+        g.done = a.done;
+        g.oldest_ns = a.oldest == INT64_MAX ? -1 : a.oldest;
+        const CreationRecord *r = t.tasks.slot(a.example_slot);
+        if (r != nullptr && r->serial == a.example_serial) g.example = Py_NewRef(r->ref);
+        g.example_pending = a.example_pending;
+        out.groups.push_back(g);
+    }
+    int64_t end = monotonic_ns();
+    out.gil_ns += end - hold_start;
+    out.max_hold_ns = std::max(out.max_hold_ns, end - hold_start);
+    ++out.holds;
+    out.wall_ns = end - start;
+    out.generation = c.generation;
+}
+
+}  // namespace taskleak
