@@ -23,6 +23,7 @@ bool track_task(PyObject *task);
 PyObject *make_chaining_factory_type();
 void bind_graph(nb::module_ &m);  // graph_bindings.cpp
 void bind_heap(nb::module_ &m);   // heap_bindings.cpp
+void bind_monitor(nb::module_ &m);  // monitor/monitor_bindings.cpp
 }  // namespace taskleak
 
 using namespace taskleak;
@@ -67,6 +68,10 @@ static nb::object stack_frames(StackTable &table, uint32_t id) {
     if (f == nullptr) return nb::none();
     return render(f, n);
 }
+
+namespace taskleak {
+nb::object render_stack(uint32_t id) { return stack_frames(tracker().stacks, id); }
+}  // namespace taskleak
 
 static nb::object creation_info(nb::handle task) {
     const CreationRecord *r = lookup_record(task.ptr());
@@ -263,4 +268,5 @@ NB_MODULE(_core, m) {
     }, "tasks"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership);
     bind_graph(m);
     bind_heap(m);
+    bind_monitor(m);
 }

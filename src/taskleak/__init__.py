@@ -22,6 +22,7 @@ from .diagnosis.why import Why, why
 from .frame import Frame
 from .heap.growth import Growth, GrowthRow, growth
 from .heap.index import HeapIndex, HolderPath, who_holds
+from .monitor import Alert, AlertGroup, Anomaly, Detector, GroupStat, Monitor, Sample
 from .report import signal_dump as _signal_dump
 from .report.dump import dump
 from .snapshot import Snapshot, snapshot
@@ -69,6 +70,13 @@ def uninstall() -> None:
 __version__ = "0.2.0"
 
 __all__ = [
+    "Alert",
+    "AlertGroup",
+    "Anomaly",
+    "Detector",
+    "GroupStat",
+    "Monitor",
+    "Sample",
     "KINDS",
     "Leak",
     "LeakCheck",

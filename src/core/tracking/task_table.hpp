@@ -47,6 +47,14 @@ public:
     size_t buried() const { return graveyard_.size(); }
     size_t bytes() const;
 
+    // Slot access for passes that drop the GIL between chunks (the monitor's
+    // sampler): slot i's record, nullptr if free or past the end. Slots move
+    // only when the table compacts, so such a pass is approximate by design.
+    size_t slots() const { return recs_.size(); }
+    const CreationRecord *slot(size_t i) const {
+        return i < recs_.size() && recs_[i].ref != nullptr ? &recs_[i] : nullptr;
+    }
+
     template <class F>
     void for_each(F &&f) const {
         for (const CreationRecord &r : recs_)

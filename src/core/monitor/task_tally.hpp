@@ -1,0 +1,51 @@
+// The monitor's per-sample count of tracked tasks: how many are pending and
+// how many are done but still referenced, in total and per group (creation
+// stack x coroutine code). Unlike a snapshot it keeps nothing per task and
+// renders nothing: it is what runs every few seconds in production.
+//
+// The pass walks the creation-record table by slot and may drop the GIL
+// between chunks (`max_hold_ns`), so at 100k tasks no single hold is long.
+// Tasks created or freed while the GIL is dropped may be missed or counted
+// once more: the counts are a monitor's, not an audit's.
+#pragma once
+#include <Python.h>
+#include <cstdint>
+#include <vector>
+
+namespace taskleak {
+
+struct GroupTally {
+    uint32_t stack;          // creation stack id (StackTable), NONE/DROPPED allowed
+    PyObject *code;          // strong: the coroutine's code object, or its type
+    uint32_t pending = 0;
+    uint32_t done = 0;
+    int64_t oldest_ns = 0;   // creation time of the oldest task in the group
+    PyObject *example = nullptr;  // strong: taskleak's weakref to one pending (else any) task
+    bool example_pending = false;
+};
+
+struct TaskTally {
+    uint64_t live = 0, pending = 0, done = 0;
+    std::vector<GroupTally> groups;
+    int64_t gil_ns = 0;      // GIL held by the pass, summed over its chunks
+    int64_t max_hold_ns = 0; // longest single hold
+    int holds = 0;
+    int64_t wall_ns = 0;
+    ~TaskTally();
+};
+
+// Must be called with the GIL held; returns with it held. With
+// max_hold_ns > 0 the GIL is released between chunks of the table.
+void tally_tasks(TaskTally &out, int64_t max_hold_ns);
+
+// Which implementation reads task state: "fields" (offsets found by probing
+// real tasks at start-up) or "attributes" (getattr, any Task class).
+const char *tally_mode();
+
+// Learn where _asyncio.Task keeps its state and coroutine, from tasks whose
+// state the caller knows. Returns false (and keeps the getattr path) if the
+// layout is not unambiguous.
+bool probe_task_fields(PyObject *pending1, PyObject *pending2, PyObject *done, PyObject *cancelled,
+                       PyObject *coro1, PyObject *coro2);
+
+}  // namespace taskleak

@@ -1,0 +1,72 @@
+"""Event-loop lag: how late a probe callback runs on each loop.
+
+Every sample, each running loop gets one probe through
+``call_soon_threadsafe``; the lag is the time from sending it to the loop
+running it. A probe still unanswered at the next sample means the loop has
+been busy at least that long, and that is reported.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from typing import Any, Dict, Iterable
+
+__all__ = ["LoopLag"]
+
+
+class LoopLag:
+    def __init__(self) -> None:
+        self._sent: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
+        self._lag: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
+        self._names: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+        self._n = 0
+
+    def _arrived(self, loop: Any, sent: float) -> None:
+        # Runs on the loop's own thread: learn its name there (uvloop keeps
+        # no thread id we could read from outside).
+        self._lag[loop] = time.monotonic() - sent
+        if loop not in self._names:
+            name = threading.current_thread().name
+            if name in self._names.values():
+                self._n += 1
+                name = f"{name}-{self._n}"
+            self._names[loop] = name
+        if self._sent.get(loop) == sent:
+            del self._sent[loop]
+
+    def _name(self, loop: Any) -> str:
+        name = self._names.get(loop)
+        if name is None:
+            tid = getattr(loop, "_thread_id", None)
+            thread = threading._active.get(tid) if tid is not None else None  # type: ignore[attr-defined]
+            self._n += 1
+            name = thread.name if thread is not None else f"loop-{self._n}"
+            if name in self._names.values():
+                name = f"{name}-{self._n}"
+            self._names[loop] = name
+        return name
+
+    def tick(self, loops: Iterable[Any]) -> Dict[str, float]:
+        """Send the next probes; return the lag per loop name."""
+        now = time.monotonic()
+        out: Dict[str, float] = {}
+        for loop in list(loops):
+            try:
+                if loop.is_closed() or not loop.is_running():
+                    self._sent.pop(loop, None)
+                    continue
+                sent = self._sent.get(loop)
+                lag = self._lag.get(loop)
+                if sent is not None:
+                    # Unanswered since the last sample: busy at least this long.
+                    lag = max(lag or 0.0, now - sent)
+                else:
+                    self._sent[loop] = now
+                    loop.call_soon_threadsafe(self._arrived, loop, now)
+                if lag is not None:
+                    out[self._name(loop)] = lag
+            except RuntimeError:  # closed between the check and the call
+                continue
+        return out

@@ -1,0 +1,78 @@
+"""The monitor's metrics as data: one list of families that every exporter
+renders (Prometheus text, prometheus_client, OpenTelemetry). Adding a metric
+is one entry in :func:`families`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Dict, List, Tuple
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
+
+__all__ = ["Family", "families"]
+
+Labels = Dict[str, str]
+
+
+@dataclass
+class Family:
+    name: str          # Prometheus name; counters end in _total
+    kind: str          # "gauge" | "counter"
+    help: str
+    otel_name: str     # OpenTelemetry instrument name
+    unit: str          # UCUM unit for OpenTelemetry ("{task}", "s", "1")
+    samples: List[Tuple[Labels, float]] = field(default_factory=list)
+
+
+def _flag(b: bool) -> str:
+    return "true" if b else "false"
+
+
+def families(mon: "Monitor") -> List[Family]:
+    s = mon.latest()
+    out: List[Family] = []
+    tasks = Family("taskleak_asyncio_tasks", "gauge",
+                   "Live asyncio tasks created since taskleak tracking started, by state.",
+                   "taskleak.task.count", "{task}")
+    created = Family("taskleak_asyncio_tasks_created_total", "counter",
+                     "asyncio tasks created since taskleak tracking started.", "taskleak.task.created", "{task}")
+    losses = Family("taskleak_asyncio_task_losses_total", "counter",
+                    "Tasks lost since the monitor started, by kind (gc-pending, never-retrieved, "
+                    "pending-at-shutdown).", "taskleak.task.losses", "{task}")
+    groups = Family("taskleak_asyncio_group_tasks", "gauge",
+                    "Tasks of the largest groups (creation site x coroutine), by state; the rest as 'other'.",
+                    "taskleak.task.group.count", "{task}")
+    lag = Family("taskleak_event_loop_lag_seconds", "gauge",
+                 "Delay before a probe callback ran on each event loop, at the latest sample.",
+                 "taskleak.event_loop.lag", "s")
+    suspected = Family("taskleak_leak_suspected", "gauge",
+                       "1 while a detector's leak episode is open on a signal, else 0.",
+                       "taskleak.leak.suspected", "1")
+    alerts = Family("taskleak_alerts_total", "counter",
+                    "Leak alerts raised, by signal (group alerts as 'group') and detector.",
+                    "taskleak.alerts", "{alert}")
+    if s is not None:
+        ap, ad = s.allowlisted_pending, s.allowlisted_done_retained
+        tasks.samples = [
+            ({"state": "pending", "allowlisted": "false"}, float(s.pending - ap)),
+            ({"state": "pending", "allowlisted": "true"}, float(ap)),
+            ({"state": "done_retained", "allowlisted": "false"}, float(s.done_retained - ad)),
+            ({"state": "done_retained", "allowlisted": "true"}, float(ad)),
+        ]
+        created.samples = [({}, float(s.created_total))]
+        losses.samples = [({"kind": k}, float(v)) for k, v in sorted(s.losses.items())]
+        for g in s.groups:
+            for state, v in (("pending", g.pending), ("done_retained", g.done_retained)):
+                groups.samples.append(({"group": g.label, "state": state, "allowlisted": _flag(g.allowlisted)},
+                                       float(v)))
+        lag.samples = [({"loop": name}, v) for name, v in sorted(s.loop_lags.items())]
+    suspected.samples = [({"signal": sig, "detector": det}, 1.0 if on else 0.0)
+                         for (sig, det), on in sorted(mon.suspected().items())]
+    counts = mon.alert_counts()
+    for sig in ("pending", "done_retained", "rss", "group"):
+        for det in ("spike", "trend"):
+            alerts.samples.append(({"signal": sig, "detector": det}, float(counts.get((sig, det), 0))))
+    out += [tasks, created, losses, groups, lag, suspected, alerts]
+    return out

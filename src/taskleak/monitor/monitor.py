@@ -1,0 +1,562 @@
+"""``taskleak.Monitor``: the always-on production monitor.
+
+A native thread (``src/core/monitor/sampler.cpp``) wakes every ``interval``
+seconds and hands the RSS it read to :meth:`Monitor._tick`, which counts the
+tracked tasks (``_core.tally_tasks``, GIL dropped between chunks), groups
+them by creation site x coroutine, applies the allow-list, measures loop lag,
+feeds the detectors and dispatches alerts. Nothing runs on an event loop's
+thread except the one-line lag probe.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .. import _core
+from ..frame import creation_site, frames_from_raw, user_frame
+from ..snapshot import Snapshot, _Shared
+from ..tracking import install
+from ..tracking import installer as _installer
+from ..tracking.loss_events import loss_events
+from ..tracking.qualname import qualname_of
+from .allowlist import AllowList, AllowSpec
+from .detector import Anomaly, Detector
+from .loop_lag import LoopLag
+from .sample import LOSS_KINDS, Alert, AlertGroup, GroupStat, Sample
+
+__all__ = ["Monitor"]
+
+log = logging.getLogger("taskleak")
+
+_LOSS_NAMES = {"destroyed-pending": "gc-pending", "never-retrieved": "never-retrieved",
+               "pending-at-shutdown": "pending-at-shutdown"}
+
+# Every running monitor, so that interpreter exit and fork can stop them.
+_RUNNING: "weakref.WeakSet[Monitor]" = weakref.WeakSet()
+
+OTHER = "other"
+
+
+def _stop_all_at_exit() -> None:
+    for m in list(_RUNNING):
+        try:
+            m.stop()
+        except Exception:
+            pass
+
+
+atexit.register(_stop_all_at_exit)
+
+
+def _after_fork_in_child() -> None:
+    # The sampler thread did not survive the fork; a child of a pre-forking
+    # server (gunicorn --preload) gets its own, with fresh state.
+    for m in list(_RUNNING):
+        try:
+            m._restart_after_fork()
+        except Exception:
+            log.exception("taskleak: could not restart the monitor after fork")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _label(code: Any) -> str:
+    if hasattr(code, "co_filename"):
+        q = getattr(code, "co_qualname", None)
+        return q if q is not None else qualname_of(code)
+    return getattr(code, "__qualname__", None) or getattr(code, "__name__", "?")
+
+
+class _GroupTrack:
+    """A group's detector and its recent counts (for "growth")."""
+
+    __slots__ = ("detector", "history", "seen")
+
+    def __init__(self, detector: Detector, window: int) -> None:
+        self.detector = detector
+        self.history: Deque[int] = collections.deque(maxlen=window + 1)
+        self.seen = 0
+
+
+class Monitor:
+    """Samples task counts, RSS and loop lag every ``interval`` seconds and
+    alerts on leaks.
+
+    ``window`` / ``sigma`` / ``consecutive`` configure every detector (see
+    :class:`taskleak.Detector`; ``detector_options`` passes its other
+    keywords). ``allow``: the allow-list (globs, callables, ``{glob:
+    budget}``). ``on_alert(alert)`` is called on the monitor's own thread,
+    never on an event loop; what it raises is logged and dropped. Alerts
+    also go to the ``taskleak`` logger (WARNING) and to the exporters.
+
+    ``max_groups`` groups (creation site x coroutine) are reported by name,
+    the rest as ``"other"``; ``history`` samples are kept for
+    :meth:`samples`; ``jsonl`` is a path to append one JSON line per sample
+    to. ``rss_min_rise`` (bytes) is the least RSS rise that can alert.
+    ``max_hold_ms`` bounds each stretch the task count holds the GIL for.
+
+    ``start()`` installs creation tracking (:func:`taskleak.install`) if it
+    is not on: only tasks created after that are counted. Errors: bad
+    arguments raise ValueError/TypeError at construction; nothing the
+    monitor does later raises into the program.
+    """
+
+    def __init__(self, interval: float = 10.0, window: int = 30, sigma: float = 2.0, consecutive: int = 3,
+                 allow: AllowSpec = (), on_alert: Optional[Callable[[Alert], Any]] = None, *,
+                 max_groups: int = 20, history: int = 720, jsonl: Optional[str] = None,
+                 log_alerts: bool = True, detector_options: Optional[Mapping[str, Any]] = None,
+                 rss_min_rise: int = 64 << 20, max_hold_ms: float = 0.5, stack_depth: int = 32) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+            raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
+        if on_alert is not None and not callable(on_alert):
+            raise TypeError("on_alert must be callable or None")
+        if isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1:
+            raise ValueError(f"max_groups must be an int >= 1, got {max_groups!r}")
+        if isinstance(history, bool) or not isinstance(history, int) or history < 1:
+            raise ValueError(f"history must be an int >= 1, got {history!r}")
+        if not max_hold_ms > 0:
+            raise ValueError(f"max_hold_ms must be > 0, got {max_hold_ms!r}")
+        self.interval = float(interval)
+        self.allow = AllowList(allow)
+        self.on_alert = on_alert
+        self.max_groups = max_groups
+        self.log_alerts = log_alerts
+        self.stack_depth = stack_depth
+        self._max_hold_ns = int(max_hold_ms * 1e6)
+        opts: Dict[str, Any] = dict(detector_options or {})
+        # A day of history at this interval: daily cycles are learned.
+        opts.setdefault("horizon", max(int(86400 / self.interval), window * opts.get("trend_blocks", 6)))
+        self._det_args: Dict[str, Any] = dict(window=window, sigma=sigma, consecutive=consecutive, **opts)
+        self.window = window
+        make = lambda **kw: Detector(**{**self._det_args, **kw})  # noqa: E731
+        self._detectors: Dict[str, Detector] = {
+            "pending": make(), "done_retained": make(),
+            "rss": make(min_rise=float(rss_min_rise), min_rise_ratio=0.1, min_stddev=float(1 << 20)),
+        }
+        self._groups: Dict[str, _GroupTrack] = {}
+        self._samples: Deque[Sample] = collections.deque(maxlen=history)
+        self._alerts: Deque[Alert] = collections.deque(maxlen=1000)
+        self._alert_counts: Dict[Tuple[str, str], int] = {}
+        self._losses: Dict[str, int] = {k: 0 for k in LOSS_KINDS}
+        self._labels: Dict[Tuple[int, int], Tuple[str, str]] = {}
+        self._lag = LoopLag()
+        self._lock = threading.Lock()
+        self._sampler: Any = None
+        self._started_at = time.monotonic()
+        self._exporters: List[Any] = []
+        self._jsonl_path = jsonl
+        self._jsonl: Any = None
+        self._examples: Dict[str, Any] = {}
+        self._n = 0
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> "Monitor":
+        """Start sampling (idempotent); the first sample is taken at once."""
+        with self._lock:
+            if self._sampler is not None:
+                return self
+            install(self.stack_depth)
+            _probe_task_layout()
+            if self._jsonl_path is not None and self._jsonl is None:
+                from .jsonl import JsonLinesLog
+
+                self._jsonl = JsonLinesLog(self._jsonl_path)
+                self._exporters.append(self._jsonl)
+            self._started_at = time.monotonic()
+            self._sampler = _core.Sampler(self.interval, self._tick)
+            self._sampler.start()
+            _RUNNING.add(self)
+        return self
+
+    def stop(self) -> None:
+        """Stop sampling and join the sampler thread (idempotent). Samples,
+        alerts and metrics stay readable."""
+        sampler = self._sampler
+        if sampler is None:
+            return
+        self._sampler = None
+        sampler.stop()  # releases the GIL while it joins
+        _RUNNING.discard(self)
+        if self._jsonl is not None:
+            self._exporters.remove(self._jsonl)
+            self._jsonl.close()
+            self._jsonl = None
+
+    @property
+    def running(self) -> bool:
+        return self._sampler is not None
+
+    def __enter__(self) -> "Monitor":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _restart_after_fork(self) -> None:
+        if self._sampler is not None:
+            self._sampler.forget_after_fork()
+            self._sampler = None
+        self._lock = threading.Lock()
+        self._lag = LoopLag()
+        self.start()
+
+    # -- reading -----------------------------------------------------------------
+    def samples(self) -> List[Sample]:
+        """The retained samples, oldest first (a bounded ring: ``history``)."""
+        return list(self._samples)
+
+    def latest(self) -> Optional[Sample]:
+        return self._samples[-1] if self._samples else None
+
+    def alerts(self) -> List[Alert]:
+        """Alerts so far, oldest first (the last 1000)."""
+        return list(self._alerts)
+
+    def suspected(self) -> Dict[Tuple[str, str], bool]:
+        """``(signal, detector) -> open episode?`` for every signal watched."""
+        out: Dict[Tuple[str, str], bool] = {}
+        for name, det in list(self._detectors.items()) + [(k, g.detector) for k, g in list(self._groups.items())]:
+            for kind in ("spike", "trend"):
+                if det.episode_kind == kind or name in self._detectors:
+                    out[(name, kind)] = det.episode_kind == kind
+        return out
+
+    def alert_counts(self) -> Dict[Tuple[str, str], int]:
+        """Alerts per (signal, detector); group alerts count under ``"group"``."""
+        return dict(self._alert_counts)
+
+    def metrics_text(self) -> str:
+        """The Prometheus text exposition of the latest sample."""
+        from .prometheus import exposition
+
+        return exposition(self)
+
+    def add_exporter(self, exporter: Any) -> None:
+        """Something with ``on_sample(sample)`` and/or ``on_alert(alert)``."""
+        self._exporters.append(exporter)
+
+    # -- sampling ----------------------------------------------------------------
+    def sample_now(self) -> Sample:
+        """Take a sample on the calling thread (tests, or a caller that keeps
+        its own clock). Do not call it from an event loop's thread in
+        production: that is what the sampler thread is for."""
+        install(self.stack_depth)
+        _probe_task_layout()
+        return self._take(_core.rss_bytes())
+
+    def _tick(self, rss: int) -> None:
+        # Called by the sampler thread with the GIL held; must never raise.
+        try:
+            self._take(rss)
+        except Exception:
+            log.exception("taskleak: monitor sample failed")
+        finally:
+            # logging asks threading for the current thread, which registers
+            # this native thread as a _DummyThread that would outlive stop().
+            ident = threading.get_ident()
+            if isinstance(threading._active.get(ident), threading._DummyThread):  # type: ignore[attr-defined]
+                threading._active.pop(ident, None)  # type: ignore[attr-defined]
+
+    def _take(self, rss: int) -> Sample:
+        with self._lock:
+            sample = self._measure(rss)
+            self._samples.append(sample)
+            alerts = self._detect(sample)
+        for e in self._exporters:
+            fn = getattr(e, "on_sample", None)
+            if fn is not None:
+                try:
+                    fn(sample)
+                except Exception:
+                    log.exception("taskleak: exporter %r failed on a sample", e)
+        for a in alerts:
+            self._dispatch(a)
+        return sample
+
+    def _site(self, stack_id: int, code: Any) -> Tuple[str, str]:
+        key = (stack_id, id(code))
+        lab = self._labels.get(key)
+        if lab is None:
+            frames = frames_from_raw(_core.stack_frames(stack_id)) if stack_id >= 0 else None
+            if not frames:
+                site = "creation site unknown" if stack_id != -2 else "creation stack dropped"
+            else:
+                f = user_frame(frames) or (creation_site(frames) or frames)[0]
+                site = f.short()
+            lab = self._labels[key] = (site, _label(code))
+        return lab
+
+    def _measure(self, rss: int) -> Sample:
+        raw = _core.tally_tasks(self._max_hold_ns)
+        now_ns = _core.monotonic_ns()
+        groups: List[Tuple[str, str, int, int, int, Any, bool]] = []
+        matched: Dict[int, List[Tuple[int, int]]] = {}
+        seen_keys = set()
+        for stack_id, code, pending, done, oldest_ns, example, _ in [g + (None,) for g in raw["groups"]]:
+            seen_keys.add((stack_id, id(code)))
+            site, coro = self._site(stack_id, code)
+            allowed = False
+            if self.allow:
+                task = example() if example is not None else None
+                idx = self.allow.match(task, coro, site)
+                del task
+                if idx is not None:
+                    matched.setdefault(idx, []).append((pending, done))
+                    allowed = True
+            groups.append((site, coro, pending, done, oldest_ns, example, allowed))
+        # Forget labels of stacks no longer alive (their ids may be reused).
+        if len(self._labels) > 2 * len(seen_keys) + 64:
+            self._labels = {k: v for k, v in self._labels.items() if k in seen_keys}
+        al_p = al_d = 0
+        for idx, counts in matched.items():
+            p, d = AllowList.split(counts, self.allow.entries[idx].budget)
+            al_p += p
+            al_d += d
+        groups.sort(key=lambda g: g[2] + g[3], reverse=True)
+        stats: List[GroupStat] = []
+        self._examples = {}
+        for site, coro, p, d, oldest_ns, example, allowed in groups[:self.max_groups]:
+            g = GroupStat(site, coro, p, d, max(0.0, (now_ns - oldest_ns) / 1e9) if oldest_ns >= 0 else None, allowed)
+            stats.append(g)
+            self._examples[g.label] = example
+        rest = groups[self.max_groups:]
+        if rest:
+            oldest = [g[4] for g in rest if g[4] >= 0]
+            stats.append(GroupStat(OTHER, OTHER, sum(g[2] for g in rest), sum(g[3] for g in rest),
+                                   (now_ns - min(oldest)) / 1e9 if oldest else None, False))
+        self._count_losses()
+        lags = self._lag.tick(_installer._adopted_loops)
+        self._n += 1
+        return Sample(
+            time=time.time(), tasks=raw["live"], pending=raw["pending"], done_retained=raw["done"],
+            created_total=raw["created_total"], losses=dict(self._losses),
+            rss_bytes=rss if rss >= 0 else None, loop_lag_s=max(lags.values()) if lags else None,
+            groups=stats, allowlisted_pending=al_p, allowlisted_done_retained=al_d, loop_lags=lags,
+            gil_s=raw["gil_ns"] / 1e9)
+
+    def _count_losses(self) -> None:
+        # Counted from the (bounded) event buffer since the monitor started;
+        # kept monotonic even if someone clears the buffer.
+        counts = {k: 0 for k in LOSS_KINDS}
+        for e in loss_events():
+            if e.time >= self._started_at:
+                k = _LOSS_NAMES.get(e.kind)
+                if k is not None:
+                    counts[k] += 1
+        for k, v in counts.items():
+            self._losses[k] = max(self._losses[k], v)
+
+    # -- detection -----------------------------------------------------------------
+    def _detect(self, s: Sample) -> List[Alert]:
+        alerts: List[Alert] = []
+        budget = {g.label: self._budget_of(g) for g in s.groups}
+        # Groups first: the total's alert names the groups that grew.
+        for g in s.groups:
+            if g.site == OTHER:
+                continue
+            b = budget[g.label]
+            if g.allowlisted and b is None:
+                continue
+            track = self._groups.get(g.label)
+            if track is None:
+                track = self._groups[g.label] = _GroupTrack(Detector(**self._det_args), self.window)
+            value = max(0, g.pending + g.done_retained - (b or 0))
+            track.history.append(g.pending + g.done_retained)
+            track.seen = self._n
+            a = track.detector.update(value)
+            if a is not None:
+                alerts.append(self._alert(g.label, a, s, only=g.label))
+        # Groups not seen for a window go back to zero, then are forgotten.
+        for label, track in list(self._groups.items()):
+            if track.seen != self._n:
+                track.detector.update(0)
+                track.history.append(0)
+                if self._n - track.seen > self.window and not track.detector.in_episode:
+                    del self._groups[label]
+        p = self._detectors["pending"].update(s.pending - s.allowlisted_pending)
+        if p is not None:
+            alerts.insert(0, self._alert("pending", p, s))
+        d = self._detectors["done_retained"].update(s.done_retained - s.allowlisted_done_retained)
+        if d is not None:
+            alerts.insert(0, self._alert("done_retained", d, s))
+        if s.rss_bytes is not None:
+            r = self._detectors["rss"].update(float(s.rss_bytes))
+            if r is not None:
+                alerts.append(self._alert("rss", r, s))
+        return alerts
+
+    def _budget_of(self, g: GroupStat) -> Optional[int]:
+        if not g.allowlisted:
+            return None
+        example = self._examples.get(g.label)
+        task = example() if example is not None else None
+        idx = self.allow.match(task, g.coro, g.site)
+        return None if idx is None else self.allow.entries[idx].budget
+
+    def _growth(self) -> List[Tuple[int, str]]:
+        out = []
+        for label, t in self._groups.items():
+            if len(t.history) >= 2:
+                out.append((t.history[-1] - t.history[0], label))
+        out.sort(reverse=True)
+        return out
+
+    def _alert(self, signal: str, a: Anomaly, s: Sample, only: Optional[str] = None) -> Alert:
+        by_label = {g.label: g for g in s.groups}
+        if only is not None:
+            labels = [only]
+        else:
+            labels = [lab for growth, lab in self._growth() if growth > 0 and lab in by_label][:3]
+        groups = [self._describe_group(by_label[lab], self._groups[lab]) for lab in labels if lab in self._groups]
+        groups = [g for g in groups if g is not None]
+        text = _alert_text(signal, a, s, groups, self._task_growth())
+        return Alert(time=s.time, signal=signal, anomaly=a, text=text, groups=groups)
+
+    def _task_growth(self) -> bool:
+        """Did the task counts grow over the last window (or is a task
+        detector in an episode)? Decides how an RSS alert reads."""
+        if self._detectors["pending"].in_episode or self._detectors["done_retained"].in_episode:
+            return True
+        if len(self._samples) < 2:
+            return False
+        old = self._samples[max(0, len(self._samples) - 1 - self.window)]
+        new = self._samples[-1]
+        grown = (new.pending + new.done_retained) - (old.pending + old.done_retained)
+        return grown > max(5, 0.05 * (old.pending + old.done_retained))
+
+    def _describe_group(self, g: GroupStat, track: _GroupTrack) -> Optional[AlertGroup]:
+        growth = track.history[-1] - track.history[0] if len(track.history) >= 2 else 0
+        example = self._examples.get(g.label)
+        task = example() if example is not None else None
+        chain: List[str] = []
+        waiting_on = orphaned = None
+        if task is not None:
+            try:
+                census = _core.census([task], 64)
+                snap = Snapshot(_Shared(census, _core.monotonic_ns(), True))
+                info = next(iter(snap))
+                chain = [f.short() for f in info.stack]
+                # Name the innermost frame of user code, not asyncio's own.
+                inner = user_frame(list(reversed(info.stack)))
+                if inner is not None and chain and chain[-1] != inner.short():
+                    chain = chain[:chain.index(inner.short()) + 1] if inner.short() in chain else chain
+                if info.state == "pending":
+                    waiting_on = info.waiting_on
+                    orphaned = info.orphaned
+                del info, snap, census
+            except Exception:
+                log.debug("taskleak: describing %s failed", g.label, exc_info=True)
+        del task
+        return AlertGroup(site=g.site, coro=g.coro, pending=g.pending, done_retained=g.done_retained,
+                          growth=growth, chain=chain, waiting_on=waiting_on, orphaned=orphaned)
+
+    def _dispatch(self, a: Alert) -> None:
+        key = ("group" if a.signal not in self._detectors else a.signal, a.anomaly.kind)
+        self._alert_counts[key] = self._alert_counts.get(key, 0) + 1
+        self._alerts.append(a)
+        if self.log_alerts:
+            log.warning("%s", a.text)
+        for e in self._exporters:
+            fn = getattr(e, "on_alert", None)
+            if fn is not None:
+                try:
+                    fn(a)
+                except Exception:
+                    log.exception("taskleak: exporter %r failed on an alert", e)
+        if self.on_alert is not None:
+            try:
+                self.on_alert(a)
+            except Exception:
+                log.exception("taskleak: on_alert callback raised")
+
+    def __repr__(self) -> str:
+        return f"<taskleak.Monitor interval={self.interval}s running={self.running} samples={len(self._samples)}>"
+
+
+def _alert_text(signal: str, a: Anomaly, s: Sample, groups: Sequence[AlertGroup], tasks_grew: bool) -> str:
+    how = (f"above {a.threshold:.0f} (mean + sigma * stddev of the window) several samples in a row" if a.kind == "spike"
+           else f"rising {a.slope_per_sample:+.3g} per sample over {a.samples} samples, low-water mark above {a.threshold:.0f}")
+    if signal == "rss":
+        mib = (s.rss_bytes or 0) / (1 << 20)
+        head = (f"taskleak: memory growth (rss, {a.kind}): RSS {mib:.1f} MiB, {how.replace(f'{a.threshold:.0f}', f'{a.threshold / (1 << 20):.1f} MiB')}")
+        if not tasks_grew:
+            head += ("\n  the task counts did not grow: this is not a task leak "
+                     "(look at object growth: taskleak.growth())")
+        else:
+            head += "\n  the task counts grew too: see the task alerts"
+    elif signal == "pending":
+        head = f"taskleak: suspected task leak (pending, {a.kind}): {s.pending} pending tasks, {how}"
+    elif signal == "done_retained":
+        head = (f"taskleak: suspected task leak (done_retained, {a.kind}): {s.done_retained} finished tasks "
+                f"still referenced, {how}")
+    else:
+        head = f"taskleak: suspected task leak in one group ({a.kind}): {signal}: {how}"
+    head += f" (baseline mean {a.mean:.1f}, stddev {a.stddev:.1f})"
+    lines = [head]
+    for g in groups:
+        lines.append(f"  {g.growth:+d}  created at {g.site}  coroutine {g.coro}: "
+                     f"{g.pending} pending, {g.done_retained} done but retained")
+        if g.chain:
+            lines.append(f"        suspended at {g.chain[-1]}")
+        if g.waiting_on:
+            lines.append(f"        waiting on {g.waiting_on}" + ("  [orphaned: nothing can wake it]" if g.orphaned else ""))
+    return "\n".join(lines)
+
+
+# -- start-up probe of the C Task layout ---------------------------------------------
+_probed = False
+
+
+def _probe_task_layout() -> None:
+    """Let the native count read task state from the struct (see
+    task_tally.cpp) after checking the layout on real tasks in every state."""
+    global _probed
+    if _probed:
+        return
+    _probed = True
+    import asyncio
+
+    async def waiter(fut: Any) -> None:
+        await fut
+
+    async def other(fut: Any) -> None:
+        await fut
+
+    async def quick() -> int:
+        return 1
+
+    def probe() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            fut = loop.create_future()
+            c1, c2 = waiter(fut), other(fut)
+            t1, t2 = loop.create_task(c1), loop.create_task(c2)
+            done = loop.create_task(quick())
+            cancelled = loop.create_task(quick())
+            cancelled.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.run_until_complete(asyncio.sleep(0))
+            ok = (done.done() and cancelled.cancelled() and not t1.done() and type(t1).__module__ == "_asyncio"
+                  and _core.probe_task_fields(t1, t2, done, cancelled, c1, c2))
+            if not ok:
+                log.debug("taskleak: task layout probe failed; the monitor reads task state by attribute")
+            fut.set_result(None)
+            loop.run_until_complete(asyncio.gather(t1, t2))
+        except Exception:
+            log.debug("taskleak: task layout probe failed", exc_info=True)
+        finally:
+            loop.close()
+
+    # On a thread of its own: start() may be called from inside a running loop.
+    t = threading.Thread(target=probe, name="taskleak-probe")
+    t.start()
+    t.join()

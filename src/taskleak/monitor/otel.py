@@ -1,0 +1,45 @@
+"""OpenTelemetry export: observable instruments over a Monitor's latest
+sample (``pip install 'taskleak[otel]'``). Instrument names follow the
+OpenTelemetry naming rules (dotted, unit apart: ``taskleak.task.count``
+with unit ``{task}``); the values are the same families as Prometheus."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
+
+from .metrics import families
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
+
+__all__ = ["instrument"]
+
+
+def instrument(monitor: "Monitor", meter_provider: Optional[Any] = None) -> List[Any]:
+    """Create one observable instrument per metric family on a meter from
+    ``meter_provider`` (default: the global one). Gauges become observable
+    gauges, counters observable counters. Returns the instruments."""
+    try:
+        from opentelemetry import metrics
+        from opentelemetry.metrics import CallbackOptions, Observation
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("taskleak's OpenTelemetry export needs opentelemetry-api: "
+                          "pip install 'taskleak[otel]'") from e
+    provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+    from .. import __version__
+
+    meter = provider.get_meter("taskleak", __version__)
+
+    def callback(name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            for f in families(monitor):
+                if f.otel_name == name:
+                    return [Observation(v, dict(labels)) for labels, v in f.samples]
+            return []
+        return observe
+
+    out = []
+    for f in families(monitor):
+        make = meter.create_observable_counter if f.kind == "counter" else meter.create_observable_gauge
+        out.append(make(f.otel_name, callbacks=[callback(f.otel_name)], unit=f.unit, description=f.help))
+    return out

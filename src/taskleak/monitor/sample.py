@@ -1,0 +1,101 @@
+"""What the monitor records: one :class:`Sample` per interval, and an
+:class:`Alert` when a detector opens an episode."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+from .detector import Anomaly
+
+__all__ = ["Sample", "GroupStat", "Alert", "AlertGroup", "LOSS_KINDS"]
+
+# Loss kinds as the monitor names them (tracking calls the first one
+# "destroyed-pending").
+LOSS_KINDS = ("gc-pending", "never-retrieved", "pending-at-shutdown")
+
+
+@dataclass(frozen=True)
+class GroupStat:
+    """Tasks of one creation site x coroutine in a sample."""
+
+    site: str                 # innermost user frame of the creation stack, "file:line in function"
+    coro: str                 # the coroutine's qualified name
+    pending: int
+    done_retained: int
+    oldest_age_s: Optional[float]
+    allowlisted: bool = False
+
+    @property
+    def label(self) -> str:
+        """The group's name in metrics: ``"site (coro)"``."""
+        return f"{self.site} ({self.coro})"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of the process. ``time`` is ``time.time()``; counts are of
+    tracked tasks (created after :func:`taskleak.install`); ``pending`` and
+    ``done_retained`` include allow-listed tasks, which are also counted
+    apart. ``loop_lag_s`` is the largest lag over the running loops,
+    ``loop_lags`` per loop. ``groups``: the top groups by size, then one
+    ``"other"`` group for the rest."""
+
+    time: float
+    tasks: int
+    pending: int
+    done_retained: int
+    created_total: int
+    losses: Dict[str, int]
+    rss_bytes: Optional[int]
+    loop_lag_s: Optional[float]
+    groups: List[GroupStat]
+    allowlisted_pending: int = 0
+    allowlisted_done_retained: int = 0
+    loop_lags: Dict[str, float] = field(default_factory=dict)
+    gil_s: float = 0.0        # GIL held by the task count (summed over its chunks)
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["groups"] = [dict(asdict(g), group=g.label) for g in self.groups]
+        return d
+
+
+@dataclass(frozen=True)
+class AlertGroup:
+    """A group named in an alert, with one of its tasks as an example."""
+
+    site: str
+    coro: str
+    pending: int
+    done_retained: int
+    growth: int               # tasks gained over the detector's window
+    chain: List[str] = field(default_factory=list)   # example task's await chain, outermost first
+    waiting_on: Optional[str] = None
+    orphaned: Optional[bool] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A suspected leak. ``signal`` is ``"pending"``, ``"done_retained"``,
+    ``"rss"`` or a group's label; ``anomaly`` is the detector's verdict."""
+
+    time: float
+    signal: str
+    anomaly: Anomaly
+    text: str
+    groups: List[AlertGroup] = field(default_factory=list)
+
+    @property
+    def detector(self) -> str:
+        return self.anomaly.kind
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"time": self.time, "signal": self.signal, "anomaly": self.anomaly.to_dict(), "text": self.text,
+                "groups": [g.to_dict() for g in self.groups]}
+
+    def __str__(self) -> str:
+        return self.text

@@ -1,0 +1,118 @@
+"""Exporters against the real libraries: Prometheus text (parsed by
+prometheus_client's own parser), the prometheus_client collector, and
+OpenTelemetry's SDK with its in-memory reader."""
+
+import asyncio
+
+import pytest
+
+import taskleak
+from taskleak.monitor.prometheus import TaskleakCollector, register
+
+prometheus_client = pytest.importorskip("prometheus_client")
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+NAMES = {
+    "taskleak_asyncio_tasks", "taskleak_asyncio_tasks_created", "taskleak_asyncio_task_losses",
+    "taskleak_asyncio_group_tasks", "taskleak_event_loop_lag_seconds", "taskleak_leak_suspected",
+    "taskleak_alerts",
+}
+
+HELD = []
+
+
+@pytest.fixture
+def mon():
+    taskleak.install()
+
+    async def stuck():
+        await asyncio.Event().wait()
+
+    async def main():
+        for i in range(7):
+            HELD.append(asyncio.create_task(stuck(), name=f"heartbeat-{i}" if i == 0 else None))
+        m = taskleak.Monitor(allow={"heartbeat-*": 1}, window=5,
+                             detector_options=dict(trend_blocks=3, horizon=60))
+        m.sample_now()
+        await asyncio.sleep(0.01)
+        m.sample_now()
+        return m
+    m = asyncio.run(main())
+    yield m
+    HELD.clear()
+
+
+def _samples(families):
+    out = {}
+    for fam in families:
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_text_exposition_parses_and_has_the_contract_names(mon):
+    text = mon.metrics_text()
+    fams = list(text_string_to_metric_families(text))
+    assert {f.name for f in fams} == NAMES
+    types = {f.name: f.type for f in fams}
+    assert types["taskleak_asyncio_tasks_created"] == "counter"
+    assert types["taskleak_asyncio_tasks"] == "gauge"
+    vals = _samples(fams)
+    assert vals[("taskleak_asyncio_tasks", (("allowlisted", "false"), ("state", "pending")))] >= 6
+    assert vals[("taskleak_asyncio_tasks", (("allowlisted", "true"), ("state", "pending")))] == 1
+    assert ("taskleak_asyncio_task_losses_total", (("kind", "gc-pending"),)) in vals
+    assert ("taskleak_leak_suspected", (("detector", "trend"), ("signal", "pending"))) in vals
+    # No pid label, no process_* duplicates.
+    assert "pid" not in text and "process_" not in text
+
+
+def test_collector_matches_the_text_exposition(mon):
+    reg = prometheus_client.CollectorRegistry(auto_describe=True)
+    register(mon, reg)
+    out = prometheus_client.generate_latest(reg).decode()
+    from_client = _samples(text_string_to_metric_families(out))
+    from_text = _samples(text_string_to_metric_families(mon.metrics_text()))
+    # prometheus_client adds *_created timestamps for counters; everything else is equal.
+    from_client = {k: v for k, v in from_client.items() if not k[0].endswith("_created")}
+    assert from_client == from_text
+    assert 'taskleak_asyncio_group_tasks{allowlisted="false"' in out
+
+
+def test_collector_with_the_global_registry_and_process_collector(mon):
+    c = TaskleakCollector(mon)
+    prometheus_client.REGISTRY.register(c)
+    try:
+        out = prometheus_client.generate_latest().decode()
+        assert "taskleak_asyncio_tasks{" in out
+        assert "process_resident_memory_bytes" in out   # theirs, not ours
+    finally:
+        prometheus_client.REGISTRY.unregister(c)
+
+
+def test_group_label_values_are_escaped(mon):
+    from taskleak.monitor.prometheus import _escape
+    assert _escape('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+
+
+def test_opentelemetry_observable_instruments(mon):
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from taskleak.monitor.otel import instrument
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instrument(mon, provider)
+    data = reader.get_metrics_data()
+    metrics = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert {"taskleak.task.count", "taskleak.task.created", "taskleak.task.losses", "taskleak.task.group.count",
+            "taskleak.leak.suspected", "taskleak.alerts"} <= set(metrics)
+    count = metrics["taskleak.task.count"]
+    assert count.unit == "{task}"
+    points = {tuple(sorted(p.attributes.items())): p.value for p in count.data.data_points}
+    assert points[(("allowlisted", "false"), ("state", "pending"))] >= 6
+    assert points[(("allowlisted", "true"), ("state", "pending"))] == 1
+    created = metrics["taskleak.task.created"]
+    assert created.data.is_monotonic and created.data.data_points[0].value >= 7
+    provider.shutdown()

@@ -1,0 +1,302 @@
+"""taskleak.Monitor on live loops: leaks caught and attributed, allow-list
+budgets, done-retained growth, RSS-only growth, uvloop, loops in threads,
+and a clean stop."""
+
+import asyncio
+import gc
+import json
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+import taskleak
+
+# Small windows so a test needs tens of samples, not hundreds; the rules are
+# the production ones (tests/test_detector.py covers the defaults).
+FAST = dict(window=5, detector_options=dict(trend_blocks=3, min_rise=3, horizon=60))
+
+
+class LoopThread:
+    """An event loop running in a thread of its own."""
+
+    def __init__(self, factory=asyncio.new_event_loop, name="loop-thread"):
+        self.loop = factory()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+
+    def run(self, coro, timeout=10):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self):
+        async def cancel_all():
+            me = asyncio.current_task()
+            ts = [t for t in asyncio.all_tasks() if t is not me]
+            for t in ts:
+                t.cancel()
+            await asyncio.gather(*ts, return_exceptions=True)
+        self.run(cancel_all())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def lt():
+    taskleak.install()
+    t = LoopThread()
+    yield t
+    t.close()
+
+
+HELD = []
+
+
+async def stuck():
+    await asyncio.Event().wait()
+
+
+async def spawn_leak(n):
+    for _ in range(n):
+        HELD.append(asyncio.create_task(stuck()))  # LEAK-SITE
+
+
+async def finish_and_keep(n):
+    async def work():
+        return 1
+    for _ in range(n):
+        t = asyncio.create_task(work())
+        HELD.append(t)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+async def churn():
+    # Load that comes and goes: tasks that finish.
+    await asyncio.gather(*(asyncio.sleep(0) for _ in range(20)))
+
+
+LEAK_LINE = next(i for i, line in enumerate(open(__file__), 1) if "# LEAK-SITE" in line and "HELD" in line)
+
+
+@pytest.fixture(autouse=True)
+def clear_held():
+    yield
+    HELD.clear()
+    gc.collect()
+
+
+def drive(mon, lt, steps, step):
+    """Take `steps` samples, running `step(i)` on the loop before each."""
+    for i in range(steps):
+        lt.run(step(i))
+        mon.sample_now()
+
+
+def test_steady_leak_is_caught_and_attributed_to_its_line(lt):
+    mon = taskleak.Monitor(**FAST)
+    drive(mon, lt, 20, lambda i: churn())
+    assert mon.alerts() == []
+    drive(mon, lt, 60, lambda i: spawn_leak(2))
+    alerts = mon.alerts()
+    assert alerts, [s.pending for s in mon.samples()]
+    signals = {a.signal for a in alerts}
+    assert "pending" in signals
+    a = next(a for a in alerts if a.signal == "pending")
+    assert a.anomaly.kind in ("spike", "trend")
+    g = a.groups[0]
+    assert g.site.endswith(f"test_monitor.py:{LEAK_LINE} in spawn_leak"), g
+    assert g.coro == "stuck" and g.growth > 0 and g.pending >= 6
+    assert g.orphaned is True and "Event.wait" in (g.waiting_on or "")
+    assert f"test_monitor.py:{LEAK_LINE} in spawn_leak" in a.text
+    # One alert per signal per episode, not one per sample.
+    assert sum(1 for a in alerts if a.signal == "pending") == 1
+    s = mon.latest()
+    assert s.pending >= 120 and s.groups[0].label.startswith(g.site)
+
+
+def test_allowlist_budget_hides_one_heartbeat_not_a_leaking_one(lt):
+    async def heartbeat():
+        await asyncio.Event().wait()
+
+    async def connect(i):
+        HELD.append(asyncio.create_task(heartbeat(), name=f"heartbeat-{i}"))
+
+    mon = taskleak.Monitor(allow=[{"heartbeat-*": 1}], **FAST)
+    lt.run(connect(0))
+    drive(mon, lt, 25, lambda i: churn())
+    s = mon.latest()
+    assert s.allowlisted_pending == 1 and s.pending >= 1
+    assert mon.alerts() == []
+    hb = next(g for g in s.groups if g.coro.endswith("heartbeat"))
+    assert hb.allowlisted
+    assert 'allowlisted="true"' in mon.metrics_text()
+    # Now a heartbeat per connection: over budget, and it is caught.
+    drive(mon, lt, 60, lambda i: connect(i + 1))
+    assert any("heartbeat" in a.text for a in mon.alerts()), [a.text for a in mon.alerts()]
+    assert mon.latest().allowlisted_pending == 1
+
+
+def test_allowlist_without_budget_excludes_the_tasks(lt):
+    mon = taskleak.Monitor(allow=("*stuck*",), **FAST)
+    drive(mon, lt, 60, lambda i: spawn_leak(2))
+    assert mon.latest().allowlisted_pending >= 100
+    assert not any(a.signal in ("pending",) for a in mon.alerts())
+
+
+def test_bad_allowlist_entries_are_refused():
+    with pytest.raises(TypeError):
+        taskleak.Monitor(allow=[42])
+    with pytest.raises(ValueError):
+        taskleak.Monitor(allow=[{"x*": -1}])
+    with pytest.raises(ValueError):
+        taskleak.Monitor(interval=0)
+
+
+def test_done_retained_growth(lt):
+    mon = taskleak.Monitor(**FAST)
+    drive(mon, lt, 15, lambda i: churn())
+    drive(mon, lt, 60, lambda i: finish_and_keep(3))
+    s = mon.latest()
+    assert s.done_retained >= 150
+    assert any(a.signal == "done_retained" for a in mon.alerts()), [a.signal for a in mon.alerts()]
+    a = next(a for a in mon.alerts() if a.signal == "done_retained")
+    assert "finished tasks still referenced" in a.text
+
+
+def test_rss_growth_without_tasks_is_memory_growth(lt):
+    mon = taskleak.Monitor(rss_min_rise=8 << 20, **FAST)
+    ballast = []
+    drive(mon, lt, 15, lambda i: churn())
+
+    def grow(i):
+        ballast.append(bytearray(4 << 20))  # touched: counts in RSS
+        ballast[-1][::4096] = b"x" * len(ballast[-1][::4096])
+        return churn()
+    drive(mon, lt, 60, grow)
+    rss = [a for a in mon.alerts() if a.signal == "rss"]
+    assert rss, [s.rss_bytes for s in mon.samples()]
+    assert "not a task leak" in rss[0].text
+    assert not any(a.signal in ("pending", "done_retained") for a in mon.alerts())
+
+
+def test_uvloop_loop():
+    uvloop = pytest.importorskip("uvloop")
+    taskleak.install()
+    t = LoopThread(uvloop.new_event_loop, name="uv")
+    try:
+        mon = taskleak.Monitor(**FAST)
+        drive(mon, t, 60, lambda i: spawn_leak(2))
+        s = mon.latest()
+        assert s.pending >= 120
+        assert any(a.signal == "pending" for a in mon.alerts())
+        assert "uv" in s.loop_lags
+    finally:
+        t.close()
+
+
+def test_several_loops_in_threads_are_counted_and_probed():
+    taskleak.install()
+    loops = [LoopThread(name=f"worker-{i}") for i in range(3)]
+    try:
+        for t in loops:
+            t.run(spawn_leak(5))
+        mon = taskleak.Monitor(**FAST)
+        mon.sample_now()
+        s = mon.sample_now()
+        assert s.pending >= 15
+        assert {"worker-0", "worker-1", "worker-2"} <= set(s.loop_lags)
+        assert all(0 <= v < 5 for v in s.loop_lags.values())
+    finally:
+        for t in loops:
+            t.close()
+
+
+def _native_threads():
+    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None
+
+
+def test_start_stop_leaves_no_thread_behind(lt, caplog):
+    before_native, before_py = _native_threads(), set(threading.enumerate())
+    mon = taskleak.Monitor(interval=0.01, **FAST)
+    with mon:
+        assert mon.running
+        lt.run(spawn_leak(3))
+        deadline = time.monotonic() + 20
+        while len(mon.samples()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(mon.samples()) >= 5
+        if before_native is not None:
+            assert _native_threads() == before_native + 1
+    assert not mon.running
+    n = len(mon.samples())
+    time.sleep(0.1)
+    assert len(mon.samples()) == n          # no sampling after stop()
+    assert set(threading.enumerate()) == before_py
+    if before_native is not None:
+        assert _native_threads() == before_native
+    mon.stop()  # idempotent
+
+
+def test_on_alert_is_called_off_the_loop_and_its_errors_are_logged(lt, caplog):
+    seen = []
+
+    def on_alert(a):
+        seen.append((a.signal, threading.get_ident()))
+        raise RuntimeError("boom from on_alert")
+
+    mon = taskleak.Monitor(on_alert=on_alert, **FAST)
+    with caplog.at_level(logging.WARNING, logger="taskleak"):
+        drive(mon, lt, 60, lambda i: spawn_leak(2))
+    assert seen and all(ident != lt.thread.ident for _, ident in seen)
+    assert "on_alert callback raised" in caplog.text
+    assert "suspected task leak" in caplog.text
+
+
+def test_sampler_thread_runs_the_callback_and_alerts(lt):
+    # The real thing: the native thread samples on its own clock.
+    alerts = []
+    mon = taskleak.Monitor(interval=0.02, on_alert=alerts.append, **FAST)
+    with mon:
+        for _ in range(80):
+            lt.run(spawn_leak(2))
+            time.sleep(0.02)
+    assert len(mon.samples()) >= 20
+    assert any(a.signal == "pending" for a in alerts)
+
+
+def test_jsonl_log_has_one_json_object_per_line(lt, tmp_path):
+    path = tmp_path / "samples.jsonl"
+    mon = taskleak.Monitor(jsonl=str(path), **FAST)
+    with mon:
+        pass
+    # sample_now() also writes through the exporters of a started monitor.
+    mon.start()
+    for _ in range(3):
+        mon.sample_now()
+    mon.stop()
+    lines = path.read_text().splitlines()
+    assert len(lines) >= 3
+    recs = [json.loads(line) for line in lines]
+    assert all(r["type"] == "sample" and "pending" in r and "groups" in r for r in recs)
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def test_losses_are_counted(lt):
+    mon = taskleak.Monitor(**FAST)
+    mon.sample_now()
+
+    async def fail():
+        raise ValueError("nobody reads this")
+
+    async def make():
+        asyncio.create_task(fail())
+        await asyncio.sleep(0.01)
+    lt.run(make())
+    gc.collect()
+    lt.run(asyncio.sleep(0.01))
+    s = mon.sample_now()
+    assert s.losses["never-retrieved"] >= 1
+    assert 'taskleak_asyncio_task_losses_total{kind="never-retrieved"}' in mon.metrics_text()
