@@ -7,6 +7,7 @@ import os
 import sys
 from typing import List, Optional
 
+from . import process_commands
 from .run import RunOptions, run_program
 
 __all__ = ["main"]
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="frames kept per creation stack (1-128, default 32)")
     run.add_argument("-m", dest="module", metavar="module", help="run a library module as a script")
     run.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...] (or the module's args with -m)")
+    process_commands.add_parsers(sub)
     return p
 
 
@@ -38,6 +40,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command in process_commands.COMMANDS:
+        return process_commands.run_command(args)
     if args.command != "run":
         parser.print_help(sys.stderr)
         return 2
