@@ -52,14 +52,12 @@ def _read_head(sock: socket.socket, deadline: float) -> bytes:
     buf = bytearray()
     while True:
         end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            return bytes(buf[:end])
-        # A bare-LF client (netcat) is tolerated.
-        end = buf.find(b"\n\n")
-        if end >= 0:
-            return bytes(buf[:end])
-        if len(buf) > MAX_HEAD_BYTES:
+        if end < 0:
+            end = buf.find(b"\n\n")   # a bare-LF client (netcat) is tolerated
+        if end > MAX_HEAD_BYTES or (end < 0 and len(buf) > MAX_HEAD_BYTES):
             raise HttpError(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
+        if end >= 0:
+            return bytes(buf[:end])
         left = deadline - time.monotonic()
         if left <= 0:
             raise HttpError(408, "request not received in time")

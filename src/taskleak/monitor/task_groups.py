@@ -95,8 +95,8 @@ def tasks_payload(snap: Snapshot, max_groups: int = 200, max_names: int = 20, ma
     return out
 
 
-def snapshot_payload(snap: Snapshot, max_groups: int = 2000, max_names: int = 200,
-                     max_tasks: int = 10_000) -> Dict[str, Any]:
+def snapshot_payload(snap: Snapshot, max_groups: int = 1000, max_names: int = 100,
+                     max_tasks: int = 1000) -> Dict[str, Any]:
     """``/api/snapshot`` (what ``taskleak snapshot PID`` saves): the grouped
     listing with wider caps, plus one full record per task up to `max_tasks`."""
     out = tasks_payload(snap, max_groups, max_names, 64)
