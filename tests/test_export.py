@@ -29,8 +29,11 @@ def mon():
         await asyncio.Event().wait()
 
     async def main():
-        for i in range(7):
-            HELD.append(asyncio.create_task(stuck(), name=f"heartbeat-{i}" if i == 0 else None))
+        # Allow-list globs match per group (creation site x coroutine): the
+        # heartbeat has a line of its own, as it would in a service.
+        HELD.append(asyncio.create_task(stuck(), name="heartbeat-0"))
+        for i in range(6):
+            HELD.append(asyncio.create_task(stuck()))
         m = taskleak.Monitor(allow={"heartbeat-*": 1}, window=5,
                              detector_options=dict(trend_blocks=3, horizon=60))
         m.sample_now()
@@ -116,3 +119,20 @@ def test_opentelemetry_observable_instruments(mon):
     created = metrics["taskleak.task.created"]
     assert created.data.is_monotonic and created.data.data_points[0].value >= 7
     provider.shutdown()
+
+
+def test_grafana_dashboard_queries_only_exported_metrics():
+    import json
+    import os
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dash = json.load(open(os.path.join(root, "deploy", "grafana", "taskleak-dashboard.json")))
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert exprs and dash["uid"] == "taskleak-overview"
+    used = {m for e in exprs for m in re.findall(r"\b(taskleak_[a-z_]+)", e)}
+    exported = {"taskleak_asyncio_tasks", "taskleak_asyncio_tasks_created_total", "taskleak_asyncio_task_losses_total",
+                "taskleak_asyncio_group_tasks", "taskleak_event_loop_lag_seconds", "taskleak_leak_suspected",
+                "taskleak_alerts_total"}
+    assert used <= exported and len(used) >= 6
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))

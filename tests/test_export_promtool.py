@@ -52,3 +52,19 @@ def test_unit_tests_would_catch_a_broken_trend_rule(promtool, tmp_path):
     p = subprocess.run([promtool, "test", "rules", "taskleak.rules.test.yml"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=300)
     assert p.returncode != 0
+
+
+def test_grafana_dashboard_queries_are_valid_promql(promtool, tmp_path):
+    import json
+    dash = json.load(open(os.path.join(ROOT, "deploy", "grafana", "taskleak-dashboard.json")))
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    # Each query as a recording rule: promtool parses them all (dashboard
+    # variables replaced by what Grafana would put there).
+    rules = "groups:\n  - name: dashboard\n    rules:\n"
+    for i, e in enumerate(exprs):
+        e = e.replace("$job", ".*").replace("$instance", ".*")
+        rules += f"      - record: dashboard:query_{i}\n        expr: {json.dumps(e)}\n"
+    (tmp_path / "dash.rules.yml").write_text(rules)
+    p = subprocess.run([promtool, "check", "rules", "dash.rules.yml"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr

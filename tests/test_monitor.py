@@ -23,7 +23,13 @@ class LoopThread:
     """An event loop running in a thread of its own."""
 
     def __init__(self, factory=asyncio.new_event_loop, name="loop-thread"):
-        self.loop = factory()
+        if factory is not asyncio.new_event_loop and hasattr(asyncio, "Runner"):
+            # How uvloop.run() builds its loop; tracking adopts loops made by a
+            # Runner (a bare uvloop loop + run_forever() is not seen on 3.14+).
+            self.runner = asyncio.Runner(loop_factory=factory)
+            self.loop = self.runner.get_loop()
+        else:
+            self.loop = factory()
         self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self.thread.start()
 
@@ -300,3 +306,33 @@ def test_losses_are_counted(lt):
     s = mon.sample_now()
     assert s.losses["never-retrieved"] >= 1
     assert 'taskleak_asyncio_task_losses_total{kind="never-retrieved"}' in mon.metrics_text()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_gets_a_running_monitor_of_its_own():
+    # What a pre-forking server (gunicorn --preload) does after the master
+    # started a monitor: the child's sampler thread did not survive the fork.
+    mon = taskleak.Monitor(interval=0.01)
+    mon.start()
+    try:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            ok = 0
+            try:
+                n = len(mon.samples())
+                deadline = time.monotonic() + 10
+                while len(mon.samples()) < n + 3 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                ok = int(mon.running and len(mon.samples()) >= n + 3)
+                mon.stop()
+                ok = ok and int(not mon.running)
+            finally:
+                os.write(w, str(ok).encode())
+                os._exit(0)
+        os.close(w)
+        got = os.read(r, 10)
+        os.waitpid(pid, 0)
+        assert got == b"1"
+    finally:
+        mon.stop()

@@ -75,7 +75,8 @@ void bind_monitor(nb::module_ &m) {
         for (GroupTally &g : t.groups) {
             groups.append(nb::make_tuple(
                 g.stack == StackTable::NONE ? -1 : g.stack == StackTable::DROPPED ? -2 : (int64_t)g.stack,
-                nb::borrow(g.code), g.pending, g.done, g.oldest_ns, nb::borrow(g.example)));
+                nb::borrow(g.code), g.pending, g.done, g.oldest_ns,
+                g.example ? nb::borrow(g.example) : nb::object(nb::none())));
         }
         nb::dict d;
         d["live"] = t.live;

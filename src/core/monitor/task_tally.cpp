@@ -161,17 +161,73 @@ static PyObject *code_of(PyObject *task) {
     return out;
 }
 
+// What the pass remembers between samples, per table slot: the group of
+// the task in it (creation stack and coroutine never change) and whether it
+// was already done (done tasks stay done). A slot is reused by another task
+// when its serial changes. So a sample reads nothing of a done task and one
+// int of a pending one: memory traffic, not attribute lookups, is the cost.
+namespace {
+struct SlotInfo {
+    uint32_t serial = 0;
+    uint32_t gid = 0;
+    bool done = false;
+    bool fast = false;  // a C task: state readable at the probed offset
+};
+struct GroupKeyInfo {
+    Key key;  // key.code is a strong reference
+};
+struct TallyCache {
+    std::vector<SlotInfo> slots;
+    std::vector<GroupKeyInfo> groups;
+    std::unordered_map<Key, uint32_t, KeyHash> where;
+    void clear() {
+        for (GroupKeyInfo &g : groups) Py_DECREF(g.key.code);
+        groups.clear();
+        where.clear();
+        slots.assign(slots.size(), SlotInfo{});
+    }
+};
+TallyCache &cache() {
+    static TallyCache *c = new TallyCache();  // never destroyed: lives as long as the process
+    return *c;
+}
+}  // namespace
+
+static uint32_t group_id(TallyCache &c, uint32_t stack, PyObject *code) {
+    Key k{stack, code};
+    auto it = c.where.find(k);
+    if (it != c.where.end()) return it->second;
+    uint32_t gid = (uint32_t)c.groups.size();
+    c.groups.push_back(GroupKeyInfo{Key{stack, Py_NewRef(code)}});
+    c.where.emplace(k, gid);
+    return gid;
+}
+
 void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     Tracker &t = tracker();
-    std::unordered_map<Key, size_t, KeyHash> where;
+    TallyCache &c = cache();
+    // Keys of groups that no longer have tasks accumulate; start afresh
+    // past a bound (the next pass recomputes every slot once) - but not under
+    // a pass of another monitor that dropped the GIL halfway.
+    static int passes = 0;
+    if (c.groups.size() > 8192 && passes == 0) c.clear();
+    ++passes;
+    struct Acc {
+        uint32_t pending = 0, done = 0;
+        int64_t oldest = INT64_MAX;
+        size_t example_slot = SIZE_MAX;
+        uint32_t example_serial = 0;
+        bool example_pending = false;
+    };
+    std::vector<Acc> acc(c.groups.size());
     const int64_t start = monotonic_ns();
     int64_t hold_start = start;
-    size_t i = 0;
-    for (;;) {
-        // Re-read the table size every step: Python code may run in a
-        // getattr (never for C tasks) and the table may change while the
-        // GIL is dropped.
-        if (i >= t.tasks.slots()) break;
+    const bool fast_state = g_state_off >= 0;
+    for (size_t i = 0;; ++i) {
+        // Re-read the size every step: the table may change while the GIL is
+        // dropped, and Python code may run for tasks of other classes.
+        size_t n = t.tasks.slots();
+        if (i >= n) break;
         if (max_hold_ns > 0 && (i & 255) == 255) {
             int64_t now = monotonic_ns();
             if (now - hold_start >= max_hold_ns) {
@@ -183,52 +239,82 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
                 hold_start = monotonic_ns();
             }
         }
-        const CreationRecord *r = t.tasks.slot(i++);
+        if (c.slots.size() < n) c.slots.resize(n + n / 4 + 64);
+#if defined(__GNUC__)
+        // Pending tasks cost one read of their state: ask for it early.
+        if (fast_state && i + 8 < n) {
+            const CreationRecord *ahead = t.tasks.slot(i + 8);
+            const SlotInfo &k = c.slots[i + 8];
+            if (ahead != nullptr && k.serial == ahead->serial && k.fast && !k.done)
+                __builtin_prefetch((char *)ahead->task + g_state_off);
+        }
+#endif
+        const CreationRecord *r = t.tasks.slot(i);
         if (r == nullptr) continue;
-        PyObject *ref = r->ref;
-        PyObject *task = cpython::weakref_peek(ref);
-        if (task == nullptr) continue;
-        int st = state_of(task);
-        if (st < 0) continue;
-        uint32_t stack = r->stack;
-        int64_t created = r->created_ns;
-        // code_of() may run Python code for tasks of other classes, which
-        // could free the task or its record: hold both over the call.
-        bool fast = g_coro_off >= 0 && PyObject_TypeCheck(task, g_task_type);
-        if (!fast) {
-            Py_INCREF(ref);
-            Py_INCREF(task);
-        }
-        PyObject *code = code_of(task);
-        if (!fast) {
-            Py_INCREF(code);  // keep it past the task's own reference
-            Py_DECREF(task);
-        }
-        ++out.live;
-        if (st == 0) ++out.pending;
-        else ++out.done;
-        Key k{stack, code};
-        auto it = where.find(k);
-        GroupTally *g;
-        if (it == where.end()) {
-            where.emplace(k, out.groups.size());
-            out.groups.push_back(GroupTally{stack, Py_NewRef(code)});
-            g = &out.groups.back();
-            g->oldest_ns = created;
+        // A record in the table is a live task: the record goes in the
+        // weak reference's callback, which runs before the task is freed.
+        PyObject *task = r->task;
+        const uint32_t serial = r->serial, stack = r->stack;
+        const int64_t created = r->created_ns;
+        const SlotInfo known = c.slots[i];
+        int st;
+        if (known.serial == serial && known.done) {
+            st = 1;
+        } else if (known.serial == serial && known.fast) {
+            st = read_int(task, g_state_off) == 0 ? 0 : 1;
         } else {
-            g = &out.groups[it->second];
-        }
-        if (st == 0) ++g->pending;
-        else ++g->done;
-        if (created < g->oldest_ns) g->oldest_ns = created;
-        if (g->example == nullptr || (st == 0 && !g->example_pending)) {
-            Py_XSETREF(g->example, Py_NewRef(ref));
-            g->example_pending = st == 0;
-        }
-        if (!fast) {
-            Py_DECREF(code);
+            // First sight of this task, or a task of another class: the
+            // slow path, which may run Python code - hold the task over it.
+            PyObject *ref = r->ref;
+            Py_INCREF(ref);
+            task = cpython::weakref_peek(ref);
+            if (task == nullptr) {
+                Py_DECREF(ref);
+                continue;
+            }
+            Py_INCREF(task);
+            st = state_of(task);
+            PyObject *code = st < 0 ? nullptr : code_of(task);
+            bool fast = fast_state && g_coro_off >= 0 && PyObject_TypeCheck(task, g_task_type);
+            if (code != nullptr && i < c.slots.size())
+                c.slots[i] = SlotInfo{serial, group_id(c, stack, code), false, fast};
+            Py_DECREF(task);
             Py_DECREF(ref);
+            if (code == nullptr || i >= c.slots.size() || c.slots[i].serial != serial) continue;
+            if (acc.size() < c.groups.size()) acc.resize(c.groups.size());
         }
+        SlotInfo &s2 = c.slots[i];
+        if (st != 0) s2.done = true;
+        if (s2.gid >= acc.size()) acc.resize(c.groups.size());  // groups added by another pass
+        if (s2.gid >= acc.size()) continue;
+        Acc &a = acc[s2.gid];
+        ++out.live;
+        if (st == 0) {
+            ++out.pending;
+            ++a.pending;
+        } else {
+            ++out.done;
+            ++a.done;
+        }
+        if (created >= 0 && created < a.oldest) a.oldest = created;
+        if (a.example_slot == SIZE_MAX || (st == 0 && !a.example_pending)) {
+            a.example_slot = i;
+            a.example_serial = serial;
+            a.example_pending = st == 0;
+        }
+    }
+    --passes;
+    for (size_t gid = 0; gid < acc.size() && gid < c.groups.size(); ++gid) {
+        const Acc &a = acc[gid];
+        if (a.pending == 0 && a.done == 0) continue;
+        GroupTally g{c.groups[gid].key.stack, Py_NewRef(c.groups[gid].key.code)};
+        g.pending = a.pending;
+        g.done = a.done;
+        g.oldest_ns = a.oldest == INT64_MAX ? -1 : a.oldest;
+        const CreationRecord *r = t.tasks.slot(a.example_slot);
+        if (r != nullptr && r->serial == a.example_serial) g.example = Py_NewRef(r->ref);
+        g.example_pending = a.example_pending;
+        out.groups.push_back(g);
     }
     int64_t end = monotonic_ns();
     out.gil_ns += end - hold_start;

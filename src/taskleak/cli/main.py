@@ -12,7 +12,8 @@ from .run import RunOptions, run_program
 
 __all__ = ["main"]
 
-_RUN_USAGE = "taskleak run [--json FILE] [--fail-on-leak] [--stack-depth N] (script.py | -m module) [args...]"
+_RUN_USAGE = ("taskleak run [--json FILE] [--fail-on-leak] [--stack-depth N] [--monitor[=SECONDS]] "
+              "(script.py | -m module) [args...]")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-on-leak", action="store_true", help="exit with status 1 if any leak was found")
     run.add_argument("--stack-depth", type=int, default=32, metavar="N",
                      help="frames kept per creation stack (1-128, default 32)")
+    run.add_argument("--monitor", nargs="?", const=10.0, type=float, metavar="SECONDS",
+                     help="also run the production monitor while the program runs (every SECONDS, default 10); "
+                          "its alerts go to stderr")
     run.add_argument("-m", dest="module", metavar="module", help="run a library module as a script")
     run.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...] (or the module's args with -m)")
     process_commands.add_parsers(sub)
@@ -66,7 +70,34 @@ def main(argv: Optional[List[str]] = None) -> int:
         d = os.path.dirname(os.path.abspath(opts.json_file))
         if not os.path.isdir(d):
             run.error(f"--json: directory does not exist: {d}")
-    return run_program(opts)
+    if args.monitor is not None and not args.monitor > 0:
+        run.error("--monitor: the interval must be a positive number of seconds")
+    if args.monitor is None:
+        return run_program(opts)
+    return _run_monitored(opts, args.monitor)
+
+
+def _run_monitored(opts: RunOptions, interval: float) -> int:
+    # cli sits above monitor in the layers (pyproject.toml): the monitor wraps
+    # the run, and run.py does not need to know about it.
+    import logging
+
+    from ..monitor import Monitor
+
+    log = logging.getLogger("taskleak")
+    if not log.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(h)
+        log.propagate = False
+    mon = Monitor(interval=interval)
+    mon.start()
+    try:
+        return run_program(opts)
+    finally:
+        mon.stop()
+        n = len(mon.alerts())
+        print(f"taskleak monitor: {len(mon.samples())} samples, {n} alert{'s' if n != 1 else ''}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

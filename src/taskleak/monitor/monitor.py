@@ -297,11 +297,12 @@ class Monitor:
 
     def _measure(self, rss: int) -> Sample:
         raw = _core.tally_tasks(self._max_hold_ns)
+        self._last_tally = raw
         now_ns = _core.monotonic_ns()
         groups: List[Tuple[str, str, int, int, int, Any, bool]] = []
         matched: Dict[int, List[Tuple[int, int]]] = {}
         seen_keys = set()
-        for stack_id, code, pending, done, oldest_ns, example, _ in [g + (None,) for g in raw["groups"]]:
+        for stack_id, code, pending, done, oldest_ns, example in raw["groups"]:
             seen_keys.add((stack_id, id(code)))
             site, coro = self._site(stack_id, code)
             allowed = False
@@ -415,7 +416,11 @@ class Monitor:
         if only is not None:
             labels = [only]
         else:
-            labels = [lab for growth, lab in self._growth() if growth > 0 and lab in by_label][:3]
+            grown = [(growth, lab) for growth, lab in self._growth() if growth > 0 and lab in by_label]
+            # The groups that carry the rise; ordinary churn of other groups
+            # (a few more requests in flight) is not worth naming.
+            top = grown[0][0] if grown else 0
+            labels = [lab for growth, lab in grown if growth * 2 >= top][:3]
         groups = [self._describe_group(by_label[lab], self._groups[lab]) for lab in labels if lab in self._groups]
         groups = [g for g in groups if g is not None]
         text = _alert_text(signal, a, s, groups, self._task_growth())

@@ -26,9 +26,13 @@ def instrument(monitor: "Monitor", meter_provider: Optional[Any] = None) -> List
         raise ImportError("taskleak's OpenTelemetry export needs opentelemetry-api: "
                           "pip install 'taskleak[otel]'") from e
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
-    from .. import __version__
+    try:
+        from importlib.metadata import version
 
-    meter = provider.get_meter("taskleak", __version__)
+        ver: Optional[str] = version("taskleak")
+    except Exception:
+        ver = None
+    meter = provider.get_meter("taskleak", ver)
 
     def callback(name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:

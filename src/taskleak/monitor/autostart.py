@@ -1,0 +1,91 @@
+"""Start a Monitor at interpreter start-up from the environment, for
+services that cannot change their code (as coverage.py does with
+``COVERAGE_PROCESS_START``).
+
+The wheel ships ``taskleak-monitor.pth`` in site-packages; Python runs its one
+line at every start-up, and that line imports this module only when
+``TASKLEAK_MONITOR`` is set (so an unset variable costs a dict lookup).
+
+* ``TASKLEAK_MONITOR=1`` (or ``true``/``yes``/``on``): sample every 10 s;
+  a number: that interval in seconds; ``0``/``false``/empty: off.
+* ``TASKLEAK_MONITOR_JSONL=/path/samples.jsonl``: append a JSON line per sample.
+* ``TASKLEAK_MONITOR_ALLOW="heartbeat*=1,log-flusher"``: allow-list globs,
+  each with an optional ``=budget``.
+* ``TASKLEAK_MONITOR_PROMETHEUS=1``: register the collector with
+  prometheus_client's global registry (the service exposes it as usual).
+
+A bad value is reported on stderr and the program runs without a monitor:
+start-up never fails because of taskleak.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict, List, Optional, Union
+
+__all__ = ["parse_interval", "parse_allow", "start_from_environment", "monitor"]
+
+monitor: Optional[Any] = None
+
+_ON = {"1", "true", "yes", "on"}
+_OFF = {"", "0", "false", "no", "off"}
+
+
+def parse_interval(value: str) -> Optional[float]:
+    """Seconds between samples, or None for "off". ValueError if unreadable."""
+    v = value.strip().lower()
+    if v in _OFF:
+        return None
+    if v in _ON:
+        return 10.0
+    try:
+        seconds = float(v)
+    except ValueError:
+        raise ValueError(f"TASKLEAK_MONITOR={value!r}: use 1 (every 10 s), a number of seconds, or 0 (off)") from None
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"TASKLEAK_MONITOR={value!r}: the interval must be a positive number of seconds")
+    return seconds
+
+
+def parse_allow(value: str) -> List[Union[str, Dict[str, int]]]:
+    out: List[Union[str, Dict[str, int]]] = []
+    for item in (x.strip() for x in value.split(",")):
+        if not item:
+            continue
+        glob, sep, budget = item.rpartition("=")
+        if sep:
+            try:
+                out.append({glob: int(budget)})
+            except ValueError:
+                raise ValueError(f"TASKLEAK_MONITOR_ALLOW: budget of {glob!r} is not an int: {budget!r}") from None
+        else:
+            out.append(item)
+    return out
+
+
+def start_from_environment(environ: Optional[Dict[str, str]] = None) -> Optional[Any]:
+    """Start the monitor the environment asks for; return it (or None)."""
+    global monitor
+    env = os.environ if environ is None else environ
+    try:
+        interval = parse_interval(env.get("TASKLEAK_MONITOR", ""))
+        if interval is None:
+            return None
+        allow = parse_allow(env.get("TASKLEAK_MONITOR_ALLOW", ""))
+        from .monitor import Monitor
+
+        mon = Monitor(interval=interval, allow=allow, jsonl=env.get("TASKLEAK_MONITOR_JSONL") or None)
+        if parse_interval(env.get("TASKLEAK_MONITOR_PROMETHEUS", "")) is not None:
+            from .prometheus import register
+
+            register(mon)
+        monitor = mon.start()
+        return mon
+    except Exception as e:  # never break the program's start-up
+        print(f"taskleak: monitor not started: {e}", file=sys.stderr)
+        return None
+
+
+if os.environ.get("TASKLEAK_MONITOR") is not None and monitor is None:
+    start_from_environment()
