@@ -58,6 +58,10 @@ def connect(pid: Any, inject: bool = False, timeout: float = 30.0) -> Tuple[Targ
     agent = find_agent(t, timeout)
     if agent is not None:
         return t, agent
+    if t.exe is None and os.path.exists(f"/proc/{t.pid}"):
+        raise AttachError(f"not permitted to inspect process {t.pid} (cannot read /proc/{t.pid}/exe; the process "
+                          "may be non-dumpable or another user's): run as its user or as root with CAP_SYS_PTRACE, "
+                          f"or start the agent in it ({NO_AGENT_HELP})", "ptrace")
     ver = t.python_version
     if inject:
         return t, inject_agent(t)
