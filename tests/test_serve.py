@@ -5,6 +5,7 @@ bounded answers at 100,000 tasks, and no thread left after close()."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 import time
@@ -34,14 +35,18 @@ def service():
 
 @pytest.fixture
 def server(service):
+    gc.collect()   # tasks of earlier tests, with the same names, are gone
     ev = service.call(asyncio.Event)
     service.spawn(stuck, 5, "stuck", ev)
-    service.spawn(waits_forever, 2, "lost")
+    # Held here: nothing else references them, and the collector would take them.
+    lost = service.spawn(waits_forever, 2, "lost")
     srv = taskleak.serve(interval=0.05)
     _wait_samples(srv, 3)
     yield srv
     srv.close()
     service.call(ev.set)
+    for t in lost:
+        service.loop.call_soon_threadsafe(t.cancel)
 
 
 def _wait_samples(srv, n: int) -> None:
@@ -185,6 +190,9 @@ def test_token_rules():
         # With a token the Host header does not matter (a remote client names the server's address).
         assert get(url, "/api/info", headers={"Host": "10.1.2.3:8080", "Authorization": "Bearer " + token})[0] == 200
         assert get(url, "/", headers={"Authorization": "Basic dXNlcjpwYXNz"})[0] == 401
+        assert get(url, "/")[0] == 401
+        # The dashboard's static script and style carry no process data: no token needed.
+        assert get(url, "/assets/dashboard.js")[0] == 200
     finally:
         srv.close()
 

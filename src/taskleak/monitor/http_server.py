@@ -263,6 +263,8 @@ class Server:
         if self.path is not None:
             return  # the peer's uid was checked
         if self._token is not None:
+            if req.path.startswith("/assets/"):
+                return  # the dashboard's own script and style: public files of the package, no process data
             given = req.headers.get("authorization", "")
             given = given[7:].strip() if given[:7].lower() == "bearer " else req.param("token")
             if not hmac.compare_digest(given.encode("utf-8", "replace"), self._token):

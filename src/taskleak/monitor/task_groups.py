@@ -126,10 +126,16 @@ def tasks_text(snap: Snapshot, max_groups: int = 200) -> str:
 
 
 def find_task(snap: Snapshot, name: str) -> Optional[Any]:
-    """The live task named `name` (or whose id() in hex/decimal is `name`)."""
+    """The live task named `name` (or whose id() in hex/decimal is `name`);
+    names need not be unique: a pending task wins over a finished one."""
+    found = None
     for t in snap:
         if t.name == name:
-            return t.task
+            if t.state == "pending":
+                return t.task
+            found = found or t.task
+    if found is not None:
+        return found
     try:
         ident = int(name, 0)
     except ValueError:

@@ -50,7 +50,10 @@
   // A line chart: one polyline and one circle per sampled point per series.
   function drawChart(node, series, fmt, marks) {
     while (node.firstChild) node.removeChild(node.firstChild);
-    const W = 600, H = 200, L = 46, R = 6, T = 8, B = 18;
+    // Drawn in the chart's own pixel size, so that text is never stretched.
+    const W = Math.max(200, Math.round(node.clientWidth || 600)), H = Math.max(100, Math.round(node.clientHeight || 200));
+    const L = 58, R = 8, T = 8, B = 18;
+    node.setAttribute("viewBox", "0 0 " + W + " " + H);
     const all = series.flatMap(s => s.points);
     if (!all.length) {
       node.appendChild(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "axis" })).textContent = "no sample yet";
