@@ -361,3 +361,70 @@ def test_inject_honours_disable_remote_debug(runtime_dir, how):
         assert taskleak_cli("dump", str(p.pid)).returncode == 0
     finally:
         p.stop()
+
+
+# -- the agent started by `taskleak run --monitor` and TASKLEAK_MONITOR -------------------
+
+PROGRAM = r"""
+import asyncio, os
+async def stuck(ev):
+    await ev.wait()
+async def main():
+    ev = asyncio.Event()
+    ts = [asyncio.create_task(stuck(ev), name=f"prog-{i}") for i in range(3)]
+    await asyncio.sleep(0.3)
+    print(os.getpid(), flush=True)
+    await asyncio.sleep(120)
+asyncio.run(main())
+"""
+
+
+def _program_pid(cmd: list, env: dict, tmp_path) -> tuple:
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    p = subprocess.Popen([*cmd, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd="/")
+    line = p.stdout.readline()
+    assert line.strip().isdigit(), (line, p.stderr.read() if p.poll() is not None else "")
+    return p, int(line)
+
+
+def _dump_when_agent_is_up(pid: int, runtime_dir) -> subprocess.CompletedProcess:
+    sock = runtime_dir / "taskleak" / f"{pid}.sock"
+    for _ in range(500):
+        if sock.exists():
+            break
+        time.sleep(0.02)
+    return taskleak_cli("dump", str(pid))
+
+
+def test_taskleak_run_monitor_starts_the_agent(runtime_dir, tmp_path):
+    p, pid = _program_pid([sys.executable, "-m", "taskleak", "run", "--monitor", "0.1"], dict(os.environ), tmp_path)
+    try:
+        dump = _dump_when_agent_is_up(pid, runtime_dir)
+        assert dump.returncode == 0, dump.stderr
+        assert "3 tasks, pending, stuck(), waiting on Event.wait()" in dump.stdout
+        assert "program.py:" in dump.stdout        # creation sites: the program ran with tracking on
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+        p.stderr.close()
+
+
+def test_taskleak_monitor_env_starts_the_agent(runtime_dir, tmp_path):
+    import taskleak.monitor.autostart as autostart
+
+    if "start_agent" not in pathlib.Path(autostart.__file__).read_text():
+        pytest.xfail("integration pending: issue 10's monitor/autostart.py must call "
+                     "http_server.start_agent(mon) after starting the monitor (see the issue 11 report)")
+    env = dict(os.environ, TASKLEAK_MONITOR="0.1")
+    p, pid = _program_pid([sys.executable], env, tmp_path)
+    try:
+        dump = _dump_when_agent_is_up(pid, runtime_dir)
+        assert dump.returncode == 0, dump.stderr
+        assert "3 tasks, pending, stuck()" in dump.stdout
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+        p.stderr.close()

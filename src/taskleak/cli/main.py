@@ -90,11 +90,16 @@ def _run_monitored(opts: RunOptions, interval: float) -> int:
         h.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(h)
         log.propagate = False
+    from ..monitor.http_server import start_agent
+
     mon = Monitor(interval=interval)
     mon.start()
+    agent = start_agent(mon)   # `taskleak ps/top/dump PID` reach the program through it
     try:
         return run_program(opts)
     finally:
+        if agent is not None:
+            agent.close()
         mon.stop()
         n = len(mon.alerts())
         print(f"taskleak monitor: {len(mon.samples())} samples, {n} alert{'s' if n != 1 else ''}", file=sys.stderr)

@@ -29,7 +29,7 @@ from .agent import clean_stale, peer_allowed, peer_credentials, prepare_dir, soc
 from .endpoints import Endpoints, Response
 from .http_request import HttpError, Request, read_request
 
-__all__ = ["Server", "serve"]
+__all__ = ["Server", "serve", "start_agent"]
 
 log = logging.getLogger("taskleak")
 
@@ -402,3 +402,20 @@ def _start(host: Optional[str], port: int, tok: Optional[bytes], loopback: bool,
         srv._inode = (st.st_dev, st.st_ino)
     log.info("taskleak: debug endpoint at %s", url)
     return srv
+
+
+def start_agent(monitor: Any = None, environ: Optional[Any] = None) -> Optional[Server]:
+    """Start the agent for ``taskleak run --monitor`` and ``TASKLEAK_MONITOR``:
+    like ``serve(unix=True, monitor=monitor)``, but it never raises (a
+    program must start even if the agent cannot) and ``TASKLEAK_AGENT=0``
+    turns it off. Returns the server, or None."""
+    env = os.environ if environ is None else environ
+    if env.get("TASKLEAK_AGENT", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        return serve(unix=True, monitor=monitor)
+    except Exception as e:
+        import sys
+
+        print(f"taskleak: agent not started: {e}", file=sys.stderr)
+        return None
