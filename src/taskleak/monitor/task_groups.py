@@ -32,6 +32,12 @@ def _states(snap: Snapshot) -> Dict[str, int]:
     return {s: c.get(s, 0) for s in STATES}
 
 
+def _frame(f: Any) -> Dict[str, Any]:
+    d = f.to_dict()
+    d["short"] = f.short()   # "file:line in function" with library paths shortened
+    return d
+
+
 def _group(snap: Snapshot, gid: int, g: List[int], max_names: int, max_frames: int) -> Dict[str, Any]:
     serial = snap._s.column("serial")
     created = snap._s.column("created")
@@ -58,9 +64,9 @@ def _group(snap: Snapshot, gid: int, g: List[int], max_names: int, max_frames: i
         "state": first.state,
         "coro": first.coro,
         "site": site,
-        "created_at": None if site_frames is None else [f.to_dict() for f in site_frames[:max_frames]],
+        "created_at": None if site_frames is None else [_frame(f) for f in site_frames[:max_frames]],
         # The await chain, outermost coroutine first (as TaskInfo.stack).
-        "chain": [f.to_dict() for f in first.stack[-max_frames:]],
+        "chain": [_frame(f) for f in first.stack[-max_frames:]],
         "waiting_on": first.waiting_on if pending else None,
         "wait_kind": first.wait.kind if pending else None,
         "orphaned": bool(orphaned),

@@ -147,7 +147,7 @@
     document.querySelector(".card:last-child").classList.toggle("alerting", data.suspected.length > 0);
   }
 
-  function frameText(f) { return f.filename + ":" + f.lineno + " in " + f.function; }
+  function frameText(f) { return f.short || (f.filename + ":" + f.lineno + " in " + f.function); }
 
   function renderTasks(data) {
     const states = Object.entries(data.states).filter(([, n]) => n).map(([s, n]) => n + " " + s).join(", ");
