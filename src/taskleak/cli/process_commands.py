@@ -8,12 +8,15 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Optional, Tuple
+from typing import Any
 from urllib.parse import quote
 
-from .attach import NO_AGENT_HELP, Agent, AttachError, Target, find_agent, target
+from .attach import AttachError
+from .connect import connect
+from .ps import cmd_ps
+from .top import cmd_top
 
-__all__ = ["COMMANDS", "add_parsers", "run_command", "connect"]
+__all__ = ["COMMANDS", "add_parsers", "run_command"]
 
 COMMANDS = ("ps", "top", "dump", "snapshot", "why")
 
@@ -47,33 +50,6 @@ def add_parsers(sub: Any) -> None:
     why = sub.add_parser("why", help="everything taskleak can say about one task of a running process")
     common(why)
     why.add_argument("task", metavar="TASK", help="the task's name (or id)")
-
-
-def connect(pid: Any, inject: bool = False, timeout: float = 30.0) -> Tuple[Target, Optional[Agent]]:
-    """The target and its agent; the agent is None when the target is 3.14+
-    without one and will be read from outside. AttachError otherwise."""
-    from .remote_314 import inject_agent
-
-    t = target(pid)
-    agent = find_agent(t, timeout)
-    if agent is not None:
-        return t, agent
-    if t.exe is None and os.path.exists(f"/proc/{t.pid}"):
-        raise AttachError(f"not permitted to inspect process {t.pid} (cannot read /proc/{t.pid}/exe; the process "
-                          "may be non-dumpable or another user's): run as its user or as root with CAP_SYS_PTRACE, "
-                          f"or start the agent in it ({NO_AGENT_HELP})", "ptrace")
-    ver = t.python_version
-    if inject:
-        return t, inject_agent(t)
-    if ver is not None and ver >= (3, 14):
-        return t, None
-    if not t.looks_like_python:
-        raise AttachError(f"process {t.pid} has no taskleak agent and does not look like a Python process "
-                          f"(executable {t.exe or 'unknown'})", "no-agent")
-    shown = f"Python {ver[0]}.{ver[1]}" if ver else "a Python older than 3.14, or one taskleak cannot identify"
-    raise AttachError(f"process {t.pid} has no taskleak agent ({shown}): {NO_AGENT_HELP}"
-                      + ("; on CPython 3.14+ it could also be read from outside" if ver is None or ver < (3, 14)
-                         else ""), "no-agent")
 
 
 def _write(text: str) -> None:
@@ -146,9 +122,6 @@ def cmd_why(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run one of COMMANDS; AttachError becomes a message and exit status 1."""
-    from .ps import cmd_ps
-    from .top import cmd_top
-
     fn = {"ps": cmd_ps, "top": cmd_top, "dump": cmd_dump, "snapshot": cmd_snapshot, "why": cmd_why}[args.command]
     try:
         return fn(args)

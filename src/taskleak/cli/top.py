@@ -16,6 +16,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from .attach import Agent, Target
+from .connect import connect
 
 __all__ = ["cmd_top", "render"]
 
@@ -84,8 +85,6 @@ def _frame(t: Target, agent: Optional[Agent], width: int) -> str:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    from .process_commands import connect
-
     t, agent = connect(args.pid, args.inject, args.timeout)
     delay = max(0.1, args.delay)
     tty = sys.stdout.isatty() and sys.stdin.isatty()

@@ -42,6 +42,16 @@ def _json(obj: Any) -> Response:
     return Response(200, "application/json", json.dumps(obj, default=str, allow_nan=False).encode())
 
 
+def _version() -> str:
+    # Not `from .. import __version__`: nothing below the package root takes from it.
+    try:
+        from importlib.metadata import version
+
+        return version("taskleak")
+    except Exception:
+        return "unknown"
+
+
 def _clean(x: Any) -> Any:
     """JSON has no NaN/Infinity: they become null."""
     if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
@@ -138,12 +148,10 @@ class Endpoints:
         return Response(200, "text/plain; version=0.0.4; charset=utf-8", self.monitor.metrics_text().encode())
 
     def _info(self, req: Request) -> Response:
-        from .. import __version__
-
         argv = [a[:200] for a in sys.argv[:20]]
         return _json({
             "pid": os.getpid(), "uid": os.geteuid(), "python": sys.version.split()[0],
-            "implementation": sys.implementation.name, "taskleak": __version__, "argv": argv,
+            "implementation": sys.implementation.name, "taskleak": _version(), "argv": argv,
             "started": self.started, "interval": getattr(self.monitor, "interval", None),
             "agent": self.agent, "creation_sites": True,
         })
