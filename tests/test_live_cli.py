@@ -342,7 +342,8 @@ def test_inject_on_314_starts_the_agent(runtime_dir):
         # The agent stays: plain commands now use it (chains, wait targets).
         why = taskleak_cli("why", pid, "stuck-2")
         assert "waiting on: Event.wait()" in why.stdout
-        assert not list(pathlib.Path(tempfile.gettempdir()).glob(f"taskleak-inject-*{pid}*"))
+        # The script and its error file are gone.
+        assert not list(pathlib.Path(tempfile.gettempdir()).glob("taskleak-inject-*"))
     finally:
         p.stop()
 
@@ -423,6 +424,49 @@ def test_taskleak_monitor_env_starts_the_agent(runtime_dir, tmp_path):
         dump = _dump_when_agent_is_up(pid, runtime_dir)
         assert dump.returncode == 0, dump.stderr
         assert "3 tasks, pending, stuck()" in dump.stdout
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+        p.stderr.close()
+
+
+IDLE_SERVICE = r"""
+import asyncio, signal
+async def stuck(ev):
+    await ev.wait()
+async def main():
+    ev = asyncio.Event()
+    tasks = [asyncio.create_task(stuck(ev), name=f"idle-{i}") for i in range(3)]
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: None)
+    await asyncio.sleep(0.1)
+    print("ready", flush=True)
+    await asyncio.sleep(3600)          # idle: the loop waits in epoll
+asyncio.run(main())
+"""
+
+
+def test_inject_into_an_idle_loop_says_so_and_starts_when_it_wakes(runtime_dir):
+    import signal
+
+    python = _python314_with_taskleak()
+    p = subprocess.Popen([python, "-c", IDLE_SERVICE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        r = taskleak_cli("dump", str(p.pid), "--inject", "--inject-wait", "2")
+        assert r.returncode == 1
+        assert "did not start" in r.stderr and "idle event loop" in r.stderr and "stays queued" in r.stderr
+        os.kill(p.pid, signal.SIGUSR1)     # something wakes the loop: the queued script runs
+        sock = runtime_dir / "taskleak" / f"{p.pid}.sock"
+        for _ in range(500):
+            if sock.exists():
+                break
+            time.sleep(0.02)
+        dump = taskleak_cli("dump", str(p.pid))
+        assert dump.returncode == 0, dump.stderr
+        assert "3 tasks, pending, stuck()" in dump.stdout
+        # The script removed itself once it ran.
+        assert not list(pathlib.Path(tempfile.gettempdir()).glob("taskleak-inject-*.py"))
     finally:
         p.kill()
         p.wait()

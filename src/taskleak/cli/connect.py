@@ -11,7 +11,8 @@ from .remote_314 import inject_agent
 __all__ = ["connect"]
 
 
-def connect(pid: Any, inject: bool = False, timeout: float = 30.0) -> Tuple[Target, Optional[Agent]]:
+def connect(pid: Any, inject: bool = False, timeout: float = 30.0,
+            inject_wait: float = 10.0) -> Tuple[Target, Optional[Agent]]:
     """The target and its agent; the agent is None when the target is 3.14+
     without one and will be read from outside. AttachError otherwise."""
     t = target(pid)
@@ -24,7 +25,7 @@ def connect(pid: Any, inject: bool = False, timeout: float = 30.0) -> Tuple[Targ
                           f"or start the agent in it ({NO_AGENT_HELP})", "ptrace")
     ver = t.python_version
     if inject:
-        return t, inject_agent(t)
+        return t, inject_agent(t, inject_wait)
     if ver is not None and ver >= (3, 14):
         return t, None
     if not t.looks_like_python:

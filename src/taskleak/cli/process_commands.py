@@ -27,6 +27,8 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--inject", action="store_true",
                        help="CPython 3.14+: start the agent inside the process with sys.remote_exec (PEP 768) "
                             "when it has none")
+        p.add_argument("--inject-wait", type=float, default=10.0, metavar="S",
+                       help="seconds --inject waits for the agent to start (an idle loop delays it)")
         p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait for an answer")
 
     sub.add_parser("ps", help="list processes with a taskleak agent (and, on 3.14+, other Python processes)",
@@ -58,7 +60,7 @@ def _write(text: str) -> None:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    t, agent = connect(args.pid, args.inject, args.timeout)
+    t, agent = connect(args.pid, args.inject, args.timeout, args.inject_wait)
     if agent is None:
         from .remote_314 import format_tasks, read_tasks
 
@@ -76,7 +78,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     d = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(d):
         raise AttachError(f"-o: directory does not exist: {d}", "usage")
-    t, agent = connect(args.pid, args.inject, args.timeout)
+    t, agent = connect(args.pid, args.inject, args.timeout, args.inject_wait)
     if agent is None:
         from .remote_314 import LIMITATIONS, read_tasks
 
@@ -93,7 +95,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_why(args: argparse.Namespace) -> int:
-    t, agent = connect(args.pid, args.inject, args.timeout)
+    t, agent = connect(args.pid, args.inject, args.timeout, args.inject_wait)
     if agent is None:
         from .remote_314 import LIMITATIONS, read_tasks
 

@@ -16,9 +16,10 @@ __all__ = ["cmd_ps", "list_processes"]
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return " ".join(a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a)
+            text = " ".join(a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a)
     except OSError:
         return "?"
+    return " ".join(text.split())   # one line, whatever the arguments hold (python -c "...")
 
 
 def _python_314_plus(pid: int) -> Optional[str]:

@@ -82,7 +82,8 @@ except Exception as e:
     print(json.dumps({"error": "inject", "detail": f"{type(e).__name__}: {e}"}))
 """
 
-# Runs inside the target at its next bytecode boundary. Never raises there.
+# Runs inside the target at its next bytecode boundary. Never raises there;
+# removes itself (it may run long after the CLI gave up waiting).
 _AGENT_SCRIPT = """\
 try:
     import taskleak as _taskleak
@@ -93,6 +94,11 @@ except BaseException as _e:
             _f.write(type(_e).__name__ + ": " + str(_e))
     except Exception:
         pass
+try:
+    import os as _os
+    _os.unlink({script!r})
+except Exception:
+    pass
 """
 
 
@@ -237,7 +243,7 @@ def inject_agent(t: Target, wait: float = 10.0) -> Agent:
     err = script[:-3] + ".err"
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(_AGENT_SCRIPT.format(err=err))
+            f.write(_AGENT_SCRIPT.format(err=err, script=script))
         # The target must read it (and may be another user, when we are root).
         os.chmod(script, 0o644)
         if os.geteuid() == 0 and t.uid != 0:

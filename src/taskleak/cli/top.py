@@ -85,7 +85,7 @@ def _frame(t: Target, agent: Optional[Agent], width: int) -> str:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    t, agent = connect(args.pid, args.inject, args.timeout)
+    t, agent = connect(args.pid, args.inject, args.timeout, args.inject_wait)
     delay = max(0.1, args.delay)
     tty = sys.stdout.isatty() and sys.stdin.isatty()
     n = 0
