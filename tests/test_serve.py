@@ -321,3 +321,40 @@ def test_answers_are_bounded_at_100k_tasks(service):
     finally:
         srv.close()
         service.call(ev.set)
+
+
+def test_snapshots_while_the_loop_churns_tasks(service, caplog):
+    # Tasks created and finished continuously on the loop thread while clients
+    # take snapshots from the server's threads: every answer is a 200.
+    import logging
+
+    caplog.set_level(logging.ERROR, logger="taskleak")
+
+    async def quick() -> None:
+        await asyncio.sleep(0)
+
+    async def churn() -> None:
+        while True:
+            for _ in range(50):
+                asyncio.get_running_loop().create_task(quick())
+            await asyncio.sleep(0)
+
+    churner = service.call(lambda: service.loop.create_task(churn(), name="churn"))
+    srv = taskleak.serve(interval=0.05, max_clients=64)
+    try:
+        statuses = []
+
+        def client() -> None:
+            for path in ("/api/tasks", "/tasks.txt", "/api/snapshot", "/metrics") * 5:
+                statuses.append(get(srv.url, path + ("?names=1" if path == "/api/tasks" else ""))[0])
+
+        threads = [threading.Thread(target=client) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert statuses == [200] * 120
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    finally:
+        srv.close()
+        service.loop.call_soon_threadsafe(churner.cancel)
