@@ -195,7 +195,8 @@ def test_error_malformed_reply(runtime_dir):
     srv.bind(path)
     srv.listen(4)
     replies = [b"SSH-2.0-OpenSSH_9.2\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{not json",
-               b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{}"]
+               b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{}",
+               b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"]
 
     def fake_agent() -> None:
         for reply in replies:
@@ -210,7 +211,9 @@ def test_error_malformed_reply(runtime_dir):
         r1 = taskleak_cli("dump", str(p.pid))
         r2 = taskleak_cli("dump", str(p.pid), "--json")
         r3 = taskleak_cli("dump", str(p.pid), "--json")
+        r4 = taskleak_cli("why", str(p.pid), "some-task")     # valid JSON of the wrong shape
         t.join(30)
+        assert r4.returncode == 1 and "malformed reply" in r4.stderr and "Traceback" not in r4.stderr
         assert r1.returncode == 1 and f"malformed reply from process {p.pid}'s agent: not an HTTP response" in r1.stderr
         assert r2.returncode == 1 and "malformed reply" in r2.stderr and "not JSON" in r2.stderr
         assert r3.returncode == 1 and "2 bytes of a 500-byte answer" in r3.stderr

@@ -130,5 +130,11 @@ def run_command(args: argparse.Namespace) -> int:
     except AttachError as e:
         print(f"taskleak {args.command}: {e}", file=sys.stderr)
         return 1
+    except (KeyError, TypeError, AttributeError) as e:
+        # JSON of an unexpected shape: an agent of another taskleak version, or not an agent.
+        print(f"taskleak {args.command}: malformed reply from process {getattr(args, 'pid', '?')}: missing or "
+              f"unexpected field ({type(e).__name__}: {e}); is the agent from another taskleak version?",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
