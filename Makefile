@@ -20,7 +20,7 @@ ASAN_VENV := .venv/asan-py$(PY)
 # Build/test tools for the venvs. cmake and ninja come from PyPI too, so a
 # fresh machine needs nothing but the interpreter (the system cmake is a pyenv
 # shim that only works for the global Python).
-DEV_DEPS ?= "scikit-build-core>=0.10" "nanobind>=2.4" "pytest>=8" "uvloop>=0.17" "pytest-asyncio>=1.1" anyio "pytest-xdist>=3" objgraph "import-linter>=2.1" prometheus_client opentelemetry-sdk cmake ninja
+DEV_DEPS ?= "scikit-build-core>=0.10" "nanobind>=2.4" "pytest>=8" "uvloop>=0.17" "pytest-asyncio>=1.1" anyio "pytest-xdist>=3" objgraph "import-linter>=2.1" prometheus_client opentelemetry-sdk selenium cmake ninja
 
 PIP_FLAGS ?= --disable-pip-version-check
 # Regular (non-editable) install: the wheel is rebuilt from the current sources

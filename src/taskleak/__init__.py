@@ -28,6 +28,7 @@ from .frame import Frame
 from .heap.growth import Growth, GrowthRow, growth
 from .heap.index import HeapIndex, HolderPath, who_holds
 from .monitor import Alert, AlertGroup, Anomaly, Detector, GroupStat, Monitor, Sample
+from .monitor.http_server import Server, serve
 from .report import signal_dump as _signal_dump
 from .report.dump import dump
 from .snapshot import Snapshot, snapshot
@@ -82,6 +83,8 @@ __all__ = [
     "GroupStat",
     "Monitor",
     "Sample",
+    "Server",
+    "serve",
     "KINDS",
     "Leak",
     "LeakCheck",

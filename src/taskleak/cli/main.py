@@ -7,6 +7,7 @@ import os
 import sys
 from typing import List, Optional
 
+from . import process_commands
 from .run import RunOptions, run_program
 
 __all__ = ["main"]
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
                           "its alerts go to stderr")
     run.add_argument("-m", dest="module", metavar="module", help="run a library module as a script")
     run.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...] (or the module's args with -m)")
+    process_commands.add_parsers(sub)
     return p
 
 
@@ -42,6 +44,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command in process_commands.COMMANDS:
+        return process_commands.run_command(args)
     if args.command != "run":
         parser.print_help(sys.stderr)
         return 2
@@ -86,11 +90,16 @@ def _run_monitored(opts: RunOptions, interval: float) -> int:
         h.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(h)
         log.propagate = False
+    from ..monitor.http_server import start_agent
+
     mon = Monitor(interval=interval)
     mon.start()
+    agent = start_agent(mon)   # `taskleak ps/top/dump PID` reach the program through it
     try:
         return run_program(opts)
     finally:
+        if agent is not None:
+            agent.close()
         mon.stop()
         n = len(mon.alerts())
         print(f"taskleak monitor: {len(mon.samples())} samples, {n} alert{'s' if n != 1 else ''}", file=sys.stderr)

@@ -1,0 +1,106 @@
+"""``taskleak ps``: the processes taskleak can inspect."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from typing import Any, Dict, List, Optional
+
+from ..monitor.agent import list_agents
+from .attach import Agent, AttachError, pwd_name
+
+__all__ = ["cmd_ps", "list_processes"]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            text = " ".join(a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a)
+    except OSError:
+        return "?"
+    return " ".join(text.split())   # one line, whatever the arguments hold (python -c "...")
+
+
+def _python_314_plus(pid: int) -> Optional[str]:
+    """"3.X" if `pid` runs CPython 3.14+, else None."""
+    try:
+        exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return None
+    m = re.match(r"python(3)\.(\d+)", exe)
+    if m is None:
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                m = re.search(r"libpython(3)\.(\d+)", f.read())
+        except OSError:
+            return None
+    if m is None or int(m.group(2)) < 14:
+        return None
+    return f"{m.group(1)}.{m.group(2)}"
+
+
+def _uses_asyncio(pid: int) -> Optional[bool]:
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return "_asyncio" in f.read()
+    except OSError:
+        return None
+
+
+def list_processes() -> List[Dict[str, Any]]:
+    rows: List[Dict[str, Any]] = []
+    seen = set()
+    for pid, path in list_agents():
+        seen.add(pid)
+        row: Dict[str, Any] = {"pid": pid, "source": "agent", "socket": path, "command": _cmdline(pid)}
+        try:
+            uid = os.stat(f"/proc/{pid}").st_uid
+            row["user"] = pwd_name(uid)
+            agent = Agent(pid, path, timeout=3.0)
+            info = agent.get_json("/api/info")
+            row["python"] = info.get("python")
+            samples = agent.get_json("/api/samples?limit=1").get("samples") or []
+            if samples:
+                s = samples[-1]
+                row.update(tasks=s.get("tasks"), pending=s.get("pending"), rss_bytes=s.get("rss_bytes"))
+        except (AttachError, OSError) as e:
+            row["error"] = str(e)
+        rows.append(row)
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in seen or int(name) == me:
+            continue
+        pid = int(name)
+        try:
+            uid = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            continue
+        if uid != os.geteuid() and os.geteuid() != 0:
+            continue
+        ver = _python_314_plus(pid)
+        if ver is None or _uses_asyncio(pid) is False:
+            continue
+        rows.append({"pid": pid, "source": "remote", "python": ver, "user": pwd_name(uid),
+                     "command": _cmdline(pid)})
+    return rows
+
+
+def _mib(b: Any) -> str:
+    return "-" if not isinstance(b, int) else f"{b / (1 << 20):.0f}M"
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    rows = list_processes()
+    print(f"{'PID':>7}  {'USER':<10} {'PYTHON':<7} {'TASKS':>7} {'PENDING':>7} {'RSS':>6}  {'VIA':<14} COMMAND")
+    for r in rows:
+        via = "agent" if r["source"] == "agent" else "remote (3.14+)"
+        if "error" in r:
+            via = "agent (error)"
+        print(f"{r['pid']:>7}  {str(r.get('user', '?'))[:10]:<10} {str(r.get('python') or '?'):<7} "
+              f"{str(r.get('tasks', '-')):>7} {str(r.get('pending', '-')):>7} {_mib(r.get('rss_bytes')):>6}  "
+              f"{via:<14} {r['command'][:80]}")
+    if not rows:
+        print("(no process with a taskleak agent; start one with taskleak.serve(unix=True), "
+              "`taskleak run --monitor`, or TASKLEAK_MONITOR=1)")
+    return 0

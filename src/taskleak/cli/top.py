@@ -1,0 +1,123 @@
+"""``taskleak top PID``: a live view of one process, refreshed in place.
+
+On a terminal the screen is redrawn every ``--delay`` seconds and ``q``
+quits; otherwise (a pipe, a file) each refresh is printed as plain text,
+one block after another, with no escape codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import shutil
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from .attach import Agent, Target
+from .connect import connect
+
+__all__ = ["cmd_top", "render"]
+
+
+def _mib(b: Optional[int]) -> str:
+    return "-" if b is None else f"{b / (1 << 20):.1f} MiB"
+
+
+def _lag(s: Optional[float]) -> str:
+    return "-" if s is None else f"{s * 1000:.1f} ms"
+
+
+def render(info: Dict[str, Any], samples: List[Dict[str, Any]], alerts: List[Dict[str, Any]], width: int = 100) -> str:
+    """The text of one refresh, from the agent's /api/info, /api/samples and /api/alerts."""
+    out = [f"taskleak top - pid {info.get('pid')}  Python {info.get('python')}  "
+           f"{' '.join(info.get('argv') or [])}"[:width]]
+    if not samples:
+        out.append("(no sample yet)")
+        return "\n".join(out) + "\n"
+    s = samples[-1]
+    first = samples[0]
+    span = s["time"] - first["time"]
+    out.append(f"tasks {s['tasks']}  pending {s['pending']}  done-retained {s['done_retained']}  "
+               f"created {s['created_total']}  RSS {_mib(s.get('rss_bytes'))}  loop lag {_lag(s.get('loop_lag_s'))}")
+    losses = ", ".join(f"{k} {v}" for k, v in (s.get("losses") or {}).items() if v)
+    if losses:
+        out.append(f"losses: {losses}")
+    out.append("")
+    out.append(f"{'PENDING':>8} {'DONE-RET':>8} {'GROWTH':>7}  GROUP (creation site, coroutine)"
+               + (f"   growth over {span:.0f}s" if span > 0 else ""))
+    for g in s.get("groups") or []:
+        old = next((x for x in first.get("groups") or [] if x.get("group") == g.get("group")), None)
+        growth = (g["pending"] + g["done_retained"]) - ((old["pending"] + old["done_retained"]) if old else 0)
+        label = f"{g['site']}  {g['coro']}" + ("  (allow-listed)" if g.get("allowlisted") else "")
+        out.append(f"{g['pending']:>8} {g['done_retained']:>8} {growth:>+7}  {label}"[:width])
+    if alerts:
+        out.append("")
+        out.append(f"ALERTS ({len(alerts)}):")
+        for a in alerts[-3:]:
+            when = time.strftime("%H:%M:%S", time.localtime(a["time"]))
+            out.append(f"  {when} " + a["text"].splitlines()[0][:width - 11])
+    return "\n".join(out) + "\n"
+
+
+def _render_remote(doc: Dict[str, Any], width: int) -> str:
+    from .remote_314 import LIMITATIONS
+
+    out = [f"taskleak top - pid {doc['pid']}  Python {doc['python']}", f"note: {LIMITATIONS}"[:width * 2], "",
+           f"tasks {doc['task_count']} (pending)", "", f"{'TASKS':>8}  SUSPENDED IN"]
+    for g in doc["groups"][:20]:
+        where = g["chain"][0] if g["chain"] else None
+        place = f"{where['function']} ({os.path.basename(where['filename'])}:{where['lineno']})" if where else "?"
+        out.append(f"{g['count']:>8}  {place}"[:width])
+    return "\n".join(out) + "\n"
+
+
+def _frame(t: Target, agent: Optional[Agent], width: int) -> str:
+    if agent is None:
+        from .remote_314 import read_tasks
+
+        return _render_remote(read_tasks(t), width)
+    info = agent.get_json("/api/info")
+    samples = agent.get_json("/api/samples?limit=60")["samples"]
+    alerts = agent.get_json("/api/alerts?limit=20")["alerts"]
+    return render(info, samples, alerts, width)
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    t, agent = connect(args.pid, args.inject, args.timeout, args.inject_wait)
+    delay = max(0.1, args.delay)
+    tty = sys.stdout.isatty() and sys.stdin.isatty()
+    n = 0
+    if not tty:
+        while True:
+            sys.stdout.write(_frame(t, agent, 200) + "\n")
+            sys.stdout.flush()
+            n += 1
+            if args.iterations and n >= args.iterations:
+                return 0
+            time.sleep(delay)
+    import termios
+    import tty as _tty
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    try:
+        _tty.setcbreak(fd)
+        sys.stdout.write("\x1b[?25l")
+        while True:
+            cols, rows = shutil.get_terminal_size()
+            text = _frame(t, agent, cols)
+            lines = text.splitlines()[:rows - 1] + ["", "q: quit"]
+            sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(lines))
+            sys.stdout.flush()
+            n += 1
+            if args.iterations and n >= args.iterations:
+                return 0
+            ready, _, _ = select.select([fd], [], [], delay)
+            if ready and os.read(fd, 32).lower().startswith(b"q"):
+                return 0
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        sys.stdout.write("\x1b[?25h\n")
+        sys.stdout.flush()

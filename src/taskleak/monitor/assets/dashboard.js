@@ -1,0 +1,210 @@
+// taskleak dashboard: reads the JSON endpoints of the server that served it
+// and draws everything itself (SVG); no third-party code, nothing fetched
+// from elsewhere. Text from the process (task names, file names) is only
+// ever set as textContent, never parsed as HTML.
+"use strict";
+
+(function () {
+  const params = new URLSearchParams(window.location.search);
+  const token = params.get("token");
+  const refreshSeconds = Math.max(0.2, parseFloat(params.get("refresh") || "2") || 2);
+  const SVGNS = "http://www.w3.org/2000/svg";
+  const state = { refreshes: 0, timer: null };
+
+  function el(tag, attrs, children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "text") e.textContent = v; else e.setAttribute(k, v);
+    }
+    for (const c of children || []) e.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    return e;
+  }
+  function svg(tag, attrs) {
+    const e = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    return e;
+  }
+  async function getJSON(path) {
+    const headers = token ? { Authorization: "Bearer " + token } : {};
+    const r = await fetch(path, { headers: headers, cache: "no-store" });
+    if (!r.ok) throw new Error(path + ": HTTP " + r.status);
+    return r.json();
+  }
+  function fmtBytes(b) {
+    if (b === null || b === undefined) return "-";
+    const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (b >= 1024 && i < u.length - 1) { b /= 1024; i++; }
+    return b.toFixed(i ? 1 : 0) + " " + u[i];
+  }
+  function fmtSeconds(s) {
+    if (s === null || s === undefined) return "-";
+    if (s < 1) return (s * 1000).toFixed(1) + " ms";
+    if (s < 120) return s.toFixed(1) + " s";
+    if (s < 7200) return (s / 60).toFixed(1) + " min";
+    return (s / 3600).toFixed(1) + " h";
+  }
+  function fmtTime(t) { return new Date(t * 1000).toLocaleTimeString(); }
+  function setText(id, v) { document.getElementById(id).textContent = v; }
+
+  // A line chart: one polyline and one circle per sampled point per series.
+  function drawChart(node, series, fmt, marks) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+    // Drawn in the chart's own pixel size, so that text is never stretched.
+    const W = Math.max(200, Math.round(node.clientWidth || 600)), H = Math.max(100, Math.round(node.clientHeight || 200));
+    const L = 58, R = 8, T = 8, B = 18;
+    node.setAttribute("viewBox", "0 0 " + W + " " + H);
+    const all = series.flatMap(s => s.points);
+    if (!all.length) {
+      node.appendChild(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "axis" })).textContent = "no sample yet";
+      return;
+    }
+    const t0 = Math.min(...all.map(p => p.t)), t1 = Math.max(...all.map(p => p.t));
+    let vmax = Math.max(...all.map(p => p.v)), vmin = Math.min(0, ...all.map(p => p.v));
+    if (vmax === vmin) vmax = vmin + 1;
+    const x = t => L + (t1 === t0 ? (W - L - R) / 2 : (t - t0) / (t1 - t0) * (W - L - R));
+    const y = v => T + (1 - (v - vmin) / (vmax - vmin)) * (H - T - B);
+    for (let i = 0; i <= 4; i++) {
+      const v = vmin + (vmax - vmin) * i / 4;
+      node.appendChild(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
+      node.appendChild(svg("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end", class: "axis" })).textContent = fmt(v);
+    }
+    node.appendChild(svg("text", { x: L, y: H - 4, class: "axis" })).textContent = fmtTime(t0);
+    node.appendChild(svg("text", { x: W - R, y: H - 4, "text-anchor": "end", class: "axis" })).textContent = fmtTime(t1);
+    for (const m of marks || []) {
+      if (m >= t0 && m <= t1) node.appendChild(svg("line", { x1: x(m), x2: x(m), y1: T, y2: H - B, class: "alert-mark" }));
+    }
+    for (const s of series) {
+      node.appendChild(svg("polyline", { class: s.cls, points: s.points.map(p => x(p.t).toFixed(1) + "," + y(p.v).toFixed(1)).join(" ") }));
+      for (const p of s.points) {
+        const c = svg("circle", { cx: x(p.t).toFixed(1), cy: y(p.v).toFixed(1), r: 2.5, class: "pt " + s.cls, "data-t": p.t, "data-v": p.v });
+        c.appendChild(svg("title")).textContent = s.label + " " + fmt(p.v) + " at " + fmtTime(p.t);
+        node.appendChild(c);
+      }
+    }
+  }
+
+  function sparkline(values) {
+    const s = svg("svg", { class: "spark", viewBox: "0 0 120 24", preserveAspectRatio: "none" });
+    if (values.length < 2) return s;
+    const max = Math.max(...values, 1), min = Math.min(...values, 0);
+    const pts = values.map((v, i) => (i / (values.length - 1) * 118 + 1).toFixed(1) + "," + (22 - (v - min) / (max - min || 1) * 20).toFixed(1));
+    s.appendChild(svg("polyline", { points: pts.join(" ") }));
+    return s;
+  }
+
+  function renderSamples(data, alerts) {
+    const samples = data.samples;
+    const last = samples[samples.length - 1];
+    if (last) {
+      setText("v-tasks", last.tasks);
+      setText("v-pending", last.pending);
+      setText("v-done", last.done_retained);
+      setText("v-created", last.created_total);
+      setText("v-rss", fmtBytes(last.rss_bytes));
+      setText("v-lag", fmtSeconds(last.loop_lag_s));
+    }
+    const marks = alerts.map(a => a.time);
+    const pts = key => samples.filter(s => s[key] !== null && s[key] !== undefined).map(s => ({ t: s.time, v: s[key] }));
+    drawChart(document.getElementById("chart-tasks"), [
+      { cls: "pending", label: "pending", points: pts("pending") },
+      { cls: "done_retained", label: "done, still referenced", points: pts("done_retained") },
+    ], v => Math.round(v).toString(), marks);
+    drawChart(document.getElementById("chart-rss"), [{ cls: "rss", label: "RSS", points: pts("rss_bytes") }], fmtBytes, marks);
+    drawChart(document.getElementById("chart-lag"), [{ cls: "lag", label: "lag", points: pts("loop_lag_s") }], fmtSeconds, []);
+
+    // Top groups of the latest sample, with their trend over the samples kept.
+    const tbody = document.querySelector("#groups tbody");
+    tbody.replaceChildren();
+    for (const g of last ? last.groups : []) {
+      const series = samples.map(s => { const m = s.groups.find(x => x.group === g.group); return m ? m.pending + m.done_retained : 0; });
+      const growth = series.length ? series[series.length - 1] - series[0] : 0;
+      tbody.appendChild(el("tr", {}, [
+        el("td", { class: "mono", text: g.site + "  " + g.coro + (g.allowlisted ? "  (allow-listed)" : "") }),
+        el("td", { class: "n", text: String(g.pending) }),
+        el("td", { class: "n", text: String(g.done_retained) }),
+        el("td", { class: "n", text: fmtSeconds(g.oldest_age_s) }),
+        el("td", { class: "n" + (growth > 0 ? " growth-up" : ""), text: (growth > 0 ? "+" : "") + growth }),
+        el("td", {}, [sparkline(series)]),
+      ]));
+    }
+  }
+
+  function renderAlerts(data) {
+    const tbody = document.querySelector("#alerts tbody");
+    tbody.replaceChildren();
+    const alerts = data.alerts.slice().reverse();
+    for (const a of alerts) {
+      tbody.appendChild(el("tr", {}, [
+        el("td", { text: fmtTime(a.time) }),
+        el("td", { class: "mono", text: a.signal }),
+        el("td", { text: a.anomaly.kind }),
+        el("td", {}, [el("pre", { text: a.text })]),
+      ]));
+    }
+    setText("v-alerts", String(data.alerts.length));
+    document.getElementById("alerts-empty").hidden = alerts.length > 0;
+    document.querySelector(".card:last-child").classList.toggle("alerting", data.suspected.length > 0);
+  }
+
+  function frameText(f) { return f.short || (f.filename + ":" + f.lineno + " in " + f.function); }
+
+  function renderTasks(data) {
+    const states = Object.entries(data.states).filter(([, n]) => n).map(([s, n]) => n + " " + s).join(", ");
+    setText("tasks-summary", "(" + data.task_count + " tasks" + (states ? ": " + states : "") + ", " + data.group_count + " groups)");
+    const box = document.getElementById("dump");
+    const open = new Set(Array.from(box.querySelectorAll("details[open]")).map(d => d.dataset.key));
+    box.replaceChildren();
+    for (const g of data.groups) {
+      const key = g.coro + "|" + (g.site || "") + "|" + g.state;
+      const summary = el("summary", {}, [
+        el("span", { class: "count", text: g.count + " " }),
+        g.state + ", " + g.coro + "()" + (g.waiting_on ? ", waiting on " + g.waiting_on : ""),
+        g.orphaned ? el("span", { class: "orphaned", text: "  orphaned" }) : "",
+        el("span", { class: "mono", text: "  created at " + (g.site || "(unknown: created before install)") }),
+      ]);
+      const body = [summary, el("div", { class: "names", text: g.tasks.join(", ") + (g.tasks_truncated ? ", ..." : "") })];
+      if (g.orphaned && g.orphan_reason) body.push(el("div", { class: "orphaned", text: g.orphan_reason }));
+      if (g.created_by.length) body.push(el("div", { text: "created by: " + g.created_by.join(", ") }));
+      if (g.created_at) body.push(el("div", { text: "created at:" }), el("ol", {}, g.created_at.map(f => el("li", { text: frameText(f) }))));
+      if (g.chain.length) body.push(el("div", { text: "suspended at (innermost first):" }), el("ol", { class: "chain" }, g.chain.slice().reverse().map(f => el("li", { text: frameText(f) }))));
+      const d = el("details", { class: "group", "data-key": key }, body);
+      if (open.has(key)) d.open = true;
+      box.appendChild(d);
+    }
+    if (data.other.groups) box.appendChild(el("p", { class: "empty", text: data.other.tasks + " more tasks in " + data.other.groups + " smaller groups" }));
+  }
+
+  async function refresh() {
+    const status = document.getElementById("status");
+    try {
+      const [samples, alerts, tasks] = await Promise.all([getJSON("/api/samples"), getJSON("/api/alerts"), getJSON("/api/tasks")]);
+      renderAlerts(alerts);
+      renderSamples(samples, alerts.alerts);
+      renderTasks(tasks);
+      state.refreshes += 1;
+      document.body.dataset.refreshes = String(state.refreshes);
+      document.body.dataset.samples = String(samples.samples.length);
+      status.className = "status";
+      status.textContent = "updated " + new Date().toLocaleTimeString();
+    } catch (e) {
+      status.className = "status error";
+      status.textContent = "cannot reach the process: " + e.message;
+    }
+    state.timer = setTimeout(refresh, refreshSeconds * 1000);
+  }
+
+  async function start() {
+    try {
+      const info = await getJSON("/api/info");
+      setText("proc", "pid " + info.pid + "  Python " + info.python + "  " + info.argv.join(" "));
+      document.title = "taskleak: pid " + info.pid;
+    } catch (e) {
+      const status = document.getElementById("status");
+      status.className = "status error";
+      status.textContent = "cannot reach the process: " + e.message;
+    }
+    refresh();
+  }
+  document.addEventListener("DOMContentLoaded", start);
+})();

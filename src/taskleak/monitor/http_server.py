@@ -1,0 +1,421 @@
+"""``taskleak.serve()``: the read-only debug endpoint, on threads of its own.
+
+The server never runs on an event loop: one thread accepts connections and
+each request gets a short-lived thread of its own (at most ``max_clients``
+at once; more are answered 503 at once). So it answers while the loop is
+busy or blocked in Python code, and a slow or hostile client only ever ties
+up its own thread, for at most ``timeout`` seconds of reading and as long
+again of writing.
+
+Security: on loopback without a token, requests must name a loopback Host
+(a web page cannot reach it through DNS rebinding); beyond loopback a token
+is required, compared in constant time; on a Unix socket (the agent) the
+peer's uid is checked on every connection.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+import selectors
+import socket
+import threading
+import weakref
+from typing import Any, List, Optional, Set
+
+from .agent import clean_stale, peer_allowed, peer_credentials, prepare_dir, socket_dir, socket_path
+from .endpoints import Endpoints, Response
+from .http_request import HttpError, Request, read_request
+
+__all__ = ["Server", "serve", "start_agent"]
+
+log = logging.getLogger("taskleak")
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
+            421: "Misdirected Request", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+            503: "Service Unavailable", 505: "HTTP Version Not Supported", 507: "Insufficient Storage"}
+
+_LIVE: "weakref.WeakSet[Server]" = weakref.WeakSet()
+_agent_lock = threading.Lock()
+
+MIN_TOKEN_LENGTH = 16
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_is_loopback(value: str) -> bool:
+    """Is a Host header (``name[:port]``) a loopback name?"""
+    v = value.strip().lower()
+    if v.startswith("["):
+        name = v[1:v.find("]")] if "]" in v else v
+    else:
+        name = v.rsplit(":", 1)[0] if v.count(":") == 1 else v
+    return name.endswith(".localhost") or _is_loopback(name)
+
+
+def _check_token(token: Optional[str]) -> Optional[bytes]:
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str, got {type(token).__name__}")
+    if len(token) < MIN_TOKEN_LENGTH or not all(33 <= ord(c) <= 126 for c in token):
+        raise ValueError(f"token must be at least {MIN_TOKEN_LENGTH} printable ASCII characters without spaces "
+                         "(e.g. secrets.token_urlsafe())")
+    return token.encode("ascii")
+
+
+def _find_monitor() -> Any:
+    from .monitor import _RUNNING
+
+    for m in list(_RUNNING):
+        if m.running:
+            return m
+    return None
+
+
+class Server:
+    """A running debug endpoint: ``url`` to reach it, :meth:`close` to stop it
+    (joins its threads; the Unix socket file is removed). Also a context manager."""
+
+    def __init__(self, sock: socket.socket, url: str, endpoints: Endpoints, token: Optional[bytes],
+                 loopback: bool, unix_path: Optional[str], own_monitor: Any, max_clients: int,
+                 timeout: float) -> None:
+        self.url = url
+        self.path = unix_path
+        self.monitor = endpoints.monitor
+        self._sock = sock
+        self._endpoints = endpoints
+        self._token = token
+        self._loopback = loopback
+        self._own_monitor = own_monitor
+        self._timeout = timeout
+        self._slots = threading.BoundedSemaphore(max_clients)
+        self._handlers: Set[threading.Thread] = set()
+        self._conns: Set[socket.socket] = set()
+        self._guard = threading.Lock()
+        self._closed = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = threading.Thread(target=self._accept_loop, name="taskleak-http", daemon=True)
+        self._thread.start()
+        _LIVE.add(self)
+
+    @property
+    def unix(self) -> bool:
+        return self.path is not None
+
+    @property
+    def running(self) -> bool:
+        return not self._closed
+
+    def __repr__(self) -> str:
+        return f"<taskleak.Server {self.url} {'running' if self.running else 'closed'}>"
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- stopping ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop answering, wait for requests in flight (bounded by the
+        timeouts), remove the socket file. Idempotent."""
+        with self._guard:
+            if self._closed:
+                return
+            self._closed = True
+        _LIVE.discard(self)
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._guard:
+            handlers = list(self._handlers)
+        for t in handlers:
+            if t is not threading.current_thread():
+                t.join(self._timeout * 3)
+        for s in (self._sock, self._wake_r, self._wake_w):
+            s.close()
+        self._remove_socket_file()
+        if self._own_monitor is not None:
+            self._own_monitor.stop()
+
+    def _remove_socket_file(self) -> None:
+        if self.path is None:
+            return
+        try:
+            st = os.lstat(self.path)
+            # Only ours: after a fork the child must not remove the parent's.
+            if self._inode == (st.st_dev, st.st_ino):
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+    _inode: Any = None
+
+    def _forget_after_fork(self) -> None:
+        # In a child of fork(): the threads are gone; drop the inherited
+        # descriptors without touching the parent's socket file.
+        self._closed = True
+        self._handlers.clear()
+        for s in (self._sock, self._wake_r, self._wake_w):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    # -- serving ----------------------------------------------------------------------
+    def _accept_loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self._sock, selectors.EVENT_READ)
+        sel.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while not self._closed:
+                for key, _ in sel.select():
+                    if key.fileobj is self._wake_r or self._closed:
+                        return
+                    try:
+                        conn, _addr = self._sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError:
+                        if self._closed:
+                            return
+                        continue
+                    self._dispatch(conn)
+        except Exception:
+            log.exception("taskleak: debug endpoint accept loop failed")
+        finally:
+            sel.close()
+
+    def _dispatch(self, conn: socket.socket) -> None:
+        if not self._slots.acquire(blocking=False):
+            conn.settimeout(0.5)
+            self._send(conn, Response(503, "text/plain; charset=utf-8", b"too many clients; try again\n",
+                                      [("Retry-After", "1")]), False)
+            conn.close()
+            return
+        t = threading.Thread(target=self._handle, args=(conn,), name="taskleak-http-client", daemon=True)
+        with self._guard:
+            self._handlers.add(t)
+        try:
+            t.start()
+        except RuntimeError:  # cannot start a thread (interpreter shutting down, limits)
+            with self._guard:
+                self._handlers.discard(t)
+            self._slots.release()
+            conn.close()
+
+    def _handle(self, conn: socket.socket) -> None:
+        head_only = False
+        try:
+            if self.path is not None:
+                _pid, uid, _gid = peer_credentials(conn)
+                if not peer_allowed(uid):
+                    # Nothing is read for this peer but its request head (so
+                    # that the refusal reaches it instead of a reset).
+                    try:
+                        read_request(conn, 1.0)
+                    except Exception:
+                        pass
+                    conn.settimeout(1.0)
+                    self._send(conn, _error(403, f"peer uid {uid} is not allowed: only uid {os.geteuid()} "
+                                                 "(and root) may read this process"), False)
+                    return
+            try:
+                req = read_request(conn, self._timeout)
+                head_only = req.method == "HEAD"
+                self._authorize(req)
+                resp = self._endpoints.handle(req)
+            except HttpError as e:
+                resp = _error(e.status, e.message, list(e.headers))
+            except (ConnectionError, OSError):
+                return
+            except Exception as e:  # a bug here must never reach the host program
+                log.exception("taskleak: debug endpoint request failed")
+                resp = _error(500, f"internal error: {type(e).__name__}")
+            conn.settimeout(self._timeout)
+            self._send(conn, resp, head_only)
+        except Exception:
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+            with self._guard:
+                self._handlers.discard(threading.current_thread())
+            self._slots.release()
+
+    def _authorize(self, req: Request) -> None:
+        if self.path is not None:
+            return  # the peer's uid was checked
+        if self._token is not None:
+            if req.path.startswith("/assets/"):
+                return  # the dashboard's own script and style: public files of the package, no process data
+            given = req.headers.get("authorization", "")
+            given = given[7:].strip() if given[:7].lower() == "bearer " else req.param("token")
+            if not hmac.compare_digest(given.encode("utf-8", "replace"), self._token):
+                raise HttpError(401, "a valid token is required (Authorization: Bearer TOKEN, or ?token=TOKEN)",
+                                (("WWW-Authenticate", 'Bearer realm="taskleak"'),))
+        elif self._loopback:
+            host = req.headers.get("host")
+            if host is not None and not _host_is_loopback(host):
+                raise HttpError(421, "this endpoint only answers requests addressed to a loopback host name")
+
+    @staticmethod
+    def _send(conn: socket.socket, resp: Response, head_only: bool) -> None:
+        head = [f"HTTP/1.1 {resp.status} {_REASONS.get(resp.status, 'Error')}",
+                f"Content-Type: {resp.content_type}",
+                f"Content-Length: {len(resp.body)}",
+                "Connection: close",
+                "Cache-Control: no-store",
+                "X-Content-Type-Options: nosniff",
+                "Content-Security-Policy: default-src 'self'; frame-ancestors 'none'",
+                "Referrer-Policy: no-referrer"]
+        head += [f"{k}: {v}" for k, v in resp.headers]
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        try:
+            conn.sendall(data if head_only else data + resp.body)
+        except OSError:
+            pass
+
+
+def _error(status: int, message: str, headers: Optional[List[Any]] = None) -> Response:
+    return Response(status, "text/plain; charset=utf-8", (message + "\n").encode("utf-8", "replace"),
+                    list(headers or []))
+
+
+def _after_fork_in_child() -> None:
+    for srv in list(_LIVE):
+        unix = srv.unix
+        srv._forget_after_fork()
+        _LIVE.discard(srv)
+        if unix:
+            # A pre-forking server's worker gets an agent of its own.
+            try:
+                serve(unix=True, monitor=srv.monitor)
+            except Exception:
+                log.exception("taskleak: could not start the agent after fork")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None, unix: bool = False, *,
+          monitor: Any = None, interval: float = 10.0, max_clients: int = 16, timeout: float = 5.0) -> Server:
+    """Start the read-only debug endpoint and dashboard on threads of its own.
+
+    ``serve()`` listens on ``127.0.0.1`` at a free port (``.url`` says which).
+    Binding beyond loopback (``host="0.0.0.0"``, a LAN address) requires a
+    ``token`` of at least 16 characters; clients send ``Authorization: Bearer
+    TOKEN`` (or ``?token=TOKEN`` to open the dashboard in a browser).
+    ``unix=True`` starts the agent instead: a Unix socket that ``taskleak
+    ps/top/dump PID`` find (one per process; calling it again returns the
+    running one).
+
+    Data comes from ``monitor`` (a :class:`taskleak.Monitor`), else from a
+    monitor already running in the process, else from one started here with
+    ``interval`` (stopped by :meth:`Server.close`). At most ``max_clients``
+    requests are served at once; each must arrive within ``timeout`` seconds.
+
+    Errors: ValueError for a non-loopback host without token or a weak token;
+    OSError if the address cannot be bound or the agent directory is unsafe.
+    Nothing a client sends raises in the program."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an int in 0..65535, got {port!r}")
+    if not timeout > 0 or max_clients < 1:
+        raise ValueError("timeout must be > 0 and max_clients >= 1")
+    tok = _check_token(token)
+    if unix:
+        with _agent_lock:
+            for srv in list(_LIVE):
+                if srv.unix and srv.running and srv.path == socket_path():
+                    return srv
+            return _start(None, 0, tok, True, monitor, interval, max_clients, timeout)
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"host must be a non-empty string, got {host!r}")
+    loopback = _is_loopback(host)
+    if not loopback and tok is None:
+        raise ValueError(f"binding to {host!r} exposes the endpoint beyond this machine: pass a token "
+                         "(e.g. token=secrets.token_urlsafe()), or keep host='127.0.0.1'")
+    return _start(host, port, tok, loopback, monitor, interval, max_clients, timeout)
+
+
+def _start(host: Optional[str], port: int, tok: Optional[bytes], loopback: bool, monitor: Any, interval: float,
+           max_clients: int, timeout: float) -> Server:
+    own = None
+    if monitor is None:
+        monitor = _find_monitor()
+    if monitor is None:
+        from .monitor import Monitor
+
+        monitor = own = Monitor(interval=interval)
+    if not monitor.running:
+        monitor.start()  # a caller's monitor stays the caller's to stop
+    path = None
+    try:
+        if host is None:
+            directory = socket_dir()
+            prepare_dir(directory)
+            clean_stale(directory)
+            path = socket_path()
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                os.unlink(path)  # ours (same pid): left by a process that reused the pid, or a crash
+            except FileNotFoundError:
+                pass
+            sock.bind(path)
+            os.chmod(path, 0o600)
+            url = f"unix:{path}"
+        else:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host.strip("[]"), port))
+            bound = sock.getsockname()[1]
+            shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
+            url = f"http://{shown}:{bound}/"
+        sock.listen(64)
+        sock.setblocking(False)
+    except BaseException:
+        if own is not None:
+            own.stop()
+        raise
+    srv = Server(sock, url, Endpoints(monitor, agent=path is not None), tok, loopback, path, own, max_clients,
+                 timeout)
+    if path is not None:
+        st = os.lstat(path)
+        srv._inode = (st.st_dev, st.st_ino)
+    log.info("taskleak: debug endpoint at %s", url)
+    return srv
+
+
+def start_agent(monitor: Any = None, environ: Optional[Any] = None) -> Optional[Server]:
+    """Start the agent for ``taskleak run --monitor`` and ``TASKLEAK_MONITOR``:
+    like ``serve(unix=True, monitor=monitor)``, but it never raises (a
+    program must start even if the agent cannot) and ``TASKLEAK_AGENT=0``
+    turns it off. Returns the server, or None."""
+    env = os.environ if environ is None else environ
+    if env.get("TASKLEAK_AGENT", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        return serve(unix=True, monitor=monitor)
+    except Exception as e:
+        import sys
+
+        print(f"taskleak: agent not started: {e}", file=sys.stderr)
+        return None

@@ -1,0 +1,200 @@
+"""The dashboard in a real headless Chromium (Debian's chromium +
+chromium-driver, driven by selenium): it loads with no console error, the
+chart holds the sampled points, the tables fill, it refreshes as the
+service changes, alerts show what fired. A screenshot is kept as a test
+artifact (build/test-artifacts/dashboard.png, or $TASKLEAK_ARTIFACTS)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import subprocess
+import time
+
+import pytest
+from live_service import Service, get_json
+
+import taskleak
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ARTIFACTS = pathlib.Path(os.environ.get("TASKLEAK_ARTIFACTS", ROOT / "build" / "test-artifacts"))
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the Makefile's DEV_DEPS")
+
+
+def _chromium() -> tuple:
+    """(chromium, chromedriver), installed by tools/ensure_chromium.sh when missing."""
+    r = subprocess.run([str(ROOT / "tools" / "ensure_chromium.sh")], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    browser, driver = r.stdout.split()[-2:]
+    return browser, driver
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    chromium, chromedriver = _chromium()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=1400,1100", "--no-first-run", "--disable-extensions"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(options=opts, service=DriverService(executable_path=chromedriver))
+    drv.set_page_load_timeout(60)
+    yield drv
+    drv.quit()
+
+
+async def stuck(ev: asyncio.Event) -> None:
+    await ev.wait()
+
+
+async def late_arrival(ev: asyncio.Event) -> None:
+    await ev.wait()
+
+
+def _wait(fn, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+_PAGE = """
+const q = s => Array.from(document.querySelectorAll(s));
+return {
+  refreshes: parseInt(document.body.dataset.refreshes || "0"),
+  samples: parseInt(document.body.dataset.samples || "0"),
+  pending_points: q("#chart-tasks circle.pt.pending").map(c => [parseFloat(c.getAttribute("data-t")), parseFloat(c.getAttribute("data-v"))]),
+  done_points: q("#chart-tasks circle.pt.done_retained").length,
+  rss_points: q("#chart-rss circle.pt.rss").length,
+  v_pending: document.getElementById("v-pending").textContent,
+  group_rows: q("#groups tbody tr").map(r => r.textContent),
+  dump: q("#dump details.group").map(d => ({summary: d.querySelector("summary").textContent, open: d.open,
+                                            chain: (d.querySelector("ol.chain") || {textContent: ""}).textContent})),
+  alert_rows: q("#alerts tbody tr").map(r => r.textContent),
+  alerts_empty_hidden: document.getElementById("alerts-empty").hidden,
+  status_class: document.getElementById("status").className,
+  status: document.getElementById("status").textContent,
+};
+"""
+
+
+def _page(drv) -> dict:
+    """Everything the tests read from the page, in one atomic look (the page redraws under us)."""
+    return drv.execute_script(_PAGE)
+
+
+def _errors(drv) -> list:
+    return [e for e in drv.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+
+
+def test_dashboard_in_chromium(browser):
+    taskleak.install()
+    svc = Service()
+    ev = svc.call(asyncio.Event)
+    svc.spawn(stuck, 12, "stuck", ev)
+    # A detector that reacts within seconds, so that an alert shows on the page.
+    mon = taskleak.Monitor(interval=0.1, window=8, consecutive=2,
+                           detector_options={"min_rise": 5, "min_stddev": 1.0}).start()
+    srv = taskleak.serve(monitor=mon)
+    try:
+        _wait(lambda: len(mon.samples()) >= 3, "three samples")
+        browser.get(srv.url + "?refresh=0.3")
+        _wait(lambda: _page(browser)["refreshes"] >= 1, "the first refresh")
+        page = _page(browser)
+
+        # The chart holds the sampled points: one circle per sample and series.
+        n = page["samples"]
+        assert n >= 3
+        assert len(page["pending_points"]) == n and page["done_points"] == n and page["rss_points"] == n
+        served = {s["time"]: s for s in get_json(srv.url, "/api/samples")["samples"]}
+        for t, v in page["pending_points"][-3:]:
+            assert v == served[t]["pending"]
+
+        # The tables fill.
+        assert int(page["v_pending"]) >= 12
+        assert any("stuck" in r and "live_service.py" in r for r in page["group_rows"])
+        g = next(d for d in page["dump"] if "stuck()" in d["summary"])
+        assert g["summary"].startswith("12 pending, stuck(), waiting on Event.wait()")
+        browser.execute_script("""
+            const d = Array.from(document.querySelectorAll('#dump details.group')).find(d => d.textContent.includes('stuck()'));
+            d.querySelector('summary').click();""")
+        g = next(d for d in _page(browser)["dump"] if "stuck()" in d["summary"])
+        assert g["open"] and "Event.wait" in g["chain"] and "stuck" in g["chain"]
+
+        # It refreshes as the service changes: 40 new tasks, then more, so the detector fires.
+        before = _page(browser)["refreshes"]
+        svc.spawn(late_arrival, 40, "late", ev)
+        _wait(lambda: any("late_arrival()" in d["summary"] for d in _page(browser)["dump"]), "the new group on the page")
+        assert _page(browser)["refreshes"] > before
+        _wait(lambda: int(_page(browser)["v_pending"]) >= 52, "the new pending count")
+        opened = [d for d in _page(browser)["dump"] if "stuck()" in d["summary"]]
+        assert opened and opened[0]["open"]     # kept open across refreshes
+        for _ in range(6):
+            svc.spawn(late_arrival, 40, "late", ev)
+            if mon.alerts():
+                break
+            time.sleep(0.4)
+        alert = _wait(lambda: mon.alerts(), "an alert", 30)[0]
+        _wait(lambda: _page(browser)["alert_rows"], "the alert on the page")
+        page = _page(browser)
+        assert any(alert.signal in r and alert.text.splitlines()[0][:40] in r for r in page["alert_rows"])
+        assert page["alerts_empty_hidden"]
+
+        time.sleep(1.5)   # let the cached task listing catch up and redraw, then keep a picture
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "dashboard.png"
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        assert _errors(browser) == []
+        assert _page(browser)["status_class"] == "status"
+    finally:
+        srv.close()
+        mon.stop()
+        svc.call(ev.set)
+        svc.stop()
+
+
+def test_dashboard_with_a_token_and_offline(browser):
+    from selenium.webdriver.common.by import By
+
+    token = "dashboard-token-0123456789"
+    srv = taskleak.serve(host="127.0.0.1", token=token, interval=0.1)
+    try:
+        # Without the token the page itself is refused.
+        browser.get(srv.url)
+        assert "a valid token is required" in browser.find_element(By.TAG_NAME, "body").text
+        browser.get_log("browser")   # that 401 was expected
+        browser.get(srv.url + f"?token={token}&refresh=0.3")
+        _wait(lambda: _page(browser)["refreshes"] >= 2, "two refreshes")
+        assert _errors(browser) == []
+        # Nothing was loaded from anywhere but this server.
+        urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert urls and all(u.startswith(srv.url.rstrip("/")) for u in urls), urls
+        # When the process goes away the page says so instead of breaking.
+        srv.close()
+        _wait(lambda: "cannot reach the process" in _page(browser)["status"], "the error status")
+        browser.get_log("browser")   # the failed fetches after close were expected
+    finally:
+        srv.close()
+
+
+def test_assets_are_installed_in_the_package():
+    import importlib.resources
+
+    files = importlib.resources.files("taskleak.monitor").joinpath("assets")
+    names = sorted(p.name for p in files.iterdir())
+    assert names == ["dashboard.css", "dashboard.js", "favicon.svg", "index.html"]
+    assert "site-packages" in str(files) or "dist-packages" in str(files) or os.environ.get("TASKLEAK_SRC_TEST")
+    page = files.joinpath("index.html").read_text()
+    assert "http://" not in page and "https://" not in page      # no CDN, works offline
+    js = files.joinpath("dashboard.js").read_text()
+    assert "innerHTML" not in js                                 # process text is never parsed as HTML
+    json.dumps(names)
