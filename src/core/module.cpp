@@ -23,6 +23,7 @@ bool track_task(PyObject *task);
 PyObject *make_chaining_factory_type();
 void bind_graph(nb::module_ &m);  // graph_bindings.cpp
 void bind_heap(nb::module_ &m);   // heap_bindings.cpp
+void bind_watchdog(nb::module_ &m);  // watchdog/watchdog_bindings.cpp
 }  // namespace taskleak
 
 using namespace taskleak;
@@ -263,4 +264,5 @@ NB_MODULE(_core, m) {
     }, "tasks"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership);
     bind_graph(m);
     bind_heap(m);
+    bind_watchdog(m);
 }
