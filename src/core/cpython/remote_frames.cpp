@@ -96,7 +96,7 @@ int read_remote_stack(uintptr_t tstate, RemoteFrame *out, int max_depth) {
         if (!skip && code != 0) {
             RemoteFrame &rf = out[n];
             int64_t units = 0;
-            if (read_code(code, &rf.filename, &rf.firstlineno, &units)) {
+            if (read_code(code, &rf.filename, &rf.firstlineno, o.lasti_index ? nullptr : &units)) {
                 int64_t off;
                 if (o.lasti_index) {
                     int lasti = field<int>(buf, o.f_instr);
@@ -105,8 +105,10 @@ int read_remote_stack(uintptr_t tstate, RemoteFrame *out, int max_depth) {
                     uintptr_t instr = field<uintptr_t>(buf, o.f_instr);
                     off = (int64_t)instr - (int64_t)(code + o.co_adaptive);
                 }
-                // A torn read can put the instruction anywhere: clamp to the code.
-                if (off < 0 || off > units * 2) off = 0;
+                // A torn read can put the instruction anywhere: clamp to the
+                // code (3.11+ count code units in ob_size; 3.10's code object
+                // is not variable-sized, and Addr2Line bounds-checks there).
+                if (off < 0 || (!o.lasti_index && off > units * 2)) off = 0;
                 rf.code = code;
                 rf.offset = (int32_t)off;
                 ++n;

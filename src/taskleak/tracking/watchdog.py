@@ -68,11 +68,14 @@ class _Watched:
     selector: Any = None               # the selector carrying our select wrapper
     beat_handle: Any = None
     active_thread: Optional[int] = None
+    finalizer: Any = None
 
 
 _loops: "weakref.WeakKeyDictionary[Any, _Watched]" = weakref.WeakKeyDictionary()
-_names: Dict[int, str] = {}            # token -> loop name (outlives the loop)
-_per_loop: Dict[int, List[float]] = {}  # token -> [blocks, blocked seconds]
+_names: Dict[int, str] = {}            # token -> loop name, while the loop is watched
+# token -> [name, blocks, blocked seconds], for the most recent loops that blocked
+_per_loop: "collections.OrderedDict[int, list]" = collections.OrderedDict()
+MAX_LOOPS_TOTALLED = 256
 _active = threading.local()            # .watched: the _Watched running in this thread
 _saved_set_running_loop: Any = None
 _saved_uvloop_run_forever: Any = None
@@ -93,9 +96,13 @@ def _on_episode(raw: Any) -> None:
                           _core.monotonic_ns(), time.time(), loop_id=token)
     with _episodes_lock:
         _episodes.append(ep)
-        tot = _per_loop.setdefault(token, [0, 0.0])
-        tot[0] += 1
-        tot[1] += ep.duration
+        tot = _per_loop.get(token)
+        if tot is None:
+            tot = _per_loop[token] = [ep.loop, 0, 0.0]
+            while len(_per_loop) > MAX_LOOPS_TOTALLED:
+                _per_loop.popitem(last=False)
+        tot[1] += 1
+        tot[2] += ep.duration
 
 
 def block_episodes(since: Optional[int] = None) -> List[Episode]:
@@ -123,7 +130,10 @@ class BlockTotals:
     """Cumulative counts since the process started watching: what the
     monitor exports as ``taskleak_event_loop_blocks_total`` and
     ``taskleak_event_loop_blocked_seconds_total``. ``per_loop`` maps a loop's
-    name to ``(blocks, blocked_seconds)``; totals never decrease."""
+    name (unique per loop: ``<_UnixSelectorEventLoop #3 at 0x7f...>``) to
+    ``(blocks, blocked_seconds)`` for the 256 most recent loops that blocked;
+    ``blocks`` and ``blocked_seconds`` count every episode of every loop since
+    the process started watching and never decrease."""
 
     blocks: int
     blocked_seconds: float
@@ -134,7 +144,7 @@ def blocked_totals() -> BlockTotals:
     _core.watchdog_collect()
     st = _core.watchdog_stats()
     with _episodes_lock:
-        per = {_names.get(t, f"loop #{t}"): (int(v[0]), float(v[1])) for t, v in _per_loop.items()}
+        per = {v[0]: (int(v[1]), float(v[2])) for v in _per_loop.values()}
     return BlockTotals(int(st["blocks"]), float(st["blocked_seconds"]), per)
 
 
@@ -157,15 +167,19 @@ def _period(threshold: float) -> float:
     return min(0.05, max(0.005, threshold / 4))
 
 
-def _loop_name(loop: Any) -> str:
-    return f"<{type(loop).__name__} at {id(loop):#x}>"
+def _loop_name(loop: Any, token: int) -> str:
+    return f"<{type(loop).__name__} #{token} at {id(loop):#x}>"
 
 
 def _release(w: _Watched) -> None:
+    """The loop is gone or unwatched: free its slot (closing any episode in
+    progress) and deliver what it recorded while its name is known."""
     try:
         _core.watchdog_release(w.slot, w.gen)
+        _core.watchdog_collect()
     except Exception:
         pass
+    _names.pop(w.token, None)
 
 
 def _attach(loop: Any) -> Optional[_Watched]:
@@ -175,7 +189,7 @@ def _attach(loop: Any) -> Optional[_Watched]:
         return w
     token = next(_tokens)
     slot, gen = _core.watchdog_acquire(token)
-    name = _loop_name(loop)
+    name = _loop_name(loop, token)
     _names[token] = name
     sel = getattr(loop, "_selector", None)
     w = _Watched(token, slot, gen, name, beats=True)
@@ -184,7 +198,7 @@ def _attach(loop: Any) -> Optional[_Watched]:
         w.beats = False
         w.selector = sel
     try:
-        weakref.finalize(loop, _release, w)
+        w.finalizer = weakref.finalize(loop, _release, w)
     except TypeError:  # a loop without weak references: released at unwatch
         pass
     _loops[loop] = w
@@ -196,6 +210,8 @@ def _detach(loop: Any, w: _Watched) -> None:
     if sel is not None and isinstance(sel.__dict__.get("select"), _core.SelectHeartbeat):
         del sel.select
     _cancel_beat(w)
+    if w.finalizer is not None:
+        w.finalizer.detach()
     _release(w)
 
 
