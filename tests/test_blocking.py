@@ -399,3 +399,42 @@ def test_selector_is_restored_after_watching():
         loop.run_until_complete(asyncio.sleep(0))
     finally:
         loop.close()
+
+
+def _code_objects(mod):
+    seen = []
+    todo = [v.__code__ for v in vars(mod).values() if hasattr(v, "__code__")]
+    for cls in [v for v in vars(mod).values() if isinstance(v, type)]:
+        todo += [f.__code__ for f in vars(cls).values() if hasattr(f, "__code__")]
+    while todo:
+        co = todo.pop()
+        seen.append(co)
+        todo += [c for c in co.co_consts if hasattr(c, "co_code")]
+    return seen
+
+
+def test_remote_code_reading_matches_the_interpreter():
+    # The watchdog copies filename, name and line table out of code objects
+    # without the GIL and decodes lines itself; hold that against co_lines()
+    # for every instruction of a few thousand real code objects.
+    import asyncio.base_events
+    import json.decoder
+    import unicodedata  # noqa: F401  (C module: nothing to read, must not matter)
+    mods = [asyncio.base_events, json.decoder, re, socket, threading]
+    codes = [co for m in mods for co in _code_objects(m)]
+    exec(compile("def f\u00e9\u4e2d():\n    return 1\n", "/tmp/\u00fcnicode-\U0001f600.py", "exec"), ns := {})
+    codes.append(ns["f\u00e9\u4e2d"].__code__)
+    assert len(codes) > 300
+    for co in codes:
+        info = _core.remote_code_info(co)
+        assert info is not None, co
+        filename, qualname, flags, lines = info
+        assert filename == co.co_filename
+        assert qualname == getattr(co, "co_qualname", co.co_name)
+        assert flags == co.co_flags
+        want = [None] * len(lines)
+        for start, end, line in co.co_lines():
+            for unit in range(start // 2, min(end // 2, len(lines))):
+                want[unit] = line
+        got = [None if ln == -1 else ln for ln in lines]
+        assert got == want, (co, [(i, g, w) for i, (g, w) in enumerate(zip(got, want)) if g != w][:5])

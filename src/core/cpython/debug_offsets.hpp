@@ -37,6 +37,8 @@ void offsets_from_debug(const Mirror *d, RemoteOffsets &o) {
     o.co_filename = (int64_t)d->code_object.filename;
     o.co_firstlineno = (int64_t)d->code_object.firstlineno;
     o.co_adaptive = (int64_t)d->code_object.co_code_adaptive;
+    o.co_qualname = (int64_t)d->code_object.qualname;
+    o.co_linetable = (int64_t)d->code_object.linetable;
 }
 
 }  // namespace taskleak::cpython

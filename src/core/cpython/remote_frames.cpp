@@ -120,23 +120,166 @@ int read_remote_stack(uintptr_t tstate, RemoteFrame *out, int max_depth) {
     return n;
 }
 
-PyCodeObject *revalidate_code(const RemoteFrame &f) {
-    if (!g_ready || f.code == 0) return nullptr;
+namespace {
+
+constexpr size_t MAX_STRING = 4096;     // characters of a filename or qualname
+constexpr size_t MAX_LINETABLE = 65536;
+
+void put_utf8(std::string &out, uint32_t c) {
+    if (c < 0x80) {
+        out += (char)c;
+    } else if (c < 0x800) {
+        out += (char)(0xC0 | (c >> 6));
+        out += (char)(0x80 | (c & 0x3F));
+    } else if (c < 0x10000) {
+        out += (char)(0xE0 | (c >> 12));
+        out += (char)(0x80 | ((c >> 6) & 0x3F));
+        out += (char)(0x80 | (c & 0x3F));
+    } else {
+        out += (char)(0xF0 | (c >> 18));
+        out += (char)(0x80 | ((c >> 12) & 0x3F));
+        out += (char)(0x80 | ((c >> 6) & 0x3F));
+        out += (char)(0x80 | (c & 0x3F));
+    }
+}
+
+// A compact str object (every code object's names are) as UTF-8. The public
+// PyASCIIObject / PyCompactUnicodeObject structs of this build say where the
+// characters are.
+bool read_unicode(uintptr_t p, std::string *out) {
+    PyCompactUnicodeObject u;
+    if ((p & 7) != 0 || !safe_read(p, &u, sizeof u)) return false;
+    const PyASCIIObject &a = u._base;
+    if ((uintptr_t)a.ob_base.ob_type != (uintptr_t)&PyUnicode_Type) return false;
+    if (!a.state.compact || a.length < 0 || (size_t)a.length > MAX_STRING) return false;
+    unsigned kind = a.state.kind;
+    if (kind != 1 && kind != 2 && kind != 4) return false;
+    uintptr_t data = p + (a.state.ascii ? sizeof(PyASCIIObject) : sizeof(PyCompactUnicodeObject));
+    size_t n = (size_t)a.length;
+    unsigned char raw[MAX_STRING * 4];
+    if (!safe_read(data, raw, n * kind)) return false;
+    out->clear();
+    for (size_t i = 0; i < n; ++i) {
+        uint32_t c;
+        if (kind == 1) c = raw[i];
+        else if (kind == 2) { uint16_t v; std::memcpy(&v, raw + 2 * i, 2); c = v; }
+        else { std::memcpy(&c, raw + 4 * i, 4); if (c > 0x10FFFF) return false; }
+        put_utf8(*out, c);
+    }
+    return true;
+}
+
+bool read_bytes(uintptr_t p, std::string *out) {
+    unsigned char head[sizeof(PyBytesObject)];
+    if ((p & 7) != 0 || !safe_read(p, head, sizeof head)) return false;
+    uintptr_t type;
+    Py_ssize_t size;
+    std::memcpy(&type, head + offsetof(PyObject, ob_type), sizeof type);
+    std::memcpy(&size, head + offsetof(PyVarObject, ob_size), sizeof size);
+    if (type != (uintptr_t)&PyBytes_Type || size < 0 || (size_t)size > MAX_LINETABLE) return false;
+    out->resize((size_t)size);
+    return size == 0 || safe_read(p + offsetof(PyBytesObject, ob_sval), &(*out)[0], (size_t)size);
+}
+
+int read_varint(const unsigned char *&p, const unsigned char *end) {
+    if (p >= end) return 0;
+    unsigned b = *p++;
+    unsigned val = b & 63;
+    unsigned shift = 0;
+    while ((b & 64) && p < end && shift < 30) {
+        b = *p++;
+        shift += 6;
+        val |= (b & 63) << shift;
+    }
+    return (int)val;
+}
+
+int read_svarint(const unsigned char *&p, const unsigned char *end) {
+    unsigned u = (unsigned)read_varint(p, end);
+    return (u & 1) ? -(int)(u >> 1) : (int)(u >> 1);
+}
+
+// 3.11+: entries of (code units covered, line delta, columns), see
+// Objects/locations.md. Only the line is decoded.
+int line_from_locations(const std::string &table, int firstlineno, int32_t offset) {
+    const unsigned char *p = (const unsigned char *)table.data(), *end = p + table.size();
+    int target = offset / 2;  // code units
+    int line = firstlineno, addr = 0;
+    while (p < end) {
+        unsigned first = *p++;
+        if (!(first & 0x80)) return -1;  // not an entry start: corrupt
+        int code = (first >> 3) & 15, len = (first & 7) + 1;
+        bool none = false;
+        if (code == 15) {
+            none = true;
+        } else if (code == 14) {
+            line += read_svarint(p, end);
+            read_varint(p, end);
+            read_varint(p, end);
+            read_varint(p, end);
+        } else if (code == 13) {
+            line += read_svarint(p, end);
+        } else if (code >= 10) {
+            line += code - 10;
+            p += 2;
+        } else {
+            p += 1;
+        }
+        if (target < addr + len) return none ? -1 : line;
+        addr += len;
+    }
+    return -1;
+}
+
+// 3.10: (byte delta, signed line delta) pairs; -128 means "no line".
+int line_from_pairs(const std::string &table, int firstlineno, int32_t offset) {
+    const unsigned char *p = (const unsigned char *)table.data();
+    size_t n = table.size() / 2;
+    int line = firstlineno, ar_line = -1, end = 0;
+    for (size_t i = 0; i < n; ++i) {
+        int start = end;
+        end += p[2 * i];
+        int ldelta = (signed char)p[2 * i + 1];
+        if (ldelta == -128) {
+            ar_line = -1;
+        } else {
+            line += ldelta;
+            ar_line = line;
+        }
+        if (offset >= start && offset < end) return ar_line;
+    }
+    return -1;
+}
+
+}  // namespace
+
+bool read_code_info(const RemoteFrame &f, CodeInfo *out) {
+    if (!g_ready || f.code == 0) return false;
     uintptr_t filename = 0;
     int32_t firstlineno = 0;
-    if (!read_code(f.code, &filename, &firstlineno, nullptr)) return nullptr;
-    if (filename != f.filename || firstlineno != f.firstlineno) return nullptr;
-    // A freed block's first word is an allocator free-list pointer (or 0):
-    // a live object's refcount is small, or the immortal value.
-    // Heap pointers have bits 32-47 set; 3.14 keeps object flags in bits
-    // 48-63 of the same word, so those are not looked at.
-    uint64_t refcnt = 0;
-    if (!safe_read_value(f.code, &refcnt)) return nullptr;
-    if ((refcnt & 0xFFFFFFFFu) == 0 || ((refcnt >> 32) & 0xFFFFu) != 0) return nullptr;
-    uintptr_t fn_type = 0;
-    if (!safe_read_value(filename + offsetof(PyObject, ob_type), &fn_type) || fn_type != (uintptr_t)&PyUnicode_Type)
-        return nullptr;
-    return (PyCodeObject *)f.code;
+    if (!read_code(f.code, &filename, &firstlineno, nullptr)) return false;
+    if (filename != f.filename || firstlineno != f.firstlineno) return false;
+    const RemoteOffsets &o = g_off;
+    uintptr_t qualname = 0, linetable = 0;
+    int32_t flags = 0;
+    if (!safe_read_value(f.code + o.co_qualname, &qualname) || !safe_read_value(f.code + o.co_linetable, &linetable) ||
+        !safe_read_value(f.code + o.co_flags, &flags))
+        return false;
+    out->code = f.code;
+    out->filename_ptr = filename;
+    out->firstlineno = firstlineno;
+    out->flags = flags;
+    out->format = o.linetable_format;
+    if (!read_unicode(filename, &out->filename)) return false;
+    if (!read_unicode(qualname, &out->qualname)) out->qualname = "?";
+    if (!read_bytes(linetable, &out->linetable)) out->linetable.clear();
+    return true;
+}
+
+int code_info_line(const CodeInfo &info, int32_t offset) {
+    if (info.linetable.empty()) return info.firstlineno;
+    if (info.format == LINETABLE_310) return line_from_pairs(info.linetable, info.firstlineno, offset);
+    return line_from_locations(info.linetable, info.firstlineno, offset);
 }
 
 }  // namespace taskleak::cpython

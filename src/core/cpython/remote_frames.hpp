@@ -9,12 +9,14 @@
 #pragma once
 #include <Python.h>
 #include <cstdint>
+#include <string>
 
 namespace taskleak::cpython {
 
-// One sampled frame. The code object may die after the sample: `filename`
-// and `firstlineno` fingerprint it so that, later and with the GIL, a freed
-// or reused address is recognised instead of dereferenced.
+// One sampled frame. The code object may die right after the sample, so it
+// is never dereferenced later: what a report needs is copied (CodeInfo)
+// while it is still on the stack. `filename` and `firstlineno` fingerprint
+// the code object (an address reused by another one is told apart).
 struct RemoteFrame {
     uintptr_t code;
     uintptr_t filename;
@@ -36,6 +38,25 @@ struct RemoteOffsets {
     int64_t co_filename;
     int64_t co_firstlineno;
     int64_t co_adaptive;       // start of the bytecode inside the code object (3.11+)
+    int64_t co_qualname;       // co_qualname (3.11+), co_name (3.10)
+    int64_t co_linetable;      // bytes
+    int64_t co_flags;          // int
+    int linetable_format;      // LINETABLE_310 or LINETABLE_LOCATIONS
+};
+
+constexpr int LINETABLE_310 = 0;        // (byte delta, line delta) pairs, PEP 626
+constexpr int LINETABLE_LOCATIONS = 1;  // 3.11+ location table (Objects/locations.md)
+
+// What a report needs from a code object, copied without the GIL.
+struct CodeInfo {
+    uintptr_t code = 0;
+    uintptr_t filename_ptr = 0;
+    int32_t firstlineno = 0;
+    int32_t flags = 0;
+    std::string filename;   // UTF-8
+    std::string qualname;   // UTF-8
+    std::string linetable;  // raw bytes; empty if unreadable or too large
+    int format = LINETABLE_LOCATIONS;
 };
 
 // This interpreter's offsets (remote_frames_3XX.cpp). Called once, with the GIL.
@@ -53,8 +74,13 @@ const char *remote_frames_mode();
 // be read.
 int read_remote_stack(uintptr_t tstate, RemoteFrame *out, int max_depth);
 
-// With the GIL: the code object of a sampled frame if it is still that code
-// object (type, plausible refcount, same fingerprint), else nullptr. Borrowed.
-PyCodeObject *revalidate_code(const RemoteFrame &f);
+// Copies filename, qualified name, flags and line table of the code object of
+// `f` (no GIL, never faults). False if it is not (or no longer) readable as
+// the code object the frame fingerprinted.
+bool read_code_info(const RemoteFrame &f, CodeInfo *out);
+
+// The line of the instruction at byte `offset` (as PyCode_Addr2Line), from
+// the copied line table; -1 when there is none.
+int code_info_line(const CodeInfo &info, int32_t offset);
 
 }  // namespace taskleak::cpython

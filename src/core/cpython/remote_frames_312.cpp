@@ -20,6 +20,10 @@ RemoteOffsets remote_offsets() {
     o.co_filename = offsetof(PyCodeObject, co_filename);
     o.co_firstlineno = offsetof(PyCodeObject, co_firstlineno);
     o.co_adaptive = offsetof(PyCodeObject, co_code_adaptive);
+    o.co_qualname = offsetof(PyCodeObject, co_qualname);
+    o.co_linetable = offsetof(PyCodeObject, co_linetable);
+    o.co_flags = offsetof(PyCodeObject, co_flags);
+    o.linetable_format = LINETABLE_LOCATIONS;
     return o;
 }
 }  // namespace taskleak::cpython

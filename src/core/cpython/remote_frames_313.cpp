@@ -39,6 +39,10 @@ RemoteOffsets remote_offsets() {
     o.co_filename = offsetof(PyCodeObject, co_filename);
     o.co_firstlineno = offsetof(PyCodeObject, co_firstlineno);
     o.co_adaptive = offsetof(PyCodeObject, co_code_adaptive);
+    o.co_qualname = offsetof(PyCodeObject, co_qualname);
+    o.co_linetable = offsetof(PyCodeObject, co_linetable);
+    o.co_flags = offsetof(PyCodeObject, co_flags);
+    o.linetable_format = LINETABLE_LOCATIONS;
     if (const auto *d = published_debug_offsets<DebugOffsets313>()) offsets_from_debug(d, o);
     o.owner_skip_min = 3;
     o.code_tagged = false;

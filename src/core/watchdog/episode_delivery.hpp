@@ -1,6 +1,5 @@
-// Handing closed episodes to Python: rendered (code objects revalidated and
-// turned into file/line/function) as early as possible, from the loop thread
-// right after the block (the code objects are then almost surely alive).
+// Handing closed episodes to Python: rendered into (file, line, function)
+// tuples as early as possible, from the loop thread right after the block.
 #pragma once
 #include <Python.h>
 

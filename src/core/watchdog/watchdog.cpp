@@ -153,6 +153,12 @@ Totals Watchdog::slot_totals(int slot, uint32_t gen) {
     return {s->blocks, s->blocked_ns};
 }
 
+const cpython::CodeInfo *Episode::code_info(const cpython::RemoteFrame &f) const {
+    for (const cpython::CodeInfo &c : codes)
+        if (c.code == f.code && c.filename_ptr == f.filename && c.firstlineno == f.firstlineno) return &c;
+    return nullptr;
+}
+
 void Watchdog::sample(Slot &s, int64_t now) {
     cpython::RemoteFrame buf[MAX_DEPTH];
     int n = cpython::read_remote_stack(s.tstate.load(), buf, MAX_DEPTH);
@@ -161,6 +167,19 @@ void Watchdog::sample(Slot &s, int64_t now) {
     samples_.fetch_add(1, std::memory_order_relaxed);
     if (n <= 0) return;
     if (e.first_sample_ns == 0) e.first_sample_ns = now;
+    // Describe new code objects now: they are alive while on this stack,
+    // and may not be once the loop resumes.
+    for (int i = 0; i < n && e.codes.size() < MAX_CODES; ++i) {
+        if (e.code_info(buf[i]) != nullptr) continue;
+        cpython::CodeInfo info;
+        if (!cpython::read_code_info(buf[i], &info)) {
+            info = cpython::CodeInfo();
+            info.code = buf[i].code;
+            info.filename_ptr = buf[i].filename;
+            info.firstlineno = buf[i].firstlineno;
+        }
+        e.codes.push_back(std::move(info));
+    }
     for (SampledStack &st : e.stacks) {
         if ((int)st.frames.size() != n) continue;
         bool same = true;

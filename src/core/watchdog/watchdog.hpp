@@ -32,6 +32,7 @@ constexpr int MAX_SLOTS = 256;
 constexpr int MAX_DEPTH = 64;
 constexpr int MAX_DISTINCT_STACKS = 32;
 constexpr size_t MAX_CLOSED = 1024;  // closed episodes waiting to be rendered
+constexpr size_t MAX_CODES = 256;    // distinct code objects described per episode
 
 struct SampledStack {
     std::vector<cpython::RemoteFrame> frames;  // innermost first
@@ -51,6 +52,11 @@ struct Episode {
     uint32_t other_samples = 0;  // samples beyond MAX_DISTINCT_STACKS distinct stacks
     int end = RESUMED;
     std::vector<SampledStack> stacks;
+    // What each sampled code object is, copied while it was on the stack
+    // (filename empty: it could not be read).
+    std::vector<cpython::CodeInfo> codes;
+
+    const cpython::CodeInfo *code_info(const cpython::RemoteFrame &f) const;
 };
 
 struct Slot {

@@ -1,6 +1,6 @@
 // Python bindings of the watchdog, and the rendering of episodes: the only
-// place sampled (code, offset) pairs become (file, line, function), done with
-// the GIL after revalidating each code object (it may have died since).
+// place sampled frames become (file, line, function) Python objects, from
+// what the watchdog copied while the code objects were on the stack.
 #include "cpython/remote_frames.hpp"
 #include "watchdog/episode_delivery.hpp"
 #include "watchdog/watchdog.hpp"
@@ -18,30 +18,24 @@ namespace {
 PyObject *g_sink = nullptr;
 bool g_frames_ok = false;
 
-PyObject *code_qualname(PyCodeObject *co) {
-    PyObject *q = PyObject_GetAttrString((PyObject *)co, "co_qualname");  // 3.11+
-    if (q == nullptr) {
+PyObject *unicode_from(const std::string &s) {
+    PyObject *u = PyUnicode_DecodeUTF8(s.data(), (Py_ssize_t)s.size(), "replace");
+    if (u == nullptr) {
         PyErr_Clear();
-        q = PyObject_GetAttrString((PyObject *)co, "co_name");
-        if (q == nullptr) {
-            PyErr_Clear();
-            q = PyUnicode_FromString("?");
-        }
+        u = PyUnicode_FromString("?");
     }
-    return q;
+    return u;
 }
 
-// (filename, lineno, function, is_coroutine) or (None, 0, None, False) for a
-// code object that is gone.
-PyObject *render_frame(const cpython::RemoteFrame &f) {
-    PyCodeObject *co = cpython::revalidate_code(f);
-    if (co == nullptr) return Py_BuildValue("(OiOO)", Py_None, 0, Py_None, Py_False);
-    int line = PyCode_Addr2Line(co, f.offset);
-    PyObject *name = code_qualname(co);
-    if (name == nullptr) return nullptr;
-    bool coro = (co->co_flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR)) != 0;
-    PyObject *t = Py_BuildValue("(OiNO)", co->co_filename, line, name, coro ? Py_True : Py_False);
-    return t;
+// (filename, lineno, function, is_coroutine), from what was copied while the
+// code object was on the stack; (None, 0, None, False) if it was unreadable.
+PyObject *render_frame(const Episode &e, const cpython::RemoteFrame &f) {
+    const cpython::CodeInfo *info = e.code_info(f);
+    if (info == nullptr || info->filename.empty()) return Py_BuildValue("(OiOO)", Py_None, 0, Py_None, Py_False);
+    int line = cpython::code_info_line(*info, f.offset);
+    bool coro = (info->flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR)) != 0;
+    return Py_BuildValue("(NiNO)", unicode_from(info->filename), line, unicode_from(info->qualname),
+                         coro ? Py_True : Py_False);
 }
 
 PyObject *render_episode(const Episode &e) {
@@ -54,7 +48,7 @@ PyObject *render_episode(const Episode &e) {
             return nullptr;
         }
         for (size_t i = 0; i < st.frames.size(); ++i) {
-            PyObject *fr = render_frame(st.frames[i]);
+            PyObject *fr = render_frame(e, st.frames[i]);
             if (fr == nullptr) {
                 Py_DECREF(frames);
                 Py_DECREF(stacks);
@@ -149,6 +143,25 @@ void bind_watchdog(nb::module_ &m) {
         Totals t = Watchdog::get().slot_totals(slot, gen);
         return nb::make_tuple(t.blocks, t.blocked_ns);
     }, "slot"_a, "gen"_a);
+    m.def("remote_code_info", [](nb::handle code) -> nb::object {
+        // The watchdog's view of a code object (read as it reads sampled
+        // ones): (filename, qualname, flags, line of each code unit). Tests
+        // hold it against the interpreter's own co_lines().
+        if (!PyCode_Check(code.ptr())) throw nb::type_error("a code object is required");
+        if (!cpython::remote_frames_init()) return nb::none();
+        auto *co = (PyCodeObject *)code.ptr();
+        cpython::RemoteFrame f{(uintptr_t)co, (uintptr_t)co->co_filename, co->co_firstlineno, 0};
+        cpython::CodeInfo info;
+        if (!cpython::read_code_info(f, &info)) return nb::none();
+        PyObject *bytecode = PyObject_GetAttrString(code.ptr(), "co_code");
+        if (bytecode == nullptr) throw nb::python_error();
+        Py_ssize_t units = PyBytes_GET_SIZE(bytecode) / 2;
+        Py_DECREF(bytecode);
+        nb::list lines;
+        for (Py_ssize_t i = 0; i < units; ++i) lines.append(cpython::code_info_line(info, (int32_t)(2 * i)));
+        return nb::make_tuple(nb::steal(unicode_from(info.filename)), nb::steal(unicode_from(info.qualname)),
+                              info.flags, lines);
+    }, "code"_a);
     m.def("watchdog_after_fork_child", []() { Watchdog::get().after_fork_child(); });
     m.def("watchdog_stats", []() {
         Watchdog &w = Watchdog::get();

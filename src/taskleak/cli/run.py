@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import List, Optional, TextIO
 
 from .. import tracking
+from ..report.blocking import episodes_to_list, format_episodes
 from ..report.json_form import SCHEMA_VERSION, events_to_list
 from ..report.text import format_loss_events, format_snapshot
 from ..snapshot import snapshot
 from ..tracking.loss_events import loss_events
+from ..tracking.watchdog import watch_blocking
 
 __all__ = ["RunOptions", "run_program"]
 
@@ -28,6 +30,7 @@ class RunOptions:
     json_file: Optional[str] = None
     fail_on_leak: bool = False
     stack_depth: int = 32
+    blocking: Optional[float] = None  # seconds: watch for blocked event loops
 
 
 def _exit_status(code: object) -> int:
@@ -90,11 +93,25 @@ def build_report(program: str, out: TextIO) -> dict:
     }
 
 
+def _blocking_report(episodes: list, threshold: float, out: TextIO) -> None:
+    if episodes:
+        out.write("\n" + format_episodes(episodes, f"event loops blocked longer than {threshold:g} s") + "\n")
+    else:
+        out.write(f"taskleak: no event loop blocked longer than {threshold:g} s\n")
+
+
 def run_program(opts: RunOptions, out: TextIO = sys.stderr) -> int:
     tracking.install(stack_depth=opts.stack_depth)
+    watch = watch_blocking(opts.blocking) if opts.blocking is not None else None
     status = _run_target(opts)
+    episodes = watch.episodes() if watch is not None else []
+    if watch is not None:
+        watch.stop()
     try:
         report = build_report(opts.target, out)
+        if watch is not None:
+            _blocking_report(episodes, watch.threshold, out)
+            report["blocked_loops"] = episodes_to_list(episodes)
     except Exception:  # a failing report must not hide the program's status
         traceback.print_exc()
         return status or 1

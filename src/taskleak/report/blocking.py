@@ -10,6 +10,10 @@ from ..tracking.episode import Episode
 __all__ = ["format_episode", "format_episodes", "episodes_to_list"]
 
 
+def _not_user(filename: str) -> bool:
+    return is_machinery(filename) or is_library(filename) or filename.startswith("<frozen ")
+
+
 def format_episode(ep: Episode, max_stacks: int = 3, max_frames: int = 10) -> str:
     """One episode: the line that blocked, for how long, what was running,
     then the sampled stacks (most frequent first, innermost frame first)."""
@@ -31,7 +35,7 @@ def format_episode(ep: Episode, max_stacks: int = 3, max_frames: int = 10) -> st
         share = 100.0 * s.count / sampled if sampled else 0.0
         lines.append(f"    {s.count} sample(s) ({share:.0f}%):")
         for f in s.frames[:max_frames]:
-            mark = "  " if (is_machinery(f.filename) or is_library(f.filename)) else "> "
+            mark = "  " if _not_user(f.filename) else "> "
             lines.append(f"      {mark}{f.short()}")
         if len(s.frames) > max_frames:
             lines.append(f"        ... {len(s.frames) - max_frames} outer frame(s)")

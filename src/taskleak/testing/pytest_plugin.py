@@ -30,6 +30,7 @@ from .baseline import Baseline, BaselineError, leak_key
 from .check import LeakCheck, _ignored
 from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
 from .leak_report import format_leaks
+from .pytest_blocking import BlockingPlugin, add_blocking_options
 
 __all__ = ["TaskLeakPytestWarning"]
 
@@ -44,7 +45,7 @@ def _is_harness_task(info: TaskInfo) -> bool:
 
 
 HARNESS_IGNORE = (_is_harness_task,)
-MARKER_OPTIONS = ("grace", "ignore", "kinds", "on_leak", "collect")
+MARKER_OPTIONS = ("grace", "ignore", "kinds", "on_leak", "collect", "blocking")  # blocking: pytest_blocking.py
 MODES = {"fail": "raise", "warn": "warn"}
 EVENT_KINDS = {"pending-at-shutdown": "pending", "destroyed-pending": "gc-pending",
                "never-retrieved": "never-retrieved"}
@@ -76,13 +77,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="0.1")
     parser.addini("taskleak_kinds", "leak kinds that count (default: all)", type="args", default=list(KINDS))
     parser.addini("taskleak_mode", "fail (default) or warn", default="fail")
+    add_blocking_options(parser, group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "taskleak(**options): check this test for leaked asyncio tasks; "
-                            "options as taskleak.check(): grace, ignore, kinds, on_leak, collect")
+                            "options as taskleak.check(): grace, ignore, kinds, on_leak, collect, blocking")
     config.addinivalue_line("markers", "no_taskleak: do not check this test for leaked asyncio tasks")
     config.pluginmanager.register(TaskleakPlugin(config), "taskleak-plugin")
+    config.pluginmanager.register(BlockingPlugin(config), "taskleak-blocking")
 
 
 # ---- configuration ----------------------------------------------------------
@@ -196,6 +199,7 @@ class TaskleakPlugin:
             extra = m.kwargs.get("ignore", ())
             ignore += [extra] if isinstance(extra, str) or callable(extra) else list(extra)
             opts.update(m.kwargs)
+        opts.pop("blocking", None)  # the blocked-loop check is BlockingPlugin's
         opts["ignore"] = ignore
         return opts
 
