@@ -392,11 +392,31 @@ def test_bad_threshold():
 def test_selector_is_restored_after_watching():
     loop = asyncio.new_event_loop()
     try:
+        poller = loop._selector._selector
         with taskleak.watch_blocking(0.1):
             loop.run_until_complete(asyncio.sleep(0))
-            assert isinstance(loop._selector.__dict__.get("select"), _core.SelectHeartbeat)
-        assert "select" not in loop._selector.__dict__
+            assert isinstance(loop._selector._selector, _core.PollerHeartbeat)
+            assert loop._selector.fileno() == poller.fileno()
+        assert loop._selector._selector is poller
         loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    assert poller.closed
+
+
+def test_selector_without_a_poll_object_gets_a_select_wrapper(watch):
+    import selectors
+    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+    try:
+        async def main():
+            await asyncio.sleep(0.2)  # idle in select.select(): not flagged
+            time.sleep(BLOCK)  # BLOCK: select wrapper
+            await asyncio.sleep(0)
+
+        loop.run_until_complete(main())
+        assert isinstance(loop._selector.__dict__.get("select"), _core.SelectHeartbeat)
+        ep = only_episode(watch)
+        assert (HERE, line_of("# BLOCK: select wrapper")) in sites([ep])
     finally:
         loop.close()
 

@@ -12,6 +12,7 @@ using namespace nb::literals;
 
 namespace taskleak::watchdog {
 PyObject *make_select_heartbeat_type();
+PyObject *make_poller_heartbeat_type();
 
 namespace {
 
@@ -101,6 +102,7 @@ namespace taskleak {
 void bind_watchdog(nb::module_ &m) {
     using namespace watchdog;
     m.attr("SelectHeartbeat") = nb::steal(make_select_heartbeat_type());
+    m.attr("PollerHeartbeat") = nb::steal(make_poller_heartbeat_type());
     m.def("watchdog_start", [](double threshold, double interval) {
         if (!(threshold > 0) || !(interval > 0)) throw nb::value_error("threshold and interval must be > 0");
         g_frames_ok = cpython::remote_frames_init();

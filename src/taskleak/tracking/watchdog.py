@@ -2,12 +2,15 @@
 
 How a loop's heartbeat tells "waiting for I/O" from "blocked":
 
-* selector loops (asyncio's default): a C++ wrapper is put as an instance
-  attribute ``select`` on ``loop._selector``. ``_run_once`` calls it once
-  per iteration: entering it publishes IDLE (however long the wait, an idle
-  loop is never flagged), leaving it publishes BUSY with a timestamp. BUSY
-  for longer than the threshold is a block, measured exactly from the end of
-  the previous select() to the start of the next.
+* selector loops (asyncio's default): ``_run_once`` calls
+  ``loop._selector.select()`` once per iteration, which waits in the poll
+  object's ``poll()`` (epoll on Linux). A C++ stand-in for that poll object
+  (``PollerHeartbeat``) publishes IDLE on entering ``poll()`` (however long
+  the wait, an idle loop is never flagged) and BUSY with a timestamp on
+  leaving it. BUSY for longer than the threshold is a block, measured from
+  the end of one poll() to the start of the next. Selectors without a poll
+  object get a wrapper of ``select()`` itself (``SelectHeartbeat``, ~4x the
+  per-iteration cost: it re-enters the interpreter).
 * other loops (uvloop, whose selector is libuv's, in C): a periodic beat
   (``call_later``) stamps the heartbeat every ``period`` seconds; a beat
   later than ``threshold + period`` is a block, and its duration is how late
@@ -72,6 +75,12 @@ class _Watched:
 
 
 _loops: "weakref.WeakKeyDictionary[Any, _Watched]" = weakref.WeakKeyDictionary()
+
+# Selectors that wait in `self._selector.poll()` of one of these poll objects.
+_POLLER_SELECTORS = tuple(getattr(selectors, n) for n in ("EpollSelector", "PollSelector", "DevpollSelector")
+                          if hasattr(selectors, n))
+_POLLERS = tuple(getattr(__import__("select"), n) for n in ("epoll", "poll", "devpoll")
+                 if hasattr(__import__("select"), n))
 _names: Dict[int, str] = {}            # token -> loop name, while the loop is watched
 # token -> [name, blocks, blocked seconds], for the most recent loops that blocked
 _per_loop: "collections.OrderedDict[int, list]" = collections.OrderedDict()
@@ -193,7 +202,11 @@ def _attach(loop: Any) -> Optional[_Watched]:
     _names[token] = name
     sel = getattr(loop, "_selector", None)
     w = _Watched(token, slot, gen, name, beats=True)
-    if isinstance(sel, selectors.BaseSelector) and hasattr(sel, "__dict__") and "select" not in sel.__dict__:
+    if isinstance(sel, _POLLER_SELECTORS) and type(getattr(sel, "_selector", None)) in _POLLERS:
+        sel._selector = _core.PollerHeartbeat(sel._selector, slot, gen)
+        w.beats = False
+        w.selector = sel
+    elif isinstance(sel, selectors.BaseSelector) and hasattr(sel, "__dict__") and "select" not in sel.__dict__:
         sel.select = _core.SelectHeartbeat(sel.select, slot, gen)
         w.beats = False
         w.selector = sel
@@ -207,8 +220,12 @@ def _attach(loop: Any) -> Optional[_Watched]:
 
 def _detach(loop: Any, w: _Watched) -> None:
     sel = w.selector
-    if sel is not None and isinstance(sel.__dict__.get("select"), _core.SelectHeartbeat):
-        del sel.select
+    if sel is not None:
+        poller = getattr(sel, "_selector", None)
+        if isinstance(poller, _core.PollerHeartbeat):
+            sel._selector = poller.__wrapped__
+        if isinstance(sel.__dict__.get("select"), _core.SelectHeartbeat):
+            del sel.select
     _cancel_beat(w)
     if w.finalizer is not None:
         w.finalizer.detach()
