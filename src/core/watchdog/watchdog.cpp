@@ -9,9 +9,18 @@
 
 namespace taskleak::watchdog {
 
+// Heartbeats are stamped once per loop iteration, so with the coarse clock
+// (~5 ns a read instead of ~23, resolution one kernel tick: 1-4 ms): episode
+// durations are exact to a tick, which a 100 ms threshold does not notice.
 int64_t now_ns() {
     timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of taskleak._core.monotonic_ns()
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t precise_now_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of time.monotonic_ns()
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -88,14 +97,14 @@ void Watchdog::deactivate(int slot, uint32_t gen) {
 }
 
 void Watchdog::enter_idle(int slot, uint32_t gen) {
+    // No stamp: an idle loop is never stale, and the end of an episode is
+    // taken here (the common case) or by the watchdog when it sees IDLE.
     Slot *s = slot_of(slot, gen);
     if (s == nullptr) return;
-    int64_t now = now_ns();
-    s->stamp.store(now, std::memory_order_release);
     s->state.store(IDLE, std::memory_order_release);
     if (s->episode_open.load(std::memory_order_acquire)) {
         std::lock_guard<std::mutex> lk(s->mu);
-        if (s->episode_open.load()) close_locked(*s, now, RESUMED);
+        if (s->episode_open.load()) close_locked(*s, now_ns(), RESUMED);
     }
 }
 
@@ -166,7 +175,10 @@ void Watchdog::sample(Slot &s, int64_t now) {
     e.samples += 1;
     samples_.fetch_add(1, std::memory_order_relaxed);
     if (n <= 0) return;
-    if (e.first_sample_ns == 0) e.first_sample_ns = now;
+    if (e.first_sample_ns == 0) {
+        e.first_sample_ns = now;
+        e.first_sample_precise_ns = precise_now_ns();
+    }
     // Describe new code objects now: they are alive while on this stack,
     // and may not be once the loop resumes.
     for (int i = 0; i < n && e.codes.size() < MAX_CODES; ++i) {
@@ -229,11 +241,13 @@ void Watchdog::check_slot(Slot &s, int64_t now) {
     }
     if (s.episode_open.load(std::memory_order_acquire)) {
         // The loop published again (or stopped) without closing the episode
-        // itself (it raced with the opening): it ended at that publication.
+        // itself (it raced with the opening): it ended at the latest now.
         std::lock_guard<std::mutex> lk(s.mu);
         if (s.episode_open.load()) {
             int now_state = s.state.load();
-            close_locked(s, s.stamp.load(), now_state == STOPPED ? LOOP_STOPPED : RESUMED);
+            int64_t stamp = s.stamp.load();
+            int64_t end = now_state == BUSY && stamp > s.open.start_ns ? stamp : now;
+            close_locked(s, end, now_state == STOPPED ? LOOP_STOPPED : RESUMED);
         }
     }
 }

@@ -47,6 +47,7 @@ struct Episode {
     int64_t end_ns = 0;
     int64_t detected_ns = 0;   // when the watchdog noticed
     int64_t first_sample_ns = 0;
+    int64_t first_sample_precise_ns = 0;  // CLOCK_MONOTONIC (time.monotonic_ns()), for benchmarks
     int64_t threshold_ns = 0;
     uint32_t samples = 0;      // all samples taken (grouped ones + overflow + empty)
     uint32_t other_samples = 0;  // samples beyond MAX_DISTINCT_STACKS distinct stacks
@@ -137,6 +138,7 @@ private:
     std::atomic<uint64_t> samples_{0};
 };
 
-int64_t now_ns();
+int64_t now_ns();          // the watchdog's clock (CLOCK_MONOTONIC_COARSE)
+int64_t precise_now_ns();  // CLOCK_MONOTONIC
 
 }  // namespace taskleak::watchdog

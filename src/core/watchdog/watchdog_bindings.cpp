@@ -65,10 +65,10 @@ PyObject *render_episode(const Episode &e) {
         }
         Py_DECREF(pair);
     }
-    return Py_BuildValue("(KKKLLLLLIIiN)", (unsigned long long)e.seq, (unsigned long long)e.loop_token,
+    return Py_BuildValue("(KKKLLLLLIIiNL)", (unsigned long long)e.seq, (unsigned long long)e.loop_token,
                          (unsigned long long)e.thread_ident, (long long)e.start_ns, (long long)e.end_ns,
                          (long long)e.detected_ns, (long long)e.first_sample_ns, (long long)e.threshold_ns,
-                         e.samples, e.other_samples, e.end, stacks);
+                         e.samples, e.other_samples, e.end, stacks, (long long)e.first_sample_precise_ns);
 }
 
 }  // namespace
@@ -114,6 +114,7 @@ void bind_watchdog(nb::module_ &m) {
         nb::gil_scoped_release nogil;
         Watchdog::get().stop();
     });
+    m.def("watchdog_now_ns", &now_ns, "The watchdog's clock (CLOCK_MONOTONIC_COARSE), in ns.");
     m.def("watchdog_running", []() { return Watchdog::get().running(); });
     m.def("watchdog_set_threshold", [](double threshold) {
         if (!(threshold > 0)) throw nb::value_error("threshold must be > 0");

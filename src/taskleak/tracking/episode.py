@@ -64,8 +64,10 @@ class Episode:
     site: Optional[Frame]
     ended: str                   # one of ENDINGS
     detection_latency: Optional[float] = None
-    start_ns: int = field(default=0, repr=False, compare=False)  # taskleak._core.monotonic_ns() clock
+    start_ns: int = field(default=0, repr=False, compare=False)  # the watchdog's clock (watchdog_now_ns)
     loop_id: int = field(default=0, repr=False, compare=False)
+    # time.monotonic_ns() when the first stack was captured (0: none), for benchmarks
+    first_sample_ns: int = field(default=0, repr=False, compare=False)
 
     def __str__(self) -> str:
         where = self.site.short() if self.site is not None else "(line unknown)"
@@ -116,7 +118,7 @@ def episode_from_raw(raw: Tuple[Any, ...], loop_name: str, thread_name: str, now
                      now_wall: float, loop_id: int = 0) -> Episode:
     """An Episode from the tuple taskleak._core renders (watchdog_bindings.cpp)."""
     (seq, _token, _ident, start_ns, end_ns, _detected_ns, first_sample_ns, threshold_ns,
-     samples, _other, end_kind, raw_stacks) = raw
+     samples, _other, end_kind, raw_stacks, first_sample_precise_ns) = raw
     stacks: List[StackSample] = []
     for count, raw_frames in raw_stacks:
         frames = tuple(Frame(fn if fn is not None else "<code object gone>", ln, name if name is not None else "?")
@@ -135,4 +137,5 @@ def episode_from_raw(raw: Tuple[Any, ...], loop_name: str, thread_name: str, now
         duration=max(0, end_ns - start_ns) / 1e9,
         threshold=threshold_ns / 1e9, samples=int(samples), stacks=tuple(stacks),
         running=running, site=site, ended=ENDINGS[end_kind] if 0 <= end_kind < len(ENDINGS) else "resumed",
-        detection_latency=latency, start_ns=int(start_ns), loop_id=loop_id)
+        detection_latency=latency, start_ns=int(start_ns), loop_id=loop_id,
+        first_sample_ns=int(first_sample_precise_ns))

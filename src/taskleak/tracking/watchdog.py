@@ -102,7 +102,7 @@ def _on_episode(raw: Any) -> None:
     GIL held, never from inside the watchdog thread)."""
     token = int(raw[1])
     ep = episode_from_raw(raw, _names.get(token, f"loop #{token}"), _thread_name(int(raw[2])),
-                          _core.monotonic_ns(), time.time(), loop_id=token)
+                          _core.watchdog_now_ns(), time.time(), loop_id=token)
     with _episodes_lock:
         _episodes.append(ep)
         tot = _per_loop.get(token)
@@ -370,7 +370,7 @@ class Watch:
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
-        self.started_ns = _core.monotonic_ns()
+        self.started_ns = _core.watchdog_now_ns()
         self._id: Optional[int] = next(_watch_ids)
         with _lock:
             first = not _watches
