@@ -458,3 +458,50 @@ def test_remote_code_reading_matches_the_interpreter():
                 want[unit] = line
         got = [None if ln == -1 else ln for ln in lines]
         assert got == want, (co, [(i, g, w) for i, (g, w) in enumerate(zip(got, want)) if g != w][:5])
+
+
+def test_fork_while_watching(tmp_path):
+    # The child inherits no watchdog thread and no watched loop; it can watch
+    # on its own. Run in a fresh interpreter: forking pytest itself is noisy.
+    script = tmp_path / "forker.py"
+    script.write_text(
+        "import asyncio, os, time, taskleak\n"
+        "from taskleak import _core\n"
+        "async def block():\n"
+        "    await asyncio.sleep(0)\n"
+        "    time.sleep(0.3)\n"
+        "w = taskleak.watch_blocking(0.1)\n"
+        "asyncio.run(asyncio.sleep(0))\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    ok = not _core.watchdog_running() and len(os.listdir('/proc/self/task')) == 1\n"
+        "    asyncio.run(block())          # not watched: no thread\n"
+        "    with taskleak.watch_blocking(0.1) as w2:\n"
+        "        asyncio.run(block())\n"
+        "        ok = ok and len(w2.episodes()) == 1\n"
+        "    os._exit(0 if ok else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "asyncio.run(block())\n"
+        "assert len(w.episodes()) == 1, w.episodes()\n"
+        "w.stop()\n"
+        "raise SystemExit(os.waitstatus_to_exitcode(status))\n")
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_watching_again_after_the_tracking_hook_was_undone():
+    # taskleak's installer wraps the same asyncio function; uninstalling it
+    # may put the original back over the watchdog's hook. The next Watch
+    # puts its hook back.
+    taskleak.install()
+    with taskleak.watch_blocking(0.1):
+        taskleak.uninstall()
+    watchdog.clear_block_episodes()
+    with taskleak.watch_blocking(0.1) as w:
+        async def main():
+            await asyncio.sleep(0)
+            time.sleep(BLOCK)
+        asyncio.run(main())
+        assert len(w.episodes()) == 1

@@ -123,7 +123,7 @@ int read_remote_stack(uintptr_t tstate, RemoteFrame *out, int max_depth) {
 namespace {
 
 constexpr size_t MAX_STRING = 4096;     // characters of a filename or qualname
-constexpr size_t MAX_LINETABLE = 65536;
+constexpr size_t MAX_LINETABLE = 16384;  // bigger tables (huge functions): line unknown
 
 void put_utf8(std::string &out, uint32_t c) {
     if (c < 0x80) {

@@ -302,15 +302,18 @@ void Watchdog::after_fork_child() {
     new (&run_mu_) std::mutex();
     new (&run_cv_) std::condition_variable();
     new (&closed_mu_) std::mutex();
+    // The child watches nothing: every slot is freed (and its generation
+    // bumped, so heartbeat objects inherited on loops' selectors go inert).
     for (Slot &s : slots_) {
         new (&s.mu) std::mutex();
         s.episode_open.store(false);
         s.open = Episode();
-        if (s.state.load() != FREE) {
-            s.state.store(STOPPED);
-            s.tstate.store(0);
-        }
+        s.tstate.store(0);
+        if (s.state.load() != FREE) s.gen.fetch_add(1);
+        s.state.store(FREE);
     }
+    closed_.clear();
+    closed_count_.store(0);
 }
 
 }  // namespace taskleak::watchdog

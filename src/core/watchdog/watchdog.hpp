@@ -32,7 +32,7 @@ constexpr int MAX_SLOTS = 256;
 constexpr int MAX_DEPTH = 64;
 constexpr int MAX_DISTINCT_STACKS = 32;
 constexpr size_t MAX_CLOSED = 1024;  // closed episodes waiting to be rendered
-constexpr size_t MAX_CODES = 256;    // distinct code objects described per episode
+constexpr size_t MAX_CODES = 128;    // distinct code objects described per episode
 
 struct SampledStack {
     std::vector<cpython::RemoteFrame> frames;  // innermost first

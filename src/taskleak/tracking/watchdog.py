@@ -86,7 +86,7 @@ _names: Dict[int, str] = {}            # token -> loop name, while the loop is w
 _per_loop: "collections.OrderedDict[int, list]" = collections.OrderedDict()
 MAX_LOOPS_TOTALLED = 256
 _active = threading.local()            # .watched: the _Watched running in this thread
-_saved_set_running_loop: Any = None
+_hook: Any = None  # our current asyncio.events._set_running_loop wrapper
 _saved_uvloop_run_forever: Any = None
 
 
@@ -278,15 +278,26 @@ def _loop_stopped() -> None:
     _core.watchdog_deactivate(w.slot, w.gen)
 
 
-def _set_running_loop_hook(loop: Any) -> None:
-    _saved_set_running_loop(loop)
-    try:
-        if loop is None:
-            _loop_stopped()
-        else:
-            _loop_started(loop)
-    except Exception:  # never break the loop's start or stop
-        pass
+def _make_set_running_loop_hook(previous: Any) -> Any:
+    """A wrapper of asyncio.events._set_running_loop (asyncio's loops call it
+    when they start and stop running). Each is a closure over what it wraps:
+    taskleak's installer wraps the same function, and either may be undone
+    first, so a hook can end up wrapped twice (harmless: both notifications
+    are idempotent) but never calls itself."""
+
+    def _set_running_loop(loop: Any) -> None:
+        previous(loop)
+        try:
+            if loop is None:
+                _loop_stopped()
+            else:
+                _loop_started(loop)
+        except Exception:  # never break the loop's start or stop
+            pass
+
+    _set_running_loop._taskleak_watchdog = True  # type: ignore[attr-defined]
+    _set_running_loop.__wrapped__ = previous  # type: ignore[attr-defined]
+    return _set_running_loop
 
 
 def _patch_uvloop() -> None:
@@ -327,13 +338,14 @@ def _unpatch_uvloop() -> None:
 
 
 def _start() -> None:
-    global _saved_set_running_loop, _stacks_ok
+    global _hook, _stacks_ok
     threshold = min(_watches.values())
     _core.watchdog_set_sink(_on_episode)
     _stacks_ok = _core.watchdog_start(threshold, SAMPLE_INTERVAL)
-    if _saved_set_running_loop is None:
-        _saved_set_running_loop = asyncio.events._set_running_loop
-        asyncio.events._set_running_loop = _set_running_loop_hook
+    if _hook is None or asyncio.events._set_running_loop is not _hook:
+        # (Re)install: someone may have put the original back over ours.
+        _hook = _make_set_running_loop_hook(asyncio.events._set_running_loop)
+        asyncio.events._set_running_loop = _hook
     _patch_uvloop()
     try:
         running = asyncio.get_running_loop()
@@ -344,15 +356,14 @@ def _start() -> None:
 
 
 def _stop() -> None:
-    global _saved_set_running_loop
+    global _hook
     _core.watchdog_stop()
     _core.watchdog_collect()
-    if _saved_set_running_loop is not None:
-        if asyncio.events._set_running_loop is _set_running_loop_hook:
-            asyncio.events._set_running_loop = _saved_set_running_loop
-            _saved_set_running_loop = None
-        # else: someone wrapped our hook since; it stays in their chain and
-        # does nothing while no Watch is alive.
+    if _hook is not None and asyncio.events._set_running_loop is _hook:
+        asyncio.events._set_running_loop = _hook.__wrapped__
+    # else: someone wrapped our hook since; it stays in their chain and does
+    # nothing while no Watch is alive.
+    _hook = None
     _unpatch_uvloop()
     for loop, w in list(_loops.items()):
         try:
