@@ -189,18 +189,26 @@ def test_slow_call_soon_callback(watch):
 
 
 def test_an_idle_loop_is_never_flagged(watch):
-    w2 = taskleak.watch_blocking(0.02)  # the lowest threshold there is
+    # A low threshold, but not so low that the scheduler of a busy CI
+    # machine pausing the loop thread (which is a block, by wall time) trips it.
+    w2 = taskleak.watch_blocking(0.05)
     try:
+        loop = asyncio.new_event_loop()
+        fut = loop.create_future()
+        timer = threading.Timer(0.6, lambda: loop.call_soon_threadsafe(fut.set_result, 1))
+        timer.start()  # (starting a thread waits for it: not inside the loop)
+
         async def main():
-            fut = asyncio.get_running_loop().create_future()
-            loop = asyncio.get_running_loop()
-            threading.Timer(0.3, lambda: loop.call_soon_threadsafe(fut.set_result, 1)).start()
             await asyncio.sleep(0.3)   # idle in select()
             await fut                  # idle, woken from another thread
             for _ in range(200):       # busy, but in short steps
                 await asyncio.sleep(0)
 
-        asyncio.run(main())
+        try:
+            loop.run_until_complete(main())
+        finally:
+            timer.join()
+            loop.close()
         assert w2.episodes() == []
         assert watch.episodes() == []
     finally:
@@ -264,6 +272,7 @@ def test_uvloop():
         eps = w.episodes()
     assert len(eps) == 1, [str(e) for e in eps]
     assert "Loop" in eps[0].loop
+    assert eps[0].running is not None and eps[0].running.startswith("task ") and "main" in eps[0].running
     assert (HERE, line_of("# BLOCK: uvloop")) in sites(eps)
     assert eps[0].duration >= BLOCK - 0.1
 

@@ -16,6 +16,7 @@ __all__ = ["Episode", "StackSample", "ENDINGS"]
 ENDINGS = ("resumed", "loop stopped", "unwatched")
 
 _ASYNCIO_DIR = os.path.dirname(__import__("asyncio").__file__) + os.sep
+_WATCHDOG_FILE = os.sep + os.path.join("taskleak", "tracking", "watchdog.py")
 
 # Frames of the loop itself, between which and the innermost frames the
 # callback (a task's step or a plain callback) runs.
@@ -91,6 +92,10 @@ class Episode:
 
 
 def _is_loop_machinery(frame: Frame) -> bool:
+    if frame.filename.endswith(_WATCHDOG_FILE):
+        # uvloop runs callbacks from C: its run_forever, wrapped by the
+        # watchdog (tracking/watchdog.py), is the last Python frame of the loop.
+        return frame.function.rsplit(".", 1)[-1] == "run_forever"
     if not frame.filename.startswith(_ASYNCIO_DIR):
         return False
     names = _LOOP_MACHINERY.get(os.path.basename(frame.filename))
@@ -103,9 +108,11 @@ def running_entry(frames: Sequence[Frame], coroutine: Sequence[bool]) -> Optiona
     runs callbacks from C, so there the runner's frame is the boundary."""
     k = next((i for i, f in enumerate(frames) if _is_loop_machinery(f)), None)
     if k is None or k == 0:
-        # No loop frame seen (or the block is inside it): take the outermost
-        # frame that is not library code.
-        cands = [i for i, f in enumerate(frames) if not is_library(f.filename) and not is_machinery(f.filename)]
+        # No loop frame seen (or the block is inside it): the outermost
+        # coroutine frame is a task's, else the outermost frame of user code.
+        cands = [i for i, c in enumerate(coroutine) if c]
+        if not cands:
+            cands = [i for i, f in enumerate(frames) if not is_library(f.filename) and not is_machinery(f.filename)]
         if not cands:
             return None
         k = cands[-1] + 1

@@ -342,17 +342,22 @@ def _start() -> None:
     threshold = min(_watches.values())
     _core.watchdog_set_sink(_on_episode)
     _stacks_ok = _core.watchdog_start(threshold, SAMPLE_INTERVAL)
-    if _hook is None or asyncio.events._set_running_loop is not _hook:
-        # (Re)install: someone may have put the original back over ours.
-        _hook = _make_set_running_loop_hook(asyncio.events._set_running_loop)
-        asyncio.events._set_running_loop = _hook
-    _patch_uvloop()
+    _ensure_hooks()
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
     if running is not None and getattr(_active, "watched", None) is None:
         _loop_started(running)  # watching starts inside a running loop
+
+
+def _ensure_hooks() -> None:
+    global _hook
+    if _hook is None or asyncio.events._set_running_loop is not _hook:
+        # (Re)install: someone may have put the original back over ours.
+        _hook = _make_set_running_loop_hook(asyncio.events._set_running_loop)
+        asyncio.events._set_running_loop = _hook
+    _patch_uvloop()
 
 
 def _stop() -> None:
@@ -390,7 +395,7 @@ class Watch:
                 _start()
             else:
                 _core.watchdog_set_threshold(min(_watches.values()))
-                _patch_uvloop()
+                _ensure_hooks()
                 try:
                     running = asyncio.get_running_loop()
                 except RuntimeError:
