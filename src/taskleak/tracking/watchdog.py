@@ -57,7 +57,7 @@ _watches: Dict[int, float] = {}          # live Watch id -> threshold
 _watch_ids = itertools.count(1)
 _tokens = itertools.count(1)
 _episodes: Deque[Episode] = collections.deque(maxlen=MAX_EPISODES)
-_episodes_lock = threading.Lock()
+_episodes_lock = threading.RLock()  # re-entered when a loop dies (finalizer) mid-read
 _stacks_ok = False
 
 
