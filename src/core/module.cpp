@@ -25,6 +25,7 @@ void bind_graph(nb::module_ &m);  // graph_bindings.cpp
 void bind_heap(nb::module_ &m);   // heap_bindings.cpp
 void bind_holder_search(nb::module_ &m);  // heap/holder_search.cpp
 void bind_monitor(nb::module_ &m);  // monitor/monitor_bindings.cpp
+void bind_watchdog(nb::module_ &m);  // watchdog/watchdog_bindings.cpp
 }  // namespace taskleak
 
 using namespace taskleak;
@@ -274,4 +275,5 @@ NB_MODULE(_core, m) {
     bind_heap(m);
     bind_holder_search(m);
     bind_monitor(m);
+    bind_watchdog(m);
 }

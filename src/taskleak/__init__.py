@@ -35,6 +35,9 @@ from .snapshot import Snapshot, snapshot
 from .task_info import TaskInfo
 from .testing.check import LeakCheck, check
 from .testing.leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
+from .testing.loop_blocked import LoopBlockedError
+from .tracking.episode import Episode
+from .tracking.watchdog import Watch, block_episodes, watch_blocking
 from .tracking.installer import is_installed, status
 from .tracking.loss_events import LossEvent, clear_loss_events, loss_events
 from .tracking.qualname import enable_if_needed as _enable_qualnames
@@ -114,4 +117,10 @@ __all__ = [
     "WaitTarget",
     "Why",
     "why",
+    # blocked event loops (docs/blocking.md)
+    "Episode",
+    "LoopBlockedError",
+    "Watch",
+    "block_episodes",
+    "watch_blocking",
 ]

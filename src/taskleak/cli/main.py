@@ -13,6 +13,7 @@ from .run import RunOptions, run_program
 __all__ = ["main"]
 
 _RUN_USAGE = ("taskleak run [--json FILE] [--fail-on-leak] [--stack-depth N] [--monitor[=SECONDS]] "
+              "[--blocking SECONDS] "
               "(script.py | -m module) [args...]")
 
 
@@ -34,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--monitor", nargs="?", const=10.0, type=float, metavar="SECONDS",
                      help="also run the production monitor while the program runs (every SECONDS, default 10); "
                           "its alerts go to stderr")
+    run.add_argument("--blocking", type=float, default=None, metavar="SECONDS",
+                     help="also report event loops blocked longer than SECONDS (e.g. 0.1), with the line")
     run.add_argument("-m", dest="module", metavar="module", help="run a library module as a script")
     run.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...] (or the module's args with -m)")
     process_commands.add_parsers(sub)
@@ -52,6 +55,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     run = parser._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
     if not 1 <= args.stack_depth <= 128:
         run.error("--stack-depth must be between 1 and 128")
+    if args.blocking is not None and not args.blocking >= 0.02:
+        run.error("--blocking must be a number of seconds >= 0.02")
     if args.module:
         opts = RunOptions(args.module, True, list(args.target))
     else:
@@ -66,6 +71,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     opts.json_file = args.json
     opts.fail_on_leak = args.fail_on_leak
     opts.stack_depth = args.stack_depth
+    opts.blocking = args.blocking
     if opts.json_file:
         d = os.path.dirname(os.path.abspath(opts.json_file))
         if not os.path.isdir(d):

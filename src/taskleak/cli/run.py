@@ -27,10 +27,12 @@ from typing import Any, Dict, List, Optional, Set, TextIO, Tuple
 from .. import _core, tracking
 from ..frame import Frame
 from ..heap.holders import holder_paths
+from ..report.blocking import episodes_to_list, format_episodes
 from ..report.json_form import SCHEMA_VERSION, events_to_list
 from ..report.text import format_loss_events, format_snapshot
 from ..snapshot import snapshot
 from ..tracking.loss_events import clear_loss_events, loss_events
+from ..tracking.watchdog import watch_blocking
 
 __all__ = ["RunOptions", "run_program"]
 
@@ -43,6 +45,7 @@ class RunOptions:
     json_file: Optional[str] = None
     fail_on_leak: bool = False
     stack_depth: int = 32
+    blocking: Optional[float] = None  # seconds: watch for blocked event loops
 
 
 class _Terminated(BaseException):
@@ -219,6 +222,13 @@ def build_report(program: str, out: TextIO, pid: Optional[int] = None, parent: O
     return _trim_stacks(report)
 
 
+def _blocking_report(episodes: list, threshold: float, out: TextIO) -> None:
+    if episodes:
+        out.write("\n" + format_episodes(episodes, f"event loops blocked longer than {threshold:g} s") + "\n")
+    else:
+        out.write(f"taskleak: no event loop blocked longer than {threshold:g} s\n")
+
+
 def run_program(opts: RunOptions, out: TextIO = sys.stderr) -> int:
     tracking.install(stack_depth=opts.stack_depth)
     first_pid = os.getpid()
@@ -230,8 +240,12 @@ def run_program(opts: RunOptions, out: TextIO = sys.stderr) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread
         pass
+    watch = watch_blocking(opts.blocking) if opts.blocking is not None else None
     keep: List[Any] = []
     status = _run_target(opts, keep)
+    episodes = watch.episodes() if watch is not None else []
+    if watch is not None:
+        watch.stop()
     if previous is not None:
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -241,6 +255,9 @@ def run_program(opts: RunOptions, out: TextIO = sys.stderr) -> int:
     parent = first_pid if pid != first_pid else None
     try:
         report = build_report(opts.target, out, pid, parent)
+        if watch is not None:
+            _blocking_report(episodes, watch.threshold, out)
+            report["blocked_loops"] = episodes_to_list(episodes)
     except Exception:  # a failing report must not hide the program's status
         traceback.print_exc()
         return status or 1

@@ -12,6 +12,8 @@ from typing import IO, Any, Dict, Optional
 from ..heap.growth import growth as _heap_growth
 from ..snapshot import snapshot
 from ..task_info import STATES
+from ..tracking.watchdog import block_episodes
+from .blocking import episodes_to_list, format_episodes
 from .json_form import SCHEMA_VERSION, events_to_list, groups_to_list
 
 __all__ = ["dump", "dump_to_dict", "format_dump"]
@@ -39,7 +41,19 @@ def format_dump(snap: Any = None, growth: Any = None) -> str:
         out.append("== object growth since the previous growth() call ==")
         out.append(growth.format())
         out.append("")
+    episodes = _episodes()
+    if episodes:
+        out.append(format_episodes(episodes[-10:], "blocked event loops (most recent)"))
+        out.append("")
     return "\n".join(out)
+
+
+def _episodes() -> list:
+    """block_episodes(), or [] if it fails: a dump must always be written."""
+    try:
+        return block_episodes()
+    except Exception:
+        return []
 
 
 def dump_to_dict(snap: Any = None, growth: Any = None) -> Dict[str, Any]:
@@ -60,6 +74,7 @@ def dump_to_dict(snap: Any = None, growth: Any = None) -> Dict[str, Any]:
         "groups": groups_to_list(snap),
         "loss_events": events_to_list(snap.loss_events),
         "growth": None if growth is None else growth.to_dict(),
+        "blocked_loops": episodes_to_list(_episodes()),
     }
 
 

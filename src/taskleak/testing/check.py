@@ -38,6 +38,7 @@ from ..tracking import scopes
 from ..tracking.loss_events import exception_text, is_asyncgen_finalizer, scope_events
 from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
 from .leak_report import format_leaks
+from .loop_blocked import BlockingScope, LoopBlockedError, format_blocked, validate_blocking
 
 __all__ = ["check", "LeakCheck", "Leak", "TaskLeakError", "TaskLeakWarning", "KINDS"]
 
@@ -108,7 +109,7 @@ class LeakCheck:
 
     def __init__(self, *, grace: float = 0.1, ignore: Sequence[IgnoreRule] = (),
                  kinds: Iterable[str] = KINDS, on_leak: str = "raise", collect: bool = True,
-                 label: str = "check()") -> None:
+                 label: str = "check()", blocking: Optional[float] = None) -> None:
         kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
         ignore = tuple([ignore] if isinstance(ignore, str) or callable(ignore) else ignore)
         _validate(grace, kinds, on_leak, ignore)
@@ -118,6 +119,9 @@ class LeakCheck:
         self.on_leak = on_leak
         self.collect = collect
         self.label = label
+        self.blocking = validate_blocking(blocking)
+        self._blocking: Optional[BlockingScope] = None
+        self.blocked: List[Any] = []  # Episodes of the last use (with blocking=)
         self.leaks: List[Leak] = []
         self._scope: Optional[scopes.Scope] = None
         self._token: Any = None
@@ -134,6 +138,8 @@ class LeakCheck:
         tracking.install()
         self._scope = scopes.open_scope(self.label)
         self._token = scopes.SCOPE_VAR.set(self._scope.id)
+        if self.blocking is not None:
+            self._blocking = BlockingScope(self.blocking)
         return self
 
     def _leave(self) -> None:
@@ -165,7 +171,7 @@ class LeakCheck:
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         opts = dict(grace=self.grace, ignore=self.ignore, kinds=self.kinds, on_leak=self.on_leak,
-                    collect=self.collect, label=getattr(fn, "__qualname__", self.label))
+                    collect=self.collect, label=getattr(fn, "__qualname__", self.label), blocking=self.blocking)
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -247,6 +253,9 @@ class LeakCheck:
         assert self._scope is not None
         scope = self._scope
         self._to_cancel: List["asyncio.Task[Any]"] = []
+        blocked = self._blocking.finish() if self._blocking is not None else []
+        self._blocking = None
+        self.blocked = blocked
         try:
             # Pending tasks are taken (and held) before anything else: a
             # pending task nobody references would otherwise be "destroyed
@@ -256,6 +265,7 @@ class LeakCheck:
         finally:
             scopes.close_scope(scope)
         if not self.leaks:
+            self._report_blocked(body_failed)
             return
         report = format_leaks(self.leaks, self.label)
         if self.on_leak == "warn":
@@ -274,6 +284,19 @@ class LeakCheck:
                 self._raise_after_cancel(body_failed)
         elif not body_failed:  # never mask the body's own exception
             raise TaskLeakError(report, self.leaks)
+
+    def _report_blocked(self, body_failed: bool) -> None:
+        # Leaks are reported first (their error names them); blocks alone get
+        # LoopBlockedError, or the on_leak warning / log line.
+        if not self.blocked or body_failed:
+            return
+        report = format_blocked(self.blocked, self.blocking or 0.0, self.label)
+        if self.on_leak == "warn":
+            warnings.warn(report, TaskLeakWarning, stacklevel=4)
+        elif self.on_leak == "log":
+            _log.warning("%s", report)
+        else:
+            raise LoopBlockedError(report, self.blocked)
 
     def _drive_cancellations(self) -> None:
         loops = {t.get_loop() for t in self._to_cancel}
@@ -426,7 +449,7 @@ def _snapshot_of(tasks: List["asyncio.Task[Any]"]) -> Snapshot:
 
 
 def check(*, grace: float = 0.1, ignore: Sequence[IgnoreRule] = (), kinds: Iterable[str] = KINDS,
-          on_leak: str = "raise", collect: bool = True) -> LeakCheck:
+          on_leak: str = "raise", collect: bool = True, blocking: Optional[float] = None) -> LeakCheck:
     """Fail the scope if tasks created inside it leak.
 
     Args:
@@ -443,8 +466,12 @@ def check(*, grace: float = 0.1, ignore: Sequence[IgnoreRule] = (), kinds: Itera
             leaked tasks, then raise).
         collect: run the garbage collector at exit when tasks of the scope are
             still alive, so gc-pending and never-retrieved leaks surface now.
+        blocking: seconds (>= 0.02); also fail the scope with
+            LoopBlockedError (an AssertionError, ``.episodes``) when an event
+            loop was blocked that long inside it (docs/blocking.md). None
+            (default): not checked.
 
     If the body raises, its exception propagates and leaks are not raised
     over it (they are still in ``.leaks``).
     """
-    return LeakCheck(grace=grace, ignore=ignore, kinds=kinds, on_leak=on_leak, collect=collect)
+    return LeakCheck(grace=grace, ignore=ignore, kinds=kinds, on_leak=on_leak, collect=collect, blocking=blocking)

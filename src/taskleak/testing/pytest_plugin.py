@@ -41,6 +41,7 @@ from .baseline import Baseline, BaselineError, leak_key
 from .check import LeakCheck, _ignored
 from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
 from .leak_report import callback_origin, format_leaks
+from .pytest_blocking import BlockingPlugin, add_blocking_options
 
 __all__ = ["TaskLeakPytestWarning"]
 
@@ -72,7 +73,7 @@ def _is_runner_task(task: Any) -> bool:
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 _ANYIO_BACKEND = os.path.join("anyio", "_backends", "_asyncio.py")
 HARNESS_IGNORE = (_is_harness_task,)
-MARKER_OPTIONS = ("grace", "ignore", "kinds", "on_leak", "collect")
+MARKER_OPTIONS = ("grace", "ignore", "kinds", "on_leak", "collect", "blocking")  # blocking: pytest_blocking.py
 MODES = {"fail": "raise", "warn": "warn"}
 EVENT_KINDS = {"pending-at-shutdown": "pending", "destroyed-pending": "gc-pending",
                "never-retrieved": "never-retrieved"}
@@ -108,13 +109,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("taskleak_mode", "fail (default) or warn", default="fail")
     parser.addini("taskleak_phase", "teardown (default: check once the test's function-scoped fixtures "
                   "are finalised) or call (check the test function's call only)", default="teardown")
+    add_blocking_options(parser, group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "taskleak(**options): check this test for leaked asyncio tasks; "
-                            "options as taskleak.check(): grace, ignore, kinds, on_leak, collect")
+                            "options as taskleak.check(): grace, ignore, kinds, on_leak, collect, blocking")
     config.addinivalue_line("markers", "no_taskleak: do not check this test for leaked asyncio tasks")
     config.pluginmanager.register(TaskleakPlugin(config), "taskleak-plugin")
+    config.pluginmanager.register(BlockingPlugin(config), "taskleak-blocking")
 
 
 # ---- configuration ----------------------------------------------------------
@@ -257,6 +260,7 @@ class TaskleakPlugin:
             extra = m.kwargs.get("ignore", ())
             ignore += [extra] if isinstance(extra, str) or callable(extra) else list(extra)
             opts.update(m.kwargs)
+        opts.pop("blocking", None)  # the blocked-loop check is BlockingPlugin's
         opts["ignore"] = ignore
         return opts
 

@@ -1,0 +1,53 @@
+// CPython 3.14: offsets from the published _Py_DebugOffsets (mirrored prefix
+// below, Include/internal/pycore_debug_offsets.h); the compiled fallback is
+// the layout in stackref_frames.hpp. f_executable is a tagged _PyStackRef;
+// owners >= 3 (interpreter, C stack) are shim frames.
+#include "cpython/debug_offsets.hpp"
+#include <cstddef>
+
+namespace taskleak::cpython {
+namespace {
+struct DebugOffsets314 {
+    char cookie[8];
+    uint64_t version;
+    uint64_t free_threaded;
+    struct { uint64_t size, finalizing, interpreters_head; } runtime_state;
+    struct {
+        uint64_t size, id, next, threads_head, threads_main, gc, imports_modules, sysdict, builtins,
+            ceval_gil, gil_runtime_state, gil_runtime_state_enabled, gil_runtime_state_locked,
+            gil_runtime_state_holder, code_object_generation, tlbc_generation;
+    } interpreter_state;
+    struct {
+        uint64_t size, prev, next, interp, current_frame, thread_id, native_thread_id, datastack_chunk, status;
+    } thread_state;
+    struct { uint64_t size, previous, executable, instr_ptr, localsplus, owner, stackpointer, tlbc_index; } interpreter_frame;
+    struct {
+        uint64_t size, filename, name, qualname, linetable, firstlineno, argcount, localsplusnames,
+            localspluskinds, co_code_adaptive, co_tlbc;
+    } code_object;
+};
+}  // namespace
+
+RemoteOffsets remote_offsets() {
+    RemoteOffsets o{};
+    o.source = "compiled";
+    o.ts_frame = offsetof(PyThreadState, current_frame);
+    o.cframe_current = -1;
+    o.f_code = 0;
+    o.f_previous = 8;
+    o.f_instr = 56;
+    o.f_owner = 74;
+    o.co_filename = offsetof(PyCodeObject, co_filename);
+    o.co_firstlineno = offsetof(PyCodeObject, co_firstlineno);
+    o.co_adaptive = offsetof(PyCodeObject, co_code_adaptive);
+    o.co_qualname = offsetof(PyCodeObject, co_qualname);
+    o.co_linetable = offsetof(PyCodeObject, co_linetable);
+    o.co_flags = offsetof(PyCodeObject, co_flags);
+    o.linetable_format = LINETABLE_LOCATIONS;
+    if (const auto *d = published_debug_offsets<DebugOffsets314>()) offsets_from_debug(d, o);
+    o.owner_skip_min = 3;
+    o.code_tagged = true;
+    o.lasti_index = false;
+    return o;
+}
+}  // namespace taskleak::cpython

@@ -1,0 +1,60 @@
+"""check(blocking=...): fail a scope in which an event loop was blocked.
+
+A :class:`BlockingScope` keeps the watchdog running for the scope (at most
+its threshold) and, at the end, returns the episodes that began inside it and
+lasted at least the threshold; :class:`LoopBlockedError` carries them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence
+
+from ..report.blocking import format_episode
+from ..tracking import watchdog
+from ..tracking.episode import Episode
+
+__all__ = ["LoopBlockedError", "BlockingScope", "format_blocked"]
+
+
+class LoopBlockedError(AssertionError):
+    """An event loop was blocked longer than the threshold of
+    ``taskleak.check(blocking=...)``; ``.episodes`` lists each block (an
+    :class:`~taskleak.Episode`: duration, the line, the sampled stacks)."""
+
+    def __init__(self, message: str, episodes: Sequence[Episode]) -> None:
+        super().__init__(message)
+        self.episodes: List[Episode] = list(episodes)
+
+
+def format_blocked(episodes: Sequence[Episode], threshold: float, label: str) -> str:
+    n = len(episodes)
+    head = (f"taskleak: {label}: the event loop was blocked {n} time{'s' if n != 1 else ''} "
+            f"for longer than {threshold:g} s")
+    body = "\n\n".join(format_episode(e) for e in episodes)
+    hint = ("hint: run blocking work with `await asyncio.to_thread(...)` or "
+            "`loop.run_in_executor(...)`, or split it with `await asyncio.sleep(0)`")
+    return f"{head}\n\n{body}\n\n{hint}"
+
+
+class BlockingScope:
+    """The watchdog side of one check(blocking=threshold) scope."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self._watch: Optional[watchdog.Watch] = watchdog.watch_blocking(threshold)
+
+    def finish(self) -> List[Episode]:
+        """End the scope (idempotent): the episodes it saw, oldest first."""
+        w, self._watch = self._watch, None
+        if w is None:
+            return []
+        try:
+            return w.episodes()
+        finally:
+            w.stop()
+
+
+def validate_blocking(blocking: Any) -> Optional[float]:
+    if blocking is None:
+        return None
+    return watchdog.validate_threshold(blocking, "blocking")
