@@ -19,7 +19,6 @@ namespace taskleak {
 PyObject *make_registry_add();
 PyObject *make_gc_phase();
 void init_callbacks();
-bool track_task(PyObject *task);
 PyObject *make_chaining_factory_type();
 void bind_graph(nb::module_ &m);  // graph_bindings.cpp
 void bind_heap(nb::module_ &m);   // heap_bindings.cpp
@@ -137,7 +136,7 @@ NB_MODULE(_core, m) {
     }, "depth"_a);
     m.def("disable", []() { tracker().enabled = false; });
     m.def("is_enabled", []() { return tracker().enabled; });
-    m.def("track_task", [](nb::handle task) { return track_task(task.ptr()); }, "task"_a,
+    m.def("track_task", [](nb::handle task) { return track_task(task.ptr(), nullptr); }, "task"_a,
           "Record the creation of `task` (factory path). Call right after creating it.");
     m.def("creation_info", &creation_info, "task"_a,
           "(serial, parent_serial, created_ns, thread_ident, frames|None, dropped, scope) or None.");

@@ -6,8 +6,9 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "tracking/tracker.hpp"
+
 namespace taskleak {
-bool track_task(PyObject *task);
 
 namespace {
 
@@ -21,6 +22,13 @@ struct ChainingFactory {
 PyObject *str_loop() {
     static PyObject *s = PyUnicode_InternFromString("loop");
     return s;
+}
+
+// ("loop",): the keyword names of the common call Task(coro, loop=loop),
+// made once instead of per task.
+PyObject *loop_kwnames() {
+    static PyObject *t = PyTuple_Pack(1, str_loop());
+    return t;
 }
 
 // factory(loop, coro, **kwargs) -> task
@@ -37,6 +45,11 @@ PyObject *factory_call(PyObject *self_obj, PyObject *const *args, size_t nargsf,
         }
         // asyncio.Task(coro, *, loop=loop, **kwargs)
         Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+        if (nkw == 0 && loop_kwnames() != nullptr) {
+            PyObject *argv[2] = {args[1], args[0]};
+            task = PyObject_Vectorcall(self->task_type, argv, 1, loop_kwnames());
+            goto created;
+        }
         PyObject *names = PyTuple_New(nkw + 1);
         if (names == nullptr) return nullptr;
         PyObject *small[8];
@@ -57,10 +70,13 @@ PyObject *factory_call(PyObject *self_obj, PyObject *const *args, size_t nargsf,
         if (argv != small) PyMem_Free(argv);
         Py_DECREF(names);
     }
+created:
     if (task != nullptr) {
         PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);
-        track_task(task);  // never raises; never let tracking break creation
+        // never raises; never let tracking break creation. The loop is the
+        // factory's first argument (when it was called as a factory).
+        track_task(task, nargs >= 1 ? args[0] : nullptr);
         PyErr_Clear();
         PyErr_Restore(et, ev, etb);
     }

@@ -105,6 +105,44 @@ static void notice_loop(Tracker &t, PyObject *loop) {
     Py_XDECREF(res);
 }
 
+// The creation time of a record: the coarse clock (a few ns, where the
+// precise one costs ~25 ns on a VM's clock source). It is the same clock as
+// monotonic_ns(), behind it by at most one tick (1-4 ms), so ages computed
+// against monotonic_ns() are never negative.
+static int64_t coarse_monotonic_ns() {
+    timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) return monotonic_ns();
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+// The interned creation stack of the calling thread (one new reference).
+// When it is frame for frame the stack captured last (a loop creating
+// tasks), the memo answers without hashing or looking up the table.
+static uint32_t capture_stack(Tracker &t) {
+    cpython::CodeLoc frames[128];
+    int depth = t.depth < 128 ? t.depth : 128;
+    bool same = false;
+    int n = cpython::capture_thread_stack_memo(frames, depth, &t.memo, &same);
+    if (same && t.memo_stack < StackTable::DROPPED) {
+        t.stacks.incref(t.memo_stack);
+        return t.memo_stack;
+    }
+    uint32_t id = n > 0 ? t.stacks.intern(frames, n) : StackTable::NONE;
+    // Swap the memo's reference before releasing the old one: releasing may
+    // free code objects, whose weakref callbacks could create tasks and
+    // re-enter this function.
+    uint32_t old = t.memo_stack;
+    if (t.memo.valid && id < StackTable::DROPPED) {
+        t.stacks.incref(id);
+        t.memo_stack = id;
+    } else {
+        t.memo.valid = false;
+        t.memo_stack = StackTable::NONE;
+    }
+    if (old < StackTable::DROPPED) t.stacks.decref(old);
+    return id;
+}
+
 void record_creation(PyObject *task, PyObject *ref, PyObject *loop) {
     Tracker &t = tracker();
     // The hook runs inside Task.__init__: whatever we do must leave the
@@ -112,18 +150,16 @@ void record_creation(PyObject *task, PyObject *ref, PyObject *loop) {
     PyObject *et, *ev, *etb;
     PyErr_Fetch(&et, &ev, &etb);
 
-    cpython::CodeLoc frames[128];
-    int n = cpython::capture_thread_stack(frames, t.depth < 128 ? t.depth : 128);
     CreationRecord rec;
     rec.ref = ref;
     rec.task = task;
-    rec.created_ns = monotonic_ns();
+    rec.created_ns = coarse_monotonic_ns();
+    rec.stack = capture_stack(t);
     rec.serial = t.next_serial++;
     if (t.next_serial == 0) t.next_serial = 1;
     const CreationRecord *parent = parent_record(t, loop);
     rec.parent_serial = parent ? parent->serial : 0;
     rec.scope = scope_of_new_task(t, parent);
-    rec.stack = n > 0 ? t.stacks.intern(frames, n) : StackTable::NONE;
     rec.thread = thread_index(t);
     t.tasks.insert(rec);
     t.tracked_total++;
@@ -270,8 +306,10 @@ void init_callbacks() {
 }
 
 // Factory path: the weakref is owned by the record and released by
-// factory_death. Returns false if the task could not be tracked.
-bool track_task(PyObject *task) {
+// factory_death. Returns false if the task could not be tracked. `loop` is
+// the loop the factory was called for (borrowed), or nullptr to read the
+// task's own.
+bool track_task(PyObject *task, PyObject *loop) {
     Tracker &t = tracker();
     if (!t.enabled) return false;
     if (cpython::find_weakref_with_callback(task, t.registry_death_cb) ||
@@ -282,10 +320,14 @@ bool track_task(PyObject *task) {
         PyErr_Clear();
         return false;
     }
-    PyObject *loop = PyObject_GetAttr(task, str_loop());
-    if (loop == nullptr) PyErr_Clear();
-    record_creation(task, ref, loop);
-    Py_XDECREF(loop);
+    if (loop != nullptr) {
+        record_creation(task, ref, loop);
+        return true;
+    }
+    PyObject *own = PyObject_GetAttr(task, str_loop());
+    if (own == nullptr) PyErr_Clear();
+    record_creation(task, ref, own);
+    Py_XDECREF(own);
     return true;
 }
 

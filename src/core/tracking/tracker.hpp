@@ -40,13 +40,25 @@ struct Tracker {
 
     std::vector<unsigned long> threads{0};    // index 0 = unknown
     uint16_t last_thread = 0;
+    PyThreadState *last_tstate = nullptr;     // thread state whose index is last_thread
+
+    // The stack captured last and its interned id (one reference held here,
+    // which keeps the memo's code objects alive): a task created from the
+    // same place as the previous one costs a frame-by-frame comparison only.
+    cpython::StackMemo memo;
+    uint32_t memo_stack = StackTable::NONE;
 };
 
 Tracker &tracker();
 
 // The creation hook proper: captures the record for `task`, whose weakref is
 // `ref`. Never raises; failures are counted in hook_errors.
+// `ref` is the key of the record (our weakref to the task).
 void record_creation(PyObject *task, PyObject *ref, PyObject *loop);
+
+// The chaining factory's hook: records `task`, just created on `loop` (the
+// factory's own argument). Never raises.
+bool track_task(PyObject *task, PyObject *loop);
 
 // The record of a live (or, during a GC pass, just-collected) task.
 const CreationRecord *lookup_record(PyObject *task);
