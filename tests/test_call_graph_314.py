@@ -24,7 +24,7 @@ if not hasattr(asyncio, "capture_call_graph"):
                 allow_module_level=True)
 
 import taskleak
-from taskleak import awaited_by as awaited_by_mod
+from taskleak.diagnosis import awaited_by as awaited_by_mod
 
 taskleak.install()
 

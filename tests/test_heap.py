@@ -331,7 +331,7 @@ def test_index_memory_accounting():
 
 
 def test_heap_walk_mode():
-    assert _core.HEAP_WALK == ("gc-visit" if sys.version_info >= (3, 12) else "gc.get_objects")
+    assert _core.HEAP_WALK == ("gc-visit" if sys.version_info >= (3, 12) else "gc-lists")
 
 
 def test_growth_survives_types_whose_module_is_not_a_string():

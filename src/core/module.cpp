@@ -4,6 +4,7 @@
 // call as cheap as CPython allows.
 #include "tasks/await_chain.hpp"
 #include "cpython/frames.hpp"
+#include "cpython/running_task.hpp"
 #include "cpython/weakref_list.hpp"
 #include "tasks/task_census.hpp"
 #include "tracking/tracker.hpp"
@@ -20,6 +21,7 @@ PyObject *make_registry_add();
 PyObject *make_gc_phase();
 void init_callbacks();
 PyObject *make_chaining_factory_type();
+PyObject *make_fast_create_task_type();
 void bind_graph(nb::module_ &m);  // graph_bindings.cpp
 void bind_heap(nb::module_ &m);   // heap_bindings.cpp
 }  // namespace taskleak
@@ -93,6 +95,8 @@ static nb::dict stats() {
     d["hook_errors"] = t.hook_errors;
     d["frame_walk"] = cpython::frame_walk_mode();
     d["record_size"] = sizeof(CreationRecord);
+    d["stack_memo_hits"] = t.memo_hits;
+    d["running_task"] = cpython::running_task_mode();
     return d;
 }
 
@@ -104,6 +108,7 @@ NB_MODULE(_core, m) {
     m.attr("registry_add") = nb::steal(make_registry_add());
     m.attr("gc_phase") = nb::steal(make_gc_phase());
     m.attr("ChainingFactory") = nb::steal(make_chaining_factory_type());
+    m.attr("FastCreateTask") = nb::steal(make_fast_create_task_type());
     m.attr("FRAME_WALK") = cpython::frame_walk_mode();
 
     m.def("configure_registry",
@@ -128,6 +133,7 @@ NB_MODULE(_core, m) {
         Tracker &t = tracker();
         Py_XSETREF(t.on_new_loop, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
         Py_CLEAR(t.last_loop);
+        t.last_loop_raw = nullptr;
     }, "fn"_a.none());
     m.def("enable", [](int depth) {
         Tracker &t = tracker();
@@ -155,6 +161,10 @@ NB_MODULE(_core, m) {
         return out;
     }, "id"_a);
     m.def("stats", &stats);
+    m.def("calibrate_running_task", [](nb::handle loop, nb::handle task) {
+        return cpython::running_task_calibrate(loop.ptr(), task.ptr());
+    }, "loop"_a, "task"_a, "Call from inside `task` running on `loop` (twice, two probes): learns where "
+                           "the thread state keeps the running task. True once confirmed.");
     m.def("set_qualname_resolver", [](nb::handle fn) {
         Py_XSETREF(qualname_resolver, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
     }, "fn"_a.none());

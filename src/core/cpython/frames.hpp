@@ -31,6 +31,7 @@ struct StackMemo {
     int depth = 0;   // max_depth of the capture
     int raw_n = 0;   // frames visited (skipped ones included)
     int n = 0;       // frames written
+    const void *frame[RAW_MAX];  // addresses: only ever prefetched, never read through
     const void *exec[RAW_MAX];
     const void *ip[RAW_MAX];
     int owner[RAW_MAX];

@@ -17,7 +17,8 @@ static std::vector<PyObject *> borrowed_items(nb::handle seq, const char *what) 
 }
 
 void bind_heap(nb::module_ &m) {
-    m.attr("HEAP_WALK") = cpython::heap_walk_mode();
+    m.attr("HEAP_WALK") = cpython::heap_walk_mode();  // at import; heap_walk_mode() says what the last walk used
+    m.def("heap_walk_mode", []() { return cpython::heap_walk_mode(); });
 
     nb::class_<HeapIndex>(m, "HeapIndexCore")
         .def_prop_ro("objects", &HeapIndex::objects)

@@ -9,6 +9,7 @@
 // calls `track_task` instead.
 #include "tracking/tracker.hpp"
 #include "cpython/frames.hpp"
+#include "cpython/running_task.hpp"
 #include "cpython/weakref_list.hpp"
 #include "tasks/await_chain.hpp"
 #include <ctime>
@@ -44,34 +45,60 @@ static PyObject *str_loop() {
     return s;
 }
 
-// The record of the task running on `loop` right now, if it is tracked.
-static const CreationRecord *parent_record(Tracker &t, PyObject *loop) {
+// The task running on `loop` right now (borrowed; it stays alive while it
+// runs), or nullptr.
+static PyObject *current_task_of(Tracker &t, PyObject *loop) {
     if (loop == nullptr) return nullptr;
     if (t.current_tasks != nullptr) {
         PyObject *cur = PyDict_GetItemWithError(t.current_tasks, loop);  // borrowed
-        if (cur == nullptr) {
-            PyErr_Clear();
-            return nullptr;
-        }
-        return lookup_record(cur);
+        if (cur == nullptr) PyErr_Clear();
+        return cur;
     }
     if (t.current_task_fn == nullptr) return nullptr;
-    // 3.14+ keeps the current task in the thread state: ask _asyncio.
+    // 3.14+ keeps the current task in the thread state: read it there when
+    // the offsets were confirmed at install time, else ask _asyncio.
+    bool known = false;
+    PyObject *running = cpython::running_task_peek(loop, &known);
+    if (known) return running;
     PyObject *cur = PyObject_CallOneArg(t.current_task_fn, loop);
     if (cur == nullptr) {
         PyErr_Clear();
         return nullptr;
     }
-    const CreationRecord *r = cur == Py_None ? nullptr : lookup_record(cur);
     Py_DECREF(cur);  // the loop's current task stays alive while it runs
-    return r;
+    if (cur == Py_None) return nullptr;
+    if (t.calibrations_left > 0) {
+        // install() ran inside a loop and could not run its probes: learn
+        // from the first creating tasks instead (two different ones must agree).
+        t.calibrations_left--;
+        if (cpython::running_task_calibrate(loop, cur)) t.calibrations_left = 0;
+    }
+    return cur;
+}
+
+// The creating task's serial and scope (0 when untracked). A loop creating
+// many tasks from one task asks the record table once.
+static bool parent_of(Tracker &t, PyObject *loop, uint32_t *serial, uint16_t *scope) {
+    PyObject *cur = current_task_of(t, loop);
+    if (cur == nullptr) return false;
+    if (cur != t.parent_task) {
+        const CreationRecord *r = lookup_record(cur);
+        t.parent_task = cur;
+        t.parent_tracked = r != nullptr;
+        t.parent_serial = r ? r->serial : 0;
+        t.parent_scope = r ? r->scope : 0;
+    }
+    if (!t.parent_tracked) return false;
+    *serial = t.parent_serial;
+    *scope = t.parent_scope;
+    return true;
 }
 
 // Which check() scope a new task is charged to: the scope ContextVar (tasks
 // inherit a copy of their creator's context), else the creating task's scope
 // (runners such as pytest-asyncio run tests in a context of their own), else
 // the ambient scope the pytest plugin sets around a test call.
-static uint16_t scope_of_new_task(Tracker &t, const CreationRecord *parent) {
+static uint16_t scope_of_new_task(Tracker &t, uint16_t parent_scope) {
     if (t.scope_var != nullptr) {
         PyObject *v = nullptr;
         if (PyContextVar_Get(t.scope_var, nullptr, &v) == 0 && v != nullptr) {
@@ -81,7 +108,7 @@ static uint16_t scope_of_new_task(Tracker &t, const CreationRecord *parent) {
         }
         PyErr_Clear();
     }
-    if (parent != nullptr && parent->scope != 0) return parent->scope;
+    if (parent_scope != 0) return parent_scope;
     return t.ambient_scope;
 }
 
@@ -90,13 +117,14 @@ static uint16_t scope_of_new_task(Tracker &t, const CreationRecord *parent) {
 // single-loop program pays one weakref deref per task.
 static void notice_loop(Tracker &t, PyObject *loop) {
     if (t.on_new_loop == nullptr || loop == nullptr || loop == Py_None) return;
-    if (t.last_loop != nullptr && cpython::weakref_peek(t.last_loop) == loop) return;
-    PyObject *wr = PyWeakref_NewRef(loop, nullptr);
+    if (loop == t.last_loop_raw) return;  // reset by loop_died when that loop goes
+    PyObject *wr = PyWeakref_NewRef(loop, t.loop_death_cb);
     if (wr == nullptr) {
         PyErr_Clear();
         return;
     }
     Py_XSETREF(t.last_loop, wr);
+    t.last_loop_raw = loop;
     PyObject *res = PyObject_CallOneArg(t.on_new_loop, loop);
     if (res == nullptr) {
         PyErr_Clear();
@@ -124,6 +152,7 @@ static uint32_t capture_stack(Tracker &t) {
     bool same = false;
     int n = cpython::capture_thread_stack_memo(frames, depth, &t.memo, &same);
     if (same && t.memo_stack < StackTable::DROPPED) {
+        t.memo_hits++;
         t.stacks.incref(t.memo_stack);
         return t.memo_stack;
     }
@@ -157,10 +186,13 @@ void record_creation(PyObject *task, PyObject *ref, PyObject *loop) {
     rec.stack = capture_stack(t);
     rec.serial = t.next_serial++;
     if (t.next_serial == 0) t.next_serial = 1;
-    const CreationRecord *parent = parent_record(t, loop);
-    rec.parent_serial = parent ? parent->serial : 0;
-    rec.scope = scope_of_new_task(t, parent);
+    uint32_t parent_serial = 0;
+    uint16_t parent_scope = 0;
+    parent_of(t, loop, &parent_serial, &parent_scope);
+    rec.parent_serial = parent_serial;
+    rec.scope = scope_of_new_task(t, parent_scope);
     rec.thread = thread_index(t);
+    if (task == t.parent_task) t.parent_task = nullptr;  // a new task at that address
     t.tasks.insert(rec);
     t.tracked_total++;
     notice_loop(t, loop);
@@ -213,6 +245,7 @@ static uint32_t chain_of_dying(Tracker &t, PyObject *task) {
 static void forget(Tracker &t, PyObject *ref) {
     CreationRecord rec;
     if (!t.tasks.remove(ref, &rec)) return;
+    if (rec.task == t.parent_task) t.parent_task = nullptr;
     if (t.in_gc) {
         PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);
@@ -273,6 +306,13 @@ static PyObject *factory_death(PyObject *, PyObject *ref) {
     Py_RETURN_NONE;
 }
 
+// The weakref callback of the last loop seen: its address may be reused now.
+static PyObject *loop_died(PyObject *, PyObject *ref) {
+    Tracker &t = tracker();
+    if (ref == t.last_loop) t.last_loop_raw = nullptr;
+    Py_RETURN_NONE;
+}
+
 static PyObject *gc_phase(PyObject *, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 1 || !PyUnicode_Check(args[0])) Py_RETURN_NONE;
     Tracker &t = tracker();
@@ -291,6 +331,7 @@ static PyObject *gc_phase(PyObject *, PyObject *const *args, Py_ssize_t nargs) {
 static PyMethodDef registry_add_def = {"registry_add", (PyCFunction)registry_add, METH_O,
                                        "taskleak's replacement for WeakSet.add on asyncio's task registry."};
 static PyMethodDef registry_death_def = {"registry_death", (PyCFunction)registry_death, METH_O, nullptr};
+static PyMethodDef loop_died_def = {"loop_died", (PyCFunction)loop_died, METH_O, nullptr};
 static PyMethodDef factory_death_def = {"factory_death", (PyCFunction)factory_death, METH_O, nullptr};
 static PyMethodDef gc_phase_def = {"gc_phase", (PyCFunction)(void (*)(void))gc_phase, METH_FASTCALL,
                                    "taskleak's gc.callbacks entry (keeps records of tasks the collector "
@@ -303,6 +344,7 @@ void init_callbacks() {
     Tracker &t = tracker();
     if (t.registry_death_cb == nullptr) t.registry_death_cb = PyCFunction_New(&registry_death_def, nullptr);
     if (t.factory_death_cb == nullptr) t.factory_death_cb = PyCFunction_New(&factory_death_def, nullptr);
+    if (t.loop_death_cb == nullptr) t.loop_death_cb = PyCFunction_New(&loop_died_def, nullptr);
 }
 
 // Factory path: the weakref is owned by the record and released by

@@ -29,6 +29,19 @@ struct Tracker {
     PyObject *current_task_fn = nullptr;      // _asyncio.current_task(loop), where there is no dict
     PyObject *on_new_loop = nullptr;          // Python callable(loop)
     PyObject *last_loop = nullptr;            // weakref to the loop seen last
+    PyObject *last_loop_raw = nullptr;        // its address while it lives (cleared by the weakref's callback)
+    PyObject *loop_death_cb = nullptr;
+
+    // The creating task seen last and what its record said. Cleared when a
+    // record for that address is made or dropped, so a new task at a reused
+    // address is never mistaken for it.
+    PyObject *parent_task = nullptr;
+    uint32_t parent_serial = 0;
+    uint16_t parent_scope = 0;
+    bool parent_tracked = false;
+
+    uint64_t memo_hits = 0;
+    int calibrations_left = 16;               // lazy running-task calibrations (3.14+)
 
     // check() scopes: see scope_of_new_task in creation_hook.cpp.
     PyObject *scope_var = nullptr;            // contextvars.ContextVar[int]
