@@ -97,6 +97,7 @@ static nb::dict stats() {
     d["record_size"] = sizeof(CreationRecord);
     d["stack_memo_hits"] = t.memo_hits;
     d["running_task"] = cpython::running_task_mode();
+    d["finalizer_hook"] = t.finalize_type != nullptr;
     return d;
 }
 
@@ -155,12 +156,16 @@ NB_MODULE(_core, m) {
         nb::list out;
         tracker().tasks.for_each([&](const CreationRecord &r) {
             if (r.scope != (uint16_t)id) return;
-            PyObject *task = cpython::weakref_peek(r.ref);
+            PyObject *task = record_task(r);
             if (task != nullptr) out.append(nb::borrow(task));
         });
         return out;
     }, "id"_a);
     m.def("stats", &stats);
+    m.def("hook_task_finalizer", [](nb::handle type) {
+        if (!PyType_Check(type.ptr())) throw nb::type_error("hook_task_finalizer expects a type");
+        return hook_task_finalizer((PyTypeObject *)type.ptr());
+    }, "type"_a, "Learn of the deaths of tasks of `type` from its tp_finalize (no weakref per task).");
     m.def("calibrate_running_task", [](nb::handle loop, nb::handle task) {
         return cpython::running_task_calibrate(loop.ptr(), task.ptr());
     }, "loop"_a, "task"_a, "Call from inside `task` running on `loop` (twice, two probes): learns where "
@@ -196,13 +201,13 @@ NB_MODULE(_core, m) {
             for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) add(PyList_GET_ITEM(items, i));
             Py_DECREF(items);
         }
-        tracker().tasks.for_each([&](const CreationRecord &r) { add(cpython::weakref_peek(r.ref)); });
+        tracker().tasks.for_each([&](const CreationRecord &r) { add(record_task(r)); });
         return out;
     }, "weakref_set"_a.none(), "strong_sets"_a);
     m.def("tracked_tasks", []() {
         nb::list out;
         tracker().tasks.for_each([&](const CreationRecord &r) {
-            PyObject *task = cpython::weakref_peek(r.ref);  // borrowed; nullptr once dead
+            PyObject *task = record_task(r);  // borrowed; nullptr once dead
             if (task != nullptr) out.append(nb::borrow(task));
         });
         return out;

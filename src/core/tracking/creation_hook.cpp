@@ -206,6 +206,10 @@ void record_creation(PyObject *task, PyObject *ref, PyObject *loop) {
 
 const CreationRecord *lookup_record(PyObject *task) {
     Tracker &t = tracker();
+    if (t.finalize_keyed != 0) {
+        const CreationRecord *r = t.tasks.find(task);  // keyed by the task itself
+        if (r != nullptr) return r;
+    }
     PyObject *ref = nullptr;
     if (t.registry_death_cb) ref = cpython::find_weakref_with_callback(task, t.registry_death_cb);
     if (ref == nullptr && t.factory_death_cb)
@@ -234,8 +238,18 @@ static uint32_t chain_of_dying(Tracker &t, PyObject *task) {
             PyObject *leaf = nullptr;
             int n = walk_await_chain(coro, frames, 64, &leaf);
             Py_XDECREF(leaf);
+            if (n > 0) {
+                id = t.stacks.intern(frames, n);
+            } else {
+                // Closed already: the collector finalised the coroutine first
+                // (see coro_finalized), which kept its chain.
+                auto it = t.gc_coro_chains.find(coro);
+                if (it != t.gc_coro_chains.end()) {
+                    id = it->second;
+                    t.stacks.incref(id);
+                }
+            }
             Py_DECREF(coro);
-            if (n > 0) id = t.stacks.intern(frames, n);
         }
     }
     PyErr_Clear();
@@ -254,6 +268,83 @@ static void forget(Tracker &t, PyObject *ref) {
     } else if (rec.stack < StackTable::DROPPED) {
         t.stacks.decref(rec.stack);
     }
+}
+
+PyObject *record_task(const CreationRecord &r) {
+    if (r.ref == r.task) return tracker().in_gc ? nullptr : r.task;
+    return cpython::weakref_peek(r.ref);
+}
+
+// ---- death through the task type's finalizer -------------------------------
+//
+// A weakref per task costs an allocation at creation (one more object for the
+// collector to count) and a callback call with a tuple at death: ~4% of a
+// create+complete on 3.14. Every task is finalised exactly once before its
+// memory is freed (PEP 442: from its dealloc, or by the collector before it
+// clears a cycle), so the type's tp_finalize is where a record can be dropped
+// instead. The original finalizer runs first outside a collection: it is what
+// reports "Task was destroyed but it is pending!", and the loss event asks
+// for the record. Inside a collection the record is buried first with its
+// await chain, as the weakref path does; but the collector may have
+// finalised (closed) the coroutine before the task, so coroutines finalised
+// in a pass leave their chain in gc_coro_chains until the pass ends.
+
+static void task_finalized(PyObject *task) {
+    Tracker &t = tracker();
+    bool mine = t.finalize_keyed != 0 && t.tasks.find(task) != nullptr;
+    if (mine && t.in_gc) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        forget(t, task);
+        PyErr_Restore(et, ev, etb);
+        mine = false;
+    }
+    if (t.finalize_orig != nullptr) t.finalize_orig(task);
+    if (mine) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        forget(t, task);  // releasing a stack may free code objects: keep the caller's exception
+        PyErr_Restore(et, ev, etb);
+    }
+}
+
+static void coro_finalized(PyObject *coro) {
+    Tracker &t = tracker();
+    // Only this interpreter's collections (subinterpreters share the type),
+    // only while records keyed this way exist, only suspended coroutines.
+    if (t.in_gc && t.finalize_keyed != 0 && t.tasks.size() != 0 &&
+        PyInterpreterState_Get() == PyInterpreterState_Main() && t.gc_coro_chains.count(coro) == 0) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        cpython::CodeLoc frames[64];
+        PyObject *leaf = nullptr;
+        int n = walk_await_chain(coro, frames, 64, &leaf);
+        Py_XDECREF(leaf);
+        if (n > 0) {
+            uint32_t id = t.stacks.intern(frames, n);
+            if (id < StackTable::DROPPED) t.gc_coro_chains.emplace(coro, id);
+        }
+        PyErr_Clear();
+        PyErr_Restore(et, ev, etb);
+    }
+    if (t.coro_finalize_orig != nullptr) t.coro_finalize_orig(coro);
+}
+
+bool hook_task_finalizer(PyTypeObject *type) {
+    Tracker &t = tracker();
+    if (t.finalize_type == type) return true;
+    if (t.finalize_type != nullptr || type->tp_finalize == nullptr || type->tp_finalize == task_finalized)
+        return false;
+    if (PyCoro_Type.tp_finalize == nullptr) return false;  // not the CPython we know
+    if (PyCoro_Type.tp_finalize != coro_finalized) {
+        t.coro_finalize_orig = PyCoro_Type.tp_finalize;
+        PyCoro_Type.tp_finalize = coro_finalized;
+    }
+    t.finalize_orig = type->tp_finalize;
+    type->tp_finalize = task_finalized;
+    PyType_Modified(type);
+    t.finalize_type = (PyTypeObject *)Py_NewRef((PyObject *)type);
+    return true;  // for the life of the process: records keyed this way need it
 }
 
 // ---- callables handed to Python ------------------------------------------
@@ -324,6 +415,10 @@ static PyObject *gc_phase(PyObject *, PyObject *const *args, Py_ssize_t nargs) {
             if (b.rec.stack < StackTable::DROPPED) t.stacks.decref(b.rec.stack);
             if (b.chain < StackTable::DROPPED) t.stacks.decref(b.chain);
         }
+        std::vector<uint32_t> chains;
+        for (auto &kv : t.gc_coro_chains) chains.push_back(kv.second);
+        t.gc_coro_chains.clear();
+        for (uint32_t id : chains) t.stacks.decref(id);
     }
     Py_RETURN_NONE;
 }
@@ -354,6 +449,21 @@ void init_callbacks() {
 bool track_task(PyObject *task, PyObject *loop) {
     Tracker &t = tracker();
     if (!t.enabled) return false;
+    if (Py_TYPE(task)->tp_finalize == task_finalized) {
+        // Its death reaches task_finalized: no weakref needed.
+        if (t.tasks.find(task) != nullptr) return true;  // already tracked
+        PyObject *own = loop;
+        if (own == nullptr) {
+            own = PyObject_GetAttr(task, str_loop());
+            if (own == nullptr) PyErr_Clear();
+        } else {
+            Py_INCREF(own);
+        }
+        t.finalize_keyed++;
+        record_creation(task, task, own);
+        Py_XDECREF(own);
+        return true;
+    }
     if (cpython::find_weakref_with_callback(task, t.registry_death_cb) ||
         cpython::find_weakref_with_callback(task, t.factory_death_cb))
         return true;  // already tracked (e.g. eager task seen by both paths)

@@ -6,6 +6,7 @@
 #include "tracking/task_table.hpp"
 #include <Python.h>
 #include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 namespace taskleak {
@@ -43,6 +44,17 @@ struct Tracker {
     uint64_t memo_hits = 0;
     int calibrations_left = 16;               // lazy running-task calibrations (3.14+)
 
+    // Death without a weakref (factory mode, see task_finalized in
+    // creation_hook.cpp): records of tasks whose type finalizes through our
+    // hook are keyed by the task itself.
+    PyTypeObject *finalize_type = nullptr;    // the task type hooked (a strong ref)
+    destructor finalize_orig = nullptr;       // its tp_finalize before ours
+    destructor coro_finalize_orig = nullptr;  // PyCoro_Type's, before ours
+    uint64_t finalize_keyed = 0;              // records made that way
+    // Await chains of suspended coroutines the collector finalised in the
+    // current pass (interned stack ids), for tasks finalised after them.
+    std::unordered_map<PyObject *, uint32_t> gc_coro_chains;
+
     // check() scopes: see scope_of_new_task in creation_hook.cpp.
     PyObject *scope_var = nullptr;            // contextvars.ContextVar[int]
     uint16_t ambient_scope = 0;
@@ -75,6 +87,17 @@ bool track_task(PyObject *task, PyObject *loop);
 
 // The record of a live (or, during a GC pass, just-collected) task.
 const CreationRecord *lookup_record(PyObject *task);
+
+// The live task of a record (borrowed), or nullptr once it died. During a
+// collection, records keyed by the task itself are skipped: the task may be
+// unreachable garbage the collector is finalising.
+PyObject *record_task(const CreationRecord &r);
+
+// Chain taskleak's death notice into `type`'s tp_finalize (the task type the
+// factory creates) and coroutines' (for await chains of tasks the collector
+// takes). False (nothing changed) if the type has no finalizer or another
+// type is already hooked.
+bool hook_task_finalizer(PyTypeObject *type);
 
 int64_t monotonic_ns();
 

@@ -194,6 +194,11 @@ def install(stack_depth: int = 32) -> None:
         _core.set_loop_callback(_adopt_loop)
         _configure_current_task()
         _mechanism = "registry" if _hook_registry() else "factory"
+        if _mechanism == "factory":
+            # Deaths of asyncio.Task instances reach the core through the
+            # type's finalizer instead of a weakref per task (other task types,
+            # and subclasses made before this call, keep the weakref).
+            _core.hook_task_finalizer(asyncio.Task)
         task_factory.patch_loop_class(always=_mechanism == "factory", on_new_loop=_adopt_loop)
         _patch_runner()
         # Loops starting from now on are adopted before their first task runs.
