@@ -20,9 +20,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .. import _core
 from ..tracking import live_tasks
-from .names import code_name, qualified_type_name
+from .names import code_name, module_of_type, qualified_type_name
 
-__all__ = ["HeapIndex", "HolderPath", "who_holds"]
+__all__ = ["HeapIndex", "HolderPath", "who_holds", "holder_paths"]
 
 # taskleak's own frames are never holders.
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -166,7 +166,15 @@ def who_holds(obj: Any, max_depth: int = 10, max_paths: int = 3) -> List[HolderP
     """
     _check_target(obj, "who_holds")
     _check_limits(max_depth, max_paths)
+    return holder_paths(obj, max_depth=max_depth, max_paths=max_paths)
+
+
+def holder_paths(obj: Any, *, exclude: List[Any] = (), max_depth: int = 10,  # type: ignore[assignment]
+                 max_paths: int = 3) -> List[HolderPath]:
+    """who_holds() whose paths never pass through the objects in ``exclude``
+    (why(): a Future's holders other than the task awaiting it)."""
     r = _Roots.collect()
+    r.stops.extend(exclude)
     paths: List[HolderPath] = []
     # Phase by phase, in the order of the ranking, until enough are found:
     # a breadth-first search ends at the first level that reaches `obj`,
@@ -271,7 +279,7 @@ def _own_types() -> List[type]:
     found: Dict[int, type] = {}
     for m in mods:
         for v in list(vars(m).values()):
-            if isinstance(v, type) and _is_own_module(getattr(v, "__module__", "") or ""):
+            if isinstance(v, type) and _is_own_module(module_of_type(v)):
                 found[id(v)] = v
     _own_types_cache = (len(mods), list(found.values()))
     return _own_types_cache[1]
@@ -294,6 +302,26 @@ def _all_classes() -> List[type]:
                 seen.add(id(sub))
                 out.append(sub)
                 stack.append(sub)
+    return out
+
+
+_GENS = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+
+
+def _running_coroutines(loops: List[Any]) -> List[Any]:
+    """The coroutines on the await chain of each loop's running task: their
+    frames are running frames (reached otherwise through asyncio's
+    current-task bookkeeping)."""
+    out: List[Any] = []
+    for loop in loops:
+        try:
+            task = asyncio.current_task(loop)
+        except Exception:
+            continue
+        c = task.get_coro() if task is not None else None
+        while isinstance(c, _GENS) and len(out) < 10_000:
+            out.append(c)
+            c = getattr(c, "cr_await", None) or getattr(c, "gi_yieldfrom", None) or getattr(c, "ag_await", None)
     return out
 
 
@@ -326,7 +354,7 @@ class _Roots:
                 roots.append(mod)
                 labels.append(label)
         for klass in _all_classes() if classes else ():
-            if not _is_own_module(getattr(klass, "__module__", "") or ""):
+            if not _is_own_module(module_of_type(klass)):
                 roots.append(klass)
                 labels.append(("class", f"class {qualified_type_name(klass)}"))
         loops = _event_loops()
@@ -339,8 +367,8 @@ class _Roots:
                     machinery.append(v)
         # Running frames are dead ends (their locals are roots of their own,
         # which also covers 3.11+ where a running frame does not report its
-        # locals to the collector).
-        stops: List[Any] = []
+        # locals to the collector), and so are the coroutines running them.
+        stops: List[Any] = _running_coroutines(loops)
         frames: List[Any] = []
         frame_labels: List[Tuple[str, str]] = []
         for top in list(sys._current_frames().values()):
