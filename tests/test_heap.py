@@ -283,10 +283,16 @@ def test_growth_limit_order_and_text():
     class Gadget:
         pass
 
+    class Sprocket:
+        pass
+
+    class Cog:
+        pass
+
     taskleak.growth()
     keep = [Gadget() for _ in range(20000)]
     out = io.StringIO()
-    extra = [[] for _ in range(100)] + [{"k": []} for _ in range(50)]  # three types grow at least
+    extra = [Sprocket() for _ in range(100)] + [Cog() for _ in range(50)]  # three types grow at least
     g = taskleak.growth(limit=3, file=out)
     assert len(g) == 3
     del extra
@@ -342,6 +348,7 @@ def test_growth_survives_types_whose_module_is_not_a_string():
         __module__ = property(lambda self: 1)  # type: ignore[assignment]
 
     Odd = Meta("Odd", (), {})
+    taskleak.growth()
     keep = [Odd() for _ in range(3)]
     rows = taskleak.growth(limit=100_000).rows
     assert [r.count for r in rows if r.name == "Odd"] == [3]
@@ -436,3 +443,24 @@ def test_forward_search_does_not_visit_a_big_container_it_does_not_need():
                                              10, 3)
     assert [len(chain) for _, chain in found] == [4]  # module dict -> REGISTRY -> small -> it
     assert visited < 1_000, visited
+
+
+def test_growth_first_call_is_a_baseline_and_taskleak_objects_are_left_out():
+    import taskleak.heap.growth as growth_mod
+
+    growth_mod._previous = None  # as in a fresh process
+    first = taskleak.growth()
+    assert first.first and len(first) == 0
+    assert first.format().startswith("baseline taken: ") and "call growth() again" in first.format()
+    keep = [taskleak.snapshot() for _ in range(30)]  # Snapshot, TaskInfo, Frame... objects
+
+    class Widget2:
+        pass
+
+    mine = [Widget2() for _ in range(40)]
+    g = taskleak.growth(limit=None)
+    assert not g.first
+    names = [r.name for r in g]
+    assert any(n.endswith("Widget2") for n in names), names
+    assert not any(n.startswith("taskleak.") for n in names), names
+    del keep, mine
