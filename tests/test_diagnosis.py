@@ -204,8 +204,9 @@ def test_graph_through_gather():
         assert g.awaited_by["g1"] == ["parent"]
         assert "parent" in g.roots and "g1" not in g.roots
         text = g.format()
-        assert "(T) parent" in text and "(T) g1" in text
-        assert text.index("(T) parent") < text.index("(T) g1")
+        # g1 and g2 are alike (same coroutine, chain and wait): folded into one entry.
+        assert "(T) parent" in text and "(T) 2 x leaf()" in text and "tasks: g1, g2" in text
+        assert text.index("(T) parent") < text.index("(T) 2 x leaf()")
         assert why_of(p).awaits == ["g1", "g2"] or sorted(why_of(p).awaits) == ["g1", "g2"]
         await cleanup(p)
 
@@ -619,3 +620,47 @@ def test_why_and_the_graph_print_a_cycle_the_same_way():
     # Each task awaits the next one in the graph's line; why(B) walks the same way.
     assert all(f"{a} awaits {b}" in "A awaits B awaits C awaits A" for a, b in zip(cycle, cycle[1:])), line
     assert "DEADLOCK: B awaits C awaits A awaits B" in w_text, w_text
+
+
+def test_graph_is_sorted_by_name_and_folds_identical_workers():
+    async def worker():
+        await asyncio.sleep(3600)
+
+    async def other():
+        await asyncio.get_running_loop().create_future()
+
+    async def main():
+        names = [f"worker-{i}" for i in (9, 2, 8, 11, 1, 3, 10, 12, 7, 4, 5, 6)]
+        ts = [asyncio.create_task(worker(), name=n) for n in names]
+        ts.append(asyncio.create_task(other(), name="alpha"))
+        await settle()
+        g = taskleak.task_graph()
+        texts = [g.format(), taskleak.task_graph().format()]
+        await cleanup(*ts)
+        return g, texts
+
+    g, (text, again) = run(main())
+    workers = [n for n in g.roots if n.startswith("worker-")]
+    assert workers == [f"worker-{i}" for i in range(1, 13)], g.roots  # natural order
+    assert "(T) 12 x worker()  waiting on asyncio.sleep()" in text, text
+    assert "tasks: worker-1, worker-2, worker-3, worker-4, ..., worker-12" in text, text
+    assert "(T) alpha" in text and text.index("(T) alpha") < text.index("12 x worker()")
+    assert text == again  # deterministic
+
+
+def test_group_members_are_in_natural_order_and_age_is_one_value():
+    async def beat():
+        await asyncio.sleep(3600)
+
+    async def main():
+        ts = [asyncio.create_task(beat(), name=f"heartbeat-{i}") for i in (2, 18, 9, 1)]
+        await settle()
+        text = taskleak.snapshot().pending().format()
+        await cleanup(*ts)
+        return text
+
+    text = run(main())
+    assert "heartbeat-1, heartbeat-2, heartbeat-9, heartbeat-18" in text, text
+    age = next(line for line in text.splitlines() if line.strip().startswith("age:") and "beat" not in line)
+    assert " to " not in age, age  # created together: one age, not "0.0s to 0.0s"
+    assert "waiting on running" not in text

@@ -62,7 +62,10 @@ class Why:
         lines = [f"task {t.name!r} ({t.coro}()), {t.state}"
                  + (f", age {t.age_s:.1f}s" if t.age_s is not None else "")]
         if self.wait is not None and t.state == "pending":
-            lines.append(f"  waiting on: {self.wait.label} [{self.wait.kind}]")
+            if self.wait.kind in ("running", "scheduled"):
+                lines.append(f"  {self.wait.label} [{self.wait.kind}]")
+            else:
+                lines.append(f"  waiting on: {self.wait.label} [{self.wait.kind}]")
             if self.wait.frame is not None:
                 lines.append(f"  {self.wait.summary}")
             lines.append(f"  orphaned: {'yes' if self.orphaned else 'no'} - {self.reason}")
