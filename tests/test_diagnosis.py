@@ -645,7 +645,12 @@ def test_graph_is_sorted_by_name_and_folds_identical_workers():
     assert "(T) 12 x " in text and ".worker()  waiting on asyncio.sleep()" in text, text
     assert "tasks: worker-1, worker-2, worker-3, worker-4, ..., worker-12" in text, text
     assert "(T) alpha" in text and text.index("(T) alpha") < text.index("12 x ")
-    assert text == again  # deterministic
+    # Deterministic: the same tree twice (but for the running main task's line and the time left).
+    def norm(t):
+        import re as _re
+        return [_re.sub(r"\d+\.\ds left", "Ns left", l) for l in t.splitlines()[2:]]
+
+    assert norm(text) == norm(again)
 
 
 def test_group_members_are_in_natural_order_and_age_is_one_value():
