@@ -442,7 +442,7 @@ def test_forward_search_does_not_visit_a_big_container_it_does_not_need():
     found, visited, _ = _core.forward_search(REGISTRY["small"]["it"], [sys.modules[__name__].__dict__], [], [],
                                              10, 3)
     assert [len(chain) for _, chain in found] == [4]  # module dict -> REGISTRY -> small -> it
-    assert visited < 1_000, visited
+    assert visited < 50_000, visited  # not the 100,000 records
 
 
 def test_growth_first_call_is_a_baseline_and_taskleak_objects_are_left_out():
@@ -464,3 +464,16 @@ def test_growth_first_call_is_a_baseline_and_taskleak_objects_are_left_out():
     assert any(n.endswith("Widget2") for n in names), names
     assert not any(n.startswith("taskleak.") for n in names), names
     del keep, mine
+
+
+def test_heap_walk_sees_what_gc_get_objects_sees():
+    gc.disable()  # no collection between the two counts
+    try:
+        total = _core.type_census()[0]
+        expected = len(gc.get_objects())
+    finally:
+        gc.enable()
+    assert abs(total - expected) < 50, (total, expected)
+    # 3.10/3.11 read the generation lists through a checked mirror; it must not
+    # have fallen back to gc.get_objects().
+    assert _core.heap_walk_mode() == ("gc-visit" if sys.version_info >= (3, 12) else "gc-lists")

@@ -156,7 +156,12 @@ std::vector<HolderChain> forward_search(PyObject *target, const std::vector<PyOb
     // level that reaches the target, as soon as that level's holders are
     // known, so a big container's members are visited only when the target
     // is not nearer through something else.
-    int depth = 0;
+    // After the first level that reaches the target, up to EXTRA more levels
+    // are searched while fewer than max_paths holders are known (a class
+    // attribute three references away and an instance attribute four away
+    // are both worth reporting), without opening big containers any more.
+    constexpr int EXTRA = 2;
+    int depth = 0, hit_depth = -1;
     for (; (!frontier.empty() || !deferred.empty()) && depth < max_depth; ++depth) {
         next.clear();
         next_deferred.clear();
@@ -173,11 +178,13 @@ std::vector<HolderChain> forward_search(PyObject *target, const std::vector<PyOb
                 if (!s.holders.empty()) break;
             }
         }
-        if (!s.holders.empty()) {
+        if (!s.holders.empty() && hit_depth < 0) hit_depth = depth;
+        if (hit_depth >= 0 && ((int)s.holders.size() >= max_paths || depth >= hit_depth + EXTRA)) {
             ++depth;
             break;
         }
         frontier.swap(next);
+        if (hit_depth >= 0) next_deferred.clear();
         deferred.swap(next_deferred);
     }
     if (stats) {

@@ -182,7 +182,8 @@ def holder_paths(obj: Any, *, exclude: List[Any] = (), max_depth: int = 10,  # t
     # hide the module global three references away.
     phases = (
         (r.long_lived, r.long_lived_labels, r.stops + r.machinery),
-        (r.frames, r.frame_labels, r.stops + r.machinery),
+        # The long-lived roots are dead ends here: what they hold was searched.
+        (r.frames, r.frame_labels, r.stops + r.machinery + r.long_lived),
         (r.loops, r.loop_labels, r.stops),
     )
     seen = set()
