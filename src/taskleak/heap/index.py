@@ -123,13 +123,21 @@ class HeapIndex:
         # caller's frame) behind paths from long-lived roots.
         want = max_paths * 4
         found, self.stale = self._ix.who_holds(obj, roots, r.stops, max_depth, want)
-        if not found and self.stale:
+        if self.stale:
             # The indexed object at this address may be gone and the address
-            # reused by `obj`: look up its referrers live instead.
-            found, _ = self._ix.who_holds(obj, roots, r.stops, max_depth, want, True)
+            # reused by `obj`: also look up its referrers live.
+            more, _ = self._ix.who_holds(obj, roots, r.stops, max_depth, want, True)
+            found = found + more
         own = set(r.own_types)
-        paths = [_holder_path(root, chain, labels) for root, chain in found
-                 if not any(type(o) in own for o in chain[:-1])]
+        paths: List[HolderPath] = []
+        seen = set()
+        for root, chain in found:
+            if any(type(o) in own for o in chain[:-1]):
+                continue
+            p = _holder_path(root, chain, labels)
+            if str(p) not in seen:
+                seen.add(str(p))
+                paths.append(p)
         del roots, found
         return _rank(paths)[:max_paths]
 
