@@ -8,8 +8,9 @@ asyncio task is held in a container: module global HOLDER['jobs'] -> list.
 Timed, median over REPEATS (default 5) runs each, same process:
 
   census       taskleak.growth(limit=10)        vs objgraph.typestats()
-  who_holds    first query: taskleak.who_holds(task) (builds a fresh index)
-               vs objgraph.find_backref_chain(task, objgraph.is_proper_module)
+  who_holds    first query: taskleak.who_holds(task) (a forward search from the
+               roots, no index) vs objgraph.find_backref_chain(task,
+               objgraph.is_proper_module)
   further      HeapIndex().who_holds(task) on an index built once (median of
                QUERIES queries) vs the same objgraph call
 
@@ -111,8 +112,8 @@ def main() -> None:
     ix = taskleak.HeapIndex()
     ix.who_holds(HOLDER["jobs"][0])  # the first query on an index sizes its scratch space
     ours_more = timed(lambda: ix.who_holds(HOLDER["jobs"][0]), args.queries)
-    print(f"  taskleak.who_holds (build+query)   {ms(ours_first)}")
-    print(f"    of which index build             {ix.build_seconds * 1e3:9.2f} ms (this index)")
+    print(f"  taskleak.who_holds (first query)   {ms(ours_first)}")
+    print(f"  HeapIndex() build                  {ix.build_seconds * 1e3:9.2f} ms (once, for the reused queries)")
     print(f"  HeapIndex.who_holds (reused)       {ms(ours_more)}  (median of {args.queries})")
     print(f"  objgraph.find_backref_chain        {ms(theirs)}")
     print(f"  index: {ix.objects:,} objects, {ix.edges:,} edges, {ix.bytes / 1e6:.1f} MB = "

@@ -204,8 +204,9 @@ def test_graph_through_gather():
         assert g.awaited_by["g1"] == ["parent"]
         assert "parent" in g.roots and "g1" not in g.roots
         text = g.format()
-        assert "(T) parent" in text and "(T) g1" in text
-        assert text.index("(T) parent") < text.index("(T) g1")
+        # g1 and g2 are alike (same coroutine, chain and wait): folded into one entry.
+        assert "(T) parent" in text and "(T) 2 x leaf()" in text and "tasks: g1, g2" in text
+        assert text.index("(T) parent") < text.index("(T) 2 x leaf()")
         assert why_of(p).awaits == ["g1", "g2"] or sorted(why_of(p).awaits) == ["g1", "g2"]
         await cleanup(p)
 
@@ -414,7 +415,8 @@ def test_why_prints_and_returns():
         d = w.to_dict()
         json.dumps(d)
         assert d["task"]["name"] == "subject" and d["orphaned"] is True and d["wait"]["kind"] == "future"
-        assert set(d) == {"task", "wait", "awaited_by", "awaits", "deadlock", "orphaned", "reason"}
+        assert set(d) == {"task", "wait", "awaited_by", "awaits", "deadlock", "orphaned", "reason", "exception",
+                          "raised_at", "held_by"}
         with pytest.raises(TypeError):
             taskleak.why(object())
         await cleanup(t)
@@ -528,3 +530,142 @@ def test_signal_dump_while_loop_is_busy(tmp_path):
     finally:
         proc.kill()
         proc.communicate()
+
+
+# -- why(): failed, retained, held futures, cycle direction (issue 13) --------------------
+
+PENDING_REPLIES = {}
+DONE = []
+
+
+def test_why_of_a_failed_task_names_the_exception_and_raise_site():
+    async def boom():
+        await settle(1)
+        raise ValueError("bad reply")
+
+    async def main():
+        t = asyncio.create_task(boom(), name="boom")
+        await asyncio.gather(t, return_exceptions=True)
+        line = boom.__code__.co_firstlineno + 2
+        return why_of(t), line
+
+    w, line = run(main())
+    assert w.exception == "ValueError: bad reply"
+    assert w.raised_at is not None and w.raised_at.lineno == line and w.raised_at.function.endswith("boom")
+    text = str(w)
+    assert "exception: ValueError: bad reply" in text and f"raised at: " in text and f":{line} in " in text
+    assert w.to_dict()["raised_at"]["lineno"] == line
+
+
+def test_why_of_a_retained_task_names_its_holder():
+    async def job():
+        return 1
+
+    async def main():
+        t = asyncio.create_task(job(), name="kept")
+        await t
+        DONE.append(t)
+        return why_of(DONE[-1])
+
+    try:
+        w = run(main())
+        assert w.held_by and w.held_by[0] == f"module {__name__}['DONE'][0]", w.held_by
+        assert f"still held by:\n    module {__name__}['DONE'][0]" in str(w)
+    finally:
+        DONE.clear()
+
+
+def test_why_names_who_holds_the_awaited_future():
+    async def ask(key):
+        fut = asyncio.get_running_loop().create_future()
+        PENDING_REPLIES[key] = fut
+        return await fut
+
+    async def main():
+        t = asyncio.create_task(ask("user:1"), name="ask")
+        await settle()
+        w = why_of(t)
+        PENDING_REPLIES.pop("user:1").set_result(None)
+        await t
+        return w
+
+    w = run(main())
+    assert w.orphaned is False
+    assert f"module {__name__}['PENDING_REPLIES']['user:1']" in w.reason, w.reason
+    assert "_asyncio" not in w.reason and "cell" not in w.reason
+
+
+def test_why_and_the_graph_print_a_cycle_the_same_way():
+    box = {}
+
+    async def node(me, nxt):
+        await settle()
+        await asyncio.shield(box[nxt])
+
+    async def main():
+        for me, nxt in (("A", "B"), ("B", "C"), ("C", "A")):
+            box[me] = asyncio.create_task(node(me, nxt), name=me)
+        await settle(8)
+        g_text = taskleak.task_graph().format()
+        w_text = str(why_of(box["B"]))
+        for t in box.values():
+            t.cancel()
+        await asyncio.gather(*box.values(), return_exceptions=True)
+        return g_text, w_text
+
+    g_text, w_text = run(main())
+    line = next(l for l in g_text.splitlines() if l.startswith("deadlock: "))
+    cycle = line[len("deadlock: "):].split(" awaits ")
+    assert cycle[0] == cycle[-1] and sorted(cycle[:-1]) == ["A", "B", "C"]
+    # Each task awaits the next one in the graph's line; why(B) walks the same way.
+    assert all(f"{a} awaits {b}" in "A awaits B awaits C awaits A" for a, b in zip(cycle, cycle[1:])), line
+    assert "DEADLOCK: B awaits C awaits A awaits B" in w_text, w_text
+
+
+def test_graph_is_sorted_by_name_and_folds_identical_workers():
+    async def worker():
+        await asyncio.sleep(3600)
+
+    async def other():
+        await asyncio.get_running_loop().create_future()
+
+    async def main():
+        names = [f"worker-{i}" for i in (9, 2, 8, 11, 1, 3, 10, 12, 7, 4, 5, 6)]
+        ts = [asyncio.create_task(worker(), name=n) for n in names]
+        ts.append(asyncio.create_task(other(), name="alpha"))
+        await settle()
+        g = taskleak.task_graph()
+        texts = [g.format(), taskleak.task_graph().format()]
+        await cleanup(*ts)
+        return g, texts
+
+    g, (text, again) = run(main())
+    workers = [n for n in g.roots if n.startswith("worker-")]
+    assert workers == [f"worker-{i}" for i in range(1, 13)], g.roots  # natural order
+    assert "(T) 12 x " in text and ".worker()  waiting on asyncio.sleep()" in text, text
+    assert "tasks: worker-1, worker-2, worker-3, worker-4, ..., worker-12" in text, text
+    assert "(T) alpha" in text and text.index("(T) alpha") < text.index("12 x ")
+    # Deterministic: the same tree twice (but for the running main task's line and the time left).
+    def norm(t):
+        import re as _re
+        return [_re.sub(r"\d+\.\ds left", "Ns left", l) for l in t.splitlines()[2:]]
+
+    assert norm(text) == norm(again)
+
+
+def test_group_members_are_in_natural_order_and_age_is_one_value():
+    async def beat():
+        await asyncio.sleep(3600)
+
+    async def main():
+        ts = [asyncio.create_task(beat(), name=f"heartbeat-{i}") for i in (2, 18, 9, 1)]
+        await settle()
+        text = taskleak.snapshot().pending().format()
+        await cleanup(*ts)
+        return text
+
+    text = run(main())
+    assert "heartbeat-1, heartbeat-2, heartbeat-9, heartbeat-18" in text, text
+    age = next(line for line in text.splitlines() if line.strip().startswith("age:") and "beat" not in line)
+    assert " to " not in age, age  # created together: one age, not "0.0s to 0.0s"
+    assert "waiting on running" not in text

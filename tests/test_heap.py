@@ -283,10 +283,16 @@ def test_growth_limit_order_and_text():
     class Gadget:
         pass
 
+    class Sprocket:
+        pass
+
+    class Cog:
+        pass
+
     taskleak.growth()
     keep = [Gadget() for _ in range(20000)]
     out = io.StringIO()
-    extra = [[] for _ in range(100)] + [{"k": []} for _ in range(50)]  # three types grow at least
+    extra = [Sprocket() for _ in range(100)] + [Cog() for _ in range(50)]  # three types grow at least
     g = taskleak.growth(limit=3, file=out)
     assert len(g) == 3
     del extra
@@ -331,7 +337,7 @@ def test_index_memory_accounting():
 
 
 def test_heap_walk_mode():
-    assert _core.HEAP_WALK == ("gc-visit" if sys.version_info >= (3, 12) else "gc.get_objects")
+    assert _core.HEAP_WALK == ("gc-visit" if sys.version_info >= (3, 12) else "gc-lists")
 
 
 def test_growth_survives_types_whose_module_is_not_a_string():
@@ -342,7 +348,132 @@ def test_growth_survives_types_whose_module_is_not_a_string():
         __module__ = property(lambda self: 1)  # type: ignore[assignment]
 
     Odd = Meta("Odd", (), {})
+    taskleak.growth()
     keep = [Odd() for _ in range(3)]
     rows = taskleak.growth(limit=100_000).rows
     assert [r.count for r in rows if r.name == "Odd"] == [3]
     del keep
+
+
+# -- ranking, own objects, bad targets (issue 13) ----------------------------------------
+
+
+class App:
+    def __init__(self):
+        self.cache = {}
+
+
+APP = App()
+
+
+def test_module_global_ranks_before_the_callers_frames():
+    # The caller's local list holds the task one reference away; the module
+    # global three away. The global explains the retention: it comes first.
+    async def noop():
+        pass
+
+    async def main():
+        done = [asyncio.create_task(noop()) for _ in range(4)]
+        await asyncio.gather(*done)
+        APP.cache["tasks"] = done
+        return [str(p) for p in taskleak.who_holds(done[3])], [p.root_kind for p in taskleak.who_holds(done[3])]
+
+    try:
+        paths, kinds = asyncio.run(main())
+    finally:
+        APP.cache.clear()
+    assert paths[0] == f"module {__name__}['APP'].cache['tasks'][3]", paths
+    assert any(k == "frame" for k in kinds[1:]), paths  # the caller's frame is still listed, after it
+    assert kinds.index("frame") > kinds.index("module")
+
+
+def test_taskleak_objects_are_never_on_a_path():
+    t = Thing()
+    TASK_LIST.append(t)
+    REGISTRY["snap"] = taskleak.snapshot()  # holds TaskInfo rows, unrelated to `t`
+    REGISTRY["ix"] = taskleak.HeapIndex()
+    async def job():
+        return 1
+
+    async def main():
+        task = asyncio.create_task(job(), name="kept")
+        await task
+        REGISTRY["snap2"] = taskleak.snapshot()  # a finished task stays in this snapshot's rows
+        TASK_LIST.append(task)
+        return task
+
+    task = asyncio.run(main())
+    paths = [str(p) for p in taskleak.who_holds(task, max_paths=10)]
+    assert f"module {__name__}['TASK_LIST'][1]" in paths, paths
+    assert not any("snap" in p or "_row" in p or "infos" in p for p in paths), paths
+    ix_paths = [str(p) for p in REGISTRY["ix"].who_holds(task, max_paths=10)]
+    assert not any("snap" in p or "_row" in p for p in ix_paths), ix_paths
+
+
+@pytest.mark.parametrize("singleton", [None, True, False, Ellipsis, NotImplemented])
+def test_who_holds_refuses_singletons_with_a_clear_error(singleton):
+    with pytest.raises(TypeError, match="shared singleton"):
+        taskleak.who_holds(singleton)
+    with pytest.raises(TypeError, match="shared singleton"):
+        taskleak.HeapIndex().who_holds(singleton)
+
+
+def test_loop_machinery_comes_last():
+    # A handle in the loop's timer heap holds the payload; so does a module
+    # global. The global comes first, the loop's machinery after it.
+    async def main():
+        loop = asyncio.get_running_loop()
+        REGISTRY["payload"] = Thing()
+        loop.call_later(3600, lambda p=REGISTRY["payload"]: p)
+        return taskleak.who_holds(REGISTRY["payload"], max_paths=5)
+
+    paths = asyncio.run(main())
+    assert str(paths[0]) == f"module {__name__}['REGISTRY']['payload']", paths
+    loop_paths = [p for p in paths if p.root_kind == "loop"]
+    assert loop_paths and "_scheduled" in str(loop_paths[0]), paths
+    assert paths.index(loop_paths[0]) > 0
+
+
+def test_forward_search_does_not_visit_a_big_container_it_does_not_need():
+    # A list of 100,000 records next to the dict that holds the target: the
+    # search reaches the target without visiting the records.
+    REGISTRY["big"] = [Thing() for _ in range(100_000)]
+    REGISTRY["small"] = {"it": Thing()}
+    found, visited, _ = _core.forward_search(REGISTRY["small"]["it"], [sys.modules[__name__].__dict__], [], [],
+                                             10, 3)
+    assert [len(chain) for _, chain in found] == [4]  # module dict -> REGISTRY -> small -> it
+    assert visited < 50_000, visited  # not the 100,000 records
+
+
+def test_growth_first_call_is_a_baseline_and_taskleak_objects_are_left_out():
+    import taskleak.heap.growth as growth_mod
+
+    growth_mod._previous = None  # as in a fresh process
+    first = taskleak.growth()
+    assert first.first and len(first) == 0
+    assert first.format().startswith("baseline taken: ") and "call growth() again" in first.format()
+    keep = [taskleak.snapshot() for _ in range(30)]  # Snapshot, TaskInfo, Frame... objects
+
+    class Widget2:
+        pass
+
+    mine = [Widget2() for _ in range(40)]
+    g = taskleak.growth(limit=None)
+    assert not g.first
+    names = [r.name for r in g]
+    assert any(n.endswith("Widget2") for n in names), names
+    assert not any(n.startswith("taskleak.") for n in names), names
+    del keep, mine
+
+
+def test_heap_walk_sees_what_gc_get_objects_sees():
+    gc.disable()  # no collection between the two counts
+    try:
+        total = _core.type_census()[0]
+        expected = len(gc.get_objects())
+    finally:
+        gc.enable()
+    assert abs(total - expected) < 50, (total, expected)
+    # 3.10/3.11 read the generation lists through a checked mirror; it must not
+    # have fallen back to gc.get_objects().
+    assert _core.heap_walk_mode() == ("gc-visit" if sys.version_info >= (3, 12) else "gc-lists")

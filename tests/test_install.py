@@ -204,3 +204,138 @@ def test_hook_never_changes_task_registry_semantics(tracked):
         return len(mine)
 
     assert asyncio.run(main()) == 6
+
+
+# ---- factory mode internals (issue 13: creation cost on 3.14/3.15) -------------------
+
+
+@pytest.fixture
+def factory_mode(monkeypatch):
+    """taskleak in factory mode on every version (the default from 3.14 on)."""
+    taskleak.uninstall()
+    monkeypatch.setattr(tracking, "_probe_registry", lambda: False)
+    taskleak.install()
+    yield
+    taskleak.uninstall()
+    monkeypatch.undo()
+    taskleak.install()
+
+
+def test_factory_mode_needs_no_weakref_per_task_and_drops_records_at_death(factory_mode):
+    import gc
+    import weakref
+
+    assert taskleak.status()["finalizer_hook"] is True
+
+    async def main():
+        t = asyncio.create_task(noop(), name="finalized")
+        refs = weakref.getweakrefcount(t)
+        recorded = _recorded(t)
+        await t
+        return refs, recorded
+
+    before = taskleak.status()["live_records"]
+    refs, recorded = asyncio.run(main())
+    gc.collect()
+    # 3.10-3.13 asyncio keeps its own weakref to every task (its registry WeakSet).
+    assert refs == (0 if sys.version_info >= (3, 14) else 1) and recorded
+    assert taskleak.status()["live_records"] <= before  # the record went with the task
+
+
+def test_factory_mode_parent_and_current_task(factory_mode):
+    async def child():
+        pass
+
+    async def main():
+        me = _core.creation_info(asyncio.current_task())
+        t = asyncio.create_task(child())
+        info = _core.creation_info(t)
+        await t
+        return me, info
+
+    me, info = asyncio.run(main())
+    assert info[1] == me[0]  # parent serial: the creating task
+    if sys.version_info >= (3, 14):
+        # Probe tasks at install taught the core where the thread state keeps it.
+        assert taskleak.status()["running_task"] == "thread-state"
+
+
+def test_fast_create_task_keeps_create_task_semantics(factory_mode):
+    import asyncio.base_events as be
+    import contextvars
+
+    method = be.BaseEventLoop.__dict__["create_task"]
+    assert getattr(method, "_taskleak_create_task", False)
+    assert method.__name__ == "create_task" and method.__wrapped__.__name__ == "create_task"
+    var = contextvars.ContextVar("v", default=0)
+
+    class Checked(asyncio.SelectorEventLoop):
+        callers = []
+
+        def _check_closed(self):
+            Checked.callers.append(sys._getframe(1).f_code.co_name)
+            super()._check_closed()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, 7)
+
+        async def read():
+            return var.get()
+
+        bound = loop.create_task  # a bound method, called later
+        kw = {"context": ctx} if sys.version_info >= (3, 11) else {}
+        t = bound(read(), name="named", **kw)
+        assert t.get_name() == "named" and _recorded(t)
+        return await t
+
+    assert asyncio.run(main()) == (7 if sys.version_info >= (3, 11) else 0)
+
+    closed = asyncio.new_event_loop()
+    closed.close()
+    coro = noop()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        closed.create_task(coro)
+    coro.close()
+
+    loop = Checked()
+    try:
+        t = loop.create_task(noop())
+        # An overridden _check_closed: the original create_task runs (and calls it).
+        assert "create_task" in Checked.callers, Checked.callers
+        loop.run_until_complete(t)
+    finally:
+        loop.close()
+
+
+def test_uninstall_restores_create_task(factory_mode):
+    import asyncio.base_events as be
+
+    assert getattr(be.BaseEventLoop.__dict__["create_task"], "_taskleak_create_task", False)
+    taskleak.uninstall()
+    assert not hasattr(be.BaseEventLoop.__dict__["create_task"], "_taskleak_create_task")
+    taskleak.install()
+
+
+def test_gc_collected_pending_task_keeps_its_chain_in_factory_mode(factory_mode):
+    import gc
+
+    taskleak.clear_loss_events()
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda loop, ctx: None)
+
+    async def forever():
+        await asyncio.Event().wait()
+
+    async def main():
+        asyncio.create_task(forever(), name="doomed-factory")
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    loop.close()
+    del loop
+    gc.collect()
+    ev = [e for e in taskleak.loss_events() if e.task_name == "doomed-factory"]
+    assert len(ev) == 1 and ev[0].created_at is not None
+    assert [f.function.rsplit(".", 1)[-1] for f in ev[0].stack] == ["forever", "wait"]

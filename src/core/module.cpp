@@ -4,6 +4,7 @@
 // call as cheap as CPython allows.
 #include "tasks/await_chain.hpp"
 #include "cpython/frames.hpp"
+#include "cpython/running_task.hpp"
 #include "cpython/weakref_list.hpp"
 #include "tasks/task_census.hpp"
 #include "tracking/tracker.hpp"
@@ -19,8 +20,8 @@ namespace taskleak {
 PyObject *make_registry_add();
 PyObject *make_gc_phase();
 void init_callbacks();
-bool track_task(PyObject *task);
 PyObject *make_chaining_factory_type();
+PyObject *make_fast_create_task_type();
 void bind_graph(nb::module_ &m);  // graph_bindings.cpp
 void bind_heap(nb::module_ &m);   // heap_bindings.cpp
 void bind_holder_search(nb::module_ &m);  // heap/holder_search.cpp
@@ -101,6 +102,9 @@ static nb::dict stats() {
     d["hook_errors"] = t.hook_errors;
     d["frame_walk"] = cpython::frame_walk_mode();
     d["record_size"] = sizeof(CreationRecord);
+    d["stack_memo_hits"] = t.memo_hits;
+    d["running_task"] = cpython::running_task_mode();
+    d["finalizer_hook"] = t.finalize_type != nullptr;
     return d;
 }
 
@@ -112,6 +116,7 @@ NB_MODULE(_core, m) {
     m.attr("registry_add") = nb::steal(make_registry_add());
     m.attr("gc_phase") = nb::steal(make_gc_phase());
     m.attr("ChainingFactory") = nb::steal(make_chaining_factory_type());
+    m.attr("FastCreateTask") = nb::steal(make_fast_create_task_type());
     m.attr("FRAME_WALK") = cpython::frame_walk_mode();
 
     m.def("configure_registry",
@@ -136,6 +141,7 @@ NB_MODULE(_core, m) {
         Tracker &t = tracker();
         Py_XSETREF(t.on_new_loop, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
         Py_CLEAR(t.last_loop);
+        t.last_loop_raw = nullptr;
     }, "fn"_a.none());
     m.def("enable", [](int depth) {
         Tracker &t = tracker();
@@ -144,7 +150,7 @@ NB_MODULE(_core, m) {
     }, "depth"_a);
     m.def("disable", []() { tracker().enabled = false; });
     m.def("is_enabled", []() { return tracker().enabled; });
-    m.def("track_task", [](nb::handle task) { return track_task(task.ptr()); }, "task"_a,
+    m.def("track_task", [](nb::handle task) { return track_task(task.ptr(), nullptr); }, "task"_a,
           "Record the creation of `task` (factory path). Call right after creating it.");
     m.def("creation_info", &creation_info, "task"_a,
           "(serial, parent_serial, created_ns, thread_ident, frames|None, dropped, scope) or None.");
@@ -160,12 +166,20 @@ NB_MODULE(_core, m) {
         nb::list out;
         tracker().tasks.for_each([&](const CreationRecord &r) {
             if (r.scope != (uint16_t)id) return;
-            PyObject *task = cpython::weakref_peek(r.ref);
+            PyObject *task = record_task(r);
             if (task != nullptr) out.append(nb::borrow(task));
         });
         return out;
     }, "id"_a);
     m.def("stats", &stats);
+    m.def("hook_task_finalizer", [](nb::handle type) {
+        if (!PyType_Check(type.ptr())) throw nb::type_error("hook_task_finalizer expects a type");
+        return hook_task_finalizer((PyTypeObject *)type.ptr());
+    }, "type"_a, "Learn of the deaths of tasks of `type` from its tp_finalize (no weakref per task).");
+    m.def("calibrate_running_task", [](nb::handle loop, nb::handle task) {
+        return cpython::running_task_calibrate(loop.ptr(), task.ptr());
+    }, "loop"_a, "task"_a, "Call from inside `task` running on `loop` (twice, two probes): learns where "
+                           "the thread state keeps the running task. True once confirmed.");
     m.def("set_qualname_resolver", [](nb::handle fn) {
         Py_XSETREF(qualname_resolver, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
     }, "fn"_a.none());
@@ -197,13 +211,13 @@ NB_MODULE(_core, m) {
             for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) add(PyList_GET_ITEM(items, i));
             Py_DECREF(items);
         }
-        tracker().tasks.for_each([&](const CreationRecord &r) { add(cpython::weakref_peek(r.ref)); });
+        tracker().tasks.for_each([&](const CreationRecord &r) { add(record_task(r)); });
         return out;
     }, "weakref_set"_a.none(), "strong_sets"_a);
     m.def("tracked_tasks", []() {
         nb::list out;
         tracker().tasks.for_each([&](const CreationRecord &r) {
-            PyObject *task = cpython::weakref_peek(r.ref);  // borrowed; nullptr once dead
+            PyObject *task = record_task(r);  // borrowed; nullptr once dead
             if (task != nullptr) out.append(nb::borrow(task));
         });
         return out;

@@ -20,6 +20,30 @@ struct CodeLoc {
 // objects and never raises.
 int capture_thread_stack(CodeLoc *out, int max_depth);
 
+// What the last capture_thread_stack_memo saw, frame by frame, in the raw form
+// of the interpreter's structs (code pointer, instruction pointer, owner).
+// Equal raw frames give equal CodeLocs as long as the code objects of the
+// memo's frames stay alive; the caller guarantees that by keeping the stack
+// it interned from the memo's capture (whose entry holds those codes).
+struct StackMemo {
+    static constexpr int RAW_MAX = 160;
+    bool valid = false;
+    int depth = 0;   // max_depth of the capture
+    int raw_n = 0;   // frames visited (skipped ones included)
+    int n = 0;       // frames written
+    const void *frame[RAW_MAX];  // addresses: only ever prefetched, never read through
+    const void *exec[RAW_MAX];
+    const void *ip[RAW_MAX];
+    int owner[RAW_MAX];
+};
+
+// capture_thread_stack, first checking whether the calling thread's stack is
+// exactly the one `memo` saw: then returns memo->n with *same = true and
+// leaves `out` alone (no hashing, no code object touched). Otherwise fills
+// `out`, updates `memo` and sets *same = false. Builds without a raw frame
+// layout (3.10, public API) never report *same.
+int capture_thread_stack_memo(CodeLoc *out, int max_depth, StackMemo *memo, bool *same);
+
 // The location of a coroutine, generator or async generator that is suspended
 // or running. False if it has finished (or never had a frame).
 bool generator_location(PyObject *gen, CodeLoc *out);

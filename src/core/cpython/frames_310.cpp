@@ -44,6 +44,12 @@ PyObject *generator_local(PyObject *gen, const char *name) {
     return nullptr;
 }
 
+int capture_thread_stack_memo(CodeLoc *out, int max_depth, StackMemo *memo, bool *same) {
+    memo->valid = false;  // no raw frame layout here: always a full walk
+    *same = false;
+    return capture_thread_stack(out, max_depth);
+}
+
 const char *frame_walk_mode() { return "direct"; }
 
 }  // namespace taskleak::cpython

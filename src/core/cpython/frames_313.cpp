@@ -41,6 +41,10 @@ struct Layout313 {
         return d < 0 ? 0 : (int32_t)(d * 2);
     }
     static PyObject **localsplus(Frame *f) { return f->localsplus; }
+    static const void *raw_exec(Frame *f) { return f->f_executable; }
+    static const void *raw_ip(Frame *f) { return f->instr_ptr; }
+    static int raw_owner(Frame *f) { return f->owner; }
+    static bool skip_by_owner(Frame *f) { return f->owner == OWNED_BY_CSTACK; }
 };
 }  // namespace
 }  // namespace taskleak::cpython

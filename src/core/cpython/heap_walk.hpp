@@ -1,7 +1,8 @@
 // The interpreter-internals boundary for heap walks: visiting every object the
 // cyclic garbage collector tracks. 3.12+ has a public (unstable) API for it
-// (heap_walk_312plus.cpp); 3.10/3.11 go through gc.get_objects()
-// (heap_walk_gc_module.cpp). CMake picks one. Neither runs a collection.
+// (heap_walk_312plus.cpp); 3.10/3.11 read the generation lists through a
+// checked mirror (heap_walk_gc_lists.cpp), falling back to gc.get_objects()
+// (heap_walk_gc_module.cpp). CMake picks. None runs a collection.
 #pragma once
 #include <Python.h>
 
@@ -16,7 +17,8 @@ using ObjectVisitor = bool (*)(PyObject *obj, void *arg);
 // Returns false with a Python exception set if the walk could not run.
 bool visit_gc_objects(ObjectVisitor visit, void *arg);
 
-// "gc-visit" (PyUnstable_GC_VisitObjects) or "gc.get_objects".
+// "gc-visit" (PyUnstable_GC_VisitObjects), "gc-lists" (3.10/3.11 mirror) or
+// "gc.get_objects" (the fallback).
 const char *heap_walk_mode();
 
 // Convenience for lambdas: visit_gc_objects([&](PyObject *o) { ...; return true; }).

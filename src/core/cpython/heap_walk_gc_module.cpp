@@ -1,5 +1,5 @@
-// CPython 3.10/3.11: no public visitor API, and the generation lists live in
-// private interpreter state. gc.get_objects() is the version-neutral way in:
+// The version-neutral heap walk, used by heap_walk_gc_lists.cpp (3.10/3.11)
+// when its checks of the collector's private state fail. gc.get_objects():
 // one list allocation (8 bytes per object, ~20 ms per million objects) which
 // also keeps every object alive for the duration of the walk. It never runs
 // a collection itself (allocating the list may trigger the automatic one,
@@ -8,7 +8,7 @@
 
 namespace taskleak::cpython {
 
-bool visit_gc_objects(ObjectVisitor visit, void *arg) {
+bool visit_gc_objects_via_list(ObjectVisitor visit, void *arg) {
     PyObject *gc = PyImport_ImportModule("gc");
     if (gc == nullptr) return false;
     PyObject *objects = PyObject_CallMethod(gc, "get_objects", nullptr);
@@ -25,6 +25,6 @@ bool visit_gc_objects(ObjectVisitor visit, void *arg) {
     return true;
 }
 
-const char *heap_walk_mode() { return "gc.get_objects"; }
+
 
 }  // namespace taskleak::cpython

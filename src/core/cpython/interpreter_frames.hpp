@@ -34,6 +34,84 @@ struct has_local<L, std::void_t<decltype(L::local((typename L::Frame *)nullptr, 
     : std::true_type {};
 
 template <class Layout>
+int walk_thread(CodeLoc *out, int max_depth);
+
+// Optional raw accessors for the stack memo (see StackMemo in frames.hpp):
+//   static const void *raw_exec(Frame *);  the code slot as stored (tag bits included)
+//   static const void *raw_ip(Frame *);
+//   static int raw_owner(Frame *);
+//   static bool skip_by_owner(Frame *);    skip() decided by the owner alone
+template <class L, class = void>
+struct has_raw : std::false_type {};
+template <class L>
+struct has_raw<L, std::void_t<decltype(L::raw_exec((typename L::Frame *)nullptr)),
+                              decltype(L::skip_by_owner((typename L::Frame *)nullptr))>> : std::true_type {};
+
+template <class Layout>
+int walk_thread_memo(CodeLoc *out, int max_depth, StackMemo *memo, bool *same) {
+    *same = false;
+    if constexpr (has_raw<Layout>::value) {
+        PyThreadState *ts = PyThreadState_Get();
+        if (memo->valid && memo->depth == max_depth) {
+            // The frames are scattered (coroutine frames live in their
+            // coroutine objects) and usually out of L1 by the next task:
+            // fetch them all at once instead of one pointer hop at a time.
+            // A prefetch never faults, whatever the address has become; the
+            // walk below reads only frames it reached through the live chain.
+            for (int i = 0; i < memo->raw_n; ++i) {
+                __builtin_prefetch(memo->frame[i]);
+                __builtin_prefetch((const char *)memo->frame[i] + 64);
+            }
+            auto *f = Layout::current(ts);
+            int i = 0;
+            for (; i < memo->raw_n && f != nullptr; ++i, f = Layout::previous(f))
+                if (Layout::raw_exec(f) != memo->exec[i] || Layout::raw_ip(f) != memo->ip[i] ||
+                    Layout::raw_owner(f) != memo->owner[i])
+                    break;
+            if (i == memo->raw_n && (memo->n == max_depth || f == nullptr)) {
+                *same = true;
+                return memo->n;
+            }
+        }
+        // Full walk, recording the raw frames. The memo stays invalid when a
+        // frame was skipped for a reason that depends on its code object
+        // (not kept alive by the interned stack) or the walk is too long.
+        bool valid = true;
+        int n = 0, raw = 0;
+        for (auto *f = Layout::current(ts); f != nullptr && n < max_depth; f = Layout::previous(f)) {
+            if (raw < StackMemo::RAW_MAX) {
+                memo->frame[raw] = f;
+                memo->exec[raw] = Layout::raw_exec(f);
+                memo->ip[raw] = Layout::raw_ip(f);
+                memo->owner[raw] = Layout::raw_owner(f);
+            }
+            ++raw;
+            if (Layout::skip_by_owner(f)) continue;
+            if (Layout::skip(f)) {
+                valid = false;
+                continue;
+            }
+            PyCodeObject *co = Layout::code(f);
+            if (co == nullptr) {
+                valid = false;
+                continue;
+            }
+            out[n].code = co;
+            out[n].offset = Layout::offset_bytes(f);
+            ++n;
+        }
+        memo->valid = valid && raw <= StackMemo::RAW_MAX;
+        memo->raw_n = raw;
+        memo->n = n;
+        memo->depth = max_depth;
+        return n;
+    } else {
+        memo->valid = false;
+        return walk_thread<Layout>(out, max_depth);
+    }
+}
+
+template <class Layout>
 int walk_thread(CodeLoc *out, int max_depth) {
     PyThreadState *ts = PyThreadState_Get();
     int n = 0;
@@ -112,6 +190,10 @@ PyObject *generator_local_impl(PyObject *gen, const char *name) {
     namespace taskleak::cpython {                                                      \
     int capture_thread_stack(CodeLoc *out, int max_depth) {                            \
         return walk_thread<Layout>(out, max_depth);                                    \
+    }                                                                                  \
+    int capture_thread_stack_memo(CodeLoc *out, int max_depth, StackMemo *memo,        \
+                                  bool *same) {                                        \
+        return walk_thread_memo<Layout>(out, max_depth, memo, same);                   \
     }                                                                                  \
     bool generator_location(PyObject *gen, CodeLoc *out) {                             \
         return generator_location_impl<Layout>(gen, out);                              \

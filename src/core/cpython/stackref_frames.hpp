@@ -104,6 +104,10 @@ struct StackrefLayout {
         return d < 0 ? 0 : (int32_t)(d * 2);
     }
     static PyObject *local(Frame *f, Py_ssize_t i) { return untag(f->localsplus[i]); }
+    static const void *raw_exec(Frame *f) { return (const void *)f->f_executable; }
+    static const void *raw_ip(Frame *f) { return f->instr_ptr; }
+    static int raw_owner(Frame *f) { return f->owner; }
+    static bool skip_by_owner(Frame *f) { return f->owner >= OWNED_BY_INTERPRETER; }
     static Frame *generator_frame(PyObject *gen) {
         if (!(PyGen_CheckExact(gen) || PyCoro_CheckExact(gen) || PyAsyncGen_CheckExact(gen)))
             return nullptr;

@@ -1,6 +1,7 @@
 // Bindings of the heap analysis (heap_index, type_census). Glue only: names,
 // labels and rendering are made in taskleak/heap.py.
 #include "cpython/heap_walk.hpp"
+#include "heap/forward_search.hpp"
 #include "heap/heap_index.hpp"
 #include "heap/type_census.hpp"
 #include <nanobind/nanobind.h>
@@ -17,7 +18,8 @@ static std::vector<PyObject *> borrowed_items(nb::handle seq, const char *what) 
 }
 
 void bind_heap(nb::module_ &m) {
-    m.attr("HEAP_WALK") = cpython::heap_walk_mode();
+    m.attr("HEAP_WALK") = cpython::heap_walk_mode();  // at import; heap_walk_mode() says what the last walk used
+    m.def("heap_walk_mode", []() { return cpython::heap_walk_mode(); });
 
     nb::class_<HeapIndex>(m, "HeapIndexCore")
         .def_prop_ro("objects", &HeapIndex::objects)
@@ -57,6 +59,25 @@ void bind_heap(nb::module_ &m) {
         return ix;
     }, "max_objects"_a, nb::rv_policy::take_ownership,
     "One walk of the GC-tracked heap into a reverse reference index (addresses only).");
+
+    m.def("forward_search", [](nb::handle target, nb::handle roots, nb::handle stops, nb::handle stop_types,
+                               int max_depth, int max_paths) {
+        // `roots`, `stops` and `stop_types` are lists the caller keeps alive for the call.
+        std::vector<PyObject *> r = borrowed_items(roots, "roots must be a list");
+        std::vector<PyObject *> s = borrowed_items(stops, "stops must be a list");
+        std::vector<PyObject *> ty = borrowed_items(stop_types, "stop_types must be a list");
+        ForwardSearchStats st;
+        std::vector<HolderChain> found = forward_search(target.ptr(), r, s, ty, max_depth, max_paths, &st);
+        nb::list out;
+        for (auto &c : found) {
+            nb::list objs;
+            for (PyObject *o : c.objs) objs.append(nb::steal(o));  // the chain's references
+            out.append(nb::make_tuple(c.root, objs));
+        }
+        return nb::make_tuple(out, st.visited, st.exhausted);
+    }, "target"_a, "roots"_a, "stops"_a, "stop_types"_a, "max_depth"_a, "max_paths"_a,
+    "([(root index, [root object ... target])], objects visited, exhausted): breadth-first from "
+    "the roots to the first level that reaches `target`; no index, no Python code runs.");
 
     m.def("type_census", []() {
         TypeCensus c;

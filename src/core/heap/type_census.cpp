@@ -8,29 +8,33 @@ namespace taskleak {
 namespace {
 
 // Address -> position in a (key, count) vector. The walk sees ~1M objects and
-// a few thousand types, so the common case is "same type as the previous
-// object" or one hit in a small table that stays in cache.
+// a few hundred types. On 3.14+ the incremental collector keeps its lists in
+// reachability order, so consecutive objects rarely share a type: a small
+// direct-mapped cache in front of the map answers nearly every lookup in a
+// couple of nanoseconds.
 struct Counter {
     std::vector<std::pair<PyObject *, size_t>> *rows;
     std::unordered_map<PyObject *, size_t> pos;
-    PyObject *last = nullptr;
-    size_t last_pos = 0;
+    static constexpr size_t WAYS = 256;
+    PyObject *cache_key[WAYS] = {};
+    size_t cache_pos[WAYS] = {};
 
     // Takes a reference to `key` the first time it is seen: increfs are
     // allowed during the walk, allocations of Python objects are not, and the
     // reference keeps types/code alive until their names are made.
     void add(PyObject *key) {
-        if (key != last) {
+        size_t w = ((uintptr_t)key >> 4) % WAYS;
+        if (cache_key[w] != key) {
             auto it = pos.find(key);
             if (it == pos.end()) {
                 Py_INCREF(key);
                 it = pos.emplace(key, rows->size()).first;
                 rows->emplace_back(key, 0);
             }
-            last = key;
-            last_pos = it->second;
+            cache_key[w] = key;
+            cache_pos[w] = it->second;
         }
-        ++(*rows)[last_pos].second;
+        ++(*rows)[cache_pos[w]].second;
     }
 };
 

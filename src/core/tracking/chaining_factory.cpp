@@ -6,8 +6,9 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "tracking/tracker.hpp"
+
 namespace taskleak {
-bool track_task(PyObject *task);
 
 namespace {
 
@@ -21,6 +22,13 @@ struct ChainingFactory {
 PyObject *str_loop() {
     static PyObject *s = PyUnicode_InternFromString("loop");
     return s;
+}
+
+// ("loop",): the keyword names of the common call Task(coro, loop=loop),
+// made once instead of per task.
+PyObject *loop_kwnames() {
+    static PyObject *t = PyTuple_Pack(1, str_loop());
+    return t;
 }
 
 // factory(loop, coro, **kwargs) -> task
@@ -37,6 +45,11 @@ PyObject *factory_call(PyObject *self_obj, PyObject *const *args, size_t nargsf,
         }
         // asyncio.Task(coro, *, loop=loop, **kwargs)
         Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+        if (nkw == 0 && loop_kwnames() != nullptr) {
+            PyObject *argv[2] = {args[1], args[0]};
+            task = PyObject_Vectorcall(self->task_type, argv, 1, loop_kwnames());
+            goto created;
+        }
         PyObject *names = PyTuple_New(nkw + 1);
         if (names == nullptr) return nullptr;
         PyObject *small[8];
@@ -57,15 +70,20 @@ PyObject *factory_call(PyObject *self_obj, PyObject *const *args, size_t nargsf,
         if (argv != small) PyMem_Free(argv);
         Py_DECREF(names);
     }
+created:
     if (task != nullptr) {
         PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);
-        track_task(task);  // never raises; never let tracking break creation
+        // never raises; never let tracking break creation. The loop is the
+        // factory's first argument (when it was called as a factory).
+        track_task(task, nargs >= 1 ? args[0] : nullptr);
         PyErr_Clear();
         PyErr_Restore(et, ev, etb);
     }
     return task;
 }
+
+PyTypeObject *factory_type = nullptr;  // set when the type is made
 
 PyObject *factory_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     PyObject *previous = Py_None, *task_type = nullptr;
@@ -139,8 +157,166 @@ PyType_Spec factory_spec = {
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL, factory_slots,
 };
 
+// ---- BaseEventLoop.create_task in C ----------------------------------------
+//
+// In factory mode every asyncio loop's task factory is ours, so
+// loop.create_task(coro) runs a Python method whose only work is
+// `self._check_closed()` and `return self._task_factory(self, coro, **kw)`:
+// a frame, a method call and a **kwargs call per task, a tenth of a
+// create+complete on 3.14. This method descriptor does the same in C when
+// it can prove the outcome is the same: the loop is open, `_check_closed`
+// is BaseEventLoop's own and the factory is a ChainingFactory. In every
+// other case (closed loop, overridden _check_closed, another factory, odd
+// arguments) it calls the original Python method, so behaviour, errors and
+// tracebacks are the original's.
+
+struct FastCreateTask {
+    PyObject_HEAD
+    PyObject *original;      // BaseEventLoop.create_task (a function)
+    PyObject *check_closed;  // BaseEventLoop._check_closed (a function)
+    vectorcallfunc vectorcall;
+};
+
+PyObject *str_closed() {
+    static PyObject *s = PyUnicode_InternFromString("_closed");
+    return s;
+}
+PyObject *str_check_closed() {
+    static PyObject *s = PyUnicode_InternFromString("_check_closed");
+    return s;
+}
+PyObject *str_task_factory() {
+    static PyObject *s = PyUnicode_InternFromString("_task_factory");
+    return s;
+}
+
+// create_task(self, coro, **kwargs)
+PyObject *fast_create_task(PyObject *descr, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    auto *me = (FastCreateTask *)descr;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs == 2 && str_closed() && str_check_closed() && str_task_factory()) {
+        PyObject *self = args[0];
+        // The class attribute lookup is cached by the interpreter (type version tags).
+        PyObject *check = _PyType_Lookup(Py_TYPE(self), str_check_closed());  // borrowed
+        if (check == me->check_closed) {
+            PyObject *closed = PyObject_GetAttr(self, str_closed());
+            int is_closed = closed ? PyObject_IsTrue(closed) : -1;
+            Py_XDECREF(closed);
+            if (is_closed == 0) {
+                PyObject *factory = PyObject_GetAttr(self, str_task_factory());
+                if (factory != nullptr && Py_TYPE(factory) == factory_type) {
+                    // factory(loop, coro, **kwargs): exactly our arguments.
+                    PyObject *task = factory_call(factory, args, 2, kwnames);
+                    Py_DECREF(factory);
+                    return task;
+                }
+                Py_XDECREF(factory);
+            }
+            if (PyErr_Occurred()) PyErr_Clear();  // the original will meet it again and raise it
+        }
+    }
+    return PyObject_Vectorcall(me->original, args, nargsf, kwnames);
+}
+
+PyObject *fast_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *original = nullptr, *check_closed = nullptr;
+    static const char *kwlist[] = {"original", "check_closed", nullptr};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:FastCreateTask", (char **)kwlist, &original, &check_closed))
+        return nullptr;
+    if (!PyCallable_Check(original)) {
+        PyErr_SetString(PyExc_TypeError, "original must be callable");
+        return nullptr;
+    }
+    auto *self = (FastCreateTask *)type->tp_alloc(type, 0);
+    if (self == nullptr) return nullptr;
+    self->original = Py_NewRef(original);
+    self->check_closed = Py_NewRef(check_closed);
+    self->vectorcall = fast_create_task;
+    return (PyObject *)self;
+}
+
+int fast_traverse(PyObject *o, visitproc visit, void *arg) {
+    auto *self = (FastCreateTask *)o;
+    Py_VISIT(self->original);
+    Py_VISIT(self->check_closed);
+    Py_VISIT(Py_TYPE(o));
+    return 0;
+}
+
+int fast_clear(PyObject *o) {
+    auto *self = (FastCreateTask *)o;
+    Py_CLEAR(self->original);
+    Py_CLEAR(self->check_closed);
+    return 0;
+}
+
+void fast_dealloc(PyObject *o) {
+    PyTypeObject *tp = Py_TYPE(o);
+    PyObject_GC_UnTrack(o);
+    fast_clear(o);
+    tp->tp_free(o);
+    Py_DECREF(tp);
+}
+
+// A method: bound when read from an instance (`f = loop.create_task`);
+// calls of the form loop.create_task(...) skip the binding
+// (Py_TPFLAGS_METHOD_DESCRIPTOR).
+PyObject *fast_descr_get(PyObject *self, PyObject *obj, PyObject *) {
+    if (obj == nullptr || obj == Py_None) return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+PyObject *fast_attr(PyObject *o, void *name) {
+    auto *self = (FastCreateTask *)o;
+    if (self->original == nullptr) Py_RETURN_NONE;
+    return PyObject_GetAttrString(self->original, (const char *)name);
+}
+
+PyObject *fast_wrapped(PyObject *o, void *) {
+    auto *self = (FastCreateTask *)o;
+    return Py_NewRef(self->original ? self->original : Py_None);
+}
+
+PyGetSetDef fast_getset[] = {
+    {"__wrapped__", fast_wrapped, nullptr, "the Python method this one stands in for", nullptr},
+    {"__name__", fast_attr, nullptr, nullptr, (void *)"__name__"},
+    {"__qualname__", fast_attr, nullptr, nullptr, (void *)"__qualname__"},
+    {"__doc__", fast_attr, nullptr, nullptr, (void *)"__doc__"},
+    {"_taskleak_create_task", get_true, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyMemberDef fast_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(FastCreateTask, vectorcall), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+PyType_Slot fast_slots[] = {
+    {Py_tp_new, (void *)fast_new},
+    {Py_tp_call, (void *)PyVectorcall_Call},
+    {Py_tp_descr_get, (void *)fast_descr_get},
+    {Py_tp_traverse, (void *)fast_traverse},
+    {Py_tp_clear, (void *)fast_clear},
+    {Py_tp_dealloc, (void *)fast_dealloc},
+    {Py_tp_getset, (void *)fast_getset},
+    {Py_tp_members, (void *)fast_members},
+    {0, nullptr},
+};
+
+PyType_Spec fast_spec = {
+    "taskleak._core.FastCreateTask", sizeof(FastCreateTask), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    fast_slots,
+};
+
 }  // namespace
 
-PyObject *make_chaining_factory_type() { return PyType_FromSpec(&factory_spec); }
+PyObject *make_chaining_factory_type() {
+    PyObject *t = PyType_FromSpec(&factory_spec);
+    factory_type = (PyTypeObject *)t;  // the module keeps it alive
+    return t;
+}
+
+PyObject *make_fast_create_task_type() { return PyType_FromSpec(&fast_spec); }
 
 }  // namespace taskleak

@@ -17,9 +17,19 @@ _RUN_USAGE = ("taskleak run [--json FILE] [--fail-on-leak] [--stack-depth N] [--
               "(script.py | -m module) [args...]")
 
 
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("taskleak")
+    except Exception:  # pragma: no cover - not installed as a distribution
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="taskleak", description="Find leaked asyncio tasks: where they were created and where they are stuck.")
+    p.add_argument("--version", action="version", version=f"taskleak {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser(
         "run", usage=_RUN_USAGE,
@@ -46,13 +56,19 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if args.command in process_commands.COMMANDS:
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return process_commands.run_command(args)
     if args.command != "run":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         parser.print_help(sys.stderr)
         return 2
     run = parser._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    if extra:  # an option of `run` it does not know: its own usage, not the top-level one
+        run.error(f"unrecognized arguments: {' '.join(extra)}")
     if not 1 <= args.stack_depth <= 128:
         run.error("--stack-depth must be between 1 and 128")
     if args.blocking is not None and not args.blocking >= 0.02:

@@ -11,8 +11,9 @@ A cycle in this graph (A awaits B awaits A) can never finish: a deadlock.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
 from ..frame import short_path
 from .awaited_by import awaiters_of, resolver
@@ -21,7 +22,18 @@ if TYPE_CHECKING:
     from ..snapshot import Snapshot
     from ..task_info import TaskInfo
 
-__all__ = ["TaskGraph", "task_graph", "awaiters_of"]
+__all__ = ["TaskGraph", "task_graph", "awaiters_of", "natural_key"]
+
+
+def natural_key(name: str) -> Tuple[Any, ...]:
+    """Sort key that orders "worker-2" before "worker-10"."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+
+def _names_summary(names: List[str], limit: int = 6) -> str:
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit - 2]) + ", ..., " + names[-1]
 
 
 @dataclass
@@ -38,17 +50,48 @@ class TaskGraph:
 
     def format(self, *, max_frames: int = 8) -> str:
         """A tree like ``python -m asyncio pstree`` (3.14): each task, its
-        coroutine chain, and the tasks it awaits beneath it; then deadlocks."""
+        coroutine chain, and the tasks it awaits beneath it; then deadlocks.
+        Tasks are in name order (``worker-2`` before ``worker-10``); sibling
+        tasks whose whole subtrees are alike (same coroutine, chain, wait and
+        children) are folded into one entry, ``(T) 12 x worker()``."""
         lines: List[str] = []
+        sig_cache: Dict[str, Any] = {}
 
-        def task_line(name: str) -> str:
+        def signature(name: str, path: Set[str]) -> Any:
+            if name in sig_cache:
+                return sig_cache[name]
+            t = self.tasks[name]
+            if name in path:
+                return ("cycle", name)
+            wait = t.wait
+            kids = tuple(sorted((signature(k, path | {name}) for k in self.awaits.get(name, [])), key=repr))
+            sig = (t.coro, t.orphaned, None if wait is None else wait.kind,
+                   tuple((f.filename, f.lineno, f.function) for f in t.stack[-max_frames:]), kids)
+            sig_cache[name] = sig
+            return sig
+
+        def task_line(name: str, count: int = 1) -> str:
             t = self.tasks[name]
             flag = " [orphaned]" if t.orphaned else ""
-            return f"(T) {name}{flag}  waiting on {t.waiting_on}" if t.waiting_on else f"(T) {name}"
+            who = f"{count} x {t.coro}()" if count > 1 else name
+            if not t.waiting_on:
+                return f"(T) {who}{flag}"
+            if t.waiting_on.startswith(("running", "ready to run")):
+                return f"(T) {who}{flag}  {t.waiting_on}"
+            return f"(T) {who}{flag}  waiting on {t.waiting_on}"
 
-        def emit(name: str, prefix: str, last: bool, path: Set[str]) -> None:
-            lines.append(prefix + ("└── " if last else "├── ") + task_line(name))
+        def groups(names: List[str], path: Set[str]) -> List[List[str]]:
+            by_sig: Dict[Any, List[str]] = {}
+            for n in names:
+                by_sig.setdefault(repr(signature(n, path)), []).append(n)
+            return list(by_sig.values())  # in the order of each group's first name
+
+        def emit(group: List[str], prefix: str, last: bool, path: Set[str]) -> None:
+            name = group[0]
+            lines.append(prefix + ("└── " if last else "├── ") + task_line(name, len(group)))
             prefix += "    " if last else "│   "
+            if len(group) > 1:
+                lines.append(prefix + "    tasks: " + _names_summary(group))
             if name in path:
                 lines.append(prefix + "└── ... (await cycle)")
                 return
@@ -56,12 +99,13 @@ class TaskGraph:
             for f in chain:
                 lines.append(prefix + "└──  " + f"{f.function} {short_path(f.filename)}:{f.lineno}")
                 prefix += "    "
-            kids = self.awaits.get(name, [])
+            kids = groups(self.awaits.get(name, []), path | {name})
             for i, k in enumerate(kids):
                 emit(k, prefix, i == len(kids) - 1, path | {name})
 
-        for i, r in enumerate(self.roots):
-            emit(r, "", i == len(self.roots) - 1, set())
+        top = groups(self.roots, set())
+        for i, g in enumerate(top):
+            emit(g, "", i == len(top) - 1, set())
         for c in self.cycles:
             lines.append("")
             lines.append("deadlock: " + " awaits ".join(c + [c[0]]))
@@ -108,8 +152,18 @@ def build_graph(snap: "Snapshot") -> TaskGraph:
                 g.awaits.setdefault(an, []).append(me)
     finally:
         who_awaits.close()
+    # Deterministic: every list in name order, each cycle starting at its
+    # first name (in await order: each task awaits the next).
+    for d in (g.awaits, g.awaited_by):
+        for k in d:
+            d[k].sort(key=natural_key)
+    g.tasks = dict(sorted(g.tasks.items(), key=lambda kv: natural_key(kv[0])))
     g.roots = [n for n in g.tasks if not g.awaited_by.get(n)]
-    g.cycles = _cycles(g)
+    cycles = []
+    for c in _cycles(g):
+        i = min(range(len(c)), key=lambda j: natural_key(c[j]))
+        cycles.append(c[i:] + c[:i])
+    g.cycles = sorted(cycles, key=lambda c: natural_key(c[0]))
     return g
 
 

@@ -56,6 +56,9 @@ class Growth:
         return self.rows[i]
 
     def format(self) -> str:
+        if self.first:
+            return (f"baseline taken: {self.total_objects} objects tracked; call growth() again to see "
+                    "which types grew since now")
         if not self.rows:
             return "no growth since the previous call"
         width = max(len(r.name) for r in self.rows)
@@ -82,16 +85,27 @@ def _is_asyncio_type(t: type) -> bool:
     return (mod in ("asyncio", "_asyncio", "uvloop") or mod.startswith("asyncio.") or mod.startswith("uvloop."))
 
 
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _is_own(mod: str) -> bool:
+    return mod == "taskleak" or mod.startswith("taskleak.")
+
+
 def _census() -> Tuple[int, Dict[str, int], Dict[str, bool]]:
     total, by_type, by_code = _core.type_census()
     counts: Dict[str, int] = {}
     hot: Dict[str, bool] = {}
     for t, n in by_type:
+        if _is_own(module_of_type(t)):
+            continue  # taskleak's own objects (snapshots, TaskInfo, Frame...) are not the application's growth
         name = qualified_type_name(t)
         counts[name] = counts.get(name, 0) + n
         if _is_asyncio_type(t):
             hot[name] = False
     for code, n in by_code:
+        if code.co_filename.startswith(_OWN_DIR):
+            continue
         name = f"coroutine {code_name(code)} ({os.path.basename(code.co_filename)}:{code.co_firstlineno})"
         counts[name] = counts.get(name, 0) + n
         hot[name] = True
@@ -99,15 +113,18 @@ def _census() -> Tuple[int, Dict[str, int], Dict[str, bool]]:
 
 
 def growth(limit: Optional[int] = 10, collect: bool = False, file: Optional[TextIO] = None) -> Growth:
-    """Object counts by type and their growth since the previous call (the
-    first call counts from zero), like ``objgraph.show_growth``.
+    """Object counts by type and their growth since the previous call, like
+    ``objgraph.show_growth``. The first call takes the baseline: it returns
+    no rows (``first`` is true, and ``format()`` says so).
 
     Only rows that grew are returned, largest growth first, at most ``limit``
     of them (``None``: all). Besides one row per type, live coroutine objects
     are counted per coroutine function (``coroutine heartbeat (app.py:12)``,
     ``kind="coroutine"``); those rows and asyncio/uvloop types are
     highlighted. Counts are of objects the garbage collector tracks (not
-    ints or strings). With ``file``, the table is also printed there.
+    ints or strings); taskleak's own objects (snapshots, ``TaskInfo``,
+    ``Frame``...) are left out. With ``file``, the table is also printed
+    there.
 
     Cost: one heap walk (~10-30 ms per million objects) and no garbage
     collection unless ``collect=True`` (then ``gc.collect()`` runs first,
@@ -125,8 +142,9 @@ def growth(limit: Optional[int] = 10, collect: bool = False, file: Optional[Text
     before = _previous or {}
     first = _previous is None
     _previous = counts
-    rows = [GrowthRow(name, n, n - before.get(name, 0), "coroutine" if hot.get(name) else "type", name in hot)
-            for name, n in counts.items() if n > before.get(name, 0)]
+    rows = [] if first else [
+        GrowthRow(name, n, n - before.get(name, 0), "coroutine" if hot.get(name) else "type", name in hot)
+        for name, n in counts.items() if n > before.get(name, 0)]
     rows.sort(key=lambda r: (-r.delta, -r.count, r.name))
     if limit is not None:
         rows = rows[:limit]

@@ -1,9 +1,12 @@
 """Who holds an object: :func:`who_holds` and :class:`HeapIndex`.
 
-Referrer paths from long-lived roots (module globals, classes, running frames,
-event loops) to an object, found by a backwards search over a reverse
-reference index that ``taskleak._core`` builds in one pass over the heap the
-cyclic garbage collector tracks. No collection runs.
+Referrer paths from long-lived roots (module globals, classes, event loops,
+running frames) to an object, ranked so that the paths explaining the
+retention come first. :func:`who_holds` searches forward from the roots in
+C++ (``_core.forward_search``) and stops at the first level that reaches the
+object; :class:`HeapIndex` builds a reverse reference index in one pass over
+the heap the cyclic garbage collector tracks, for many queries. No
+collection runs.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .. import _core
 from ..tracking import live_tasks
-from .names import code_name, qualified_type_name
+from .names import code_name, module_of_type, qualified_type_name
 
-__all__ = ["HeapIndex", "HolderPath", "who_holds"]
+__all__ = ["HeapIndex", "HolderPath", "who_holds", "holder_paths"]
 
 # taskleak's own frames are never holders.
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +68,9 @@ class HeapIndex:
     references (``tp_traverse``): ~40-100 ms and ~30-40 bytes per object for
     a heap of a million objects (see :attr:`bytes`). A query then costs
     roughly the size of the part of the graph it searches, usually well
-    under a millisecond. Building never runs the garbage collector.
+    under a millisecond. Building never runs the garbage collector. For a
+    single query, :func:`who_holds` is faster: it searches forward from the
+    roots without building an index.
 
     Staleness: the index is a snapshot of object *addresses*; it holds no
     reference to any heap object. Every path a query reports is re-checked
@@ -106,40 +111,133 @@ class HeapIndex:
         return float(self._ix.build_seconds)
 
     def who_holds(self, obj: Any, max_depth: int = 10, max_paths: int = 3) -> List[HolderPath]:
-        """Up to ``max_paths`` shortest referrer paths from a root to ``obj``,
-        each at most ``max_depth`` references long. See :func:`who_holds`."""
+        """Up to ``max_paths`` referrer paths from a root to ``obj``, each at
+        most ``max_depth`` references long, ranked as :func:`who_holds` ranks
+        them."""
+        _check_target(obj, "HeapIndex.who_holds")
         _check_limits(max_depth, max_paths)
-        roots, labels, stops = _collect_roots()
-        found, self.stale = self._ix.who_holds(obj, roots, stops, max_depth, max_paths)
-        if not found and self.stale:
+        r = _Roots.collect(classes=False)  # the index knows its classes
+        roots = r.long_lived + r.frames
+        labels = r.long_lived_labels + r.frame_labels
+        # Ask for more than wanted: ranking may push the shortest (often a
+        # caller's frame) behind paths from long-lived roots.
+        want = max_paths * 4
+        found, self.stale = self._ix.who_holds(obj, roots, r.stops, max_depth, want)
+        if self.stale:
             # The indexed object at this address may be gone and the address
-            # reused by `obj`: look up its referrers live instead.
-            found, _ = self._ix.who_holds(obj, roots, stops, max_depth, max_paths, True)
-        del roots, stops
-        return [_holder_path(root, chain, labels) for root, chain in found]
+            # reused by `obj`: also look up its referrers live.
+            more, _ = self._ix.who_holds(obj, roots, r.stops, max_depth, want, True)
+            found = found + more
+        own = set(r.own_types)
+        paths: List[HolderPath] = []
+        seen = set()
+        for root, chain in found:
+            if any(type(o) in own for o in chain[:-1]):
+                continue
+            p = _holder_path(root, chain, labels)
+            if str(p) not in seen:
+                seen.add(str(p))
+                paths.append(p)
+        del roots, found
+        return _rank(paths)[:max_paths]
 
     def __repr__(self) -> str:
         return f"<HeapIndex objects={self.objects} edges={self.edges} bytes={self.bytes}>"
 
 
 def who_holds(obj: Any, max_depth: int = 10, max_paths: int = 3) -> List[HolderPath]:
-    """Who keeps ``obj`` alive: up to ``max_paths`` shortest chains of strong
-    references (each at most ``max_depth`` long) from a root to ``obj``.
+    """Who keeps ``obj`` alive: up to ``max_paths`` chains of strong
+    references (each at most ``max_depth`` long) from a root to ``obj``,
+    the ones that explain the retention first.
 
-    Roots are module globals, classes (class attributes), local variables of
-    frames that are running right now (in any thread, including coroutines
-    on the active await chain), and event loops. Frames of taskleak itself
-    are ignored. An empty list means nothing reachable from a root holds it;
-    if nothing tracked refers to the object's holders at all, the chain
-    starts at the topmost holder instead (``root_kind == "unrooted"``: held
-    from C code, or garbage in a reference cycle).
+    Ranking: paths from long-lived roots come first - module globals
+    (``root_kind == "module"``), class attributes (``"class"``), state hung
+    on an event loop (``"loop"``) - shortest first within each kind. Local
+    variables of frames running right now, the caller's own included
+    (``"frame"``), come after them, and the loop's own machinery (its ready
+    queue, timers and selector) last. taskleak's own objects (a snapshot, a
+    ``TaskInfo``...) are never part of a path, and its frames are never
+    roots. If nothing reachable from a root holds ``obj`` but something
+    tracked does, the chain starts at the topmost holder (``"unrooted"``:
+    held from C code, or garbage in a reference cycle). An empty list means
+    nothing the collector tracks refers to ``obj``.
 
-    Cost: builds a fresh :class:`HeapIndex` each call (one heap pass, ~40-100
-    ms per million objects, never a garbage collection). For several
-    queries, build one ``HeapIndex()`` and call its ``who_holds``.
+    Cost: a breadth-first search forward from the roots that stops at the
+    first level reaching ``obj`` (no index, no garbage collection; a few
+    ms for an object a few references from a module global, in a heap of a
+    million objects). Only when no root reaches ``obj`` is a
+    :class:`HeapIndex` built. For many queries, build one ``HeapIndex()``.
+
+    Raises ``TypeError`` for ``None``, ``True``, ``False``, ``...`` and
+    ``NotImplemented`` (shared singletons everything refers to) and for
+    non-int limits, ``ValueError`` for limits below 1.
     """
+    _check_target(obj, "who_holds")
     _check_limits(max_depth, max_paths)
-    return HeapIndex().who_holds(obj, max_depth=max_depth, max_paths=max_paths)
+    return holder_paths(obj, max_depth=max_depth, max_paths=max_paths)
+
+
+def holder_paths(obj: Any, *, exclude: List[Any] = (), max_depth: int = 10,  # type: ignore[assignment]
+                 max_paths: int = 3) -> List[HolderPath]:
+    """who_holds() whose paths never pass through the objects in ``exclude``
+    (why(): a Future's holders other than the task awaiting it)."""
+    r = _Roots.collect()
+    r.stops.extend(exclude)
+    paths: List[HolderPath] = []
+    # Phase by phase, in the order of the ranking, until enough are found:
+    # a breadth-first search ends at the first level that reaches `obj`,
+    # so a caller's local variable (one reference away) would otherwise
+    # hide the module global three references away.
+    phases = (
+        (r.long_lived, r.long_lived_labels, r.stops + r.machinery),
+        # The long-lived roots are dead ends here: what they hold was searched.
+        (r.frames, r.frame_labels, r.stops + r.machinery + r.long_lived),
+        (r.loops, r.loop_labels, r.stops),
+    )
+    seen = set()
+    for roots, labels, stops in phases:
+        if len(paths) >= max_paths or not roots:
+            continue
+        found, _visited, _exhausted = _core.forward_search(obj, roots, stops, r.own_types, max_depth, max_paths * 2)
+        for root, chain in found:
+            p = _holder_path(root, chain, labels)
+            if str(p) not in seen:
+                seen.add(str(p))
+                paths.append(p)
+        del found
+    if not paths:
+        # Nothing rooted: the index finds where the holders' chains end.
+        return HeapIndex().who_holds(obj, max_depth=max_depth, max_paths=max_paths)
+    return _rank(paths)[:max_paths]
+
+
+_KIND_RANK = {"module": 0, "class": 1, "loop": 2, "unrooted": 3, "frame": 4}
+#: Attributes of an event loop that are asyncio's own machinery: a task or
+#: handle held there is scheduled, not retained by the application.
+LOOP_MACHINERY = ("_ready", "_scheduled", "_selector")
+
+
+def _is_machinery(p: HolderPath) -> bool:
+    return p.root_kind == "loop" and bool(p.steps) and p.steps[0].lstrip(".").split("[")[0] in LOOP_MACHINERY
+
+
+def _rank(paths: List[HolderPath]) -> List[HolderPath]:
+    """Long-lived roots first (module, class, loop state, unrooted), then the
+    running frames, then the loop's machinery; shortest first within each."""
+    def key(p: HolderPath) -> Tuple[int, int]:
+        rank = 5 if _is_machinery(p) else _KIND_RANK.get(p.root_kind, 3)
+        return (rank, len(p.steps))
+
+    return sorted(paths, key=key)
+
+
+_SINGLETONS = (None, True, False, Ellipsis, NotImplemented)
+
+
+def _check_target(obj: Any, fn: str) -> None:
+    if any(obj is s for s in _SINGLETONS):
+        raise TypeError(f"{fn}() needs the object whose holders you want, not {obj!r}: {obj!r} is a "
+                        "shared singleton that nearly everything refers to")
 
 
 def _check_limits(max_depth: Any, max_paths: Any) -> None:
@@ -173,46 +271,136 @@ def _event_loops() -> List[Any]:
     return list(loops.values())
 
 
-def _collect_roots() -> Tuple[List[Any], List[Tuple[str, str]], List[Any]]:
-    """(root objects, (kind, label) per root, objects the search must not
-    pass through). Computed per query: frames and loops come and go."""
-    roots: List[Any] = []
-    labels: List[Tuple[str, str]] = []
-    for name, mod in list(sys.modules.items()):
-        if isinstance(mod, types.ModuleType):
-            label = ("module", f"module {name}")
-            d = getattr(mod, "__dict__", None)
-            if isinstance(d, dict):
-                roots.append(d)
+def _is_own_module(name: str) -> bool:
+    return name == "taskleak" or name.startswith("taskleak.")
+
+
+_own_types_cache: Tuple[int, List[type]] = (-1, [])
+
+
+def _own_types() -> List[type]:
+    """Every class taskleak defines: their instances (a Snapshot, a
+    TaskInfo, a HeapIndex...) are never part of a holder path."""
+    global _own_types_cache
+    mods = [m for name, m in list(sys.modules.items()) if _is_own_module(name) and isinstance(m, types.ModuleType)]
+    if _own_types_cache[0] == len(mods):
+        return _own_types_cache[1]
+    found: Dict[int, type] = {}
+    for m in mods:
+        for v in list(vars(m).values()):
+            if isinstance(v, type) and _is_own_module(module_of_type(v)):
+                found[id(v)] = v
+    _own_types_cache = (len(mods), list(found.values()))
+    return _own_types_cache[1]
+
+
+def _all_classes() -> List[type]:
+    """Every class alive, from object.__subclasses__() down (a class can hold
+    state without being a module global: a class made in a function)."""
+    out: List[type] = []
+    seen = set()
+    stack: List[type] = [object]
+    while stack:
+        cls = stack.pop()
+        try:
+            subs = type.__subclasses__(cls)
+        except Exception:  # pragma: no cover - exotic metaclasses
+            continue
+        for sub in subs:
+            if id(sub) not in seen:
+                seen.add(id(sub))
+                out.append(sub)
+                stack.append(sub)
+    return out
+
+
+_GENS = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+
+
+def _running_coroutines(loops: List[Any]) -> List[Any]:
+    """The coroutines on the await chain of each loop's running task: their
+    frames are running frames (reached otherwise through asyncio's
+    current-task bookkeeping)."""
+    out: List[Any] = []
+    for loop in loops:
+        try:
+            task = asyncio.current_task(loop)
+        except Exception:
+            continue
+        c = task.get_coro() if task is not None else None
+        while isinstance(c, _GENS) and len(out) < 10_000:
+            out.append(c)
+            c = getattr(c, "cr_await", None) or getattr(c, "gi_yieldfrom", None) or getattr(c, "ag_await", None)
+    return out
+
+
+@dataclass
+class _Roots:
+    """Everything a query starts from, gathered per query (frames and loops
+    come and go). The lists are the caller's to keep alive for the search."""
+
+    long_lived: List[Any]
+    long_lived_labels: List[Tuple[str, str]]
+    frames: List[Any]
+    frame_labels: List[Tuple[str, str]]
+    loops: List[Any]
+    loop_labels: List[Tuple[str, str]]
+    stops: List[Any]
+    machinery: List[Any]
+    own_types: List[Any]
+
+    @classmethod
+    def collect(cls, classes: bool = True) -> "_Roots":
+        roots: List[Any] = []
+        labels: List[Tuple[str, str]] = []
+        for name, mod in list(sys.modules.items()):
+            if isinstance(mod, types.ModuleType) and not _is_own_module(name):
+                label = ("module", f"module {name}")
+                d = getattr(mod, "__dict__", None)
+                if isinstance(d, dict):
+                    roots.append(d)
+                    labels.append(label)
+                roots.append(mod)
                 labels.append(label)
-            roots.append(mod)
-            labels.append(label)
-    for loop in _event_loops():
-        roots.append(loop)
-        labels.append(("loop", f"event loop <{type(loop).__name__}>"))
-    # Running frames are dead ends (their locals are listed as roots of their
-    # own, which also covers 3.11+ where a running frame does not report its
-    # locals to the collector).
-    stops: List[Any] = []
-    for top in list(sys._current_frames().values()):
-        f: Optional[types.FrameType] = top
-        while f is not None:
-            stops.append(f)
-            code = f.f_code
-            # Module-level code runs with its globals as locals: the module
-            # root already covers them.
-            if not code.co_filename.startswith(_OWN_DIR) and f.f_locals is not f.f_globals:
-                local_vars = f.f_locals
-                stops.append(local_vars)  # a dict made for us on 3.10-3.12
-                where = f"running frame {code_name(code)} ({os.path.basename(code.co_filename)}:{f.f_lineno})"
-                for k, v in list(local_vars.items()):
-                    roots.append(v)
-                    labels.append(("frame", f"{where} local {k!r}"))
-            f = f.f_back
-    stops.append(roots)
-    stops.append(labels)
-    stops.append(stops)
-    return roots, labels, stops
+        for klass in _all_classes() if classes else ():
+            if not _is_own_module(module_of_type(klass)):
+                roots.append(klass)
+                labels.append(("class", f"class {qualified_type_name(klass)}"))
+        loops = _event_loops()
+        loop_labels = [("loop", f"event loop <{type(loop).__name__}>") for loop in loops]
+        machinery: List[Any] = []
+        for loop in loops:
+            for attr in LOOP_MACHINERY:
+                v = getattr(loop, attr, None)
+                if v is not None:
+                    machinery.append(v)
+        # Running frames are dead ends (their locals are roots of their own,
+        # which also covers 3.11+ where a running frame does not report its
+        # locals to the collector), and so are the coroutines running them.
+        stops: List[Any] = _running_coroutines(loops)
+        frames: List[Any] = []
+        frame_labels: List[Tuple[str, str]] = []
+        for top in list(sys._current_frames().values()):
+            f: Optional[types.FrameType] = top
+            while f is not None:
+                stops.append(f)
+                code = f.f_code
+                # Module-level code runs with its globals as locals: the module
+                # root already covers them.
+                if not code.co_filename.startswith(_OWN_DIR) and f.f_locals is not f.f_globals:
+                    local_vars = f.f_locals
+                    stops.append(local_vars)  # a dict made for us on 3.10-3.12
+                    where = f"running frame {code_name(code)} ({os.path.basename(code.co_filename)}:{f.f_lineno})"
+                    for k, v in list(local_vars.items()):
+                        frames.append(v)
+                        frame_labels.append(("frame", f"{where} local {k!r}"))
+                f = f.f_back
+        r = cls(roots + loops, labels + loop_labels, frames, frame_labels, list(loops), loop_labels, stops,
+                machinery, list(_own_types()))
+        # The query's own bookkeeping is never a holder.
+        stops.extend([roots, labels, frames, frame_labels, loops, loop_labels, machinery, stops, r.long_lived,
+                      r.long_lived_labels, r.loops, r.loop_labels, r.own_types])
+        return r
 
 
 def _describe(obj: Any) -> str:
@@ -349,9 +537,7 @@ def _steps(chain: List[Any]) -> List[str]:
 def _holder_path(root: int, chain: List[Any], labels: List[Tuple[str, str]]) -> HolderPath:
     if root >= 0:
         kind, label = labels[root]
-        if kind == "frame":
-            # chain[0] is the local variable's value: the label named it.
-            return HolderPath(label, kind, _steps(chain))
+        # For a frame root, chain[0] is the local variable's value: the label named it.
         return HolderPath(label, kind, _steps(chain))
     if root == -1:
         return HolderPath(f"class {qualified_type_name(chain[0])}", "class", _steps(chain))

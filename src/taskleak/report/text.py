@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import heapq
+import re
 from collections import Counter
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from ..frame import Frame, creation_site
 from ..snapshot import Snapshot, register_renderer
@@ -54,6 +55,24 @@ def _names(names: Sequence[str], max_names: int) -> str:
     return shown
 
 
+def waiting_phrase(waiting_on: str) -> str:
+    """ "waiting on X", or the state itself when the task waits on nothing
+    ("running", "ready to run (scheduled)")."""
+    if waiting_on.startswith(("running", "ready to run")):
+        return waiting_on
+    return f"waiting on {waiting_on}"
+
+
+def _natural_key(name: str) -> Tuple[Any, ...]:
+    """"worker-2" before "worker-10"."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+
+#: Up to this many tasks in a group, the names shown are the first in
+#: natural name order; beyond it, the oldest tasks' (names cost a TaskInfo each).
+_SORT_NAMES_UP_TO = 5000
+
+
 def _group_block(snap: "Snapshot", group: List[int], max_frames: int, max_names: int) -> List[str]:
     # Aggregates come from the census' columns: a group can hold 100,000
     # tasks, and only a handful of them are ever turned into TaskInfo.
@@ -63,16 +82,21 @@ def _group_block(snap: "Snapshot", group: List[int], max_frames: int, max_names:
     first = snap._info(group[0])
     head = f"{plural(len(group), 'task')}, {first.state}, {first.coro}()"
     if first.state == "pending":
-        head += f", waiting on {first.waiting_on}"
-    shown = heapq.nsmallest(max_names, group, key=lambda i: (serial[i] or 1 << 62, i))
-    names = [snap._info(i).name for i in shown]
+        head += f", {waiting_phrase(first.waiting_on)}"
+    if len(group) <= _SORT_NAMES_UP_TO:
+        names = heapq.nsmallest(max_names, (snap._info(i).name for i in group), key=_natural_key)
+    else:
+        shown = heapq.nsmallest(max_names, group, key=lambda i: (serial[i] or 1 << 62, i))
+        names = sorted((snap._info(i).name for i in shown), key=_natural_key)
     if len(group) > max_names:
         names.append(f"... ({len(group) - max_names} more)")
     lines = [head, _INDENT + ", ".join(names)]
     births = [created[i] for i in group if created[i] >= 0]
     if births:
         oldest, newest = (snap.taken_ns - min(births)) / 1e9, (snap.taken_ns - max(births)) / 1e9
-        lines.append(f"  age: {newest:.1f}s" + (f" to {oldest:.1f}s" if len(births) > 1 else ""))
+        # A range only when the ages differ at the precision shown.
+        spread = len(births) > 1 and oldest - newest >= 0.1 and f"{oldest:.1f}" != f"{newest:.1f}"
+        lines.append(f"  age: {newest:.1f}s" + (f" to {oldest:.1f}s" if spread else ""))
     parents = Counter(parent[i] for i in group if parent[i])
     if parents:
         who = []
@@ -133,7 +157,7 @@ def format_loss_events(events: Sequence["LossEvent"], *, max_frames: int = 6, ma
             e = g[0]
             head = f"{plural(len(g), 'task')}, {e.coro}()"
             if e.waiting_on:
-                head += f", waiting on {e.waiting_on}"
+                head += f", {waiting_phrase(e.waiting_on)}"
             if e.exception:
                 head += f", raised {e.exception}"
             out.append("")

@@ -80,6 +80,29 @@ def _configure_current_task() -> None:
         _core.set_current_tasks(current)
     elif _asyncio is not None and hasattr(_asyncio, "current_task"):
         _core.set_current_task_getter(_asyncio.current_task)
+        _calibrate_running_task()
+
+
+def _calibrate_running_task() -> None:
+    """3.14+: let the core learn where the thread state keeps the running
+    task (two probe tasks on two private loops must agree), so that the
+    creation hook reads it instead of calling current_task(). Any failure
+    leaves the call in place."""
+    async def _taskleak_probe() -> bool:
+        return _core.calibrate_running_task(asyncio.get_running_loop(), asyncio.current_task())
+
+    if asyncio.events._get_running_loop() is not None:
+        return  # install() from inside a loop: the core calibrates at its first tasks
+    for _ in range(2):
+        loop = asyncio.new_event_loop()
+        try:
+            # Named: no Task-N counter bump.
+            loop.run_until_complete(loop.create_task(_taskleak_probe(), name="taskleak-probe"))
+        except Exception:
+            pass
+        finally:
+            _adopted_loops.discard(loop)
+            loop.close()
 
 
 def _hook_registry() -> bool:
@@ -171,6 +194,11 @@ def install(stack_depth: int = 32) -> None:
         _core.set_loop_callback(_adopt_loop)
         _configure_current_task()
         _mechanism = "registry" if _hook_registry() else "factory"
+        if _mechanism == "factory":
+            # Deaths of asyncio.Task instances reach the core through the
+            # type's finalizer instead of a weakref per task (other task types,
+            # and subclasses made before this call, keep the weakref).
+            _core.hook_task_finalizer(asyncio.Task)
         task_factory.patch_loop_class(always=_mechanism == "factory", on_new_loop=_adopt_loop)
         _patch_runner()
         # Loops starting from now on are adopted before their first task runs.
