@@ -53,7 +53,7 @@ define run_pytest
 	exit $$rc
 endef
 
-.PHONY: help test test-asan install install-asan demo bench clean lint-imports dist
+.PHONY: help test test-asan install install-asan demo bench clean lint-imports dist real-suites
 
 help:
 	@echo "taskleak make targets (PY=$(PY); override with PY=X.Y):"
@@ -62,7 +62,8 @@ help:
 	@echo "  make lint-imports check the package layering (import-linter contract in pyproject.toml)"
 	@echo "  make install      only (re)build and install the package into $(VENV)"
 	@echo "  make demo         install, then: taskleak run examples/leaky_service.py"
-	@echo "  make bench        install, then run every bench/*.py"
+	@echo "  make bench        install, then run every bench/bench_*.py"
+	@echo "  make real-suites  run public projects' test suites plain and with --taskleak (downloads)"
 	@echo "  make dist         sdist + manylinux wheels for 3.10-3.15 in dist/, each smoke-tested"
 	@echo "  make clean        remove build/ and .venv/"
 	@echo "Variables: PY, PYTEST_ARGS, ASAN_PYTEST_ARGS, TESTS, ALLOW_NO_TESTS=1 (accept 'no tests collected')"
@@ -111,12 +112,18 @@ test-asan: install-asan
 demo: install
 	$(VENV)/bin/taskleak run examples/leaky_service.py
 
+# bench/bench_*.py print ratios against plain asyncio and the alternatives;
+# they never fail on speed. bench/real_suites.py (public projects' suites,
+# downloaded) is run on its own: make real-suites.
 bench: install
-	@shopt -s nullglob; files=(bench/*.py); \
+	@shopt -s nullglob; files=(bench/bench_*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "taskleak: no bench/*.py yet"; exit 0; fi; \
 	rc=0; for f in "$${files[@]}"; do \
 		echo "=== $$f"; $(VENV)/bin/python "$$f" || { echo "taskleak: $$f failed"; rc=1; }; \
 	done; exit $$rc
+
+real-suites: install
+	$(VENV)/bin/python bench/real_suites.py
 
 # sdist + manylinux wheels for 3.10-3.15, each smoke-tested without a compiler.
 dist:
