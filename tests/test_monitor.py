@@ -7,6 +7,8 @@ import gc
 import json
 import logging
 import os
+import sys
+import subprocess
 import threading
 import time
 
@@ -336,6 +338,32 @@ def test_forked_child_gets_a_running_monitor_of_its_own():
         assert got == b"1"
     finally:
         mon.stop()
+
+
+FORK_WHILE_THE_SAMPLER_WAITS = """
+import os, sys, time, taskleak
+mon = taskleak.Monitor(interval=1.0).start()
+time.sleep(0.2)                # the sampler thread now waits on its condition variable
+pid = os.fork()
+if pid == 0:
+    time.sleep(0.2)
+    mon.stop()
+    sys.exit(0)                # a normal exit: the inherited sampler is freed
+_, status = os.waitpid(pid, 0)
+mon.stop()
+print("exit", status)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_while_the_sampler_waits_never_hangs_parent_or_child():
+    # The child inherits the condition variable with the parent's sampler
+    # thread registered as a waiter; destroying it there used to block
+    # forever inside glibc (found by issue 11's agent fork test).
+    r = subprocess.run([sys.executable, "-c", FORK_WHILE_THE_SAMPLER_WAITS], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "exit 0"
 
 
 def test_stop_from_on_alert_is_safe(lt):

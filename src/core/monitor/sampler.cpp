@@ -60,6 +60,13 @@ void Sampler::forget_after_fork() {
     // The std::thread names a thread of the parent: destroying or joining it
     // here is undefined. Overwrite the handle without running its destructor.
     new (&thread_) std::thread();
+    // The mutex and condition variable are copies of the parent's, taken
+    // while its sampler thread was waiting on them (or holding the mutex):
+    // glibc's pthread_cond_destroy then waits forever for a waiter that does
+    // not exist in this process, and the mutex may look locked. Start both
+    // afresh, again without running the destructors (they own no memory).
+    new (&mu_) std::mutex();
+    new (&cv_) std::condition_variable();
     tally_after_fork();
     running_ = false;
     stop_ = false;
