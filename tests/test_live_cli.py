@@ -416,11 +416,6 @@ def test_taskleak_run_monitor_starts_the_agent(runtime_dir, tmp_path):
 
 
 def test_taskleak_monitor_env_starts_the_agent(runtime_dir, tmp_path):
-    import taskleak.monitor.autostart as autostart
-
-    if "start_agent" not in pathlib.Path(autostart.__file__).read_text():
-        pytest.xfail("integration pending: issue 10's monitor/autostart.py must call "
-                     "http_server.start_agent(mon) after starting the monitor (see the issue 11 report)")
     env = dict(os.environ, TASKLEAK_MONITOR="0.1")
     p, pid = _program_pid([sys.executable], env, tmp_path)
     try:

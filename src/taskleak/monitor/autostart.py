@@ -13,6 +13,8 @@ line at every start-up, and that line imports this module only when
   each with an optional ``=budget``.
 * ``TASKLEAK_MONITOR_PROMETHEUS=1``: register the collector with
   prometheus_client's global registry (the service exposes it as usual).
+* The Unix-socket agent starts with the monitor, so ``taskleak ps/top/dump
+  PID`` reach the process; ``TASKLEAK_AGENT=0`` leaves it off.
 
 A bad value is reported on stderr and the program runs without a monitor:
 start-up never fails because of taskleak.
@@ -24,9 +26,10 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Union
 
-__all__ = ["parse_interval", "parse_allow", "start_from_environment", "monitor"]
+__all__ = ["parse_interval", "parse_allow", "start_from_environment", "monitor", "agent"]
 
 monitor: Optional[Any] = None
+agent: Optional[Any] = None  # the Unix-socket agent, for `taskleak ps/top/dump PID`
 
 _ON = {"1", "true", "yes", "on"}
 _OFF = {"", "0", "false", "no", "off"}
@@ -66,7 +69,7 @@ def parse_allow(value: str) -> List[Union[str, Dict[str, int]]]:
 
 def start_from_environment(environ: Optional[Dict[str, str]] = None) -> Optional[Any]:
     """Start the monitor the environment asks for; return it (or None)."""
-    global monitor
+    global monitor, agent
     env = os.environ if environ is None else environ
     try:
         interval = parse_interval(env.get("TASKLEAK_MONITOR", ""))
@@ -81,6 +84,9 @@ def start_from_environment(environ: Optional[Dict[str, str]] = None) -> Optional
 
             register(mon)
         monitor = mon.start()
+        from .http_server import start_agent
+
+        agent = start_agent(mon, env)  # never raises; TASKLEAK_AGENT=0 turns it off
         return mon
     except Exception as e:  # never break the program's start-up
         print(f"taskleak: monitor not started: {e}", file=sys.stderr)
