@@ -211,3 +211,11 @@ def test_a_forked_child_gets_an_agent_of_its_own(runtime_dir):
     out = json.loads(p.stdout)
     assert out["path"].endswith(f"/{out['child']}.sock") and out["pid"] == out["child"]
     assert out["parent_ok"] is True
+
+
+def test_the_socket_file_goes_with_the_process(runtime_dir):
+    code = "import taskleak, os; srv = taskleak.serve(unix=True, interval=0.1); print(srv.path, flush=True)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    path = p.stdout.strip()
+    assert path.endswith(".sock") and str(runtime_dir) in path and not os.path.exists(path)
