@@ -336,3 +336,33 @@ def test_forked_child_gets_a_running_monitor_of_its_own():
         assert got == b"1"
     finally:
         mon.stop()
+
+
+def test_stop_from_on_alert_is_safe(lt):
+    # on_alert runs on the sampler thread: stopping the monitor from there
+    # must neither deadlock (joining itself) nor free the running sampler.
+    done = threading.Event()
+    holder = {}
+
+    def on_alert(a):
+        holder["mon"].stop()
+        done.set()
+
+    mon = holder["mon"] = taskleak.Monitor(interval=0.01, on_alert=on_alert, **FAST)
+    before = _native_threads()
+    mon.start()
+    for _ in range(200):
+        if done.is_set():
+            break
+        lt.run(spawn_leak(2))
+        time.sleep(0.01)
+    assert done.wait(10)
+    assert not mon.running
+    n = len(mon.samples())
+    deadline = time.monotonic() + 10
+    while before is not None and _native_threads() != before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if before is not None:
+        assert _native_threads() == before
+    time.sleep(0.05)
+    assert len(mon.samples()) == n

@@ -3,6 +3,11 @@
 For each task: where it was created, where it is suspended, what it waits on.
 Start with :func:`install` (cheap, process-wide creation tracking), then take a
 :func:`snapshot` and print ``snapshot().format()``.
+
+PYTEST_DONT_REWRITE: with ``TASKLEAK_MONITOR`` set, this package is imported
+at interpreter start (the .pth hook), before pytest loads taskleak's plugin;
+the marker keeps pytest from warning that it cannot rewrite this module
+(which has no asserts), a warning that ``-W error`` turns into a failure.
 """
 
 from __future__ import annotations

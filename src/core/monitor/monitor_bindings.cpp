@@ -88,6 +88,7 @@ void bind_monitor(nb::module_ &m) {
         d["holds"] = t.holds;
         d["wall_ns"] = t.wall_ns;
         d["created_total"] = tracker().tracked_total;
+        d["generation"] = t.generation;
         return d;
     }, "max_hold_ns"_a = 0,
        "Count tracked tasks by state and group (stack_id, code, pending, done, oldest_ns, example_weakref).");

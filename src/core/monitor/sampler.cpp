@@ -1,5 +1,6 @@
 #include "monitor/sampler.hpp"
 #include "monitor/rss.hpp"
+#include "monitor/task_tally.hpp"
 #include <chrono>
 #include <new>
 
@@ -59,6 +60,7 @@ void Sampler::forget_after_fork() {
     // The std::thread names a thread of the parent: destroying or joining it
     // here is undefined. Overwrite the handle without running its destructor.
     new (&thread_) std::thread();
+    tally_after_fork();
     running_ = false;
     stop_ = false;
 }

@@ -17,6 +17,11 @@ static Py_ssize_t g_state_off = -1;   // int: 0 pending, 1 cancelled, 2 finished
 static Py_ssize_t g_coro_off = -1;    // PyObject *
 static Py_ssize_t g_code_off = -1;    // in a coroutine: code pointer (low bits may tag)
 
+// Passes in progress (one may be waiting between chunks while another runs).
+static int g_passes = 0;
+
+void tally_after_fork() { g_passes = 0; }
+
 const char *tally_mode() { return g_state_off >= 0 ? "fields" : "attributes"; }
 
 TaskTally::~TaskTally() {
@@ -176,12 +181,21 @@ struct SlotInfo {
 struct GroupKeyInfo {
     Key key;  // key.code is a strong reference
 };
+// Each group holds a reference on its creation stack: a stack id with no
+// task left would otherwise be freed and reused for another stack, and the
+// group (and its name) would be wrong. `generation` changes when the groups
+// are dropped, so that names cached by id elsewhere are dropped too.
 struct TallyCache {
     std::vector<SlotInfo> slots;
     std::vector<GroupKeyInfo> groups;
     std::unordered_map<Key, uint32_t, KeyHash> where;
+    uint64_t generation = 1;
     void clear() {
-        for (GroupKeyInfo &g : groups) Py_DECREF(g.key.code);
+        ++generation;
+        for (GroupKeyInfo &g : groups) {
+            if (g.key.stack < StackTable::DROPPED) tracker().stacks.decref(g.key.stack);
+            Py_DECREF(g.key.code);
+        }
         groups.clear();
         where.clear();
         slots.assign(slots.size(), SlotInfo{});
@@ -198,6 +212,7 @@ static uint32_t group_id(TallyCache &c, uint32_t stack, PyObject *code) {
     auto it = c.where.find(k);
     if (it != c.where.end()) return it->second;
     uint32_t gid = (uint32_t)c.groups.size();
+    if (stack < StackTable::DROPPED) tracker().stacks.incref(stack);
     c.groups.push_back(GroupKeyInfo{Key{stack, Py_NewRef(code)}});
     c.where.emplace(k, gid);
     return gid;
@@ -209,9 +224,8 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     // Keys of groups that no longer have tasks accumulate; start afresh
     // past a bound (the next pass recomputes every slot once) - but not under
     // a pass of another monitor that dropped the GIL halfway.
-    static int passes = 0;
-    if (c.groups.size() > 8192 && passes == 0) c.clear();
-    ++passes;
+    if (c.groups.size() > 8192 && g_passes == 0) c.clear();
+    ++g_passes;
     struct Acc {
         uint32_t pending = 0, done = 0;
         int64_t oldest = INT64_MAX;
@@ -303,7 +317,7 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
             a.example_pending = st == 0;
         }
     }
-    --passes;
+    --g_passes;
     for (size_t gid = 0; gid < acc.size() && gid < c.groups.size(); ++gid) {
         const Acc &a = acc[gid];
         if (a.pending == 0 && a.done == 0) continue;
@@ -321,6 +335,7 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     out.max_hold_ns = std::max(out.max_hold_ns, end - hold_start);
     ++out.holds;
     out.wall_ns = end - start;
+    out.generation = c.generation;
 }
 
 }  // namespace taskleak

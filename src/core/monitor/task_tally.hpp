@@ -31,12 +31,17 @@ struct TaskTally {
     int64_t max_hold_ns = 0; // longest single hold
     int holds = 0;
     int64_t wall_ns = 0;
+    uint64_t generation = 0; // changes when stack ids and code objects of groups may be reused
     ~TaskTally();
 };
 
 // Must be called with the GIL held; returns with it held. With
 // max_hold_ns > 0 the GIL is released between chunks of the table.
 void tally_tasks(TaskTally &out, int64_t max_hold_ns);
+
+// In a forked child: a pass the parent's sampler thread had in progress
+// will never finish there.
+void tally_after_fork();
 
 // Which implementation reads task state: "fields" (offsets found by probing
 // real tasks at start-up) or "attributes" (getattr, any Task class).

@@ -41,6 +41,11 @@ _LOSS_NAMES = {"destroyed-pending": "gc-pending", "never-retrieved": "never-retr
 # Every running monitor, so that interpreter exit and fork can stop them.
 _RUNNING: "weakref.WeakSet[Monitor]" = weakref.WeakSet()
 
+# stop() called on the sampler thread itself (from on_alert): the native
+# Sampler must outlive the callback it is still running, so it is kept here.
+_RETIRED: List[Any] = []
+_on_sampler = threading.local()
+
 OTHER = "other"
 
 
@@ -156,6 +161,7 @@ class Monitor:
         self._jsonl_path = jsonl
         self._jsonl: Any = None
         self._examples: Dict[str, Any] = {}
+        self._generation = 0
         self._n = 0
 
     # -- lifecycle -------------------------------------------------------------
@@ -184,7 +190,9 @@ class Monitor:
         if sampler is None:
             return
         self._sampler = None
-        sampler.stop()  # releases the GIL while it joins
+        sampler.stop()  # releases the GIL while it joins (or, from its own thread, only asks it to end)
+        if getattr(_on_sampler, "active", False):
+            _RETIRED.append(sampler)
         _RUNNING.discard(self)
         if self._jsonl is not None:
             self._exporters.remove(self._jsonl)
@@ -255,11 +263,13 @@ class Monitor:
 
     def _tick(self, rss: int) -> None:
         # Called by the sampler thread with the GIL held; must never raise.
+        _on_sampler.active = True
         try:
             self._take(rss)
         except Exception:
             log.exception("taskleak: monitor sample failed")
         finally:
+            _on_sampler.active = False
             # logging asks threading for the current thread, which registers
             # this native thread as a _DummyThread that would outlive stop().
             ident = threading.get_ident()
@@ -298,6 +308,10 @@ class Monitor:
     def _measure(self, rss: int) -> Sample:
         raw = _core.tally_tasks(self._max_hold_ns)
         self._last_tally = raw
+        if raw["generation"] != self._generation:
+            # The native group table started afresh: ids may name other stacks now.
+            self._generation = raw["generation"]
+            self._labels = {}
         now_ns = _core.monotonic_ns()
         groups: List[Tuple[str, str, int, int, int, Any, bool]] = []
         matched: Dict[int, List[Tuple[int, int]]] = {}
@@ -314,7 +328,8 @@ class Monitor:
                     matched.setdefault(idx, []).append((pending, done))
                     allowed = True
             groups.append((site, coro, pending, done, oldest_ns, example, allowed))
-        # Forget labels of stacks no longer alive (their ids may be reused).
+        # Group ids stay valid while the native table pins their stacks; keep
+        # the label cache about as small as the live groups.
         if len(self._labels) > 2 * len(seen_keys) + 64:
             self._labels = {k: v for k, v in self._labels.items() if k in seen_keys}
         al_p = al_d = 0
