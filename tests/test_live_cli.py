@@ -11,6 +11,7 @@ import json
 import os
 import pathlib
 import pwd
+import select
 import shutil
 import socket
 import subprocess
@@ -239,6 +240,12 @@ def test_error_stopped_agent(runtime_dir):
 def _run_as_nobody(argv: list) -> tuple:
     """Run the CLI in a forked child that became uid nobody (no exec: the
     interpreter and taskleak are already loaded)."""
+    # A monitor running in this process would be restarted in the child
+    # (issue 10's at-fork hook): stop leftovers of earlier tests first.
+    from taskleak.monitor.monitor import _RUNNING
+
+    for m in list(_RUNNING):
+        m.stop()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
@@ -254,11 +261,16 @@ def _run_as_nobody(argv: list) -> tuple:
             os._exit(code if isinstance(code, int) else 98)
     os.close(w)
     err = b""
-    while True:
-        b = os.read(r, 65536)
-        if not b:
-            break
-        err += b
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([r], [], [], 1.0)
+        if ready:
+            b = os.read(r, 65536)
+            if not b:
+                break
+            err += b
+    else:
+        os.kill(pid, 9)      # never leave a hung child behind
     os.close(r)
     _, st = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(st), err.decode()
