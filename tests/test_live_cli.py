@@ -136,6 +136,10 @@ def test_ps_dump_snapshot_why_top_through_the_agent(agent_proc, tmp_path):
 def test_top_on_a_terminal_redraws_in_place_and_quits_on_q(agent_proc):
     import pty
 
+    from taskleak.monitor.monitor import _RUNNING
+
+    for m in list(_RUNNING):   # see _run_as_nobody
+        m.stop()
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - child
         os.execv(sys.executable, [sys.executable, "-m", "taskleak", "top", str(agent_proc.pid), "-d", "0.2"])
@@ -156,6 +160,9 @@ def test_top_on_a_terminal_redraws_in_place_and_quits_on_q(agent_proc):
         done, st = os.waitpid(pid, os.WNOHANG)
         status = st if done else None
     os.close(fd)
+    if status is None:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
     assert status is not None and os.waitstatus_to_exitcode(status) == 0
     assert out.count(b"\x1b[H\x1b[2J") >= 2 and b"q: quit" in out and b"stuck" in out
 
