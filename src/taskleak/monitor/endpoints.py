@@ -189,12 +189,13 @@ class Endpoints:
         name = req.param("task")
         if not name:
             raise HttpError(400, "give the task: /api/why?task=NAME")
-        snap = take_snapshot()
-        task = find_task(snap, name)
-        del snap
-        if task is None:
-            raise HttpError(404, f"no live task named {name[:200]!r}")
-        w = why(task, quiet=True)
+        with self._lock:   # one snapshot at a time, like the cached answers
+            snap = take_snapshot()
+            task = find_task(snap, name)
+            del snap
+            if task is None:
+                raise HttpError(404, f"no live task named {name[:200]!r}")
+            w = why(task, quiet=True)
         d = _clean(w.to_dict())
         d["text"] = str(w)
         return _json(d)
