@@ -5,8 +5,9 @@
    with the 1-second answer cache cleared first (the cost a fresh snapshot has).
    Printed next to ``taskleak.dump()`` into a string: the same work without HTTP.
 2. The event loop's task create+complete throughput while a client polls
-   /api/tasks every 100 ms, side by side with no server at all and with an
-   idle server (interleaved rounds, medians).
+   /api/tasks every 100 ms, side by side with no server at all, with the
+   monitor alone (what serve() starts) and with an idle server (interleaved
+   rounds, medians).
 
     .venv/py3.11/bin/python bench/bench_live_endpoint.py [--quick]
 """
@@ -85,14 +86,17 @@ def throughput(rounds: int, per_round: int) -> None:
             await asyncio.gather(*[asyncio.get_running_loop().create_task(_noop()) for _ in range(100)])
         return per_round / (time.perf_counter() - t0)
 
-    results: dict = {"no server": [], "idle server": [], "polled every 100 ms": []}
+    results: dict = {"no server": [], "monitor only": [], "idle server": [], "polled every 100 ms": []}
     for _ in range(rounds):
         for variant in results:
             srv = None
+            mon = None
             stop = threading.Event()
             poller = None
             if variant != "no server":
-                srv = taskleak.serve(interval=10)
+                mon = taskleak.Monitor(interval=10).start()
+            if variant not in ("no server", "monitor only"):
+                srv = taskleak.serve(monitor=mon)
             if variant == "polled every 100 ms":
                 def poll() -> None:
                     while not stop.is_set():
@@ -108,6 +112,8 @@ def throughput(rounds: int, per_round: int) -> None:
                     poller.join()
                 if srv is not None:
                     srv.close()
+                if mon is not None:
+                    mon.stop()
     base = statistics.median(results["no server"])
     print(f"\ntask create+complete throughput (taskleak installed in every variant), median of {rounds} rounds")
     for variant, xs in results.items():
