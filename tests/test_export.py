@@ -3,6 +3,7 @@ prometheus_client's own parser), the prometheus_client collector, and
 OpenTelemetry's SDK with its in-memory reader."""
 
 import asyncio
+import gc
 
 import pytest
 
@@ -19,6 +20,14 @@ NAMES = {
 }
 
 HELD = []
+
+
+@pytest.fixture(autouse=True)
+def collect_our_garbage():
+    # The SDKs leave reference cycles behind; collect them here rather than
+    # in the middle of a later test that counts objects (test_heap's growth()).
+    yield
+    gc.collect()
 
 
 @pytest.fixture

@@ -218,6 +218,9 @@ static uint32_t group_id(TallyCache &c, uint32_t stack, PyObject *code) {
     return gid;
 }
 
+// How many slots ahead the pass asks for a pending task's state.
+static constexpr size_t PREFETCH_AHEAD = 8;
+
 void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     Tracker &t = tracker();
     TallyCache &c = cache();
@@ -256,9 +259,9 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         if (c.slots.size() < n) c.slots.resize(n + n / 4 + 64);
 #if defined(__GNUC__)
         // Pending tasks cost one read of their state: ask for it early.
-        if (fast_state && i + 8 < n) {
-            const CreationRecord *ahead = t.tasks.slot(i + 8);
-            const SlotInfo &k = c.slots[i + 8];
+        if (fast_state && i + PREFETCH_AHEAD < n) {
+            const CreationRecord *ahead = t.tasks.slot(i + PREFETCH_AHEAD);
+            const SlotInfo &k = c.slots[i + PREFETCH_AHEAD];
             if (ahead != nullptr && k.serial == ahead->serial && k.fast && !k.done)
                 __builtin_prefetch((char *)ahead->task + g_state_off);
         }

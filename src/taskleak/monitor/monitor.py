@@ -21,6 +21,8 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence
 
 from .. import _core
 from ..frame import creation_site, frames_from_raw, user_frame
+# A Snapshot over just the example tasks of a group (a census of a few tasks,
+# not of all 100k): the model's constructor, used as snapshot() does.
 from ..snapshot import Snapshot, _Shared
 from ..tracking import install
 from ..tracking import installer as _installer
