@@ -159,15 +159,23 @@ def test_a_directory_of_another_user_is_refused(runtime_dir):
 
 
 FORK_PROBE = """
-import os, sys, time, taskleak
+import os, signal, sys, time, taskleak
 m = taskleak.Monitor(interval=1.0).start()
 time.sleep(0.2)
 pid = os.fork()
 if pid == 0:
     os._exit(0)
-os.waitpid(pid, 0)
+deadline = time.monotonic() + 5
+while time.monotonic() < deadline:
+    if os.waitpid(pid, os.WNOHANG)[0]:
+        print("ok")
+        break
+    time.sleep(0.05)
+else:                      # never leave a hung child behind
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    print("hang")
 m.stop()
-print("ok")
 """
 
 PREFORK_SERVER = """
@@ -202,11 +210,19 @@ srv.close()
 def test_a_forked_child_gets_an_agent_of_its_own(runtime_dir):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__))
     # A monitor's sampler waiting at fork time once hung the child (and so
-    # the parent's waitpid): this must finish.
-    probe = subprocess.run([sys.executable, "-c", FORK_PROBE], timeout=60, capture_output=True, env=env)
-    assert probe.returncode == 0 and probe.stdout.strip() == b"ok", probe.stderr.decode()
+    # the parent's waitpid): the probe must see the child end.
+    probe = subprocess.run([sys.executable, "-c", FORK_PROBE], timeout=60, capture_output=True, text=True, env=env)
+    assert probe.stdout.strip() == "ok", probe.stdout + probe.stderr
     p = subprocess.run([sys.executable, "-c", PREFORK_SERVER], timeout=60, capture_output=True, env=env)
     assert p.returncode == 0, p.stderr.decode()
     out = json.loads(p.stdout)
     assert out["path"].endswith(f"/{out['child']}.sock") and out["pid"] == out["child"]
     assert out["parent_ok"] is True
+
+
+def test_the_socket_file_goes_with_the_process(runtime_dir):
+    code = "import taskleak, os; srv = taskleak.serve(unix=True, interval=0.1); print(srv.path, flush=True)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    path = p.stdout.strip()
+    assert path.endswith(".sock") and str(runtime_dir) in path and not os.path.exists(path)

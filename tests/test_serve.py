@@ -358,3 +358,17 @@ def test_snapshots_while_the_loop_churns_tasks(service, caplog):
     finally:
         srv.close()
         service.loop.call_soon_threadsafe(churner.cancel)
+
+
+def test_listings_are_shared_between_clients(server, monkeypatch):
+    from taskleak.monitor import endpoints
+
+    monkeypatch.setattr(endpoints, "CACHE_SECONDS", 600.0)
+    server._endpoints._cache.clear()
+    first = get_json(server.url, "/api/tasks")
+    again = get_json(server.url, "/api/tasks")
+    assert again["time"] == first["time"]          # the same snapshot, not a new one
+    other = get_json(server.url, "/api/tasks?groups=5")
+    assert other["time"] != first["time"]          # another question, its own answer
+    server._endpoints._cache.clear()
+    assert get_json(server.url, "/api/tasks")["time"] > first["time"]

@@ -15,6 +15,7 @@ peer's uid is checked on every connection.
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import ipaddress
 import logging
@@ -313,6 +314,18 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _close_all_at_exit() -> None:
+    # The agent's socket file goes with the process.
+    for srv in list(_LIVE):
+        try:
+            srv.close()
+        except Exception:
+            pass
+
+
+atexit.register(_close_all_at_exit)
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None, unix: bool = False, *,

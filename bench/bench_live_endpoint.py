@@ -1,0 +1,129 @@
+"""What does the debug endpoint (taskleak.serve) cost, and how fast does it answer?
+
+1. Latency of each endpoint with N pending tasks in the process (N = 1,000,
+   10,000, 100,000 in 200 creation sites), median of REPEATS requests, each
+   with the 1-second answer cache cleared first (the cost a fresh snapshot has).
+   Printed next to ``taskleak.dump()`` into a string: the same work without HTTP.
+2. The event loop's task create+complete throughput while a client polls
+   /api/tasks every 100 ms, side by side with no server at all, with the
+   monitor alone (what serve() starts) and with an idle server (interleaved
+   rounds, medians).
+
+    .venv/py3.11/bin/python bench/bench_live_endpoint.py [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+
+import taskleak
+
+REPEATS = 5
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url) as r:
+        return r.read()
+
+
+async def _park(ev: asyncio.Event) -> None:
+    await ev.wait()
+
+
+def latency(n: int) -> None:
+    src = "\n".join(f"def make_{i}(coro, ev, k):\n    return [asyncio.ensure_future(coro(ev)) for _ in range(k)]"
+                    for i in range(200))
+    ns: dict = {"asyncio": asyncio}
+    exec(compile(src, "sites.py", "exec"), ns)
+
+    async def main() -> None:
+        ev = asyncio.Event()
+        tasks = [t for i in range(200) for t in ns[f"make_{i}"](_park, ev, n // 200)]
+        await asyncio.sleep(0)
+        srv = taskleak.serve(interval=3600)
+        rows = []
+        try:
+            for path in ("/api/tasks", "/tasks.txt", "/api/snapshot", "/metrics", "/api/samples"):
+                times, size = [], 0
+                for _ in range(REPEATS):
+                    srv._endpoints._cache.clear()
+                    t0 = time.perf_counter()
+                    size = len(await asyncio.to_thread(_get, srv.url.rstrip("/") + path))
+                    times.append(time.perf_counter() - t0)
+                rows.append((path, statistics.median(times), size))
+            times = []
+            for _ in range(REPEATS):
+                t0 = time.perf_counter()
+                buf = io.StringIO()
+                await asyncio.to_thread(taskleak.dump, buf, growth=False)
+                times.append(time.perf_counter() - t0)
+            rows.append(("taskleak.dump() (no HTTP)", statistics.median(times), len(buf.getvalue())))
+        finally:
+            srv.close()
+            ev.set()
+            await asyncio.gather(*tasks)
+        print(f"\n{n:,} pending tasks in 200 groups")
+        for path, t, size in rows:
+            print(f"  {path:<28} {t * 1000:9.1f} ms  {size / 1024:9.1f} KiB")
+
+    asyncio.run(main())
+
+
+async def _noop() -> None:
+    pass
+
+
+def throughput(rounds: int, per_round: int) -> None:
+    async def run_batch() -> float:
+        t0 = time.perf_counter()
+        for _ in range(per_round // 100):
+            await asyncio.gather(*[asyncio.get_running_loop().create_task(_noop()) for _ in range(100)])
+        return per_round / (time.perf_counter() - t0)
+
+    results: dict = {"no server": [], "monitor only": [], "idle server": [], "polled every 100 ms": []}
+    for _ in range(rounds):
+        for variant in results:
+            srv = None
+            mon = None
+            stop = threading.Event()
+            poller = None
+            if variant != "no server":
+                mon = taskleak.Monitor(interval=10).start()
+            if variant not in ("no server", "monitor only"):
+                srv = taskleak.serve(monitor=mon)
+            if variant == "polled every 100 ms":
+                def poll() -> None:
+                    while not stop.is_set():
+                        _get(srv.url.rstrip("/") + "/api/tasks")
+                        stop.wait(0.1)
+                poller = threading.Thread(target=poll)
+                poller.start()
+            try:
+                results[variant].append(asyncio.run(run_batch()))
+            finally:
+                stop.set()
+                if poller is not None:
+                    poller.join()
+                if srv is not None:
+                    srv.close()
+                if mon is not None:
+                    mon.stop()
+    base = statistics.median(results["no server"])
+    print(f"\ntask create+complete throughput (taskleak installed in every variant), median of {rounds} rounds")
+    for variant, xs in results.items():
+        m = statistics.median(xs)
+        print(f"  {variant:<22} {m:12,.0f} tasks/s   {m / base:6.3f}x")
+
+
+if __name__ == "__main__":
+    quick = "--quick" in sys.argv
+    taskleak.install()
+    for n in ((1_000, 10_000) if quick else (1_000, 10_000, 100_000)):
+        latency(n)
+    throughput(3 if quick else 7, 20_000 if quick else 100_000)
