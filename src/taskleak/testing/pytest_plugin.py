@@ -406,8 +406,8 @@ class TaskleakPlugin:
         if call.excinfo is not None and getattr(call.excinfo.value, "_taskleak_plugin", False):
             # The report is the whole story; the plugin's frames are noise.
             rep.longrepr = call.excinfo.getrepr(style="value")
-        if call.when == "call" and rep.failed:
-            item.stash[_CALL_FAILED] = True
+        if call.when in ("setup", "call") and rep.failed:
+            item.stash[_CALL_FAILED] = True  # its own error comes first: leaks go to the summary
         if call.when == self.phase and _ROWS in item.stash:
             rep.user_properties.append(("taskleak", item.stash[_ROWS]))
             if _TEXT in item.stash:
