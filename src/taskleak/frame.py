@@ -62,10 +62,19 @@ def is_test_framework(filename: str) -> bool:
     return any(p in filename for p in _FRAMEWORK_PARTS) or filename.endswith(_FRAMEWORK_FILES)
 
 
+# The backport of asyncio.Runner (what pytest-asyncio runs on 3.10) is asyncio.
+_ASYNCIO_BACKPORT = os.sep + os.path.join("backports", "asyncio") + os.sep
+
+
+def is_asyncio(filename: str) -> bool:
+    """A frame of asyncio itself (or of its Runner backport)."""
+    return filename.startswith(_ASYNCIO_DIR) or _ASYNCIO_BACKPORT in filename
+
+
 def is_machinery(filename: str) -> bool:
     """Frames of asyncio itself, of taskleak or of the test runner: never the
     interesting site."""
-    return filename.startswith(_ASYNCIO_DIR) or filename.startswith(_TASKLEAK_DIR) or is_test_framework(filename)
+    return is_asyncio(filename) or filename.startswith(_TASKLEAK_DIR) or is_test_framework(filename)
 
 
 def is_library(filename: str) -> bool:

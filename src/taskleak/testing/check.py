@@ -35,7 +35,7 @@ from ..heap.holders import holder_paths
 from ..snapshot import Snapshot, _Shared
 from ..task_info import DetachedTaskInfo, TaskInfo
 from ..tracking import scopes
-from ..tracking.loss_events import exception_text, is_asyncgen_finalizer, scope_events
+from ..tracking.loss_events import exception_text, is_asyncgen_finalizer, patch_runner_shutdowns, scope_events
 from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
 from .leak_report import format_leaks
 from .loop_blocked import BlockingScope, LoopBlockedError, format_blocked, validate_blocking
@@ -136,6 +136,7 @@ class LeakCheck:
         self.leaks = []
         self._to_cancel = []
         tracking.install()
+        patch_runner_shutdowns()  # runner modules imported since install()
         self._scope = scopes.open_scope(self.label)
         self._token = scopes.SCOPE_VAR.set(self._scope.id)
         if self.blocking is not None:

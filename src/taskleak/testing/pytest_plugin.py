@@ -21,7 +21,6 @@ go to the terminal summary, not through ``warnings``.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import os
@@ -32,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 import pytest
 
 from .. import _core, tracking
-from ..frame import Frame, creation_site, is_test_framework, user_frame
+from ..frame import Frame, creation_site, is_asyncio, is_test_framework, user_frame
 from ..task_info import DetachedTaskInfo, TaskInfo
 from ..tracking import loss_events as loss_events_mod
 from ..tracking import scopes
@@ -56,7 +55,7 @@ def _is_harness_task(info: TaskInfo) -> bool:
     if info.coro == "TestRunner._run_tests_and_fixtures":
         return True
     for f in info.created_at or ():
-        if f.filename.startswith(_ASYNCIO_DIR):
+        if is_asyncio(f.filename):
             if f.function.endswith("Handle._run"):
                 return False  # created inside the loop (by a task or a callback): not by the runner
             continue
@@ -70,7 +69,6 @@ def _is_runner_task(task: Any) -> bool:
     return getattr(coro, "__qualname__", None) == "TestRunner._run_tests_and_fixtures"
 
 
-_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 _ANYIO_BACKEND = os.path.join("anyio", "_backends", "_asyncio.py")
 HARNESS_IGNORE = (_is_harness_task,)
 MARKER_OPTIONS = ("grace", "ignore", "kinds", "on_leak", "collect", "blocking")  # blocking: pytest_blocking.py
@@ -412,8 +410,8 @@ class TaskleakPlugin:
         if call.excinfo is not None and getattr(call.excinfo.value, "_taskleak_plugin", False):
             # The report is the whole story; the plugin's frames are noise.
             rep.longrepr = call.excinfo.getrepr(style="value")
-        if call.when == "call" and rep.failed:
-            item.stash[_CALL_FAILED] = True
+        if call.when in ("setup", "call") and rep.failed:
+            item.stash[_CALL_FAILED] = True  # its own error comes first: leaks go to the summary
         if call.when == self.phase and _ROWS in item.stash:
             rep.user_properties.append(("taskleak", item.stash[_ROWS]))
             if _TEXT in item.stash:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.runners
 import collections
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -242,7 +243,6 @@ def unchain_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
 
 # ---- asyncio.run() / Runner shutdown ---------------------------------------
 
-_original_cancel_all: Any = None
 
 
 def is_asyncgen_finalizer(task: Any) -> bool:
@@ -270,7 +270,7 @@ def _before_shutdown(loop: asyncio.AbstractEventLoop) -> None:
             pass
 
 
-def _cancel_all_tasks_recording(loop: asyncio.AbstractEventLoop) -> None:
+def _record_pending_at_shutdown(loop: asyncio.AbstractEventLoop) -> None:
     _before_shutdown(loop)
     try:
         for task in asyncio.all_tasks(loop):
@@ -278,7 +278,45 @@ def _cancel_all_tasks_recording(loop: asyncio.AbstractEventLoop) -> None:
                 _record(describe_task(task, "pending-at-shutdown"))
     except Exception:
         pass
-    _original_cancel_all(loop)
+
+
+def _recording(original: Callable[[asyncio.AbstractEventLoop], None]) -> Callable[[asyncio.AbstractEventLoop], None]:
+    def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+        _record_pending_at_shutdown(loop)
+        original(loop)
+
+    _cancel_all_tasks._taskleak_original = original  # type: ignore[attr-defined]
+    return _cancel_all_tasks
+
+
+# Where runners keep their task-cancelling shutdown step: asyncio.run() /
+# asyncio.Runner, and the copies of Runner that pytest-asyncio (the backport)
+# and anyio use on 3.10. Those modules may be imported after install():
+# patch_runner_shutdowns() is cheap, and check() calls it at every scope.
+_CANCEL_ALL_MODULES = ("asyncio.runners", "backports.asyncio.runner.runner", "anyio._backends._asyncio")
+
+
+def patch_runner_shutdowns() -> None:
+    """Hook the shutdown step of every runner module loaded so far."""
+    if _original_shutdown_asyncgens is not None:  # installed
+        _patch_cancel_all()
+
+
+def _patch_cancel_all() -> None:
+    for name in _CANCEL_ALL_MODULES:
+        mod = sys.modules.get(name)
+        fn = getattr(mod, "_cancel_all_tasks", None)
+        if fn is not None and not hasattr(fn, "_taskleak_original"):
+            mod._cancel_all_tasks = _recording(fn)  # type: ignore[union-attr]
+
+
+def _unpatch_cancel_all() -> None:
+    for name in _CANCEL_ALL_MODULES:
+        mod = sys.modules.get(name)
+        fn = getattr(mod, "_cancel_all_tasks", None)
+        original = getattr(fn, "_taskleak_original", None)
+        if original is not None:
+            mod._cancel_all_tasks = original  # type: ignore[union-attr]
 
 
 _original_shutdown_asyncgens: Any = None
@@ -289,37 +327,27 @@ def _shutdown_asyncgens_recording(self: asyncio.AbstractEventLoop) -> Any:
     # is still pending now outlived the loop's life. Tasks asyncio.run()
     # cancelled a moment ago are done already.
     if not self.is_running():
-        _before_shutdown(self)
-    try:
-        for task in asyncio.all_tasks(self):
-            if not task.done() and not is_asyncgen_finalizer(task):
-                _record(describe_task(task, "pending-at-shutdown"))
-    except Exception:
-        pass
+        _record_pending_at_shutdown(self)
     return _original_shutdown_asyncgens(self)
 
 
 def install_shutdown_hook() -> None:
-    global _original_cancel_all, _original_shutdown_asyncgens
+    global _original_shutdown_asyncgens
     patch_set_exception_handler()
     if _original_shutdown_asyncgens is None:
         import asyncio.base_events as be
 
         _original_shutdown_asyncgens = be.BaseEventLoop.shutdown_asyncgens
         be.BaseEventLoop.shutdown_asyncgens = _shutdown_asyncgens_recording  # type: ignore[method-assign]
-    if _original_cancel_all is None and hasattr(asyncio.runners, "_cancel_all_tasks"):
-        _original_cancel_all = asyncio.runners._cancel_all_tasks
-        asyncio.runners._cancel_all_tasks = _cancel_all_tasks_recording  # type: ignore[attr-defined]
+    _patch_cancel_all()
 
 
 def uninstall_shutdown_hook() -> None:
-    global _original_cancel_all, _original_shutdown_asyncgens
+    global _original_shutdown_asyncgens
     unpatch_set_exception_handler()
     if _original_shutdown_asyncgens is not None:
         import asyncio.base_events as be
 
         be.BaseEventLoop.shutdown_asyncgens = _original_shutdown_asyncgens  # type: ignore[method-assign]
         _original_shutdown_asyncgens = None
-    if _original_cancel_all is not None:
-        asyncio.runners._cancel_all_tasks = _original_cancel_all  # type: ignore[attr-defined]
-        _original_cancel_all = None
+    _unpatch_cancel_all()
