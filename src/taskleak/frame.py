@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sysconfig
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 __all__ = ["Frame"]
 
@@ -25,11 +25,11 @@ class Frame:
         """Like ``str()``, with the filename shortened for reports."""
         return f"{short_path(self.filename)}:{self.lineno} in {self.function}"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return {"filename": self.filename, "lineno": self.lineno, "function": self.function}
 
 
-_ASYNCIO_DIR = os.path.dirname(__import__("asyncio").__file__) + os.sep
+_ASYNCIO_DIR = os.path.dirname(str(__import__("asyncio").__file__)) + os.sep
 _TASKLEAK_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
 _SITE_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)

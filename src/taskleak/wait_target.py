@@ -12,7 +12,7 @@ import os
 import site
 import sysconfig
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from . import _core
 from .frame import Frame, short_path
@@ -108,7 +108,7 @@ def _task_label(t: "asyncio.Task[Any]") -> str:
 
 
 def _innermost_generator(task: "asyncio.Task[Any]") -> Any:
-    obj = task.get_coro()
+    obj: Any = task.get_coro()
     last = None
     for _ in range(256):
         if obj is None:
@@ -129,7 +129,7 @@ def _sleep_remaining(task: "asyncio.Task[Any]") -> Optional[float]:
     if h is None or not hasattr(h, "when"):
         return None
     try:
-        return max(0.0, h.when() - task.get_loop().time())
+        return max(0.0, float(h.when()) - task.get_loop().time())
     except Exception:
         return None
 
@@ -186,7 +186,7 @@ _STDLIB_DIRS = tuple({os.path.realpath(p) + os.sep for p in
                       (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])})
 
 
-def _site_dirs() -> tuple:
+def _site_dirs() -> Tuple[str, ...]:
     dirs = set()
     try:
         dirs.update(site.getsitepackages())
@@ -306,7 +306,7 @@ def classify_wait(task: "asyncio.Task[Any]", chain: Sequence[Frame], waiter: Any
         kind = "running" if _is_running(task) else "scheduled"
         label = "running" if kind == "running" else "ready to run (scheduled)"
         detail.pop("seconds_left", None)
-    return WaitTarget(kind, label, frame, third, detail)
+    return WaitTarget(kind or "future", label or kind or "future", frame, third, detail)
 
 
 def _is_running(task: "asyncio.Task[Any]") -> bool:

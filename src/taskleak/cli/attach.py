@@ -14,7 +14,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..monitor.agent import candidate_dirs
 
@@ -50,7 +50,7 @@ class Target:
     uid: int
     exe: Optional[str]              # resolved /proc/PID/exe, None if unreadable
     environ: Optional[Dict[str, str]]
-    cmdline: Optional[list]
+    cmdline: Optional[List[str]]
 
     @property
     def python_version(self) -> Optional[Tuple[int, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional
+from typing import Any, List, Optional, cast
 
 from . import process_commands
 from .run import RunOptions, run_program
@@ -66,7 +66,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         parser.print_help(sys.stderr)
         return 2
-    run = parser._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    run = cast(Any, parser._subparsers)._group_actions[0].choices["run"]
     if extra:  # an option of `run` it does not know: its own usage, not the top-level one
         run.error(f"unrecognized arguments: {' '.join(extra)}")
     if not 1 <= args.stack_depth <= 128:

@@ -171,7 +171,7 @@ def read_tasks(t: Target) -> Dict[str, Any]:
     for task in tasks:
         task["awaited_by"] = [dict(a, task_name=names.get(a["task_id"], str(a["task_id"])))
                               for a in task["awaited_by"]]
-    groups: Dict[Tuple, List[Dict[str, Any]]] = defaultdict(list)
+    groups: Dict[Tuple[Any, ...], List[Dict[str, Any]]] = defaultdict(list)
     for task in tasks:
         key = (tuple(tuple(f) for f in task["stack"]),
                tuple(sorted({tuple(tuple(f) for f in a["stack"]) for a in task["awaited_by"]})))

@@ -186,7 +186,7 @@ def _format_held(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_report(program: str, out: TextIO, pid: Optional[int] = None, parent: Optional[int] = None) -> dict:
+def build_report(program: str, out: TextIO, pid: Optional[int] = None, parent: Optional[int] = None) -> Dict[str, Any]:
     """Collect garbage (so destroyed/never-retrieved tasks surface), then report
     loss events, the tasks still pending and the finished tasks still held.
     Returns the JSON form."""
@@ -219,10 +219,11 @@ def build_report(program: str, out: TextIO, pid: Optional[int] = None, parent: O
         "pending_at_exit": [t.to_dict() for t in live],
         "done_retained_at_exit": [dict(r["info"].to_dict(), held_by=r["held_by"]) for r in held],
     }
-    return _trim_stacks(report)
+    trimmed: Dict[str, Any] = _trim_stacks(report)
+    return trimmed
 
 
-def _blocking_report(episodes: list, threshold: float, out: TextIO) -> None:
+def _blocking_report(episodes: List[Any], threshold: float, out: TextIO) -> None:
     if episodes:
         out.write("\n" + format_episodes(episodes, f"event loops blocked longer than {threshold:g} s") + "\n")
     else:

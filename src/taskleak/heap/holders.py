@@ -20,14 +20,15 @@ import gc
 import os
 import sys
 import types
-from typing import Any, Dict, Iterable, List, Optional, Set
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set
 
 __all__ = ["holder_paths"]
 
 
 def _running_frames() -> Set[int]:
     ids: Set[int] = set()
-    for f in list(sys._current_frames().values()):
+    for top in list(sys._current_frames().values()):
+        f: Optional[types.FrameType] = top
         while f is not None:
             ids.add(id(f))
             f = f.f_back
@@ -69,7 +70,7 @@ def _describe(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__} object"
 
 
-def _module_of_dict(d: dict) -> Optional[str]:
+def _module_of_dict(d: Dict[str, Any]) -> Optional[str]:
     name = d.get("__name__")
     if isinstance(name, str):
         mod = sys.modules.get(name)
@@ -78,10 +79,10 @@ def _module_of_dict(d: dict) -> Optional[str]:
     return None
 
 
-_BOOKKEEPING: Dict[type, frozenset] = {}
+_BOOKKEEPING: Dict[type, FrozenSet[str]] = {}
 
 
-def _bookkeeping(loop: Any) -> frozenset:
+def _bookkeeping(loop: Any) -> FrozenSet[str]:
     """The attribute names a loop of this class has of its own: transient
     machinery, never a holder. Learnt once per class from a fresh loop."""
     cls = type(loop)

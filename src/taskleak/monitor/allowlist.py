@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
 __all__ = ["AllowEntry", "AllowList", "AllowSpec"]
 
@@ -55,7 +55,7 @@ class AllowList:
                 self.entries += [_entry(k, v) for k, v in item.items()]
             else:
                 self.entries.append(_entry(item, None))
-        self._warned: set = set()
+        self._warned: Set[int] = set()
 
     def __bool__(self) -> bool:
         return bool(self.entries)

@@ -114,7 +114,8 @@ class Detector:
 
     @property
     def episode_kind(self) -> Optional[str]:
-        return self._core.episode_kind
+        kind = self._core.episode_kind
+        return None if kind is None else str(kind)
 
     @property
     def alerts(self) -> int:

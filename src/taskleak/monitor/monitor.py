@@ -79,8 +79,8 @@ if hasattr(os, "register_at_fork"):
 def _label(code: Any) -> str:
     if hasattr(code, "co_filename"):
         q = getattr(code, "co_qualname", None)
-        return q if q is not None else qualname_of(code)
-    return getattr(code, "__qualname__", None) or getattr(code, "__name__", "?")
+        return str(q) if q is not None else qualname_of(code)
+    return str(getattr(code, "__qualname__", None) or getattr(code, "__name__", "?"))
 
 
 class _GroupTrack:
@@ -144,7 +144,9 @@ class Monitor:
         opts.setdefault("horizon", max(int(86400 / self.interval), window * opts.get("trend_blocks", 6)))
         self._det_args: Dict[str, Any] = dict(window=window, sigma=sigma, consecutive=consecutive, **opts)
         self.window = window
-        make = lambda **kw: Detector(**{**self._det_args, **kw})  # noqa: E731
+        def make(**kw: Any) -> Detector:
+            return Detector(**{**self._det_args, **kw})
+
         self._detectors: Dict[str, Detector] = {
             "pending": make(), "done_retained": make(),
             "rss": make(min_rise=float(rss_min_rise), min_rise_ratio=0.1, min_stddev=float(1 << 20)),
@@ -438,8 +440,8 @@ class Monitor:
             # (a few more requests in flight) is not worth naming.
             top = grown[0][0] if grown else 0
             labels = [lab for growth, lab in grown if growth * 2 >= top][:3]
-        groups = [self._describe_group(by_label[lab], self._groups[lab]) for lab in labels if lab in self._groups]
-        groups = [g for g in groups if g is not None]
+        described = [self._describe_group(by_label[lab], self._groups[lab]) for lab in labels if lab in self._groups]
+        groups = [g for g in described if g is not None]
         text = _alert_text(signal, a, s, groups, self._task_growth())
         return Alert(time=s.time, signal=signal, anomaly=a, text=text, groups=groups)
 

@@ -33,7 +33,7 @@ def _states(snap: Snapshot) -> Dict[str, int]:
 
 
 def _frame(f: Any) -> Dict[str, Any]:
-    d = f.to_dict()
+    d: Dict[str, Any] = f.to_dict()
     d["short"] = f.short()   # "file:line in function" with library paths shortened
     return d
 

@@ -7,7 +7,7 @@ import json as _json
 import os
 import sys
 import time
-from typing import IO, Any, Dict, Optional
+from typing import Any, Dict, IO, List, Optional
 
 from ..heap.growth import growth as _heap_growth
 from ..snapshot import snapshot
@@ -48,7 +48,7 @@ def format_dump(snap: Any = None, growth: Any = None) -> str:
     return "\n".join(out)
 
 
-def _episodes() -> list:
+def _episodes() -> List[Any]:
     """block_episodes(), or [] if it fails: a dump must always be written."""
     try:
         return block_episodes()

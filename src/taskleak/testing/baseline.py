@@ -171,6 +171,6 @@ def _parse(path: str, data: Any) -> Dict[Key, Set[str]]:
         tests = row.get("tests", [])
         if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
             raise bad(f"entry {i}: 'tests' must be a list of strings")
-        entries.setdefault((fields[0], fields[1], fields[2]), set()).update(tests)
+        entries.setdefault((str(fields[0]), str(fields[1]), str(fields[2])), set()).update(tests)
     return entries
 

@@ -26,8 +26,9 @@ import logging
 import os
 import sys
 import time
+import types
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Union
+from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Union
 
 from .. import _core, tracking
 from ..frame import creation_site
@@ -134,7 +135,7 @@ class LeakCheck:
         if self._scope is not None and self._scope.open:
             raise RuntimeError("this check() is already active; use a new taskleak.check() per scope")
         self.leaks = []
-        self._to_cancel = []
+        self._to_cancel: List["asyncio.Task[Any]"] = []
         tracking.install()
         patch_runner_shutdowns()  # runner modules imported since install()
         self._scope = scopes.open_scope(self.label)
@@ -171,7 +172,7 @@ class LeakCheck:
             self._raise_after_cancel(body_failed=et is not None)
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        opts = dict(grace=self.grace, ignore=self.ignore, kinds=self.kinds, on_leak=self.on_leak,
+        opts: Dict[str, Any] = dict(grace=self.grace, ignore=self.ignore, kinds=self.kinds, on_leak=self.on_leak,
                     collect=self.collect, label=getattr(fn, "__qualname__", self.label), blocking=self.blocking)
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
@@ -253,7 +254,7 @@ class LeakCheck:
         `stops`: objects known to outlive the scope."""
         assert self._scope is not None
         scope = self._scope
-        self._to_cancel: List["asyncio.Task[Any]"] = []
+        self._to_cancel = []
         blocked = self._blocking.finish() if self._blocking is not None else []
         self._blocking = None
         self.blocked = blocked
@@ -351,7 +352,7 @@ class LeakCheck:
         infos = {id(i.task): i for i in _snapshot_of(tasks)}
         return [t for t in tasks if not _ignored(infos[id(t)], self.ignore)]
 
-    def _find_leaks(self, sid: int, pending: List["asyncio.Task[Any]"], exclude: Set[int] = frozenset(),
+    def _find_leaks(self, sid: int, pending: List["asyncio.Task[Any]"], exclude: AbstractSet[int] = frozenset(),
                     stops: Sequence[Any] = (), scoped: Sequence[Any] = ()) -> List[Leak]:
         leaks: List[Leak] = []
         me = _current_task_or_none()
@@ -403,7 +404,8 @@ def _running_frames() -> List[Any]:
     (the list -> this frame -> the list) that keeps everything the check
     looked at alive until the next collection."""
     frames = []
-    for f in list(sys._current_frames().values()):
+    for top in list(sys._current_frames().values()):
+        f: Optional[types.FrameType] = top
         while f is not None:
             if not f.f_code.co_filename.startswith(_OWN_DIR):
                 frames.append(f)

@@ -3,7 +3,7 @@ suspension point and wait target, largest group first."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, TYPE_CHECKING, Tuple
 
 from ..frame import Frame, creation_site, user_frame
 from ..report.text import created_lines, plural, suspended_lines
@@ -23,7 +23,7 @@ _ORDER = ("pending", "gc-pending", "never-retrieved", "done-retained")
 _INDENT = "    "
 
 
-def _key(lk: "Leak") -> Tuple:
+def _key(lk: "Leak") -> Tuple[Any, ...]:
     t = lk.task
     created = None if t.created_at is None else tuple(creation_site(t.created_at))
     return (lk.kind, t.coro, created, tuple(t.stack), t.waiting_on.split(" (")[0],
@@ -33,7 +33,8 @@ def _key(lk: "Leak") -> Tuple:
 def _coro_frame(t: Any) -> Optional[Frame]:
     """Where the task's coroutine function is defined."""
     if t.stack:
-        return t.stack[0]
+        first: Frame = t.stack[0]
+        return first
     task = getattr(t, "task", None)
     code = getattr(task.get_coro(), "cr_code", None) if task is not None else None
     if code is None:
@@ -71,7 +72,7 @@ def _created(t: Any, max_frames: int) -> List[str]:
 
 
 def format_leaks(leaks: List["Leak"], label: str = "check()", max_frames: int = 6, max_names: int = 5) -> str:
-    groups: Dict[Tuple, List["Leak"]] = {}
+    groups: Dict[Tuple[Any, ...], List["Leak"]] = {}
     for lk in leaks:
         groups.setdefault(_key(lk), []).append(lk)
     ordered = sorted(groups.values(), key=lambda g: (_ORDER.index(g[0].kind), -len(g)))

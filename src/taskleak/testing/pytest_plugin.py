@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, cast
 
 import pytest
 
@@ -365,7 +365,8 @@ class TaskleakPlugin:
         scope = lc._scope
         assert scope is not None
         # Loss events the check already consumed are not "late" either.
-        reported = set(scope.meta.get("reported_serials", ())) | {e.serial for e in scope_events(scope.id) if e.serial}
+        reported = set(cast(Iterable[int], scope.meta.get("reported_serials", ()))) \
+            | {e.serial for e in scope_events(scope.id) if e.serial}
         self.finished[scope.id] = _Finished(item.nodeid, on_leak, lc.kinds, lc.ignore, reported)
         leaks = lc.leaks
         rows = [self._row(lk, item.nodeid, on_leak) for lk in leaks]
@@ -455,11 +456,11 @@ class TaskleakPlugin:
             self.summary.ran.add(report.nodeid)
         for name, value in report.user_properties:
             if name == "taskleak":
-                self.summary.rows.extend(value)
+                self.summary.rows.extend(cast(List[Dict[str, Any]], value))
             elif name == "taskleak-late":
-                self.summary.late.extend(value)
+                self.summary.late.extend(cast(List[Dict[str, Any]], value))
             elif name == "taskleak-text":
-                self.summary.texts.append(value)
+                self.summary.texts.append(str(value))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -492,7 +493,7 @@ class TaskleakPlugin:
         assert self.baseline is not None
         seen: Dict[Tuple[str, str, str], Set[str]] = {}
         for r in self.summary.rows + self.summary.late:
-            seen.setdefault(tuple(r["key"]), set()).add(r["test"])  # type: ignore[arg-type]
+            seen.setdefault(tuple(r["key"]), set()).add(r["test"])
         entries, dropped, refused = self.baseline.updated(seen, self.summary.ran, self.force)
         Baseline.write(self.baseline.path, entries)
         note = (f"taskleak: wrote baseline {self.baseline.path}: {len(entries)} entries"

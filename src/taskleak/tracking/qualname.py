@@ -37,12 +37,12 @@ def qualname_of(code: types.CodeType) -> str:
     if mod is not None:
         for obj in list(vars(mod).values()):
             if getattr(obj, "__code__", None) is code:
-                return obj.__qualname__
+                return str(obj.__qualname__)
             if isinstance(obj, type):
                 for v in vars(obj).values():
                     f = getattr(v, "__func__", v)
                     if getattr(f, "__code__", None) is code:
-                        return f.__qualname__
+                        return str(f.__qualname__)
     return code.co_name
 
 
