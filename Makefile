@@ -20,7 +20,7 @@ ASAN_VENV := .venv/asan-py$(PY)
 # Build/test tools for the venvs. cmake and ninja come from PyPI too, so a
 # fresh machine needs nothing but the interpreter (the system cmake is a pyenv
 # shim that only works for the global Python).
-DEV_DEPS ?= "scikit-build-core>=0.10" "nanobind>=2.4" "pytest>=8" "uvloop>=0.17" "pytest-asyncio>=1.1" anyio "pytest-xdist>=3" objgraph "import-linter>=2.1" prometheus_client opentelemetry-sdk selenium cmake ninja
+DEV_DEPS ?= "scikit-build-core>=0.10" "nanobind>=2.4" "pytest>=8" "uvloop>=0.17" "pytest-asyncio>=1.1" anyio "pytest-xdist>=3" objgraph "import-linter>=2.1" "mypy>=1.10" prometheus_client opentelemetry-sdk selenium cmake ninja
 
 PIP_FLAGS ?= --disable-pip-version-check
 # Regular (non-editable) install: the wheel is rebuilt from the current sources
@@ -53,13 +53,14 @@ define run_pytest
 	exit $$rc
 endef
 
-.PHONY: help test test-asan install install-asan demo bench clean lint-imports dist real-suites
+.PHONY: help test test-asan install install-asan demo bench clean lint-imports dist real-suites typecheck
 
 help:
 	@echo "taskleak make targets (PY=$(PY); override with PY=X.Y):"
 	@echo "  make test         build+install into $(VENV), run pytest $(TESTS) -q \$$PYTEST_ARGS"
 	@echo "  make test-asan    ASan/UBSan build into $(ASAN_VENV), run pytest $(ASAN_PYTEST_ARGS)"
 	@echo "  make lint-imports check the package layering (import-linter contract in pyproject.toml)"
+	@echo "  make typecheck    mypy --strict on src/taskleak and tests/typing/usage.py (part of make test on 3.11)"
 	@echo "  make install      only (re)build and install the package into $(VENV)"
 	@echo "  make demo         install, then: taskleak run examples/leaky_service.py"
 	@echo "  make bench        install, then run every bench/bench_*.py"
@@ -102,7 +103,15 @@ install-asan: $(ASAN_VENV)/.deps-stamp
 lint-imports: $(VENV)/.deps-stamp
 	PYTHONPATH=src $(VENV)/bin/lint-imports --no-cache
 
-test: install lint-imports
+# mypy --strict on the package and on a typed use of its public API
+# (tests/typing/usage.py, checked against the installed build). Types do not
+# depend on the interpreter running the suite, so `make test` checks them
+# with the default one only.
+typecheck: install
+	cd src && ../$(VENV)/bin/mypy --config-file ../pyproject.toml -p taskleak
+	$(VENV)/bin/mypy --config-file pyproject.toml tests/typing/usage.py
+
+test: install lint-imports $(if $(filter 3.11,$(PY)),typecheck)
 	$(call run_pytest,$(VENV)/bin/python,$(VENV)/bin/python,$(TESTS) -q $(PYTEST_ARGS))
 
 test-asan: install-asan
