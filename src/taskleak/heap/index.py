@@ -123,9 +123,10 @@ class HeapIndex:
         # caller's frame) behind paths from long-lived roots.
         want = max_paths * 4
         found, self.stale = self._ix.who_holds(obj, roots, r.stops, max_depth, want)
-        if self.stale:
+        if self.stale or not found:
             # The indexed object at this address may be gone and the address
-            # reused by `obj`: also look up its referrers live.
+            # reused by `obj` (its old referrers then lead nowhere, or
+            # nowhere true): also look up its referrers live.
             more, _ = self._ix.who_holds(obj, roots, r.stops, max_depth, want, True)
             found = found + more
         own = set(r.own_types)
