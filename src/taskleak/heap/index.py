@@ -193,7 +193,9 @@ def holder_paths(obj: Any, *, exclude: List[Any] = (), max_depth: int = 10,  # t
         (r.long_lived, r.long_lived_labels, r.stops + r.machinery),
         # The long-lived roots are dead ends here: what they hold was searched.
         (r.frames, r.frame_labels, r.stops + r.machinery + r.long_lived),
-        (r.loops, r.loop_labels, r.stops),
+        # The loops' machinery last; modules and classes are dead ends (a
+        # callback's globals would otherwise lead back into sys.modules).
+        (r.loops, r.loop_labels, r.stops + r.long_lived[:len(r.long_lived) - len(r.loops)]),
     )
     seen = set()
     for roots, labels, stops in phases:
