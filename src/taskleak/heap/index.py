@@ -320,6 +320,11 @@ def _all_classes() -> List[type]:
 _GENS = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
 
 
+def _is_running(gen: Any) -> bool:
+    return bool(getattr(gen, "cr_running", False) or getattr(gen, "gi_running", False)
+                or getattr(gen, "ag_running", False))
+
+
 def _running_coroutines(loops: List[Any]) -> List[Any]:
     """The coroutines on the await chain of each loop's running task: their
     frames are running frames (reached otherwise through asyncio's
@@ -395,6 +400,11 @@ class _Roots:
                     stops.append(local_vars)  # a dict made for us on 3.10-3.12
                     where = f"running frame {code_name(code)} ({os.path.basename(code.co_filename)}:{f.f_lineno})"
                     for k, v in list(local_vars.items()):
+                        if isinstance(v, _GENS) and _is_running(v):
+                            # A coroutine running further up this stack (uvloop.run's
+                            # wrapper holds `main` while awaiting it): a running frame.
+                            stops.append(v)
+                            continue
                         frames.append(v)
                         frame_labels.append(("frame", f"{where} local {k!r}"))
                 f = f.f_back
