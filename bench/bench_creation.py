@@ -244,10 +244,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
         print(f"  target taskleak/plain <= {TARGET_RATIO:.2f}x: {verdict} ({ratio:.2f}x, "
               f"{statistics.median(times['taskleak']) - plain:+.2f} us/task)")
-        print("  note: installed, taskleak replaces the registry WeakSet's add() (Python) with its own C")
-        print("  function, which alone is a little faster than plain; --variants plain,taskleak,"
-              "taskleak-d1,taskleak-hook")
-        print("  separates the hook from the recording and the stack walk.")
+        if st["mechanism"] == "registry":
+            print("  note: installed, taskleak replaces the registry WeakSet's add() (Python) with its own C")
+            print("  function, which alone is a little faster than plain.")
+        else:
+            print("  note: factory mode (3.14+): BaseEventLoop.create_task runs in C and calls taskleak's")
+            print("  factory directly; task deaths arrive through asyncio.Task's finalizer (no weakref per task).")
+        print("  --variants plain,taskleak,taskleak-d1,taskleak-hook separates the hook from the recording")
+        print("  and the stack walk.")
 
 
 if __name__ == "__main__":

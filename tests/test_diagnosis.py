@@ -452,8 +452,11 @@ def test_dump_text_and_json():
 
 
 def test_task_graph_json_schema():
+    # Named "json-kid", not "kid": a census of a task that is cyclic garbage
+    # not yet collected leaks one reference to it (pre-existing, see the
+    # issue-13 report), and test_snapshot looks its own "kid" up by name.
     async def parent():
-        await asyncio.gather(asyncio.create_task(leaf(), name="kid"))
+        await asyncio.gather(asyncio.create_task(leaf(), name="json-kid"))
 
     async def main():
         p = asyncio.create_task(parent(), name="dad")
@@ -463,7 +466,7 @@ def test_task_graph_json_schema():
         assert set(d) == {"tasks", "roots", "cycles"}
         dad = [t for t in d["tasks"] if t["name"] == "dad"][0]
         assert set(dad) == {"name", "coro", "state", "waiting_on", "orphaned", "stack", "awaits", "awaited_by"}
-        assert dad["awaits"] == ["kid"] and "dad" in d["roots"]
+        assert dad["awaits"] == ["json-kid"] and "dad" in d["roots"]
         await cleanup(p)
 
     run(main())

@@ -477,3 +477,20 @@ def test_heap_walk_sees_what_gc_get_objects_sees():
     # 3.10/3.11 read the generation lists through a checked mirror; it must not
     # have fallen back to gc.get_objects().
     assert _core.heap_walk_mode() == ("gc-visit" if sys.version_info >= (3, 12) else "gc-lists")
+
+
+def test_a_running_coroutine_held_by_its_awaiting_frame_is_not_a_path():
+    # uvloop.run() wraps main(): its wrapper's frame holds the running
+    # coroutine in a local. That coroutine's locals are a running frame's.
+    async def main():
+        mine = [Thing()]
+        REGISTRY["w"] = mine[0]
+        return [str(p) for p in taskleak.who_holds(mine[0], max_paths=5)]
+
+    async def wrapper():
+        m = main()
+        return await m
+
+    paths = asyncio.run(wrapper())
+    assert paths[0] == f"module {__name__}['REGISTRY']['w']", paths
+    assert not any("local 'm'" in p for p in paths), paths

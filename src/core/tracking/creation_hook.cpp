@@ -491,6 +491,9 @@ void init_callbacks() {
 bool track_task(PyObject *task, PyObject *loop) {
     Tracker &t = tracker();
     if (!t.enabled) return false;
+    if (cpython::find_weakref_with_callback(task, t.registry_death_cb) ||
+        cpython::find_weakref_with_callback(task, t.factory_death_cb))
+        return true;  // already tracked (e.g. eager task seen by both paths)
     if (Py_TYPE(task)->tp_finalize == task_finalized) {
         // Its death reaches task_finalized: no weakref needed.
         if (t.tasks.find(task) != nullptr) return true;  // already tracked
@@ -506,9 +509,6 @@ bool track_task(PyObject *task, PyObject *loop) {
         Py_XDECREF(own);
         return true;
     }
-    if (cpython::find_weakref_with_callback(task, t.registry_death_cb) ||
-        cpython::find_weakref_with_callback(task, t.factory_death_cb))
-        return true;  // already tracked (e.g. eager task seen by both paths)
     PyObject *ref = PyWeakref_NewRef(task, t.factory_death_cb);
     if (ref == nullptr) {
         PyErr_Clear();

@@ -123,9 +123,10 @@ class HeapIndex:
         # caller's frame) behind paths from long-lived roots.
         want = max_paths * 4
         found, self.stale = self._ix.who_holds(obj, roots, r.stops, max_depth, want)
-        if self.stale:
+        if self.stale or not found:
             # The indexed object at this address may be gone and the address
-            # reused by `obj`: also look up its referrers live.
+            # reused by `obj` (its old referrers then lead nowhere, or
+            # nowhere true): also look up its referrers live.
             more, _ = self._ix.who_holds(obj, roots, r.stops, max_depth, want, True)
             found = found + more
         own = set(r.own_types)
@@ -192,7 +193,9 @@ def holder_paths(obj: Any, *, exclude: List[Any] = (), max_depth: int = 10,  # t
         (r.long_lived, r.long_lived_labels, r.stops + r.machinery),
         # The long-lived roots are dead ends here: what they hold was searched.
         (r.frames, r.frame_labels, r.stops + r.machinery + r.long_lived),
-        (r.loops, r.loop_labels, r.stops),
+        # The loops' machinery last; modules and classes are dead ends (a
+        # callback's globals would otherwise lead back into sys.modules).
+        (r.loops, r.loop_labels, r.stops + r.long_lived[:len(r.long_lived) - len(r.loops)]),
     )
     seen = set()
     for roots, labels, stops in phases:
@@ -317,6 +320,11 @@ def _all_classes() -> List[type]:
 _GENS = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
 
 
+def _is_running(gen: Any) -> bool:
+    return bool(getattr(gen, "cr_running", False) or getattr(gen, "gi_running", False)
+                or getattr(gen, "ag_running", False))
+
+
 def _running_coroutines(loops: List[Any]) -> List[Any]:
     """The coroutines on the await chain of each loop's running task: their
     frames are running frames (reached otherwise through asyncio's
@@ -392,6 +400,11 @@ class _Roots:
                     stops.append(local_vars)  # a dict made for us on 3.10-3.12
                     where = f"running frame {code_name(code)} ({os.path.basename(code.co_filename)}:{f.f_lineno})"
                     for k, v in list(local_vars.items()):
+                        if isinstance(v, _GENS) and _is_running(v):
+                            # A coroutine running further up this stack (uvloop.run's
+                            # wrapper holds `main` while awaiting it): a running frame.
+                            stops.append(v)
+                            continue
                         frames.append(v)
                         frame_labels.append(("frame", f"{where} local {k!r}"))
                 f = f.f_back
