@@ -282,3 +282,27 @@ def test_uvloop_tasks_are_tracked(tracked):
     assert info.created_at is not None
     assert [fn(f) for f in info.stack][:3] == ["deep_outer", "deep_middle", "deep_inner"]
     assert info.waiting_on == "Event.wait()"
+
+
+def test_a_task_holding_a_snapshot_of_itself_is_still_collected():
+    # task -> coroutine frame -> Snapshot -> native census -> task: a cycle
+    # through the census, which the collector must see (tp_traverse) or the
+    # task and all it holds would live forever.
+    import gc
+    import weakref
+
+    async def holds_a_snapshot_of_itself():
+        snap = taskleak.snapshot()  # noqa: F841 - includes this very task
+        await asyncio.get_running_loop().create_future()  # never resolved
+
+    async def main():
+        t = asyncio.get_running_loop().create_task(holds_a_snapshot_of_itself(), name="selfsnap")
+        ref = weakref.ref(t)
+        await asyncio.sleep(0)
+        t._log_destroy_pending = False
+        del t
+        gc.collect()
+        return ref() is None
+
+    taskleak.install()
+    assert asyncio.run(main())

@@ -108,6 +108,43 @@ static nb::dict stats() {
     return d;
 }
 
+// A census holds strong references to tasks, their waiters and leaves. The
+// collector must see them: a coroutine that keeps a snapshot of its own task
+// in a local makes a cycle (task -> frame -> Snapshot -> census -> task)
+// that, hidden from the GC, would keep the task and everything it holds
+// alive forever.
+static int census_traverse(PyObject *self, visitproc visit, void *arg) {
+#if PY_VERSION_HEX >= 0x03090000
+    Py_VISIT(Py_TYPE(self));
+#endif
+    if (!nb::inst_ready(self)) return 0;
+    TaskCensus *c = nb::inst_ptr<TaskCensus>(self);
+    for (const CensusRow &r : c->rows) {
+        Py_VISIT(r.task);
+        Py_VISIT(r.waiter);
+        Py_VISIT(r.leaf);
+    }
+    return 0;
+}
+
+static int census_clear(PyObject *self) {
+    if (!nb::inst_ready(self)) return 0;
+    TaskCensus *c = nb::inst_ptr<TaskCensus>(self);
+    for (CensusRow &r : c->rows) {
+        Py_CLEAR(r.waiter);
+        Py_CLEAR(r.leaf);
+        // The task stays until the census dies: rows are read by index and
+        // a cleared census is only ever destroyed afterwards.
+    }
+    return 0;
+}
+
+static PyType_Slot census_slots[] = {
+    {Py_tp_traverse, (void *)census_traverse},
+    {Py_tp_clear, (void *)census_clear},
+    {0, nullptr},
+};
+
 NB_MODULE(_core, m) {
     m.doc() = "taskleak's native core: creation hook, interned stacks, task census.";
     init_callbacks();
@@ -241,7 +278,7 @@ NB_MODULE(_core, m) {
         return v ? nb::borrow(v) : nb::none();
     }, "gen"_a, "name"_a);
 
-    nb::class_<TaskCensus>(m, "Census")
+    nb::class_<TaskCensus>(m, "Census", nb::type_slots(census_slots))
         .def("__len__", [](const TaskCensus &c) { return c.rows.size(); })
         .def("row", [](const TaskCensus &c, size_t i) {
             if (i >= c.rows.size()) throw nb::index_error();
