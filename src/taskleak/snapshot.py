@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import _core
 from .frame import Frame, frames_from_raw
@@ -44,7 +44,7 @@ class _Shared:
         self.infos: Dict[int, TaskInfo] = {}
         self.by_serial: Optional[Dict[int, int]] = None
         self.groups: Optional[List[List[int]]] = None
-        self.orphans: Optional[tuple] = None  # (verdicts, root type names) per row
+        self.orphans: Optional[Tuple[Any, ...]] = None  # (verdicts, root type names) per row
         _LIVE.add(self)
 
     def state_column_pending(self, group: Sequence[int]) -> bool:
@@ -85,7 +85,7 @@ class Snapshot:
     def _waiter(self, i: int) -> Any:
         return _core.census_objects(self._s.census, i)[0]
 
-    def _orphan(self, i: int) -> tuple:
+    def _orphan(self, i: int) -> Tuple[int, Optional[str]]:
         """(verdict, type name of the external holder | None) of row `i`; the
         analysis runs once, over every task of the census."""
         if self._s.orphans is None:
@@ -151,7 +151,7 @@ class Snapshot:
         # file:line. Two calls on one line, or a frame saved at an inline cache
         # entry rather than its call, differ in offset but not in what the
         # report shows: merge groups whose rendered frames are identical.
-        merged: Dict[tuple, List[int]] = {}
+        merged: Dict[Tuple[Any, ...], List[int]] = {}
         census = self._s.census
         for g in census.groups():
             r = census.row(g[0])

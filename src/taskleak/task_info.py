@@ -35,7 +35,7 @@ class TaskInfo:
 
     __slots__ = ("_snap", "_row", "_cache")
 
-    def __init__(self, snap: TaskSource, row: tuple) -> None:
+    def __init__(self, snap: TaskSource, row: Tuple[Any, ...]) -> None:
         self._snap = snap
         self._row = row
         self._cache: Dict[str, Any] = {}
@@ -47,12 +47,13 @@ class TaskInfo:
 
     @property
     def task(self) -> "asyncio.Task[Any]":
-        return self._row[0]
+        task: "asyncio.Task[Any]" = self._row[0]
+        return task
 
     @property
     def name(self) -> str:
         try:
-            return self._row[0].get_name()
+            return str(self._row[0].get_name())
         except Exception:
             return "?"
 
@@ -131,7 +132,7 @@ class TaskInfo:
             self._cache["waiting_on"] = (
                 describe_wait(self._row[0], self.stack, self._waiter()) if self._row[1] == 0 else ""
             )
-        return self._cache["waiting_on"]
+        return str(self._cache["waiting_on"])
 
     @property
     def wait(self) -> "WaitTarget":
@@ -139,7 +140,8 @@ class TaskInfo:
         if "wait" not in self._cache:
             self._cache["wait"] = classify_wait(self._row[0], self.stack, self._waiter(),
                                                 pending=self._row[1] == 0)
-        return self._cache["wait"]
+        wait: WaitTarget = self._cache["wait"]
+        return wait
 
     @property
     def orphaned(self) -> bool:
@@ -196,17 +198,17 @@ class DetachedTaskInfo(TaskInfo):
                     "created_at": e.created_at, "stack": e.stack, "waiting_on": e.waiting_on,
                     "serial": e.serial, "event": e.kind})
 
-    task = property(lambda self: None)  # type: ignore[assignment]
-    name = property(lambda self: self._cache["name"])  # type: ignore[assignment]
-    coro = property(lambda self: self._cache["coro"])  # type: ignore[assignment]
-    state = property(lambda self: self._cache["state"])  # type: ignore[assignment]
-    serial = property(lambda self: self._cache["serial"])  # type: ignore[assignment]
-    age_s = property(lambda self: self._cache["age_s"])  # type: ignore[assignment]
-    thread = property(lambda self: None)  # type: ignore[assignment]
-    created_at = property(lambda self: self._cache["created_at"])  # type: ignore[assignment]
-    parent = property(lambda self: None)  # type: ignore[assignment]
-    stack = property(lambda self: self._cache["stack"])  # type: ignore[assignment]
-    waiting_on = property(lambda self: self._cache["waiting_on"])  # type: ignore[assignment]
-    orphaned = property(lambda self: bool(self._cache.get("orphaned", False)))  # type: ignore[assignment]
-    orphan_reason = property(lambda self: self._cache.get("orphan_reason", ""))  # type: ignore[assignment]
-    wait = property(lambda self: None)  # type: ignore[assignment]
+    task = property(lambda self: None)
+    name = property(lambda self: self._cache["name"])
+    coro = property(lambda self: self._cache["coro"])
+    state = property(lambda self: self._cache["state"])
+    serial = property(lambda self: self._cache["serial"])
+    age_s = property(lambda self: self._cache["age_s"])
+    thread = property(lambda self: None)
+    created_at = property(lambda self: self._cache["created_at"])
+    parent = property(lambda self: None)
+    stack = property(lambda self: self._cache["stack"])
+    waiting_on = property(lambda self: self._cache["waiting_on"])
+    orphaned = property(lambda self: bool(self._cache.get("orphaned", False)))
+    orphan_reason = property(lambda self: self._cache.get("orphan_reason", ""))
+    wait = property(lambda self: None)

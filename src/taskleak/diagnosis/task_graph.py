@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Set, TYPE_CHECKING, Tuple
 
 from ..frame import short_path
 from .awaited_by import awaiters_of, resolver
@@ -171,7 +171,7 @@ def _cycles(g: TaskGraph) -> List[List[str]]:
     """Elementary await cycles, each reported once (iterative DFS, colours)."""
     colour: Dict[str, int] = {}
     cycles: List[List[str]] = []
-    seen_sets: Set[frozenset] = set()
+    seen_sets: Set[FrozenSet[Any]] = set()
     for start in g.tasks:
         if colour.get(start):
             continue

@@ -306,7 +306,7 @@ def _all_classes() -> List[type]:
     while stack:
         cls = stack.pop()
         try:
-            subs = type.__subclasses__(cls)
+            subs: List[type] = type.__subclasses__(cls)
         except Exception:  # pragma: no cover - exotic metaclasses
             continue
         for sub in subs:
@@ -444,7 +444,7 @@ def _frame_local_name(frame: Any, child: Any) -> Optional[str]:
     try:
         for k, v in list(frame.f_locals.items()):
             if v is child:
-                return k
+                return str(k)
     except Exception:  # pragma: no cover - defensive: exotic frames
         pass
     return None
@@ -485,7 +485,7 @@ def _edge(holder: Any, child: Any) -> str:
             if name is not None:
                 return f" local {name!r}"
     if isinstance(holder, asyncio.Future) and getattr(holder, "get_coro", None) is not None:
-        if holder.get_coro() is child:
+        if getattr(holder, "get_coro")() is child:
             return f" coroutine {getattr(child, '__qualname__', '?')}"
     try:
         d = object.__getattribute__(holder, "__dict__")

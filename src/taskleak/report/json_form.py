@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Sequence
+from typing import Any, Dict, List, Sequence, TYPE_CHECKING
 
 from ..snapshot import Snapshot, register_renderer
 
@@ -14,7 +14,7 @@ __all__ = ["snapshot_to_dict", "groups_to_list", "SCHEMA_VERSION"]
 SCHEMA_VERSION = 1
 
 
-def groups_to_list(snap: "Snapshot") -> list:
+def groups_to_list(snap: "Snapshot") -> List[Dict[str, Any]]:
     groups = []
     for g in snap._index_groups():
         first = snap._info(g[0])
@@ -42,7 +42,7 @@ def snapshot_to_dict(snap: "Snapshot") -> Dict[str, Any]:
     }
 
 
-def events_to_list(events: Sequence["LossEvent"]) -> list:
+def events_to_list(events: Sequence["LossEvent"]) -> List[Dict[str, Any]]:
     return [e.to_dict() for e in events]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, TYPE_CHECKING, Tuple
 
 from ..frame import Frame, creation_site
 from ..snapshot import Snapshot, register_renderer
@@ -135,13 +135,13 @@ _KIND_TITLES = {
 _KIND_ORDER = ("pending-at-shutdown", "destroyed-pending", "never-retrieved")
 
 
-def _event_key(e: "LossEvent") -> Tuple:
+def _event_key(e: "LossEvent") -> Tuple[Any, ...]:
     created = None if e.created_at is None else tuple(creation_site(e.created_at))
     return (e.kind, e.coro, created, tuple(e.stack), e.waiting_on.split(" (")[0], (e.exception or "").split(":")[0])
 
 
 def format_loss_events(events: Sequence["LossEvent"], *, max_frames: int = 6, max_names: int = 5) -> str:
-    by_key: Dict[Tuple, List["LossEvent"]] = {}
+    by_key: Dict[Tuple[Any, ...], List["LossEvent"]] = {}
     for e in events:
         by_key.setdefault(_event_key(e), []).append(e)
     out: List[str] = []

@@ -74,7 +74,7 @@ def _configure_current_task() -> None:
     try:
         import _asyncio
     except ImportError:  # pure-Python asyncio
-        _asyncio = None
+        _asyncio = None  # type: ignore[assignment]
     current = getattr(_asyncio, "_current_tasks", None) if _asyncio else getattr(asyncio.tasks, "_current_tasks", None)
     if isinstance(current, dict):
         _core.set_current_tasks(current)
@@ -89,7 +89,7 @@ def _calibrate_running_task() -> None:
     creation hook reads it instead of calling current_task(). Any failure
     leaves the call in place."""
     async def _taskleak_probe() -> bool:
-        return _core.calibrate_running_task(asyncio.get_running_loop(), asyncio.current_task())
+        return bool(_core.calibrate_running_task(asyncio.get_running_loop(), asyncio.current_task()))
 
     if asyncio.events._get_running_loop() is not None:
         return  # install() from inside a loop: the core calibrates at its first tasks
@@ -113,7 +113,8 @@ def _hook_registry() -> bool:
     for attr in ("data", "_pending_removals", "_commit_removals", "_remove"):
         if not hasattr(ws, attr):
             return False
-    _core.configure_registry(ws.data, ws._pending_removals, ws._commit_removals, ws._remove, current)
+    w: Any = ws  # WeakSet's internals (data, _remove...) are not in its stub
+    _core.configure_registry(w.data, w._pending_removals, w._commit_removals, w._remove, current)
     ws.add = _core.registry_add  # type: ignore[method-assign]
     if _probe_registry():
         return True
@@ -171,7 +172,7 @@ def _patch_runner() -> None:
 def _unpatch_runner() -> None:
     global _original_lazy_init
     if _original_lazy_init is not None:
-        asyncio.runners.Runner._lazy_init = _original_lazy_init
+        asyncio.runners.Runner._lazy_init = _original_lazy_init  # type: ignore[attr-defined,unused-ignore]
         _original_lazy_init = None
 
 
@@ -274,4 +275,5 @@ def live_tasks() -> List["asyncio.Task[Any]"]:
                 strong.append(list(asyncio.all_tasks(loop)))
             except Exception:
                 pass
-    return _core.live_tasks(ws.data if ws is not None else None, strong)
+    tasks: List["asyncio.Task[Any]"] = _core.live_tasks(getattr(ws, "data", None), strong)
+    return tasks

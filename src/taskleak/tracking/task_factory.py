@@ -25,7 +25,8 @@ def is_taskleak_factory(factory: Optional[TaskFactory]) -> bool:
 def chain_factory(previous: Optional[TaskFactory]) -> TaskFactory:
     """A factory that builds tasks with `previous` (or asyncio.Task) and records
     them (a C++ vectorcall object: it runs for every task)."""
-    return _core.ChainingFactory(previous, asyncio.Task)
+    factory: TaskFactory = _core.ChainingFactory(previous, asyncio.Task)
+    return factory
 
 
 def adopt(loop: asyncio.AbstractEventLoop, *, always: bool) -> None:
@@ -88,14 +89,14 @@ def _patch_create_task(be: Any) -> None:
     if _original_create_task is not None or original is None or check_closed is None:
         return
     _original_create_task = original
-    be.BaseEventLoop.create_task = _core.FastCreateTask(original, check_closed)  # type: ignore[method-assign]
+    be.BaseEventLoop.create_task = _core.FastCreateTask(original, check_closed)
 
 
 def _unpatch_create_task(be: Any) -> None:
     global _original_create_task
     if _original_create_task is not None:
         if getattr(be.BaseEventLoop.__dict__.get("create_task"), "_taskleak_create_task", False):
-            be.BaseEventLoop.create_task = _original_create_task  # type: ignore[method-assign]
+            be.BaseEventLoop.create_task = _original_create_task
         _original_create_task = None
 
 
@@ -113,7 +114,7 @@ def patch_loop_class(always: bool, on_new_loop: Callable[[asyncio.AbstractEventL
         be.BaseEventLoop.set_task_factory = _set_task_factory  # type: ignore[method-assign]
     if _original_init is None:
         _original_init = be.BaseEventLoop.__init__
-        be.BaseEventLoop.__init__ = _init  # type: ignore[method-assign]
+        be.BaseEventLoop.__init__ = _init  # type: ignore[method-assign,assignment]
 
 
 def unpatch_loop_class() -> None:
