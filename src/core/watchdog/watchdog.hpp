@@ -28,7 +28,7 @@ enum State : int { FREE = 0, STOPPED = 1, IDLE = 2, BUSY = 3 };
 // How an episode ended.
 enum End : int { RESUMED = 0, LOOP_STOPPED = 1, UNWATCHED = 2 };
 
-constexpr int MAX_SLOTS = 256;
+constexpr int MAX_SLOTS = 1024;  // loops watched at once (a slot is freed when its loop dies)
 constexpr int MAX_DEPTH = 64;
 constexpr int MAX_DISTINCT_STACKS = 32;
 constexpr size_t MAX_CLOSED = 1024;  // closed episodes waiting to be rendered
