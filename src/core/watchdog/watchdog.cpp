@@ -6,6 +6,7 @@
 #include <chrono>
 #include <ctime>
 #include <new>
+#include <pthread.h>
 
 namespace taskleak::watchdog {
 
@@ -24,10 +25,22 @@ int64_t precise_now_ns() {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+void fork_prepare() { Watchdog::get().work_mu_.lock(); }
+void fork_parent() { Watchdog::get().work_mu_.unlock(); }
+void fork_child() {
+    Watchdog &w = Watchdog::get();
+    new (&w.work_mu_) std::mutex();
+    w.after_fork_child();
+}
+
 Watchdog &Watchdog::get() {
     // Never destroyed: the thread is stopped explicitly (atexit on the Python
     // side), and static destruction order at exit must not join anything.
-    static Watchdog *w = new Watchdog();
+    static Watchdog *w = [] {
+        auto *p = new Watchdog();
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+        return p;
+    }();
     return *w;
 }
 
@@ -256,9 +269,12 @@ void Watchdog::run() {
     std::unique_lock<std::mutex> lk(run_mu_);
     while (!stop_requested_) {
         lk.unlock();
-        int64_t now = now_ns();
-        int high = high_.load();
-        for (int i = 0; i < high; ++i) check_slot(slots_[i], now);
+        {
+            std::lock_guard<std::mutex> work(work_mu_);
+            int64_t now = now_ns();
+            int high = high_.load();
+            for (int i = 0; i < high; ++i) check_slot(slots_[i], now);
+        }
         lk.lock();
         if (stop_requested_) break;
         run_cv_.wait_for(lk, std::chrono::nanoseconds(interval_ns_.load()));

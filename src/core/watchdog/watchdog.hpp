@@ -126,6 +126,13 @@ private:
     std::thread thread_;
     std::mutex run_mu_;
     std::condition_variable run_cv_;
+    // Held by the thread while it works (never while it waits): fork()
+    // takes it first, so the thread is parked in a wait, holding no lock of
+    // its own or of the allocator, when the child is made.
+    std::mutex work_mu_;
+    friend void fork_prepare();
+    friend void fork_parent();
+    friend void fork_child();
     bool stop_requested_ = false;
 
     std::mutex closed_mu_;
