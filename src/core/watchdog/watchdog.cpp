@@ -266,6 +266,7 @@ void Watchdog::check_slot(Slot &s, int64_t now) {
 }
 
 void Watchdog::run() {
+    thread_live_.store(true, std::memory_order_release);
     std::unique_lock<std::mutex> lk(run_mu_);
     while (!stop_requested_) {
         lk.unlock();
@@ -289,7 +290,11 @@ void Watchdog::start(int64_t threshold_ns, int64_t interval_ns) {
         std::lock_guard<std::mutex> lk(run_mu_);
         stop_requested_ = false;
     }
+    thread_live_.store(false);
     thread_ = std::thread([this] { run(); });
+    // Return once the thread runs our code: its start-up (which allocates)
+    // is over, so a fork() right after start() cannot catch it halfway.
+    while (!thread_live_.load(std::memory_order_acquire)) std::this_thread::yield();
     running_.store(true);
 }
 

@@ -121,6 +121,7 @@ private:
     Slot slots_[MAX_SLOTS];
     std::atomic<int> high_{0};  // slots in use are below this
     std::atomic<bool> running_{false};
+    std::atomic<bool> thread_live_{false};
     std::atomic<int64_t> threshold_ns_{100000000};
     std::atomic<int64_t> interval_ns_{10000000};
     std::thread thread_;
