@@ -267,7 +267,7 @@ def latency(args: argparse.Namespace, pyleak: Any) -> None:
     logging.getLogger("pyleak").setLevel(logging.CRITICAL)
     print(f"\n  detection latency: block start -> first stack captured ({BLOCK} s blocks, threshold 0.1 s, "
           f"{args.latency_rounds} runs each; median [min-max], 'line' = runs naming the blocking line)")
-    print(f"    {'block':<7}" + "".join(f"{t:>34}" for t in tools))
+    print(f"    {'block':<7}" + "".join(f"{t:>38}" for t in tools))
     for kind in ("sleep", "busy", "regex"):
         cells = []
         for tool in tools:
@@ -289,7 +289,7 @@ def latency(args: argparse.Namespace, pyleak: Any) -> None:
             if missed:
                 cell += f" ({missed} missed)"
             cells.append(cell)
-        print(f"    {kind:<7}" + "".join(f"{c:>34}" for c in cells))
+        print(f"    {kind:<7}" + "".join(f"{c:>38}" for c in cells))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <ctime>
 #include <new>
+#include <pthread.h>
 
 namespace taskleak::watchdog {
 
@@ -24,10 +25,22 @@ int64_t precise_now_ns() {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+void fork_prepare() { Watchdog::get().work_mu_.lock(); }
+void fork_parent() { Watchdog::get().work_mu_.unlock(); }
+void fork_child() {
+    Watchdog &w = Watchdog::get();
+    new (&w.work_mu_) std::mutex();
+    w.after_fork_child();
+}
+
 Watchdog &Watchdog::get() {
     // Never destroyed: the thread is stopped explicitly (atexit on the Python
     // side), and static destruction order at exit must not join anything.
-    static Watchdog *w = new Watchdog();
+    static Watchdog *w = [] {
+        auto *p = new Watchdog();
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+        return p;
+    }();
     return *w;
 }
 
@@ -253,12 +266,16 @@ void Watchdog::check_slot(Slot &s, int64_t now) {
 }
 
 void Watchdog::run() {
+    thread_live_.store(true, std::memory_order_release);
     std::unique_lock<std::mutex> lk(run_mu_);
     while (!stop_requested_) {
         lk.unlock();
-        int64_t now = now_ns();
-        int high = high_.load();
-        for (int i = 0; i < high; ++i) check_slot(slots_[i], now);
+        {
+            std::lock_guard<std::mutex> work(work_mu_);
+            int64_t now = now_ns();
+            int high = high_.load();
+            for (int i = 0; i < high; ++i) check_slot(slots_[i], now);
+        }
         lk.lock();
         if (stop_requested_) break;
         run_cv_.wait_for(lk, std::chrono::nanoseconds(interval_ns_.load()));
@@ -273,7 +290,11 @@ void Watchdog::start(int64_t threshold_ns, int64_t interval_ns) {
         std::lock_guard<std::mutex> lk(run_mu_);
         stop_requested_ = false;
     }
+    thread_live_.store(false);
     thread_ = std::thread([this] { run(); });
+    // Return once the thread runs our code: its start-up (which allocates)
+    // is over, so a fork() right after start() cannot catch it halfway.
+    while (!thread_live_.load(std::memory_order_acquire)) std::this_thread::yield();
     running_.store(true);
 }
 

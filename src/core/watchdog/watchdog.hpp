@@ -28,7 +28,7 @@ enum State : int { FREE = 0, STOPPED = 1, IDLE = 2, BUSY = 3 };
 // How an episode ended.
 enum End : int { RESUMED = 0, LOOP_STOPPED = 1, UNWATCHED = 2 };
 
-constexpr int MAX_SLOTS = 256;
+constexpr int MAX_SLOTS = 1024;  // loops watched at once (a slot is freed when its loop dies)
 constexpr int MAX_DEPTH = 64;
 constexpr int MAX_DISTINCT_STACKS = 32;
 constexpr size_t MAX_CLOSED = 1024;  // closed episodes waiting to be rendered
@@ -121,11 +121,19 @@ private:
     Slot slots_[MAX_SLOTS];
     std::atomic<int> high_{0};  // slots in use are below this
     std::atomic<bool> running_{false};
+    std::atomic<bool> thread_live_{false};
     std::atomic<int64_t> threshold_ns_{100000000};
     std::atomic<int64_t> interval_ns_{10000000};
     std::thread thread_;
     std::mutex run_mu_;
     std::condition_variable run_cv_;
+    // Held by the thread while it works (never while it waits): fork()
+    // takes it first, so the thread is parked in a wait, holding no lock of
+    // its own or of the allocator, when the child is made.
+    std::mutex work_mu_;
+    friend void fork_prepare();
+    friend void fork_parent();
+    friend void fork_child();
     bool stop_requested_ = false;
 
     std::mutex closed_mu_;

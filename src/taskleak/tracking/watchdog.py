@@ -465,7 +465,7 @@ def _stop_all_at_exit() -> None:
 
 def _after_fork_in_child() -> None:
     # The watchdog thread did not survive the fork; the watches did not either.
-    _core.watchdog_after_fork_child()
+    # (the C++ state was reset by its own pthread_atfork handler)
     _watches.clear()
     _loops.clear()
     _active.watched = None
