@@ -15,7 +15,7 @@ __all__ = ["Episode", "StackSample", "ENDINGS"]
 # run_until_complete/run_forever returned), or watching stopped first.
 ENDINGS = ("resumed", "loop stopped", "unwatched")
 
-_ASYNCIO_DIR = os.path.dirname(__import__("asyncio").__file__) + os.sep
+_ASYNCIO_DIR = os.path.dirname(str(__import__("asyncio").__file__)) + os.sep
 _WATCHDOG_FILE = os.sep + os.path.join("taskleak", "tracking", "watchdog.py")
 
 # Frames of the loop itself, between which and the innermost frames the

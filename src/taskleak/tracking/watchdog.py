@@ -40,7 +40,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from .. import _core
 from .episode import Episode, episode_from_raw
@@ -83,7 +83,7 @@ _POLLERS = tuple(getattr(__import__("select"), n) for n in ("epoll", "poll", "de
                  if hasattr(__import__("select"), n))
 _names: Dict[int, str] = {}            # token -> loop name, while the loop is watched
 # token -> [name, blocks, blocked seconds], for the most recent loops that blocked
-_per_loop: "collections.OrderedDict[int, list]" = collections.OrderedDict()
+_per_loop: "collections.OrderedDict[int, List[Any]]" = collections.OrderedDict()
 MAX_LOOPS_TOTALLED = 256
 _active = threading.local()            # .watched: the _Watched running in this thread
 _hook: Any = None  # our current asyncio.events._set_running_loop wrapper
@@ -146,7 +146,7 @@ class BlockTotals:
 
     blocks: int
     blocked_seconds: float
-    per_loop: Dict[str, tuple]
+    per_loop: Dict[str, Tuple[Any, ...]]
 
 
 def blocked_totals() -> BlockTotals:
@@ -207,7 +207,7 @@ def _attach(loop: Any) -> Optional[_Watched]:
         w.beats = False
         w.selector = sel
     elif isinstance(sel, selectors.BaseSelector) and hasattr(sel, "__dict__") and "select" not in sel.__dict__:
-        sel.select = _core.SelectHeartbeat(sel.select, slot, gen)
+        sel.select = _core.SelectHeartbeat(sel.select, slot, gen)  # type: ignore[method-assign]
         w.beats = False
         w.selector = sel
     try:
@@ -365,7 +365,7 @@ def _stop() -> None:
     _core.watchdog_stop()
     _core.watchdog_collect()
     if _hook is not None and asyncio.events._set_running_loop is _hook:
-        asyncio.events._set_running_loop = _hook.__wrapped__
+        asyncio.events._set_running_loop = getattr(_hook, "__wrapped__")
     # else: someone wrapped our hook since; it stays in their chain and does
     # nothing while no Watch is alive.
     _hook = None
