@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import sys
 import threading
 import time
 
@@ -341,21 +342,32 @@ def test_snapshots_while_the_loop_churns_tasks(service, caplog):
 
     churner = service.call(lambda: service.loop.create_task(churn(), name="churn"))
     srv = taskleak.serve(interval=0.05, max_clients=64)
+    # A loop thread that never waits holds the GIL for whole switch intervals
+    # (5 ms): each of the server's GIL hand-offs then waits that long, and a
+    # /metrics answer takes seconds (docs/live.md, "Limits"). A short interval
+    # interleaves the threads more finely, which is what this test is after.
+    previous_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
     try:
         statuses = []
+        errors = []
 
         def client() -> None:
-            for path in ("/api/tasks", "/tasks.txt", "/api/snapshot", "/metrics") * 5:
-                statuses.append(get(srv.url, path + ("?names=1" if path == "/api/tasks" else ""))[0])
+            try:
+                for path in ("/api/tasks", "/tasks.txt", "/api/snapshot", "/metrics") * 3:
+                    statuses.append(get(srv.url, path + ("?names=1" if path == "/api/tasks" else ""))[0])
+            except Exception as e:  # a client that gave up (a 2-core CI machine under load) is reported
+                errors.append(repr(e))
 
-        threads = [threading.Thread(target=client) for _ in range(6)]
+        threads = [threading.Thread(target=client) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert statuses == [200] * 120
+        assert errors == [] and statuses == [200] * 48, (errors, statuses)
         assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     finally:
+        sys.setswitchinterval(previous_interval)
         srv.close()
         service.loop.call_soon_threadsafe(churner.cancel)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Tuple
 
+from ..tracking import watchdog
+
 if TYPE_CHECKING:
     from .monitor import Monitor
 
@@ -75,4 +77,26 @@ def families(mon: "Monitor") -> List[Family]:
         for det in ("spike", "trend"):
             alerts.samples.append(({"signal": sig, "detector": det}, float(counts.get((sig, det), 0))))
     out += [tasks, created, losses, groups, lag, suspected, alerts]
+    out += _blocked_families()
     return out
+
+
+def _blocked_families() -> List[Family]:
+    """Blocked-loop counters from the native watchdog (docs/blocking.md), once
+    it watches: `watch_blocking()`, `check(blocking=)`, `taskleak run --blocking`."""
+    if not watchdog.is_watching() and watchdog.blocked_totals().blocks == 0:
+        return []
+    totals = watchdog.blocked_totals()
+    seconds = Family("taskleak_event_loop_blocked_seconds_total", "counter",
+                     "Time event loops spent blocked longer than the watchdog's threshold, by loop.",
+                     "taskleak.event_loop.blocked.time", "s")
+    blocks = Family("taskleak_event_loop_blocks_total", "counter",
+                    "Episodes of an event loop blocked longer than the watchdog's threshold, by loop.",
+                    "taskleak.event_loop.blocks", "{block}")
+    for name, (n, secs) in sorted(totals.per_loop.items()):
+        blocks.samples.append(({"loop": name}, float(n)))
+        seconds.samples.append(({"loop": name}, float(secs)))
+    if not blocks.samples:
+        blocks.samples = [({"loop": "all"}, float(totals.blocks))]
+        seconds.samples = [({"loop": "all"}, float(totals.blocked_seconds))]
+    return [seconds, blocks]
