@@ -282,13 +282,10 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         } else {
             // First sight of this task, or a task of another class: the
             // slow path, which may run Python code - hold the task over it.
-            PyObject *ref = r->ref;
-            Py_INCREF(ref);
-            task = cpython::weakref_peek(ref);
-            if (task == nullptr) {
-                Py_DECREF(ref);
-                continue;
-            }
+            // record_task: through the weakref, or (3.14+, tasks whose
+            // death reaches the type's finalizer) the record's own pointer.
+            task = record_task(*r);
+            if (task == nullptr) continue;
             Py_INCREF(task);
             st = state_of(task);
             PyObject *code = st < 0 ? nullptr : code_of(task);
@@ -296,7 +293,6 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
             if (code != nullptr && i < c.slots.size())
                 c.slots[i] = SlotInfo{serial, group_id(c, stack, code), false, fast};
             Py_DECREF(task);
-            Py_DECREF(ref);
             if (code == nullptr || i >= c.slots.size() || c.slots[i].serial != serial) continue;
             if (acc.size() < c.groups.size()) acc.resize(c.groups.size());
         }
@@ -329,7 +325,16 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         g.done = a.done;
         g.oldest_ns = a.oldest == INT64_MAX ? -1 : a.oldest;
         const CreationRecord *r = t.tasks.slot(a.example_slot);
-        if (r != nullptr && r->serial == a.example_serial) g.example = Py_NewRef(r->ref);
+        if (r != nullptr && r->serial == a.example_serial) {
+            // The example goes to Python as a weak reference: the record's
+            // own, or a new one where the record is keyed by the task itself.
+            if (r->ref != r->task) {
+                g.example = Py_NewRef(r->ref);
+            } else if (PyObject *task = record_task(*r)) {
+                g.example = PyWeakref_NewRef(task, nullptr);
+                if (g.example == nullptr) PyErr_Clear();
+            }
+        }
         g.example_pending = a.example_pending;
         out.groups.push_back(g);
     }
