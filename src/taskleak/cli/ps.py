@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import subprocess
 from typing import Any, Dict, List, Optional
 
 from ..monitor.agent import list_agents
@@ -41,11 +42,38 @@ def _python_314_plus(pid: int) -> Optional[str]:
 
 
 def _uses_asyncio(pid: int) -> Optional[bool]:
+    """True if the process loaded the _asyncio extension, None when that
+    cannot be told: an interpreter with _asyncio built in (Debian's 3.15)
+    maps no separate file for it."""
     try:
         with open(f"/proc/{pid}/maps") as f:
-            return "_asyncio" in f.read()
+            maps = f.read()
     except OSError:
         return None
+    if "_asyncio" in maps:
+        return True
+    return None if _asyncio_built_in(pid) else False
+
+
+_BUILT_IN: Dict[str, bool] = {}
+
+
+def _asyncio_built_in(pid: int) -> bool:
+    """Whether the interpreter `pid` runs has _asyncio compiled in (asked
+    once per interpreter binary; Debian's 3.15 does)."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    if exe not in _BUILT_IN:
+        try:
+            r = subprocess.run([f"/proc/{pid}/exe", "-I", "-c",
+                                "import sys; print('_asyncio' in sys.builtin_module_names)"],
+                               capture_output=True, text=True, timeout=10)
+            _BUILT_IN[exe] = r.stdout.strip() == "True"
+        except (OSError, subprocess.SubprocessError):
+            _BUILT_IN[exe] = False
+    return _BUILT_IN[exe]
 
 
 def list_processes() -> List[Dict[str, Any]]:

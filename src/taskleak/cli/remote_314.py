@@ -42,10 +42,21 @@ except ImportError:
     print(json.dumps(out)); sys.exit(0)
 def field(o, name, i):
     return getattr(o, name) if hasattr(o, name) else o[i]
+def lineno(f):
+    # 3.14: FrameInfo.lineno; 3.15: FrameInfo.location, a LocationInfo.
+    if hasattr(f, "lineno"):
+        return f.lineno
+    loc = getattr(f, "location", None)
+    if loc is None:
+        loc = f[1]
+    if hasattr(loc, "lineno"):
+        return loc.lineno
+    return loc[0] if isinstance(loc, (tuple, list)) else loc
 def frames(stack):
     res = []
     for f in stack:
-        res.append([str(field(f, "funcname", 2)), str(field(f, "filename", 0)), field(f, "lineno", 1)])
+        n = lineno(f)
+        res.append([str(field(f, "funcname", 2)), str(field(f, "filename", 0)), int(n) if n is not None else 0])
     return res
 try:
     raw = rd.RemoteUnwinder(int(sys.argv[1])).get_all_awaited_by()
