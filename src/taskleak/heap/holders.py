@@ -145,8 +145,18 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[int] 
                     rid in running or r.f_code.co_filename.startswith(_OWN_DIR)):
                 continue
             if isinstance(r, asyncio.AbstractEventLoop):
-                continue  # the loop's own bookkeeping
-            kids = [c for c in gc.get_referents(r) if id(c) in frontier_ids]
+                # 3.13+ keep instance attributes inline: the collector then
+                # names the loop itself, not its __dict__, as the referrer.
+                # Look at its attributes as the loop's dict.
+                d = getattr(r, "__dict__", None)
+                if not isinstance(d, dict) or id(d) in seen or id(d) in own:
+                    continue
+                loop_dicts[id(d)] = r
+                r, rid = d, id(d)
+            # A loop's dict is read by its items: with inline values its
+            # tp_traverse may report nothing.
+            held = list(r.values()) if rid in loop_dicts else gc.get_referents(r)
+            kids = [c for c in held if id(c) in frontier_ids]
             if not kids:
                 continue
             if rid in loop_dicts:
