@@ -112,12 +112,12 @@ def parse(resp: bytes, head_only: bool = False) -> Tuple[int, Dict[str, str], by
 
 
 def get(url: str, path: str, headers: Optional[Dict[str, str]] = None, unix: Optional[str] = None,
-        method: str = "GET") -> Tuple[int, Dict[str, str], bytes]:
+        method: str = "GET", timeout: float = 10.0) -> Tuple[int, Dict[str, str], bytes]:
     host = "localhost" if unix else urlsplit(url).netloc
     h = {"Host": host}
     h.update(headers or {})
     req = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n"
-    return parse(raw(url, req.encode("latin-1"), unix=unix), method == "HEAD")
+    return parse(raw(url, req.encode("latin-1"), timeout=timeout, unix=unix), method == "HEAD")
 
 
 def get_json(url: str, path: str, **kw: Any) -> Any:
