@@ -123,12 +123,15 @@ demo: install
 
 # bench/bench_*.py print ratios against plain asyncio and the alternatives;
 # they never fail on speed. bench/real_suites.py (public projects' suites,
-# downloaded) is run on its own: make real-suites.
+# downloaded) is run on its own: make real-suites. BENCH_QUICK=1 (CI): fewer
+# rounds and smaller sizes (tools/bench_quick_args.sh).
+BENCH_QUICK ?= 0
 bench: install
 	@shopt -s nullglob; files=(bench/bench_*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "taskleak: no bench/*.py yet"; exit 0; fi; \
 	rc=0; for f in "$${files[@]}"; do \
-		echo "=== $$f"; $(VENV)/bin/python "$$f" || { echo "taskleak: $$f failed"; rc=1; }; \
+		args=""; if [ "$(BENCH_QUICK)" = 1 ]; then args="$$(tools/bench_quick_args.sh "$$f")"; fi; \
+		echo "=== $$f $$args"; $(VENV)/bin/python "$$f" $$args || { echo "taskleak: $$f failed"; rc=1; }; \
 	done; exit $$rc
 
 real-suites: install
