@@ -125,3 +125,19 @@ def test_event_buffer_is_bounded(tracked, monkeypatch):
     asyncio.run(main())
     assert len(taskleak.loss_events()) == 5
     assert loss_recorder.dropped_events() >= 3
+
+
+def test_loss_event_reports_list_names_in_natural_order():
+    from taskleak.report.text import format_loss_events
+
+    taskleak.install()
+    taskleak.clear_loss_events()
+
+    async def main():
+        for i in (10, 2, 1):
+            asyncio.create_task(asyncio.sleep(60), name=f"w-{i}")
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    text = format_loss_events([e for e in taskleak.loss_events() if e.task_name.startswith("w-")])
+    assert "w-1, w-2, w-10" in text

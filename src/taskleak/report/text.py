@@ -162,7 +162,7 @@ def format_loss_events(events: Sequence["LossEvent"], *, max_frames: int = 6, ma
                 head += f", raised {e.exception}"
             out.append("")
             out.append(head)
-            out.append(_INDENT + _names([x.task_name for x in g], max_names))
+            out.append(_INDENT + _names(sorted((x.task_name for x in g), key=_natural_key), max_names))
             out += created_lines(e.created_at, max_frames)
             out += suspended_lines(e.stack, max_frames)
     return "\n".join(out)
