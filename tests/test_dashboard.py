@@ -43,7 +43,10 @@ def browser():
               "--window-size=1400,1100", "--no-first-run", "--disable-extensions"):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(options=opts, service=DriverService(executable_path=chromedriver))
+    # Under `make test-asan` this process runs with ASan preloaded; the
+    # browser and its driver must not inherit that.
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    drv = webdriver.Chrome(options=opts, service=DriverService(executable_path=chromedriver, env=env))
     drv.set_page_load_timeout(60)
     yield drv
     drv.quit()
