@@ -35,6 +35,19 @@ def example_run(tmp_path_factory):
     return proc, json.loads(j.read_text())
 
 
+def test_run_json_keys_are_the_documented_ones(example_run):
+    _, report = example_run
+    doc = open(os.path.join(ROOT, "docs", "json-schema.md")).read()
+    block = doc.split("`taskleak run --json FILE` writes:", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    documented = set(re.findall(r'"(\w+)":', block))
+    # blocked_loops is written only with --blocking (docs/json-schema.md says so)
+    assert "blocked_loops" in documented and "blocked_loops" not in report
+    assert set(report) == documented - {"blocked_loops"}
+    assert report["leak_count"] == (len(report["loss_events"]) + len(report["pending_at_exit"])
+                                    + len(report["done_retained_at_exit"]))
+    assert report["pid"] > 0 and report["forked_from"] is None
+
+
 def test_example_report_points_at_each_buggy_line(example_run):
     proc, _ = example_run
     assert proc.returncode == 0, proc.stderr
