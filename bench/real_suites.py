@@ -63,6 +63,12 @@ SUITES = [
           ["pytest==8.3.5", "anyio==4.9.0", "trio==0.30.0", "pytest-trio==0.8.0", "h2==4.2.0",
            "socksio==1.0.0", "certifi"],
           options=["--ignore=tests/benchmark", "-p", "no:asyncio"]),
+    # threads and loops mixed (sync_to_async / async_to_sync)
+    Suite("asgiref", "3.8.1", COMMON, options=["-o", "asyncio_default_fixture_loop_scope=function"]),
+    # Happy Eyeballs: races connection attempts as tasks and cancels the losers
+    Suite("aiohappyeyeballs", "2.6.1", COMMON, options=["-o", "addopts="]),
+    # unittest.IsolatedAsyncioTestCase, a worker thread per connection
+    Suite("aiosqlite", "0.21.0", ["pytest==8.3.5"], tests="aiosqlite/tests/smoke.py"),
 ]
 
 

@@ -270,6 +270,48 @@ def test_failing_test_keeps_its_error_and_gets_a_report_section(pytester):
     assert "done-retained" not in out  # the test's own (failed) task is the runner's, not a leak
 
 
+def test_a_failing_tests_own_traceback_is_not_a_holder(pytester):
+    """pytest keeps a failing test's traceback in sys.last_value for post-mortem
+    debugging; the tasks in that test's locals are not leaked through it. A
+    task a failing test really left held (a module global) still is."""
+    res = run(pytester, """
+        KEPT = []
+
+        async def boom():
+            await asyncio.sleep(0)
+            raise RuntimeError("boom")
+
+        @pytest.mark.asyncio
+        async def test_awaits_a_failing_task():
+            t = asyncio.ensure_future(boom())
+            await t
+
+        @pytest.mark.asyncio
+        @pytest.mark.xfail(raises=TimeoutError, strict=True)
+        async def test_xfail_with_a_task_in_its_locals():
+            t = asyncio.ensure_future(boom())
+            try:
+                raise TimeoutError
+            finally:
+                with pytest.raises(RuntimeError):
+                    await t
+
+        @pytest.mark.asyncio
+        async def test_fails_and_keeps_a_task():
+            t = asyncio.ensure_future(boom())
+            KEPT.append(t)
+            await t
+        """, "--taskleak")
+    res.assert_outcomes(failed=2, xfailed=1)
+    out = res.stdout.str()
+    assert "last_value" not in out and "last_exc" not in out
+    reports = out.split("taskleak: ", 1)[1].split("short test summary info", 1)[0]
+    assert "test_awaits_a_failing_task" not in reports
+    assert "test_xfail_with_a_task_in_its_locals" not in reports
+    res.stdout.fnmatch_lines(["taskleak: 1 leaked task in *test_fails_and_keeps_a_task"])
+    assert "held by:\n    module test_suite['KEPT'][0]\n" in out
+
+
 # ---- attribution ------------------------------------------------------------------
 
 def test_pytest_asyncio_loop_scopes(pytester):

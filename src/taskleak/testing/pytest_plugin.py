@@ -21,12 +21,13 @@ go to the terminal summary, not through ``warnings``.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, cast
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, cast
 
 import pytest
 
@@ -357,8 +358,9 @@ class TaskleakPlugin:
             # die with it: finished tasks held only through them are not
             # retained. The session outlives every test.
             local, wider = _test_local_objects(item)
-            lc._finish(body_failed=False, exclude=_test_local_ids(item),
-                       stops=[item.session, item.config, item] + wider, scoped=local)
+            with _post_mortem_set_aside():
+                lc._finish(body_failed=False, exclude=_test_local_ids(item),
+                           stops=[item.session, item.config, item] + wider, scoped=local)
             del local, wider
         except TaskLeakError:
             pass
@@ -539,6 +541,28 @@ def _fixture_scopes(item: pytest.Item) -> Dict[str, str]:
         except Exception:
             continue
     return out
+
+
+# pytest stores a failing test's exception in sys.last_value/last_traceback
+# (and sys.last_exc on 3.12+) for post-mortem debugging. That traceback keeps
+# the test's frames, and every task in their locals, alive until the next
+# failure: a task the test awaited would read "held by module
+# sys['last_value']". The slots are the runner's, not the code under test's,
+# so they are set aside while the check looks for holders, and put back.
+_POST_MORTEM = ("last_type", "last_value", "last_traceback", "last_exc")
+
+
+@contextlib.contextmanager
+def _post_mortem_set_aside() -> Iterator[None]:
+    saved = {name: getattr(sys, name) for name in _POST_MORTEM if hasattr(sys, name)}
+    for name in saved:
+        delattr(sys, name)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(sys, name, value)
+        del saved
 
 
 def _test_local_objects(item: pytest.Item) -> Tuple[List[Any], List[Any]]:
