@@ -7,6 +7,7 @@ import gc
 import os
 import re
 import socket
+import sys
 import threading
 import time
 
@@ -60,6 +61,15 @@ def only_episode(w):
     assert len(eps) == 1, [str(e) for e in eps]
     return eps[0]
 
+
+def test_stacks_are_read_through_the_interpreters_published_offsets(watch):
+    # 3.13+ publishes _Py_DebugOffsets; the watchdog must use them rather
+    # than its compiled-in mirror (which would go stale on a patch release).
+    mode = watchdog.watchdog_status()["stacks"]
+    if sys.version_info >= (3, 13):
+        assert mode.startswith("debug-offsets"), mode
+    else:
+        assert mode.startswith("compiled"), mode
 
 def test_time_sleep_in_a_coroutine(watch):
     async def main():

@@ -4,7 +4,8 @@
 // prefix of that struct they need (it grew between versions) and take the
 // frame and code offsets from it rather than from our own mirrors.
 #pragma once
-#include "cpython/remote_frames.hpp"
+#include "cpython/code_offsets.hpp"
+#include <cstddef>
 #include <cstring>
 #include <dlfcn.h>
 
@@ -39,6 +40,34 @@ void offsets_from_debug(const Mirror *d, RemoteOffsets &o) {
     o.co_adaptive = (int64_t)d->code_object.co_code_adaptive;
     o.co_qualname = (int64_t)d->code_object.qualname;
     o.co_linetable = (int64_t)d->code_object.linetable;
+}
+
+// The frame layout compiled into this build, used when the published offsets
+// cannot be read (the symbol is hidden, or the cookie or version is off).
+struct CompiledFrameLayout {
+    int64_t f_previous, f_code, f_instr, f_owner;
+    bool code_tagged;  // f_executable is a tagged _PyStackRef (3.14+)
+};
+
+// 3.13+: the compiled layout, overridden by the interpreter's published
+// offsets when they check out. Owners >= 3 (C stack, interpreter) are shim
+// frames on every version that publishes offsets.
+template <class Mirror>
+RemoteOffsets published_or_compiled(const CompiledFrameLayout &compiled) {
+    RemoteOffsets o{};
+    o.source = "compiled";
+    o.ts_frame = offsetof(PyThreadState, current_frame);
+    o.cframe_current = -1;
+    o.f_previous = compiled.f_previous;
+    o.f_code = compiled.f_code;
+    o.f_instr = compiled.f_instr;
+    o.f_owner = compiled.f_owner;
+    code_offsets_from_headers(o);
+    if (const auto *d = published_debug_offsets<Mirror>()) offsets_from_debug(d, o);
+    o.owner_skip_min = 3;
+    o.code_tagged = compiled.code_tagged;
+    o.lasti_index = false;
+    return o;
 }
 
 }  // namespace taskleak::cpython

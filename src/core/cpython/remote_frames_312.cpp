@@ -1,7 +1,7 @@
 // CPython 3.12: tstate->cframe->current_frame, then the _PyInterpreterFrame
 // fields mirrored in frames_312.cpp (f_code first, previous second,
 // prev_instr at 56, owner 70); owner 3 (C stack) marks shim frames.
-#include "cpython/remote_frames.hpp"
+#include "cpython/code_offsets.hpp"
 #include <cstddef>
 
 namespace taskleak::cpython {
@@ -17,13 +17,7 @@ RemoteOffsets remote_offsets() {
     o.owner_skip_min = 3;
     o.code_tagged = false;
     o.lasti_index = false;
-    o.co_filename = offsetof(PyCodeObject, co_filename);
-    o.co_firstlineno = offsetof(PyCodeObject, co_firstlineno);
-    o.co_adaptive = offsetof(PyCodeObject, co_code_adaptive);
-    o.co_qualname = offsetof(PyCodeObject, co_qualname);
-    o.co_linetable = offsetof(PyCodeObject, co_linetable);
-    o.co_flags = offsetof(PyCodeObject, co_flags);
-    o.linetable_format = LINETABLE_LOCATIONS;
+    code_offsets_from_headers(o);
     return o;
 }
 }  // namespace taskleak::cpython

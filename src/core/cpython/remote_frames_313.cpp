@@ -3,7 +3,6 @@
 // public PyThreadState and the mirror in frames_313.cpp. f_executable is a
 // plain PyObject*; owner 3 (C stack) marks shim frames.
 #include "cpython/debug_offsets.hpp"
-#include <cstddef>
 
 namespace taskleak::cpython {
 namespace {
@@ -28,25 +27,8 @@ struct DebugOffsets313 {
 }  // namespace
 
 RemoteOffsets remote_offsets() {
-    RemoteOffsets o{};
-    o.source = "compiled";
-    o.ts_frame = offsetof(PyThreadState, current_frame);
-    o.cframe_current = -1;
-    o.f_code = 0;
-    o.f_previous = sizeof(void *);
-    o.f_instr = 7 * sizeof(void *);
-    o.f_owner = 8 * sizeof(void *) + sizeof(int) + sizeof(uint16_t);
-    o.co_filename = offsetof(PyCodeObject, co_filename);
-    o.co_firstlineno = offsetof(PyCodeObject, co_firstlineno);
-    o.co_adaptive = offsetof(PyCodeObject, co_code_adaptive);
-    o.co_qualname = offsetof(PyCodeObject, co_qualname);
-    o.co_linetable = offsetof(PyCodeObject, co_linetable);
-    o.co_flags = offsetof(PyCodeObject, co_flags);
-    o.linetable_format = LINETABLE_LOCATIONS;
-    if (const auto *d = published_debug_offsets<DebugOffsets313>()) offsets_from_debug(d, o);
-    o.owner_skip_min = 3;
-    o.code_tagged = false;
-    o.lasti_index = false;
-    return o;
+    return published_or_compiled<DebugOffsets313>(
+        {/*f_previous*/ sizeof(void *), /*f_code*/ 0, /*f_instr*/ 7 * sizeof(void *),
+         /*f_owner*/ 8 * sizeof(void *) + sizeof(int) + sizeof(uint16_t), /*code_tagged*/ false});
 }
 }  // namespace taskleak::cpython

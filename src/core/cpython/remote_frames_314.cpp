@@ -3,7 +3,6 @@
 // the layout in stackref_frames.hpp. f_executable is a tagged _PyStackRef;
 // owners >= 3 (interpreter, C stack) are shim frames.
 #include "cpython/debug_offsets.hpp"
-#include <cstddef>
 
 namespace taskleak::cpython {
 namespace {
@@ -29,25 +28,7 @@ struct DebugOffsets314 {
 }  // namespace
 
 RemoteOffsets remote_offsets() {
-    RemoteOffsets o{};
-    o.source = "compiled";
-    o.ts_frame = offsetof(PyThreadState, current_frame);
-    o.cframe_current = -1;
-    o.f_code = 0;
-    o.f_previous = 8;
-    o.f_instr = 56;
-    o.f_owner = 74;
-    o.co_filename = offsetof(PyCodeObject, co_filename);
-    o.co_firstlineno = offsetof(PyCodeObject, co_firstlineno);
-    o.co_adaptive = offsetof(PyCodeObject, co_code_adaptive);
-    o.co_qualname = offsetof(PyCodeObject, co_qualname);
-    o.co_linetable = offsetof(PyCodeObject, co_linetable);
-    o.co_flags = offsetof(PyCodeObject, co_flags);
-    o.linetable_format = LINETABLE_LOCATIONS;
-    if (const auto *d = published_debug_offsets<DebugOffsets314>()) offsets_from_debug(d, o);
-    o.owner_skip_min = 3;
-    o.code_tagged = true;
-    o.lasti_index = false;
-    return o;
+    return published_or_compiled<DebugOffsets314>(
+        {/*f_previous*/ 8, /*f_code*/ 0, /*f_instr*/ 56, /*f_owner*/ 74, /*code_tagged*/ true});
 }
 }  // namespace taskleak::cpython

@@ -4,7 +4,6 @@
 // owner 3 (interpreter) marks the thread's base frame.
 // New since 3.14 in the prefix: thread_state grew (base_frame...) and err_stackitem.
 #include "cpython/debug_offsets.hpp"
-#include <cstddef>
 
 namespace taskleak::cpython {
 namespace {
@@ -33,25 +32,7 @@ struct DebugOffsets315 {
 }  // namespace
 
 RemoteOffsets remote_offsets() {
-    RemoteOffsets o{};
-    o.source = "compiled";
-    o.ts_frame = offsetof(PyThreadState, current_frame);
-    o.cframe_current = -1;
-    o.f_code = 0;
-    o.f_previous = 8;
-    o.f_instr = 56;
-    o.f_owner = 74;
-    o.co_filename = offsetof(PyCodeObject, co_filename);
-    o.co_firstlineno = offsetof(PyCodeObject, co_firstlineno);
-    o.co_adaptive = offsetof(PyCodeObject, co_code_adaptive);
-    o.co_qualname = offsetof(PyCodeObject, co_qualname);
-    o.co_linetable = offsetof(PyCodeObject, co_linetable);
-    o.co_flags = offsetof(PyCodeObject, co_flags);
-    o.linetable_format = LINETABLE_LOCATIONS;
-    if (const auto *d = published_debug_offsets<DebugOffsets315>()) offsets_from_debug(d, o);
-    o.owner_skip_min = 3;
-    o.code_tagged = true;
-    o.lasti_index = false;
-    return o;
+    return published_or_compiled<DebugOffsets315>(
+        {/*f_previous*/ 8, /*f_code*/ 0, /*f_instr*/ 56, /*f_owner*/ 74, /*code_tagged*/ true});
 }
 }  // namespace taskleak::cpython
