@@ -48,8 +48,9 @@
   function setText(id, v) { document.getElementById(id).textContent = v; }
 
   // A line chart: one polyline and one circle per sampled point per series.
-  // `hlines`: horizontal reference lines ({v, cls}), e.g. a threshold.
-  function drawChart(node, series, fmt, marks, hlines) {
+  // `hlines`: horizontal reference lines ({v, cls}), e.g. a threshold;
+  // `empty`: what an empty chart says.
+  function drawChart(node, series, fmt, marks, hlines, empty) {
     while (node.firstChild) node.removeChild(node.firstChild);
     // Drawn in the chart's own pixel size, so that text is never stretched.
     const W = Math.max(200, Math.round(node.clientWidth || 600)), H = Math.max(100, Math.round(node.clientHeight || 200));
@@ -57,7 +58,7 @@
     node.setAttribute("viewBox", "0 0 " + W + " " + H);
     const all = series.flatMap(s => s.points);
     if (!all.length) {
-      node.appendChild(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "axis" })).textContent = "no sample yet";
+      node.appendChild(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "axis" })).textContent = empty || "no sample yet";
       return;
     }
     const t0 = Math.min(...all.map(p => p.t)), t1 = Math.max(...all.map(p => p.t));
@@ -172,7 +173,8 @@
     card.classList.toggle("alerting", eps.length > 0 && Date.now() / 1000 - (eps[0].start + eps[0].duration) < 60);
     drawChart(document.getElementById("chart-blocked"),
       [{ cls: "blocked", label: "blocked for", line: false, points: eps.slice().reverse().map(e => ({ t: e.start, v: e.duration })) }],
-      fmtSeconds, [], data.watching ? [{ v: data.threshold, cls: "threshold" }] : []);
+      fmtSeconds, [], data.watching ? [{ v: data.threshold, cls: "threshold" }] : [],
+      data.watching ? "no episode yet" : "not watched");
     const tbody = document.querySelector("#blocked-episodes tbody");
     const open = new Set(Array.from(tbody.querySelectorAll("details[open]")).map(d => d.dataset.seq));
     tbody.replaceChildren();
