@@ -48,9 +48,20 @@
   function setText(id, v) { document.getElementById(id).textContent = v; }
 
   // A line chart: one polyline and one circle per sampled point per series.
-  // `hlines`: horizontal reference lines ({v, cls}), e.g. a threshold;
-  // `empty`: what an empty chart says.
-  function drawChart(node, series, fmt, marks, hlines, empty) {
+  // Round a chart's top up to 1, 2, 2.5 or 5 times a power of ten, so that
+  // its five grid lines fall on round values.
+  function niceCeil(v) {
+    if (!(v > 0)) return v;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v * (1 - 1e-9)) return m * p;
+    return 10 * p;
+  }
+
+  // opts: `marks` (times of vertical alert lines), `hlines` (horizontal
+  // reference lines {v, cls}, e.g. a threshold), `empty` (what an empty
+  // chart says), `nice` (round the top of the scale).
+  function drawChart(node, series, fmt, opts) {
+    const { marks, hlines, empty, nice } = opts || {};
     while (node.firstChild) node.removeChild(node.firstChild);
     // Drawn in the chart's own pixel size, so that text is never stretched.
     const W = Math.max(200, Math.round(node.clientWidth || 600)), H = Math.max(100, Math.round(node.clientHeight || 200));
@@ -65,6 +76,7 @@
     const refs = (hlines || []).filter(h => h.v !== null && h.v !== undefined);
     let vmax = Math.max(...all.map(p => p.v), ...refs.map(h => h.v)), vmin = Math.min(0, ...all.map(p => p.v));
     if (vmax === vmin) vmax = vmin + 1;
+    if (nice) vmax = niceCeil(vmax);
     const x = t => L + (t1 === t0 ? (W - L - R) / 2 : (t - t0) / (t1 - t0) * (W - L - R));
     const y = v => T + (1 - (v - vmin) / (vmax - vmin)) * (H - T - B);
     for (let i = 0; i <= 4; i++) {
@@ -113,9 +125,9 @@
     drawChart(document.getElementById("chart-tasks"), [
       { cls: "pending", label: "pending", points: pts("pending") },
       { cls: "done_retained", label: "done, still referenced", points: pts("done_retained") },
-    ], v => Math.round(v).toString(), marks);
-    drawChart(document.getElementById("chart-rss"), [{ cls: "rss", label: "RSS", points: pts("rss_bytes") }], fmtBytes, marks);
-    drawChart(document.getElementById("chart-lag"), [{ cls: "lag", label: "lag", points: pts("loop_lag_s") }], fmtSeconds, []);
+    ], v => Math.round(v).toString(), { marks: marks });
+    drawChart(document.getElementById("chart-rss"), [{ cls: "rss", label: "RSS", points: pts("rss_bytes") }], fmtBytes, { marks: marks });
+    drawChart(document.getElementById("chart-lag"), [{ cls: "lag", label: "lag", points: pts("loop_lag_s") }], fmtSeconds);
 
     // Top groups of the latest sample, with their trend over the samples kept.
     const tbody = document.querySelector("#groups tbody");
@@ -173,8 +185,8 @@
     card.classList.toggle("alerting", eps.length > 0 && Date.now() / 1000 - (eps[0].start + eps[0].duration) < 60);
     drawChart(document.getElementById("chart-blocked"),
       [{ cls: "blocked", label: "blocked for", line: false, points: eps.slice().reverse().map(e => ({ t: e.start, v: e.duration })) }],
-      fmtSeconds, [], data.watching ? [{ v: data.threshold, cls: "threshold" }] : [],
-      data.watching ? "no episode yet" : "not watched");
+      fmtSeconds, { hlines: data.watching ? [{ v: data.threshold, cls: "threshold" }] : [], nice: true,
+                    empty: data.watching ? "no episode yet" : "not watched" });
     const tbody = document.querySelector("#blocked-episodes tbody");
     const open = new Set(Array.from(tbody.querySelectorAll("details[open]")).map(d => d.dataset.seq));
     tbody.replaceChildren();
