@@ -244,7 +244,8 @@ def test_dashboard_blocked_loop_panel(browser):
         # Watch from the service's own loop (watching starts with the loop running where it is asked).
         watch = svc.call(lambda: taskleak.watch_blocking(0.1))
         _wait(lambda: "watchdog on, threshold 100.0 ms" in browser.execute_script(_BLOCKED)["summary"], "watchdog on")
-        assert "no episode yet" in browser.execute_script("return document.getElementById('chart-blocked').textContent")
+        if before["kept"] == 0:   # earlier tests of this process may have recorded episodes
+            assert "no episode yet" in browser.execute_script("return document.getElementById('chart-blocked').textContent")
 
         svc.spawn(slow_handler, 1, "slow")
         page = _wait(lambda: (lambda p: p if p["rows"] and any("slow_handler" in r["cells"][2] for r in p["rows"])

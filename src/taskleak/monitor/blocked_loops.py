@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
+from ..frame import Frame
 from ..tracking import watchdog
 from ..tracking.episode import Episode
 
@@ -26,7 +27,7 @@ MAX_FRAMES = 20
 MAX_LOOPS = 20
 
 
-def _frame(f: Any) -> Dict[str, Any]:
+def _frame(f: Frame) -> Dict[str, Any]:
     d = f.to_dict()
     d["short"] = f.short()
     return d
