@@ -538,3 +538,19 @@ def test_inject_into_an_idle_loop_says_so_and_starts_when_it_wakes(runtime_dir):
         p.wait()
         p.stdout.close()
         p.stderr.close()
+
+
+def test_top_blocked_line_forms():
+    from taskleak.cli.top import blocked_line
+
+    assert blocked_line(None) is None                       # an agent without /api/blocked
+    off = {"watching": False, "threshold": None, "blocks": 0, "blocked_seconds": 0.0, "episodes": []}
+    assert blocked_line(off).startswith("blocked loops: not watched")
+    quiet = dict(off, watching=True, threshold=0.1)
+    assert blocked_line(quiet) == "blocked loops: 0 (0 ms in all, threshold 100 ms)"
+    ep = {"start": time.time() - 5, "duration": 1.5, "site": None, "running": None}
+    stopped = dict(off, blocks=2, blocked_seconds=2.25, episodes=[ep])
+    line = blocked_line(stopped, width=200)
+    assert line.startswith("blocked loops: 2 (2.25 s in all, watchdog stopped)  latest 1.50 s at ")
+    assert line.endswith("(3s ago) (line unknown)") or line.endswith("(4s ago) (line unknown)")
+    assert len(blocked_line(stopped, width=40)) == 40
