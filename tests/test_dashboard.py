@@ -201,3 +201,93 @@ def test_assets_are_installed_in_the_package():
     js = files.joinpath("dashboard.js").read_text()
     assert "innerHTML" not in js                                 # process text is never parsed as HTML
     json.dumps(names)
+
+
+async def slow_handler() -> None:
+    time.sleep(0.4)   # blocks the service's loop: the line the panel must name
+
+
+_BLOCKED = """
+const q = s => Array.from(document.querySelectorAll(s));
+return {
+  refreshes: parseInt(document.body.dataset.refreshes || "0"),
+  card: document.getElementById("v-blocked").textContent,
+  card_alerting: document.getElementById("card-blocked").classList.contains("alerting"),
+  summary: document.getElementById("blocked-summary").textContent,
+  empty_hidden: document.getElementById("blocked-empty").hidden,
+  rows: q("#blocked-episodes tbody tr").map(r => ({seq: r.dataset.seq, cells: Array.from(r.cells).map(c => c.textContent),
+                                                   stack: Array.from(r.querySelectorAll("ol.stack li")).map(li => li.textContent),
+                                                   open: !!r.querySelector("details[open]")})),
+  points: q("#chart-blocked circle.pt.blocked").map(c => [parseFloat(c.getAttribute("data-t")), parseFloat(c.getAttribute("data-v"))]),
+  threshold_lines: q("#chart-blocked line.threshold").length,
+};
+"""
+
+
+def test_dashboard_blocked_loop_panel(browser):
+    """A real blocked loop (time.sleep in a task) fills the blocked-loop
+    panel: the count and seconds, a point on the chart, and a row naming
+    the line that blocked, whose stack opens."""
+    svc = Service()
+    mon = taskleak.Monitor(interval=0.2).start()
+    srv = taskleak.serve(monitor=mon)
+    watch = None
+    try:
+        before = get_json(srv.url, "/api/blocked")
+        browser.get(srv.url + "?refresh=0.3")
+        _wait(lambda: browser.execute_script(_BLOCKED)["refreshes"] >= 1, "the first refresh")
+        page = browser.execute_script(_BLOCKED)
+        if not before["watching"] and before["blocks"] == 0:
+            assert page["card"] == "off" and "watchdog off" in page["summary"]
+            assert "Not watched" in browser.execute_script("return document.getElementById('blocked-empty').textContent")
+
+        # Watch from the service's own loop (watching starts with the loop running where it is asked).
+        watch = svc.call(lambda: taskleak.watch_blocking(0.1))
+        _wait(lambda: "watchdog on, threshold 100.0 ms" in browser.execute_script(_BLOCKED)["summary"], "watchdog on")
+        if before["kept"] == 0:   # earlier tests of this process may have recorded episodes
+            assert "no episode yet" in browser.execute_script("return document.getElementById('chart-blocked').textContent")
+
+        svc.spawn(slow_handler, 1, "slow")
+        page = _wait(lambda: (lambda p: p if p["rows"] and any("slow_handler" in r["cells"][2] for r in p["rows"])
+                              else None)(browser.execute_script(_BLOCKED)), "the episode on the page")
+        served = get_json(srv.url, "/api/blocked")
+        ep = next(e for e in served["episodes"] if e["site"] and e["site"]["function"] == "slow_handler")
+        line = slow_handler.__code__.co_firstlineno + 1
+        assert 0.35 <= ep["duration"] < 5 and ep["running"] == "task slow_handler()"
+        assert ep["site"]["lineno"] == line and ep["site"]["filename"] == __file__
+
+        row = next(r for r in page["rows"] if r["seq"] == str(ep["seq"]))
+        when, dur, where, running, loop = row["cells"]
+        assert f"test_dashboard.py:{line} in slow_handler" in where
+        assert dur == f"{ep['duration'] * 1000:.1f} ms"
+        assert running == "task slow_handler()" and "service-loop" in loop
+        assert any(abs(t - ep["start"]) < 1e-6 and abs(v - ep["duration"]) < 1e-6 for t, v in page["points"])
+        assert page["card"].startswith(f"{served['blocks']} \u00d7 ") and page["card_alerting"]
+        assert page["threshold_lines"] == 1
+        assert served["blocks"] >= before["blocks"] + 1 and page["empty_hidden"]
+
+        # The row opens on the sampled stack (innermost first), and stays open across refreshes.
+        browser.execute_script(f"document.querySelector('#blocked-episodes tr[data-seq=\"{ep['seq']}\"] summary').click()")
+        n = browser.execute_script(_BLOCKED)["refreshes"]
+        _wait(lambda: browser.execute_script(_BLOCKED)["refreshes"] >= n + 2, "two more refreshes")
+        row = next(r for r in browser.execute_script(_BLOCKED)["rows"] if r["seq"] == str(ep["seq"]))
+        assert row["open"] and row["stack"][0].endswith(f"test_dashboard.py:{line} in slow_handler")
+
+        # A second block: newest first, one more point.
+        svc.spawn(slow_handler, 1, "slow")
+        page = _wait(lambda: (lambda p: p if len([r for r in p["rows"] if "slow_handler" in r["cells"][2]]) >= 2
+                              else None)(browser.execute_script(_BLOCKED)), "the second episode")
+        seqs = [int(r["seq"]) for r in page["rows"]]
+        assert seqs == sorted(seqs, reverse=True) and len(page["points"]) == len(page["rows"])
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "dashboard-blocked.png"
+        browser.execute_script("document.getElementById('blocked').scrollIntoView()")
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        assert _errors(browser) == []
+    finally:
+        srv.close()
+        mon.stop()
+        if watch is not None:
+            watch.stop()
+        svc.stop()

@@ -131,6 +131,49 @@ def test_ps_dump_snapshot_why_top_through_the_agent(agent_proc, tmp_path):
     assert top.stdout.count(f"taskleak top - pid {pid}") == 2
     assert "\x1b[" not in top.stdout                # not a terminal: plain text
     assert "stuck" in top.stdout and "PENDING" in top.stdout
+    # This process never asked for the watchdog: top says so rather than "0".
+    assert "blocked loops: not watched" in top.stdout
+
+
+BLOCKING_SERVICE = r"""
+import asyncio, sys, time
+import taskleak
+
+async def slow_handler():
+    time.sleep(0.35)                  # blocks the loop
+
+async def main():
+    srv = taskleak.serve(unix=True, interval=0.1)
+    watch = taskleak.watch_blocking(0.1)
+    await asyncio.create_task(slow_handler(), name="request-1")
+    await asyncio.sleep(0.2)
+    print("ready", flush=True)
+    while True:
+        await asyncio.sleep(0.02)
+
+asyncio.run(main())
+"""
+
+
+def test_top_shows_blocked_loop_episodes(runtime_dir):
+    p = subprocess.Popen([sys.executable, "-c", BLOCKING_SERVICE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         cwd="/")
+    try:
+        line = p.stdout.readline()
+        assert line == b"ready\n", (line, p.stderr.read() if p.poll() is not None else "")
+        top = taskleak_cli("top", str(p.pid), "-n", "1")
+        assert top.returncode == 0, top.stderr
+        blocked = next(ln for ln in top.stdout.splitlines() if ln.startswith("blocked loops:"))
+        # One episode of at least the 0.35 s sleep, at the line of the sleep, in the task that ran it.
+        assert blocked.startswith("blocked loops: 1 (") and "threshold 100 ms" in blocked, blocked
+        secs = blocked.split("(", 1)[1].split(" in all")[0]
+        assert secs.endswith(" ms") and 340 <= float(secs[:-3]) < 2000, blocked
+        assert "latest " in blocked and "<string>:6 in slow_handler [task slow_handler()]" in blocked, blocked
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+        p.stderr.close()
 
 
 def test_top_on_a_terminal_redraws_in_place_and_quits_on_q(agent_proc):
@@ -495,3 +538,19 @@ def test_inject_into_an_idle_loop_says_so_and_starts_when_it_wakes(runtime_dir):
         p.wait()
         p.stdout.close()
         p.stderr.close()
+
+
+def test_top_blocked_line_forms():
+    from taskleak.cli.top import blocked_line
+
+    assert blocked_line(None) is None                       # an agent without /api/blocked
+    off = {"watching": False, "threshold": None, "blocks": 0, "blocked_seconds": 0.0, "episodes": []}
+    assert blocked_line(off).startswith("blocked loops: not watched")
+    quiet = dict(off, watching=True, threshold=0.1)
+    assert blocked_line(quiet) == "blocked loops: 0 (0 ms in all, threshold 100 ms)"
+    ep = {"start": time.time() - 5, "duration": 1.5, "site": None, "running": None}
+    stopped = dict(off, blocks=2, blocked_seconds=2.25, episodes=[ep])
+    line = blocked_line(stopped, width=200)
+    assert line.startswith("blocked loops: 2 (2.25 s in all, watchdog stopped)  latest 1.50 s at ")
+    assert line.endswith("(3s ago) (line unknown)") or line.endswith("(4s ago) (line unknown)")
+    assert len(blocked_line(stopped, width=40)) == 40

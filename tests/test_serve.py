@@ -385,3 +385,60 @@ def test_listings_are_shared_between_clients(server, monkeypatch):
     assert other["time"] != first["time"]          # another question, its own answer
     server._endpoints._cache.clear()
     assert get_json(server.url, "/api/tasks")["time"] > first["time"]
+
+
+def _deep_then_block(depth: int) -> None:
+    if depth:
+        _deep_then_block(depth - 1)
+    else:
+        time.sleep(0.3)       # the line that blocked, 30 frames down
+
+
+async def blocks_deep() -> None:
+    _deep_then_block(30)
+
+
+def test_api_blocked_episodes_bounded_and_behind_the_token(service):
+    """/api/blocked: the watchdog's totals and its latest episodes, newest
+    first, each stack cut at 20 frames; ?limit bounded; a token server
+    refuses it without the token like every other answer."""
+    token = "blocked-token-0123456789"
+    srv = taskleak.serve(host="0.0.0.0", token=token, interval=0.05)
+    url = srv.url.replace("0.0.0.0", "127.0.0.1")
+    auth = {"Authorization": "Bearer " + token}
+    watch = service.call(lambda: taskleak.watch_blocking(0.1))
+    try:
+        assert get(url, "/api/blocked")[0] == 401
+        before = get_json(url, "/api/blocked", headers=auth)
+        assert before["watching"] and before["threshold"] == pytest.approx(0.1)
+        for _ in range(2):
+            service.spawn(blocks_deep, 1, "deep")
+            time.sleep(0.5)
+        doc = None
+        for _ in range(500):
+            doc = get_json(url, "/api/blocked?limit=2", headers=auth)
+            if doc["blocks"] >= before["blocks"] + 2 and len(doc["episodes"]) == 2:
+                break
+            time.sleep(0.02)
+        assert doc["blocks"] >= before["blocks"] + 2 and doc["blocked_seconds"] >= before["blocked_seconds"] + 0.5
+        new, old = doc["episodes"]
+        assert new["seq"] > old["seq"]                        # newest first
+        line = _deep_then_block.__code__.co_firstlineno + 4
+        for ep in (new, old):
+            assert ep["site"]["function"] == "_deep_then_block" and ep["site"]["lineno"] == line
+            assert ep["site"]["short"].endswith(f"test_serve.py:{line} in _deep_then_block")
+            assert ep["running"] == "task blocks_deep()" and ep["thread"] == "service-loop"
+            assert ep["duration"] >= 0.25 and ep["samples"] >= 10
+            top = ep["stacks"][0]
+            assert len(top["frames"]) == 20 and top["frames_truncated"] > 10   # 31 recursive frames and more
+            assert top["share"] == pytest.approx(top["count"] / sum(s["count"] for s in ep["stacks"]))
+            assert set(ep["site"]) == {"filename", "lineno", "function", "short"}   # frames only: no locals, no source
+        mine = next(lp for lp in doc["loops"] if lp["loop"] == new["loop"])
+        assert mine["blocks"] >= 2 and mine["blocked_seconds"] >= 0.5
+        assert get_json(url, "/api/blocked?limit=0", headers=auth)["episodes"] == []
+        for bad in ("-1", "101", "x"):
+            status, _, body = get(url, f"/api/blocked?limit={bad}", headers=auth)
+            assert status == 400 and b"limit" in body
+    finally:
+        watch.stop()
+        srv.close()

@@ -23,7 +23,7 @@ SEED = 20261201
 N_REQUESTS = 400
 
 PATHS = ["/", "/metrics", "/api/tasks", "/api/samples", "/api/alerts", "/api/why", "/tasks.txt", "/api/info",
-         "/assets/dashboard.js", "/api/snapshot"]
+         "/assets/dashboard.js", "/api/snapshot", "/api/blocked"]
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "CONNECT", "G ET", "get", "GET\x00", "", "X" * 300]
 
 

@@ -15,10 +15,10 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from .attach import Agent, Target
+from .attach import Agent, AttachError, Target
 from .connect import connect
 
-__all__ = ["cmd_top", "render"]
+__all__ = ["cmd_top", "render", "blocked_line"]
 
 
 def _mib(b: Optional[int]) -> str:
@@ -29,12 +29,43 @@ def _lag(s: Optional[float]) -> str:
     return "-" if s is None else f"{s * 1000:.1f} ms"
 
 
-def render(info: Dict[str, Any], samples: List[Dict[str, Any]], alerts: List[Dict[str, Any]], width: int = 100) -> str:
-    """The text of one refresh, from the agent's /api/info, /api/samples and /api/alerts."""
+def _secs(s: float) -> str:
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def blocked_line(blocked: Optional[Dict[str, Any]], width: int = 100) -> Optional[str]:
+    """One line about blocked event loops from the agent's /api/blocked:
+    the watchdog's totals, then the latest episode (how long, how long ago,
+    the line that blocked). None when the agent does not say (an older one)."""
+    if blocked is None:
+        return None
+    if not blocked.get("watching") and not blocked.get("blocks"):
+        return "blocked loops: not watched (taskleak.watch_blocking() or taskleak run --blocking S in the process)"[:width]
+    head = (f"blocked loops: {blocked['blocks']} ({_secs(blocked['blocked_seconds'])} in all"
+            + (f", threshold {_secs(blocked['threshold'])})" if blocked.get("watching") else ", watchdog stopped)"))
+    eps = blocked.get("episodes") or []
+    if eps:
+        e = eps[0]
+        where = e["site"]["short"] if e.get("site") else "(line unknown)"
+        ago = max(0.0, time.time() - e["start"] - e["duration"])
+        when = time.strftime("%H:%M:%S", time.localtime(e["start"]))
+        head += f"  latest {_secs(e['duration'])} at {when} ({ago:.0f}s ago) {where}"
+        if e.get("running"):
+            head += f" [{e['running']}]"
+    return head[:width]
+
+
+def render(info: Dict[str, Any], samples: List[Dict[str, Any]], alerts: List[Dict[str, Any]], width: int = 100,
+           blocked: Optional[Dict[str, Any]] = None) -> str:
+    """The text of one refresh, from the agent's /api/info, /api/samples,
+    /api/alerts and /api/blocked."""
     out = [f"taskleak top - pid {info.get('pid')}  Python {info.get('python')}  "
            f"{' '.join(info.get('argv') or [])}"[:width]]
+    bline = blocked_line(blocked, width)
     if not samples:
         out.append("(no sample yet)")
+        if bline:
+            out.append(bline)
         return "\n".join(out) + "\n"
     s = samples[-1]
     first = samples[0]
@@ -44,6 +75,8 @@ def render(info: Dict[str, Any], samples: List[Dict[str, Any]], alerts: List[Dic
     losses = ", ".join(f"{k} {v}" for k, v in (s.get("losses") or {}).items() if v)
     if losses:
         out.append(f"losses: {losses}")
+    if bline:
+        out.append(bline)
     out.append("")
     out.append(f"{'PENDING':>8} {'DONE-RET':>8} {'GROWTH':>7}  GROUP (creation site, coroutine)"
                + (f"   growth over {span:.0f}s" if span > 0 else ""))
@@ -81,7 +114,13 @@ def _frame(t: Target, agent: Optional[Agent], width: int) -> str:
     info = agent.get_json("/api/info")
     samples = agent.get_json("/api/samples?limit=60")["samples"]
     alerts = agent.get_json("/api/alerts?limit=20")["alerts"]
-    return render(info, samples, alerts, width)
+    try:
+        blocked: Optional[Dict[str, Any]] = agent.get_json("/api/blocked?limit=1")
+    except AttachError as e:
+        if e.kind != "not-found":   # an agent of an older taskleak has no /api/blocked
+            raise
+        blocked = None
+    return render(info, samples, alerts, width, blocked)
 
 
 def cmd_top(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..diagnosis.why import why
+from .blocked_loops import DEFAULT_EPISODES, MAX_EPISODES, blocked_payload
 from .dashboard import asset
 from .http_request import HttpError, Request
 from .task_groups import find_task, snapshot_payload, take_snapshot, tasks_payload, tasks_text
@@ -28,7 +29,7 @@ MAX_BODY_BYTES = 16 << 20
 CACHE_SECONDS = 1.0
 
 PATHS = ("/", "/metrics", "/api/info", "/api/samples", "/api/tasks", "/api/alerts", "/api/snapshot", "/api/why",
-         "/tasks.txt")
+         "/api/blocked", "/tasks.txt")
 
 
 @dataclass
@@ -108,6 +109,7 @@ class Endpoints:
             "/api/alerts": self._alerts,
             "/api/snapshot": self._cached(self._snapshot),
             "/api/why": self._why,
+            "/api/blocked": self._blocked,
             "/tasks.txt": self._cached(self._text),
         }
 
@@ -179,6 +181,10 @@ class Endpoints:
         return _json({"alerts": [_clean(a.to_dict()) for a in alerts],
                       "suspected": [{"signal": s, "detector": d} for (s, d), on in
                                     sorted(self.monitor.suspected().items()) if on]})
+
+    def _blocked(self, req: Request) -> Response:
+        limit = _int_param(req, "limit", DEFAULT_EPISODES, 0, MAX_EPISODES)
+        return _json(_clean(blocked_payload(limit)))
 
     def _tasks(self, req: Request) -> Response:
         groups = _int_param(req, "groups", 200, 1, 2000)

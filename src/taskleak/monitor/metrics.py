@@ -13,7 +13,7 @@ from ..tracking import watchdog
 if TYPE_CHECKING:
     from .monitor import Monitor
 
-__all__ = ["Family", "families"]
+__all__ = ["Family", "families", "declared_families"]
 
 Labels = Dict[str, str]
 
@@ -81,18 +81,35 @@ def families(mon: "Monitor") -> List[Family]:
     return out
 
 
-def _blocked_families() -> List[Family]:
+def declared_families(mon: "Monitor") -> List[Family]:
+    """Every family an exporter may ever report, whether or not it has data
+    now: :func:`families` plus the blocked-loop counters before the watchdog
+    watches (with no samples)."""
+    out = families(mon)
+    have = {f.name for f in out}
+    return out + [f for f in _blocked_families(declare=True) if f.name not in have]
+
+
+def _blocked_families(declare: bool = False) -> List[Family]:
     """Blocked-loop counters from the native watchdog (docs/blocking.md), once
-    it watches: `watch_blocking()`, `check(blocking=)`, `taskleak run --blocking`."""
-    if not watchdog.is_watching() and watchdog.blocked_totals().blocks == 0:
+    it watches: `watch_blocking()`, `check(blocking=)`, `taskleak run --blocking`.
+
+    Before that there is nothing to report (no loop was looked at, which is
+    not the same as "no loop blocked"): no family, or with ``declare`` the
+    families without samples, for exporters that must declare their
+    instruments up front (OpenTelemetry)."""
+    watching = watchdog.is_watching() or watchdog.blocked_totals().blocks > 0
+    if not watching and not declare:
         return []
-    totals = watchdog.blocked_totals()
     seconds = Family("taskleak_event_loop_blocked_seconds_total", "counter",
                      "Time event loops spent blocked longer than the watchdog's threshold, by loop.",
                      "taskleak.event_loop.blocked.time", "s")
     blocks = Family("taskleak_event_loop_blocks_total", "counter",
                     "Episodes of an event loop blocked longer than the watchdog's threshold, by loop.",
                     "taskleak.event_loop.blocks", "{block}")
+    if not watching:
+        return [seconds, blocks]
+    totals = watchdog.blocked_totals()
     for name, (n, secs) in sorted(totals.per_loop.items()):
         blocks.samples.append(({"loop": name}, float(n)))
         seconds.samples.append(({"loop": name}, float(secs)))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
 
-from .metrics import families
+from .metrics import declared_families, families
 
 if TYPE_CHECKING:
     from .monitor import Monitor
@@ -18,7 +18,11 @@ __all__ = ["instrument"]
 def instrument(monitor: "Monitor", meter_provider: Optional[Any] = None) -> List[Any]:
     """Create one observable instrument per metric family on a meter from
     ``meter_provider`` (default: the global one). Gauges become observable
-    gauges, counters observable counters. Returns the instruments."""
+    gauges, counters observable counters. Returns the instruments.
+
+    The blocked-loop counters (``taskleak.event_loop.blocks``,
+    ``taskleak.event_loop.blocked.time``) are created whether or not the
+    watchdog already watches; they have no data point until it does."""
     try:
         from opentelemetry import metrics
         from opentelemetry.metrics import CallbackOptions, Observation
@@ -42,8 +46,14 @@ def instrument(monitor: "Monitor", meter_provider: Optional[Any] = None) -> List
             return []
         return observe
 
+    # Every instrument is created now, including those without data yet:
+    # this runs once (at service start, usually before anything calls
+    # watch_blocking()), so the blocked-loop counters are declared whether
+    # or not the watchdog already watches. Until it does they observe nothing (no data point,
+    # not a misleading 0: no loop was looked at); from then on they report
+    # its totals, starting at 0.
     out = []
-    for f in families(monitor):
+    for f in declared_families(monitor):
         make = meter.create_observable_counter if f.kind == "counter" else meter.create_observable_gauge
         out.append(make(f.otel_name, callbacks=[callback(f.otel_name)], unit=f.unit, description=f.help))
     return out

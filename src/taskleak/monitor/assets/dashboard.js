@@ -48,7 +48,20 @@
   function setText(id, v) { document.getElementById(id).textContent = v; }
 
   // A line chart: one polyline and one circle per sampled point per series.
-  function drawChart(node, series, fmt, marks) {
+  // Round a chart's top up to 1, 2, 2.5 or 5 times a power of ten, so that
+  // its five grid lines fall on round values.
+  function niceCeil(v) {
+    if (!(v > 0)) return v;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v * (1 - 1e-9)) return m * p;
+    return 10 * p;
+  }
+
+  // opts: `marks` (times of vertical alert lines), `hlines` (horizontal
+  // reference lines {v, cls}, e.g. a threshold), `empty` (what an empty
+  // chart says), `nice` (round the top of the scale).
+  function drawChart(node, series, fmt, opts) {
+    const { marks, hlines, empty, nice } = opts || {};
     while (node.firstChild) node.removeChild(node.firstChild);
     // Drawn in the chart's own pixel size, so that text is never stretched.
     const W = Math.max(200, Math.round(node.clientWidth || 600)), H = Math.max(100, Math.round(node.clientHeight || 200));
@@ -56,12 +69,14 @@
     node.setAttribute("viewBox", "0 0 " + W + " " + H);
     const all = series.flatMap(s => s.points);
     if (!all.length) {
-      node.appendChild(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "axis" })).textContent = "no sample yet";
+      node.appendChild(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "axis" })).textContent = empty || "no sample yet";
       return;
     }
     const t0 = Math.min(...all.map(p => p.t)), t1 = Math.max(...all.map(p => p.t));
-    let vmax = Math.max(...all.map(p => p.v)), vmin = Math.min(0, ...all.map(p => p.v));
+    const refs = (hlines || []).filter(h => h.v !== null && h.v !== undefined);
+    let vmax = Math.max(...all.map(p => p.v), ...refs.map(h => h.v)), vmin = Math.min(0, ...all.map(p => p.v));
     if (vmax === vmin) vmax = vmin + 1;
+    if (nice) vmax = niceCeil(vmax);
     const x = t => L + (t1 === t0 ? (W - L - R) / 2 : (t - t0) / (t1 - t0) * (W - L - R));
     const y = v => T + (1 - (v - vmin) / (vmax - vmin)) * (H - T - B);
     for (let i = 0; i <= 4; i++) {
@@ -74,8 +89,9 @@
     for (const m of marks || []) {
       if (m >= t0 && m <= t1) node.appendChild(svg("line", { x1: x(m), x2: x(m), y1: T, y2: H - B, class: "alert-mark" }));
     }
+    for (const h of refs) node.appendChild(svg("line", { x1: L, x2: W - R, y1: y(h.v), y2: y(h.v), class: h.cls }));
     for (const s of series) {
-      node.appendChild(svg("polyline", { class: s.cls, points: s.points.map(p => x(p.t).toFixed(1) + "," + y(p.v).toFixed(1)).join(" ") }));
+      if (s.line !== false) node.appendChild(svg("polyline", { class: s.cls, points: s.points.map(p => x(p.t).toFixed(1) + "," + y(p.v).toFixed(1)).join(" ") }));
       for (const p of s.points) {
         const c = svg("circle", { cx: x(p.t).toFixed(1), cy: y(p.v).toFixed(1), r: 2.5, class: "pt " + s.cls, "data-t": p.t, "data-v": p.v });
         c.appendChild(svg("title")).textContent = s.label + " " + fmt(p.v) + " at " + fmtTime(p.t);
@@ -109,9 +125,9 @@
     drawChart(document.getElementById("chart-tasks"), [
       { cls: "pending", label: "pending", points: pts("pending") },
       { cls: "done_retained", label: "done, still referenced", points: pts("done_retained") },
-    ], v => Math.round(v).toString(), marks);
-    drawChart(document.getElementById("chart-rss"), [{ cls: "rss", label: "RSS", points: pts("rss_bytes") }], fmtBytes, marks);
-    drawChart(document.getElementById("chart-lag"), [{ cls: "lag", label: "lag", points: pts("loop_lag_s") }], fmtSeconds, []);
+    ], v => Math.round(v).toString(), { marks: marks });
+    drawChart(document.getElementById("chart-rss"), [{ cls: "rss", label: "RSS", points: pts("rss_bytes") }], fmtBytes, { marks: marks });
+    drawChart(document.getElementById("chart-lag"), [{ cls: "lag", label: "lag", points: pts("loop_lag_s") }], fmtSeconds);
 
     // Top groups of the latest sample, with their trend over the samples kept.
     const tbody = document.querySelector("#groups tbody");
@@ -144,7 +160,62 @@
     }
     setText("v-alerts", String(data.alerts.length));
     document.getElementById("alerts-empty").hidden = alerts.length > 0;
-    document.querySelector(".card:last-child").classList.toggle("alerting", data.suspected.length > 0);
+    document.getElementById("card-alerts").classList.toggle("alerting", data.suspected.length > 0);
+  }
+
+  // The native watchdog's blocked-loop episodes (/api/blocked): totals in a
+  // card, each episode as a point (when, how long) over the threshold line,
+  // and the latest ones in a table whose rows open on their sampled stacks.
+  function renderBlocked(data) {
+    const eps = data.episodes;
+    const card = document.getElementById("card-blocked");
+    const summary = document.getElementById("blocked-summary");
+    if (!data.watching && !data.blocks) {
+      setText("v-blocked", "off");
+      summary.className = "off";
+      summary.textContent = "(watchdog off: start it in the process with taskleak.watch_blocking(), or taskleak run --blocking SECONDS)";
+    } else {
+      setText("v-blocked", data.blocks + " \u00d7 " + fmtSeconds(data.blocked_seconds));
+      summary.className = "";
+      summary.textContent = "(" + (data.watching ? "watchdog on, threshold " + fmtSeconds(data.threshold) : "watchdog stopped")
+        + "; " + data.blocks + " episode" + (data.blocks === 1 ? "" : "s") + ", " + fmtSeconds(data.blocked_seconds)
+        + " blocked in all" + (data.kept > eps.length ? "; latest " + eps.length + " of " + data.kept + " kept" : "") + ")";
+    }
+    // Red while the latest episode is recent (the last minute).
+    card.classList.toggle("alerting", eps.length > 0 && Date.now() / 1000 - (eps[0].start + eps[0].duration) < 60);
+    drawChart(document.getElementById("chart-blocked"),
+      [{ cls: "blocked", label: "blocked for", line: false, points: eps.slice().reverse().map(e => ({ t: e.start, v: e.duration })) }],
+      fmtSeconds, { hlines: data.watching ? [{ v: data.threshold, cls: "threshold" }] : [], nice: true,
+                    empty: data.watching ? "no episode yet" : "not watched" });
+    const tbody = document.querySelector("#blocked-episodes tbody");
+    const open = new Set(Array.from(tbody.querySelectorAll("details[open]")).map(d => d.dataset.seq));
+    tbody.replaceChildren();
+    for (const e of eps) {
+      const where = e.site ? e.site.short : "(no stack could be read)";
+      const cell = [];
+      if (e.stacks.length) {
+        const top = e.stacks[0];
+        const body = [el("summary", { class: "mono", text: where })];
+        body.push(el("div", { class: "stack-note", text: "most sampled stack, innermost first: " + top.count + " of "
+          + e.samples + " samples" + (e.stacks.length > 1 || e.stacks_truncated ? "; " + (e.stacks.length - 1 + e.stacks_truncated) + " other stack(s)" : "") }));
+        body.push(el("ol", { class: "stack" }, top.frames.map(f => el("li", { text: f.short }))));
+        if (top.frames_truncated) body.push(el("div", { class: "stack-note", text: "... " + top.frames_truncated + " outer frame(s)" }));
+        const d = el("details", { "data-seq": String(e.seq) }, body);
+        if (open.has(String(e.seq))) d.open = true;
+        cell.push(d);
+      } else {
+        cell.push(el("span", { class: "mono", text: where }));
+      }
+      tbody.appendChild(el("tr", { "data-seq": String(e.seq) }, [
+        el("td", { text: fmtTime(e.start), title: new Date(e.start * 1000).toString() }),
+        el("td", { class: "n", text: fmtSeconds(e.duration) }),
+        el("td", {}, cell),
+        el("td", { class: "mono", text: (e.running || "-") + (e.ended !== "resumed" ? " (" + e.ended + ")" : "") }),
+        el("td", { class: "mono", text: e.loop + (e.thread ? " in " + e.thread : "") }),
+      ]));
+    }
+    document.getElementById("blocked-empty").hidden = eps.length > 0;
+    setText("blocked-empty", data.watching || data.blocks ? "No blocked loop." : "Not watched: blocked loops are not being looked for.");
   }
 
   function frameText(f) { return f.short || (f.filename + ":" + f.lineno + " in " + f.function); }
@@ -178,8 +249,10 @@
   async function refresh() {
     const status = document.getElementById("status");
     try {
-      const [samples, alerts, tasks] = await Promise.all([getJSON("/api/samples"), getJSON("/api/alerts"), getJSON("/api/tasks")]);
+      const [samples, alerts, tasks, blocked] = await Promise.all([getJSON("/api/samples"), getJSON("/api/alerts"),
+        getJSON("/api/tasks"), getJSON("/api/blocked?limit=10")]);
       renderAlerts(alerts);
+      renderBlocked(blocked);
       renderSamples(samples, alerts.alerts);
       renderTasks(tasks);
       state.refreshes += 1;

@@ -1,0 +1,72 @@
+"""What the debug endpoint answers about blocked event loops (``/api/blocked``,
+read by the dashboard's "blocked loop" panel and ``taskleak top``): the
+native watchdog's totals and its most recent episodes (docs/blocking.md).
+
+Bounded: at most ``MAX_EPISODES`` episodes, the first ``MAX_STACKS`` stacks
+of each and ``MAX_FRAMES`` frames of a stack, the ``MAX_LOOPS`` loops that
+blocked longest. An episode's stacks carry what a task chain of
+``/api/tasks`` carries - file, line and function of each frame, never a
+local variable or a line of source - and the endpoint's token and Host
+rules apply to this path like to every other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from ..frame import Frame
+from ..tracking import watchdog
+from ..tracking.episode import Episode
+
+__all__ = ["blocked_payload", "MAX_EPISODES", "DEFAULT_EPISODES"]
+
+DEFAULT_EPISODES = 20
+MAX_EPISODES = 100
+MAX_STACKS = 3
+MAX_FRAMES = 20
+MAX_LOOPS = 20
+
+
+def _frame(f: Frame) -> Dict[str, Any]:
+    d = f.to_dict()
+    d["short"] = f.short()
+    return d
+
+
+def _episode(ep: Episode) -> Dict[str, Any]:
+    sampled = sum(s.count for s in ep.stacks)
+    return {
+        "seq": ep.seq, "loop": ep.loop, "thread": ep.thread, "start": ep.start, "duration": ep.duration,
+        "threshold": ep.threshold, "samples": ep.samples, "running": ep.running, "ended": ep.ended,
+        "detection_latency": ep.detection_latency,
+        "site": None if ep.site is None else _frame(ep.site),
+        "stacks": [{"count": s.count, "share": (s.count / sampled) if sampled else None,
+                    "frames": [_frame(f) for f in s.frames[:MAX_FRAMES]],
+                    "frames_truncated": max(0, len(s.frames) - MAX_FRAMES)}
+                   for s in ep.stacks[:MAX_STACKS]],
+        "stacks_truncated": max(0, len(ep.stacks) - MAX_STACKS),
+    }
+
+
+def blocked_payload(limit: int = DEFAULT_EPISODES) -> Dict[str, Any]:
+    """The watchdog's state, totals and latest ``limit`` episodes, newest first.
+
+    ``watching`` is False while nothing asked for the watchdog
+    (``taskleak.watch_blocking()``, ``taskleak run --blocking``): then the
+    counts say nothing about the loops, and the dashboard says so."""
+    limit = max(0, min(int(limit), MAX_EPISODES))
+    totals = watchdog.blocked_totals()       # delivers closed episodes first
+    status = watchdog.watchdog_status()
+    episodes = watchdog.block_episodes()
+    loops = sorted(totals.per_loop.items(), key=lambda kv: -kv[1][1])[:MAX_LOOPS]
+    latest: List[Episode] = episodes[-limit:][::-1] if limit else []
+    return {
+        "watching": watchdog.is_watching(),
+        "threshold": status.get("threshold") if watchdog.is_watching() else None,
+        "stacks": status.get("stacks") if watchdog.is_watching() else None,   # how stacks are read
+        "blocks": totals.blocks,
+        "blocked_seconds": totals.blocked_seconds,
+        "loops": [{"loop": name, "blocks": int(n), "blocked_seconds": float(s)} for name, (n, s) in loops],
+        "kept": len(episodes),
+        "episodes": [_episode(e) for e in latest],
+    }
