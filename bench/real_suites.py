@@ -69,6 +69,11 @@ SUITES = [
     Suite("aiohappyeyeballs", "2.6.1", COMMON, options=["-o", "addopts="]),
     # unittest.IsolatedAsyncioTestCase, a worker thread per connection
     Suite("aiosqlite", "0.21.0", ["pytest==8.3.5"], tests="aiosqlite/tests/smoke.py"),
+    # its own pytest plugin, asyncio + uvloop + trio backends, warnings are errors
+    Suite("anyio", "4.9.0",
+          ["pytest==8.3.5", "trio==0.30.0", "blockbuster==1.5.24", "exceptiongroup==1.3.0", "hypothesis==6.131.0",
+           "psutil==7.0.0", "trustme==1.2.1", "truststore==0.10.1", "uvloop==0.21.0"],
+          options=["-m", "not network"]),
 ]
 
 

@@ -312,6 +312,37 @@ def test_a_failing_tests_own_traceback_is_not_a_holder(pytester):
     assert "held by:\n    module test_suite['KEPT'][0]\n" in out
 
 
+def test_garbage_from_an_earlier_test_is_not_charged_to_the_test_being_checked(pytester):
+    """The check's gc.collect() frees all waiting garbage: an unclosed socket
+    an earlier test dropped warns from its finalizer, which -W error makes an
+    exception pytest would charge to the test running now (anyio's suite)."""
+    res = run(pytester, """
+        import gc
+        import socket
+        gc.disable()  # the socket's cycle waits for the check's collection
+
+        def test_drops_an_unclosed_socket():
+            cycle = [socket.socket()]
+            cycle.append(cycle)
+
+        class Node:
+            pass
+
+        @pytest.mark.asyncio
+        async def test_a_finished_task_in_a_garbage_cycle():
+            t = asyncio.ensure_future(asyncio.sleep(0))
+            await t
+            n = Node()
+            n.me, n.task = n, t  # held from outside until collected: the check collects
+        """, "--taskleak", "-W", "error")
+    res.assert_outcomes(passed=2)
+    out = res.stdout.str()
+    res.stdout.fnmatch_lines(["*taskleak: exceptions raised by garbage its collections freed*",
+                              "taskleak: while checking *test_a_finished_task_in_a_garbage_cycle*",
+                              "*ResourceWarning: unclosed <socket.socket*"])
+    assert "leaked task" not in out
+
+
 # ---- attribution ------------------------------------------------------------------
 
 def test_pytest_asyncio_loop_scopes(pytester):
@@ -424,6 +455,33 @@ def test_anyio_plugin(pytester):
     res.stdout.fnmatch_lines(["ERROR *::test_leak_with_fixture*"])
     assert "anyio-leak-2" in out
     assert "fixture-bg" not in out and "TestRunner._run_tests_and_fixtures()" not in out
+
+
+def test_anyio_worker_process_pool_is_not_a_leak_of_the_test_that_started_it(pytester):
+    """anyio.to_process starts one task per loop that shuts the worker
+    processes down when the loop closes (it is cancelled then, by design).
+    A task the same test really leaks next to it is still reported."""
+    res = run(pytester, """
+        from anyio import to_process
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        async def test_runs_in_a_worker_process():
+            assert await to_process.run_sync(abs, -3) == 3
+
+        @pytest.mark.anyio
+        async def test_worker_process_and_a_leak():
+            assert await to_process.run_sync(abs, -4) == 4
+            asyncio.create_task(heartbeat(), name="real-leak")
+            await asyncio.sleep(0)
+        """, "--taskleak", "-p", "no:asyncio")
+    out = res.stdout.str()
+    res.assert_outcomes(passed=2, errors=1)
+    res.stdout.fnmatch_lines(["ERROR *::test_worker_process_and_a_leak*"])
+    assert "real-leak" in out and "_shutdown_process_pool_on_exit" not in out
 
 
 def test_sync_tests_with_asyncio_run(pytester):

@@ -3,7 +3,11 @@
 import asyncio
 import concurrent.futures
 import json
+import subprocess
+import sys
 import threading
+
+import pytest
 
 import taskleak
 from taskleak.frame import creation_site
@@ -282,6 +286,47 @@ def test_uvloop_tasks_are_tracked(tracked):
     assert info.created_at is not None
     assert [fn(f) for f in info.stack][:3] == ["deep_outer", "deep_middle", "deep_inner"]
     assert info.waiting_on == "Event.wait()"
+
+
+UVLOOP_WITHOUT_RUNNER = """
+import asyncio, sys
+if sys.argv[1] == "uvloop-first":
+    import uvloop
+import taskleak
+taskleak.install()
+import uvloop
+
+async def stuck():
+    await asyncio.Event().wait()
+
+async def main():
+    asyncio.get_running_loop().create_task(stuck())  # THE LEAK
+    await asyncio.sleep(0.01)
+    [info] = [t for t in taskleak.snapshot().pending() if t.coro == "stuck"]
+    print("site", info.created_at[0].lineno if info.created_at else None)
+    print("waiting", info.waiting_on)
+
+if sys.argv[2] == "policy":  # what aiohttp's run_app does under uvloop.install()
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    loop = asyncio.new_event_loop()
+else:
+    loop = uvloop.new_event_loop()
+loop.run_until_complete(main())
+"""
+
+
+@pytest.mark.parametrize("order", ["uvloop-first", "taskleak-first"])
+@pytest.mark.parametrize("how", ["new_event_loop", "policy"])
+def test_uvloop_loops_not_made_by_a_runner_are_tracked(tmp_path, order, how):
+    # On 3.14+ (no registry) a uvloop loop built outside asyncio.Runner was
+    # never adopted: snapshots saw none of its tasks.
+    prog = tmp_path / "uv.py"
+    prog.write_text(UVLOOP_WITHOUT_RUNNER)
+    leak_line = next(i for i, line in enumerate(UVLOOP_WITHOUT_RUNNER.splitlines(), 1) if "# THE LEAK" in line)
+    res = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", str(prog), order, how],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert f"site {leak_line}" in res.stdout and "waiting Event.wait()" in res.stdout, res.stdout + res.stderr
 
 
 def test_a_task_holding_a_snapshot_of_itself_is_still_collected():

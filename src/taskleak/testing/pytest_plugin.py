@@ -65,13 +65,31 @@ def _is_harness_task(info: TaskInfo) -> bool:
     return False
 
 
+# Tasks a library starts once per event loop, by design to be cancelled when
+# the loop closes (their cleanup runs on that cancellation). Charged to the
+# first test that happened to use the feature, they failed it on every
+# function-scoped loop. (function qualname, in file ending with)
+_LOOP_SERVICES = (
+    # anyio.to_process: shuts the worker processes down when the loop closes
+    ("AsyncIOBackend.setup_process_pool_exit_at_shutdown", os.path.join("anyio", "_backends", "_asyncio.py")),
+)
+
+
+def _is_loop_service_task(info: TaskInfo) -> bool:
+    for f in info.created_at or ():
+        if is_asyncio(f.filename):
+            continue
+        return any(f.function == fn and f.filename.endswith(where) for fn, where in _LOOP_SERVICES)
+    return False
+
+
 def _is_runner_task(task: Any) -> bool:
     coro = task.get_coro()
     return getattr(coro, "__qualname__", None) == "TestRunner._run_tests_and_fixtures"
 
 
 _ANYIO_BACKEND = os.path.join("anyio", "_backends", "_asyncio.py")
-HARNESS_IGNORE = (_is_harness_task,)
+HARNESS_IGNORE = (_is_harness_task, _is_loop_service_task)
 MARKER_OPTIONS = ("grace", "ignore", "kinds", "on_leak", "collect", "blocking")  # blocking: pytest_blocking.py
 MODES = {"fail": "raise", "warn": "warn"}
 EVENT_KINDS = {"pending-at-shutdown": "pending", "destroyed-pending": "gc-pending",
@@ -175,10 +193,12 @@ class _Summary:
     texts: List[str] = field(default_factory=list)  # warn mode: the full reports
     ran: Set[str] = field(default_factory=set)
     notes: List[str] = field(default_factory=list)
+    unraisable: List[str] = field(default_factory=list)  # see LeakCheck._collect_garbage
 
 
 _ROWS = pytest.StashKey[List[Dict[str, Any]]]()
 _TEXT = pytest.StashKey[str]()
+_UNRAISABLE = pytest.StashKey[str]()
 _CALL_FAILED = pytest.StashKey[bool]()
 
 
@@ -272,6 +292,7 @@ class TaskleakPlugin:
         # fails / warns / logs itself.
         lc.on_leak = "cancel" if opts["on_leak"] == "cancel" else "raise"
         lc.grace_exempt = _is_runner_task
+        lc.unraisable = []  # what its collection finalizes is not this test's doing
         return lc
 
     def test_scope(self, item: pytest.Item) -> Any:
@@ -364,6 +385,11 @@ class TaskleakPlugin:
             del local, wider
         except TaskLeakError:
             pass
+        if lc.unraisable:
+            item.stash[_UNRAISABLE] = (
+                f"taskleak: while checking {item.nodeid}, its garbage collection finalized objects "
+                "that raised (from code run earlier: not charged to this test):\n"
+                + "\n".join(f"    {u}" for u in lc.unraisable))
         scope = lc._scope
         assert scope is not None
         # Loss events the check already consumed are not "late" either.
@@ -419,6 +445,8 @@ class TaskleakPlugin:
             rep.user_properties.append(("taskleak", item.stash[_ROWS]))
             if _TEXT in item.stash:
                 rep.user_properties.append(("taskleak-text", item.stash[_TEXT]))
+        if call.when == self.phase and _UNRAISABLE in item.stash:
+            rep.user_properties.append(("taskleak-unraisable", item.stash[_UNRAISABLE]))
         if call.when == "teardown":
             # After teardown: a function-scoped loop has been closed by now,
             # and what it cancelled is in the loss events.
@@ -463,6 +491,8 @@ class TaskleakPlugin:
                 self.summary.late.extend(cast(List[Dict[str, Any]], value))
             elif name == "taskleak-text":
                 self.summary.texts.append(str(value))
+            elif name == "taskleak-unraisable":
+                self.summary.unraisable.append(str(value))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -506,7 +536,7 @@ class TaskleakPlugin:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         s = self.summary
-        if self.is_worker or not (s.rows or s.late or s.notes or s.texts):
+        if self.is_worker or not (s.rows or s.late or s.notes or s.texts or s.unraisable):
             return
         tr = terminalreporter
         if s.rows:
@@ -525,6 +555,10 @@ class TaskleakPlugin:
             for text in s.texts:
                 tr.write_line(text)
                 tr.write_line("")
+        if s.unraisable:
+            tr.write_sep("-", "taskleak: exceptions raised by garbage its collections freed")
+            for text in s.unraisable:
+                tr.write_line(text)
         for note in s.notes:
             tr.write_line(note, bold=True, red="NOT" in note or "exit status" in note)
 

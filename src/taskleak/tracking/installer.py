@@ -137,6 +137,7 @@ def _adopt_loop(loop: asyncio.AbstractEventLoop) -> None:
         _adopted_loops.add(loop)
         loss_events.chain_exception_handler(loop)
         task_factory.adopt(loop, always=_mechanism == "factory")
+        task_factory.patch_foreign_loop_class(type(loop))  # later loops of its class: at construction
     except Exception:
         pass
 
@@ -202,10 +203,17 @@ def install(stack_depth: int = 32) -> None:
             _core.hook_task_finalizer(asyncio.Task)
         task_factory.patch_loop_class(always=_mechanism == "factory", on_new_loop=_adopt_loop)
         _patch_runner()
+        uvloop = sys.modules.get("uvloop")
+        if uvloop is not None and isinstance(getattr(uvloop, "Loop", None), type):
+            task_factory.patch_foreign_loop_class(uvloop.Loop)
         # Loops starting from now on are adopted before their first task runs.
+        # asyncio's loops call asyncio.events._set_running_loop; uvloop binds
+        # the package's alias at its import, so an import after this sees ours.
         if _original_set_running_loop is None:
             _original_set_running_loop = asyncio.events._set_running_loop
             asyncio.events._set_running_loop = _set_running_loop_hook
+            if getattr(asyncio, "_set_running_loop", None) is _original_set_running_loop:
+                asyncio._set_running_loop = _set_running_loop_hook
         loss_events.install_shutdown_hook()
         try:
             running = asyncio.get_running_loop()
@@ -226,6 +234,8 @@ def uninstall() -> None:
         _unhook_registry()
         if _original_set_running_loop is not None:
             asyncio.events._set_running_loop = _original_set_running_loop
+            if getattr(asyncio, "_set_running_loop", None) is _set_running_loop_hook:
+                asyncio._set_running_loop = _original_set_running_loop
             _original_set_running_loop = None
         for loop in list(_adopted_loops):
             try:

@@ -9,7 +9,7 @@ It always calls the factory the loop already had, so user factories and
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 from .. import _core
 
@@ -117,10 +117,51 @@ def patch_loop_class(always: bool, on_new_loop: Callable[[asyncio.AbstractEventL
         be.BaseEventLoop.__init__ = _init  # type: ignore[method-assign,assignment]
 
 
+# uvloop.Loop is no BaseEventLoop, and it marks itself running from C through
+# the `asyncio._set_running_loop` it bound at import: on 3.14+ a uvloop loop
+# made with uvloop.new_event_loop() (or an installed uvloop policy, as
+# aiohttp's run_app uses) was never adopted, and none of its tasks were seen.
+# Its class is a Python subclass of the C loop, so its __init__ can be wrapped
+# like BaseEventLoop's. {class: its own __init__ before, or None}
+_foreign_inits: Dict[type, Any] = {}
+
+
+def patch_foreign_loop_class(cls: type) -> None:
+    """Adopt every later loop of `cls` (uvloop.Loop) at construction, as
+    BaseEventLoop's are. Factory mode only; idempotent."""
+    if not _always or cls in _foreign_inits or issubclass(cls, asyncio.BaseEventLoop):
+        return
+    own = cls.__dict__.get("__init__")
+    inherited = cls.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        inherited(self, *args, **kwargs)
+        if _always and _on_new_loop is not None:
+            _on_new_loop(self)  # never raises (installer._adopt_loop)
+
+    __init__._taskleak_init = True  # type: ignore[attr-defined]
+    try:
+        cls.__init__ = __init__  # type: ignore[misc]
+    except (TypeError, AttributeError):  # a C type: left to the running-loop hook
+        return
+    _foreign_inits[cls] = own
+
+
+def _unpatch_foreign_loop_classes() -> None:
+    for cls, own in list(_foreign_inits.items()):
+        if getattr(cls.__dict__.get("__init__"), "_taskleak_init", False):
+            if own is None:
+                delattr(cls, "__init__")
+            else:
+                setattr(cls, "__init__", own)
+    _foreign_inits.clear()
+
+
 def unpatch_loop_class() -> None:
     global _original_set_task_factory, _original_init
     import asyncio.base_events as be
 
+    _unpatch_foreign_loop_classes()
     if _original_set_task_factory is not None:
         be.BaseEventLoop.set_task_factory = _original_set_task_factory  # type: ignore[method-assign]
         _original_set_task_factory = None
