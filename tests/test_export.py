@@ -144,7 +144,7 @@ def test_grafana_dashboard_queries_only_exported_metrics():
     used = {m for e in exprs for m in re.findall(r"\b(taskleak_[a-z_]+)", e)}
     exported = {"taskleak_asyncio_tasks", "taskleak_asyncio_tasks_created_total", "taskleak_asyncio_task_losses_total",
                 "taskleak_asyncio_group_tasks", "taskleak_event_loop_lag_seconds", "taskleak_leak_suspected",
-                "taskleak_alerts_total"}
+                "taskleak_alerts_total", "taskleak_event_loop_blocked_seconds_total", "taskleak_event_loop_blocks_total"}
     assert used <= exported and len(used) >= 6
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
