@@ -141,7 +141,7 @@ def patch_foreign_loop_class(cls: type) -> None:
 
     __init__._taskleak_init = True  # type: ignore[attr-defined]
     try:
-        cls.__init__ = __init__  # type: ignore[misc]
+        cls.__init__ = __init__  # type: ignore[method-assign]
     except (TypeError, AttributeError):  # a C type: left to the running-loop hook
         return
     _foreign_inits[cls] = own
