@@ -84,6 +84,9 @@ def _task_types() -> List[type]:
     return list(out.values())
 
 
+_CLASS = ("class", "")  # placeholder label of a class root
+
+
 def _running_frames() -> List[Any]:
     frames: List[Any] = []
     for top in list(sys._current_frames().values()):
@@ -132,7 +135,7 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
     for klass in _all_classes():
         if not _is_own_module(module_of_type(klass)):
             roots.append(klass)
-            labels.append(("class", f"class {qualified_type_name(klass)}"))
+            labels.append(_CLASS)  # named when a path starts there (most never do)
     loops = {id(lp): lp for lp in _event_loops()}
     for t in targets:
         lp = getattr(t, "_loop", None)
@@ -187,6 +190,8 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
             for root, chain in paths:
                 if any(_blocker(o) for o in chain[:-1]):
                     continue
+                if labels[root] is _CLASS:
+                    labels[root] = ("class", f"class {qualified_type_name(roots[root])}")
                 s = str(_holder_path(root, chain, labels))
                 if s not in rendered:
                     rendered.append(s)
