@@ -28,7 +28,7 @@ import asyncio
 import os
 import sys
 import types
-from typing import Any, Dict, FrozenSet, Iterable, List, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from .. import _core
 from ..tracking import live_tasks
@@ -90,7 +90,7 @@ _CLASS = ("class", "")  # placeholder label of a class root
 def _running_frames() -> List[Any]:
     frames: List[Any] = []
     for top in list(sys._current_frames().values()):
-        f = top
+        f: Optional[types.FrameType] = top
         while f is not None:
             frames.append(f)
             f = f.f_back
