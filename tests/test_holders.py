@@ -160,3 +160,26 @@ def test_a_task_under_suspicion_is_not_a_holder_a_live_one_from_before_is():
     assert outside == ["task 'server' (test_a_task_under_suspicion_is_not_a_holder_a_live_one_from_before_is."
                        "<locals>.main.<locals>.server) still running, coroutine local 'handled'[0]"]
     assert suspect == []
+
+
+def test_many_targets_in_one_big_container_each_named_by_its_own_position():
+    # Past _MEMO_MIN members the container's positions are indexed once for
+    # all the paths through it: each must still name its own slot.
+    async def quick(i: int) -> int:
+        return i
+
+    async def main() -> List[Any]:
+        ts = [asyncio.create_task(quick(i)) for i in range(40)]
+        await asyncio.gather(*ts)
+        return ts
+
+    tasks = asyncio.run(main())
+    HELD["many"] = list(reversed(tasks))
+    HELD["by_name"] = {f"k{i}": t for i, t in enumerate(tasks)}
+    try:
+        found = holder_paths(tasks, {id(t) for t in tasks})
+        for i, t in enumerate(tasks):
+            assert sorted(found[id(t)]) == sorted([f"module {__name__}['HELD']['many'][{39 - i}]",
+                                                   f"module {__name__}['HELD']['by_name']['k{i}']"]), found[id(t)]
+    finally:
+        HELD.clear()

@@ -32,7 +32,7 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from .. import _core
 from ..tracking import live_tasks
-from .index import (_GENS, _all_classes, _event_loops, _holder_path, _is_own_module, _is_running, _own_types,
+from .index import (_GENS, Memo, _all_classes, _event_loops, _holder_path, _is_own_module, _is_running, _own_types,
                     _running_coroutines)
 from .names import module_of_type, qualified_type_name
 
@@ -185,6 +185,7 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
             stops.extend(blockers)
             del per_target, blockers
             continue
+        memo: Memo = {}  # the chains keep its containers alive while they are rendered
         for t, paths in zip(wanted, per_target):
             rendered: List[str] = []
             for root, chain in paths:
@@ -192,11 +193,11 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
                     continue
                 if labels[root] is _CLASS:
                     labels[root] = ("class", f"class {qualified_type_name(roots[root])}")
-                s = str(_holder_path(root, chain, labels))
+                s = str(_holder_path(root, chain, labels, memo))
                 if s not in rendered:
                     rendered.append(s)
             if rendered:
                 found[id(t)] = rendered
-        del per_target, blockers
+        del per_target, blockers, memo
         break
     return found
