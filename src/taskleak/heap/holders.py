@@ -157,7 +157,13 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
     running = _running_coroutines(list(loops.values()))
     stops.extend(running)
     running_ids = {id(c) for c in running}
-    for t in live_tasks():
+    live: Dict[int, Any] = {id(t): t for t in live_tasks()}
+    for lp in loops.values():
+        try:  # tasks of a loop taskleak never adopted (3.14+ lists them per loop)
+            live.update((id(t), t) for t in asyncio.all_tasks(lp))
+        except Exception:  # pragma: no cover - exotic loops
+            pass
+    for t in live.values():
         if id(t) in suspects or t.done():
             continue
         coro = t.get_coro()
@@ -170,6 +176,7 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
     wanted = list(targets)
     # The search's own lists are never holders either.
     stops.extend([roots, labels, stops, stop_types, wanted, targets])
+    del live
 
     found: Dict[int, List[str]] = {}
     # The walk cannot ask whether a generator is running (that is a Python
