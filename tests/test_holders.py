@@ -183,3 +183,21 @@ def test_many_targets_in_one_big_container_each_named_by_its_own_position():
                                                    f"module {__name__}['HELD']['by_name']['k{i}']"]), found[id(t)]
     finally:
         HELD.clear()
+
+
+def test_the_search_leaves_no_garbage_behind():
+    import gc
+
+    t = _finished_task("no-cycle")
+    HELD["t"] = t
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.get_count()[0]
+        assert _paths(t) == [f"module {__name__}['HELD']['t']"]
+        # Nothing the search made survives it in a reference cycle (the
+        # targets and the excluded objects would live until a collection).
+        assert gc.collect() == 0, before
+    finally:
+        gc.enable()
+        HELD.clear()

@@ -88,11 +88,19 @@ _CLASS = ("class", "")  # placeholder label of a class root
 
 
 def _running_frames() -> List[Any]:
+    """Frames running in any thread, except taskleak's own: listing those
+    would make a cycle (this search's lists -> its frame -> the lists) that
+    keeps the targets and everything looked at alive until a collection.
+    They are never entered anyway: nothing holds a running frame but a
+    running generator, the stack above it, or a traceback (then the path is
+    dropped as taskleak's own, see _blocker)."""
     frames: List[Any] = []
-    for top in list(sys._current_frames().values()):
-        f: Optional[types.FrameType] = top
+    tops = list(sys._current_frames().values())
+    while tops:
+        f: Optional[types.FrameType] = tops.pop()
         while f is not None:
-            frames.append(f)
+            if not f.f_code.co_filename.startswith(_OWN_DIR):
+                frames.append(f)
             f = f.f_back
     return frames
 
@@ -174,8 +182,11 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
     stops.extend(_running_frames())
     stop_types: List[Any] = list(_own_types()) + _task_types()
     wanted = list(targets)
-    # The search's own lists are never holders either.
-    stops.extend([roots, labels, stops, stop_types, wanted, targets])
+    # The search's own lists are never holders either (`stops` itself is not
+    # listed: a list holding itself would be a cycle keeping every root, the
+    # targets and the excluded objects alive until the next collection; only
+    # this running frame refers to it).
+    stops.extend([roots, labels, stop_types, wanted, targets])
     del live
 
     found: Dict[int, List[str]] = {}
