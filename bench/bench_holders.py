@@ -15,6 +15,10 @@ Timed, median over REPEATS (default 7) runs each, same process:
   objgraph   objgraph.find_backref_chain(task, objgraph.is_proper_module), the
              public alternative (it runs gc.collect() itself)
 
+A second case times MANY (default 5,000) finished tasks held in one module
+list, all asked about at once (as `taskleak run` does at exit): engine vs old
+walk, median of 3 runs.
+
 Prints the path each one found and the ratios (baseline / taskleak). Never
 fails on speed.
 """
@@ -38,6 +42,7 @@ from taskleak.heap.holders import holder_paths
 
 HEAP: List[Any] = []
 HOLDER: dict = {}
+MANY: List[Any] = []
 
 
 class Node:
@@ -52,6 +57,18 @@ def build_heap(units: int) -> None:
         n = Node(i)
         n.peers.append(n.meta)
         HEAP.append(n)
+
+
+def finished_tasks(n: int) -> List["asyncio.Task[Any]"]:
+    async def job() -> int:
+        return 1
+
+    async def main() -> List["asyncio.Task[Any]"]:
+        ts = [asyncio.ensure_future(job()) for _ in range(n)]
+        await asyncio.gather(*ts)
+        return ts
+
+    return asyncio.run(main())
 
 
 def finished_task() -> "asyncio.Task[Any]":
@@ -301,6 +318,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--units", type=int, default=66_000)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--many", type=int, default=5_000)
     args = ap.parse_args()
 
     build_heap(args.units)
@@ -334,9 +352,29 @@ def main() -> None:
     chain = theirs()
     print(f"  objgraph chain: {' -> '.join(type(o).__name__ for o in chain)}")
     del chain
+
+    MANY.extend(finished_tasks(args.many))
+    gc.collect()
+
+    def ours_many() -> Dict[int, List[str]]:
+        return holder_paths(list(MANY), {id(t) for t in MANY})
+
+    def old_many() -> Dict[int, List[str]]:
+        return old_holder_paths(list(MANY), {id(t) for t in MANY})
+
+    t_ours_many = timed(ours_many, 3)
+    t_old_many = timed(old_many, 3)
+    print(f"holder search: {args.many:,} finished tasks in MANY[...], asked at once")
+    print(f"  taskleak (C++ forward search)      {ms(t_ours_many)}")
+    print(f"  old Python gc.get_referrers walk   {ms(t_old_many)}")
+    found, before = ours_many(), old_many()
+    print(f"  same paths: {found == before}, e.g. {found[id(MANY[-1])]}")
+    del found, before
+
     print("ratios (baseline / taskleak, medians)")
-    for label, xs in (("old Python walk", t_old), ("objgraph.find_backref_chain", t_theirs)):
-        print(f"  {label:<34} {statistics.median(xs) / statistics.median(t_ours):8.1f}x")
+    for label, xs, base in (("old Python walk", t_old, t_ours), ("objgraph.find_backref_chain", t_theirs, t_ours),
+                            (f"old Python walk, {args.many:,} tasks", t_old_many, t_ours_many)):
+        print(f"  {label:<34} {statistics.median(xs) / statistics.median(base):8.1f}x")
 
 
 if __name__ == "__main__":
