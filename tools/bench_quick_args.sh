@@ -7,6 +7,7 @@ case "$(basename "$1" .py)" in
     bench_creation)      echo "--rounds 2" ;;
     bench_dump)          echo "--repeats 1" ;;
     bench_heap)          echo "--units 100000 --repeats 1 --queries 5" ;;
+    bench_holders)       echo "--units 20000 --repeats 1 --many 500" ;;
     bench_memory)        echo "--runs 1 --total 100000" ;;
     bench_monitor)       echo "--tasks 20000 --rounds 2 --throughput-tasks 50000" ;;
     bench_pytest_heap)   echo "--repeats 1 --sizes 0 1000000" ;;

@@ -69,12 +69,13 @@ private:
 constexpr size_t BIG = 256;
 
 struct Search {
-    PyObject *target;
+    NodeMap targets;  // target -> its position in the caller's list
     const PtrTable *stop_set;
     const PtrTable *stop_types;
     std::vector<Node> nodes;
     NodeMap seen;
-    std::vector<uint32_t> holders;  // nodes that refer to the target
+    std::vector<std::vector<uint32_t>> holders;  // per target: nodes that refer to it
+    size_t unhit = 0;               // targets no node refers to yet
     std::vector<PyObject *> kids;   // eligible children of the node being traversed
     uint32_t current = NONE;        // node being traversed
     size_t kid_limit = SIZE_MAX;    // past this many kids, only look for the target
@@ -82,10 +83,13 @@ struct Search {
 
 int collect_child(PyObject *child, void *arg) {
     auto *s = (Search *)arg;
-    if (child == s->target) {
+    uint32_t t = s->targets.find(child);
+    if (t != NONE) {
         // A second reference from the same holder is the same finding.
-        if (s->holders.empty() || s->holders.back() != s->current) s->holders.push_back(s->current);
-        return 0;
+        auto &h = s->holders[t];
+        if (h.empty()) --s->unhit;
+        if (h.empty() || h.back() != s->current) h.push_back(s->current);
+        return 0;  // a target is never entered: what it holds is its own business
     }
     if (s->kids.size() > s->kid_limit) return 0;  // deferred anyway: no need to gather
     if (!PyObject_IS_GC(child) || !PyObject_GC_IsTracked(child)) return 0;  // holds nothing tracked
@@ -120,12 +124,13 @@ bool expand(Search &s, uint32_t u, std::vector<uint32_t> &next, bool allow_defer
 
 }  // namespace
 
-std::vector<HolderChain> forward_search(PyObject *target, const std::vector<PyObject *> &roots,
-                                        const std::vector<PyObject *> &stops,
-                                        const std::vector<PyObject *> &stop_types, int max_depth,
-                                        int max_paths, ForwardSearchStats *stats) {
-    std::vector<HolderChain> out;
-    if (max_paths <= 0) return out;
+std::vector<std::vector<HolderChain>> forward_search_many(const std::vector<PyObject *> &targets,
+                                                         const std::vector<PyObject *> &roots,
+                                                         const std::vector<PyObject *> &stops,
+                                                         const std::vector<PyObject *> &stop_types,
+                                                         int max_depth, int max_paths, ForwardSearchStats *stats) {
+    std::vector<std::vector<HolderChain>> out(targets.size());
+    if (max_paths <= 0 || targets.empty()) return out;
     PtrTable stop_set, type_set;
     stop_set.reset(stops.size());
     for (PyObject *p : stops) stop_set.insert(p);
@@ -133,15 +138,18 @@ std::vector<HolderChain> forward_search(PyObject *target, const std::vector<PyOb
     for (PyObject *p : stop_types) type_set.insert(p);
 
     Search s;
-    s.target = target;
     s.stop_set = &stop_set;
     s.stop_types = &type_set;
+    for (size_t t = 0; t < targets.size(); ++t) s.targets.insert(targets[t], (uint32_t)t);  // a repeat keeps the first
+    s.holders.resize(targets.size());
+    s.unhit = targets.size();
     std::vector<uint32_t> frontier, next, deferred, next_deferred;
     for (size_t i = 0; i < roots.size(); ++i) {
         PyObject *r = roots[i];
-        if (r == target) {
+        uint32_t t = s.targets.find(r);
+        if (t != NONE) {
             // A root that is the object itself (a frame's local variable).
-            if ((int)out.size() < max_paths) out.push_back(HolderChain{(int)i, {Py_NewRef(target)}});
+            if ((int)out[t].size() < max_paths) out[t].push_back(HolderChain{(int)i, {Py_NewRef(r)}});
             continue;
         }
         if (stop_set.find(r) != PtrTable::NOT_FOUND) continue;
@@ -153,21 +161,31 @@ std::vector<HolderChain> forward_search(PyObject *target, const std::vector<PyOb
     // Breadth-first by levels. Within a level, the nodes reached through
     // small containers are expanded first and the children of big ones
     // (deferred from the level before) last; the search ends with the first
-    // level that reaches the target, as soon as that level's holders are
-    // known, so a big container's members are visited only when the target
+    // level that reaches every target, as soon as that level's holders are
+    // known, so a big container's members are visited only when a target
     // is not nearer through something else.
-    // After the first level that reaches the target, up to EXTRA more levels
-    // are searched while fewer than max_paths holders are known (a class
-    // attribute three references away and an instance attribute four away
-    // are both worth reporting), without opening big containers any more.
+    // After the first level that reaches a target, up to EXTRA more levels
+    // are searched for it while fewer than max_paths holders are known (a
+    // class attribute three references away and an instance attribute four
+    // away are both worth reporting), without opening big containers any
+    // more once every target is reached.
     constexpr int EXTRA = 2;
-    int depth = 0, hit_depth = -1;
+    std::vector<int> hit_depth(targets.size(), -1);
+    auto settled = [&](int depth) {
+        for (size_t t = 0; t < targets.size(); ++t) {
+            if (s.holders[t].empty()) return false;
+            if (hit_depth[t] < 0) hit_depth[t] = depth;
+            if ((int)s.holders[t].size() < max_paths && depth < hit_depth[t] + EXTRA) return false;
+        }
+        return true;
+    };
+    int depth = 0;
     for (; (!frontier.empty() || !deferred.empty()) && depth < max_depth; ++depth) {
         next.clear();
         next_deferred.clear();
         for (uint32_t u : frontier)
             if (!expand(s, u, next, true)) next_deferred.push_back(u);
-        if (s.holders.empty()) {
+        if (s.unhit > 0) {
             for (uint32_t big : deferred) {
                 // Its children are this level's nodes: add and expand them.
                 std::vector<uint32_t> members;
@@ -175,33 +193,45 @@ std::vector<HolderChain> forward_search(PyObject *target, const std::vector<PyOb
                 for (uint32_t m : members) {
                     if (!expand(s, m, next, true)) next_deferred.push_back(m);
                 }
-                if (!s.holders.empty()) break;
+                if (s.unhit == 0) break;
             }
         }
-        if (!s.holders.empty() && hit_depth < 0) hit_depth = depth;
-        if (hit_depth >= 0 && ((int)s.holders.size() >= max_paths || depth >= hit_depth + EXTRA)) {
+        for (size_t t = 0; t < targets.size(); ++t)
+            if (!s.holders[t].empty() && hit_depth[t] < 0) hit_depth[t] = depth;
+        if (settled(depth)) {
             ++depth;
             break;
         }
         frontier.swap(next);
-        if (hit_depth >= 0) next_deferred.clear();
+        if (s.unhit == 0) next_deferred.clear();
         deferred.swap(next_deferred);
     }
     if (stats) {
         stats->visited = s.nodes.size();
         stats->depth = depth;
-        stats->exhausted = s.holders.empty() && frontier.empty() && deferred.empty();
+        stats->exhausted = s.unhit > 0 && frontier.empty() && deferred.empty();
     }
-    for (uint32_t h : s.holders) {
-        if ((int)out.size() >= max_paths) break;
-        std::vector<PyObject *> chain;
-        for (uint32_t u = h; u != NONE; u = s.nodes[u].parent) chain.push_back(s.nodes[u].obj);
-        std::vector<PyObject *> ordered(chain.rbegin(), chain.rend());
-        ordered.push_back(target);
-        for (PyObject *o : ordered) Py_INCREF(o);
-        out.push_back(HolderChain{s.nodes[h].root, std::move(ordered)});
+    for (size_t t = 0; t < targets.size(); ++t) {
+        for (uint32_t h : s.holders[t]) {
+            if ((int)out[t].size() >= max_paths) break;
+            std::vector<PyObject *> chain;
+            for (uint32_t u = h; u != NONE; u = s.nodes[u].parent) chain.push_back(s.nodes[u].obj);
+            std::vector<PyObject *> ordered(chain.rbegin(), chain.rend());
+            ordered.push_back(targets[t]);
+            for (PyObject *o : ordered) Py_INCREF(o);
+            out[t].push_back(HolderChain{s.nodes[h].root, std::move(ordered)});
+        }
     }
     return out;
+}
+
+std::vector<HolderChain> forward_search(PyObject *target, const std::vector<PyObject *> &roots,
+                                        const std::vector<PyObject *> &stops,
+                                        const std::vector<PyObject *> &stop_types, int max_depth,
+                                        int max_paths, ForwardSearchStats *stats) {
+    std::vector<std::vector<HolderChain>> all =
+        forward_search_many({target}, roots, stops, stop_types, max_depth, max_paths, stats);
+    return std::move(all[0]);
 }
 
 }  // namespace taskleak

@@ -79,6 +79,30 @@ void bind_heap(nb::module_ &m) {
     "([(root index, [root object ... target])], objects visited, exhausted): breadth-first from "
     "the roots to the first level that reaches `target`; no index, no Python code runs.");
 
+    m.def("forward_search_many", [](nb::handle targets, nb::handle roots, nb::handle stops, nb::handle stop_types,
+                                    int max_depth, int max_paths) {
+        // All four are lists the caller keeps alive for the call.
+        std::vector<PyObject *> t = borrowed_items(targets, "targets must be a list");
+        std::vector<PyObject *> r = borrowed_items(roots, "roots must be a list");
+        std::vector<PyObject *> s = borrowed_items(stops, "stops must be a list");
+        std::vector<PyObject *> ty = borrowed_items(stop_types, "stop_types must be a list");
+        ForwardSearchStats st;
+        std::vector<std::vector<HolderChain>> found = forward_search_many(t, r, s, ty, max_depth, max_paths, &st);
+        nb::list out;
+        for (auto &per_target : found) {
+            nb::list paths;
+            for (auto &c : per_target) {
+                nb::list objs;
+                for (PyObject *o : c.objs) objs.append(nb::steal(o));  // the chain's references
+                paths.append(nb::make_tuple(c.root, objs));
+            }
+            out.append(paths);
+        }
+        return nb::make_tuple(out, st.visited, st.exhausted);
+    }, "targets"_a, "roots"_a, "stops"_a, "stop_types"_a, "max_depth"_a, "max_paths"_a,
+    "([[(root index, [root object ... target])] per target], objects visited, exhausted): "
+    "forward_search for several targets in one walk.");
+
     m.def("type_census", []() {
         TypeCensus c;
         if (!c.collect()) throw nb::python_error();

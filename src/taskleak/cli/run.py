@@ -162,7 +162,7 @@ def _held_done_tasks(seen: Set[int]) -> List[Dict[str, Any]]:
             if t.done() and (_core.creation_info(t) or (0,))[0] not in seen]
     if not done:
         return []
-    held = holder_paths(done, {id(t) for t in done}, exclude=(id(done),))
+    held = holder_paths(done, {id(t) for t in done}, exclude=[done])
     snap = snapshot()
     out = []
     for info in snap:

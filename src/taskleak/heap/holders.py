@@ -1,83 +1,46 @@
-"""Who keeps a finished task alive: referrer paths from long-lived roots.
+"""Who keeps a finished task alive after a scope: holder paths for check()
+and ``taskleak run``.
 
-A level-synchronous backwards search: each level is one gc.get_referrers()
-call for the whole frontier (one heap scan), so a search of depth 8 costs at
-most 8 scans however wide it gets. Paths stop at:
+The search itself is who_holds()'s engine, a breadth-first search forward
+from the roots in C++ (``_core.forward_search_many``, all the scope's
+finished tasks in one walk); this module says where a leak check's search
+starts and where it stops:
 
-* roots that outlive a test: a module's globals, a class, a coroutine of a
+* roots that outlive a test: a module's globals, a class, the coroutine of a
   task that is not itself under suspicion -> reported;
 * state user code hangs on an event loop (``loop.__dict__['app']``) -> reported
   as ``loop.__dict__['app']['tasks'][3]``: it lives as long as the loop;
-* frames that are still running, the event loop's own bookkeeping (ready
-  queue, scheduled handles, selector, executor: the attributes a fresh loop of
-  the same class has), and taskleak's own objects -> not a leak, ignored.
+* frames that are still running (and coroutines and generators running
+  them), the event loop's own bookkeeping (ready queue, scheduled handles,
+  selector, executor: the attributes a fresh loop of the same class has),
+  tasks (a finished or suspect task holds nothing for anyone; a live one is a
+  root through its coroutine) and taskleak's own objects -> not a leak,
+  never entered.
+
+No collection runs, no Python code runs during the walk, and a clean scope
+never gets here (check() asks only about finished tasks that something
+outside their own cycles still holds).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import sys
 import types
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+
+from .. import _core
+from ..tracking import live_tasks
+from .index import (_GENS, Memo, _all_classes, _event_loops, _holder_path, _is_own_module, _is_running, _own_types,
+                    _running_coroutines)
+from .names import module_of_type, qualified_type_name
 
 __all__ = ["holder_paths"]
 
-
-def _running_frames() -> Set[int]:
-    ids: Set[int] = set()
-    for top in list(sys._current_frames().values()):
-        f: Optional[types.FrameType] = top
-        while f is not None:
-            ids.add(id(f))
-            f = f.f_back
-    return ids
-
-
-def _edge(holder: Any, child: Any) -> str:
-    """How `holder` refers to `child`, in words."""
-    if getattr(holder, "__dict__", None) is child:
-        return "."  # the instance's attribute dict: the next edge names the attribute
-    if isinstance(holder, dict):
-        for k, v in list(holder.items()):
-            if v is child:
-                return f"[{k!r}]"
-        return "[<key>]"
-    if isinstance(holder, (list, tuple)):
-        for i, v in enumerate(holder):
-            if v is child:
-                return f"[{i}]"
-    if isinstance(holder, (set, frozenset)):
-        return " (member)"
-    if isinstance(holder, types.CellType):
-        return " (closure cell)"
-    if isinstance(holder, types.FunctionType):
-        return " (closure)"
-    d = getattr(holder, "__dict__", None)
-    if isinstance(d, dict):
-        for k, v in d.items():
-            if v is child:
-                return f".{k}"
-    return ""
-
-
-def _describe(obj: Any) -> str:
-    if isinstance(obj, type):
-        return f"class {obj.__module__}.{obj.__qualname__}"
-    if isinstance(obj, (dict, list, set, tuple)):
-        return type(obj).__name__
-    return f"{type(obj).__module__}.{type(obj).__qualname__} object"
-
-
-def _module_of_dict(d: Dict[str, Any]) -> Optional[str]:
-    name = d.get("__name__")
-    if isinstance(name, str):
-        mod = sys.modules.get(name)
-        if mod is not None and getattr(mod, "__dict__", None) is d:
-            return name
-    return None
-
+# taskleak's own code (the package root, not just heap/): its frames,
+# coroutines and generators are never holders.
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 _BOOKKEEPING: Dict[type, FrozenSet[str]] = {}
 
@@ -100,138 +63,159 @@ def _bookkeeping(loop: Any) -> FrozenSet[str]:
     return names
 
 
-def _loop_dicts(targets: List[Any]) -> Dict[int, Any]:
-    """id(loop.__dict__) -> loop, for the loops of the targets (asking for
-    vars() makes the dict the referrer gc reports, on every version)."""
-    out: Dict[int, Any] = {}
-    for t in targets:
-        loop = getattr(t, "_loop", None)
-        if isinstance(loop, asyncio.AbstractEventLoop):
-            d = getattr(loop, "__dict__", None)
-            if isinstance(d, dict):
-                out[id(d)] = loop
-    return out
+def _task_types() -> List[type]:
+    """Every task class (C and Python Task and their subclasses): never
+    entered. A task's coroutine is a root when the task is live and not
+    under suspicion; otherwise what it holds is not a holder."""
+    out: Dict[int, type] = {}
+    stack: List[type] = [asyncio.Task]
+    py_task = getattr(asyncio.tasks, "_PyTask", None)
+    if isinstance(py_task, type):
+        stack.append(py_task)
+    while stack:
+        cls = stack.pop()
+        if id(cls) in out:
+            continue
+        out[id(cls)] = cls
+        try:
+            stack.extend(type.__subclasses__(cls))
+        except Exception:  # pragma: no cover - exotic metaclasses
+            pass
+    return list(out.values())
 
 
-def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[int] = (),
+_CLASS = ("class", "")  # placeholder label of a class root
+
+
+def _running_frames() -> List[Any]:
+    """Frames running in any thread, except taskleak's own: listing those
+    would make a cycle (this search's lists -> its frame -> the lists) that
+    keeps the targets and everything looked at alive until a collection.
+    They are never entered anyway: nothing holds a running frame but a
+    running generator, the stack above it, or a traceback (then the path is
+    dropped as taskleak's own, see _blocker)."""
+    frames: List[Any] = []
+    tops = list(sys._current_frames().values())
+    while tops:
+        f: Optional[types.FrameType] = tops.pop()
+        while f is not None:
+            if not f.f_code.co_filename.startswith(_OWN_DIR):
+                frames.append(f)
+            f = f.f_back
+    return frames
+
+
+def _is_own_code(obj: Any) -> bool:
+    code = getattr(obj, "f_code", None) if isinstance(obj, types.FrameType) else (
+        getattr(obj, "gi_code", None) or getattr(obj, "cr_code", None) or getattr(obj, "ag_code", None))
+    return isinstance(code, types.CodeType) and code.co_filename.startswith(_OWN_DIR)
+
+
+def _blocker(obj: Any) -> bool:
+    """A step no path may take, that the walk (which runs no Python code)
+    cannot tell by type: a coroutine or generator running right now (its
+    frame is a running frame), or taskleak's own code."""
+    if isinstance(obj, _GENS):
+        return _is_running(obj) or _is_own_code(obj)
+    return isinstance(obj, types.FrameType) and _is_own_code(obj)
+
+
+def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] = (),
                  max_depth: int = 10, max_paths: int = 3) -> Dict[int, List[str]]:
     """For each target (by id) the holder paths found from long-lived roots;
-    targets absent from the result are held only by running frames, the loop,
-    or nothing visible. `suspects`: ids of tasks whose coroutines do not count
-    as long-lived holders (tasks created in the scope under check)."""
-    running = _running_frames()
-    own: Set[int] = set(exclude)
-    # For each node reached: the frontier objects it holds (`kids`) and the
-    # targets reachable below it (`reach`), so one container holding several
-    # targets yields a path to each of them.
-    reach: Dict[int, Set[int]] = {id(t): {id(t)} for t in targets}
-    kids_of: Dict[int, List[Any]] = {}
+    targets absent from the result are held only by running frames, the loop's
+    bookkeeping, or nothing visible. `suspects`: ids of tasks whose coroutines
+    do not count as long-lived holders (tasks created in the scope under
+    check). `exclude`: objects no path may pass through (a test's own
+    objects, the caller's lists)."""
+    roots: List[Any] = []
+    labels: List[Tuple[str, str]] = []
+    stops: List[Any] = list(exclude)
+    for name, mod in list(sys.modules.items()):
+        d = getattr(mod, "__dict__", None) if isinstance(mod, types.ModuleType) else None
+        if not isinstance(d, dict):
+            continue
+        if _is_own_module(name):
+            stops.append(d)
+        else:
+            roots.append(d)
+            labels.append(("module", f"module {name}"))
+    for klass in _all_classes():
+        if not _is_own_module(module_of_type(klass)):
+            roots.append(klass)
+            labels.append(_CLASS)  # named when a path starts there (most never do)
+    loops = {id(lp): lp for lp in _event_loops()}
+    for t in targets:
+        lp = getattr(t, "_loop", None)
+        if isinstance(lp, asyncio.AbstractEventLoop):
+            loops.setdefault(id(lp), lp)
+    for lp in loops.values():
+        # The loop is never entered (everything refers to it); what user code
+        # hung on it is a root of its own.
+        stops.append(lp)
+        d = getattr(lp, "__dict__", None)
+        if not isinstance(d, dict):
+            continue
+        stops.append(d)
+        names = _bookkeeping(lp)
+        for k, v in list(d.items()):
+            if k not in names:
+                roots.append(v)
+                labels.append(("loop", f"loop.__dict__[{k!r}]"))
+    running = _running_coroutines(list(loops.values()))
+    stops.extend(running)
+    running_ids = {id(c) for c in running}
+    live: Dict[int, Any] = {id(t): t for t in live_tasks()}
+    for lp in loops.values():
+        try:  # tasks of a loop taskleak never adopted (3.14+ lists them per loop)
+            live.update((id(t), t) for t in asyncio.all_tasks(lp))
+        except Exception:  # pragma: no cover - exotic loops
+            pass
+    for t in live.values():
+        if id(t) in suspects or t.done():
+            continue
+        coro = t.get_coro()
+        if isinstance(coro, _GENS) and id(coro) not in running_ids and not _is_running(coro):
+            roots.append(coro)
+            labels.append(("task", f"task {t.get_name()!r} ({getattr(coro, '__qualname__', '?')}) still running, "
+                                   "coroutine"))
+    stops.extend(_running_frames())
+    stop_types: List[Any] = list(_own_types()) + _task_types()
+    wanted = list(targets)
+    # The search's own lists are never holders either (`stops` itself is not
+    # listed: a list holding itself would be a cycle keeping every root, the
+    # targets and the excluded objects alive until the next collection; only
+    # this running frame refers to it).
+    stops.extend([roots, labels, stop_types, wanted, targets])
+    del live
+
     found: Dict[int, List[str]] = {}
-    frontier: List[Any] = list(targets)
-    seen: Set[int] = {id(t) for t in targets}
-    own.update({id(frontier), id(targets), id(seen), id(reach), id(kids_of)})
-    loop_dicts = _loop_dicts(targets)
-    for _ in range(max_depth):
-        if not frontier:
-            break
-        own.add(id(frontier))
-        referrers = gc.get_referrers(*frontier)
-        own.add(id(referrers))
-        frontier_ids = {id(x) for x in frontier}
-        nxt: List[Any] = []
-        for r in referrers:
-            rid = id(r)
-            if rid in own or rid in seen or isinstance(r, types.FrameType) and (
-                    rid in running or r.f_code.co_filename.startswith(_OWN_DIR)):
-                continue
-            if isinstance(r, asyncio.AbstractEventLoop):
-                # 3.13+ keep instance attributes inline: the collector then
-                # names the loop itself, not its __dict__, as the referrer.
-                # Look at its attributes as the loop's dict.
-                d = getattr(r, "__dict__", None)
-                if not isinstance(d, dict) or id(d) in seen or id(d) in own:
+    # The walk cannot ask whether a generator is running (that is a Python
+    # attribute): a path through one is dropped and the search run again with
+    # it as a stop. Rare (a running generator reachable from a root), so
+    # usually one round.
+    rounds = 8
+    for attempt in range(rounds):
+        per_target, _visited, _exhausted = _core.forward_search_many(wanted, roots, stops, stop_types, max_depth,
+                                                                     max_paths)
+        blockers = [o for paths in per_target for _, chain in paths for o in chain[:-1] if _blocker(o)]
+        if blockers and attempt < rounds - 1:
+            stops.extend(blockers)
+            del per_target, blockers
+            continue
+        memo: Memo = {}  # the chains keep its containers alive while they are rendered
+        for t, paths in zip(wanted, per_target):
+            rendered: List[str] = []
+            for root, chain in paths:
+                if any(_blocker(o) for o in chain[:-1]):
                     continue
-                loop_dicts[id(d)] = r
-                r, rid = d, id(d)
-            # A loop's dict is read by its items: with inline values its
-            # tp_traverse may report nothing.
-            held = list(r.values()) if rid in loop_dicts else gc.get_referents(r)
-            kids = [c for c in held if id(c) in frontier_ids]
-            if not kids:
-                continue
-            if rid in loop_dicts:
-                # The loop's attributes: its bookkeeping is a dead end, the
-                # rest is state hung on the loop by user code.
-                names = _bookkeeping(loop_dicts[rid])
-                kids = [c for c in kids if any(v is c and k not in names for k, v in list(r.items()))]
-                if not kids:
-                    continue
-            seen.add(rid)
-            kids_of[rid] = kids
-            reach[rid] = set().union(*(reach[id(c)] for c in kids))
-            root = "loop.__dict__" if rid in loop_dicts else _root_name(r, suspects)
-            if root is None:
-                nxt.append(r)
-                continue
-            if root == "":
-                continue  # a dead end that is not a leak
-            for tid in reach[rid]:
-                paths = found.setdefault(tid, [])
-                if len(paths) < max_paths:
-                    paths.append(_render(root, r, tid, kids_of, reach))
-        frontier = nxt
-        del referrers
+                if labels[root] is _CLASS:
+                    labels[root] = ("class", f"class {qualified_type_name(roots[root])}")
+                s = str(_holder_path(root, chain, labels, memo))
+                if s not in rendered:
+                    rendered.append(s)
+            if rendered:
+                found[id(t)] = rendered
+        del per_target, blockers, memo
+        break
     return found
-
-
-# taskleak's own frames (the package root, not just heap/) are never holders.
-_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _root_name(r: Any, suspects: Set[int]) -> Optional[str]:
-    """A description if `r` is a long-lived root, "" for a harmless dead end,
-    None to keep searching above it."""
-    if isinstance(r, dict):
-        mod = _module_of_dict(r)
-        if mod is not None:
-            return f"module {mod}"
-        return None
-    if isinstance(r, type):
-        return f"class {r.__module__}.{r.__qualname__}"
-    if isinstance(r, types.ModuleType):
-        return f"module {r.__name__}"
-    if isinstance(r, types.FrameType):
-        return None
-    if isinstance(r, (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)):
-        # A coroutine on the active await chain is a running frame (3.12+
-        # reports the coroutine, not its frame, as the referrer).
-        running = getattr(r, "cr_running", None) or getattr(r, "gi_running", None) or getattr(r, "ag_running", None)
-        return "" if running else None
-    if isinstance(r, asyncio.Task):
-        if id(r) in suspects or r.done():
-            return ""
-        return f"task {r.get_name()!r} ({getattr(r.get_coro(), '__qualname__', '?')}), still running"
-    return None
-
-
-def _render(root: str, r: Any, tid: int, kids_of: Dict[int, List[Any]], reach: Dict[int, Set[int]]) -> str:
-    parts = [root]
-    node = r
-    for _ in range(64):
-        child = next((c for c in kids_of.get(id(node), ()) if tid in reach.get(id(c), ())), None)
-        if child is None:
-            break
-        if isinstance(child, dict) and _module_of_dict(child) is None and isinstance(node, (type, types.ModuleType)):
-            edge = ""
-        else:
-            edge = _edge(node, child)
-        if edge == ".":
-            parts.append(".")
-        elif edge.startswith("[") and parts[-1] == ".":
-            parts[-1] = f".{edge[2:-2]}" if edge[1] in "'\"" else edge
-        else:
-            parts.append(edge if edge else f" -> {_describe(child)}")
-        if id(child) == tid:
-            break
-        node = child
-    return "".join(parts)

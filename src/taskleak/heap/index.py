@@ -450,8 +450,37 @@ def _frame_local_name(frame: Any, child: Any) -> Optional[str]:
     return None
 
 
-def _edge(holder: Any, child: Any) -> str:
+#: Containers at least this long get their positions indexed once per rendering
+#: (a memo) when several paths pass through them: 10,000 finished tasks in one
+#: list would otherwise cost 10,000 scans of it.
+_MEMO_MIN = 32
+Memo = Dict[int, Dict[int, str]]
+
+
+def _positions(holder: Any) -> Dict[int, str]:
+    """id(member) -> the step naming it, first occurrence first, as _edge
+    would find it by scanning."""
+    out: Dict[int, str] = {}
+    if isinstance(holder, dict):
+        for k, v in list(holder.items()):
+            out.setdefault(id(v), f"[{k!r}]")
+            out.setdefault(id(k), " (a dict key)")
+    else:
+        for i, v in enumerate(list(holder)):
+            out.setdefault(id(v), f"[{i}]")
+    return out
+
+
+def _edge(holder: Any, child: Any, memo: Optional[Memo] = None) -> str:
     """How ``holder`` refers to ``child``, as a path step."""
+    if memo is not None and (isinstance(holder, (dict, list, tuple)) or type(holder).__name__ == "deque") \
+            and len(holder) >= _MEMO_MIN:
+        pos = memo.get(id(holder))
+        if pos is None:
+            pos = memo[id(holder)] = _positions(holder)
+        step = pos.get(id(child))
+        if step is not None:
+            return step
     if isinstance(holder, type):
         # A type refers to dicts only through its attribute dict (tp_dict).
         return _ATTR_DICT if isinstance(child, dict) else f" -> {_describe(child)}"
@@ -514,7 +543,7 @@ def _edge(holder: Any, child: Any) -> str:
     return f" -> {_describe(child)}"
 
 
-def _steps(chain: List[Any]) -> List[str]:
+def _steps(chain: List[Any], memo: Optional[Memo] = None) -> List[str]:
     steps: List[str] = []
     i = 0
     while i + 1 < len(chain):
@@ -529,7 +558,7 @@ def _steps(chain: List[Any]) -> List[str]:
             steps.append(f" (closure {var!r})")
             i += 2
             continue
-        s = _edge(holder, child)
+        s = _edge(holder, child, memo)
         if steps and steps[-1] == _ATTR_DICT:
             # obj.__dict__['name'] reads better as obj.name
             if s.startswith("['") and s.endswith("']") and s[2:-2].isidentifier():
@@ -547,11 +576,13 @@ def _steps(chain: List[Any]) -> List[str]:
     return [s for s in steps if s]
 
 
-def _holder_path(root: int, chain: List[Any], labels: List[Tuple[str, str]]) -> HolderPath:
+def _holder_path(root: int, chain: List[Any], labels: List[Tuple[str, str]], memo: Optional[Memo] = None) -> HolderPath:
+    """`memo`: shared by the paths of one rendering (see _MEMO_MIN); valid
+    only while the containers in it stay alive and unchanged."""
     if root >= 0:
         kind, label = labels[root]
         # For a frame root, chain[0] is the local variable's value: the label named it.
-        return HolderPath(label, kind, _steps(chain))
+        return HolderPath(label, kind, _steps(chain, memo))
     if root == -1:
-        return HolderPath(f"class {qualified_type_name(chain[0])}", "class", _steps(chain))
-    return HolderPath(_describe(chain[0]), "unrooted", _steps(chain))
+        return HolderPath(f"class {qualified_type_name(chain[0])}", "class", _steps(chain, memo))
+    return HolderPath(_describe(chain[0]), "unrooted", _steps(chain, memo))

@@ -28,7 +28,7 @@ import sys
 import time
 import types
 import warnings
-from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Union
 
 from .. import _core, tracking
 from ..frame import creation_site
@@ -249,11 +249,11 @@ class LeakCheck:
             delay *= 2
 
     # -- finding leaks -------------------------------------------------------------
-    def _finish(self, body_failed: bool, can_await: bool = False, exclude: Iterable[int] = (),
+    def _finish(self, body_failed: bool, can_await: bool = False, exclude: Iterable[Any] = (),
                 stops: Sequence[Any] = (), scoped: Sequence[Any] = ()) -> None:
         """Find the leaks and act on them. With `can_await` (async exit), the
         caller awaits the cancelled tasks and raises afterwards. `exclude`:
-        ids of objects that die with the scope (a test's own objects), never
+        objects that die with the scope (a test's own objects), never
         holders; `scoped`: those objects themselves, where they are known;
         `stops`: objects known to outlive the scope."""
         assert self._scope is not None
@@ -267,7 +267,7 @@ class LeakCheck:
             # pending task nobody references would otherwise be "destroyed
             # while pending" by a collection rather than reported as pending.
             pending = self._pending_scope_tasks()
-            self.leaks = self._find_leaks(scope.id, pending, set(exclude), stops, scoped)
+            self.leaks = self._find_leaks(scope.id, pending, list(exclude), stops, scoped)
         finally:
             scopes.close_scope(scope)
         if not self.leaks:
@@ -385,7 +385,7 @@ class LeakCheck:
         infos = {id(i.task): i for i in _snapshot_of(tasks)}
         return [t for t in tasks if not _ignored(infos[id(t)], self.ignore)]
 
-    def _find_leaks(self, sid: int, pending: List["asyncio.Task[Any]"], exclude: AbstractSet[int] = frozenset(),
+    def _find_leaks(self, sid: int, pending: List["asyncio.Task[Any]"], exclude: Sequence[Any] = (),
                     stops: Sequence[Any] = (), scoped: Sequence[Any] = ()) -> List[Leak]:
         leaks: List[Leak] = []
         me = _current_task_or_none()
@@ -401,7 +401,7 @@ class LeakCheck:
         held: Dict[int, List[str]] = {}
         if done and ("done-retained" in self.kinds or "never-retrieved" in self.kinds):
             suspects = {id(t) for t in _core.scope_tasks(sid)}
-            held = holder_paths(done, suspects, exclude=exclude | {id(done), id(pending)})
+            held = holder_paths(done, suspects, exclude=list(exclude) + [done, pending])
         for t in pending:
             leaks.append(Leak("pending", infos[id(t)]))
         for t in done:

@@ -380,7 +380,7 @@ class TaskleakPlugin:
             # retained. The session outlives every test.
             local, wider = _test_local_objects(item)
             with _post_mortem_set_aside():
-                lc._finish(body_failed=False, exclude=_test_local_ids(item),
+                lc._finish(body_failed=False, exclude=_test_own_objects(item),
                            stops=[item.session, item.config, item] + wider, scoped=local)
             del local, wider
         except TaskLeakError:
@@ -623,21 +623,22 @@ def _test_local_objects(item: pytest.Item) -> Tuple[List[Any], List[Any]]:
     return local, wider
 
 
-def _test_local_ids(item: pytest.Item) -> Set[int]:
+def _test_own_objects(item: pytest.Item) -> List[Any]:
     """The item and what hangs off it until teardown: the unittest/class
-    instance, the bound test function, fixture values and the request."""
-    ids: Set[int] = set()
+    instance, the bound test function, fixture values and the request
+    (with their attribute dicts). No holder path passes through them."""
+    out: List[Any] = [item, item.__dict__]
     for name in ("_testcase", "instance", "_obj", "funcargs", "_request"):
         try:
             obj = getattr(item, name, None)
         except Exception:
             continue
         if obj is not None:
-            ids.add(id(obj))
+            out.append(obj)
             d = getattr(obj, "__dict__", None)
             if isinstance(d, dict):
-                ids.add(id(d))
-    return ids | {id(item), id(item.__dict__)}
+                out.append(d)
+    return out
 
 
 # ---- rendering --------------------------------------------------------------
