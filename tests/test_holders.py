@@ -3,6 +3,7 @@ what counts as a holder after a scope, and the several-targets walk under it."""
 
 import asyncio
 import sys
+import weakref
 from typing import Any, List
 
 import pytest
@@ -201,3 +202,49 @@ def test_the_search_leaves_no_garbage_behind():
     finally:
         gc.enable()
         HELD.clear()
+
+
+PER_LOOP: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+PER_OBJECT: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def test_state_keyed_weakly_by_a_closed_loop_holds_nothing_by_an_open_one_does():
+    # anyio's RunVar keeps per-loop state in a module-level WeakKeyDictionary
+    # keyed by the loop: a test's own loop, closed by its teardown, takes that
+    # state with it (two anyio tests failed on this before).
+    def run_on(loop: Any) -> "asyncio.Task[Any]":
+        async def quick() -> int:
+            return 1
+
+        async def main() -> "asyncio.Task[Any]":
+            t = asyncio.ensure_future(quick())
+            await t
+            PER_LOOP[asyncio.get_running_loop()] = {"root_task": t}
+            return t
+
+        return loop.run_until_complete(main())
+
+    closed = asyncio.new_event_loop()
+    t1 = run_on(closed)
+    closed.close()
+    assert _paths(t1) == []
+
+    still_open = asyncio.new_event_loop()
+    try:
+        t2 = run_on(still_open)
+        [path] = _paths(t2)
+        assert path.startswith("module test_holders['PER_LOOP'].data[") and path.endswith("['root_task']"), path
+    finally:
+        still_open.close()
+    assert _paths(t2) == []
+
+
+def test_state_keyed_weakly_by_a_live_object_holds():
+    key = Box()
+    t = _finished_task("weak-keyed")
+    PER_OBJECT[key] = {"task": t}
+    try:
+        [path] = _paths(t)
+        assert path.startswith("module test_holders['PER_OBJECT'].data[") and path.endswith("['task']"), path
+    finally:
+        del PER_OBJECT[key]

@@ -28,6 +28,7 @@ import asyncio
 import os
 import sys
 import types
+import weakref
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from .. import _core
@@ -120,6 +121,31 @@ def _blocker(obj: Any) -> bool:
     return isinstance(obj, types.FrameType) and _is_own_code(obj)
 
 
+def _void_weak_entry(root: Any, chain: List[Any]) -> Optional[Any]:
+    """A value of a weak-keyed dict (the ``data`` of a WeakKeyDictionary: its
+    keys are weak references) lives only as long as its key. Keyed by an
+    object already dead, or by an event loop already closed (anyio keeps
+    per-loop state so: a test's own loop is closed by its teardown), the
+    entry holds nothing past the scope. Returns that value, for the search to
+    block; None when every step of the path holds."""
+    steps = [root] + list(chain)
+    for holder, child in zip(steps, steps[1:]):
+        if type(holder) is not dict or not holder:
+            continue
+        try:
+            if not isinstance(next(iter(holder)), weakref.ref):
+                continue  # a WeakKeyDictionary's keys are all weak references
+            for k, v in list(holder.items()):
+                if v is child and isinstance(k, weakref.ref):
+                    key = k()
+                    if key is None or (isinstance(key, asyncio.AbstractEventLoop) and key.is_closed()):
+                        return child
+                    break
+        except Exception:  # a dict changing under us, an exotic key
+            continue
+    return None
+
+
 def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] = (),
                  max_depth: int = 10, max_paths: int = 3) -> Dict[int, List[str]]:
     """For each target (by id) the holder paths found from long-lived roots;
@@ -199,6 +225,8 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
         per_target, _visited, _exhausted = _core.forward_search_many(wanted, roots, stops, stop_types, max_depth,
                                                                      max_paths)
         blockers = [o for paths in per_target for _, chain in paths for o in chain[:-1] if _blocker(o)]
+        blockers += [v for paths in per_target for root, chain in paths
+                     for v in [_void_weak_entry(roots[root], chain)] if v is not None]
         if blockers and attempt < rounds - 1:
             stops.extend(blockers)
             del per_target, blockers
@@ -207,7 +235,7 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
         for t, paths in zip(wanted, per_target):
             rendered: List[str] = []
             for root, chain in paths:
-                if any(_blocker(o) for o in chain[:-1]):
+                if any(_blocker(o) for o in chain[:-1]) or _void_weak_entry(roots[root], chain) is not None:
                     continue
                 if labels[root] is _CLASS:
                     labels[root] = ("class", f"class {qualified_type_name(roots[root])}")
