@@ -27,12 +27,12 @@ import asyncio
 import gc
 import statistics
 import sys
-import time
 from typing import Any, Callable, List
 
 import objgraph
 
 import taskleak
+from timing import ms, timed
 
 HEAP: List[Any] = []
 HOLDER: dict = {}
@@ -62,19 +62,6 @@ def finished_task() -> "asyncio.Task[Any]":
         return t
 
     return asyncio.run(main())
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> List[float]:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def ms(xs: List[float]) -> str:
-    return f"{statistics.median(xs) * 1e3:9.2f} ms (min {min(xs) * 1e3:.2f}, max {max(xs) * 1e3:.2f})"
 
 
 def line(label: str, ours: List[float], theirs: List[float], target: float) -> None:

@@ -31,14 +31,14 @@ import gc
 import os
 import statistics
 import sys
-import time
 import types
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
 import objgraph
 
 import taskleak
-from taskleak.heap.holders import holder_paths
+from timing import ms, timed
+from taskleak.heap.holders import _bookkeeping, holder_paths
 
 HEAP: List[Any] = []
 HOLDER: dict = {}
@@ -140,25 +140,6 @@ def _module_of_dict(d: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-_BOOKKEEPING: Dict[type, FrozenSet[str]] = {}
-
-
-def _bookkeeping(loop: Any) -> FrozenSet[str]:
-    """The attribute names a loop of this class has of its own: transient
-    machinery, never a holder. Learnt once per class from a fresh loop."""
-    cls = type(loop)
-    names = _BOOKKEEPING.get(cls)
-    if names is None:
-        try:
-            fresh = cls()
-            try:
-                names = frozenset(vars(fresh))
-            finally:
-                fresh.close()
-        except Exception:
-            names = frozenset(k for k in vars(loop) if k.startswith("_"))
-        _BOOKKEEPING[cls] = names
-    return names
 
 
 def _loop_dicts(targets: List[Any]) -> Dict[int, Any]:
@@ -299,19 +280,6 @@ def _render(root: str, r: Any, tid: int, kids_of: Dict[int, List[Any]], reach: D
 
 
 # ---- timing -------------------------------------------------------------------
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> List[float]:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def ms(xs: List[float]) -> str:
-    return f"{statistics.median(xs) * 1e3:9.2f} ms (min {min(xs) * 1e3:.2f}, max {max(xs) * 1e3:.2f})"
 
 
 def main() -> None:
