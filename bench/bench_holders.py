@@ -32,7 +32,7 @@ import os
 import statistics
 import sys
 import types
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set
+from typing import Any, Dict, Iterable, List, Optional, Set
 
 import objgraph
 
