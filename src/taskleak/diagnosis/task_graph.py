@@ -19,8 +19,8 @@ from ..frame import short_path
 from .awaited_by import awaiters_of, resolver
 
 if TYPE_CHECKING:
-    from ..snapshot import Snapshot
-    from ..task_info import TaskInfo
+    from ..model.snapshot import Snapshot
+    from ..model.task_info import TaskInfo
 
 __all__ = ["TaskGraph", "task_graph", "awaiters_of", "natural_key"]
 
@@ -204,7 +204,7 @@ def task_graph(snap: Optional["Snapshot"] = None) -> TaskGraph:
     """The awaited-by graph of every pending task (of ``snap``, or of a fresh
     snapshot). ``print(task_graph().format())`` prints it as a tree."""
     if snap is None:
-        from ..snapshot import snapshot
+        from ..model.snapshot import snapshot
 
         snap = snapshot()
     return build_graph(snap)
