@@ -101,9 +101,9 @@ def _is_submodule(name: str) -> bool:
 
 
 def test_modules_take_only_the_core_from_the_package_root():
-    """`from .. import _core` is how modules reach the C++ layer (and `from ..
-    import tracking` a sibling package); a name defined in the root
-    `__init__` would be an upward import to the public facade."""
+    """Modules reach the C++ layer as `import taskleak._core as _core` (and
+    `from .. import tracking` is a sibling package); a name defined in the
+    root `__init__` would be an upward import to the public facade."""
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(SRC).with_suffix("")
