@@ -103,9 +103,15 @@ class TaskGraph:
             for i, k in enumerate(kids):
                 emit(k, prefix, i == len(kids) - 1, path | {name})
 
-        top = groups(self.roots, set())
-        for i, g in enumerate(top):
-            emit(g, "", i == len(top) - 1, set())
+        try:
+            top = groups(self.roots, set())
+            for i, g in enumerate(top):
+                emit(g, "", i == len(top) - 1, set())
+        finally:
+            # Recursive closures hold themselves through their cells: a cycle
+            # through `self`, hence through every task of the graph, that
+            # only a full collection would free. Emptying the cells breaks it.
+            del signature, groups, emit
         for c in self.cycles:
             lines.append("")
             lines.append("deadlock: " + " awaits ".join(c + [c[0]]))

@@ -32,7 +32,12 @@ class _Shared:
         self.columns: Dict[str, List[int]] = {}
         self.creation_cache: Dict[int, List[Frame]] = {}
         self.chain_cache: Dict[int, List[Frame]] = {}
-        self.infos: Dict[int, TaskInfo] = {}
+        # Weak: a TaskInfo references its Snapshot, which references this
+        # object; a strong cache would close a reference cycle through every
+        # task the snapshot saw, and a finished task would then outlive the
+        # listing until a full collection (the monitor counting it as "done,
+        # still referenced" because someone opened the dashboard).
+        self.infos: "weakref.WeakValueDictionary[int, TaskInfo]" = weakref.WeakValueDictionary()
         self.by_serial: Optional[Dict[int, int]] = None
         self.groups: Optional[List[List[int]]] = None
         self.orphans: Optional[Tuple[Any, ...]] = None  # (verdicts, root type names) per row
@@ -108,7 +113,8 @@ class Snapshot:
         info = self._s.infos.get(i)
         if info is None:
             # The waiter and leaf (row[8:]) stay in the census: see TaskInfo.
-            info = self._s.infos[i] = TaskInfo(self, self._s.census.row(i)[:8] + (i,))
+            info = TaskInfo(self, self._s.census.row(i)[:8] + (i,))
+            self._s.infos[i] = info
         return info
 
     def _waiter(self, i: int) -> Any:

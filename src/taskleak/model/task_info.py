@@ -33,7 +33,7 @@ class TaskInfo:
     little until something is read. ``task`` is the task object itself.
     """
 
-    __slots__ = ("_snap", "_row", "_cache")
+    __slots__ = ("_snap", "_row", "_cache", "__weakref__")
 
     def __init__(self, snap: TaskSource, row: Tuple[Any, ...]) -> None:
         self._snap = snap
