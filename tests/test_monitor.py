@@ -395,3 +395,32 @@ def test_stop_from_on_alert_is_safe(lt):
         assert _native_threads() == before
     time.sleep(0.05)
     assert len(mon.samples()) == n
+
+
+def test_a_task_whose_done_callbacks_are_queued_is_not_retained(tracked):
+    """A task that finished this loop iteration is still referenced by the
+    handles of its done callbacks until they run: not a leak. One that is
+    still referenced a sample later is."""
+    from taskleak import _core
+
+    async def work():
+        return 1
+
+    loop = asyncio.new_event_loop()
+    try:
+        kept = loop.create_task(work())
+        passing = loop.create_task(work())
+        passing.add_done_callback(lambda t: None)
+        loop.call_soon(loop.stop)
+        loop.run_forever()           # one iteration: both finish, callbacks queued
+        assert kept.done() and passing.done() and len(loop._ready) > 0
+        del passing                  # now held only by its queued callbacks
+        first = _core.tally_tasks(0)
+        loop.call_soon(loop.stop)
+        loop.run_forever()           # the callbacks run and let `passing` go
+        second = _core.tally_tasks(0)
+    finally:
+        loop.close()
+    assert first["done"] == 0 and first["live"] >= 2
+    assert second["done"] == 1       # `kept`: done at both passes, still referenced
+    del kept

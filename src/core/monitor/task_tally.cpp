@@ -275,7 +275,14 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         const int64_t created = r->created_ns;
         const SlotInfo known = c.slots[i];
         int st;
-        if (known.serial == serial && known.done) {
+        // Done at the previous pass too: a task that finished since then may
+        // still be referenced only by its done callbacks, queued on its loop
+        // for this iteration (asyncio holds the task in each handle until it
+        // runs). Counting those as retained would make a busy, clean service
+        // look like a leak; a task still referenced one sample later is not
+        // waiting for its callbacks.
+        const bool done_before = known.serial == serial && known.done;
+        if (done_before) {
             st = 1;
         } else if (known.serial == serial && known.fast) {
             st = read_int(task, g_state_off) == 0 ? 0 : 1;
@@ -305,9 +312,11 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         if (st == 0) {
             ++out.pending;
             ++a.pending;
-        } else {
+        } else if (done_before) {
             ++out.done;
             ++a.done;
+        } else {
+            ++out.finishing;
         }
         if (created >= 0 && created < a.oldest) a.oldest = created;
         if (a.example_slot == SIZE_MAX || (st == 0 && !a.example_pending)) {

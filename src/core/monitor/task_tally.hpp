@@ -18,14 +18,17 @@ struct GroupTally {
     uint32_t stack;          // creation stack id (StackTable), NONE/DROPPED allowed
     PyObject *code;          // strong: the coroutine's code object, or its type
     uint32_t pending = 0;
-    uint32_t done = 0;
+    uint32_t done = 0;       // done at this pass and the previous one (see `finishing`)
     int64_t oldest_ns = 0;   // creation time of the oldest task in the group
     PyObject *example = nullptr;  // strong: taskleak's weakref to one pending (else any) task
     bool example_pending = false;
 };
 
 struct TaskTally {
-    uint64_t live = 0, pending = 0, done = 0;
+    // `done`: done and still referenced at this pass and at the previous
+    // one. `finishing`: done since the previous pass, possibly referenced
+    // only by done callbacks queued on its loop: not (yet) retained.
+    uint64_t live = 0, pending = 0, done = 0, finishing = 0;
     std::vector<GroupTally> groups;
     int64_t gil_ns = 0;      // GIL held by the pass, summed over its chunks
     int64_t max_hold_ns = 0; // longest single hold
