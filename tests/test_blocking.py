@@ -295,7 +295,7 @@ def test_uvloop():
             loop.close()
         eps = w.episodes()
     assert len(eps) == 1, [str(e) for e in eps]
-    assert "Loop" in eps[0].loop
+    assert eps[0].loop == "MainThread"   # uvloop keeps no thread id: named on its own thread
     assert eps[0].running is not None and eps[0].running.startswith("task ") and "main" in eps[0].running
     assert (HERE, line_of("# BLOCK: uvloop")) in sites(eps)
     assert eps[0].duration >= BLOCK - 0.1
@@ -399,8 +399,11 @@ def test_totals_count_every_episode(watch):
     after = watchdog.blocked_totals()
     assert after.blocks - before.blocks == 2
     assert after.blocked_seconds - before.blocked_seconds >= 0.2
-    (name, (blocks, seconds)), = [(k, v) for k, v in after.per_loop.items() if k not in before.per_loop]
-    assert blocks == 2 and "EventLoop" in name
+    # Per stable loop label (the thread's name): a new loop in the same
+    # thread adds to the same counters, as a Prometheus counter must.
+    blocks, seconds = after.per_loop["MainThread"]
+    old_blocks, _ = before.per_loop.get("MainThread", (0, 0.0))
+    assert blocks - old_blocks == 2
 
 
 def test_no_thread_left_behind():
@@ -538,3 +541,31 @@ def test_watching_again_after_the_tracking_hook_was_undone():
             time.sleep(BLOCK)
         asyncio.run(main())
         assert len(w.episodes()) == 1
+
+
+def test_loop_labels_are_stable_and_bounded():
+    """A loop's label is its thread's name; a second loop running at the same
+    time in that thread gets "-2"; a closed loop's label is reused, so a
+    thread that makes a loop per job keeps one series."""
+    from taskleak.loop_label import loop_label
+
+    first = asyncio.new_event_loop()
+    second = asyncio.new_event_loop()
+    try:
+        assert loop_label(first, "worker") == "worker"
+        assert loop_label(second, "worker") == "worker-2"
+        assert loop_label(first) == "worker"          # remembered
+    finally:
+        first.close()
+    third = asyncio.new_event_loop()
+    try:
+        assert loop_label(third, "worker") == "worker"  # the closed loop's label
+    finally:
+        second.close()
+        third.close()
+    labels = set()
+    for _ in range(50):
+        loop = asyncio.new_event_loop()
+        labels.add(loop_label(loop, "jobs"))
+        loop.close()
+    assert labels == {"jobs"}

@@ -19,7 +19,8 @@ def format_episode(ep: Episode, max_stacks: int = 3, max_frames: int = 10) -> st
     then the sampled stacks (most frequent first, innermost frame first)."""
     where = ep.site.short() if ep.site is not None else "(no stack could be read)"
     lines = [f"event loop blocked for {ep.duration:.3f} s (threshold {ep.threshold:.3f} s) at {where}"]
-    detail = [f"loop {ep.loop} in thread {ep.thread!r}"]
+    # A loop's label is its thread's name unless that thread runs several.
+    detail = [f"in thread {ep.thread!r}" if ep.loop == ep.thread else f"loop {ep.loop} in thread {ep.thread!r}"]
     if ep.running:
         detail.append(f"running {ep.running}")
     if ep.ended != "resumed":

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import taskleak._core as _core
+
+from ..loop_label import loop_label
 from .episode import Episode, episode_from_raw
 
 __all__ = ["DEFAULT_THRESHOLD", "Watch", "watch_blocking", "block_episodes", "clear_block_episodes",
@@ -81,9 +83,11 @@ _POLLER_SELECTORS = tuple(getattr(selectors, n) for n in ("EpollSelector", "Poll
                           if hasattr(selectors, n))
 _POLLERS = tuple(getattr(__import__("select"), n) for n in ("epoll", "poll", "devpoll")
                  if hasattr(__import__("select"), n))
-_names: Dict[int, str] = {}            # token -> loop name, while the loop is watched
-# token -> [name, blocks, blocked seconds], for the most recent loops that blocked
-_per_loop: "collections.OrderedDict[int, List[Any]]" = collections.OrderedDict()
+_names: Dict[int, str] = {}            # token -> loop label, while the loop is watched
+# loop label -> [blocks, blocked seconds], for the most recent labels that blocked.
+# Keyed by the stable label (loop_label.py), so a thread's new loop adds to
+# the same counters as the one it replaced: one series across restarts.
+_per_loop: "collections.OrderedDict[str, List[Any]]" = collections.OrderedDict()
 MAX_LOOPS_TOTALLED = 256
 _active = threading.local()            # .watched: the _Watched running in this thread
 _hook: Any = None  # our current asyncio.events._set_running_loop wrapper
@@ -105,13 +109,13 @@ def _on_episode(raw: Any) -> None:
                           _core.watchdog_now_ns(), time.time(), loop_id=token)
     with _episodes_lock:
         _episodes.append(ep)
-        tot = _per_loop.get(token)
+        tot = _per_loop.get(ep.loop)
         if tot is None:
-            tot = _per_loop[token] = [ep.loop, 0, 0.0]
+            tot = _per_loop[ep.loop] = [0, 0.0]
             while len(_per_loop) > MAX_LOOPS_TOTALLED:
                 _per_loop.popitem(last=False)
-        tot[1] += 1
-        tot[2] += ep.duration
+        tot[0] += 1
+        tot[1] += ep.duration
 
 
 def block_episodes(since: Optional[int] = None) -> List[Episode]:
@@ -139,8 +143,8 @@ class BlockTotals:
     """Cumulative counts since the process started watching: what the
     monitor exports as ``taskleak_event_loop_blocks_total`` and
     ``taskleak_event_loop_blocked_seconds_total``. ``per_loop`` maps a loop's
-    name (unique per loop: ``<_UnixSelectorEventLoop #3 at 0x7f...>``) to
-    ``(blocks, blocked_seconds)`` for the 256 most recent loops that blocked;
+    stable label (the name of its thread, ``MainThread``; see loop_label.py)
+    to ``(blocks, blocked_seconds)`` for the 256 most recent labels that blocked;
     ``blocks`` and ``blocked_seconds`` count every episode of every loop since
     the process started watching and never decrease."""
 
@@ -153,7 +157,7 @@ def blocked_totals() -> BlockTotals:
     _core.watchdog_collect()
     st = _core.watchdog_stats()
     with _episodes_lock:
-        per = {v[0]: (int(v[1]), float(v[2])) for v in _per_loop.values()}
+        per = {name: (int(v[0]), float(v[1])) for name, v in _per_loop.items()}
     return BlockTotals(int(st["blocks"]), float(st["blocked_seconds"]), per)
 
 
@@ -176,10 +180,6 @@ def _period(threshold: float) -> float:
     return min(0.05, max(0.005, threshold / 4))
 
 
-def _loop_name(loop: Any, token: int) -> str:
-    return f"<{type(loop).__name__} #{token} at {id(loop):#x}>"
-
-
 def _release(w: _Watched) -> None:
     """The loop is gone or unwatched: free its slot (closing any episode in
     progress) and deliver what it recorded while its name is known."""
@@ -198,7 +198,7 @@ def _attach(loop: Any) -> Optional[_Watched]:
         return w
     token = next(_tokens)
     slot, gen = _core.watchdog_acquire(token)
-    name = _loop_name(loop, token)
+    name = loop_label(loop, threading.current_thread().name)  # runs on the loop's thread
     _names[token] = name
     sel = getattr(loop, "_selector", None)
     w = _Watched(token, slot, gen, name, beats=True)

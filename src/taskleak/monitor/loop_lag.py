@@ -13,6 +13,8 @@ import time
 import weakref
 from typing import Any, Dict, Iterable
 
+from ..loop_label import loop_label
+
 __all__ = ["LoopLag"]
 
 
@@ -20,33 +22,14 @@ class LoopLag:
     def __init__(self) -> None:
         self._sent: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
         self._lag: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
-        self._names: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
-        self._n = 0
 
     def _arrived(self, loop: Any, sent: float) -> None:
-        # Runs on the loop's own thread: learn its name there (uvloop keeps
-        # no thread id we could read from outside).
+        # Runs on the loop's own thread: name the loop there (uvloop keeps
+        # no thread id that could be read from outside).
         self._lag[loop] = time.monotonic() - sent
-        if loop not in self._names:
-            name = threading.current_thread().name
-            if name in self._names.values():
-                self._n += 1
-                name = f"{name}-{self._n}"
-            self._names[loop] = name
+        loop_label(loop, threading.current_thread().name)
         if self._sent.get(loop) == sent:
             del self._sent[loop]
-
-    def _name(self, loop: Any) -> str:
-        name = self._names.get(loop)
-        if name is None:
-            tid = getattr(loop, "_thread_id", None)
-            thread = threading._active.get(tid) if tid is not None else None  # type: ignore[attr-defined]
-            self._n += 1
-            name = thread.name if thread is not None else f"loop-{self._n}"
-            if name in self._names.values():
-                name = f"{name}-{self._n}"
-            self._names[loop] = name
-        return name
 
     def tick(self, loops: Iterable[Any]) -> Dict[str, float]:
         """Send the next probes; return the lag per loop name."""
@@ -66,7 +49,7 @@ class LoopLag:
                     self._sent[loop] = now
                     loop.call_soon_threadsafe(self._arrived, loop, now)
                 if lag is not None:
-                    out[self._name(loop)] = lag
+                    out[loop_label(loop)] = lag
             except RuntimeError:  # closed between the check and the call
                 continue
         return out

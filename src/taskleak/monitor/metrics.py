@@ -124,10 +124,12 @@ def _blocked_families(declare: bool = False) -> List[Family]:
     if not watching:
         return [seconds, blocks]
     totals = watchdog.blocked_totals()
-    for name, (n, secs) in sorted(totals.per_loop.items()):
+    # One series per loop label from the first sample on: the loops that
+    # blocked, and at 0 the loops watched that never did (the same label as
+    # the lag gauge's, so the two join).
+    per_loop = dict.fromkeys(watchdog.watchdog_status().get("loops", []), (0, 0.0))
+    per_loop.update(totals.per_loop)
+    for name, (n, secs) in sorted(per_loop.items()):
         blocks.samples.append(({"loop": name}, float(n)))
         seconds.samples.append(({"loop": name}, float(secs)))
-    if not blocks.samples:
-        blocks.samples = [({"loop": "all"}, float(totals.blocks))]
-        seconds.samples = [({"loop": "all"}, float(totals.blocked_seconds))]
     return [seconds, blocks]
