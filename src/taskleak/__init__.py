@@ -26,7 +26,8 @@ from .diagnosis.task_graph import TaskGraph, task_graph
 from .diagnosis.why import Why, why
 from .frame import Frame
 from .heap.growth import Growth, GrowthRow, growth
-from .heap.index import HeapIndex, HolderPath, who_holds
+from .heap.index import HeapIndex, who_holds
+from .heap.paths import HolderPath
 from .monitor import Alert, AlertGroup, Anomaly, Detector, GroupStat, Monitor, Sample
 from .monitor.http_server import Server, serve
 from .report import signal_dump as _signal_dump

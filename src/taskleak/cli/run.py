@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Set, TextIO, Tuple
 
 from .. import _core, tracking
 from ..frame import Frame
-from ..heap.holders import holder_paths
+from ..heap.holders import holders_of_finished
 from ..report.blocking import episodes_to_list, format_episodes
 from ..report.json_form import SCHEMA_VERSION, events_to_list
 from ..report.text import format_loss_events, format_snapshot
@@ -162,7 +162,7 @@ def _held_done_tasks(seen: Set[int]) -> List[Dict[str, Any]]:
             if t.done() and (_core.creation_info(t) or (0,))[0] not in seen]
     if not done:
         return []
-    held = holder_paths(done, {id(t) for t in done}, exclude=[done])
+    held = holders_of_finished(done, {id(t) for t in done}, exclude=[done])
     snap = snapshot()
     out = []
     for info in snap:

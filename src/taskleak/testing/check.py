@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set,
 
 from .. import _core, tracking
 from ..frame import creation_site
-from ..heap.holders import holder_paths
+from ..heap.holders import holders_of_finished
 from ..snapshot import Snapshot, _Shared
 from ..task_info import DetachedTaskInfo, TaskInfo
 from ..tracking import scopes
@@ -401,7 +401,7 @@ class LeakCheck:
         held: Dict[int, List[str]] = {}
         if done and ("done-retained" in self.kinds or "never-retrieved" in self.kinds):
             suspects = {id(t) for t in _core.scope_tasks(sid)}
-            held = holder_paths(done, suspects, exclude=list(exclude) + [done, pending])
+            held = holders_of_finished(done, suspects, exclude=list(exclude) + [done, pending])
         for t in pending:
             leaks.append(Leak("pending", infos[id(t)]))
         for t in done:
