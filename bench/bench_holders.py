@@ -7,7 +7,7 @@ global, HOLDER['jobs'][0], as check() finds it after a test.
 
 Timed, median over REPEATS (default 7) runs each, same process:
 
-  engine     taskleak.heap.holders.holder_paths([task], ...) - what check()
+  engine     taskleak.heap.holders.holders_of_finished([task], ...) - what check()
              and `taskleak run` call: a forward search from the roots in C++
              (_core.forward_search_many)
   old walk   the level-by-level gc.get_referrers() walk check() used before
@@ -38,7 +38,8 @@ import objgraph
 
 import taskleak
 from timing import ms, timed
-from taskleak.heap.holders import _bookkeeping, holder_paths
+from taskleak.heap.holders import holders_of_finished
+from taskleak.heap.roots import loop_bookkeeping
 
 HEAP: List[Any] = []
 HOLDER: dict = {}
@@ -204,7 +205,7 @@ def old_holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[i
             if rid in loop_dicts:
                 # The loop's attributes: its bookkeeping is a dead end, the
                 # rest is state hung on the loop by user code.
-                names = _bookkeeping(loop_dicts[rid])
+                names = loop_bookkeeping(loop_dicts[rid])
                 kids = [c for c in kids if any(v is c and k not in names for k, v in list(r.items()))]
                 if not kids:
                     continue
@@ -299,7 +300,7 @@ def main() -> None:
     # script holds it in a local variable.
     def ours() -> Dict[int, List[str]]:
         t = HOLDER["jobs"][0]
-        return holder_paths([t], {id(t)})
+        return holders_of_finished([t], {id(t)})
 
     def old() -> Dict[int, List[str]]:
         t = HOLDER["jobs"][0]
@@ -325,7 +326,7 @@ def main() -> None:
     gc.collect()
 
     def ours_many() -> Dict[int, List[str]]:
-        return holder_paths(list(MANY), {id(t) for t in MANY})
+        return holders_of_finished(list(MANY), {id(t) for t in MANY})
 
     def old_many() -> Dict[int, List[str]]:
         return old_holder_paths(list(MANY), {id(t) for t in MANY})

@@ -9,7 +9,7 @@ from typing import Any, List
 import pytest
 
 from taskleak import _core
-from taskleak.heap.holders import holder_paths
+from taskleak.heap.holders import holders_of_finished
 
 HELD: dict = {}
 GENS: dict = {}
@@ -34,7 +34,7 @@ def _finished_task(name: str) -> "asyncio.Task[Any]":
 
 
 def _paths(task: Any, exclude: List[Any] = ()) -> List[str]:  # type: ignore[assignment]
-    return holder_paths([task], {id(task)}, exclude=exclude).get(id(task), [])
+    return holders_of_finished([task], {id(task)}, exclude=exclude).get(id(task), [])
 
 
 def test_forward_search_many_finds_each_target_in_one_walk():
@@ -151,8 +151,8 @@ def test_a_task_under_suspicion_is_not_a_holder_a_live_one_from_before_is():
         t = asyncio.create_task(quick(), name="handled")
         inbox.append(t)
         await asyncio.sleep(0.01)
-        out = [holder_paths([t], {id(t)}).get(id(t), []),
-               holder_paths([t], {id(t), id(srv)}).get(id(t), [])]  # the server is a suspect too
+        out = [holders_of_finished([t], {id(t)}).get(id(t), []),
+               holders_of_finished([t], {id(t), id(srv)}).get(id(t), [])]  # the server is a suspect too
         stop.set()
         await srv
         return out
@@ -178,7 +178,7 @@ def test_many_targets_in_one_big_container_each_named_by_its_own_position():
     HELD["many"] = list(reversed(tasks))
     HELD["by_name"] = {f"k{i}": t for i, t in enumerate(tasks)}
     try:
-        found = holder_paths(tasks, {id(t) for t in tasks})
+        found = holders_of_finished(tasks, {id(t) for t in tasks})
         for i, t in enumerate(tasks):
             assert sorted(found[id(t)]) == sorted([f"module {__name__}['HELD']['many'][{39 - i}]",
                                                    f"module {__name__}['HELD']['by_name']['k{i}']"]), found[id(t)]

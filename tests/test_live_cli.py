@@ -24,7 +24,7 @@ import pytest
 
 import taskleak.cli.main as cli_main
 import taskleak.cli.ps  # noqa: F401  (imported before a fork drops privileges)
-import taskleak.cli.remote_314  # noqa: F401
+import taskleak.cli.remote_read  # noqa: F401
 import taskleak.cli.top  # noqa: F401
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

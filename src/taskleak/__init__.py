@@ -27,7 +27,8 @@ from .diagnosis.task_graph import TaskGraph, task_graph
 from .diagnosis.why import Why, why
 from .frame import Frame
 from .heap.growth import Growth, GrowthRow, growth
-from .heap.index import HeapIndex, HolderPath, who_holds
+from .heap.index import HeapIndex, who_holds
+from .heap.paths import HolderPath
 from .live import Server, serve
 from .model import Snapshot, TaskInfo, snapshot
 from .monitor import Alert, AlertGroup, Anomaly, Detector, GroupStat, Monitor, Sample

@@ -79,6 +79,11 @@ struct Search {
     std::vector<PyObject *> kids;   // eligible children of the node being traversed
     uint32_t current = NONE;        // node being traversed
     size_t kid_limit = SIZE_MAX;    // past this many kids, only look for the target
+    // CPython untracks containers that hold only untracked objects (a dict
+    // of strings, a tuple of ints): they hold nothing tracked, so the walk
+    // skips them - unless a target is itself untracked (a str asked about),
+    // which such a container may be the only one to hold.
+    bool enter_untracked = false;
 };
 
 int collect_child(PyObject *child, void *arg) {
@@ -92,7 +97,7 @@ int collect_child(PyObject *child, void *arg) {
         return 0;  // a target is never entered: what it holds is its own business
     }
     if (s->kids.size() > s->kid_limit) return 0;  // deferred anyway: no need to gather
-    if (!PyObject_IS_GC(child) || !PyObject_GC_IsTracked(child)) return 0;  // holds nothing tracked
+    if (!PyObject_IS_GC(child) || (!s->enter_untracked && !PyObject_GC_IsTracked(child))) return 0;
     if (s->stop_set->find(child) != PtrTable::NOT_FOUND) return 0;
     if (s->stop_types->size() != 0 && s->stop_types->find(Py_TYPE(child)) != PtrTable::NOT_FOUND) return 0;
     if (s->seen.find(child) != NONE) return 0;
@@ -140,7 +145,10 @@ std::vector<std::vector<HolderChain>> forward_search_many(const std::vector<PyOb
     Search s;
     s.stop_set = &stop_set;
     s.stop_types = &type_set;
-    for (size_t t = 0; t < targets.size(); ++t) s.targets.insert(targets[t], (uint32_t)t);  // a repeat keeps the first
+    for (size_t t = 0; t < targets.size(); ++t) {
+        s.targets.insert(targets[t], (uint32_t)t);  // a repeat keeps the first
+        if (!PyObject_IS_GC(targets[t]) || !PyObject_GC_IsTracked(targets[t])) s.enter_untracked = true;
+    }
     s.holders.resize(targets.size());
     s.unhit = targets.size();
     std::vector<uint32_t> frontier, next, deferred, next_deferred;

@@ -1,6 +1,11 @@
-"""Command-line front end: ``taskleak run`` and the commands to come.
+"""Command-line front end: the ``taskleak`` command.
 
-``main`` (argument parsing, the ``taskleak`` script) and ``run`` (run a
-program under tracking, report at exit). May import every layer below; never
-``testing``.
+``main`` parses the arguments and dispatches; one module per command:
+``run`` (run a program under tracking, report at exit), ``ps``, ``top``,
+``dump``, ``snapshot``, ``why`` (inspect a running process). Reaching that
+process: ``attach`` (its agent over a Unix socket), ``connect`` (agent or
+outside view, and the PID arguments), ``remote_read`` and ``remote_inject``
+(CPython 3.14+: read it from outside, or start the agent in it), both
+through ``target_interpreter`` (the process's own interpreter). May import
+every layer below; never ``testing``.
 """

@@ -1,14 +1,30 @@
-"""Reaching a process: through its agent, or (CPython 3.14+) from outside."""
+"""Reaching a process: through its agent, or (CPython 3.14+) from outside.
+
+Also the arguments every command that inspects a process takes (``top``,
+``dump``, ``snapshot``, ``why``): they are :func:`connect`'s.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any, Optional, Tuple
 
 from .attach import NO_AGENT_HELP, Agent, AttachError, Target, find_agent, target
-from .remote_314 import inject_agent
+from .remote_inject import inject_agent
 
-__all__ = ["connect"]
+__all__ = ["add_target_arguments", "connect"]
+
+
+def add_target_arguments(p: argparse.ArgumentParser) -> None:
+    """PID, --inject, --inject-wait, --timeout: what :func:`connect` needs."""
+    p.add_argument("pid", metavar="PID", help="process id")
+    p.add_argument("--inject", action="store_true",
+                   help="CPython 3.14+: start the agent inside the process with sys.remote_exec (PEP 768) "
+                        "when it has none")
+    p.add_argument("--inject-wait", type=float, default=10.0, metavar="S",
+                   help="seconds --inject waits for the agent to start (an idle loop delays it)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait for an answer")
 
 
 def connect(pid: Any, inject: bool = False, timeout: float = 30.0,

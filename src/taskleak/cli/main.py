@@ -1,16 +1,28 @@
-"""The ``taskleak`` command line."""
+"""The ``taskleak`` command line: parses the arguments and hands them to the
+command's module (``run``, ``ps``, ``top``, ``dump``, ``snapshot``, ``why``)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Any, List, Optional, cast
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
-from . import process_commands
+from . import dump, ps, snapshot, top, why
+from .attach import AttachError
 from .run import RunOptions, run_program
 
 __all__ = ["main"]
+
+# The commands that inspect another process, in the order --help lists them:
+# each module adds its parser and runs its command.
+_PROCESS_COMMANDS: Dict[str, Tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
+    "ps": (ps.add_parser, ps.cmd_ps),
+    "top": (top.add_parser, top.cmd_top),
+    "dump": (dump.add_parser, dump.cmd_dump),
+    "snapshot": (snapshot.add_parser, snapshot.cmd_snapshot),
+    "why": (why.add_parser, why.cmd_why),
+}
 
 _RUN_USAGE = ("taskleak run [--json FILE] [--fail-on-leak] [--stack-depth N] [--monitor[=SECONDS]] "
               "[--blocking SECONDS] "
@@ -24,6 +36,24 @@ def _version() -> str:
         return version("taskleak")
     except Exception:  # pragma: no cover - not installed as a distribution
         return "unknown"
+
+
+def _run_process_command(args: argparse.Namespace) -> int:
+    """Run one of the process commands; AttachError becomes a message and exit status 1."""
+    _, cmd = _PROCESS_COMMANDS[args.command]
+    try:
+        return cmd(args)
+    except AttachError as e:
+        print(f"taskleak {args.command}: {e}", file=sys.stderr)
+        return 1
+    except (KeyError, TypeError, AttributeError) as e:
+        # JSON of an unexpected shape: an agent of another taskleak version, or not an agent.
+        print(f"taskleak {args.command}: malformed reply from process {getattr(args, 'pid', '?')}: missing or "
+              f"unexpected field ({type(e).__name__}: {e}); is the agent from another taskleak version?",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="also report event loops blocked longer than SECONDS (e.g. 0.1), with the line")
     run.add_argument("-m", dest="module", metavar="module", help="run a library module as a script")
     run.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...] (or the module's args with -m)")
-    process_commands.add_parsers(sub)
+    for add_parser, _ in _PROCESS_COMMANDS.values():
+        add_parser(sub)
     return p
 
 
@@ -57,10 +88,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command in process_commands.COMMANDS:
+    if args.command in _PROCESS_COMMANDS:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return process_commands.run_command(args)
+        return _run_process_command(args)
     if args.command != "run":
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -11,7 +11,14 @@ from typing import Any, Dict, List, Optional
 from ..live.agent import list_agents
 from .attach import Agent, AttachError, pwd_name
 
-__all__ = ["cmd_ps", "list_processes"]
+__all__ = ["add_parser", "cmd_ps", "list_processes"]
+
+
+def add_parser(sub: Any) -> None:
+    sub.add_parser("ps", help="list processes with a taskleak agent (and, on 3.14+, other Python processes)",
+                   description="List processes that taskleak can inspect: those with an agent (serve(unix=True), "
+                               "`taskleak run --monitor`, TASKLEAK_MONITOR=1) and Python 3.14+ processes that "
+                               "can be read from outside.")
 
 
 def _cmdline(pid: int) -> str:

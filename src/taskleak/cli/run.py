@@ -24,9 +24,11 @@ import types
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Set, TextIO, Tuple
 
-from .. import _core, tracking
+import taskleak._core as _core
+
+from .. import tracking
 from ..frame import Frame
-from ..heap.holders import holder_paths
+from ..heap.holders import holders_of_finished
 from ..blocking.text import episodes_to_list, format_episodes
 from ..model.json_form import SCHEMA_VERSION, events_to_list
 from ..model.text import format_loss_events, format_snapshot
@@ -162,7 +164,7 @@ def _held_done_tasks(seen: Set[int]) -> List[Dict[str, Any]]:
             if t.done() and (_core.creation_info(t) or (0,))[0] not in seen]
     if not done:
         return []
-    held = holder_paths(done, {id(t) for t in done}, exclude=[done])
+    held = holders_of_finished(done, {id(t) for t in done}, exclude=[done])
     snap = snapshot()
     out = []
     for info in snap:

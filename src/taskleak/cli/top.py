@@ -16,9 +16,18 @@ import time
 from typing import Any, Dict, List, Optional
 
 from .attach import Agent, AttachError, Target
-from .connect import connect
+from .connect import add_target_arguments, connect
 
-__all__ = ["cmd_top", "render", "blocked_line"]
+__all__ = ["add_parser", "cmd_top", "render", "blocked_line"]
+
+
+def add_parser(sub: Any) -> None:
+    top = sub.add_parser("top", help="live view of a process: task counts, RSS, loop lag, top groups, alerts",
+                         description="A live terminal view, refreshed in place; q quits. Plain repeated "
+                                     "output when stdout is not a terminal.")
+    add_target_arguments(top)
+    top.add_argument("-n", "--iterations", type=int, default=0, metavar="N", help="stop after N refreshes (0: never)")
+    top.add_argument("-d", "--delay", type=float, default=2.0, metavar="S", help="seconds between refreshes")
 
 
 def _mib(b: Optional[int]) -> str:
@@ -95,7 +104,7 @@ def render(info: Dict[str, Any], samples: List[Dict[str, Any]], alerts: List[Dic
 
 
 def _render_remote(doc: Dict[str, Any], width: int) -> str:
-    from .remote_314 import LIMITATIONS
+    from .remote_read import LIMITATIONS
 
     out = [f"taskleak top - pid {doc['pid']}  Python {doc['python']}", f"note: {LIMITATIONS}"[:width * 2], "",
            f"tasks {doc['task_count']} (pending)", "", f"{'TASKS':>8}  SUSPENDED IN"]
@@ -108,7 +117,7 @@ def _render_remote(doc: Dict[str, Any], width: int) -> str:
 
 def _frame(t: Target, agent: Optional[Agent], width: int) -> str:
     if agent is None:
-        from .remote_314 import read_tasks
+        from .remote_read import read_tasks
 
         return _render_remote(read_tasks(t), width)
     info = agent.get_json("/api/info")

@@ -178,13 +178,13 @@ def _held_future_reason(task: "asyncio.Task[Any]") -> str:
     """For a pending task that is not orphaned: who holds the Future it
     awaits, outside the task itself (the object someone can resolve it
     through), as a holder path."""
-    from ..heap.index import holder_paths
+    from ..heap.index import paths_to
 
     waiter = getattr(task, "_fut_waiter", None)
     if waiter is None:
         return ""
     try:
-        paths = holder_paths(waiter, exclude=[task, task.get_coro()], max_paths=3)
+        paths = paths_to(waiter, exclude=[task, task.get_coro()], max_paths=3)
     except Exception:  # pragma: no cover - a heap search must never break why()
         return ""
     lasting = [p for p in paths if p.root_kind != "frame"] or paths

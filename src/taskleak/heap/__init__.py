@@ -1,7 +1,11 @@
 """Heap analysis: who holds an object, and which object types are growing.
 
-``index`` (HeapIndex, who_holds), ``holders`` (the done-retained search of
-check()), ``growth`` (type census), ``names`` (how types are named). May
-import ``tracking`` and the primitives below it; never the model above it,
-``diagnosis``, ``report`` or a front end.
+``roots`` (where a holder search starts and what it never enters),
+``paths`` (``HolderPath``: a found chain of references in words),
+``index`` (``HeapIndex``, ``who_holds``, ``paths_to``), ``holders``
+(``holders_of_finished``: the done-retained search of check() and
+``taskleak run``), ``growth`` (type census), ``names`` (how types are
+named). An analysis layer above the model: it needs only ``tracking`` and
+the C++ core, and never imports ``diagnosis`` (which uses it), ``report``,
+``monitor`` or a front end.
 """

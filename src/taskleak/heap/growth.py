@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple
 
-from .. import _core
+import taskleak._core as _core
 from .names import code_name, module_of_type, qualified_type_name
 
 __all__ = ["Growth", "GrowthRow", "growth"]

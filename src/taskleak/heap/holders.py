@@ -1,9 +1,10 @@
-"""Who keeps a finished task alive after a scope: holder paths for check()
-and ``taskleak run``.
+"""Who keeps a finished task alive after a scope: :func:`holders_of_finished`,
+the done-retained search of check() and ``taskleak run``.
 
 The search itself is who_holds()'s engine, a breadth-first search forward
 from the roots in C++ (``_core.forward_search_many``, all the scope's
-finished tasks in one walk); this module says where a leak check's search
+finished tasks in one walk), on the roots of ``heap.roots``, its paths put
+in words by ``heap.paths``; this module says where a leak check's search
 starts and where it stops:
 
 * roots that outlive a test: a module's globals, a class, the coroutine of a
@@ -25,43 +26,19 @@ outside their own cycles still holds).
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import types
 import weakref
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
-from .. import _core
+import taskleak._core as _core
 from ..tracking import live_tasks
-from .index import (_GENS, Memo, _all_classes, _event_loops, _holder_path, _is_own_module, _is_running, _own_types,
-                    _running_coroutines)
 from .names import module_of_type, qualified_type_name
+from .paths import Memo, path_from_chain
+from .roots import (GENERATOR_TYPES, OWN_DIR, all_classes, event_loops, is_own_module, is_running, loop_bookkeeping,
+                    own_types, running_coroutines)
 
-__all__ = ["holder_paths"]
-
-# taskleak's own code (the package root, not just heap/): its frames,
-# coroutines and generators are never holders.
-_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-_BOOKKEEPING: Dict[type, FrozenSet[str]] = {}
-
-
-def _bookkeeping(loop: Any) -> FrozenSet[str]:
-    """The attribute names a loop of this class has of its own: transient
-    machinery, never a holder. Learnt once per class from a fresh loop."""
-    cls = type(loop)
-    names = _BOOKKEEPING.get(cls)
-    if names is None:
-        try:
-            fresh = cls()
-            try:
-                names = frozenset(vars(fresh))
-            finally:
-                fresh.close()
-        except Exception:
-            names = frozenset(k for k in vars(loop) if k.startswith("_"))
-        _BOOKKEEPING[cls] = names
-    return names
+__all__ = ["holders_of_finished"]
 
 
 def _task_types() -> List[type]:
@@ -100,7 +77,7 @@ def _running_frames() -> List[Any]:
     while tops:
         f: Optional[types.FrameType] = tops.pop()
         while f is not None:
-            if not f.f_code.co_filename.startswith(_OWN_DIR):
+            if not f.f_code.co_filename.startswith(OWN_DIR):
                 frames.append(f)
             f = f.f_back
     return frames
@@ -109,15 +86,15 @@ def _running_frames() -> List[Any]:
 def _is_own_code(obj: Any) -> bool:
     code = getattr(obj, "f_code", None) if isinstance(obj, types.FrameType) else (
         getattr(obj, "gi_code", None) or getattr(obj, "cr_code", None) or getattr(obj, "ag_code", None))
-    return isinstance(code, types.CodeType) and code.co_filename.startswith(_OWN_DIR)
+    return isinstance(code, types.CodeType) and code.co_filename.startswith(OWN_DIR)
 
 
 def _blocker(obj: Any) -> bool:
     """A step no path may take, that the walk (which runs no Python code)
     cannot tell by type: a coroutine or generator running right now (its
     frame is a running frame), or taskleak's own code."""
-    if isinstance(obj, _GENS):
-        return _is_running(obj) or _is_own_code(obj)
+    if isinstance(obj, GENERATOR_TYPES):
+        return is_running(obj) or _is_own_code(obj)
     return isinstance(obj, types.FrameType) and _is_own_code(obj)
 
 
@@ -146,14 +123,15 @@ def _void_weak_entry(root: Any, chain: List[Any]) -> Optional[Any]:
     return None
 
 
-def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] = (),
-                 max_depth: int = 10, max_paths: int = 3) -> Dict[int, List[str]]:
-    """For each target (by id) the holder paths found from long-lived roots;
-    targets absent from the result are held only by running frames, the loop's
-    bookkeeping, or nothing visible. `suspects`: ids of tasks whose coroutines
-    do not count as long-lived holders (tasks created in the scope under
-    check). `exclude`: objects no path may pass through (a test's own
-    objects, the caller's lists)."""
+def holders_of_finished(tasks: List[Any], suspects: Set[int], exclude: Iterable[Any] = (),
+                        max_depth: int = 10, max_paths: int = 3) -> Dict[int, List[str]]:
+    """What still holds each of these finished ``tasks`` (by id): the holder
+    paths found from long-lived roots, as strings; tasks absent from the
+    result are held only by running frames, the loop's bookkeeping, or
+    nothing visible. `suspects`: ids of tasks whose coroutines do not count
+    as long-lived holders (tasks created in the scope under check).
+    `exclude`: objects no path may pass through (a test's own objects, the
+    caller's lists)."""
     roots: List[Any] = []
     labels: List[Tuple[str, str]] = []
     stops: List[Any] = list(exclude)
@@ -161,17 +139,17 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
         d = getattr(mod, "__dict__", None) if isinstance(mod, types.ModuleType) else None
         if not isinstance(d, dict):
             continue
-        if _is_own_module(name):
+        if is_own_module(name):
             stops.append(d)
         else:
             roots.append(d)
             labels.append(("module", f"module {name}"))
-    for klass in _all_classes():
-        if not _is_own_module(module_of_type(klass)):
+    for klass in all_classes():
+        if not is_own_module(module_of_type(klass)):
             roots.append(klass)
             labels.append(_CLASS)  # named when a path starts there (most never do)
-    loops = {id(lp): lp for lp in _event_loops()}
-    for t in targets:
+    loops = {id(lp): lp for lp in event_loops()}
+    for t in tasks:
         lp = getattr(t, "_loop", None)
         if isinstance(lp, asyncio.AbstractEventLoop):
             loops.setdefault(id(lp), lp)
@@ -183,12 +161,12 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
         if not isinstance(d, dict):
             continue
         stops.append(d)
-        names = _bookkeeping(lp)
+        names = loop_bookkeeping(lp)
         for k, v in list(d.items()):
             if k not in names:
                 roots.append(v)
                 labels.append(("loop", f"loop.__dict__[{k!r}]"))
-    running = _running_coroutines(list(loops.values()))
+    running = running_coroutines(list(loops.values()))
     stops.extend(running)
     running_ids = {id(c) for c in running}
     live: Dict[int, Any] = {id(t): t for t in live_tasks()}
@@ -201,18 +179,18 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
         if id(t) in suspects or t.done():
             continue
         coro = t.get_coro()
-        if isinstance(coro, _GENS) and id(coro) not in running_ids and not _is_running(coro):
+        if isinstance(coro, GENERATOR_TYPES) and id(coro) not in running_ids and not is_running(coro):
             roots.append(coro)
             labels.append(("task", f"task {t.get_name()!r} ({getattr(coro, '__qualname__', '?')}) still running, "
                                    "coroutine"))
     stops.extend(_running_frames())
-    stop_types: List[Any] = list(_own_types()) + _task_types()
-    wanted = list(targets)
+    stop_types: List[Any] = list(own_types()) + _task_types()
+    wanted = list(tasks)
     # The search's own lists are never holders either (`stops` itself is not
     # listed: a list holding itself would be a cycle keeping every root, the
     # targets and the excluded objects alive until the next collection; only
     # this running frame refers to it).
-    stops.extend([roots, labels, stop_types, wanted, targets])
+    stops.extend([roots, labels, stop_types, wanted, tasks])
     del live
 
     found: Dict[int, List[str]] = {}
@@ -239,7 +217,7 @@ def holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[Any] 
                     continue
                 if labels[root] is _CLASS:
                     labels[root] = ("class", f"class {qualified_type_name(roots[root])}")
-                s = str(_holder_path(root, chain, labels, memo))
+                s = str(path_from_chain(root, chain, labels, memo))
                 if s not in rendered:
                     rendered.append(s)
             if rendered:

@@ -34,7 +34,7 @@ import taskleak._core as _core
 
 from .. import tracking
 from ..frame import creation_site
-from ..heap.holders import holder_paths
+from ..heap.holders import holders_of_finished
 from ..model import Snapshot
 from ..model.task_info import DetachedTaskInfo, TaskInfo
 from ..tracking import scopes
@@ -403,7 +403,7 @@ class LeakCheck:
         held: Dict[int, List[str]] = {}
         if done and ("done-retained" in self.kinds or "never-retrieved" in self.kinds):
             suspects = {id(t) for t in _core.scope_tasks(sid)}
-            held = holder_paths(done, suspects, exclude=list(exclude) + [done, pending])
+            held = holders_of_finished(done, suspects, exclude=list(exclude) + [done, pending])
         for t in pending:
             leaks.append(Leak("pending", infos[id(t)]))
         for t in done:
@@ -439,13 +439,16 @@ def _running_frames() -> List[Any]:
     (the list -> this frame -> the list) that keeps everything the check
     looked at alive until the next collection."""
     frames = []
-    for top in list(sys._current_frames().values()):
-        f: Optional[types.FrameType] = top
+    # Popped, not iterated: a loop variable would be left holding the last
+    # thread's top frame, this very frame when this thread comes last - a
+    # frame that holds itself, and its callers' locals with it.
+    tops = list(sys._current_frames().values())
+    while tops:
+        f: Optional[types.FrameType] = tops.pop()
         while f is not None:
             if not f.f_code.co_filename.startswith(_OWN_DIR):
                 frames.append(f)
             f = f.f_back
-    del f
     return frames
 
 

@@ -1,0 +1,124 @@
+"""Reading a CPython 3.14+ process from outside, when it has no agent.
+
+CPython 3.14 and later can be read from outside with ``_remote_debugging``
+(what ``python -m asyncio ps`` uses), through the target's own interpreter
+(see ``target_interpreter``).
+
+What the outside view gives: every task's coroutine chain and who awaits
+it. What it cannot give: creation sites (taskleak's hook is not in the
+process), task states other than pending, done-but-retained tasks, wait
+targets. The output says so. ``--inject`` (``remote_inject``) starts the
+real agent instead.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Dict, List, Tuple
+
+from .attach import Target
+from .target_interpreter import check_reply, run_in_target
+
+__all__ = ["LIMITATIONS", "format_tasks", "read_tasks"]
+
+LIMITATIONS = ("read from outside with CPython's remote debugging (no taskleak agent in the process): "
+               "await chains and awaited-by only; no creation sites, no done or retained tasks, "
+               "no wait targets (start the agent for those: --inject, or taskleak.serve(unix=True))")
+
+# Runs inside the target's interpreter: prints one JSON document.
+_READER = r"""
+import json, sys
+out = {"python": sys.version.split()[0], "version": list(sys.version_info[:2])}
+try:
+    import _remote_debugging as rd
+except ImportError:
+    out["error"] = "version"
+    print(json.dumps(out)); sys.exit(0)
+def field(o, name, i):
+    return getattr(o, name) if hasattr(o, name) else o[i]
+def lineno(f):
+    # 3.14: FrameInfo.lineno; 3.15: FrameInfo.location, a LocationInfo.
+    if hasattr(f, "lineno"):
+        return f.lineno
+    loc = getattr(f, "location", None)
+    if loc is None:
+        loc = f[1]
+    if hasattr(loc, "lineno"):
+        return loc.lineno
+    return loc[0] if isinstance(loc, (tuple, list)) else loc
+def frames(stack):
+    res = []
+    for f in stack:
+        n = lineno(f)
+        res.append([str(field(f, "funcname", 2)), str(field(f, "filename", 0)), int(n) if n is not None else 0])
+    return res
+try:
+    raw = rd.RemoteUnwinder(int(sys.argv[1])).get_all_awaited_by()
+    threads = []
+    for th in raw:
+        tasks = []
+        for t in field(th, "awaited_by", 1):
+            coros = [frames(field(c, "call_stack", 0)) for c in field(t, "coroutine_stack", 2)]
+            by = [{"task_id": field(c, "task_name", 1), "stack": frames(field(c, "call_stack", 0))}
+                  for c in field(t, "awaited_by", 3)]
+            tasks.append({"id": field(t, "task_id", 0), "name": str(field(t, "task_name", 1)),
+                          "stack": [f for c in coros for f in c], "awaited_by": by})
+        threads.append({"thread_id": field(th, "thread_id", 0), "tasks": tasks})
+    out["threads"] = threads
+except PermissionError as e:
+    out["error"] = "ptrace"; out["detail"] = str(e)
+except ProcessLookupError as e:
+    out["error"] = "gone"; out["detail"] = str(e)
+except Exception as e:
+    while e.__context__ is not None and not str(e):
+        e = e.__context__
+    out["error"] = "read"; out["detail"] = f"{type(e).__name__}: {e}"
+print(json.dumps(out))
+"""
+
+def read_tasks(t: Target) -> Dict[str, Any]:
+    """Every task of `t` as the outside view sees it (see the module doc)."""
+    doc = run_in_target(t, _READER, str(t.pid))
+    check_reply(t, doc)
+    tasks = [dict(task, thread_id=th["thread_id"]) for th in doc.get("threads", []) for task in th["tasks"]]
+    names = {task["id"]: task["name"] for task in tasks}
+    for task in tasks:
+        task["awaited_by"] = [dict(a, task_name=names.get(a["task_id"], str(a["task_id"])))
+                              for a in task["awaited_by"]]
+    groups: Dict[Tuple[Any, ...], List[Dict[str, Any]]] = defaultdict(list)
+    for task in tasks:
+        key = (tuple(tuple(f) for f in task["stack"]),
+               tuple(sorted({tuple(tuple(f) for f in a["stack"]) for a in task["awaited_by"]})))
+        groups[key].append(task)
+    out_groups = []
+    for (stack, _), members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        out_groups.append({
+            "count": len(members),
+            "state": "pending",
+            # innermost first, as CPython reports it
+            "chain": [{"function": f[0], "filename": f[1], "lineno": f[2]} for f in stack],
+            "tasks": [m["name"] for m in members[:20]],
+            "awaited_by": sorted({a["task_name"] for m in members for a in m["awaited_by"]})[:20],
+            "created_at": None,
+        })
+    return {"kind": "remote", "pid": t.pid, "python": doc.get("python"), "source": "remote-debugging",
+            "limitations": LIMITATIONS, "task_count": len(tasks), "groups": out_groups, "tasks": tasks}
+
+
+def format_tasks(doc: Dict[str, Any]) -> str:
+    n = doc["task_count"]
+    lines = [f"taskleak: process {doc['pid']} (Python {doc['python']}), {n} task{'s' if n != 1 else ''} "
+             f"in {len(doc['groups'])} groups",
+             f"  note: {doc['limitations']}"]
+    for g in doc["groups"]:
+        lines.append("")
+        top = g["chain"][0]["function"] if g["chain"] else "?"
+        lines.append(f"{g['count']} task{'s' if g['count'] != 1 else ''}, pending, in {top}")
+        lines.append("    " + ", ".join(g["tasks"]) + (", ..." if g["count"] > len(g["tasks"]) else ""))
+        lines.append("  created at: (unknown: read from outside, no taskleak agent)")
+        if g["chain"]:
+            lines.append("  suspended at:")
+            lines += [f"    {f['filename']}:{f['lineno']} in {f['function']}" for f in g["chain"][:8]]
+        if g["awaited_by"]:
+            lines.append("  awaited by: " + ", ".join(g["awaited_by"]))
+    return "\n".join(lines) + "\n"
