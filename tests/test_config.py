@@ -29,18 +29,13 @@ BAD_INTERVALS = [INF, -INF, NAN, 0, 0.0, -1, -0.5, True, False, None, "10",
                  MAX_INTERVAL_S * 1.001, 1e9, 1e300, MIN_INTERVAL_S / 2, 1e-12]
 
 
-def _shown(v):
-    # how the message shows the bad value
-    return repr(v)
-
-
 @pytest.mark.parametrize("bad", BAD_INTERVALS, ids=repr)
 def test_monitor_refuses_a_bad_interval(bad):
     with pytest.raises(ValueError) as e:
         taskleak.Monitor(interval=bad)
     msg = str(e.value)
     assert msg.startswith("interval must be"), msg
-    assert _shown(bad) in msg and "86400" in msg, msg
+    assert repr(bad) in msg and "86400" in msg, msg
 
 
 @pytest.mark.parametrize("bad", [INF, NAN, 0, -1, True, 1e9], ids=repr)
@@ -52,6 +47,17 @@ def test_serve_refuses_a_bad_interval_before_starting_anything(bad):
         taskleak.serve(unix=True, interval=bad)
     after = {m for m in _RUNNING if m.running}
     assert after == before  # no monitor was started for the refused call
+
+
+def test_serve_refuses_a_bad_interval_even_with_a_running_monitor():
+    # The interval would not be used (serve() answers from the running
+    # monitor), but it is still a mistake, and refused.
+    with taskleak.Monitor(interval=60) as mon:
+        for bad in (INF, NAN, 0, -1):
+            with pytest.raises(ValueError, match=r"^interval must be"):
+                taskleak.serve(interval=bad)
+            with pytest.raises(ValueError, match=r"^interval must be"):
+                taskleak.serve(monitor=mon, interval=bad)
 
 
 def test_the_edges_of_the_interval_range_are_accepted():
@@ -144,7 +150,7 @@ def test_run_monitor_bad_interval_is_a_usage_error(value, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "the program ran" not in out
     assert "usage: taskleak run" in err
-    assert f"taskleak run: error: --monitor must be" in err and f"got {float(value)!r}" in err, err
+    assert "taskleak run: error: --monitor must be" in err and f"got {float(value)!r}" in err, err
 
 
 def test_run_monitor_inf_end_to_end_exits_2_without_traceback(tmp_path):
