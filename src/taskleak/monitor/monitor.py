@@ -114,8 +114,9 @@ class Monitor:
 
     ``start()`` installs creation tracking (:func:`taskleak.install`) if it
     is not on: only tasks created after that are counted. Errors: bad
-    arguments raise ValueError/TypeError at construction; nothing the
-    monitor does later raises into the program.
+    arguments raise ValueError/TypeError at construction (the ranges:
+    :class:`~taskleak.monitor.config.MonitorConfig`, also ``self.config``);
+    nothing the monitor does later raises into the program.
     """
 
     def __init__(self, interval: float = 10.0, window: int = 30, sigma: float = 2.0, consecutive: int = 3,
