@@ -75,7 +75,7 @@ def test_the_edges_of_the_interval_range_are_accepted():
     ("max_groups", 0), ("max_groups", 1001), ("max_groups", True),
     ("history", 0), ("history", 100_001), ("history", 1.5),
     ("max_hold_ms", 0), ("max_hold_ms", -1), ("max_hold_ms", INF), ("max_hold_ms", NAN), ("max_hold_ms", 1001),
-    ("rss_min_rise", -1), ("rss_min_rise", 1.5), ("rss_min_rise", 1 << 51), ("rss_min_rise", True),
+    ("rss_min_rise", -1), ("rss_min_rise", INF), ("rss_min_rise", 1 << 51), ("rss_min_rise", True),
     ("stack_depth", 0), ("stack_depth", 129), ("stack_depth", True),
     ("jsonl", 42), ("jsonl", ""),
 ], ids=lambda v: repr(v))

@@ -6,8 +6,8 @@ and ``taskleak run --monitor`` all read their values through
 the same way whichever door it came in by, with the same message: the
 setting's name (as the caller spelt it), the accepted range, the bad value.
 
-One check per kind of value (a duration, a count, a positive factor, a path,
-a callback); each raises ``ValueError`` (``TypeError`` for a callback, as
+One check per kind of value (an amount of seconds, milliseconds or bytes, a
+count, a positive factor, a path, a callback); each raises ``ValueError`` (``TypeError`` for a callback, as
 before) and never lets infinity, NaN, zero, negatives, bools or absurd sizes
 through. Why each bound is where it is sits next to it.
 """
@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, cast
 from .allowlist import AllowList
 
 __all__ = [
-    "MonitorConfig", "check_interval", "check_seconds", "check_count", "check_factor", "check_path", "check_callback",
+    "MonitorConfig", "check_interval", "check_amount", "check_count", "check_factor", "check_path", "check_callback",
     "MIN_INTERVAL_S", "MAX_INTERVAL_S", "MAX_WINDOW", "MAX_SIGMA", "MAX_GROUPS", "MAX_HISTORY",
     "MIN_HOLD_MS", "MAX_HOLD_MS", "MAX_RSS_MIN_RISE", "MAX_STACK_DEPTH",
 ]
@@ -67,15 +67,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_seconds(name: str, value: Any, lo: float, hi: float, *, unit: str = "s", note: str = "") -> float:
-    """A duration: a finite number in ``[lo, hi]`` (in ``unit``), as a float.
+def _fmt(x: float) -> str:
+    # 86400 rather than 86400.0, 1125899906842624 rather than 1.1259e+15
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
-    ``note`` explains ``hi`` in the message (e.g. "a day")."""
+
+def check_amount(name: str, value: Any, lo: float, hi: float, unit: str, *, note: str = "") -> float:
+    """An amount of ``unit`` (seconds, milliseconds, bytes): a finite number
+    in ``[lo, hi]``, as a float. ``note`` explains ``hi`` in the message."""
     if _is_number(value) and math.isfinite(value) and lo <= value <= hi:
         return float(value)
-    words = "seconds" if unit == "s" else "milliseconds" if unit == "ms" else unit
     why = f" ({note})" if note else ""
-    raise ValueError(f"{name} must be a number of {words} from {lo:g} to {hi:g}{why}, got {value!r}")
+    raise ValueError(f"{name} must be a number of {unit} from {_fmt(lo)} to {_fmt(hi)}{why}, got {value!r}")
 
 
 def check_count(name: str, value: Any, lo: int, hi: int, *, note: str = "") -> int:
@@ -113,7 +116,7 @@ def check_callback(name: str, value: Any) -> Optional[Callable[..., Any]]:
 
 def check_interval(name: str, value: Any) -> float:
     """The sampling period in seconds (Monitor, serve, TASKLEAK_MONITOR, --monitor)."""
-    return check_seconds(name, value, MIN_INTERVAL_S, MAX_INTERVAL_S, note="86400 s is a day")
+    return check_amount(name, value, MIN_INTERVAL_S, MAX_INTERVAL_S, "seconds", note="86400 s is a day")
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ class MonitorConfig:
     """Every setting of :class:`taskleak.Monitor`, checked on construction.
 
     Same names and defaults as ``Monitor(...)``; the values are normalised
-    (``interval`` and the other durations are floats, ``allow`` an
+    (``interval``, ``max_hold_ms`` and ``rss_min_rise`` are floats, ``allow`` an
     :class:`AllowList`, ``detector_options`` a dict). A bad value raises
     ``ValueError`` naming it, its range and the value (``TypeError`` for a
     non-callable ``on_alert`` or a bad allow-list entry).
@@ -139,7 +142,7 @@ class MonitorConfig:
     jsonl: Optional[str] = None
     log_alerts: bool = True
     detector_options: Optional[Mapping[str, Any]] = None
-    rss_min_rise: int = 64 << 20
+    rss_min_rise: float = 64 << 20
     max_hold_ms: float = 0.5
     stack_depth: int = 32
 
@@ -156,8 +159,8 @@ class MonitorConfig:
             history=check_count("history", self.history, 1, MAX_HISTORY, note="samples"),
             jsonl=check_path("jsonl", self.jsonl),
             detector_options=dict(self.detector_options or {}),
-            rss_min_rise=check_count("rss_min_rise", self.rss_min_rise, 0, MAX_RSS_MIN_RISE, note="bytes"),
-            max_hold_ms=check_seconds("max_hold_ms", self.max_hold_ms, MIN_HOLD_MS, MAX_HOLD_MS, unit="ms"),
+            rss_min_rise=check_amount("rss_min_rise", self.rss_min_rise, 0, MAX_RSS_MIN_RISE, "bytes", note="1 PiB"),
+            max_hold_ms=check_amount("max_hold_ms", self.max_hold_ms, MIN_HOLD_MS, MAX_HOLD_MS, "milliseconds"),
             stack_depth=check_count("stack_depth", self.stack_depth, 1, MAX_STACK_DEPTH),
         )
         for k, v in values.items():
