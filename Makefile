@@ -99,7 +99,7 @@ install-asan: $(ASAN_VENV)/.deps-stamp
 	$(ASAN_VENV)/bin/python -m pip install $(PIP_FLAGS) $(INSTALL_FLAGS) $(ASAN_CONFIG) .
 
 # --- targets ---------------------------------------------------------------
-# The layering of DESIGN.md (contract in pyproject.toml), checked on the sources.
+# The layering of docs/internals.md (contract in pyproject.toml), checked on the sources.
 lint-imports: $(VENV)/.deps-stamp
 	PYTHONPATH=src $(VENV)/bin/lint-imports --no-cache
 

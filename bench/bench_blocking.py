@@ -50,7 +50,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import taskleak
-from taskleak.tracking import watchdog
+from taskleak.blocking import watchdog
 
 TARGET = 1.02
 _SILENT = logging.getLogger("bench_blocking.silent")  # pyleak reports, not printed

@@ -19,7 +19,7 @@ import pytest
 from live_service import get, get_json, raw
 
 import taskleak
-from taskleak.monitor import agent as agent_mod
+from taskleak.live import agent as agent_mod
 
 NOBODY = pwd.getpwnam("nobody").pw_uid
 
@@ -180,7 +180,7 @@ m.stop()
 
 PREFORK_SERVER = """
 import json, os, sys, time, taskleak
-from taskleak.monitor import agent
+from taskleak.live import agent
 srv = taskleak.serve(unix=True, interval=0.05)
 time.sleep(0.2)
 r, w = os.pipe()

@@ -15,7 +15,7 @@ import pytest
 
 import taskleak
 from taskleak import _core
-from taskleak.tracking import watchdog
+from taskleak.blocking import watchdog
 
 HERE = os.path.abspath(__file__)
 BLOCK = 0.3

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import taskleak
-from taskleak.tracking import watchdog
+from taskleak.blocking import watchdog
 
 pytest_plugins = ["pytester"]
 HERE = os.path.abspath(__file__)

@@ -192,7 +192,7 @@ def test_dashboard_with_a_token_and_offline(browser):
 def test_assets_are_installed_in_the_package():
     import importlib.resources
 
-    files = importlib.resources.files("taskleak.monitor").joinpath("assets")
+    files = importlib.resources.files("taskleak.live").joinpath("assets")
     names = sorted(p.name for p in files.iterdir())
     assert names == ["dashboard.css", "dashboard.js", "favicon.svg", "index.html"]
     assert "site-packages" in str(files) or "dist-packages" in str(files) or os.environ.get("TASKLEAK_SRC_TEST")

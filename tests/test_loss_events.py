@@ -128,7 +128,7 @@ def test_event_buffer_is_bounded(tracked, monkeypatch):
 
 
 def test_loss_event_reports_list_names_in_natural_order():
-    from taskleak.report.text import format_loss_events
+    from taskleak.model.text import format_loss_events
 
     taskleak.install()
     taskleak.clear_loss_events()

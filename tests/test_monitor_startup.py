@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from taskleak.monitor.autostart import parse_allow, parse_interval
+from taskleak.live.autostart import parse_allow, parse_interval
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,7 +22,7 @@ LEAKY = textwrap.dedent("""
         for i in range(40):
             held.append(asyncio.create_task(stuck()))  # LEAK
             await asyncio.sleep(0.02)
-        import taskleak.monitor.autostart as a
+        import taskleak.live.autostart as a
         m = a.monitor
         print("MONITOR", m is not None and m.running, len(m.samples()) if m else 0,
               m.latest().pending if m else -1)

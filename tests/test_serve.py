@@ -15,7 +15,7 @@ import pytest
 from live_service import Service, get, get_json, raw
 
 import taskleak
-from taskleak.monitor.http_server import _host_is_loopback
+from taskleak.live.http_server import _host_is_loopback
 
 
 async def stuck(ev: asyncio.Event) -> None:
@@ -374,7 +374,7 @@ def test_snapshots_while_the_loop_churns_tasks(service, caplog):
 
 
 def test_listings_are_shared_between_clients(server, monkeypatch):
-    from taskleak.monitor import endpoints
+    from taskleak.live import endpoints
 
     monkeypatch.setattr(endpoints, "CACHE_SECONDS", 600.0)
     server._endpoints._cache.clear()

@@ -22,22 +22,20 @@ if getattr(_sys, "_is_gil_enabled", lambda: True)() is False:  # pragma: no cove
 from typing import Optional as _Optional
 
 from . import tracking as _tracking
+from .blocking import Episode, Watch, block_episodes, watch_blocking
 from .diagnosis.task_graph import TaskGraph, task_graph
 from .diagnosis.why import Why, why
 from .frame import Frame
 from .heap.growth import Growth, GrowthRow, growth
 from .heap.index import HeapIndex, HolderPath, who_holds
+from .live import Server, serve
+from .model import Snapshot, TaskInfo, snapshot
 from .monitor import Alert, AlertGroup, Anomaly, Detector, GroupStat, Monitor, Sample
-from .monitor.http_server import Server, serve
 from .report import signal_dump as _signal_dump
 from .report.dump import dump
-from .snapshot import Snapshot, snapshot
-from .task_info import TaskInfo
 from .testing.check import LeakCheck, check
 from .testing.leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
 from .testing.loop_blocked import LoopBlockedError
-from .tracking.episode import Episode
-from .tracking.watchdog import Watch, block_episodes, watch_blocking
 from .tracking.installer import is_installed, status
 from .tracking.loss_events import LossEvent, clear_loss_events, loss_events
 from .tracking.qualname import enable_if_needed as _enable_qualnames

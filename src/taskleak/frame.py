@@ -35,14 +35,23 @@ _STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
 _SITE_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
 
 
-def short_path(filename: str) -> str:
-    """Paths relative to the working directory, the stdlib or site-packages."""
+def library_relative(filename: str) -> Optional[str]:
+    """The path below site-packages (or dist-packages) or the standard
+    library, e.g. "aiohttp/web.py"; None for a file outside both."""
     for marker in _SITE_MARKERS:
         i = filename.rfind(marker)
         if i >= 0:
             return filename[i + len(marker):]
     if filename.startswith(_STDLIB_DIR):
         return filename[len(_STDLIB_DIR):]
+    return None
+
+
+def short_path(filename: str) -> str:
+    """Paths relative to the working directory, the stdlib or site-packages."""
+    rel = library_relative(filename)
+    if rel is not None:
+        return rel
     cwd = os.getcwd() + os.sep
     if filename.startswith(cwd):
         return filename[len(cwd):]

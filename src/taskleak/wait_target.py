@@ -14,7 +14,7 @@ import sysconfig
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from . import _core
+import taskleak._core as _core
 from .frame import Frame, short_path
 
 __all__ = ["describe_wait", "classify_wait", "WaitTarget", "WAIT_KINDS", "orphan_reason"]

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..monitor.agent import candidate_dirs
+from ..live.agent import candidate_dirs
 
 __all__ = ["AttachError", "Target", "target", "Agent", "find_agent", "NO_AGENT_HELP"]
 

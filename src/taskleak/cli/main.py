@@ -118,7 +118,7 @@ def _run_monitored(opts: RunOptions, interval: float) -> int:
         h.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(h)
         log.propagate = False
-    from ..monitor.http_server import start_agent
+    from ..live.http_server import start_agent
 
     mon = Monitor(interval=interval)
     mon.start()

@@ -8,7 +8,7 @@ import re
 import subprocess
 from typing import Any, Dict, List, Optional
 
-from ..monitor.agent import list_agents
+from ..live.agent import list_agents
 from .attach import Agent, AttachError, pwd_name
 
 __all__ = ["cmd_ps", "list_processes"]

@@ -27,12 +27,12 @@ from typing import Any, Dict, List, Optional, Set, TextIO, Tuple
 from .. import _core, tracking
 from ..frame import Frame
 from ..heap.holders import holder_paths
-from ..report.blocking import episodes_to_list, format_episodes
-from ..report.json_form import SCHEMA_VERSION, events_to_list
-from ..report.text import format_loss_events, format_snapshot
-from ..snapshot import snapshot
+from ..blocking.text import episodes_to_list, format_episodes
+from ..model.json_form import SCHEMA_VERSION, events_to_list
+from ..model.text import format_loss_events, format_snapshot
+from ..model.snapshot import snapshot
 from ..tracking.loss_events import clear_loss_events, loss_events
-from ..tracking.watchdog import watch_blocking
+from ..blocking.watchdog import watch_blocking
 
 __all__ = ["RunOptions", "run_program"]
 

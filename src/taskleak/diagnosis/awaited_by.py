@@ -33,7 +33,7 @@ import gc
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 if TYPE_CHECKING:
-    from ..task_info import TaskInfo
+    from ..model.task_info import TaskInfo
 
 __all__ = ["NATIVE_AWAITED_BY", "AwaitersResolver", "resolver", "awaiters_of"]
 
@@ -137,7 +137,7 @@ class AwaitersResolver:
         if self._owner is None:
             owner: Dict[int, asyncio.Task[Any]] = {}
             for t in self._pending:
-                w = t._waiter()
+                w = t.blocked_on()
                 if w is not None:
                     owner[id(w)] = t.task
                 del w

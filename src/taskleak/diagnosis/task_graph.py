@@ -19,8 +19,8 @@ from ..frame import short_path
 from .awaited_by import awaiters_of, resolver
 
 if TYPE_CHECKING:
-    from ..snapshot import Snapshot
-    from ..task_info import TaskInfo
+    from ..model.snapshot import Snapshot
+    from ..model.task_info import TaskInfo
 
 __all__ = ["TaskGraph", "task_graph", "awaiters_of", "natural_key"]
 
@@ -103,9 +103,15 @@ class TaskGraph:
             for i, k in enumerate(kids):
                 emit(k, prefix, i == len(kids) - 1, path | {name})
 
-        top = groups(self.roots, set())
-        for i, g in enumerate(top):
-            emit(g, "", i == len(top) - 1, set())
+        try:
+            top = groups(self.roots, set())
+            for i, g in enumerate(top):
+                emit(g, "", i == len(top) - 1, set())
+        finally:
+            # Recursive closures hold themselves through their cells: a cycle
+            # through `self`, hence through every task of the graph, that
+            # only a full collection would free. Emptying the cells breaks it.
+            del signature, groups, emit
         for c in self.cycles:
             lines.append("")
             lines.append("deadlock: " + " awaits ".join(c + [c[0]]))
@@ -204,7 +210,7 @@ def task_graph(snap: Optional["Snapshot"] = None) -> TaskGraph:
     """The awaited-by graph of every pending task (of ``snap``, or of a fresh
     snapshot). ``print(task_graph().format())`` prints it as a tree."""
     if snap is None:
-        from ..snapshot import snapshot
+        from ..model.snapshot import snapshot
 
         snap = snapshot()
     return build_graph(snap)

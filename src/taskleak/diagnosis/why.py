@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Dict, List, Optional
 
 from ..frame import Frame, creation_site, short_path
-from ..task_info import TaskInfo
+from ..model.task_info import TaskInfo
 from ..wait_target import WaitTarget
 
 __all__ = ["Why", "why"]
@@ -110,16 +110,13 @@ def why(task: "asyncio.Task[Any]", file: Optional[IO[str]] = None, *, quiet: boo
     not on a hot path. Raises TypeError if `task` is not an asyncio Task."""
     if not isinstance(task, asyncio.Task):
         raise TypeError(f"why() needs an asyncio.Task, got {type(task).__name__}")
-    from ..snapshot import snapshot
+    from ..model.snapshot import snapshot
     from .task_graph import build_graph
 
     snap = snapshot()
     info = next((t for t in snap if t.task is task), None)
     if info is None:  # a task no registry knows about (e.g. a custom factory on 3.14)
-        from .. import _core
-        from ..snapshot import _Shared
-
-        snap = type(snap)(_Shared(_core.census([task], 64), _core.monotonic_ns()))
+        snap = type(snap).of_tasks([task])
         info = snap.tasks[0]
     graph = build_graph(snap)
     me = next((n for n, t in graph.tasks.items() if t.task is task), info.name)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from .. import _core
+import taskleak._core as _core
 
 __all__ = ["Anomaly", "Detector"]
 

@@ -1,19 +1,22 @@
 """The monitor's metrics as data: one list of families that every exporter
 renders (Prometheus text, prometheus_client, OpenTelemetry). Adding a metric
 is one entry in :func:`families`.
+
+Families are computed from data (the latest Sample and the detectors'
+counters), not from a Monitor: the exporters reach them through
+:class:`FamilySource` (a Monitor is one), so no exporter imports the monitor
+that imports it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Tuple
+from typing import Dict, List, Mapping, Optional, Protocol, Tuple
 
-from ..tracking import watchdog
+from ..blocking import watchdog
+from .sample import Sample
 
-if TYPE_CHECKING:
-    from .monitor import Monitor
-
-__all__ = ["Family", "families", "declared_families"]
+__all__ = ["Family", "FamilySource", "families", "declared_families"]
 
 Labels = Dict[str, str]
 
@@ -28,12 +31,23 @@ class Family:
     samples: List[Tuple[Labels, float]] = field(default_factory=list)
 
 
+class FamilySource(Protocol):
+    """Anything that can list its metric families (a :class:`~taskleak.Monitor`)."""
+
+    def metric_families(self, declared: bool = False) -> List[Family]: ...
+
+
+#: (signal, detector) -> value, as Monitor.suspected() and .alert_counts() give them.
+DetectorCounts = Mapping[Tuple[str, str], float]
+
+
 def _flag(b: bool) -> str:
     return "true" if b else "false"
 
 
-def families(mon: "Monitor") -> List[Family]:
-    s = mon.latest()
+def families(s: Optional[Sample], open_episodes: DetectorCounts, alert_counts: DetectorCounts) -> List[Family]:
+    """The families of one sample (None before the first), the detectors'
+    open episodes (Monitor.suspected()) and alert counts (Monitor.alert_counts())."""
     out: List[Family] = []
     tasks = Family("taskleak_asyncio_tasks", "gauge",
                    "Live asyncio tasks created since taskleak tracking started, by state.",
@@ -71,21 +85,21 @@ def families(mon: "Monitor") -> List[Family]:
                                        float(v)))
         lag.samples = [({"loop": name}, v) for name, v in sorted(s.loop_lags.items())]
     suspected.samples = [({"signal": sig, "detector": det}, 1.0 if on else 0.0)
-                         for (sig, det), on in sorted(mon.suspected().items())]
-    counts = mon.alert_counts()
+                         for (sig, det), on in sorted(open_episodes.items())]
     for sig in ("pending", "done_retained", "rss", "group"):
         for det in ("spike", "trend"):
-            alerts.samples.append(({"signal": sig, "detector": det}, float(counts.get((sig, det), 0))))
+            alerts.samples.append(({"signal": sig, "detector": det}, float(alert_counts.get((sig, det), 0))))
     out += [tasks, created, losses, groups, lag, suspected, alerts]
     out += _blocked_families()
     return out
 
 
-def declared_families(mon: "Monitor") -> List[Family]:
+def declared_families(s: Optional[Sample], open_episodes: DetectorCounts,
+                      alert_counts: DetectorCounts) -> List[Family]:
     """Every family an exporter may ever report, whether or not it has data
     now: :func:`families` plus the blocked-loop counters before the watchdog
     watches (with no samples)."""
-    out = families(mon)
+    out = families(s, open_episodes, alert_counts)
     have = {f.name for f in out}
     return out + [f for f in _blocked_families(declare=True) if f.name not in have]
 

@@ -19,19 +19,19 @@ import time
 import weakref
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .. import _core
+import taskleak._core as _core
 from ..frame import creation_site, frames_from_raw, user_frame
-# A Snapshot over just the example tasks of a group (a census of a few tasks,
-# not of all 100k): the model's constructor, used as snapshot() does.
-from ..snapshot import Snapshot, _Shared
-from ..tracking import install
-from ..tracking import installer as _installer
+# A Snapshot over just the example tasks of a group (Snapshot.of_tasks: a census
+# of a few tasks, not of all 100k).
+from ..model import Snapshot
+from ..tracking import adopted_loops, install
 from ..tracking.loss_events import loss_events
 from ..tracking.qualname import qualname_of
 from .allowlist import AllowList, AllowSpec
 from .config import MonitorConfig
 from .detector import Anomaly, Detector
 from .loop_lag import LoopLag
+from .metrics import Family, declared_families, families
 from .sample import LOSS_KINDS, Alert, AlertGroup, GroupStat, Sample
 
 __all__ = ["Monitor"]
@@ -50,6 +50,15 @@ _RETIRED: List[Any] = []
 _on_sampler = threading.local()
 
 OTHER = "other"
+
+
+def running_monitor() -> Optional["Monitor"]:
+    """A monitor of this process that is running now, if any (the live
+    endpoint serves its samples)."""
+    for m in list(_RUNNING):
+        if m.running:
+            return m
+    return None
 
 
 def _stop_all_at_exit() -> None:
@@ -242,6 +251,13 @@ class Monitor:
         """Alerts per (signal, detector); group alerts count under ``"group"``."""
         return dict(self._alert_counts)
 
+    def metric_families(self, declared: bool = False) -> List[Family]:
+        """The metric families of the latest sample (metrics.py); with
+        ``declared``, also those an exporter must declare before they have
+        data (the blocked-loop counters)."""
+        make = declared_families if declared else families
+        return make(self.latest(), self.suspected(), self.alert_counts())
+
     def metrics_text(self) -> str:
         """The Prometheus text exposition of the latest sample."""
         from .prometheus import exposition
@@ -350,7 +366,7 @@ class Monitor:
             stats.append(GroupStat(OTHER, OTHER, sum(g[2] for g in rest), sum(g[3] for g in rest),
                                    (now_ns - min(oldest)) / 1e9 if oldest else None, False))
         self._count_losses()
-        lags = self._lag.tick(_installer._adopted_loops)
+        lags = self._lag.tick(adopted_loops())
         self._n += 1
         return Sample(
             time=time.time(), tasks=raw["live"], pending=raw["pending"], done_retained=raw["done"],
@@ -461,8 +477,7 @@ class Monitor:
         waiting_on = orphaned = None
         if task is not None:
             try:
-                census = _core.census([task], 64)
-                snap = Snapshot(_Shared(census, _core.monotonic_ns(), True))
+                snap = Snapshot.of_tasks([task])
                 info = next(iter(snap))
                 chain = [f.short() for f in info.stack]
                 # Name the innermost frame of user code, not asyncio's own.
@@ -472,7 +487,7 @@ class Monitor:
                 if info.state == "pending":
                     waiting_on = info.waiting_on
                     orphaned = info.orphaned
-                del info, snap, census
+                del info, snap
             except Exception:
                 log.debug("taskleak: describing %s failed", g.label, exc_info=True)
         del task

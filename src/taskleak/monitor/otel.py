@@ -5,17 +5,14 @@ with unit ``{task}``); the values are the same families as Prometheus."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional
 
-from .metrics import declared_families, families
-
-if TYPE_CHECKING:
-    from .monitor import Monitor
+from .metrics import FamilySource
 
 __all__ = ["instrument"]
 
 
-def instrument(monitor: "Monitor", meter_provider: Optional[Any] = None) -> List[Any]:
+def instrument(monitor: FamilySource, meter_provider: Optional[Any] = None) -> List[Any]:
     """Create one observable instrument per metric family on a meter from
     ``meter_provider`` (default: the global one). Gauges become observable
     gauges, counters observable counters. Returns the instruments.
@@ -40,7 +37,7 @@ def instrument(monitor: "Monitor", meter_provider: Optional[Any] = None) -> List
 
     def callback(name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
-            for f in families(monitor):
+            for f in monitor.metric_families():
                 if f.otel_name == name:
                     return [Observation(v, dict(labels)) for labels, v in f.samples]
             return []
@@ -53,7 +50,7 @@ def instrument(monitor: "Monitor", meter_provider: Optional[Any] = None) -> List
     # not a misleading 0: no loop was looked at); from then on they report
     # its totals, starting at 0.
     out = []
-    for f in declared_families(monitor):
+    for f in monitor.metric_families(declared=True):
         make = meter.create_observable_counter if f.kind == "counter" else meter.create_observable_gauge
         out.append(make(f.otel_name, callbacks=[callback(f.otel_name)], unit=f.unit, description=f.help))
     return out

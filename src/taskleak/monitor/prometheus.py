@@ -1,5 +1,6 @@
 """Prometheus export: the text exposition (no dependency) and a
-``prometheus_client`` collector. Both render :func:`metrics.families`.
+``prometheus_client`` collector. Both render :func:`metrics.families`, read
+from a :class:`~metrics.FamilySource` (a Monitor).
 
 Names follow Prometheus conventions: base units, ``_total`` counters, no
 pid label, and nothing that duplicates prometheus_client's ``process_*``
@@ -9,12 +10,9 @@ detector still watches it).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import Any, Iterator, Optional
 
-from .metrics import families
-
-if TYPE_CHECKING:
-    from .monitor import Monitor
+from .metrics import FamilySource
 
 __all__ = ["exposition", "TaskleakCollector", "register"]
 
@@ -29,10 +27,10 @@ def _fmt(v: float) -> str:
     return repr(float(v))
 
 
-def exposition(mon: "Monitor") -> str:
+def exposition(mon: FamilySource) -> str:
     """Prometheus text format 0.0.4 of the monitor's latest sample."""
     lines = []
-    for f in families(mon):
+    for f in mon.metric_families():
         lines.append(f"# HELP {f.name} {f.help}")
         lines.append(f"# TYPE {f.name} {f.kind}")
         for labels, value in f.samples:
@@ -45,13 +43,13 @@ class TaskleakCollector:
     """A prometheus_client collector over a :class:`taskleak.Monitor`:
     ``REGISTRY.register(TaskleakCollector(mon))`` (or :func:`register`)."""
 
-    def __init__(self, monitor: "Monitor") -> None:
+    def __init__(self, monitor: FamilySource) -> None:
         self.monitor = monitor
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        for f in families(self.monitor):
+        for f in self.monitor.metric_families():
             keys = sorted({k for labels, _ in f.samples for k in labels})
             if f.kind == "counter":
                 fam: Any = CounterMetricFamily(f.name[:-len("_total")], f.help, labels=keys)
@@ -62,7 +60,7 @@ class TaskleakCollector:
             yield fam
 
 
-def register(monitor: "Monitor", registry: Optional[Any] = None) -> TaskleakCollector:
+def register(monitor: FamilySource, registry: Optional[Any] = None) -> TaskleakCollector:
     """Register a collector for ``monitor`` with ``registry`` (default:
     prometheus_client's global REGISTRY). ImportError if prometheus_client
     is not installed: ``pip install 'taskleak[prometheus]'``."""

@@ -1,9 +1,9 @@
-"""Renderers: one file per output form over the one model (Snapshot, TaskInfo).
+"""Whole-process reports over the model and the analyses.
 
-``text`` and ``json_form`` render snapshots and loss events; ``dump`` is the
-whole-process report; ``signal_dump`` sends it on a signal. May import the
-analysis layers (``diagnosis``, ``heap``) and everything below; never a front end.
+``dump`` (every task grouped, loss events, object growth, blocked loops: the
+"what is this process doing" report) and ``signal_dump`` (that report on a
+signal, like faulthandler). The forms of a single snapshot live with the
+model (``model/text.py``, ``model/json_form.py``). May import the analysis
+layers (``diagnosis``, ``heap``), ``blocking`` and everything below; never a
+front end.
 """
-
-# Importing the renderers registers them behind Snapshot.format() / .to_dict().
-from . import json_form, text  # noqa: E402,F401

@@ -10,11 +10,10 @@ import time
 from typing import Any, Dict, IO, List, Optional
 
 from ..heap.growth import growth as _heap_growth
-from ..snapshot import snapshot
-from ..task_info import STATES
-from ..tracking.watchdog import block_episodes
-from .blocking import episodes_to_list, format_episodes
-from .json_form import SCHEMA_VERSION, events_to_list, groups_to_list
+from ..model.snapshot import snapshot
+from ..blocking.watchdog import block_episodes
+from ..blocking.text import episodes_to_list, format_episodes
+from ..model.json_form import SCHEMA_VERSION, events_to_list, groups_to_list
 
 __all__ = ["dump", "dump_to_dict", "format_dump"]
 
@@ -59,10 +58,8 @@ def _episodes() -> List[Any]:
 def dump_to_dict(snap: Any = None, growth: Any = None) -> Dict[str, Any]:
     """The JSON form of a dump (schema: docs/json-schema.md, "Dump")."""
     snap = snapshot(orphans=True) if snap is None else snap
-    states: Dict[str, int] = {}
-    col = snap._s.column("state")
-    for i in snap._idx:
-        states[STATES[col[i]]] = states.get(STATES[col[i]], 0) + 1
+    # Only the states present, as this document has always listed them.
+    states = {s: n for s, n in snap.state_counts().items() if n}
     return {
         "schema": SCHEMA_VERSION,
         "kind": "dump",

@@ -25,14 +25,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from ..frame import (
-    _SITE_MARKERS,
-    _STDLIB_DIR,
-    Frame,
-    creation_site,
-    is_library,
-    is_machinery,
-)
+from ..frame import Frame, creation_site, is_library, is_machinery, library_relative
 
 __all__ = ["Baseline", "BaselineError", "leak_key", "frame_id", "VERSION"]
 
@@ -46,14 +39,7 @@ class BaselineError(ValueError):
 
 def module_name(filename: str, rootdir: str) -> str:
     """A dotted module name derived from the file path alone."""
-    rel = None
-    for marker in _SITE_MARKERS:
-        i = filename.rfind(marker)
-        if i >= 0:
-            rel = filename[i + len(marker):]
-            break
-    if rel is None and filename.startswith(_STDLIB_DIR):
-        rel = filename[len(_STDLIB_DIR):]
+    rel = library_relative(filename)
     if rel is None and rootdir and filename.startswith(rootdir.rstrip(os.sep) + os.sep):
         rel = os.path.relpath(filename, rootdir)
     if rel is None:

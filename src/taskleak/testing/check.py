@@ -30,11 +30,13 @@ import types
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Union
 
-from .. import _core, tracking
+import taskleak._core as _core
+
+from .. import tracking
 from ..frame import creation_site
 from ..heap.holders import holder_paths
-from ..snapshot import Snapshot, _Shared
-from ..task_info import DetachedTaskInfo, TaskInfo
+from ..model import Snapshot
+from ..model.task_info import DetachedTaskInfo, TaskInfo
 from ..tracking import scopes
 from ..tracking.loss_events import exception_text, is_asyncgen_finalizer, patch_runner_shutdowns, scope_events
 from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
@@ -480,8 +482,7 @@ def _current_task_or_none() -> Optional["asyncio.Task[Any]"]:
 
 
 def _snapshot_of(tasks: List["asyncio.Task[Any]"]) -> Snapshot:
-    census = _core.census(tasks, 64)
-    return Snapshot(_Shared(census, _core.monotonic_ns()))
+    return Snapshot.of_tasks(tasks)
 
 
 def check(*, grace: float = 0.1, ignore: Sequence[IgnoreRule] = (), kinds: Iterable[str] = KINDS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
-from ..task_info import TaskInfo
+from ..model.task_info import TaskInfo
 
 __all__ = ["KINDS", "Leak", "TaskLeakError", "TaskLeakWarning"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, TYPE_CHECKING, Tuple
 
 from ..frame import Frame, creation_site, user_frame
-from ..report.text import created_lines, plural, suspended_lines
+from ..model.text import created_lines, plural, suspended_lines
 
 if TYPE_CHECKING:
     from .leak import Leak

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence
 
-from ..report.blocking import format_episode
-from ..tracking import watchdog
-from ..tracking.episode import Episode
+from ..blocking.text import format_episode
+from ..blocking import watchdog
+from ..blocking.episode import Episode
 
 __all__ = ["LoopBlockedError", "BlockingScope", "format_blocked"]
 

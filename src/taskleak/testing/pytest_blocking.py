@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import pytest
 
-from ..tracking.watchdog import validate_threshold
+from ..blocking.watchdog import validate_threshold
 from .loop_blocked import BlockingScope, LoopBlockedError, format_blocked
 
 __all__ = ["add_blocking_options", "BlockingPlugin"]

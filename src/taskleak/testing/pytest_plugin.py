@@ -31,9 +31,11 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set,
 
 import pytest
 
-from .. import _core, tracking
+import taskleak._core as _core
+
+from .. import tracking
 from ..frame import Frame, creation_site, is_asyncio, is_test_framework, user_frame
-from ..task_info import DetachedTaskInfo, TaskInfo
+from ..model.task_info import DetachedTaskInfo, TaskInfo
 from ..tracking import loss_events as loss_events_mod
 from ..tracking import scopes
 from ..tracking.loss_events import dropped_events, loss_events, scope_events

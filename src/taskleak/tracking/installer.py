@@ -23,10 +23,10 @@ import threading
 import weakref
 from typing import Any, Dict, List, Optional
 
-from .. import _core
+import taskleak._core as _core
 from . import loss_events, task_factory
 
-__all__ = ["install", "uninstall", "is_installed", "status", "live_tasks"]
+__all__ = ["install", "uninstall", "is_installed", "status", "live_tasks", "adopted_loops"]
 
 _lock = threading.RLock()
 _mechanism: Optional[str] = None
@@ -264,6 +264,11 @@ def status() -> Dict[str, Any]:
     s["python"] = sys.version.split()[0]
     s["reduced_mode"] = s["frame_walk"] != "direct"
     return s
+
+
+def adopted_loops() -> List[asyncio.AbstractEventLoop]:
+    """The event loops tracking has seen run (and that are still alive)."""
+    return list(_adopted_loops)
 
 
 def live_tasks() -> List["asyncio.Task[Any]"]:

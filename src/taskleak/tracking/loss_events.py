@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional
 
-from .. import _core
+import taskleak._core as _core
 from ..frame import Frame, frames_from_raw
 from ..wait_target import describe_wait
 

@@ -13,7 +13,7 @@ import sys
 import types
 from typing import Dict, Optional
 
-from .. import _core
+import taskleak._core as _core
 
 __all__ = ["enable_if_needed"]
 

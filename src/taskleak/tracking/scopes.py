@@ -25,7 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
-from .. import _core
+import taskleak._core as _core
 
 __all__ = ["Scope", "open_scope", "close_scope", "scope_by_id", "SCOPE_VAR"]
 

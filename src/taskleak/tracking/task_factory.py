@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Dict, Optional
 
-from .. import _core
+import taskleak._core as _core
 
 __all__ = ["chain_factory", "is_taskleak_factory"]
 

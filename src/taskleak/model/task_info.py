@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Dict, List, Optional, Protocol, Tuple
 
-from .frame import Frame, creation_site, user_frame
-from .wait_target import ORPHANED, WaitTarget, classify_wait, describe_wait, orphan_reason
+from ..frame import Frame, creation_site, user_frame
+from ..wait_target import ORPHANED, WaitTarget, classify_wait, describe_wait, orphan_reason
 
 __all__ = ["TaskInfo", "STATES"]
 
@@ -21,7 +21,7 @@ class TaskSource(Protocol):
     def taken_ns(self) -> int: ...
     def _creation_frames(self, cid: int) -> List[Frame]: ...
     def _chain_frames(self, cid: int) -> List[Frame]: ...
-    def _task_by_serial(self, serial: int) -> Optional["TaskInfo"]: ...
+    def task_by_serial(self, serial: int) -> Optional["TaskInfo"]: ...
     def _waiter(self, index: int) -> Any: ...
     def _orphan(self, index: int) -> Tuple[int, Optional[str]]: ...
 
@@ -33,7 +33,7 @@ class TaskInfo:
     little until something is read. ``task`` is the task object itself.
     """
 
-    __slots__ = ("_snap", "_row", "_cache")
+    __slots__ = ("_snap", "_row", "_cache", "__weakref__")
 
     def __init__(self, snap: TaskSource, row: Tuple[Any, ...]) -> None:
         self._snap = snap
@@ -112,7 +112,7 @@ class TaskInfo:
         ps = self._row[3]
         if not ps:
             return None
-        other = self._snap._task_by_serial(ps)
+        other = self._snap.task_by_serial(ps)
         return other.name if other is not None else f"<task #{ps}, no longer alive>"
 
     @property
@@ -121,8 +121,10 @@ class TaskInfo:
         cid = self._row[7]
         return [] if cid < 0 else self._snap._chain_frames(cid)
 
-    def _waiter(self) -> Any:
-        """``task._fut_waiter`` at snapshot time (a new reference: do not keep it)."""
+    def blocked_on(self) -> Any:
+        """The Future the innermost await is blocked on (``task._fut_waiter``)
+        at snapshot time, or None. A new reference each call: do not keep it,
+        or the Future looks reachable to the orphan analysis."""
         return self._snap._waiter(self._row[8])
 
     @property
@@ -130,7 +132,7 @@ class TaskInfo:
         """What the innermost await is blocked on; "" if the task is not pending."""
         if "waiting_on" not in self._cache:
             self._cache["waiting_on"] = (
-                describe_wait(self._row[0], self.stack, self._waiter()) if self._row[1] == 0 else ""
+                describe_wait(self._row[0], self.stack, self.blocked_on()) if self._row[1] == 0 else ""
             )
         return str(self._cache["waiting_on"])
 
@@ -138,7 +140,7 @@ class TaskInfo:
     def wait(self) -> "WaitTarget":
         """The classified wait target (kind, label, third-party frame)."""
         if "wait" not in self._cache:
-            self._cache["wait"] = classify_wait(self._row[0], self.stack, self._waiter(),
+            self._cache["wait"] = classify_wait(self._row[0], self.stack, self.blocked_on(),
                                                 pending=self._row[1] == 0)
         wait: WaitTarget = self._cache["wait"]
         return wait
@@ -212,3 +214,6 @@ class DetachedTaskInfo(TaskInfo):
     orphaned = property(lambda self: bool(self._cache.get("orphaned", False)))
     orphan_reason = property(lambda self: self._cache.get("orphan_reason", ""))
     wait = property(lambda self: None)
+
+    def blocked_on(self) -> Any:
+        return None  # the task is gone, and so is what it waited on

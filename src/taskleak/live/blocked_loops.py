@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 from ..frame import Frame
-from ..tracking import watchdog
-from ..tracking.episode import Episode
+from ..blocking import watchdog
+from ..blocking.episode import Episode
 
 __all__ = ["blocked_payload", "MAX_EPISODES", "DEFAULT_EPISODES"]
 

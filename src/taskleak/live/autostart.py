@@ -81,11 +81,11 @@ def start_from_environment(environ: Optional[Dict[str, str]] = None) -> Optional
         if interval is None:
             return None
         allow = parse_allow(env.get("TASKLEAK_MONITOR_ALLOW", ""))
-        from .monitor import Monitor
+        from ..monitor.monitor import Monitor
 
         mon = Monitor(interval=interval, allow=allow, jsonl=env.get("TASKLEAK_MONITOR_JSONL") or None)
         if parse_interval(env.get("TASKLEAK_MONITOR_PROMETHEUS", "")) is not None:
-            from .prometheus import register
+            from ..monitor.prometheus import register
 
             register(mon)
         monitor = mon.start()

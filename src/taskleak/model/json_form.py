@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence, TYPE_CHECKING
 
-from ..snapshot import Snapshot, register_renderer
+from .rows import SnapshotRows
 
 if TYPE_CHECKING:
     from ..tracking.loss_events import LossEvent
@@ -14,10 +14,10 @@ __all__ = ["snapshot_to_dict", "groups_to_list", "SCHEMA_VERSION"]
 SCHEMA_VERSION = 1
 
 
-def groups_to_list(snap: "Snapshot") -> List[Dict[str, Any]]:
+def groups_to_list(snap: "SnapshotRows") -> List[Dict[str, Any]]:
     groups = []
-    for g in snap._index_groups():
-        first = snap._info(g[0])
+    for g in snap.row_groups():
+        first = snap.at(g[0])
         pending = first.state == "pending"
         groups.append({
             "count": len(g),
@@ -25,15 +25,15 @@ def groups_to_list(snap: "Snapshot") -> List[Dict[str, Any]]:
             "coro": first.coro,
             "waiting_on": first.waiting_on,
             "wait_kind": first.wait.kind if pending else None,
-            "orphaned": pending and snap._group_orphaned(g),
+            "orphaned": pending and snap.group_orphaned(g),
             "created_at": None if first.created_at is None else [f.to_dict() for f in first.created_at],
             "stack": [f.to_dict() for f in first.stack],
-            "tasks": [snap._info(i).name for i in g],
+            "tasks": [snap.at(i).name for i in g],
         })
     return groups
 
 
-def snapshot_to_dict(snap: "Snapshot") -> Dict[str, Any]:
+def snapshot_to_dict(snap: "SnapshotRows") -> Dict[str, Any]:
     return {
         "schema": SCHEMA_VERSION,
         "tasks": [t.to_dict() for t in snap],
@@ -45,5 +45,3 @@ def snapshot_to_dict(snap: "Snapshot") -> Dict[str, Any]:
 def events_to_list(events: Sequence["LossEvent"]) -> List[Dict[str, Any]]:
     return [e.to_dict() for e in events]
 
-
-register_renderer("json", snapshot_to_dict)  # Snapshot.to_dict()

@@ -9,8 +9,8 @@ from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, TYPE_CHECKING, Tuple
 
 from ..frame import Frame, creation_site
-from ..snapshot import Snapshot, register_renderer
-from ..task_info import STATES
+from .rows import SnapshotRows
+from .task_info import STATES
 
 if TYPE_CHECKING:
     from ..tracking.loss_events import LossEvent
@@ -73,21 +73,21 @@ def _natural_key(name: str) -> Tuple[Any, ...]:
 _SORT_NAMES_UP_TO = 5000
 
 
-def _group_block(snap: "Snapshot", group: List[int], max_frames: int, max_names: int) -> List[str]:
+def _group_block(snap: "SnapshotRows", group: List[int], max_frames: int, max_names: int) -> List[str]:
     # Aggregates come from the census' columns: a group can hold 100,000
     # tasks, and only a handful of them are ever turned into TaskInfo.
-    serial = snap._s.column("serial")
-    created = snap._s.column("created")
-    parent = snap._s.column("parent")
-    first = snap._info(group[0])
+    serial = snap.column("serial")
+    created = snap.column("created")
+    parent = snap.column("parent")
+    first = snap.at(group[0])
     head = f"{plural(len(group), 'task')}, {first.state}, {first.coro}()"
     if first.state == "pending":
         head += f", {waiting_phrase(first.waiting_on)}"
     if len(group) <= _SORT_NAMES_UP_TO:
-        names = heapq.nsmallest(max_names, (snap._info(i).name for i in group), key=_natural_key)
+        names = heapq.nsmallest(max_names, (snap.at(i).name for i in group), key=_natural_key)
     else:
         shown = heapq.nsmallest(max_names, group, key=lambda i: (serial[i] or 1 << 62, i))
-        names = sorted((snap._info(i).name for i in shown), key=_natural_key)
+        names = sorted((snap.at(i).name for i in shown), key=_natural_key)
     if len(group) > max_names:
         names.append(f"... ({len(group) - max_names} more)")
     lines = [head, _INDENT + ", ".join(names)]
@@ -101,20 +101,20 @@ def _group_block(snap: "Snapshot", group: List[int], max_frames: int, max_names:
     if parents:
         who = []
         for p, _ in parents.most_common(3):
-            t = snap._task_by_serial(p)
+            t = snap.task_by_serial(p)
             who.append(t.name if t is not None else f"<task #{p}, no longer alive>")
         lines.append("  created by: " + ", ".join(who) + (", ..." if len(parents) > 3 else ""))
-    if first.state == "pending" and snap._group_orphaned(group):
+    if first.state == "pending" and snap.group_orphaned(group):
         lines.append("  orphaned: " + first.orphan_reason)
     lines += created_lines(first.created_at, max_frames)
     lines += suspended_lines(first.stack, max_frames)
     return lines
 
 
-def format_snapshot(snap: "Snapshot", *, max_frames: int = 6, max_names: int = 5) -> str:
-    state = snap._s.column("state")
-    states = Counter(STATES[state[i]] for i in snap._idx)
-    groups = snap._index_groups()
+def format_snapshot(snap: "SnapshotRows", *, max_frames: int = 6, max_names: int = 5) -> str:
+    state = snap.column("state")
+    states = Counter(STATES[state[i]] for i in snap.rows)
+    groups = snap.row_groups()
     summary = ", ".join(f"{n} {s}" for s, n in states.most_common())
     out = [f"taskleak: {plural(len(snap), 'task')}" + (f" ({summary})" if summary else "")
            + f" in {plural(len(groups), 'group')}"]
@@ -167,5 +167,3 @@ def format_loss_events(events: Sequence["LossEvent"], *, max_frames: int = 6, ma
             out += suspended_lines(e.stack, max_frames)
     return "\n".join(out)
 
-
-register_renderer("text", format_snapshot)  # Snapshot.format()

@@ -78,12 +78,9 @@ def _check_token(token: Optional[str]) -> Optional[bytes]:
 
 
 def _find_monitor() -> Any:
-    from .monitor import _RUNNING
+    from ..monitor.monitor import running_monitor
 
-    for m in list(_RUNNING):
-        if m.running:
-            return m
-    return None
+    return running_monitor()
 
 
 class Server:
@@ -381,7 +378,7 @@ def _start(host: Optional[str], port: int, tok: Optional[bytes], loopback: bool,
     if monitor is None:
         monitor = _find_monitor()
     if monitor is None:
-        from .monitor import Monitor
+        from ..monitor.monitor import Monitor
 
         monitor = own = Monitor(interval=interval)
     if not monitor.running:

@@ -94,7 +94,7 @@ class Episode:
 def _is_loop_machinery(frame: Frame) -> bool:
     if frame.filename.endswith(_WATCHDOG_FILE):
         # uvloop runs callbacks from C: its run_forever, wrapped by the
-        # watchdog (tracking/watchdog.py), is the last Python frame of the loop.
+        # watchdog (blocking/watchdog.py), is the last Python frame of the loop.
         return frame.function.rsplit(".", 1)[-1] == "run_forever"
     if not frame.filename.startswith(_ASYNCIO_DIR):
         return False

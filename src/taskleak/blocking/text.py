@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Sequence
 
 from ..frame import is_library, is_machinery
-from ..tracking.episode import Episode
+from .episode import Episode
 
 __all__ = ["format_episode", "format_episodes", "episodes_to_list"]
 

@@ -42,7 +42,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
-from .. import _core
+import taskleak._core as _core
 from .episode import Episode, episode_from_raw
 
 __all__ = ["DEFAULT_THRESHOLD", "Watch", "watch_blocking", "block_episodes", "clear_block_episodes",

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from . import _core
-from .frame import Frame, frames_from_raw
-from .task_info import TaskInfo
-from .tracking import live_tasks
-from .tracking.loss_events import LossEvent, loss_events
-from .wait_target import ORPHANED
+import taskleak._core as _core
+from ..frame import Frame, frames_from_raw
+from ..tracking import live_tasks
+from ..tracking.loss_events import LossEvent, loss_events
+from ..wait_target import ORPHANED
+from .json_form import snapshot_to_dict
+from .task_info import STATES, TaskInfo
+from .text import format_snapshot
 
 __all__ = ["Snapshot", "snapshot"]
 
 
 _LIVE: "weakref.WeakSet[_Shared]" = weakref.WeakSet()
-
-# Snapshot.format() and .to_dict() are conveniences of the public contract,
-# but the model sits below the renderers and never imports them: report/text.py
-# and report/json_form.py register themselves here when the package loads.
-_RENDERERS: Dict[str, Callable[..., Any]] = {}
-
-
-def register_renderer(form: str, render: Callable[..., Any]) -> None:
-    """Make ``render(snapshot, **options)`` the renderer behind ``form``
-    ("text" for :meth:`Snapshot.format`, "json" for :meth:`Snapshot.to_dict`)."""
-    _RENDERERS[form] = render
-
 
 class _Shared:
     """What the snapshots derived from one census share: the native census,
@@ -41,7 +32,12 @@ class _Shared:
         self.columns: Dict[str, List[int]] = {}
         self.creation_cache: Dict[int, List[Frame]] = {}
         self.chain_cache: Dict[int, List[Frame]] = {}
-        self.infos: Dict[int, TaskInfo] = {}
+        # Weak: a TaskInfo references its Snapshot, which references this
+        # object; a strong cache would close a reference cycle through every
+        # task the snapshot saw, and a finished task would then outlive the
+        # listing until a full collection (the monitor counting it as "done,
+        # still referenced" because someone opened the dashboard).
+        self.infos: "weakref.WeakValueDictionary[int, TaskInfo]" = weakref.WeakValueDictionary()
         self.by_serial: Optional[Dict[int, int]] = None
         self.groups: Optional[List[List[int]]] = None
         self.orphans: Optional[Tuple[Any, ...]] = None  # (verdicts, root type names) per row
@@ -62,6 +58,11 @@ class Snapshot:
 
     Holds strong references to the tasks until it is dropped. Filters
     (:meth:`pending`, :meth:`since`) return new snapshots over the same data.
+
+    Renderers read it by *row*: the position of a task in the native census
+    the snapshot shares with its filtered copies (:attr:`rows`,
+    :meth:`column`, :meth:`at`, :meth:`row_groups`). Aggregates over 100,000
+    tasks come from the columns; only the tasks shown become TaskInfo.
     """
 
     def __init__(self, shared: _Shared, indices: Optional[Sequence[int]] = None,
@@ -70,16 +71,50 @@ class Snapshot:
         self._idx = list(range(shared.size)) if indices is None else list(indices)
         self.loss_events: List[LossEvent] = events if events is not None else []
 
+    @classmethod
+    def of_tasks(cls, tasks: Iterable["asyncio.Task[Any]"], *, chain_depth: int = 64,
+                 orphans: bool = True) -> "Snapshot":
+        """A snapshot of exactly these tasks, taken now (no loss events).
+        ``orphans``: whether reports separate orphaned tasks (see :func:`snapshot`)."""
+        census = _core.census(list(tasks), chain_depth)
+        return cls(_Shared(census, _core.monotonic_ns(), orphans))
+
     # -- the tasks -------------------------------------------------------------
     @property
     def taken_ns(self) -> int:
         return self._s.taken_ns
 
+    @property
+    def rows(self) -> List[int]:
+        """The census rows of this snapshot's tasks (a filtered snapshot
+        shares its parent's census and keeps some of its rows)."""
+        return self._idx
+
+    def column(self, name: str) -> List[int]:
+        """One field of every census row, as ints: "state" (an index into
+        STATES), "serial", "parent" (the creator's serial, 0 if none),
+        "created" (ns, -1 if unknown), "identity"."""
+        return self._s.column(name)
+
+    def at(self, row: int) -> TaskInfo:
+        """The TaskInfo of one census row."""
+        return self._info(row)
+
+    def state_counts(self) -> Dict[str, int]:
+        """How many of this snapshot's tasks are in each state, every state
+        listed (0 when none)."""
+        col = self._s.column("state")
+        counts = dict.fromkeys(STATES, 0)
+        for i in self._idx:
+            counts[STATES[col[i]]] += 1
+        return counts
+
     def _info(self, i: int) -> TaskInfo:
         info = self._s.infos.get(i)
         if info is None:
             # The waiter and leaf (row[8:]) stay in the census: see TaskInfo.
-            info = self._s.infos[i] = TaskInfo(self, self._s.census.row(i)[:8] + (i,))
+            info = TaskInfo(self, self._s.census.row(i)[:8] + (i,))
+            self._s.infos[i] = info
         return info
 
     def _waiter(self, i: int) -> Any:
@@ -126,6 +161,11 @@ class Snapshot:
         events = [e for e in self.loss_events if e.time * 1e9 > earlier.taken_ns]
         return Snapshot(self._s, keep, events)
 
+    def subset(self, rows: Sequence[int]) -> "Snapshot":
+        """Only the tasks of these census rows (from :attr:`rows` or
+        :meth:`row_groups`), with the same loss events."""
+        return Snapshot(self._s, rows, self.loss_events)
+
     def filter(self, predicate: Any) -> "Snapshot":
         """Only the tasks for which ``predicate(task_info)`` is true."""
         return Snapshot(self._s, [i for i in self._idx if predicate(self._info(i))], self.loss_events)
@@ -134,9 +174,10 @@ class Snapshot:
     def groups(self) -> List[List[TaskInfo]]:
         """Tasks grouped by creation site, suspension chain, state and wait
         target type; largest group first."""
-        return [[self._info(i) for i in g] for g in self._index_groups()]
+        return [[self._info(i) for i in g] for g in self.row_groups()]
 
-    def _index_groups(self) -> List[List[int]]:
+    def row_groups(self) -> List[List[int]]:
+        """:meth:`groups` as lists of census rows."""
         if self._s.groups is None:
             self._s.groups = self._merged_groups()
         if len(self._idx) == self._s.size:
@@ -174,7 +215,9 @@ class Snapshot:
             out.append(g)
         return sorted(out, key=len, reverse=True)
 
-    def _group_orphaned(self, group: Sequence[int]) -> bool:
+    def group_orphaned(self, group: Sequence[int]) -> bool:
+        """Whether a group of :meth:`row_groups` is one of orphaned tasks
+        (always False when the snapshot was taken without the orphan analysis)."""
         if not (self._s.orphans_in_groups or self._s.orphans is not None):
             return False
         return bool(group) and self._orphan(group[0])[0] == ORPHANED
@@ -182,11 +225,11 @@ class Snapshot:
     # -- rendering -------------------------------------------------------------
     def format(self, *, max_frames: int = 6, max_names: int = 5) -> str:
         """A grouped, human-readable report (largest group first)."""
-        return str(_RENDERERS["text"](self, max_frames=max_frames, max_names=max_names))
+        return format_snapshot(self, max_frames=max_frames, max_names=max_names)
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-able form (see docs/json-schema.md)."""
-        return dict(_RENDERERS["json"](self))
+        return snapshot_to_dict(self)
 
     def __repr__(self) -> str:
         return f"<Snapshot of {len(self)} tasks>"
@@ -204,7 +247,8 @@ class Snapshot:
             c = self._s.chain_cache[cid] = frames_from_raw(self._s.census.chain_frames(cid)) or []
         return c
 
-    def _task_by_serial(self, serial: int) -> Optional[TaskInfo]:
+    def task_by_serial(self, serial: int) -> Optional[TaskInfo]:
+        """The task of this census with taskleak's creation number `serial`."""
         if self._s.by_serial is None:
             self._s.by_serial = {s: i for i, s in enumerate(self._s.column("serial")) if s}
         i = self._s.by_serial.get(serial)

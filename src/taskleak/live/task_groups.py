@@ -15,21 +15,14 @@ from typing import Any, Dict, List, Optional
 
 from ..frame import creation_site, user_frame
 from ..report.dump import format_dump
-from ..report.json_form import SCHEMA_VERSION, events_to_list
-from ..snapshot import Snapshot, snapshot
-from ..task_info import STATES
+from ..model.json_form import SCHEMA_VERSION, events_to_list
+from ..model.snapshot import Snapshot, snapshot
 
 __all__ = ["take_snapshot", "tasks_payload", "tasks_text", "snapshot_payload"]
 
 
 def take_snapshot() -> Snapshot:
     return snapshot()
-
-
-def _states(snap: Snapshot) -> Dict[str, int]:
-    col = snap._s.column("state")
-    c = Counter(STATES[col[i]] for i in snap._idx)
-    return {s: c.get(s, 0) for s in STATES}
 
 
 def _frame(f: Any) -> Dict[str, Any]:
@@ -39,10 +32,10 @@ def _frame(f: Any) -> Dict[str, Any]:
 
 
 def _group(snap: Snapshot, gid: int, g: List[int], max_names: int, max_frames: int) -> Dict[str, Any]:
-    serial = snap._s.column("serial")
-    created = snap._s.column("created")
-    parent = snap._s.column("parent")
-    first = snap._info(g[0])
+    serial = snap.column("serial")
+    created = snap.column("created")
+    parent = snap.column("parent")
+    first = snap.at(g[0])
     pending = first.state == "pending"
     shown = heapq.nsmallest(max_names, g, key=lambda i: (serial[i] or 1 << 62, i))
     births = [created[i] for i in g if created[i] >= 0]
@@ -55,9 +48,9 @@ def _group(snap: Snapshot, gid: int, g: List[int], max_names: int, max_frames: i
     parents = Counter(parent[i] for i in g if parent[i])
     created_by = []
     for p, _ in parents.most_common(3):
-        t = snap._task_by_serial(p)
+        t = snap.task_by_serial(p)
         created_by.append(t.name if t is not None else f"<task #{p}, no longer alive>")
-    orphaned = pending and snap._group_orphaned(g)
+    orphaned = pending and snap.group_orphaned(g)
     return {
         "id": gid,
         "count": len(g),
@@ -74,20 +67,20 @@ def _group(snap: Snapshot, gid: int, g: List[int], max_names: int, max_frames: i
         "created_by": created_by,
         "oldest_age_s": None if not births else (snap.taken_ns - min(births)) / 1e9,
         "newest_age_s": None if not births else (snap.taken_ns - max(births)) / 1e9,
-        "tasks": [snap._info(i).name for i in shown],
+        "tasks": [snap.at(i).name for i in shown],
         "tasks_truncated": len(g) > max_names,
     }
 
 
 def _header(snap: Snapshot) -> Dict[str, Any]:
     return {"schema": SCHEMA_VERSION, "pid": os.getpid(), "python": sys.version.split()[0], "time": time.time(),
-            "task_count": len(snap), "states": _states(snap)}
+            "task_count": len(snap), "states": snap.state_counts()}
 
 
 def tasks_payload(snap: Snapshot, max_groups: int = 200, max_names: int = 20, max_frames: int = 16) -> Dict[str, Any]:
     """``/api/tasks``: the largest `max_groups` groups, each with up to
     `max_names` task names; ``other`` counts what was left out."""
-    groups = snap._index_groups()
+    groups = snap.row_groups()
     shown = groups[:max_groups]
     rest = groups[max_groups:]
     out = _header(snap)
@@ -120,11 +113,11 @@ def snapshot_payload(snap: Snapshot, max_groups: int = 1000, max_names: int = 10
 
 def tasks_text(snap: Snapshot, max_groups: int = 200) -> str:
     """``/tasks.txt``: the grouped dump of the largest `max_groups` groups."""
-    groups = snap._index_groups()
+    groups = snap.row_groups()
     if len(groups) <= max_groups:
         return format_dump(snap)
     keep = [i for g in groups[:max_groups] for i in g]
-    part = Snapshot(snap._s, keep, snap.loss_events)
+    part = snap.subset(keep)
     rest = groups[max_groups:]
     note = (f"(showing the {max_groups} largest of {len(groups)} groups; "
             f"{sum(len(g) for g in rest)} tasks in {len(rest)} smaller groups left out)\n")
