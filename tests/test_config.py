@@ -19,7 +19,7 @@ import pytest
 import taskleak
 from taskleak import _core
 from taskleak.cli.main import main as cli_main
-from taskleak.monitor import autostart
+from taskleak.live import autostart
 from taskleak.monitor.config import MAX_INTERVAL_S, MIN_INTERVAL_S, MonitorConfig
 from taskleak.monitor.monitor import _RUNNING  # every running monitor
 
@@ -132,7 +132,7 @@ def test_env_bad_value_warns_and_continues_without_a_monitor(env, capsys):
 
 def test_env_bad_interval_at_interpreter_start_lets_the_program_run(tmp_path):
     env = dict(os.environ, TASKLEAK_MONITOR="inf")
-    p = subprocess.run([sys.executable, "-c", "import taskleak.monitor.autostart as a; print('ran', a.monitor)"],
+    p = subprocess.run([sys.executable, "-c", "import taskleak.live.autostart as a; print('ran', a.monitor)"],
                        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
     assert p.returncode == 0 and p.stdout.strip() == "ran None", p.stdout + p.stderr
     assert "taskleak: monitor not started: TASKLEAK_MONITOR='inf': interval must be" in p.stderr, p.stderr

@@ -27,7 +27,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Union
 
-from .config import check_interval
+from ..monitor.config import check_interval
 
 __all__ = ["parse_interval", "parse_allow", "start_from_environment", "monitor", "agent"]
 

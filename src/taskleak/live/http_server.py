@@ -26,7 +26,6 @@ import threading
 import weakref
 from typing import Any, List, Optional, Set
 
-# `..monitor` rather than `.`: the same module wherever this file lives.
 from ..monitor.config import check_interval
 from .agent import clean_stale, peer_allowed, peer_credentials, prepare_dir, socket_dir, socket_path
 from .endpoints import Endpoints, Response
