@@ -2,7 +2,10 @@
 #include "monitor/rss.hpp"
 #include "monitor/task_tally.hpp"
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <new>
+#include <stdexcept>
 
 namespace taskleak {
 
@@ -17,7 +20,31 @@ static bool finalizing() {
 #endif
 }
 
-Sampler::Sampler(double interval_s, PyObject *callback) : interval_s_(interval_s), callback_(Py_NewRef(callback)) {}
+// The period as the clock's own integer ticks, or an exception. Converting a
+// double the tick type cannot hold is undefined behaviour: for inf it came
+// out as INT64_MIN on x86-64, `next` fell behind `now` on every turn, and the
+// thread sampled back to back holding the GIL (720 samples in 0.5 s). A
+// period under one tick truncates to zero: the same busy loop.
+std::chrono::steady_clock::duration Sampler::period_of(double interval_s) {
+    using tick = std::chrono::steady_clock::duration;
+    // Half the tick range: `next` is the clock's reading plus the period, and
+    // the reading (time since boot on Linux) takes the other half. With
+    // nanosecond ticks that is about 146 years.
+    const double max_s = std::chrono::duration<double>(tick::max()).count() / 2;
+    const double min_s = std::chrono::duration<double>(tick(1)).count();
+    if (!(std::isfinite(interval_s) && interval_s >= min_s && interval_s <= max_s)) {
+        char msg[200];
+        std::snprintf(msg, sizeof msg, "Sampler: interval must be a finite number of seconds from %g to %g "
+                      "(what the steady clock can count), got %g", min_s, max_s, interval_s);
+        throw std::invalid_argument(msg);
+    }
+    return std::chrono::duration_cast<tick>(std::chrono::duration<double>(interval_s));
+}
+
+// period_ is declared before callback_: a refused period throws before the
+// callback's reference is taken, so nothing leaks.
+Sampler::Sampler(double interval_s, PyObject *callback)
+    : period_(period_of(interval_s)), callback_(Py_NewRef(callback)) {}
 
 Sampler::~Sampler() {
     if (thread_.joinable()) {
@@ -73,14 +100,13 @@ void Sampler::forget_after_fork() {
 }
 
 void Sampler::run() {
-    auto period = std::chrono::duration<double>(interval_s_);
     auto next = std::chrono::steady_clock::now();
     for (;;) {
         {
             std::unique_lock<std::mutex> lk(mu_);
             if (cv_.wait_until(lk, next, [this] { return stop_; })) return;
         }
-        next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(period);
+        next += period_;
         auto now = std::chrono::steady_clock::now();
         if (next < now) next = now;  // a late sample does not cause a burst of them
         int64_t rss = current_rss_bytes();

@@ -5,6 +5,7 @@
 // (tally_tasks) and runs the detectors and exporters.
 #pragma once
 #include <Python.h>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -16,6 +17,9 @@ class Sampler {
 public:
     // `callback(rss_bytes: int)` is called with the GIL held; it must not
     // raise (an exception is reported as unraisable and sampling goes on).
+    // Throws std::invalid_argument (ValueError in Python) for a period the
+    // steady clock cannot count: not finite, not positive, under one tick,
+    // or too long to add to the clock's reading (see period_of()).
     Sampler(double interval_s, PyObject *callback);
     ~Sampler();
     void start();
@@ -29,7 +33,8 @@ public:
 
 private:
     void run();
-    double interval_s_;
+    static std::chrono::steady_clock::duration period_of(double interval_s);
+    std::chrono::steady_clock::duration period_;  // checked once, in the constructor
     PyObject *callback_;  // strong
     std::thread thread_;
     std::mutex mu_;

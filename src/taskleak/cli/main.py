@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
+from ..monitor.config import check_interval
 from . import dump, ps, snapshot, top, why
 from .attach import AttachError
 from .run import RunOptions, run_program
@@ -73,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--stack-depth", type=int, default=32, metavar="N",
                      help="frames kept per creation stack (1-128, default 32)")
     run.add_argument("--monitor", nargs="?", const=10.0, type=float, metavar="SECONDS",
-                     help="also run the production monitor while the program runs (every SECONDS, default 10); "
+                     help="also run the production monitor while the program runs (every SECONDS, default 10, "
+                          "0.001 to 86400); "
                           "its alerts go to stderr")
     run.add_argument("--blocking", type=float, default=None, metavar="SECONDS",
                      help="also report event loops blocked longer than SECONDS (e.g. 0.1), with the line")
@@ -123,8 +125,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         d = os.path.dirname(os.path.abspath(opts.json_file))
         if not os.path.isdir(d):
             run.error(f"--json: directory does not exist: {d}")
-    if args.monitor is not None and not args.monitor > 0:
-        run.error("--monitor: the interval must be a positive number of seconds")
+    if args.monitor is not None:
+        try:
+            # Monitor's own range and message (monitor/config.py), as a usage error.
+            args.monitor = check_interval("--monitor", args.monitor)
+        except ValueError as e:
+            run.error(str(e))
     if args.monitor is None:
         return run_program(opts)
     return _run_monitored(opts, args.monitor)

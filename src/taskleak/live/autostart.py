@@ -7,7 +7,8 @@ line at every start-up, and that line imports this module only when
 ``TASKLEAK_MONITOR`` is set (so an unset variable costs a dict lookup).
 
 * ``TASKLEAK_MONITOR=1`` (or ``true``/``yes``/``on``): sample every 10 s;
-  a number: that interval in seconds; ``0``/``false``/empty: off.
+  a number: that interval in seconds (0.001 to 86400, as ``Monitor``);
+  ``0``/``false``/empty: off.
 * ``TASKLEAK_MONITOR_JSONL=/path/samples.jsonl``: append a JSON line per sample.
 * ``TASKLEAK_MONITOR_ALLOW="heartbeat*=1,log-flusher"``: allow-list globs,
   each with an optional ``=budget``.
@@ -25,6 +26,8 @@ from __future__ import annotations
 import os
 import sys
 from typing import Any, Dict, List, Optional, Union
+
+from ..monitor.config import check_interval
 
 __all__ = ["parse_interval", "parse_allow", "start_from_environment", "monitor", "agent"]
 
@@ -46,9 +49,11 @@ def parse_interval(value: str) -> Optional[float]:
         seconds = float(v)
     except ValueError:
         raise ValueError(f"TASKLEAK_MONITOR={value!r}: use 1 (every 10 s), a number of seconds, or 0 (off)") from None
-    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
-        raise ValueError(f"TASKLEAK_MONITOR={value!r}: the interval must be a positive number of seconds")
-    return seconds
+    try:
+        # The same range and message as Monitor(interval=...), config.py.
+        return check_interval("interval", seconds)
+    except ValueError as e:
+        raise ValueError(f"TASKLEAK_MONITOR={value!r}: {e}") from None
 
 
 def parse_allow(value: str) -> List[Union[str, Dict[str, int]]]:

@@ -26,6 +26,7 @@ import threading
 import weakref
 from typing import Any, List, Optional, Set
 
+from ..monitor.config import check_interval
 from .agent import clean_stale, peer_allowed, peer_credentials, prepare_dir, socket_dir, socket_path
 from .endpoints import Endpoints, Response
 from .http_request import HttpError, Request, read_request
@@ -339,14 +340,19 @@ def serve(host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None, u
 
     Data comes from ``monitor`` (a :class:`taskleak.Monitor`), else from a
     monitor already running in the process, else from one started here with
-    ``interval`` (stopped by :meth:`Server.close`). At most ``max_clients``
+    ``interval`` seconds (0.001 to 86400, as ``Monitor``; stopped by
+    :meth:`Server.close`). At most ``max_clients``
     requests are served at once; each must arrive within ``timeout`` seconds.
 
-    Errors: ValueError for a non-loopback host without token or a weak token;
+    Errors: ValueError for a bad ``interval`` (even when a running monitor is
+    used), a non-loopback host without token or a weak token;
     OSError if the address cannot be bound or the agent directory is unsafe.
     Nothing a client sends raises in the program."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be an int in 0..65535, got {port!r}")
+    # Checked now even if a running monitor will be used: serve(interval=inf)
+    # is a mistake whichever monitor answers.
+    interval = check_interval("interval", interval)
     if not timeout > 0 or max_clients < 1:
         raise ValueError("timeout must be > 0 and max_clients >= 1")
     tok = _check_token(token)

@@ -28,6 +28,7 @@ from ..tracking import adopted_loops, install
 from ..tracking.loss_events import loss_events
 from ..tracking.qualname import qualname_of
 from .allowlist import AllowList, AllowSpec
+from .config import MonitorConfig
 from .detector import Anomaly, Detector
 from .loop_lag import LoopLag
 from .metrics import Family, declared_families, families
@@ -122,8 +123,9 @@ class Monitor:
 
     ``start()`` installs creation tracking (:func:`taskleak.install`) if it
     is not on: only tasks created after that are counted. Errors: bad
-    arguments raise ValueError/TypeError at construction; nothing the
-    monitor does later raises into the program.
+    arguments raise ValueError/TypeError at construction (the ranges:
+    :class:`~taskleak.monitor.config.MonitorConfig`, also ``self.config``);
+    nothing the monitor does later raises into the program.
     """
 
     def __init__(self, interval: float = 10.0, window: int = 30, sigma: float = 2.0, consecutive: int = 3,
@@ -131,37 +133,31 @@ class Monitor:
                  max_groups: int = 20, history: int = 720, jsonl: Optional[str] = None,
                  log_alerts: bool = True, detector_options: Optional[Mapping[str, Any]] = None,
                  rss_min_rise: int = 64 << 20, max_hold_ms: float = 0.5, stack_depth: int = 32) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
-            raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
-        if on_alert is not None and not callable(on_alert):
-            raise TypeError("on_alert must be callable or None")
-        if isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1:
-            raise ValueError(f"max_groups must be an int >= 1, got {max_groups!r}")
-        if isinstance(history, bool) or not isinstance(history, int) or history < 1:
-            raise ValueError(f"history must be an int >= 1, got {history!r}")
-        if not max_hold_ms > 0:
-            raise ValueError(f"max_hold_ms must be > 0, got {max_hold_ms!r}")
-        self.interval = float(interval)
-        self.allow = AllowList(allow)
-        self.on_alert = on_alert
-        self.max_groups = max_groups
-        self.log_alerts = log_alerts
-        self.stack_depth = stack_depth
-        self._max_hold_ns = int(max_hold_ms * 1e6)
-        opts: Dict[str, Any] = dict(detector_options or {})
-        # A day of history at this interval: daily cycles are learned.
-        opts.setdefault("horizon", max(int(86400 / self.interval), window * opts.get("trend_blocks", 6)))
-        self._det_args: Dict[str, Any] = dict(window=window, sigma=sigma, consecutive=consecutive, **opts)
-        self.window = window
+        # Every value is checked in one place (config.py), the same way for
+        # Monitor(...), serve(), TASKLEAK_MONITOR and `taskleak run --monitor`.
+        cfg = self.config = MonitorConfig(
+            interval=interval, window=window, sigma=sigma, consecutive=consecutive, allow=AllowList(allow),
+            on_alert=on_alert, max_groups=max_groups, history=history, jsonl=jsonl, log_alerts=log_alerts,
+            detector_options=detector_options, rss_min_rise=rss_min_rise, max_hold_ms=max_hold_ms,
+            stack_depth=stack_depth)
+        self.interval = cfg.interval
+        self.allow = cfg.allow
+        self.on_alert = cfg.on_alert
+        self.max_groups = cfg.max_groups
+        self.log_alerts = cfg.log_alerts
+        self.stack_depth = cfg.stack_depth
+        self._max_hold_ns = int(cfg.max_hold_ms * 1e6)
+        self._det_args: Dict[str, Any] = cfg.detector_args()
+        self.window = cfg.window
         def make(**kw: Any) -> Detector:
             return Detector(**{**self._det_args, **kw})
 
         self._detectors: Dict[str, Detector] = {
             "pending": make(), "done_retained": make(),
-            "rss": make(min_rise=float(rss_min_rise), min_rise_ratio=0.1, min_stddev=float(1 << 20)),
+            "rss": make(min_rise=float(cfg.rss_min_rise), min_rise_ratio=0.1, min_stddev=float(1 << 20)),
         }
         self._groups: Dict[str, _GroupTrack] = {}
-        self._samples: Deque[Sample] = collections.deque(maxlen=history)
+        self._samples: Deque[Sample] = collections.deque(maxlen=cfg.history)
         self._alerts: Deque[Alert] = collections.deque(maxlen=1000)
         self._alert_counts: Dict[Tuple[str, str], int] = {}
         self._losses: Dict[str, int] = {k: 0 for k in LOSS_KINDS}
@@ -171,7 +167,7 @@ class Monitor:
         self._sampler: Any = None
         self._started_at = time.monotonic()
         self._exporters: List[Any] = []
-        self._jsonl_path = jsonl
+        self._jsonl_path = cfg.jsonl
         self._jsonl: Any = None
         self._examples: Dict[str, Any] = {}
         self._generation = 0
