@@ -101,6 +101,13 @@ def _errors(drv) -> list:
     return [e for e in drv.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
 
 
+def _fresh(drv) -> None:
+    """Leave the previous test's page (whose server may be gone) and drop
+    what it logged, so that a test counts only its own console errors."""
+    drv.get("about:blank")
+    drv.get_log("browser")
+
+
 def test_dashboard_in_chromium(browser):
     taskleak.install()
     svc = Service()
@@ -354,6 +361,7 @@ def test_dashboard_on_a_phone(browser):
             svc.spawn(leaky_request, 1, "request", ev)
 
     leaker = threading.Thread(target=leak, daemon=True)
+    _fresh(browser)
     try:
         # The start-up tasks appear after the monitor's first samples, as in
         # a process whose monitor starts at interpreter start.
@@ -429,6 +437,7 @@ def test_dashboard_on_a_phone(browser):
     finally:
         stop.set()
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        _fresh(browser)
         srv.close()
         mon.stop()
         if watch is not None:
@@ -442,6 +451,7 @@ def test_dashboard_rules_for_growth_and_blocks(browser):
     rise that stayed over the window, not a group that exists or appeared
     at once), and the blocked card's words."""
     srv = taskleak.serve(interval=0.5)
+    _fresh(browser)
     try:
         browser.get(srv.url + "?refresh=5")
         _wait(lambda: browser.execute_script("return !!window.taskleak"), "the page")
@@ -466,4 +476,5 @@ def test_dashboard_rules_for_growth_and_blocks(browser):
         assert words({"watching": False, "blocks": 1, "blocked_seconds": 0.4}) == "1 block, 400.0 ms in all"
         assert _errors(browser) == []
     finally:
+        _fresh(browser)
         srv.close()
