@@ -143,8 +143,9 @@
     // Top groups of the latest sample, each judged on its own recent samples.
     const tbody = document.querySelector("#groups tbody");
     tbody.replaceChildren();
+    const counts = groupCounts(samples);
     for (const g of last ? last.groups : []) {
-      const series = groupSeries(samples, groupKey(g));
+      const series = groupSeries(counts, groupKey(g));
       const t = groupTrend(series, trendWindow);
       const other = isOther(g);
       tbody.appendChild(el("tr", { "data-group": groupKey(g), "data-trend": t.trend, "data-growth": String(t.growth) }, [
@@ -171,12 +172,14 @@
   // where the sample cannot say (the group was not among its top groups
   // but some groups were lumped into "other", so it may hide there), 0
   // where it had no task at all.
-  function groupSeries(samples, key) {
-    return samples.map(s => {
-      const m = s.groups.find(x => groupKey(x) === key);
-      if (m) return m.pending + m.done_retained;
-      return s.groups.some(isOther) ? null : 0;
-    });
+  function groupSeries(counts, key) {
+    return counts.map(c => c.sizes.has(key) ? c.sizes.get(key) : (c.lumped ? null : 0));
+  }
+  // Each sample's group sizes by key, built once per refresh (up to 720
+  // samples of 21 groups each).
+  function groupCounts(samples) {
+    return samples.map(s => ({ lumped: s.groups.some(isOther),
+                               sizes: new Map(s.groups.map(x => [groupKey(x), x.pending + x.done_retained])) }));
   }
 
   // Growth means growth over the recent window, not "exists": a group that
