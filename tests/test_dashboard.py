@@ -10,7 +10,9 @@ import asyncio
 import json
 import os
 import pathlib
+import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -97,6 +99,13 @@ def _page(drv) -> dict:
 
 def _errors(drv) -> list:
     return [e for e in drv.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+
+
+def _fresh(drv) -> None:
+    """Leave the previous test's page (whose server may be gone) and drop
+    what it logged, so that a test counts only its own console errors."""
+    drv.get("about:blank")
+    drv.get_log("browser")
 
 
 def test_dashboard_in_chromium(browser):
@@ -238,7 +247,7 @@ def test_dashboard_blocked_loop_panel(browser):
         _wait(lambda: browser.execute_script(_BLOCKED)["refreshes"] >= 1, "the first refresh")
         page = browser.execute_script(_BLOCKED)
         if not before["watching"] and before["blocks"] == 0:
-            assert page["card"] == "off" and "watchdog off" in page["summary"]
+            assert page["card"] == "not watched" and "watchdog off" in page["summary"]
             assert "Not watched" in browser.execute_script("return document.getElementById('blocked-empty').textContent")
 
         # Watch from the service's own loop (watching starts with the loop running where it is asked).
@@ -262,7 +271,7 @@ def test_dashboard_blocked_loop_panel(browser):
         assert dur == f"{ep['duration'] * 1000:.1f} ms"
         assert running == "task slow_handler()" and "service-loop" in loop
         assert any(abs(t - ep["start"]) < 1e-6 and abs(v - ep["duration"]) < 1e-6 for t, v in page["points"])
-        assert page["card"].startswith(f"{served['blocks']} \u00d7 ") and page["card_alerting"]
+        assert page["card"].startswith(f"{served['blocks']} block") and page["card"].endswith(" in all") and page["card_alerting"]
         assert page["threshold_lines"] == 1
         assert served["blocks"] >= before["blocks"] + 1 and page["empty_hidden"]
 
@@ -291,3 +300,181 @@ def test_dashboard_blocked_loop_panel(browser):
         if watch is not None:
             watch.stop()
         svc.stop()
+
+
+# -- the dashboard on a phone ------------------------------------------------------------
+
+PHONE = (390, 844)   # CSS pixels; a common phone
+
+
+async def steady_server(ev: asyncio.Event) -> None:
+    await ev.wait()   # a long-lived start-up task: one of a fixed few
+
+
+async def leaky_request(ev: asyncio.Event) -> None:
+    await ev.wait()   # never finishes: one more every few samples
+
+
+_PHONE = """
+const vw = document.documentElement.clientWidth;
+const inside = e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0 && r.left >= -0.5 && r.right <= vw + 0.5; };
+const rows = Array.from(document.querySelectorAll("#groups tbody tr")).map(r => ({
+  key: r.dataset.group, trend: r.dataset.trend, growth: parseInt(r.dataset.growth),
+  coro: r.querySelector(".coro").textContent, site: (r.querySelector(".site") || {textContent: ""}).textContent,
+  growth_text: r.cells[4].textContent, growth_red: getComputedStyle(r.cells[4]).color === getComputedStyle(document.querySelector("header h1")).color,
+  visible: [r.querySelector(".coro"), r.querySelector(".site"), r.cells[1], r.cells[4]].filter(Boolean).every(inside)}));
+const charts = Array.from(document.querySelectorAll("svg.chart")).map(s => ({
+  id: s.id, width: s.clientWidth, viewbox: parseFloat((s.getAttribute("viewBox") || "0 0 0").split(" ")[2]), inside: inside(s),
+  font: Math.min(...Array.from(s.querySelectorAll("text.axis")).map(t => parseFloat(getComputedStyle(t).fontSize)))}));
+return {
+  refreshes: parseInt(document.body.dataset.refreshes || "0"),
+  inner: window.innerWidth, client: vw, scroll: document.documentElement.scrollWidth,
+  outside: Array.from(document.querySelectorAll("body *")).filter(e => e.getBoundingClientRect().right > vw + 0.5)
+                .slice(0, 10).map(e => e.tagName + "#" + e.id + "." + (e.getAttribute("class") || "")),
+  cards: Array.from(document.querySelectorAll(".card")).map(inside),
+  blocked: document.getElementById("v-blocked").textContent,
+  rows: rows, charts: charts,
+  alert_rows: Array.from(document.querySelectorAll("#alerts tbody tr")).map(inside),
+  episode_rows: Array.from(document.querySelectorAll("#blocked-episodes tbody tr")).map(inside),
+};
+"""
+
+
+def test_dashboard_on_a_phone(browser):
+    """At 390x844 (CSS pixels, phone emulation) the page does not scroll
+    sideways, the cards, charts and each group's coroutine, site, count and
+    growth lie inside the viewport, charts are drawn at the full width; a
+    group that appeared after the first samples and stayed flat reads
+    "steady", one that keeps gaining tasks "growing"; the blocked card says
+    how many blocks and how long in words. Saves a screenshot (the one in
+    docs/images/ comes from here)."""
+    taskleak.install()
+    svc = Service()
+    ev = svc.call(asyncio.Event)
+    mon = taskleak.Monitor(interval=0.1).start()
+    srv = taskleak.serve(monitor=mon)
+    stop = threading.Event()
+    watch = None
+
+    def leak() -> None:
+        while not stop.wait(0.2):
+            svc.spawn(leaky_request, 1, "request", ev)
+
+    leaker = threading.Thread(target=leak, daemon=True)
+    _fresh(browser)
+    try:
+        # The start-up tasks appear after the monitor's first samples, as in
+        # a process whose monitor starts at interpreter start.
+        _wait(lambda: len(mon.samples()) >= 3, "three samples")
+        svc.spawn(steady_server, 5, "server", ev)
+        before = get_json(srv.url, "/api/blocked")
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                {"width": PHONE[0], "height": PHONE[1], "deviceScaleFactor": 1, "mobile": True})
+        # A window longer than the test, so that the start-up step stays in
+        # it: the group is steady because appearing is not growing, not
+        # because the step has scrolled out of the window.
+        browser.get(srv.url + "?refresh=0.3&window=1000")
+        _wait(lambda: browser.execute_script(_PHONE)["refreshes"] >= 1, "the first refresh")
+        assert browser.execute_script("return window.taskleak.trendWindow") == 1000
+        blocked = browser.execute_script(_PHONE)["blocked"]
+        if not before["watching"] and before["blocks"] == 0:
+            assert blocked == "not watched"
+        watch = svc.call(lambda: taskleak.watch_blocking(0.1))
+        if before["blocks"] == 0:
+            _wait(lambda: browser.execute_script(_PHONE)["blocked"] == "no blocked loop", "no blocked loop")
+        svc.spawn(slow_handler, 1, "slow")
+        leaker.start()
+
+        def settled():
+            p = browser.execute_script(_PHONE)
+            rows = {r["coro"]: r for r in p["rows"]}
+            grow = rows.get("leaky_request()")
+            ok = (grow and grow["trend"] == "growing" and "steady_server()" in rows and p["episode_rows"]
+                  and len(mon.samples()) >= 40)
+            return p if ok else None
+
+        page = _wait(settled, "a growing group, the steady one and the episode on the page")
+        served = get_json(srv.url, "/api/samples")["samples"]
+
+        # The start-up group really appeared after the first sample, then stayed at 5: steady.
+        first = served[0]["groups"]
+        assert not any(g["coro"].endswith("steady_server") for g in first)
+        rows = {r["coro"]: r for r in page["rows"]}
+        steady, grow = rows["steady_server()"], rows["leaky_request()"]
+        assert steady["trend"] == "steady" and steady["growth"] == 0 and steady["growth_text"] == "steady"
+        assert not steady["growth_red"]
+        assert grow["trend"] == "growing" and grow["growth"] > 0 and grow["growth_text"] == f"+{grow['growth']}"
+        assert grow["growth_red"]
+        assert "live_service.py:" in steady["site"] and "live_service.py:" in grow["site"]
+
+        # The blocked card in words, with the served totals.
+        served_b = get_json(srv.url, "/api/blocked")
+        n = served_b["blocks"]
+        assert n >= 1
+        assert re.fullmatch(rf"{n} blocks?, [0-9.]+ (ms|s|min|h) in all", page["blocked"]), page["blocked"]
+
+        # The viewport is the phone's, and nothing lies past its right edge.
+        assert page["inner"] == PHONE[0] and page["client"] == PHONE[0]
+        assert page["scroll"] <= PHONE[0], page["outside"]
+        assert page["outside"] == []
+        assert page["cards"] and all(page["cards"])
+        assert page["rows"] and all(r["visible"] for r in page["rows"]), page["rows"]
+        assert page["episode_rows"] and all(page["episode_rows"])
+        assert all(page["alert_rows"])
+        # Charts span the width and are drawn at their own pixel size (labels not shrunk).
+        assert len(page["charts"]) == 4
+        for c in page["charts"]:
+            assert c["inside"] and c["width"] >= PHONE[0] - 80 and abs(c["viewbox"] - c["width"]) <= 1, c
+            assert c["font"] >= 10, c
+
+        browser.execute_script("window.scrollTo(0, 0)")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "dashboard-phone.png"
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        browser.execute_script("document.getElementById('groups').scrollIntoView()")
+        assert browser.save_screenshot(str(ARTIFACTS / "dashboard-phone-groups.png"))
+        assert _errors(browser) == []
+    finally:
+        stop.set()
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        _fresh(browser)
+        srv.close()
+        mon.stop()
+        if watch is not None:
+            watch.stop()
+        svc.call(ev.set)
+        svc.stop()
+
+
+def test_dashboard_rules_for_growth_and_blocks(browser):
+    """The page's two judgements on plain numbers: which groups grow (a
+    rise that stayed over the window, not a group that exists or appeared
+    at once), and the blocked card's words."""
+    srv = taskleak.serve(interval=0.5)
+    _fresh(browser)
+    try:
+        browser.get(srv.url + "?refresh=5")
+        _wait(lambda: browser.execute_script("return !!window.taskleak"), "the page")
+        trend = lambda series: browser.execute_script(
+            "const t = window.taskleak.groupTrend(arguments[0], 30); return [t.trend, t.growth];", series)
+        assert browser.execute_script("return window.taskleak.trendWindow") == 30
+        assert trend([0, 0, 0] + [5] * 40) == ["steady", 0]              # start-up tasks, after the first samples
+        assert trend([5] * 40) == ["steady", 0]
+        assert trend([1] * 10 + [5] * 40) == ["steady", 0]               # a step long ago is out of the window
+        assert trend([0, 0] + [60] * 10) == ["steady", 0]                # connections opened at once
+        assert trend([None, None, 5, 5, 5, 5]) == ["steady", 0]          # unknown (lumped in "other") is skipped
+        assert trend([5, 7, 4, 6, 5, 8, 4, 6, 5, 7] * 4)[0] == "steady"   # up and down, no lasting rise
+        assert trend([5] * 10 + [50] + [5] * 10)[0] == "steady"          # one spike
+        assert trend(list(range(40))) == ["growing", 30]                 # a leak: +1 a sample
+        assert trend([10] * 15 + [11] * 16) == ["growing", 1]            # a slow leak: +1 in the window
+        assert trend([0, 0, 0, 1, 2, 3]) == ["growing", 2]               # a leak from start
+        assert trend(list(range(40, 0, -1)))[0] == "shrinking"
+        words = lambda d: browser.execute_script("return window.taskleak.blockedWords(arguments[0])", d)
+        assert words({"watching": False, "blocks": 0, "blocked_seconds": 0}) == "not watched"
+        assert words({"watching": True, "blocks": 0, "blocked_seconds": 0}) == "no blocked loop"
+        assert words({"watching": True, "blocks": 3, "blocked_seconds": 1.5}) == "3 blocks, 1.5 s in all"
+        assert words({"watching": False, "blocks": 1, "blocked_seconds": 0.4}) == "1 block, 400.0 ms in all"
+        assert _errors(browser) == []
+    finally:
+        _fresh(browser)
+        srv.close()

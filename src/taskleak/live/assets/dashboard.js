@@ -8,8 +8,12 @@
   const params = new URLSearchParams(window.location.search);
   const token = params.get("token");
   const refreshSeconds = Math.max(0.2, parseFloat(params.get("refresh") || "2") || 2);
+  // How many samples back "growth" looks (?window=N): the monitor's default
+  // detector window, so that a group reads as growing over the same span
+  // the detectors judge.
+  const trendWindow = Math.max(2, parseInt(params.get("window") || "30", 10) || 30);
   const SVGNS = "http://www.w3.org/2000/svg";
-  const state = { refreshes: 0, timer: null };
+  const state = { refreshes: 0, timer: null, last: null };
 
   function el(tag, attrs, children) {
     const e = document.createElement(tag);
@@ -100,12 +104,19 @@
     }
   }
 
+  // A group's size over the samples kept; a gap where a sample cannot say.
   function sparkline(values) {
     const s = svg("svg", { class: "spark", viewBox: "0 0 120 24", preserveAspectRatio: "none" });
-    if (values.length < 2) return s;
-    const max = Math.max(...values, 1), min = Math.min(...values, 0);
-    const pts = values.map((v, i) => (i / (values.length - 1) * 118 + 1).toFixed(1) + "," + (22 - (v - min) / (max - min || 1) * 20).toFixed(1));
-    s.appendChild(svg("polyline", { points: pts.join(" ") }));
+    const known = values.filter(v => v !== null);
+    if (values.length < 2 || !known.length) return s;
+    const max = Math.max(...known, 1), min = Math.min(...known, 0);
+    let run = [];
+    const flush = () => { if (run.length) s.appendChild(svg("polyline", { points: run.join(" ") })); run = []; };
+    values.forEach((v, i) => {
+      if (v === null) { flush(); return; }
+      run.push((i / (values.length - 1) * 118 + 1).toFixed(1) + "," + (22 - (v - min) / (max - min || 1) * 20).toFixed(1));
+    });
+    flush();
     return s;
   }
 
@@ -125,25 +136,84 @@
     drawChart(document.getElementById("chart-tasks"), [
       { cls: "pending", label: "pending", points: pts("pending") },
       { cls: "done_retained", label: "done, still referenced", points: pts("done_retained") },
-    ], v => Math.round(v).toString(), { marks: marks });
+    ], v => Math.round(v).toString(), { marks: marks, nice: true });
     drawChart(document.getElementById("chart-rss"), [{ cls: "rss", label: "RSS", points: pts("rss_bytes") }], fmtBytes, { marks: marks });
     drawChart(document.getElementById("chart-lag"), [{ cls: "lag", label: "lag", points: pts("loop_lag_s") }], fmtSeconds);
 
-    // Top groups of the latest sample, with their trend over the samples kept.
+    // Top groups of the latest sample, each judged on its own recent samples.
     const tbody = document.querySelector("#groups tbody");
     tbody.replaceChildren();
+    const counts = groupCounts(samples);
     for (const g of last ? last.groups : []) {
-      const series = samples.map(s => { const m = s.groups.find(x => x.group === g.group); return m ? m.pending + m.done_retained : 0; });
-      const growth = series.length ? series[series.length - 1] - series[0] : 0;
-      tbody.appendChild(el("tr", {}, [
-        el("td", { class: "mono", text: g.site + "  " + g.coro + (g.allowlisted ? "  (allow-listed)" : "") }),
-        el("td", { class: "n", text: String(g.pending) }),
-        el("td", { class: "n", text: String(g.done_retained) }),
-        el("td", { class: "n", text: fmtSeconds(g.oldest_age_s) }),
-        el("td", { class: "n" + (growth > 0 ? " growth-up" : ""), text: (growth > 0 ? "+" : "") + growth }),
-        el("td", {}, [sparkline(series)]),
+      const series = groupSeries(counts, groupKey(g));
+      const t = groupTrend(series, trendWindow);
+      const other = isOther(g);
+      tbody.appendChild(el("tr", { "data-group": groupKey(g), "data-trend": t.trend, "data-growth": String(t.growth) }, [
+        el("td", { class: "group" }, other ? [el("span", { class: "coro", text: "all smaller groups" })] : [
+          el("span", { class: "coro", text: g.coro + "()" }),
+          g.allowlisted ? el("span", { class: "allowed", text: " allow-listed" }) : "",
+          el("span", { class: "site mono", text: g.site }),
+        ]),
+        el("td", { class: "n", "data-label": "pending", text: String(g.pending) }),
+        el("td", { class: "n", "data-label": "done, ref'd", text: String(g.done_retained) }),
+        el("td", { class: "n", "data-label": "oldest", text: fmtSeconds(g.oldest_age_s) }),
+        el("td", { class: "n trend-" + t.trend, "data-label": "growth", title: t.title, text: t.text }),
+        el("td", { class: "spark-cell" }, [sparkline(series)]),
       ]));
     }
+  }
+
+  // The monitor lumps the groups past its top N into one whose site and
+  // coroutine are both "other".
+  const isOther = g => g.site === "other" && g.coro === "other";
+  const groupKey = g => g.site + "\n" + g.coro;
+
+  // A group's size (pending + done, still referenced) in each sample: null
+  // where the sample cannot say (the group was not among its top groups
+  // but some groups were lumped into "other", so it may hide there), 0
+  // where it had no task at all.
+  function groupSeries(counts, key) {
+    return counts.map(c => c.sizes.has(key) ? c.sizes.get(key) : (c.lumped ? null : 0));
+  }
+  // Each sample's group sizes by key, built once per refresh (up to 720
+  // samples of 21 groups each).
+  function groupCounts(samples) {
+    return samples.map(s => ({ lumped: s.groups.some(isOther),
+                               sizes: new Map(s.groups.map(x => [groupKey(x), x.pending + x.done_retained])) }));
+  }
+
+  // Growth means growth over the recent window, not "exists": a group that
+  // appeared at start-up and stayed flat is steady however few tasks it had
+  // in the first samples. Over the last `win` samples, counted from the
+  // group's first appearance if that is later (so the step of appearing is
+  // not growth: a burst of long-lived connections opened at once is not a
+  // leak), a group grows when the smallest of its latest third is above
+  // the largest of its first third - a rise that stayed, which a single
+  // spike or a group going up and down does not make. `growth` is the
+  // latest value minus the first of that span.
+  function groupTrend(series, win) {
+    const recent = series.slice(-(win + 1));
+    const first = recent.findIndex(v => v !== null && v > 0);
+    const vals = first < 0 ? [] : recent.slice(first).filter(v => v !== null);
+    if (vals.length < 2) {
+      return { trend: "steady", growth: 0, text: "steady", title: vals.length ? "new" : "no sample yet" };
+    }
+    const k = Math.max(1, Math.floor(vals.length / 3));
+    const head = vals.slice(0, k), tail = vals.slice(-k);
+    const growth = vals[vals.length - 1] - vals[0];
+    const span = " over the last " + vals.length + " samples";
+    if (Math.min(...tail) > Math.max(...head)) return { trend: "growing", growth, text: "+" + growth, title: "growing" + span };
+    if (Math.max(...tail) < Math.min(...head)) return { trend: "shrinking", growth, text: "\u2212" + (-growth), title: "shrinking" + span };
+    return { trend: "steady", growth, text: "steady", title: "no lasting rise" + span };
+  }
+
+  // The blocked card in words: whether the watchdog looks at all, and if
+  // it saw blocks, how many and how long in all.
+  function blockedWords(data) {
+    if (data.blocks > 0) {
+      return data.blocks + " block" + (data.blocks === 1 ? "" : "s") + ", " + fmtSeconds(data.blocked_seconds) + " in all";
+    }
+    return data.watching ? "no blocked loop" : "not watched";
   }
 
   function renderAlerts(data) {
@@ -152,10 +222,10 @@
     const alerts = data.alerts.slice().reverse();
     for (const a of alerts) {
       tbody.appendChild(el("tr", {}, [
-        el("td", { text: fmtTime(a.time) }),
-        el("td", { class: "mono", text: a.signal }),
-        el("td", { text: a.anomaly.kind }),
-        el("td", {}, [el("pre", { text: a.text })]),
+        el("td", { class: "when", text: fmtTime(a.time) }),
+        el("td", { class: "mono", "data-label": "signal", text: a.signal }),
+        el("td", { "data-label": "detector", text: a.anomaly.kind }),
+        el("td", { class: "what" }, [el("pre", { text: a.text })]),
       ]));
     }
     setText("v-alerts", String(data.alerts.length));
@@ -170,12 +240,12 @@
     const eps = data.episodes;
     const card = document.getElementById("card-blocked");
     const summary = document.getElementById("blocked-summary");
+    setText("v-blocked", blockedWords(data));
+    document.getElementById("v-blocked").classList.add("words");
     if (!data.watching && !data.blocks) {
-      setText("v-blocked", "off");
       summary.className = "off";
       summary.textContent = "(watchdog off: start it in the process with taskleak.watch_blocking(), or taskleak run --blocking SECONDS)";
     } else {
-      setText("v-blocked", data.blocks + " \u00d7 " + fmtSeconds(data.blocked_seconds));
       summary.className = "";
       summary.textContent = "(" + (data.watching ? "watchdog on, threshold " + fmtSeconds(data.threshold) : "watchdog stopped")
         + "; " + data.blocks + " episode" + (data.blocks === 1 ? "" : "s") + ", " + fmtSeconds(data.blocked_seconds)
@@ -207,11 +277,11 @@
         cell.push(el("span", { class: "mono", text: where }));
       }
       tbody.appendChild(el("tr", { "data-seq": String(e.seq) }, [
-        el("td", { text: fmtTime(e.start), title: new Date(e.start * 1000).toString() }),
-        el("td", { class: "n", text: fmtSeconds(e.duration) }),
-        el("td", {}, cell),
-        el("td", { class: "mono", text: (e.running || "-") + (e.ended !== "resumed" ? " (" + e.ended + ")" : "") }),
-        el("td", { class: "mono", text: e.loop + (e.thread ? " in " + e.thread : "") }),
+        el("td", { class: "when", text: fmtTime(e.start), title: new Date(e.start * 1000).toString() }),
+        el("td", { class: "n", "data-label": "blocked for", text: fmtSeconds(e.duration) }),
+        el("td", { class: "where" }, cell),
+        el("td", { class: "mono", "data-label": "running", text: (e.running || "-") + (e.ended !== "resumed" ? " (" + e.ended + ")" : "") }),
+        el("td", { class: "mono", "data-label": "loop", text: e.loop + (e.thread ? " in " + e.thread : "") }),
       ]));
     }
     document.getElementById("blocked-empty").hidden = eps.length > 0;
@@ -251,6 +321,7 @@
     try {
       const [samples, alerts, tasks, blocked] = await Promise.all([getJSON("/api/samples"), getJSON("/api/alerts"),
         getJSON("/api/tasks"), getJSON("/api/blocked?limit=10")]);
+      state.last = { samples, alerts, blocked };
       renderAlerts(alerts);
       renderBlocked(blocked);
       renderSamples(samples, alerts.alerts);
@@ -279,5 +350,19 @@
     }
     refresh();
   }
+  // Charts are drawn in their own pixel size (text is never stretched), so
+  // a rotated phone or a resized window redraws them from the last answers.
+  let resizeQueued = false;
+  window.addEventListener("resize", () => {
+    if (resizeQueued || !state.last) return;
+    resizeQueued = true;
+    requestAnimationFrame(() => {
+      resizeQueued = false;
+      renderBlocked(state.last.blocked);
+      renderSamples(state.last.samples, state.last.alerts.alerts);
+    });
+  });
+  // The page's rules, readable from the console and checked by the tests.
+  window.taskleak = Object.freeze({ groupTrend, blockedWords, trendWindow });
   document.addEventListener("DOMContentLoaded", start);
 })();
