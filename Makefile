@@ -20,7 +20,10 @@ ASAN_VENV := .venv/asan-py$(PY)
 # Build/test tools for the venvs. cmake and ninja come from PyPI too, so a
 # fresh machine needs nothing but the interpreter (the system cmake is a pyenv
 # shim that only works for the global Python).
-DEV_DEPS ?= "scikit-build-core>=0.10" "nanobind>=2.4" "pytest>=8" "uvloop>=0.17" "pytest-asyncio>=1.1" anyio "pytest-xdist>=3" objgraph "import-linter>=2.1" "mypy>=1.10" prometheus_client opentelemetry-sdk selenium cmake ninja
+DEV_DEPS ?= "scikit-build-core>=0.10" "nanobind>=2.4" "pytest>=8" "uvloop>=0.17" "pytest-asyncio>=1.1" anyio "pytest-xdist>=3" objgraph "import-linter>=2.1" "mypy>=1.10" prometheus_client opentelemetry-sdk selenium cmake ninja $(LINT_DEPS)
+# Formatters are pinned: a new release that formats differently must not fail
+# a checkout that was clean.
+LINT_DEPS ?= "ruff==0.17.6" "clang-format==23.1.5"
 
 PIP_FLAGS ?= --disable-pip-version-check
 # Regular (non-editable) install: the wheel is rebuilt from the current sources
@@ -53,12 +56,14 @@ define run_pytest
 	exit $$rc
 endef
 
-.PHONY: help test test-asan install install-asan demo bench clean lint-imports dist real-suites typecheck
+.PHONY: help test test-asan install install-asan demo bench clean lint lint-imports format dist real-suites typecheck
 
 help:
 	@echo "taskleak make targets (PY=$(PY); override with PY=X.Y):"
 	@echo "  make test         build+install into $(VENV), run pytest $(TESTS) -q \$$PYTEST_ARGS"
 	@echo "  make test-asan    ASan/UBSan build into $(ASAN_VENV), run pytest $(ASAN_PYTEST_ARGS)"
+	@echo "  make lint         ruff (lint + format check) and clang-format check, then lint-imports (part of make test)"
+	@echo "  make format       apply ruff's fixes and formatter and clang-format in place"
 	@echo "  make lint-imports check the package layering (import-linter contract in pyproject.toml)"
 	@echo "  make typecheck    mypy --strict on src/taskleak and tests/typing/usage.py (part of make test on 3.11)"
 	@echo "  make install      only (re)build and install the package into $(VENV)"
@@ -103,6 +108,21 @@ install-asan: $(ASAN_VENV)/.deps-stamp
 lint-imports: $(VENV)/.deps-stamp
 	PYTHONPATH=src $(VENV)/bin/lint-imports --no-cache
 
+# ruff (pyproject.toml [tool.ruff]) and clang-format (.clang-format), checked
+# without changing a file; `make format` applies them. The pre-commit hook
+# (.pre-commit-config.yaml) runs this same target.
+PY_SOURCES := src tests bench tools examples
+CXX_SOURCES = $$(find src/core -name '*.cpp' -o -name '*.hpp')
+lint: $(VENV)/.deps-stamp lint-imports
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
+	$(VENV)/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
+
+format: $(VENV)/.deps-stamp
+	$(VENV)/bin/ruff check --fix $(PY_SOURCES)
+	$(VENV)/bin/ruff format $(PY_SOURCES)
+	$(VENV)/bin/clang-format -i $(CXX_SOURCES)
+
 # mypy --strict on the package and on a typed use of its public API
 # (tests/typing/usage.py, checked against the installed build). Types do not
 # depend on the interpreter running the suite, so `make test` checks them
@@ -111,7 +131,7 @@ typecheck: install
 	cd src && ../$(VENV)/bin/mypy --config-file ../pyproject.toml -p taskleak
 	$(VENV)/bin/mypy --config-file pyproject.toml tests/typing/usage.py
 
-test: install lint-imports $(if $(filter 3.11,$(PY)),typecheck)
+test: install lint $(if $(filter 3.11,$(PY)),typecheck)
 	$(call run_pytest,$(VENV)/bin/python,$(VENV)/bin/python,$(TESTS) -q $(PYTEST_ARGS))
 
 test-asan: install-asan

@@ -54,68 +54,7 @@ class TaskGraph:
         Tasks are in name order (``worker-2`` before ``worker-10``); sibling
         tasks whose whole subtrees are alike (same coroutine, chain, wait and
         children) are folded into one entry, ``(T) 12 x worker()``."""
-        lines: List[str] = []
-        sig_cache: Dict[str, Any] = {}
-
-        def signature(name: str, path: Set[str]) -> Any:
-            if name in sig_cache:
-                return sig_cache[name]
-            t = self.tasks[name]
-            if name in path:
-                return ("cycle", name)
-            wait = t.wait
-            kids = tuple(sorted((signature(k, path | {name}) for k in self.awaits.get(name, [])), key=repr))
-            sig = (t.coro, t.orphaned, None if wait is None else wait.kind,
-                   tuple((f.filename, f.lineno, f.function) for f in t.stack[-max_frames:]), kids)
-            sig_cache[name] = sig
-            return sig
-
-        def task_line(name: str, count: int = 1) -> str:
-            t = self.tasks[name]
-            flag = " [orphaned]" if t.orphaned else ""
-            who = f"{count} x {t.coro}()" if count > 1 else name
-            if not t.waiting_on:
-                return f"(T) {who}{flag}"
-            if t.waiting_on.startswith(("running", "ready to run")):
-                return f"(T) {who}{flag}  {t.waiting_on}"
-            return f"(T) {who}{flag}  waiting on {t.waiting_on}"
-
-        def groups(names: List[str], path: Set[str]) -> List[List[str]]:
-            by_sig: Dict[Any, List[str]] = {}
-            for n in names:
-                by_sig.setdefault(repr(signature(n, path)), []).append(n)
-            return list(by_sig.values())  # in the order of each group's first name
-
-        def emit(group: List[str], prefix: str, last: bool, path: Set[str]) -> None:
-            name = group[0]
-            lines.append(prefix + ("└── " if last else "├── ") + task_line(name, len(group)))
-            prefix += "    " if last else "│   "
-            if len(group) > 1:
-                lines.append(prefix + "    tasks: " + _names_summary(group))
-            if name in path:
-                lines.append(prefix + "└── ... (await cycle)")
-                return
-            chain = self.tasks[name].stack[-max_frames:]
-            for f in chain:
-                lines.append(prefix + "└──  " + f"{f.function} {short_path(f.filename)}:{f.lineno}")
-                prefix += "    "
-            kids = groups(self.awaits.get(name, []), path | {name})
-            for i, k in enumerate(kids):
-                emit(k, prefix, i == len(kids) - 1, path | {name})
-
-        try:
-            top = groups(self.roots, set())
-            for i, g in enumerate(top):
-                emit(g, "", i == len(top) - 1, set())
-        finally:
-            # Recursive closures hold themselves through their cells: a cycle
-            # through `self`, hence through every task of the graph, that
-            # only a full collection would free. Emptying the cells breaks it.
-            del signature, groups, emit
-        for c in self.cycles:
-            lines.append("")
-            lines.append("deadlock: " + " awaits ".join(c + [c[0]]))
-        return "\n".join(lines) + "\n"
+        return _TreeWriter(self, max_frames).write()
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -126,6 +65,73 @@ class TaskGraph:
             "roots": list(self.roots),
             "cycles": [list(c) for c in self.cycles],
         }
+
+
+class _TreeWriter:
+    """Writes TaskGraph.format()'s tree. A class rather than nested
+    functions: recursive closures hold themselves through their cells, a
+    reference cycle through the graph (and every task in it) that only a
+    full collection would free."""
+
+    def __init__(self, graph: TaskGraph, max_frames: int) -> None:
+        self.graph = graph
+        self.max_frames = max_frames
+        self.lines: List[str] = []
+        self.sig_cache: Dict[str, Any] = {}
+
+    def write(self) -> str:
+        top = self.groups(self.graph.roots, set())
+        for i, g in enumerate(top):
+            self.emit(g, "", i == len(top) - 1, set())
+        for c in self.graph.cycles:
+            self.lines.append("")
+            self.lines.append("deadlock: " + " awaits ".join(c + [c[0]]))
+        return "\n".join(self.lines) + "\n"
+
+    def signature(self, name: str, path: Set[str]) -> Any:
+        if name in self.sig_cache:
+            return self.sig_cache[name]
+        t = self.graph.tasks[name]
+        if name in path:
+            return ("cycle", name)
+        wait = t.wait
+        kids = tuple(sorted((self.signature(k, path | {name}) for k in self.graph.awaits.get(name, [])), key=repr))
+        sig = (t.coro, t.orphaned, None if wait is None else wait.kind,
+               tuple((f.filename, f.lineno, f.function) for f in t.stack[-self.max_frames:]), kids)
+        self.sig_cache[name] = sig
+        return sig
+
+    def task_line(self, name: str, count: int = 1) -> str:
+        t = self.graph.tasks[name]
+        flag = " [orphaned]" if t.orphaned else ""
+        who = f"{count} x {t.coro}()" if count > 1 else name
+        if not t.waiting_on:
+            return f"(T) {who}{flag}"
+        if t.waiting_on.startswith(("running", "ready to run")):
+            return f"(T) {who}{flag}  {t.waiting_on}"
+        return f"(T) {who}{flag}  waiting on {t.waiting_on}"
+
+    def groups(self, names: List[str], path: Set[str]) -> List[List[str]]:
+        by_sig: Dict[Any, List[str]] = {}
+        for n in names:
+            by_sig.setdefault(repr(self.signature(n, path)), []).append(n)
+        return list(by_sig.values())  # in the order of each group's first name
+
+    def emit(self, group: List[str], prefix: str, last: bool, path: Set[str]) -> None:
+        name = group[0]
+        self.lines.append(prefix + ("└── " if last else "├── ") + self.task_line(name, len(group)))
+        prefix += "    " if last else "│   "
+        if len(group) > 1:
+            self.lines.append(prefix + "    tasks: " + _names_summary(group))
+        if name in path:
+            self.lines.append(prefix + "└── ... (await cycle)")
+            return
+        for f in self.graph.tasks[name].stack[-self.max_frames:]:
+            self.lines.append(prefix + "└──  " + f"{f.function} {short_path(f.filename)}:{f.lineno}")
+            prefix += "    "
+        kids = self.groups(self.graph.awaits.get(name, []), path | {name})
+        for i, k in enumerate(kids):
+            self.emit(k, prefix, i == len(kids) - 1, path | {name})
 
 
 def _unique_names(infos: List["TaskInfo"]) -> Dict[int, str]:
