@@ -7,6 +7,7 @@ import gc
 import json
 import logging
 import os
+import re
 import sys
 import subprocess
 import threading
@@ -424,3 +425,36 @@ def test_a_task_whose_done_callbacks_are_queued_is_not_retained(tracked):
     assert first["done"] == 0 and first["live"] >= 2
     assert second["done"] == 1       # `kept`: done at both passes, still referenced
     del kept
+
+
+def test_alerts_name_the_groups_of_their_signal_and_keep_signal_a_fixed_word(lt):
+    """A pending leak and a done-retained leak at once: the pending alert
+    names the pending group, the done_retained alert the group of finished
+    tasks; a group's own alert is signal "group" with the group apart; the
+    metrics' group labels carry no line number."""
+    from taskleak.monitor.sample import SIGNALS
+
+    mon = taskleak.Monitor(**FAST)
+    drive(mon, lt, 15, lambda i: churn())
+
+    async def both(i):
+        await spawn_leak(2)
+        await finish_and_keep(2)
+    drive(mon, lt, 60, both)
+    alerts = mon.alerts()
+    assert {a.signal for a in alerts} <= set(SIGNALS)
+    pending = next(a for a in alerts if a.signal == "pending")
+    done = next(a for a in alerts if a.signal == "done_retained")
+    assert pending.groups and all(g.coro.endswith("stuck") for g in pending.groups), pending.text
+    assert done.groups and all("work" in g.coro for g in done.groups), done.text
+    for a in alerts:
+        assert (a.group is not None) == (a.signal == "group")
+    text = mon.metrics_text()
+    group_lines = [ln for ln in text.splitlines() if ln.startswith("taskleak_asyncio_group_tasks{")]
+    assert group_lines and not any(re.search(r'group="[^"]*:\d+ in ', ln) for ln in group_lines), group_lines[:3]
+    assert any("test_monitor.py in spawn_leak (stuck)" in ln for ln in group_lines), group_lines[:5]
+    for ln in text.splitlines():
+        if ln.startswith("taskleak_leak_suspected{"):
+            sig = re.search(r'signal="([^"]*)"', ln).group(1)
+            assert sig in SIGNALS, ln
+            assert ('group="' in ln) == (sig == "group"), ln

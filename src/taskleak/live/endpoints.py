@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..diagnosis.why import why
+from ..monitor.metrics import suspected_labels
 from .blocked_loops import DEFAULT_EPISODES, MAX_EPISODES, blocked_payload
 from .dashboard import asset
 from .http_request import HttpError, Request
@@ -179,7 +180,7 @@ class Endpoints:
         limit = _int_param(req, "limit", 100, 1, 1000)
         alerts = self.monitor.alerts()[-limit:]
         return _json({"alerts": [_clean(a.to_dict()) for a in alerts],
-                      "suspected": [{"signal": s, "detector": d} for (s, d), on in
+                      "suspected": [suspected_labels(s, d) for (s, d), on in
                                     sorted(self.monitor.suspected().items()) if on]})
 
     def _blocked(self, req: Request) -> Response:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Protocol, Tuple
 
 from ..blocking import watchdog
-from .sample import Sample
+from .sample import SIGNALS, Sample, stable_label
 
 __all__ = ["Family", "FamilySource", "families", "declared_families"]
 
@@ -79,12 +79,17 @@ def families(s: Optional[Sample], open_episodes: DetectorCounts, alert_counts: D
         ]
         created.samples = [({}, float(s.created_total))]
         losses.samples = [({"kind": k}, float(v)) for k, v in sorted(s.losses.items())]
+        # Labelled without the line (GroupStat.metric_label): groups of one
+        # function that differ only by line add up into one series.
+        per_label: Dict[Tuple[str, str, str], float] = {}
         for g in s.groups:
             for state, v in (("pending", g.pending), ("done_retained", g.done_retained)):
-                groups.samples.append(({"group": g.label, "state": state, "allowlisted": _flag(g.allowlisted)},
-                                       float(v)))
+                key = (g.metric_label, state, _flag(g.allowlisted))
+                per_label[key] = per_label.get(key, 0.0) + float(v)
+        groups.samples = [({"group": lab, "state": state, "allowlisted": al}, v)
+                          for (lab, state, al), v in per_label.items()]
         lag.samples = [({"loop": name}, v) for name, v in sorted(s.loop_lags.items())]
-    suspected.samples = [({"signal": sig, "detector": det}, 1.0 if on else 0.0)
+    suspected.samples = [(suspected_labels(sig, det), 1.0 if on else 0.0)
                          for (sig, det), on in sorted(open_episodes.items())]
     for sig in ("pending", "done_retained", "rss", "group"):
         for det in ("spike", "trend"):
@@ -92,6 +97,15 @@ def families(s: Optional[Sample], open_episodes: DetectorCounts, alert_counts: D
     out += [tasks, created, losses, groups, lag, suspected, alerts]
     out += _blocked_families()
     return out
+
+
+def suspected_labels(signal: str, detector: str) -> Labels:
+    """Labels of one (signal, detector) of Monitor.suspected(): ``signal``
+    stays in its fixed vocabulary (SIGNALS); a group's detector is
+    ``signal="group"`` with the group's stable label in ``group``."""
+    if signal in SIGNALS:
+        return {"signal": signal, "detector": detector}
+    return {"signal": "group", "group": stable_label(signal), "detector": detector}
 
 
 def declared_families(s: Optional[Sample], open_episodes: DetectorCounts,

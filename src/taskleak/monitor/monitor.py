@@ -96,12 +96,19 @@ def _label(code: Any) -> str:
 class _GroupTrack:
     """A group's detector and its recent counts (for "growth")."""
 
-    __slots__ = ("detector", "history", "seen")
+    __slots__ = ("detector", "history", "pending", "done", "seen")
 
     def __init__(self, detector: Detector, window: int) -> None:
         self.detector = detector
-        self.history: Deque[int] = collections.deque(maxlen=window + 1)
+        self.history: Deque[int] = collections.deque(maxlen=window + 1)  # pending + done retained
+        self.pending: Deque[int] = collections.deque(maxlen=window + 1)
+        self.done: Deque[int] = collections.deque(maxlen=window + 1)
         self.seen = 0
+
+    def record(self, pending: int, done: int) -> None:
+        self.history.append(pending + done)
+        self.pending.append(pending)
+        self.done.append(done)
 
 
 class Monitor:
@@ -402,16 +409,16 @@ class Monitor:
             if track is None:
                 track = self._groups[g.label] = _GroupTrack(Detector(**self._det_args), self.window)
             value = max(0, g.pending + g.done_retained - (b or 0))
-            track.history.append(g.pending + g.done_retained)
+            track.record(g.pending, g.done_retained)
             track.seen = self._n
             a = track.detector.update(value)
             if a is not None:
-                alerts.append(self._alert(g.label, a, s, only=g.label))
+                alerts.append(self._alert("group", a, s, only=g.label))
         # Groups not seen for a window go back to zero, then are forgotten.
         for label, track in list(self._groups.items()):
             if track.seen != self._n:
                 track.detector.update(0)
-                track.history.append(0)
+                track.record(0, 0)
                 if self._n - track.seen > self.window and not track.detector.in_episode:
                     del self._groups[label]
         p = self._detectors["pending"].update(s.pending - s.allowlisted_pending)
@@ -434,11 +441,15 @@ class Monitor:
         idx = self.allow.match(task, g.coro, g.site)
         return None if idx is None else self.allow.entries[idx].budget
 
-    def _growth(self) -> List[Tuple[int, str]]:
+    def _growth(self, signal: str) -> List[Tuple[int, str]]:
+        """(growth over the window, label) per group, largest first: of the
+        pending tasks for a pending alert, of the finished-but-held ones for a
+        done_retained alert, of both otherwise."""
         out = []
         for label, t in self._groups.items():
-            if len(t.history) >= 2:
-                out.append((t.history[-1] - t.history[0], label))
+            hist = t.pending if signal == "pending" else t.done if signal == "done_retained" else t.history
+            if len(hist) >= 2:
+                out.append((hist[-1] - hist[0], label))
         out.sort(reverse=True)
         return out
 
@@ -447,15 +458,15 @@ class Monitor:
         if only is not None:
             labels = [only]
         else:
-            grown = [(growth, lab) for growth, lab in self._growth() if growth > 0 and lab in by_label]
+            grown = [(growth, lab) for growth, lab in self._growth(signal) if growth > 0 and lab in by_label]
             # The groups that carry the rise; ordinary churn of other groups
             # (a few more requests in flight) is not worth naming.
             top = grown[0][0] if grown else 0
             labels = [lab for growth, lab in grown if growth * 2 >= top][:3]
         described = [self._describe_group(by_label[lab], self._groups[lab]) for lab in labels if lab in self._groups]
         groups = [g for g in described if g is not None]
-        text = _alert_text(signal, a, s, groups, self._task_growth())
-        return Alert(time=s.time, signal=signal, anomaly=a, text=text, groups=groups)
+        text = _alert_text(signal if only is None else only, a, s, groups, self._task_growth())
+        return Alert(time=s.time, signal=signal, anomaly=a, text=text, groups=groups, group=only)
 
     def _task_growth(self) -> bool:
         """Did the task counts grow over the last window (or is a task
@@ -495,7 +506,7 @@ class Monitor:
                           growth=growth, chain=chain, waiting_on=waiting_on, orphaned=orphaned)
 
     def _dispatch(self, a: Alert) -> None:
-        key = ("group" if a.signal not in self._detectors else a.signal, a.anomaly.kind)
+        key = (a.signal, a.anomaly.kind)
         self._alert_counts[key] = self._alert_counts.get(key, 0) + 1
         self._alerts.append(a)
         if self.log_alerts:

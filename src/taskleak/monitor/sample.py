@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .detector import Anomaly
 
-__all__ = ["Sample", "GroupStat", "Alert", "AlertGroup", "LOSS_KINDS"]
+__all__ = ["Sample", "GroupStat", "Alert", "AlertGroup", "LOSS_KINDS", "SIGNALS", "stable_label"]
+
+#: What a detector watches: an alert's ``signal`` and the ``signal`` label of
+#: the metrics. A group's own detector is "group"; which group is apart.
+SIGNALS = ("pending", "done_retained", "rss", "group")
 
 # Loss kinds as the monitor names them (tracking calls the first one
 # "destroyed-pending").
@@ -28,8 +33,25 @@ class GroupStat:
 
     @property
     def label(self) -> str:
-        """The group's name in metrics: ``"site (coro)"``."""
+        """The group's name in alerts and samples: ``"site (coro)"``."""
         return f"{self.site} ({self.coro})"
+
+    @property
+    def metric_label(self) -> str:
+        """The group's name in metrics: its label without the line number, so
+        that a deploy that moves code keeps the series (see :func:`stable_label`)."""
+        return stable_label(self.label)
+
+
+_LINE = re.compile(r":\d+ in ")
+
+
+def stable_label(label: str) -> str:
+    """``"app/jobs.py:42 in start (worker)"`` -> ``"app/jobs.py in start
+    (worker)"``: file, function and coroutine, which survive a deploy that
+    moves lines; the line stays in the alert's text. Groups of one function
+    that differ only by line share a series (their counts add up)."""
+    return _LINE.sub(" in ", label, count=1)
 
 
 @dataclass(frozen=True)
@@ -80,22 +102,24 @@ class AlertGroup:
 
 @dataclass(frozen=True)
 class Alert:
-    """A suspected leak. ``signal`` is ``"pending"``, ``"done_retained"``,
-    ``"rss"`` or a group's label; ``anomaly`` is the detector's verdict."""
+    """A suspected leak. ``signal`` is one of :data:`SIGNALS`: ``"pending"``,
+    ``"done_retained"``, ``"rss"`` or ``"group"`` (one group's own detector,
+    named by ``group``, its label); ``anomaly`` is the detector's verdict."""
 
     time: float
     signal: str
     anomaly: Anomaly
     text: str
     groups: List[AlertGroup] = field(default_factory=list)
+    group: Optional[str] = None
 
     @property
     def detector(self) -> str:
         return self.anomaly.kind
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"time": self.time, "signal": self.signal, "anomaly": self.anomaly.to_dict(), "text": self.text,
-                "groups": [g.to_dict() for g in self.groups]}
+        return {"time": self.time, "signal": self.signal, "group": self.group, "anomaly": self.anomaly.to_dict(),
+                "text": self.text, "groups": [g.to_dict() for g in self.groups]}
 
     def __str__(self) -> str:
         return self.text

@@ -223,7 +223,7 @@
     for (const a of alerts) {
       tbody.appendChild(el("tr", {}, [
         el("td", { class: "when", text: fmtTime(a.time) }),
-        el("td", { class: "mono", "data-label": "signal", text: a.signal }),
+        el("td", { class: "mono", "data-label": "signal", text: a.group ? "group " + a.group : a.signal }),
         el("td", { "data-label": "detector", text: a.anomaly.kind }),
         el("td", { class: "what" }, [el("pre", { text: a.text })]),
       ]));
