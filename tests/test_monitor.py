@@ -458,3 +458,17 @@ def test_alerts_name_the_groups_of_their_signal_and_keep_signal_a_fixed_word(lt)
             sig = re.search(r'signal="([^"]*)"', ln).group(1)
             assert sig in SIGNALS, ln
             assert ('group="' in ln) == (sig == "group"), ln
+
+
+def test_an_open_episode_exports_the_line_it_named(lt):
+    mon = taskleak.Monitor(**FAST)
+    drive(mon, lt, 15, lambda i: churn())
+    drive(mon, lt, 60, lambda i: spawn_leak(2))
+    assert any(a.signal == "pending" for a in mon.alerts())
+    lines = [ln for ln in mon.metrics_text().splitlines()
+             if ln.startswith("taskleak_leak_suspected{") and ln.endswith(" 1.0")]
+    assert lines, mon.metrics_text()
+    assert any(re.search(r'site="[^"]*test_monitor.py:\d+ in spawn_leak"', ln) for ln in lines), lines
+    quiet = [ln for ln in mon.metrics_text().splitlines()
+             if ln.startswith("taskleak_leak_suspected{") and ln.endswith(" 0.0")]
+    assert not any("site=" in ln for ln in quiet), quiet

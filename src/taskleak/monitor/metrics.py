@@ -45,9 +45,12 @@ def _flag(b: bool) -> str:
     return "true" if b else "false"
 
 
-def families(s: Optional[Sample], open_episodes: DetectorCounts, alert_counts: DetectorCounts) -> List[Family]:
+def families(s: Optional[Sample], open_episodes: DetectorCounts, alert_counts: DetectorCounts,
+             sites: Optional[Mapping[Tuple[str, str], str]] = None) -> List[Family]:
     """The families of one sample (None before the first), the detectors'
-    open episodes (Monitor.suspected()) and alert counts (Monitor.alert_counts())."""
+    open episodes (Monitor.suspected()), alert counts (Monitor.alert_counts())
+    and the creation site each open episode's alert named (Monitor.suspected_sites())."""
+    sites = sites or {}
     out: List[Family] = []
     tasks = Family("taskleak_asyncio_tasks", "gauge",
                    "Live asyncio tasks created since taskleak tracking started, by state.",
@@ -89,7 +92,7 @@ def families(s: Optional[Sample], open_episodes: DetectorCounts, alert_counts: D
         groups.samples = [({"group": lab, "state": state, "allowlisted": al}, v)
                           for (lab, state, al), v in per_label.items()]
         lag.samples = [({"loop": name}, v) for name, v in sorted(s.loop_lags.items())]
-    suspected.samples = [(suspected_labels(sig, det), 1.0 if on else 0.0)
+    suspected.samples = [(suspected_labels(sig, det, sites.get((sig, det)) if on else None), 1.0 if on else 0.0)
                          for (sig, det), on in sorted(open_episodes.items())]
     for sig in ("pending", "done_retained", "rss", "group"):
         for det in ("spike", "trend"):
@@ -99,21 +102,26 @@ def families(s: Optional[Sample], open_episodes: DetectorCounts, alert_counts: D
     return out
 
 
-def suspected_labels(signal: str, detector: str) -> Labels:
+def suspected_labels(signal: str, detector: str, site: Optional[str] = None) -> Labels:
     """Labels of one (signal, detector) of Monitor.suspected(): ``signal``
     stays in its fixed vocabulary (SIGNALS); a group's detector is
-    ``signal="group"`` with the group's stable label in ``group``."""
-    if signal in SIGNALS:
-        return {"signal": signal, "detector": detector}
-    return {"signal": "group", "group": stable_label(signal), "detector": detector}
+    ``signal="group"`` with the group's stable label in ``group``. While an
+    episode is open, ``site`` is the creation line its alert named first:
+    what Alertmanager needs to say where the leak is (a label that exists
+    only during an incident, so it costs no series the rest of the time)."""
+    labels = {"signal": signal, "detector": detector} if signal in SIGNALS else \
+        {"signal": "group", "group": stable_label(signal), "detector": detector}
+    if site:
+        labels["site"] = site
+    return labels
 
 
-def declared_families(s: Optional[Sample], open_episodes: DetectorCounts,
-                      alert_counts: DetectorCounts) -> List[Family]:
+def declared_families(s: Optional[Sample], open_episodes: DetectorCounts, alert_counts: DetectorCounts,
+                      sites: Optional[Mapping[Tuple[str, str], str]] = None) -> List[Family]:
     """Every family an exporter may ever report, whether or not it has data
     now: :func:`families` plus the blocked-loop counters before the watchdog
     watches (with no samples)."""
-    out = families(s, open_episodes, alert_counts)
+    out = families(s, open_episodes, alert_counts, sites)
     have = {f.name for f in out}
     return out + [f for f in _blocked_families(declare=True) if f.name not in have]
 

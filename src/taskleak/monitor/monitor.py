@@ -167,6 +167,8 @@ class Monitor:
         self._samples: Deque[Sample] = collections.deque(maxlen=cfg.history)
         self._alerts: Deque[Alert] = collections.deque(maxlen=1000)
         self._alert_counts: Dict[Tuple[str, str], int] = {}
+        # (signal or group label, detector) -> creation site the episode's alert named first
+        self._episode_sites: Dict[Tuple[str, str], str] = {}
         self._losses: Dict[str, int] = {k: 0 for k in LOSS_KINDS}
         self._labels: Dict[Tuple[int, int], Tuple[str, str]] = {}
         self._lag = LoopLag()
@@ -254,6 +256,12 @@ class Monitor:
                     out[(name, kind)] = det.episode_kind == kind
         return out
 
+    def suspected_sites(self) -> Dict[Tuple[str, str], str]:
+        """``(signal, detector) -> creation site`` ("file:line in function")
+        of the group the alert of each open episode named first, as keyed by
+        :meth:`suspected`."""
+        return {k: site for k, site in list(self._episode_sites.items()) if self.suspected().get(k)}
+
     def alert_counts(self) -> Dict[Tuple[str, str], int]:
         """Alerts per (signal, detector); group alerts count under ``"group"``."""
         return dict(self._alert_counts)
@@ -263,7 +271,7 @@ class Monitor:
         ``declared``, also those an exporter must declare before they have
         data (the blocked-loop counters)."""
         make = declared_families if declared else families
-        return make(self.latest(), self.suspected(), self.alert_counts())
+        return make(self.latest(), self.suspected(), self.alert_counts(), self.suspected_sites())
 
     def metrics_text(self) -> str:
         """The Prometheus text exposition of the latest sample."""
@@ -508,6 +516,10 @@ class Monitor:
     def _dispatch(self, a: Alert) -> None:
         key = (a.signal, a.anomaly.kind)
         self._alert_counts[key] = self._alert_counts.get(key, 0) + 1
+        if a.groups:
+            if len(self._episode_sites) > 4 * self.max_groups + 16:
+                self._episode_sites.clear()  # bounded: only open episodes are exported anyway
+            self._episode_sites[(a.group or a.signal, a.anomaly.kind)] = a.groups[0].site
         self._alerts.append(a)
         if self.log_alerts:
             log.warning("%s", a.text)
