@@ -40,18 +40,38 @@ def test_rules_unit_tests_pass(promtool):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
-def test_unit_tests_would_catch_a_broken_trend_rule(promtool, tmp_path):
-    # The unit tests mean something: with the trend rule's threshold made
-    # impossible, they fail.
+# Each mutation breaks one promise of the rules; the unit tests must notice.
+MUTATIONS = {
+    # the trend rule's threshold made impossible
+    "trend": ("clamp_min(0.05 * taskleak:pending_tasks:low_water_1h offset 2h, 5)",
+              "clamp_min(0.05 * taskleak:pending_tasks:low_water_1h offset 2h, 5000)"),
+    # the verdict without the creation line: Alertmanager would not say where
+    "site": ("max by (job, instance, signal, group, detector, site) (taskleak_leak_suspected)",
+             "max by (job, instance, signal, group, detector) (taskleak_leak_suspected)"),
+    # the spike rule judging a fresh instance against its first minutes
+    "young-spike": ("          and\n          taskleak:pending_tasks:sum offset 1h\n", ""),
+    # a loss at loop shutdown paged like a live one
+    "shutdown-loss": ('kind=~"gc-pending|never-retrieved"', 'kind=~"gc-pending|never-retrieved|pending-at-shutdown"'),
+    # stale tasks alerting on a step (one rise instead of two in a row)
+    "stale-step": ("          and\n          min_over_time(taskleak_asyncio_stale_tasks[5m] offset 5m) > "
+                   "min_over_time(taskleak_asyncio_stale_tasks[5m] offset 10m)\n", ""),
+    # a blocked loop never alerting
+    "blocked": ("(rate(taskleak_event_loop_blocked_seconds_total[5m])) > 0.05",
+                "(rate(taskleak_event_loop_blocked_seconds_total[5m])) > 0.5"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_unit_tests_would_catch_a_broken_rule(promtool, tmp_path, name):
+    old, new = MUTATIONS[name]
     rules = open(os.path.join(RULES, "taskleak.rules.yml")).read()
-    broken = rules.replace("clamp_min(0.05 * taskleak:pending_tasks:low_water_1h offset 2h, 5)",
-                           "clamp_min(0.05 * taskleak:pending_tasks:low_water_1h offset 2h, 5000)")
+    broken = rules.replace(old, new)
     assert broken != rules
     (tmp_path / "taskleak.rules.yml").write_text(broken)
     shutil.copy(os.path.join(RULES, "taskleak.rules.test.yml"), tmp_path)
     p = subprocess.run([promtool, "test", "rules", "taskleak.rules.test.yml"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=300)
-    assert p.returncode != 0
+    assert p.returncode != 0, f"the unit tests pass with the {name} rule broken"
 
 
 def test_grafana_dashboard_queries_are_valid_promql(promtool, tmp_path):
