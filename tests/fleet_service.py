@@ -25,7 +25,9 @@ import taskleak
 
 INTERVAL = 0.05
 
-held = set()
+held: set = set()
+# The clean service's keep-alive connections: referenced for its whole life.
+connections: set = set()
 
 
 async def stuck(ev: asyncio.Event) -> None:
@@ -71,7 +73,7 @@ async def clean(started: float) -> None:
     # first 30 s (20x), each request a short task that nobody keeps, plus 60
     # keep-alive connections opened at once at start that then stay.
     ev = asyncio.Event()
-    conns = {asyncio.create_task(keep_alive(ev), name=f"conn-{i}") for i in range(60)}
+    connections.update(asyncio.create_task(keep_alive(ev), name=f"conn-{i}") for i in range(60))
     pending: set = set()
     while True:
         age = time.monotonic() - started
@@ -80,7 +82,6 @@ async def clean(started: float) -> None:
         pending.add(t)
         t.add_done_callback(pending.discard)
         await asyncio.sleep(1.0 / rate)
-    del conns
 
 
 async def main(shape: str, seconds: float) -> None:

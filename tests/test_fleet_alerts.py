@@ -40,7 +40,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import pytest
 
@@ -52,7 +52,7 @@ SERVICE = os.path.join(ROOT, "tests", "fleet_service.py")
 # 50 ms (issue 18's "no alert in 1,400 samples"), while Prometheus scrapes it.
 CLEAN_WATCH_S = 70.0
 # Give up waiting for the leak's alert after this long (the measured time is
-# in docs/monitoring.md; about 45 s here).
+# in docs/monitoring.md: 41 s here).
 DEADLINE_S = 150.0
 
 
@@ -61,12 +61,18 @@ def _which_or_install(binary: str, package: str) -> str:
     if path is None and shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", package], env=env,
-                       capture_output=True, timeout=900)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
+            env=env,
+            capture_output=True,
+            timeout=900,
+        )
         path = shutil.which(binary)
     if path is None:
-        pytest.fail(f"{binary} not found: install Debian's {package!r} package (apt-get install {package}), "
-                    f"or run tools/ensure_ci_packages.sh")
+        pytest.fail(
+            f"{binary} not found: install Debian's {package!r} package (apt-get install {package}), "
+            f"or run tools/ensure_ci_packages.sh"
+        )
     return path
 
 
@@ -76,7 +82,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _get(url: str, timeout: float = 5.0) -> Tuple[int, bytes]:
+def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.status, r.read()
@@ -103,12 +109,12 @@ class Receiver:
     the monotonic time it arrived."""
 
     def __init__(self) -> None:
-        self.alerts: List[Tuple[float, Dict[str, Any]]] = []
+        self.alerts: list[tuple[float, dict[str, Any]]] = []
         self.lock = threading.Lock()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 now = time.monotonic()
                 with outer.lock:
@@ -126,7 +132,7 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, name="webhook", daemon=True)
         self.thread.start()
 
-    def received(self) -> List[Tuple[float, Dict[str, Any]]]:
+    def received(self) -> list[tuple[float, dict[str, Any]]]:
         with self.lock:
             return list(self.alerts)
 
@@ -141,10 +147,13 @@ class Processes:
     the end of the test stops exactly these (by their ids) and nothing else."""
 
     def __init__(self) -> None:
-        self.procs: List[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen] = []
 
-    def start(self, argv: List[str], **kw: Any) -> subprocess.Popen:
-        p = subprocess.Popen(argv, start_new_session=True, **kw)
+    def start(self, argv: list[str], log: str, **kw: Any) -> subprocess.Popen:
+        """Start argv with its stderr (and stdout, unless given) in the file log."""
+        with open(log, "wb") as f:
+            kw.setdefault("stdout", f)
+            p = subprocess.Popen(argv, start_new_session=True, stderr=f, **kw)
         self.procs.append(p)
         return p
 
@@ -200,8 +209,15 @@ def test_fleet_alerts_end_to_end(procs, tmp_path):
         receiver.close()
 
 
-def _run_fleet(procs: Processes, tmp: Any, prometheus: str, alertmanager: str, rules: str, receiver: Receiver,
-               stop_polling: threading.Event) -> None:
+def _run_fleet(
+    procs: Processes,
+    tmp: Any,
+    prometheus: str,
+    alertmanager: str,
+    rules: str,
+    receiver: Receiver,
+    stop_polling: threading.Event,
+) -> None:
     # -- Alertmanager: no gossip (empty cluster address), short waits so that
     # the first notification leaves a second after the alert arrives.
     am_port = _free_port()
@@ -218,10 +234,16 @@ receivers:
       - url: http://127.0.0.1:{receiver.port}/
         send_resolved: false
 """)
-    am_log = open(tmp / "alertmanager.log", "wb")
-    am = procs.start([alertmanager, f"--config.file={tmp / 'alertmanager.yml'}", f"--storage.path={tmp / 'am-data'}",
-                      f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
-                     stdout=am_log, stderr=subprocess.STDOUT)
+    am = procs.start(
+        [
+            alertmanager,
+            f"--config.file={tmp / 'alertmanager.yml'}",
+            f"--storage.path={tmp / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{am_port}",
+            "--cluster.listen-address=",
+        ],
+        log=tmp / "alertmanager.log",
+    )
     # -- Prometheus: targets from a file it watches, written once the fleet
     # has its ports (a deploy into a running monitoring stack).
     prom_port = _free_port()
@@ -244,21 +266,29 @@ scrape_configs:
       - files: [{json.dumps(str(targets))}]
         refresh_interval: 1s
 """)
-    prom_log = open(tmp / "prometheus.log", "wb")
-    prom = procs.start([prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-                        f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=prom_log, stderr=subprocess.STDOUT)
+    prom = procs.start(
+        [
+            prometheus,
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        log=tmp / "prometheus.log",
+    )
     prom_url = f"http://127.0.0.1:{prom_port}"
     _wait_ready(f"http://127.0.0.1:{am_port}/-/ready", am, "alertmanager")
     _wait_ready(f"{prom_url}/-/ready", prom, "prometheus")
 
     # -- The fleet, started together; the clock of each starts at its Popen.
-    started: Dict[str, float] = {}
-    urls: Dict[str, str] = {}
-    children: Dict[str, subprocess.Popen] = {}
+    started: dict[str, float] = {}
+    urls: dict[str, str] = {}
+    children: dict[str, subprocess.Popen] = {}
     for shape in ("leak", "lost", "clean"):
         started[shape] = time.monotonic()
-        children[shape] = procs.start([sys.executable, SERVICE, shape], cwd=ROOT, stdout=subprocess.PIPE,
-                                      stderr=open(tmp / f"{shape}.log", "wb"))
+        # cwd=ROOT: the creation sites read tests/fleet_service.py:LINE
+        children[shape] = procs.start(
+            [sys.executable, SERVICE, shape], log=tmp / f"{shape}.log", cwd=ROOT, stdout=subprocess.PIPE
+        )
     for shape, p in children.items():
         urls[shape] = _read_line(p, 60)
     inst = {shape: urllib.parse.urlsplit(u).netloc for shape, u in urls.items()}
@@ -286,9 +316,9 @@ scrape_configs:
     # clean instance has lived CLEAN_WATCH_S; every second, Prometheus'
     # alerts (pending and firing) are recorded.
     leak_site = f"fleet_service.py:{_creation_line('LEAK-SITE')} in leak"
-    seen_in_prometheus: List[Dict[str, Any]] = []
-    leak_at: Optional[float] = None
-    lost_at: Optional[float] = None
+    seen_in_prometheus: list[dict[str, Any]] = []
+    leak_at: float | None = None
+    lost_at: float | None = None
     while time.monotonic() - started["leak"] < DEADLINE_S:
         for shape, p in children.items():
             assert p.poll() is None, f"{shape} service exited with {p.returncode}: {(tmp / f'{shape}.log').read_text()}"
@@ -298,11 +328,18 @@ scrape_configs:
         seen_in_prometheus += json.loads(body)["data"]["alerts"]
         for at, a in receiver.received():
             labels = a["labels"]
-            if leak_at is None and labels.get("alertname") == "TaskleakLeakSuspected" \
-                    and labels.get("instance") == inst["leak"] and labels.get("site", "").endswith(leak_site):
+            if (
+                leak_at is None
+                and labels.get("alertname") == "TaskleakLeakSuspected"
+                and labels.get("instance") == inst["leak"]
+                and labels.get("site", "").endswith(leak_site)
+            ):
                 leak_at = at
-            if lost_at is None and labels.get("alertname") == "TaskleakTasksLost" \
-                    and labels.get("instance") == inst["lost"]:
+            if (
+                lost_at is None
+                and labels.get("alertname") == "TaskleakTasksLost"
+                and labels.get("instance") == inst["lost"]
+            ):
                 lost_at = at
         if leak_at is not None and lost_at is not None and time.monotonic() - started["clean"] >= CLEAN_WATCH_S:
             break
@@ -316,33 +353,56 @@ scrape_configs:
         "lost: start to receiver (s)": None if lost_at is None else round(lost_at - started["lost"], 1),
         "clean watched (s)": round(time.monotonic() - started["clean"], 1),
         "dashboard polls ok/failed": (polls["ok"], polls["failed"]),
-        "received": sorted({(a["labels"].get("alertname"), a["labels"].get("instance"), a["labels"].get("site", ""))
-                            for _, a in received}),
+        "received": sorted(
+            {
+                (a["labels"].get("alertname"), a["labels"].get("instance"), a["labels"].get("site", ""))
+                for _, a in received
+            }
+        ),
     }
     print("fleet:", json.dumps(report, indent=1))
 
     # The leak's alert reached the receiver naming its creation line, in a
     # label and in the text an operator reads.
-    assert leak_at is not None, (f"no TaskleakLeakSuspected for the leak ({inst['leak']}, site ...{leak_site}) "
-                                 f"reached the receiver: {report}")
-    leak_alert = next(a for at, a in received if at == leak_at and a["labels"].get("instance") == inst["leak"]
-                      and a["labels"].get("alertname") == "TaskleakLeakSuspected")
+    assert leak_at is not None, (
+        f"no TaskleakLeakSuspected for the leak ({inst['leak']}, site ...{leak_site}) reached the receiver: {report}"
+    )
+    leak_alert = next(
+        a
+        for at, a in received
+        if at == leak_at
+        and a["labels"].get("instance") == inst["leak"]
+        and a["labels"].get("alertname") == "TaskleakLeakSuspected"
+    )
     assert leak_site in leak_alert["annotations"]["summary"], leak_alert
     assert leak_alert["labels"]["severity"] == "warning"
     assert "taskleak dump" in leak_alert["annotations"]["runbook"]
     # The lost tasks were paged for by themselves, no detector needed.
     assert lost_at is not None, f"no TaskleakTasksLost for {inst['lost']}: {report}"
-    lost_alert = next(a for at, a in received if at == lost_at and a["labels"].get("instance") == inst["lost"]
-                      and a["labels"].get("alertname") == "TaskleakTasksLost")
+    lost_alert = next(
+        a
+        for at, a in received
+        if at == lost_at
+        and a["labels"].get("instance") == inst["lost"]
+        and a["labels"].get("alertname") == "TaskleakTasksLost"
+    )
     assert lost_alert["labels"]["kind"] == "gc-pending"
 
     # The clean instance was really scraped all along...
-    status, body = _get(f"{prom_url}/api/v1/query?" + urllib.parse.urlencode({
-        "query": f'count_over_time(taskleak_asyncio_tasks{{instance="{inst["clean"]}", state="pending", '
-                 f'allowlisted="false"}}[5m])'}))
+    status, body = _get(
+        f"{prom_url}/api/v1/query?"
+        + urllib.parse.urlencode(
+            {
+                "query": f'count_over_time(taskleak_asyncio_tasks{{instance="{inst["clean"]}", state="pending", '
+                f'allowlisted="false"}}[5m])'
+            }
+        )
+    )
     scraped = json.loads(body)["data"]["result"]
     assert scraped and float(scraped[0]["value"][1]) >= 0.5 * CLEAN_WATCH_S, scraped
-    assert polls["ok"] >= 3 * 0.5 * CLEAN_WATCH_S / 0.2 * 0.5 and polls["failed"] == 0, polls
+    # three paths every 0.2 s would be 1,050 answers in 70 s; each takes
+    # some time on a busy service, a quarter of that is plenty of looking
+    assert polls["ok"] >= 3 * CLEAN_WATCH_S / 0.2 / 4 and polls["failed"] == 0, polls
     # ... and never alerted: nothing firing for it in Prometheus, nothing at
     # the receiver, and its own monitor raised nothing either.
     firing = [a for a in seen_in_prometheus if a["labels"].get("instance") == inst["clean"] and a["state"] == "firing"]
