@@ -76,6 +76,15 @@ def _which_or_install(binary: str, package: str) -> str:
     return path
 
 
+def _server_env() -> dict[str, str]:
+    """The environment for Prometheus and Alertmanager: this one without the
+    sanitizer runtime that `make test-asan` preloads for the Python under
+    test (Go programs are not what it checks, and ASan's shadow memory is
+    no place for the Go runtime)."""
+    drop = ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "PYTHONMALLOC")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -243,6 +252,7 @@ receivers:
             "--cluster.listen-address=",
         ],
         log=tmp / "alertmanager.log",
+        env=_server_env(),
     )
     # -- Prometheus: targets from a file it watches, written once the fleet
     # has its ports (a deploy into a running monitoring stack).
@@ -274,6 +284,7 @@ scrape_configs:
             f"--web.listen-address=127.0.0.1:{prom_port}",
         ],
         log=tmp / "prometheus.log",
+        env=_server_env(),
     )
     prom_url = f"http://127.0.0.1:{prom_port}"
     _wait_ready(f"http://127.0.0.1:{am_port}/-/ready", am, "alertmanager")
