@@ -5,6 +5,7 @@ endpoint, in one of three shapes.
     python tests/fleet_service.py leak    # holds one never-finishing task every 0.1 s, from its start
     python tests/fleet_service.py lost    # drops a pending task every 0.2 s: the collector destroys it
     python tests/fleet_service.py clean   # a 20x request ramp and 60 keep-alive tasks; no leak
+    python tests/fleet_service.py blocked # its loop blocked 0.5 s in every 0.7 s (a sync call in a handler)
 
 The monitor samples every 50 ms (``interval=0.05``): its detectors count in
 samples, so the process lives 200x faster than at the default 10 s, while
@@ -84,13 +85,24 @@ async def clean(started: float) -> None:
         await asyncio.sleep(1.0 / rate)
 
 
+async def block() -> None:
+    # A handler that calls blocking code on the loop: 0.5 s of every 0.7 s
+    # (the watchdog, started in main, counts it as blocked time).
+    while True:
+        time.sleep(0.5)  # BLOCK-SITE
+        await asyncio.sleep(0.2)
+
+
 async def main(shape: str, seconds: float) -> None:
     started = time.monotonic()
     mon = taskleak.Monitor(interval=INTERVAL, log_alerts=False).start()
     srv = taskleak.serve(host="127.0.0.1", port=0, monitor=mon)
     print(srv.url, flush=True)
     ev = asyncio.Event()
-    work = {"leak": lambda: leak(ev), "lost": lose, "clean": lambda: clean(started)}[shape]
+    if shape == "blocked":
+        # The blocked-loop counters are exported once the watchdog watches.
+        taskleak.watch_blocking(0.1)
+    work = {"leak": lambda: leak(ev), "lost": lose, "clean": lambda: clean(started), "blocked": block}[shape]
     job = asyncio.create_task(work(), name=f"fleet-{shape}")
     try:
         await asyncio.wait_for(asyncio.shield(job), seconds)
@@ -104,7 +116,7 @@ async def main(shape: str, seconds: float) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("shape", choices=["leak", "lost", "clean"])
+    ap.add_argument("shape", choices=["leak", "lost", "clean", "blocked"])
     ap.add_argument("--seconds", type=float, default=600.0)
     args = ap.parse_args()
     try:

@@ -5,6 +5,7 @@ live processes (tests/fleet_service.py) on loopback:
 
 * ``leak`` holds one never-finishing task every two samples from its start;
 * ``lost`` drops pending tasks that the collector destroys;
+* ``blocked`` blocks its loop 0.5 s in every 0.7 s (with the watchdog on);
 * ``clean`` has a 20x request ramp and 60 keep-alive tasks opened at once,
   and this test polls its /api/tasks, /api/snapshot and /tasks.txt every
   0.2 s (what the dashboard and ``taskleak dump`` do).
@@ -13,7 +14,7 @@ Prometheus loads deploy/prometheus/taskleak.rules.yml exactly as shipped
 (``TASKLEAK_FLEET_RULES=path`` loads another file instead: how to check that
 this test fails without the verdict rule). Alertmanager sends to a webhook
 receiver in this test. The leak's alert must reach the receiver naming the
-leak's creation line; the lost tasks' alert too; the clean instance must
+leak's creation line; the lost tasks' and the blocked loop's alerts too; the clean instance must
 never have a firing alert, in Prometheus or at the receiver.
 
 The fleet's monitors sample every 50 ms, so their in-process detectors live
@@ -294,7 +295,7 @@ scrape_configs:
     started: dict[str, float] = {}
     urls: dict[str, str] = {}
     children: dict[str, subprocess.Popen] = {}
-    for shape in ("leak", "lost", "clean"):
+    for shape in ("leak", "lost", "clean", "blocked"):
         started[shape] = time.monotonic()
         # cwd=ROOT: the creation sites read tests/fleet_service.py:LINE
         children[shape] = procs.start(
@@ -328,15 +329,24 @@ scrape_configs:
     # alerts (pending and firing) are recorded.
     leak_site = f"fleet_service.py:{_creation_line('LEAK-SITE')} in leak"
     seen_in_prometheus: list[dict[str, Any]] = []
+    # "alertname shape state" -> seconds from that instance's start to the
+    # first time Prometheus showed it so (where the time goes)
+    first_seen: dict[str, float] = {}
     leak_at: float | None = None
     lost_at: float | None = None
+    blocked_at: float | None = None
     while time.monotonic() - started["leak"] < DEADLINE_S:
         for shape, p in children.items():
             assert p.poll() is None, f"{shape} service exited with {p.returncode}: {(tmp / f'{shape}.log').read_text()}"
         assert prom.poll() is None and am.poll() is None, "prometheus or alertmanager exited"
         status, body = _get(f"{prom_url}/api/v1/alerts")
         assert status == 200
-        seen_in_prometheus += json.loads(body)["data"]["alerts"]
+        now_alerts = json.loads(body)["data"]["alerts"]
+        seen_in_prometheus += now_alerts
+        for a in now_alerts:
+            shape = next((k for k, v in inst.items() if v == a["labels"].get("instance")), "?")
+            key = f"{a['labels'].get('alertname')} {shape} {a['state']}"
+            first_seen.setdefault(key, round(time.monotonic() - started.get(shape, 0.0), 1))
         for at, a in receiver.received():
             labels = a["labels"]
             if (
@@ -352,7 +362,14 @@ scrape_configs:
                 and labels.get("instance") == inst["lost"]
             ):
                 lost_at = at
-        if leak_at is not None and lost_at is not None and time.monotonic() - started["clean"] >= CLEAN_WATCH_S:
+            if (
+                blocked_at is None
+                and labels.get("alertname") == "TaskleakEventLoopBlocked"
+                and labels.get("instance") == inst["blocked"]
+            ):
+                blocked_at = at
+        arrived = leak_at is not None and lost_at is not None and blocked_at is not None
+        if arrived and time.monotonic() - started["clean"] >= CLEAN_WATCH_S:
             break
         time.sleep(1.0)
     stop_polling.set()
@@ -362,6 +379,8 @@ scrape_configs:
     report = {
         "leak: start to receiver (s)": None if leak_at is None else round(leak_at - started["leak"], 1),
         "lost: start to receiver (s)": None if lost_at is None else round(lost_at - started["lost"], 1),
+        "blocked: start to receiver (s)": None if blocked_at is None else round(blocked_at - started["blocked"], 1),
+        "first seen in prometheus (s)": first_seen,
         "clean watched (s)": round(time.monotonic() - started["clean"], 1),
         "dashboard polls ok/failed": (polls["ok"], polls["failed"]),
         "received": sorted(
@@ -398,6 +417,16 @@ scrape_configs:
         and a["labels"].get("alertname") == "TaskleakTasksLost"
     )
     assert lost_alert["labels"]["kind"] == "gc-pending"
+    # The blocked loop, under the same label as its lag gauge (the thread's name).
+    assert blocked_at is not None, f"no TaskleakEventLoopBlocked for {inst['blocked']}: {report}"
+    blocked_alert = next(
+        a
+        for at, a in received
+        if at == blocked_at
+        and a["labels"].get("instance") == inst["blocked"]
+        and a["labels"].get("alertname") == "TaskleakEventLoopBlocked"
+    )
+    assert blocked_alert["labels"]["loop"] == "MainThread", blocked_alert
 
     # The clean instance was really scraped all along...
     status, body = _get(
