@@ -472,3 +472,46 @@ def test_an_open_episode_exports_the_line_it_named(lt):
     quiet = [ln for ln in mon.metrics_text().splitlines()
              if ln.startswith("taskleak_leak_suspected{") and ln.endswith(" 0.0")]
     assert not any("site=" in ln for ln in quiet), quiet
+
+
+async def lose_one():
+    fut = asyncio.get_running_loop().create_future()
+
+    async def forgotten():
+        await fut
+
+    asyncio.ensure_future(forgotten())  # LOST-SITE: nothing keeps it, nothing resolves fut
+    await asyncio.sleep(0)
+
+
+def test_tasks_lost_to_the_collector_alert_by_themselves_naming_their_site(lt):
+    """One pending task destroyed by the collector every two samples, from
+    the monitor's first sample: a "lost" alert within a few samples, naming
+    the creation line, while the pending count stays flat (no count rule
+    could see it)."""
+    lost_line = next(i for i, line in enumerate(open(__file__), 1) if "# LOST-SITE" in line)
+    mon = taskleak.Monitor(**FAST)
+
+    def step(i):
+        if i % 2 == 0:
+            lt.run(lose_one())
+        gc.collect()
+        return churn()
+    drive(mon, lt, 12, step)
+    lost = [a for a in mon.alerts() if a.signal == "lost"]
+    assert len(lost) == 1, [a.text for a in mon.alerts()]
+    a = lost[0]
+    assert a.groups[0].site.endswith(f"test_monitor.py:{lost_line} in lose_one"), a.text
+    assert "destroyed while pending" in a.text
+    first_lost_sample = next(i for i, s in enumerate(mon.samples()) if s.losses.get("gc-pending", 0) >= 3)
+    assert first_lost_sample <= 8
+    assert mon.suspected()[("lost", "count")]
+    assert 'taskleak_alerts_total{signal="lost",detector="count"} 1.0' in mon.metrics_text()
+    assert not any(a.signal in ("pending", "done_retained") for a in mon.alerts())
+
+
+def test_no_lost_alert_without_losses(lt):
+    mon = taskleak.Monitor(**FAST)
+    drive(mon, lt, 40, lambda i: churn())
+    assert not mon.suspected()[("lost", "count")]
+    assert not [a for a in mon.alerts() if a.signal == "lost"]

@@ -97,6 +97,7 @@ def families(s: Optional[Sample], open_episodes: DetectorCounts, alert_counts: D
     for sig in ("pending", "done_retained", "rss", "group"):
         for det in ("spike", "trend"):
             alerts.samples.append(({"signal": sig, "detector": det}, float(alert_counts.get((sig, det), 0))))
+    alerts.samples.append(({"signal": "lost", "detector": "count"}, float(alert_counts.get(("lost", "count"), 0))))
     out += [tasks, created, losses, groups, lag, suspected, alerts]
     out += _blocked_families()
     return out

@@ -31,12 +31,16 @@ from .allowlist import AllowList, AllowSpec
 from .config import MonitorConfig
 from .detector import Anomaly, Detector
 from .loop_lag import LoopLag
+from .lost_tasks import LostSite, LostTasks
 from .metrics import Family, declared_families, families
 from .sample import LOSS_KINDS, Alert, AlertGroup, GroupStat, Sample
 
 __all__ = ["Monitor"]
 
 log = logging.getLogger("taskleak")
+
+_LOST_WORDS = {"destroyed-pending": "destroyed while pending (\"Task was destroyed but it is pending!\")",
+               "never-retrieved": "failed with an exception nobody retrieved"}
 
 _LOSS_NAMES = {"destroyed-pending": "gc-pending", "never-retrieved": "never-retrieved",
                "pending-at-shutdown": "pending-at-shutdown"}
@@ -170,6 +174,9 @@ class Monitor:
         # (signal or group label, detector) -> creation site the episode's alert named first
         self._episode_sites: Dict[Tuple[str, str], str] = {}
         self._losses: Dict[str, int] = {k: 0 for k in LOSS_KINDS}
+        self._lost = LostTasks(self.window)
+        self._new_losses: List[Any] = []   # loss events since the previous sample
+        self._loss_seen = 0.0              # time of the newest loss event seen
         self._labels: Dict[Tuple[int, int], Tuple[str, str]] = {}
         self._lag = LoopLag()
         self._lock = threading.Lock()
@@ -195,7 +202,7 @@ class Monitor:
 
                 self._jsonl = JsonLinesLog(self._jsonl_path)
                 self._exporters.append(self._jsonl)
-            self._started_at = time.monotonic()
+            self._started_at = self._loss_seen = time.monotonic()
             self._sampler = _core.Sampler(self.interval, self._tick)
             self._sampler.start()
             _RUNNING.add(self)
@@ -254,6 +261,7 @@ class Monitor:
             for kind in ("spike", "trend"):
                 if det.episode_kind == kind or name in self._detectors:
                     out[(name, kind)] = det.episode_kind == kind
+        out[("lost", "count")] = self._lost.in_episode
         return out
 
     def suspected_sites(self) -> Dict[Tuple[str, str], str]:
@@ -394,11 +402,17 @@ class Monitor:
         # Counted from the (bounded) event buffer since the monitor started;
         # kept monotonic even if someone clears the buffer.
         counts = {k: 0 for k in LOSS_KINDS}
+        newest = self._loss_seen
+        self._new_losses = []
         for e in loss_events():
             if e.time >= self._started_at:
                 k = _LOSS_NAMES.get(e.kind)
                 if k is not None:
                     counts[k] += 1
+                if e.time > self._loss_seen:
+                    self._new_losses.append(e)
+                    newest = max(newest, e.time)
+        self._loss_seen = newest
         for k, v in counts.items():
             self._losses[k] = max(self._losses[k], v)
 
@@ -429,6 +443,9 @@ class Monitor:
                 track.record(0, 0)
                 if self._n - track.seen > self.window and not track.detector.in_episode:
                     del self._groups[label]
+        for site in self._lost.update(self._new_losses):
+            alerts.insert(0, self._lost_alert(site, s))
+        self._new_losses = []
         p = self._detectors["pending"].update(s.pending - s.allowlisted_pending)
         if p is not None:
             alerts.insert(0, self._alert("pending", p, s))
@@ -440,6 +457,21 @@ class Monitor:
             if r is not None:
                 alerts.append(self._alert("rss", r, s))
         return alerts
+
+    def _lost_alert(self, site: LostSite, s: Sample) -> Alert:
+        e = site.example
+        a = Anomaly(kind="count", value=float(site.recent), mean=0.0, stddev=0.0, threshold=float(self._lost.min_lost),
+                    slope_per_sample=0.0, samples=self._lost.window)
+        group = AlertGroup(site=site.site, coro=site.coro, pending=0, done_retained=0, growth=site.recent,
+                           chain=[f.short() for f in e.stack], waiting_on=e.waiting_on or None)
+        how = ", ".join(f"{n} {_LOST_WORDS.get(k, k)}" for k, n in sorted(site.kinds.items()))
+        text = (f"taskleak: tasks lost (lost, count): {site.recent} tasks created at {site.site} "
+                f"({site.coro}) lost in the last {self._lost.window} samples: {how}")
+        if e.stack:
+            text += f"\n        suspended at {e.stack[-1].short()}"
+        if e.waiting_on:
+            text += f"\n        waiting on {e.waiting_on}"
+        return Alert(time=s.time, signal="lost", anomaly=a, text=text, groups=[group])
 
     def _budget_of(self, g: GroupStat) -> Optional[int]:
         if not g.allowlisted:

@@ -13,7 +13,7 @@ __all__ = ["Sample", "GroupStat", "Alert", "AlertGroup", "LOSS_KINDS", "SIGNALS"
 
 #: What a detector watches: an alert's ``signal`` and the ``signal`` label of
 #: the metrics. A group's own detector is "group"; which group is apart.
-SIGNALS = ("pending", "done_retained", "rss", "group")
+SIGNALS = ("pending", "done_retained", "rss", "group", "lost")
 
 # Loss kinds as the monitor names them (tracking calls the first one
 # "destroyed-pending").
@@ -104,7 +104,9 @@ class AlertGroup:
 class Alert:
     """A suspected leak. ``signal`` is one of :data:`SIGNALS`: ``"pending"``,
     ``"done_retained"``, ``"rss"`` or ``"group"`` (one group's own detector,
-    named by ``group``, its label); ``anomaly`` is the detector's verdict."""
+    named by ``group``, its label) or ``"lost"`` (tasks of one creation site
+    destroyed while pending or failed unretrieved: monitor/lost_tasks.py);
+    ``anomaly`` is the detector's verdict."""
 
     time: float
     signal: str
