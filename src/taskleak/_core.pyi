@@ -37,9 +37,12 @@ HolderChain: TypeAlias = tuple[int, list[Any]]
 AnomalyTuple: TypeAlias = tuple[str, float, float, float, float, float, int]
 """(kind "spike" | "trend", value, mean, stddev, threshold, slope_per_sample, samples)."""
 
-TallyGroup: TypeAlias = tuple[int, Any, int, int, int, weakref.ref[asyncio.Task[Any]] | None]
-"""(stack_id (-1 unknown, -2 dropped), coroutine code object or type, pending, done, oldest_ns,
-weak reference to an example task | None)."""
+TaskRef: TypeAlias = weakref.ref[asyncio.Task[Any]]
+"""taskleak's weak reference to a task (the tally's example of a group)."""
+
+TallyGroup: TypeAlias = tuple[int, types.CodeType | type, int, int, int, TaskRef | None]
+"""(stack_id (-1 unknown, -2 dropped), the coroutine's code object (or the awaitable's type), pending,
+done, oldest_ns (-1 unknown), an example task | None)."""
 
 RawEpisodeFrame: TypeAlias = tuple[str | None, int, str | None, bool]
 """(filename | None, lineno, qualname | None, is_coroutine) of a sampled frame (None: code gone)."""

@@ -115,7 +115,8 @@ def _hook_registry() -> bool:
             return False
     w: Any = ws  # WeakSet's internals (data, _remove...) are not in its stub
     _core.configure_registry(w.data, w._pending_removals, w._commit_removals, w._remove, current)
-    ws.add = _core.registry_add  # type: ignore[method-assign]
+    # An instance attribute over the method (and positional-only, unlike WeakSet.add's `item`).
+    ws.add = _core.registry_add  # type: ignore[method-assign,assignment]
     if _probe_registry():
         return True
     _unhook_registry()
