@@ -17,6 +17,7 @@ Where the parameters come from at run time:
 from __future__ import annotations
 
 import ast
+import asyncio
 import re
 import types
 from pathlib import Path
@@ -55,17 +56,24 @@ class Stub:
         self.classes: Dict[str, StubClass] = {}
         self.constants: Dict[str, ast.expr] = {}
         self.type_only: set[str] = set()
+        self.typed_dicts: Dict[str, Dict[str, ast.expr]] = {}
+        self.aliases: Dict[str, ast.expr] = {}
         for node in ast.parse(source).body:
             if isinstance(node, ast.FunctionDef):
                 self.functions.setdefault(node.name, []).append(node)
             elif isinstance(node, ast.ClassDef):
                 if any(_name_of(b) == "TypedDict" for b in node.bases):
                     self.type_only.add(node.name)
+                    self.typed_dicts[node.name] = {
+                        f.target.id: f.annotation for f in node.body
+                        if isinstance(f, ast.AnnAssign) and isinstance(f.target, ast.Name)}
                 else:
                     self.classes[node.name] = _stub_class(node)
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
                 if _name_of(node.annotation) == "TypeAlias":
                     self.type_only.add(node.target.id)
+                    if node.value is not None:
+                        self.aliases[node.target.id] = node.value
                 else:
                     self.constants[node.target.id] = node.annotation
 
@@ -306,3 +314,79 @@ def test_the_check_catches_a_disagreement(pattern: str, replacement: str, expect
 def test_the_check_catches_a_class_member_missing_from_the_stub() -> None:
     problems = stub_problems(_edited(r"^    def forget_after_fork\(self\) -> None:\n.*\n", ""), _core)
     assert "Sampler.forget_after_fork: in the module, not in the stub" in problems
+
+
+# ---- the row shapes ------------------------------------------------------------------
+# Names and parameters say nothing of what a binding builds: these call the
+# module and hold what comes back against the stub's TypedDicts and tuples.
+
+def _tuple_arity(stub: Stub, alias: str) -> int:
+    """How many items the stub's `alias = tuple[...]` declares."""
+    value = stub.aliases[alias]
+    assert isinstance(value, ast.Subscript) and _name_of(value.value) == "tuple", alias
+    items = value.slice
+    return len(items.elts) if isinstance(items, ast.Tuple) else 1
+
+
+def _value_fits(value: object, annotation: ast.expr) -> bool:
+    """Whether `value` fits a simple annotation (int, float, str, bool, list[...]);
+    True for anything more complex (typed by mypy, not here)."""
+    name = _name_of(annotation.value) if isinstance(annotation, ast.Subscript) else _name_of(annotation)
+    if name == "bool":
+        return type(value) is bool
+    if name == "int":
+        return type(value) is int
+    if name == "float":
+        return type(value) is float
+    if name == "str":
+        return type(value) is str
+    if name == "list":
+        return type(value) is list
+    return True
+
+
+def test_dicts_of_the_module_match_their_typeddicts(tracked: Any) -> None:
+    stub = Stub(STUB.read_text())
+    checked = []
+    for name, defs in stub.functions.items():
+        fn = defs[0]
+        td = _name_of(fn.returns) if fn.returns is not None else ""
+        required = len(fn.args.posonlyargs) + len(fn.args.args) - len(fn.args.defaults)
+        if td not in stub.typed_dicts or required:
+            continue  # not a TypedDict, or it cannot be called without arguments
+        value = getattr(_core, name)()
+        fields = stub.typed_dicts[td]
+        assert set(value) == set(fields), f"{name}() keys vs {td}: {sorted(set(value) ^ set(fields))}"
+        wrong = {k: type(v).__name__ for k, v in value.items() if not _value_fits(v, fields[k])}
+        assert not wrong, f"{name}() values that do not fit {td}: {wrong}"
+        checked.append(name)
+    assert sorted(checked) == ["stats", "tally_tasks", "watchdog_stats"]
+
+
+def test_rows_of_the_module_match_their_tuples(tracked: Any) -> None:
+    stub = Stub(STUB.read_text())
+    rows: Dict[str, Any] = {}
+
+    async def main() -> None:
+        gate = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(gate.wait())
+        await asyncio.sleep(0)
+        census = _core.census([task])
+        rows["CensusRow"] = census.row(0)
+        rows["CreationInfo"] = _core.creation_info(task)
+        rows["RawFrame"] = _core.capture_stack()[0]
+        groups = _core.tally_tasks()["groups"]
+        rows["TallyGroup"] = groups[0] if groups else None
+        gate.set()
+        await task
+        del census
+
+    asyncio.run(main())
+    for alias, row in rows.items():
+        assert isinstance(row, tuple), (alias, row)
+        assert len(row) == _tuple_arity(stub, alias), f"{alias}: {len(row)} items, the stub says {_tuple_arity(stub, alias)}"
+    detector = _core.WindowDetector(window=5, sigma=2.0, consecutive=1, min_stddev=0.0, min_rise=0.0,
+                                    min_rise_ratio=0.0, trend_z=3.0, trend_blocks=3, horizon=15, warmup=5)
+    alerts = detector.update_many([1.0, 1.1, 0.9, 1.0, 1.05, 1.0, 50.0])
+    assert alerts, "the detector should alert on the jump"
+    assert len(alerts[0][1]) == _tuple_arity(stub, "AnomalyTuple")
