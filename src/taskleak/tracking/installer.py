@@ -89,7 +89,7 @@ def _calibrate_running_task() -> None:
     creation hook reads it instead of calling current_task(). Any failure
     leaves the call in place."""
     async def _taskleak_probe() -> bool:
-        return bool(_core.calibrate_running_task(asyncio.get_running_loop(), asyncio.current_task()))
+        return _core.calibrate_running_task(asyncio.get_running_loop(), asyncio.current_task())
 
     if asyncio.events._get_running_loop() is not None:
         return  # install() from inside a loop: the core calibrates at its first tasks
@@ -309,5 +309,4 @@ def live_tasks() -> List["asyncio.Task[Any]"]:
                 strong.append(list(asyncio.all_tasks(loop)))
             except Exception:
                 pass
-    tasks: List["asyncio.Task[Any]"] = _core.live_tasks(getattr(ws, "data", None), strong)
-    return tasks
+    return _core.live_tasks(getattr(ws, "data", None), strong)

@@ -103,8 +103,8 @@ def _thread_name(ident: int) -> str:
 def _on_episode(raw: RawEpisode) -> None:
     """The sink the C++ core calls with each rendered episode (any thread,
     GIL held, never from inside the watchdog thread)."""
-    token = int(raw[1])
-    ep = episode_from_raw(raw, _names.get(token, f"loop #{token}"), _thread_name(int(raw[2])),
+    token = raw[1]
+    ep = episode_from_raw(raw, _names.get(token, f"loop #{token}"), _thread_name(raw[2]),
                           _core.watchdog_now_ns(), time.time(), loop_id=token)
     with _episodes_lock:
         _episodes.append(ep)
