@@ -293,7 +293,8 @@ def _edited(pattern: str, replacement: str) -> str:
     # a parameter too many on a method
     (r"def column\(self, name: str\)", "def column(self, name: str, extra: int)", "Census.column: parameters differ"),
     # a plain C function (text signature)
-    (r"def gc_phase\(phase: str, info: dict\[str, int\], /\)", "def gc_phase(phase: str, /)", "gc_phase: parameters differ"),
+    (r"def gc_phase\(phase: str, info: dict\[str, int\], /\)", "def gc_phase(phase: str, /)",
+     "gc_phase: parameters differ"),
     # a C type's constructor (text signature)
     (r"def __init__\(self, inner: Callable\[\.\.\., Any\], slot: int, gen: int\)",
      "def __init__(self, inner: Callable[..., Any], slot: int)", "SelectHeartbeat.__init__: parameters differ"),
@@ -384,7 +385,8 @@ def test_rows_of_the_module_match_their_tuples(tracked: Any) -> None:
     asyncio.run(main())
     for alias, row in rows.items():
         assert isinstance(row, tuple), (alias, row)
-        assert len(row) == _tuple_arity(stub, alias), f"{alias}: {len(row)} items, the stub says {_tuple_arity(stub, alias)}"
+        want = _tuple_arity(stub, alias)
+        assert len(row) == want, f"{alias}: {len(row)} items, the stub says {want}"
     detector = _core.WindowDetector(window=5, sigma=2.0, consecutive=1, min_stddev=0.0, min_rise=0.0,
                                     min_rise_ratio=0.0, trend_z=3.0, trend_blocks=3, horizon=15, warmup=5)
     alerts = detector.update_many([1.0, 1.1, 0.9, 1.0, 1.05, 1.0, 50.0])

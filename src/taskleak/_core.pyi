@@ -137,6 +137,10 @@ class FastCreateTask:
     """BaseEventLoop.create_task in C: calls the loop's ChainingFactory directly when that is provably
     what `original` would do, else `original`."""
 
+    # Its __doc__ forwards to the method it stands in for, so the type has no
+    # doc of its own to carry a text signature: the stub check sees only the
+    # names of its members here, not their parameters.
+
     def __init__(self, original: Callable[..., asyncio.Task[Any]], check_closed: Callable[..., None]) -> None: ...
     def __call__(self, *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
         """loop.create_task(coro, *, name=None, context=None), unbound: the loop comes first."""
@@ -263,7 +267,7 @@ class Census:
     def column(self, name: str) -> list[int]:
         """A whole column: "state", "serial", "parent", "created", "scope", "identity" or "waiter_type"."""
     def groups(self) -> list[list[int]]:
-        """Row indices grouped by creation stack and await chain, largest group first."""
+        """Row indices grouped by creation stack, await chain, waiter type and state, largest group first."""
     def creation_frames(self, id: int) -> list[RawFrame] | None:
         """A creation stack (a row's creation_id), innermost first."""
     def chain_frames(self, id: int) -> list[RawFrame] | None:
