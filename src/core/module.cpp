@@ -168,7 +168,7 @@ NB_MODULE(_core, m) {
           "data"_a, "pending"_a, "commit"_a, "remove"_a, "current_tasks"_a);
     m.def("set_current_tasks", [](nb::handle d) {
         Py_XSETREF(tracker().current_tasks, Py_NewRef(d.ptr()));
-    });
+    }, "current_tasks"_a);
     m.def("set_current_task_getter", [](nb::handle fn) {
         Tracker &t = tracker();
         Py_CLEAR(t.current_tasks);
@@ -310,8 +310,8 @@ NB_MODULE(_core, m) {
             return out;
         }, "name"_a)
         .def("groups", &TaskCensus::groups)
-        .def("creation_frames", [](TaskCensus &, uint32_t id) { return stack_frames(tracker().stacks, id); })
-        .def("chain_frames", [](TaskCensus &c, uint32_t id) { return stack_frames(c.chains(), id); });
+        .def("creation_frames", [](TaskCensus &, uint32_t id) { return stack_frames(tracker().stacks, id); }, "id"_a)
+        .def("chain_frames", [](TaskCensus &c, uint32_t id) { return stack_frames(c.chains(), id); }, "id"_a);
 
     m.def("census", [](nb::handle tasks, int chain_depth) {
         auto *c = new TaskCensus();

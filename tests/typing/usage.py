@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import taskleak
 
@@ -90,7 +90,10 @@ def heap_and_blocking() -> int:
     rows: List[taskleak.GrowthRow] = [r for r in g if r.name.endswith("Blob")]
     episodes: List[taskleak.Episode] = taskleak.block_episodes()
     events: List[taskleak.LossEvent] = taskleak.loss_events()
-    status: Dict[str, Any] = taskleak.status()
-    assert isinstance(status["mechanism"], str) and isinstance(episodes, list) and isinstance(events, list)
+    # A TypedDict (taskleak.tracking.installer.Status): its keys are typed, and
+    # it reads as a Mapping (a TypedDict is not a Dict[str, Any]).
+    status: Mapping[str, Any] = taskleak.status()
+    mechanism: Optional[str] = taskleak.status()["mechanism"]
+    assert isinstance(status["mechanism"], str) and isinstance(mechanism, str) and isinstance(episodes, list) and isinstance(events, list)
     assert len(blobs) == 1000
     return rows[0].delta if rows else 0

@@ -96,7 +96,7 @@ void bind_monitor(nb::module_ &m) {
     m.def("probe_task_fields", [](nb::handle p1, nb::handle p2, nb::handle done, nb::handle cancelled,
                                   nb::handle c1, nb::handle c2) {
         return probe_task_fields(p1.ptr(), p2.ptr(), done.ptr(), cancelled.ptr(), c1.ptr(), c2.ptr());
-    });
+    }, "pending1"_a, "pending2"_a, "done"_a, "cancelled"_a, "coro1"_a, "coro2"_a);
     m.def("rss_bytes", &current_rss_bytes, "Resident set size in bytes, -1 if unknown.");
     m.def("stack_frames", [](int64_t id) -> nb::object {
         if (id < 0) return nb::none();

@@ -147,8 +147,9 @@ PyType_Slot factory_slots[] = {
     {Py_tp_dealloc, (void *)factory_dealloc},
     {Py_tp_getset, (void *)factory_getset},
     {Py_tp_members, (void *)factory_members},
-    {Py_tp_doc, (void *)"ChainingFactory(previous, task_type): a task factory that creates tasks with "
-                        "`previous` (or task_type) and records their creation."},
+    // "name(params)\n--\n\n": CPython's form for a __text_signature__.
+    {Py_tp_doc, (void *)"ChainingFactory(previous, task_type)\n--\n\n"
+                        "A task factory that creates tasks with `previous` (or task_type) and records their creation."},
     {0, nullptr},
 };
 

@@ -465,12 +465,17 @@ static PyObject *gc_phase(PyObject *, PyObject *const *args, Py_ssize_t nargs) {
     Py_RETURN_NONE;
 }
 
+// The docs start with CPython's "name(params)\n--\n\n" form, so that
+// __text_signature__ and inspect.signature() see the parameters (the .pyi
+// check in tests/test_core_stub.py compares them with _core.pyi).
 static PyMethodDef registry_add_def = {"registry_add", (PyCFunction)registry_add, METH_O,
+                                       "registry_add(task, /)\n--\n\n"
                                        "taskleak's replacement for WeakSet.add on asyncio's task registry."};
 static PyMethodDef registry_death_def = {"registry_death", (PyCFunction)registry_death, METH_O, nullptr};
 static PyMethodDef loop_died_def = {"loop_died", (PyCFunction)loop_died, METH_O, nullptr};
 static PyMethodDef factory_death_def = {"factory_death", (PyCFunction)factory_death, METH_O, nullptr};
 static PyMethodDef gc_phase_def = {"gc_phase", (PyCFunction)(void (*)(void))gc_phase, METH_FASTCALL,
+                                   "gc_phase(phase, info, /)\n--\n\n"
                                    "taskleak's gc.callbacks entry (keeps records of tasks the collector "
                                    "is finalising until the pass ends)."};
 

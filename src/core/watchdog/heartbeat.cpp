@@ -115,8 +115,9 @@ PyType_Slot heartbeat_slots[] = {
     {Py_tp_dealloc, (void *)heartbeat_dealloc},
     {Py_tp_getset, (void *)heartbeat_getset},
     {Py_tp_members, (void *)heartbeat_members},
-    {Py_tp_doc, (void *)"SelectHeartbeat(inner, slot, gen): calls inner (a selector's select) and "
-                        "publishes the loop's idle/busy heartbeat around the call."},
+    // "name(params)\n--\n\n": CPython's form for a __text_signature__.
+    {Py_tp_doc, (void *)"SelectHeartbeat(inner, slot, gen)\n--\n\n"
+                        "Calls inner (a selector's select) and publishes the loop's idle/busy heartbeat around the call."},
     {0, nullptr},
 };
 
@@ -251,8 +252,9 @@ PyType_Slot poller_slots[] = {
     {Py_tp_methods, (void *)poller_methods},
     {Py_tp_getset, (void *)poller_getset},
     {Py_tp_members, (void *)poller_members},
-    {Py_tp_doc, (void *)"PollerHeartbeat(inner, slot, gen): stands in for a selector's poll object "
-                        "(select.epoll/poll) and publishes the loop's idle/busy heartbeat around poll()."},
+    {Py_tp_doc, (void *)"PollerHeartbeat(inner, slot, gen)\n--\n\n"
+                        "Stands in for a selector's poll object (select.epoll/poll) and publishes the loop's "
+                        "idle/busy heartbeat around poll()."},
     {0, nullptr},
 };
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from ..frame import Frame, is_library, is_machinery, user_frame
+
+if TYPE_CHECKING:
+    from .._core import RawEpisode
 
 __all__ = ["Episode", "StackSample", "ENDINGS"]
 
@@ -121,7 +124,7 @@ def running_entry(frames: Sequence[Frame], coroutine: Sequence[bool]) -> Optiona
     return f"task {entry.function}()" if is_coro else f"callback {entry.function}()"
 
 
-def episode_from_raw(raw: Tuple[Any, ...], loop_name: str, thread_name: str, now_ns: int,
+def episode_from_raw(raw: RawEpisode, loop_name: str, thread_name: str, now_ns: int,
                      now_wall: float, loop_id: int = 0) -> Episode:
     """An Episode from the tuple taskleak._core renders (watchdog_bindings.cpp)."""
     (seq, _token, _ident, start_ns, end_ns, _detected_ns, first_sample_ns, threshold_ns,

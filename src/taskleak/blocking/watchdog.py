@@ -40,12 +40,15 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple, TypedDict
 
 import taskleak._core as _core
 
 from ..loop_label import loop_label
 from .episode import Episode, episode_from_raw
+
+if TYPE_CHECKING:
+    from .._core import RawEpisode
 
 __all__ = ["DEFAULT_THRESHOLD", "Watch", "watch_blocking", "block_episodes", "clear_block_episodes",
            "blocked_totals", "BlockTotals", "watchdog_status", "is_watching"]
@@ -101,11 +104,11 @@ def _thread_name(ident: int) -> str:
     return t.name if t is not None else f"thread {ident}"
 
 
-def _on_episode(raw: Any) -> None:
+def _on_episode(raw: RawEpisode) -> None:
     """The sink the C++ core calls with each rendered episode (any thread,
     GIL held, never from inside the watchdog thread)."""
-    token = int(raw[1])
-    ep = episode_from_raw(raw, _names.get(token, f"loop #{token}"), _thread_name(int(raw[2])),
+    token = raw[1]
+    ep = episode_from_raw(raw, _names.get(token, f"loop #{token}"), _thread_name(raw[2]),
                           _core.watchdog_now_ns(), time.time(), loop_id=token)
     with _episodes_lock:
         _episodes.append(ep)
@@ -150,7 +153,7 @@ class BlockTotals:
 
     blocks: int
     blocked_seconds: float
-    per_loop: Dict[str, Tuple[Any, ...]]
+    per_loop: Dict[str, Tuple[int, float]]
 
 
 def blocked_totals() -> BlockTotals:
@@ -158,16 +161,30 @@ def blocked_totals() -> BlockTotals:
     st = _core.watchdog_stats()
     with _episodes_lock:
         per = {name: (int(v[0]), float(v[1])) for name, v in _per_loop.items()}
-    return BlockTotals(int(st["blocks"]), float(st["blocked_seconds"]), per)
+    return BlockTotals(st["blocks"], st["blocked_seconds"], per)
 
 
-def watchdog_status() -> Dict[str, Any]:
+class WatchdogStatus(TypedDict):
+    """What :func:`watchdog_status` returns (a plain dict)."""
+
+    running: bool
+    threshold: float        # seconds a loop may stay busy
+    interval: float         # seconds between the watchdog's checks
+    stacks: str             # how stacks are read ("debug-offsets via process_vm_readv", ...)
+    blocks: int
+    blocked_seconds: float
+    dropped: int
+    samples: int
+    loops: List[str]        # the watched loops' names
+
+
+def watchdog_status() -> WatchdogStatus:
     """running, threshold, interval, how stacks are read ("debug-offsets via
     process_vm_readv", ...), totals, samples taken, watched loops."""
-    st = dict(_core.watchdog_stats())
+    st = _core.watchdog_stats()
     with _lock:
-        st["loops"] = [w.name for w in list(_loops.values())]
-    return st
+        loops = [w.name for w in list(_loops.values())]
+    return WatchdogStatus(**st, loops=loops)
 
 
 def is_watching() -> bool:

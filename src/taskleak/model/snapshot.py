@@ -24,7 +24,7 @@ class _Shared:
     """What the snapshots derived from one census share: the native census,
     its rows and rendered-frame caches."""
 
-    def __init__(self, census: Any, taken_ns: int, orphans_in_groups: bool = True) -> None:
+    def __init__(self, census: _core.Census, taken_ns: int, orphans_in_groups: bool = True) -> None:
         self.census = census
         self.orphans_in_groups = orphans_in_groups
         self.size: int = len(census)
@@ -40,7 +40,7 @@ class _Shared:
         self.infos: "weakref.WeakValueDictionary[int, TaskInfo]" = weakref.WeakValueDictionary()
         self.by_serial: Optional[Dict[int, int]] = None
         self.groups: Optional[List[List[int]]] = None
-        self.orphans: Optional[Tuple[Any, ...]] = None  # (verdicts, root type names) per row
+        self.orphans: Optional[Tuple[List[int], List[Optional[str]]]] = None  # (verdicts, root type names) per row
         _LIVE.add(self)
 
     def state_column_pending(self, group: Sequence[int]) -> bool:

@@ -12,6 +12,11 @@ __all__ = ["TaskInfo", "STATES"]
 
 STATES = ("pending", "done", "cancelled", "failed")
 
+# What a TaskInfo keeps of its census row (taskleak._core.Census.row()[:8]):
+# task, state, serial, parent_serial, created_ns, thread, creation_id,
+# chain_id; then the row's index in the census.
+TaskRow = Tuple["asyncio.Task[Any]", int, int, int, Optional[int], int, int, int, int]
+
 
 class TaskSource(Protocol):
     """What a TaskInfo reads its lazy fields from: the Snapshot that made it.
@@ -35,7 +40,7 @@ class TaskInfo:
 
     __slots__ = ("_snap", "_row", "_cache", "__weakref__")
 
-    def __init__(self, snap: TaskSource, row: Tuple[Any, ...]) -> None:
+    def __init__(self, snap: TaskSource, row: TaskRow) -> None:
         self._snap = snap
         self._row = row
         self._cache: Dict[str, Any] = {}
@@ -47,8 +52,7 @@ class TaskInfo:
 
     @property
     def task(self) -> "asyncio.Task[Any]":
-        task: "asyncio.Task[Any]" = self._row[0]
-        return task
+        return self._row[0]
 
     @property
     def name(self) -> str:
@@ -190,7 +194,7 @@ class DetachedTaskInfo(TaskInfo):
 
     def __init__(self, values: Dict[str, Any]) -> None:  # noqa: D107 - internal
         self._snap = None  # type: ignore[assignment]
-        self._row = ()
+        self._row = ()  # type: ignore[assignment]  # no census row: every field below is overridden
         self._cache = values
 
     @classmethod

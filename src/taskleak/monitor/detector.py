@@ -110,21 +110,20 @@ class Detector:
     @property
     def in_episode(self) -> bool:
         """True from an alert until the series is level again."""
-        return bool(self._core.in_episode)
+        return self._core.in_episode
 
     @property
     def episode_kind(self) -> Optional[str]:
-        kind = self._core.episode_kind
-        return None if kind is None else str(kind)
+        return self._core.episode_kind
 
     @property
     def alerts(self) -> int:
-        return int(self._core.alerts)
+        return self._core.alerts
 
     @property
     def count(self) -> int:
         """Samples fed so far."""
-        return int(self._core.count)
+        return self._core.count
 
     def reset(self) -> None:
         self._core.reset()

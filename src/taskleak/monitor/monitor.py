@@ -16,8 +16,9 @@ import logging
 import os
 import threading
 import time
+import types
 import weakref
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import taskleak._core as _core
 from ..frame import creation_site, frames_from_raw, user_frame
@@ -35,6 +36,9 @@ from .lost_tasks import LostSite, LostTasks
 from .metrics import Family, declared_families, families
 from .sample import LOSS_KINDS, Alert, AlertGroup, GroupStat, Sample
 
+if TYPE_CHECKING:
+    from .._core import TaskRef
+
 __all__ = ["Monitor"]
 
 log = logging.getLogger("taskleak")
@@ -50,7 +54,7 @@ _RUNNING: "weakref.WeakSet[Monitor]" = weakref.WeakSet()
 
 # stop() called on the sampler thread itself (from on_alert): the native
 # Sampler must outlive the callback it is still running, so it is kept here.
-_RETIRED: List[Any] = []
+_RETIRED: List[_core.Sampler] = []
 _on_sampler = threading.local()
 
 OTHER = "other"
@@ -90,8 +94,8 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _label(code: Any) -> str:
-    if hasattr(code, "co_filename"):
+def _label(code: types.CodeType | type) -> str:
+    if isinstance(code, types.CodeType):
         q = getattr(code, "co_qualname", None)
         return str(q) if q is not None else qualname_of(code)
     return str(getattr(code, "__qualname__", None) or getattr(code, "__name__", "?"))
@@ -180,12 +184,12 @@ class Monitor:
         self._labels: Dict[Tuple[int, int], Tuple[str, str]] = {}
         self._lag = LoopLag()
         self._lock = threading.Lock()
-        self._sampler: Any = None
+        self._sampler: Optional[_core.Sampler] = None
         self._started_at = time.monotonic()
         self._exporters: List[Any] = []
         self._jsonl_path = cfg.jsonl
         self._jsonl: Any = None
-        self._examples: Dict[str, Any] = {}
+        self._examples: Dict[str, Optional[TaskRef]] = {}
         self._generation = 0
         self._n = 0
 
@@ -331,7 +335,7 @@ class Monitor:
             self._dispatch(a)
         return sample
 
-    def _site(self, stack_id: int, code: Any) -> Tuple[str, str]:
+    def _site(self, stack_id: int, code: types.CodeType | type) -> Tuple[str, str]:
         key = (stack_id, id(code))
         lab = self._labels.get(key)
         if lab is None:
@@ -352,7 +356,7 @@ class Monitor:
             self._generation = raw["generation"]
             self._labels = {}
         now_ns = _core.monotonic_ns()
-        groups: List[Tuple[str, str, int, int, int, Any, bool]] = []
+        groups: List[Tuple[str, str, int, int, int, Optional[TaskRef], bool]] = []
         matched: Dict[int, List[Tuple[int, int]]] = {}
         seen_keys = set()
         for stack_id, code, pending, done, oldest_ns, example in raw["groups"]:

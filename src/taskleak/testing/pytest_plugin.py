@@ -27,7 +27,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, cast
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, TypedDict, cast
 
 import pytest
 
@@ -175,6 +175,25 @@ def _ini_defaults(config: pytest.Config) -> Dict[str, Any]:
             "on_leak": MODES[mode], "collect": True}
 
 
+class _LeakRowFields(TypedDict):
+    test: str          # the test's node id
+    kind: str          # a leak kind (taskleak.testing.leak.KINDS)
+    coro: str
+    name: str
+    created: str       # the creation site, short form
+    suspended: str     # where the task is suspended, short form
+    key: List[str]     # its baseline key (kind, created, suspended), as JSON has it
+    mode: str          # on_leak: "raise", "cancel", "warn" or "log"
+    tolerated: bool    # by the baseline (or --taskleak-baseline-update)
+
+
+class LeakRow(_LeakRowFields, total=False):
+    """One leak as the summary table and the baseline see it: a plain dict,
+    JSON-able, as it travels in report.user_properties under xdist."""
+
+    event: str         # late leaks only: the loss event that revealed it
+
+
 @dataclass
 class _Finished:
     """What is remembered of a checked test, to charge late leaks to it."""
@@ -190,15 +209,15 @@ class _Finished:
 class _Summary:
     """Controller-side aggregate (the only process when xdist is not used)."""
 
-    rows: List[Dict[str, Any]] = field(default_factory=list)  # one per leak, with "test"
-    late: List[Dict[str, Any]] = field(default_factory=list)
+    rows: List[LeakRow] = field(default_factory=list)  # one per leak
+    late: List[LeakRow] = field(default_factory=list)
     texts: List[str] = field(default_factory=list)  # warn mode: the full reports
     ran: Set[str] = field(default_factory=set)
     notes: List[str] = field(default_factory=list)
     unraisable: List[str] = field(default_factory=list)  # see LeakCheck._collect_garbage
 
 
-_ROWS = pytest.StashKey[List[Dict[str, Any]]]()
+_ROWS = pytest.StashKey[List[LeakRow]]()
 _TEXT = pytest.StashKey[str]()
 _UNRAISABLE = pytest.StashKey[str]()
 _CALL_FAILED = pytest.StashKey[bool]()
@@ -421,7 +440,7 @@ class TaskleakPlugin:
         else:
             _log.warning("%s", report)
 
-    def _row(self, lk: Leak, nodeid: str, on_leak: str) -> Dict[str, Any]:
+    def _row(self, lk: Leak, nodeid: str, on_leak: str) -> LeakRow:
         """A JSON-able description of one leak (it travels in report.user_properties under xdist)."""
         t: TaskInfo = lk.task
         key = leak_key(lk.kind, t.created_at, t.stack, self.rootdir)
@@ -458,7 +477,7 @@ class TaskleakPlugin:
         return rep
 
     # ---- late leaks ----------------------------------------------------------
-    def _late_leaks(self) -> List[Dict[str, Any]]:
+    def _late_leaks(self) -> List[LeakRow]:
         """Loss events of tasks charged to a finished test that its check did not report."""
         dropped = dropped_events()
         events = loss_events()
@@ -488,9 +507,9 @@ class TaskleakPlugin:
             self.summary.ran.add(report.nodeid)
         for name, value in report.user_properties:
             if name == "taskleak":
-                self.summary.rows.extend(cast(List[Dict[str, Any]], value))
+                self.summary.rows.extend(cast(List[LeakRow], value))
             elif name == "taskleak-late":
-                self.summary.late.extend(cast(List[Dict[str, Any]], value))
+                self.summary.late.extend(cast(List[LeakRow], value))
             elif name == "taskleak-text":
                 self.summary.texts.append(str(value))
             elif name == "taskleak-unraisable":
@@ -527,7 +546,8 @@ class TaskleakPlugin:
         assert self.baseline is not None
         seen: Dict[Tuple[str, str, str], Set[str]] = {}
         for r in self.summary.rows + self.summary.late:
-            seen.setdefault(tuple(r["key"]), set()).add(r["test"])
+            kind, created, suspended = r["key"]  # a Key, as a JSON list
+            seen.setdefault((kind, created, suspended), set()).add(r["test"])
         entries, dropped, refused = self.baseline.updated(seen, self.summary.ran, self.force)
         Baseline.write(self.baseline.path, entries)
         note = (f"taskleak: wrote baseline {self.baseline.path}: {len(entries)} entries"
@@ -652,9 +672,9 @@ def _short(frame: Optional[Frame], default: str) -> str:
 _STATUS = {"raise": "failed", "cancel": "failed", "warn": "warned", "log": "logged"}
 
 
-def _table(rows: Sequence[Dict[str, Any]], max_tests: int = 3) -> List[str]:
+def _table(rows: Sequence[LeakRow], max_tests: int = 3) -> List[str]:
     """Leaks grouped by kind, creation site and suspension point, largest group first."""
-    groups: Dict[Tuple[str, ...], List[Dict[str, Any]]] = {}
+    groups: Dict[Tuple[str, ...], List[LeakRow]] = {}
     for r in rows:
         status = "baseline" if r["tolerated"] else _STATUS.get(r["mode"], r["mode"])
         groups.setdefault((r["kind"], status, r["coro"], r["created"], r["suspended"]), []).append(r)

@@ -21,7 +21,7 @@ import gc
 import sys
 import threading
 import weakref
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional, TypedDict
 
 import taskleak._core as _core
 from . import loss_events, task_factory
@@ -89,7 +89,7 @@ def _calibrate_running_task() -> None:
     creation hook reads it instead of calling current_task(). Any failure
     leaves the call in place."""
     async def _taskleak_probe() -> bool:
-        return bool(_core.calibrate_running_task(asyncio.get_running_loop(), asyncio.current_task()))
+        return _core.calibrate_running_task(asyncio.get_running_loop(), asyncio.current_task())
 
     if asyncio.events._get_running_loop() is not None:
         return  # install() from inside a loop: the core calibrates at its first tasks
@@ -115,7 +115,8 @@ def _hook_registry() -> bool:
             return False
     w: Any = ws  # WeakSet's internals (data, _remove...) are not in its stub
     _core.configure_registry(w.data, w._pending_removals, w._commit_removals, w._remove, current)
-    ws.add = _core.registry_add  # type: ignore[method-assign]
+    # An instance attribute over the method (and positional-only, unlike WeakSet.add's `item`).
+    ws.add = _core.registry_add  # type: ignore[method-assign,assignment]
     if _probe_registry():
         return True
     _unhook_registry()
@@ -257,13 +258,36 @@ def is_installed() -> bool:
     return _mechanism is not None
 
 
-def status() -> Dict[str, Any]:
+class Status(TypedDict):
+    """What :func:`status` returns (a plain dict): the core's switches and
+    counters (taskleak._core.stats()), and how taskleak is hooked in."""
+
+    enabled: bool
+    stack_depth: int
+    live_records: int       # creation records of live tasks
+    table_bytes: int
+    buried_records: int     # records of collected tasks kept until the collector's pass ends
+    stacks: int             # interned creation stacks
+    stack_bytes: int
+    stack_limit: int
+    stack_drops: int        # stacks not interned because of stack_limit
+    tracked_total: int
+    hook_errors: int
+    frame_walk: str         # "direct", or how a reduced mode walks frames
+    record_size: int
+    stack_memo_hits: int
+    running_task: str
+    finalizer_hook: bool
+    mechanism: Optional[str]  # "registry", "factory", or None when not installed
+    python: str
+    reduced_mode: bool
+
+
+def status() -> Status:
     """Mechanism in use and the core's own counters (table sizes, bytes, drops)."""
-    s = dict(_core.stats())
-    s["mechanism"] = _mechanism
-    s["python"] = sys.version.split()[0]
-    s["reduced_mode"] = s["frame_walk"] != "direct"
-    return s
+    core = _core.stats()
+    return Status(**core, mechanism=_mechanism, python=sys.version.split()[0],
+                  reduced_mode=core["frame_walk"] != "direct")
 
 
 def adopted_loops() -> List[asyncio.AbstractEventLoop]:
@@ -290,5 +314,4 @@ def live_tasks() -> List["asyncio.Task[Any]"]:
                 strong.append(list(asyncio.all_tasks(loop)))
             except Exception:
                 pass
-    tasks: List["asyncio.Task[Any]"] = _core.live_tasks(getattr(ws, "data", None), strong)
-    return tasks
+    return _core.live_tasks(getattr(ws, "data", None), strong)

@@ -139,10 +139,9 @@ def describe_task(task: Any, kind: str, exception: Optional[BaseException] = Non
     stack: List[Frame] = []
     waiting = ""
     if not task.done():
-        raw, _leaf = _core.await_chain(task.get_coro())
-        if not raw:  # collected: the coroutine was closed before the task's finalizer ran
-            raw = _core.buried_chain(task)
-        stack = frames_from_raw(raw) or []
+        chain, _leaf = _core.await_chain(task.get_coro())
+        # No chain: collected, the coroutine was closed before the task's finalizer ran.
+        stack = frames_from_raw(chain if chain else _core.buried_chain(task)) or []
         waiting = describe_wait(task, stack, getattr(task, "_fut_waiter", None))
     exc_text = exception_text(exception)
     try:
