@@ -26,9 +26,7 @@ from .blocking import Episode, Watch, block_episodes, watch_blocking
 from .diagnosis.task_graph import TaskGraph, task_graph
 from .diagnosis.why import Why, why
 from .frame import Frame
-from .heap.growth import Growth, GrowthRow, growth
-from .heap.index import HeapIndex, who_holds
-from .heap.paths import HolderPath
+from .heap import Growth, GrowthRow, HeapIndex, HolderPath, growth, who_holds
 from .live import Server, serve
 from .model import Snapshot, TaskInfo, snapshot
 from .monitor import Alert, AlertGroup, Anomaly, Detector, GroupStat, Monitor, Sample

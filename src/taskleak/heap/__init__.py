@@ -9,3 +9,9 @@ named). An analysis layer above the model: it needs only ``tracking`` and
 the C++ core, and never imports ``diagnosis`` (which uses it), ``report``,
 ``monitor`` or a front end.
 """
+
+from .growth import Growth, GrowthRow, growth
+from .index import HeapIndex, who_holds
+from .paths import HolderPath
+
+__all__ = ["Growth", "GrowthRow", "HeapIndex", "HolderPath", "growth", "who_holds"]
