@@ -21,7 +21,7 @@ import asyncio
 import re
 import types
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import pytest
 
@@ -32,7 +32,7 @@ from taskleak import _core
 STUB = Path(_core.__file__).with_name("_core.pyi")
 
 # (name, kind, has_default); the names of *args / **kwargs do not matter.
-Param = Tuple[str, str, bool]
+Param = tuple[str, str, bool]
 
 # Dunders that are part of a class's interface (the rest is CPython's).
 _INTERFACE_DUNDERS = {"__init__", "__call__", "__get__", "__len__", "__wrapped__"}
@@ -41,9 +41,10 @@ _SIMPLE_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
 # ---- the stub ------------------------------------------------------------------
 
+
 class StubClass:
     def __init__(self) -> None:
-        self.methods: Dict[str, List[ast.FunctionDef]] = {}
+        self.methods: dict[str, list[ast.FunctionDef]] = {}
         self.properties: set[str] = set()
         self.static: set[str] = set()
 
@@ -52,12 +53,12 @@ class Stub:
     """What a .pyi declares: runtime names, and names that exist only for the type checker."""
 
     def __init__(self, source: str) -> None:
-        self.functions: Dict[str, List[ast.FunctionDef]] = {}
-        self.classes: Dict[str, StubClass] = {}
-        self.constants: Dict[str, ast.expr] = {}
+        self.functions: dict[str, list[ast.FunctionDef]] = {}
+        self.classes: dict[str, StubClass] = {}
+        self.constants: dict[str, ast.expr] = {}
         self.type_only: set[str] = set()
-        self.typed_dicts: Dict[str, Dict[str, ast.expr]] = {}
-        self.aliases: Dict[str, ast.expr] = {}
+        self.typed_dicts: dict[str, dict[str, ast.expr]] = {}
+        self.aliases: dict[str, ast.expr] = {}
         for node in ast.parse(source).body:
             if isinstance(node, ast.FunctionDef):
                 self.functions.setdefault(node.name, []).append(node)
@@ -65,8 +66,10 @@ class Stub:
                 if any(_name_of(b) == "TypedDict" for b in node.bases):
                     self.type_only.add(node.name)
                     self.typed_dicts[node.name] = {
-                        f.target.id: f.annotation for f in node.body
-                        if isinstance(f, ast.AnnAssign) and isinstance(f.target, ast.Name)}
+                        f.target.id: f.annotation
+                        for f in node.body
+                        if isinstance(f, ast.AnnAssign) and isinstance(f.target, ast.Name)
+                    }
                 else:
                     self.classes[node.name] = _stub_class(node)
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -105,11 +108,12 @@ def _stub_class(node: ast.ClassDef) -> StubClass:
     return c
 
 
-def _params_from_ast(args: ast.arguments) -> List[Param]:
-    positional = [(a.arg, "positional-only") for a in args.posonlyargs] + \
-                 [(a.arg, "positional-or-keyword") for a in args.args]
+def _params_from_ast(args: ast.arguments) -> list[Param]:
+    positional = [(a.arg, "positional-only") for a in args.posonlyargs] + [
+        (a.arg, "positional-or-keyword") for a in args.args
+    ]
     first_default = len(positional) - len(args.defaults)
-    out: List[Param] = [(n, k, i >= first_default) for i, (n, k) in enumerate(positional)]
+    out: list[Param] = [(n, k, i >= first_default) for i, (n, k) in enumerate(positional)]
     if args.vararg is not None:
         out.append(("*", "var-positional", False))
     for a, d in zip(args.kwonlyargs, args.kw_defaults):
@@ -121,7 +125,8 @@ def _params_from_ast(args: ast.arguments) -> List[Param]:
 
 # ---- the module ------------------------------------------------------------------
 
-def _nb_overloads(obj: Any) -> Optional[List[List[Param]]]:
+
+def _nb_overloads(obj: Any) -> list[list[Param]] | None:
     """Parameter lists of a nanobind function, one per overload; None if it is not one."""
     sigs = getattr(obj, "__nb_signature__", None)
     if sigs is None:
@@ -136,7 +141,7 @@ def _nb_overloads(obj: Any) -> Optional[List[List[Param]]]:
     return out
 
 
-def _text_signature(obj: Any) -> Optional[List[Param]]:
+def _text_signature(obj: Any) -> list[Param] | None:
     """Parameters from a C callable's own __text_signature__; None if it declares none."""
     text = getattr(obj, "__text_signature__", None)
     if not isinstance(text, str) or not text:
@@ -148,16 +153,17 @@ def _text_signature(obj: Any) -> Optional[List[Param]]:
     return _params_from_ast(fn.args)
 
 
-def _without_self(params: List[Param]) -> List[Param]:
+def _without_self(params: list[Param]) -> list[Param]:
     return params[1:]
 
 
 # ---- the comparison ------------------------------------------------------------------
 
-def stub_problems(source: str, module: types.ModuleType) -> List[str]:
+
+def stub_problems(source: str, module: types.ModuleType) -> list[str]:
     """Every disagreement between a stub's text and the built module, one line each."""
     stub = Stub(source)
-    problems: List[str] = []
+    problems: list[str] = []
     runtime = {n for n in dir(module) if not n.startswith("_")}
     for name in sorted(runtime - stub.runtime_names()):
         problems.append(f"{name}: in the module, not in the stub")
@@ -168,8 +174,9 @@ def stub_problems(source: str, module: types.ModuleType) -> List[str]:
     for name, annotation in stub.constants.items():
         want = _SIMPLE_TYPES.get(_name_of(annotation))
         if name in runtime and want is not None and not isinstance(getattr(module, name), want):
-            problems.append(f"{name}: the stub says {want.__name__}, the module has "
-                            f"{type(getattr(module, name)).__name__}")
+            problems.append(
+                f"{name}: the stub says {want.__name__}, the module has {type(getattr(module, name)).__name__}"
+            )
     for name, defs in stub.functions.items():
         if name in runtime:
             problems += _compare_callable(name, getattr(module, name), defs, method=False)
@@ -179,7 +186,7 @@ def stub_problems(source: str, module: types.ModuleType) -> List[str]:
     return problems
 
 
-def _compare_callable(where: str, obj: Any, defs: List[ast.FunctionDef], method: bool) -> List[str]:
+def _compare_callable(where: str, obj: Any, defs: list[ast.FunctionDef], method: bool) -> list[str]:
     if isinstance(obj, type) or not callable(obj):
         return [f"{where}: a function in the stub, a {type(obj).__name__} in the module"]
     if isinstance(obj, types.WrapperDescriptorType):
@@ -200,19 +207,22 @@ def _compare_callable(where: str, obj: Any, defs: List[ast.FunctionDef], method:
     return []
 
 
-def _show(sigs: List[List[Param]]) -> str:
-    def one(params: List[Param]) -> str:
-        return "(" + ", ".join(f"{n}{'=' if d else ''}" + ("/" if k == "positional-only" else "")
-                               for n, k, d in params) + ")"
+def _show(sigs: list[list[Param]]) -> str:
+    def one(params: list[Param]) -> str:
+        return (
+            "("
+            + ", ".join(f"{n}{'=' if d else ''}" + ("/" if k == "positional-only" else "") for n, k, d in params)
+            + ")"
+        )
+
     return " | ".join(one(s) for s in sigs)
 
 
-def _compare_class(name: str, cls: Any, stub: StubClass) -> List[str]:
+def _compare_class(name: str, cls: Any, stub: StubClass) -> list[str]:
     if not isinstance(cls, type):
         return [f"{name}: a class in the stub, a {type(cls).__name__} in the module"]
-    problems: List[str] = []
-    members = {k: v for k, v in vars(cls).items()
-               if not k.startswith("_") or k in _INTERFACE_DUNDERS}
+    problems: list[str] = []
+    members = {k: v for k, v in vars(cls).items() if not k.startswith("_") or k in _INTERFACE_DUNDERS}
     # A constructor: nanobind's bound __init__, or a C type's tp_new (whose
     # parameters its __text_signature__ gives). nanobind's placeholder
     # __init__ of a class without one (a wrapper_descriptor) is none.
@@ -255,6 +265,7 @@ def _compare_class(name: str, cls: Any, stub: StubClass) -> List[str]:
 
 # ---- the tests ----------------------------------------------------------------------
 
+
 def test_the_stub_is_installed_next_to_the_module() -> None:
     assert STUB.is_file(), f"{STUB} is missing: the wheel must ship _core.pyi"
 
@@ -268,8 +279,13 @@ def test_every_native_function_is_typed() -> None:
     # The point of the stub: no native entry point left as `Any` by default.
     stub = Stub(STUB.read_text())
     untyped = [name for name, defs in stub.functions.items() for d in defs if d.returns is None]
-    untyped += [f"{c}.{m}" for c, cls in stub.classes.items() for m, defs in cls.methods.items()
-                for d in defs if d.returns is None]
+    untyped += [
+        f"{c}.{m}"
+        for c, cls in stub.classes.items()
+        for m, defs in cls.methods.items()
+        for d in defs
+        if d.returns is None
+    ]
     assert not untyped
 
 
@@ -281,32 +297,55 @@ def _edited(pattern: str, replacement: str) -> str:
     return edited
 
 
-@pytest.mark.parametrize("pattern, replacement, expected", [
-    # a function of the module missing from the stub
-    (r"^def watchdog_collect\(\) -> None:", "def _gone() -> None:", "watchdog_collect: in the module, not in the stub"),
-    # a function of the stub missing from the module
-    (r"^def rss_bytes\(", "def rss_bytes_renamed(", "rss_bytes_renamed: in the stub, not in the module"),
-    # a renamed parameter (nanobind signature)
-    (r"^def census\(tasks:", "def census(task_list:", "census: parameters differ"),
-    # a default the module does not have
-    (r"max_objects: int\)", "max_objects: int = 0)", "build_heap_index: parameters differ"),
-    # a parameter too many on a method
-    (r"def column\(self, name: str\)", "def column(self, name: str, extra: int)", "Census.column: parameters differ"),
-    # a plain C function (text signature)
-    (r"def gc_phase\(phase: str, info: dict\[str, int\], /\)", "def gc_phase(phase: str, /)",
-     "gc_phase: parameters differ"),
-    # a C type's constructor (text signature)
-    (r"def __init__\(self, inner: Callable\[\.\.\., Any\], slot: int, gen: int\)",
-     "def __init__(self, inner: Callable[..., Any], slot: int)", "SelectHeartbeat.__init__: parameters differ"),
-    # a property declared as a method
-    (r"    @property\n    def ticks\(self\) -> int: \.\.\.", "    def ticks(self) -> int: ...",
-     "Sampler.ticks: a method in the stub, a property in the module"),
-    # a static method declared as a method
-    (r"    @staticmethod\n    def theil_sen_slope\(values", "    def theil_sen_slope(self, values",
-     "WindowDetector.theil_sen_slope: static in the module only"),
-    # a constant of the wrong type
-    (r"^FRAME_WALK: str", "FRAME_WALK: int", "FRAME_WALK: the stub says int"),
-])
+@pytest.mark.parametrize(
+    "pattern, replacement, expected",
+    [
+        # a function of the module missing from the stub
+        (
+            r"^def watchdog_collect\(\) -> None:",
+            "def _gone() -> None:",
+            "watchdog_collect: in the module, not in the stub",
+        ),
+        # a function of the stub missing from the module
+        (r"^def rss_bytes\(", "def rss_bytes_renamed(", "rss_bytes_renamed: in the stub, not in the module"),
+        # a renamed parameter (nanobind signature)
+        (r"^def census\(tasks:", "def census(task_list:", "census: parameters differ"),
+        # a default the module does not have
+        (r"max_objects: int\)", "max_objects: int = 0)", "build_heap_index: parameters differ"),
+        # a parameter too many on a method
+        (
+            r"def column\(self, name: str\)",
+            "def column(self, name: str, extra: int)",
+            "Census.column: parameters differ",
+        ),
+        # a plain C function (text signature)
+        (
+            r"def gc_phase\(phase: str, info: dict\[str, int\], /\)",
+            "def gc_phase(phase: str, /)",
+            "gc_phase: parameters differ",
+        ),
+        # a C type's constructor (text signature)
+        (
+            r"def __init__\(self, inner: Callable\[\.\.\., Any\], slot: int, gen: int\)",
+            "def __init__(self, inner: Callable[..., Any], slot: int)",
+            "SelectHeartbeat.__init__: parameters differ",
+        ),
+        # a property declared as a method
+        (
+            r"    @property\n    def ticks\(self\) -> int: \.\.\.",
+            "    def ticks(self) -> int: ...",
+            "Sampler.ticks: a method in the stub, a property in the module",
+        ),
+        # a static method declared as a method
+        (
+            r"    @staticmethod\n    def theil_sen_slope\(values",
+            "    def theil_sen_slope(self, values",
+            "WindowDetector.theil_sen_slope: static in the module only",
+        ),
+        # a constant of the wrong type
+        (r"^FRAME_WALK: str", "FRAME_WALK: int", "FRAME_WALK: the stub says int"),
+    ],
+)
 def test_the_check_catches_a_disagreement(pattern: str, replacement: str, expected: str) -> None:
     problems = stub_problems(_edited(pattern, replacement), _core)
     assert any(p.startswith(expected) for p in problems), problems
@@ -320,6 +359,7 @@ def test_the_check_catches_a_class_member_missing_from_the_stub() -> None:
 # ---- the row shapes ------------------------------------------------------------------
 # Names and parameters say nothing of what a binding builds: these call the
 # module and hold what comes back against the stub's TypedDicts and tuples.
+
 
 def _tuple_arity(stub: Stub, alias: str) -> int:
     """How many items the stub's `alias = tuple[...]` declares."""
@@ -366,7 +406,7 @@ def test_dicts_of_the_module_match_their_typeddicts(tracked: Any) -> None:
 
 def test_rows_of_the_module_match_their_tuples(tracked: Any) -> None:
     stub = Stub(STUB.read_text())
-    rows: Dict[str, Any] = {}
+    rows: dict[str, Any] = {}
 
     async def main() -> None:
         gate = asyncio.Event()
@@ -387,8 +427,18 @@ def test_rows_of_the_module_match_their_tuples(tracked: Any) -> None:
         assert isinstance(row, tuple), (alias, row)
         want = _tuple_arity(stub, alias)
         assert len(row) == want, f"{alias}: {len(row)} items, the stub says {want}"
-    detector = _core.WindowDetector(window=5, sigma=2.0, consecutive=1, min_stddev=0.0, min_rise=0.0,
-                                    min_rise_ratio=0.0, trend_z=3.0, trend_blocks=3, horizon=15, warmup=5)
+    detector = _core.WindowDetector(
+        window=5,
+        sigma=2.0,
+        consecutive=1,
+        min_stddev=0.0,
+        min_rise=0.0,
+        min_rise_ratio=0.0,
+        trend_z=3.0,
+        trend_blocks=3,
+        horizon=15,
+        warmup=5,
+    )
     alerts = detector.update_many([1.0, 1.1, 0.9, 1.0, 1.05, 1.0, 50.0])
     assert alerts, "the detector should alert on the jump"
     assert len(alerts[0][1]) == _tuple_arity(stub, "AnomalyTuple")

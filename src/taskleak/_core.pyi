@@ -48,10 +48,10 @@ RawEpisodeFrame: TypeAlias = tuple[str | None, int, str | None, bool]
 """(filename | None, lineno, qualname | None, is_coroutine) of a sampled frame (None: code gone)."""
 
 RawEpisode: TypeAlias = tuple[
-    int, int, int, int, int, int, int, int, int, int, int, list[tuple[int, list[RawEpisodeFrame]]], int]
+    int, int, int, int, int, int, int, int, int, int, int, list[tuple[int, list[RawEpisodeFrame]]], int
+]
 """(seq, loop_token, thread_ident, start_ns, end_ns, detected_ns, first_sample_ns, threshold_ns,
 samples, other_samples, end, [(count, frames innermost first)], first_sample_precise_ns)."""
-
 
 class Tally(TypedDict):
     """What tally_tasks() counts: tracked tasks by state, and by group."""
@@ -66,7 +66,6 @@ class Tally(TypedDict):
     wall_ns: int
     created_total: int
     generation: int
-
 
 class CoreStats(TypedDict):
     """stats(): the creation tracker's switches, table sizes and counters."""
@@ -88,7 +87,6 @@ class CoreStats(TypedDict):
     running_task: str
     finalizer_hook: bool
 
-
 class WatchdogStats(TypedDict):
     """watchdog_stats(): the watchdog thread's settings and totals."""
 
@@ -101,7 +99,6 @@ class WatchdogStats(TypedDict):
     dropped: int
     samples: int
 
-
 # ---- module constants ------------------------------------------------------------
 
 FRAME_WALK: str
@@ -112,26 +109,23 @@ HEAP_WALK: str
 
 # ---- creation tracking (tracking/) ----------------------------------------------------
 
-
 def registry_add(task: asyncio.Task[Any], /) -> None:
     """taskleak's replacement for WeakSet.add on asyncio's task registry."""
-
 
 def gc_phase(phase: str, info: dict[str, int], /) -> None:
     """taskleak's gc.callbacks entry: keeps the records of tasks being finalised until the pass ends."""
 
-
 class ChainingFactory:
     """A task factory that creates tasks with `previous` (or `task_type`) and records their creation."""
 
-    def __init__(self, previous: Callable[..., asyncio.Future[Any]] | None,
-                 task_type: type[asyncio.Task[Any]]) -> None: ...
+    def __init__(
+        self, previous: Callable[..., asyncio.Future[Any]] | None, task_type: type[asyncio.Task[Any]]
+    ) -> None: ...
     def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, /, **kwargs: Any) -> asyncio.Future[Any]:
         """Create a task for `coro` on `loop` and record its creation."""
     @property
     def __wrapped__(self) -> Callable[..., asyncio.Future[Any]] | None:
         """The factory this one chains to (None: task_type)."""
-
 
 class FastCreateTask:
     """BaseEventLoop.create_task in C: calls the loop's ChainingFactory directly when that is provably
@@ -150,113 +144,91 @@ class FastCreateTask:
     def __wrapped__(self) -> Callable[..., asyncio.Task[Any]]:
         """The Python method this one stands in for."""
 
-
-def configure_registry(data: set[weakref.ref[Any]], pending: list[Any], commit: Callable[[], object],
-                       remove: Callable[[weakref.ref[Any]], object], current_tasks: object) -> None:
+def configure_registry(
+    data: set[weakref.ref[Any]],
+    pending: list[Any],
+    commit: Callable[[], object],
+    remove: Callable[[weakref.ref[Any]], object],
+    current_tasks: object,
+) -> None:
     """Point registry_add at a WeakSet's internals (its data set, pending removals and their callbacks)."""
-
 
 def set_current_tasks(current_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]]) -> None:
     """asyncio's loop -> current task dict, read to learn a new task's parent."""
 
-
-def set_current_task_getter(
-        fn: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] | None) -> None:
+def set_current_task_getter(fn: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] | None) -> None:
     """Where asyncio has no current-task dict (3.14+): a callable(loop) -> task."""
-
 
 def set_loop_callback(fn: Callable[[asyncio.AbstractEventLoop], object] | None) -> None:
     """Called with each event loop the hook sees for the first time (None: no callback)."""
 
-
 def enable(depth: int) -> None:
     """Record creation stacks of up to `depth` frames (clamped to 1..128) from now on."""
-
 
 def disable() -> None:
     """Stop recording creations (records already made stay)."""
 
-
 def is_enabled() -> bool:
     """Whether creations are being recorded."""
-
 
 def track_task(task: asyncio.Task[Any]) -> bool:
     """Record the creation of `task` (factory path). Call right after creating it."""
 
-
 def creation_info(task: asyncio.Task[Any]) -> CreationInfo | None:
     """The creation record of `task`, or None if it was created untracked."""
-
 
 def set_scope_var(var: contextvars.ContextVar[int] | None) -> None:
     """The context variable holding the check() scope a new task is charged to."""
 
-
 def set_ambient_scope(id: int) -> None:
     """The scope charged when the scope variable is unset (a test runner's task; 0: none)."""
-
 
 def set_harness_task(task: asyncio.Task[Any] | None) -> None:
     """A test runner's task whose new tasks get the ambient scope; the caller keeps it alive."""
 
-
 def scope_tasks(id: int) -> list[asyncio.Task[Any]]:
     """Live tasks charged to scope `id`."""
-
 
 def stats() -> CoreStats:
     """The creation tracker's switches, table sizes and counters."""
 
-
 def hook_task_finalizer(type: type) -> bool:
     """Learn of the deaths of tasks of `type` from its tp_finalize (no weakref per task)."""
-
 
 def calibrate_running_task(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
     """Call from inside `task` running on `loop` (twice, two probes): learns where the thread state
     keeps the running task. True once confirmed."""
 
-
 def set_qualname_resolver(fn: Callable[[types.CodeType], str] | None) -> None:
     """Names a code object where it has no co_qualname (3.10)."""
-
 
 def buried_chain(task: asyncio.Task[Any]) -> list[RawFrame] | None:
     """Await chain captured when the collector took `task`, or None."""
 
-
-def live_tasks(weakref_set: Iterable[weakref.ref[Any]] | None,
-               strong_sets: Iterable[Iterable[Any]]) -> list[asyncio.Task[Any]]:
+def live_tasks(
+    weakref_set: Iterable[weakref.ref[Any]] | None, strong_sets: Iterable[Iterable[Any]]
+) -> list[asyncio.Task[Any]]:
     """Union of the registry's weakrefs, containers of tasks, and the tasks with creation records."""
-
 
 def tracked_tasks() -> list[asyncio.Task[Any]]:
     """Every live task that has a creation record."""
 
-
 def set_stack_limit(limit: int) -> None:
     """Most interned stacks kept; past it new stacks are dropped (and counted)."""
-
 
 def monotonic_ns() -> int:
     """The clock creation times are stamped with (CLOCK_MONOTONIC), in ns."""
 
-
 def capture_stack(depth: int = 32) -> list[RawFrame]:
     """The calling thread's stack as the hook sees it, innermost first."""
-
 
 def await_chain(coro: Any, depth: int = 64) -> tuple[list[RawFrame], Any]:
     """(frames of the await chain from `coro`, outermost first; the innermost awaited object | None)."""
 
-
 def generator_local(gen: Any, name: str) -> Any:
     """Local variable `name` of a suspended generator or coroutine, or None."""
 
-
 # ---- the census (snapshots) ------------------------------------------------------------
-
 
 class Census:
     """Strong references to a set of tasks, with their creation records and await chains."""
@@ -273,27 +245,22 @@ class Census:
     def chain_frames(self, id: int) -> list[RawFrame] | None:
         """An await chain (a row's chain_id), outermost first."""
 
-
 def census(tasks: Iterable[asyncio.Task[Any]], chain_depth: int = 64) -> Census:
     """A census of `tasks`, with await chains of up to `chain_depth` frames."""
 
-
-def orphan_analysis(census: Census, holders: Iterable[object] | None = None,
-                    cap: int = 4000000) -> tuple[list[int], list[str | None], int]:
+def orphan_analysis(
+    census: Census, holders: Iterable[object] | None = None, cap: int = 4000000
+) -> tuple[list[int], list[str | None], int]:
     """Orphan check of every row: ([verdict], [type name of the external holder | None], objects
     examined). verdict: 0 not waiting, 1 reachable from outside, 2 orphaned, 3 unknown (graph over `cap`)."""
-
 
 def census_objects(census: Census, i: int) -> tuple[Any, Any]:
     """(waiter | None, leaf | None) of a row, without keeping them in a Python tuple."""
 
-
 # ---- the heap (heap/) --------------------------------------------------------------------
-
 
 def heap_walk_mode() -> str:
     """How the last heap walk enumerated objects."""
-
 
 class HeapIndexCore:
     """A reverse reference index of the GC-tracked heap (addresses only)."""
@@ -306,45 +273,59 @@ class HeapIndexCore:
     def bytes(self) -> int: ...
     @property
     def build_seconds(self) -> float: ...
-    def who_holds(self, target: object, roots: list[Any], stops: list[Any], max_depth: int, max_paths: int,
-                  live_seed: bool = False) -> tuple[list[HolderChain], bool]:
+    def who_holds(
+        self,
+        target: object,
+        roots: list[Any],
+        stops: list[Any],
+        max_depth: int,
+        max_paths: int,
+        live_seed: bool = False,
+    ) -> tuple[list[HolderChain], bool]:
         """([(root, [root object ... target])], stale). root >= 0: position in `roots`; -1: a class;
         -2: nothing tracked refers to the first object."""
-
 
 def build_heap_index(max_objects: int) -> HeapIndexCore:
     """One walk of the GC-tracked heap into a reverse reference index (addresses only)."""
 
-
-def forward_search(target: object, roots: list[Any], stops: list[Any], stop_types: list[type], max_depth: int,
-                   max_paths: int) -> tuple[list[HolderChain], int, bool]:
+def forward_search(
+    target: object, roots: list[Any], stops: list[Any], stop_types: list[type], max_depth: int, max_paths: int
+) -> tuple[list[HolderChain], int, bool]:
     """([(root index, [root object ... target])], objects visited, exhausted): breadth-first from the
     roots to the first level that reaches `target`; no index, no Python code runs."""
 
-
-def forward_search_many(targets: list[Any], roots: list[Any], stops: list[Any], stop_types: list[type],
-                        max_depth: int, max_paths: int) -> tuple[list[list[HolderChain]], int, bool]:
+def forward_search_many(
+    targets: list[Any], roots: list[Any], stops: list[Any], stop_types: list[type], max_depth: int, max_paths: int
+) -> tuple[list[list[HolderChain]], int, bool]:
     """forward_search for several targets in one walk: a list of paths per target."""
-
 
 def type_census() -> tuple[int, list[tuple[type, int]], list[tuple[types.CodeType, int]]]:
     """(total, [(type, count)], [(coroutine code, count)]) over one heap walk; never collects."""
 
-
-def held_from_outside(tasks: list[asyncio.Task[Any]], stops: list[Any], limit: int,
-                      transparent: list[Any] | None = None) -> list[bool] | None:
+def held_from_outside(
+    tasks: list[asyncio.Task[Any]], stops: list[Any], limit: int, transparent: list[Any] | None = None
+) -> list[bool] | None:
     """[bool per task]: held by something outside its own reference cycles (None past `limit` objects).
     `stops` are taken as alive and not entered; `transparent` objects are entered but never alive."""
 
-
 # ---- the monitor (monitor/) ------------------------------------------------------------------
-
 
 class WindowDetector:
     """Sliding-window spike and trend detector over one series (window_detector.cpp)."""
 
-    def __init__(self, window: int, sigma: float, consecutive: int, min_stddev: float, min_rise: float,
-                 min_rise_ratio: float, trend_z: float, trend_blocks: int, horizon: int, warmup: int) -> None: ...
+    def __init__(
+        self,
+        window: int,
+        sigma: float,
+        consecutive: int,
+        min_stddev: float,
+        min_rise: float,
+        min_rise_ratio: float,
+        trend_z: float,
+        trend_blocks: int,
+        horizon: int,
+        warmup: int,
+    ) -> None: ...
     def update(self, value: float) -> AnomalyTuple | None:
         """None, or the anomaly when an episode starts."""
     def update_many(self, values: Sequence[float]) -> list[tuple[int, AnomalyTuple]]:
@@ -353,7 +334,7 @@ class WindowDetector:
     def in_episode(self) -> bool: ...
     @property
     def episode_kind(self) -> str | None:
-        """"spike", "trend" or None."""
+        """ "spike", "trend" or None."""
     @property
     def count(self) -> int: ...
     @property
@@ -366,27 +347,27 @@ class WindowDetector:
     def theil_sen_slope(values: Sequence[float]) -> float:
         """The median of pairwise slopes of `values`."""
 
-
 def tally_tasks(max_hold_ns: int = 0) -> Tally:
     """Count tracked tasks by state and group, holding the GIL for at most `max_hold_ns` at a time."""
-
 
 def tally_mode() -> str:
     """How tally_tasks() reads task state: "fields" (probed offsets) or "attributes"."""
 
-
-def probe_task_fields(pending1: asyncio.Task[Any], pending2: asyncio.Task[Any], done: asyncio.Task[Any],
-                      cancelled: asyncio.Task[Any], coro1: Any, coro2: Any) -> bool:
+def probe_task_fields(
+    pending1: asyncio.Task[Any],
+    pending2: asyncio.Task[Any],
+    done: asyncio.Task[Any],
+    cancelled: asyncio.Task[Any],
+    coro1: Any,
+    coro2: Any,
+) -> bool:
     """Learn where the C Task keeps its state and coroutine from tasks in known states."""
-
 
 def rss_bytes() -> int:
     """Resident set size in bytes, -1 if unknown."""
 
-
 def stack_frames(id: int) -> list[RawFrame] | None:
     """A creation stack as (filename, lineno, function) tuples, innermost first, or None."""
-
 
 class Sampler:
     """A native thread calling `callback(rss_bytes)` with the GIL every `interval` seconds."""
@@ -402,9 +383,7 @@ class Sampler:
     @property
     def ticks(self) -> int: ...
 
-
 # ---- the watchdog (blocked loops) -----------------------------------------------------------
-
 
 class SelectHeartbeat:
     """Calls `inner` (a selector's select) and publishes the loop's idle/busy heartbeat around the call."""
@@ -416,7 +395,6 @@ class SelectHeartbeat:
     @property
     def __wrapped__(self) -> Callable[..., Any]:
         """The selector's own select()."""
-
 
 class PollerHeartbeat:
     """Stands in for a selector's poll object (select.epoll/poll) and publishes the loop's idle/busy
@@ -437,64 +415,46 @@ class PollerHeartbeat:
     def __wrapped__(self) -> Any:
         """The real poll object."""
 
-
 def watchdog_start(threshold: float, interval: float) -> bool:
     """Start the watchdog thread (or retune it). True if stacks can be sampled."""
-
 
 def watchdog_stop() -> None:
     """Stop the watchdog thread (releases the GIL while it joins)."""
 
-
 def watchdog_now_ns() -> int:
     """The watchdog's clock (CLOCK_MONOTONIC_COARSE), in ns."""
 
-
 def watchdog_running() -> bool: ...
-
-
 def watchdog_set_threshold(threshold: float) -> None:
     """Seconds a loop may stay busy before it is reported blocked."""
-
 
 def watchdog_acquire(token: int) -> tuple[int, int]:
     """A watch slot for the loop `token`: (slot, gen). ValueError if every slot is taken."""
 
-
 def watchdog_release(slot: int, gen: int) -> None: ...
-
-
 def watchdog_activate(slot: int, gen: int, thread_ident: int, period: float) -> None:
     """The loop of `slot` starts running in the calling thread; period > 0: heartbeats are periodic beats."""
-
 
 def watchdog_deactivate(slot: int, gen: int) -> None:
     """The loop of `slot` stopped running; closed episodes go to the sink."""
 
-
 def watchdog_beat(slot: int, gen: int) -> None:
     """A periodic heartbeat of the loop of `slot`."""
-
 
 def watchdog_set_sink(fn: Callable[[RawEpisode], object] | None) -> None:
     """Where closed episodes are delivered (GIL held, never on the watchdog thread)."""
 
-
 def watchdog_collect() -> None:
     """Deliver closed episodes to the sink now."""
-
 
 def watchdog_slot_totals(slot: int, gen: int) -> tuple[int, int]:
     """(blocks, blocked_ns) of one slot."""
 
-
 def remote_code_info(code: types.CodeType) -> tuple[str, str, int, list[int]] | None:
     """The watchdog's view of a code object: (filename, qualname, flags, line of each code unit)."""
 
-
 def watchdog_after_fork_child() -> None:
     """In a forked child: forget the watchdog thread and its slots."""
-
 
 def watchdog_stats() -> WatchdogStats:
     """The watchdog's settings and totals."""

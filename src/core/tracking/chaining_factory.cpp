@@ -13,9 +13,8 @@ namespace taskleak {
 namespace {
 
 struct ChainingFactory {
-    PyObject_HEAD
-    PyObject *previous;   // the loop's factory before ours, or NULL
-    PyObject *task_type;  // asyncio.Task, used when there is no previous factory
+    PyObject_HEAD PyObject *previous;  // the loop's factory before ours, or NULL
+    PyObject *task_type;               // asyncio.Task, used when there is no previous factory
     vectorcallfunc vectorcall;
 };
 
@@ -154,8 +153,11 @@ PyType_Slot factory_slots[] = {
 };
 
 PyType_Spec factory_spec = {
-    "taskleak._core.ChainingFactory", sizeof(ChainingFactory), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL, factory_slots,
+    "taskleak._core.ChainingFactory",
+    sizeof(ChainingFactory),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    factory_slots,
 };
 
 // ---- BaseEventLoop.create_task in C ----------------------------------------
@@ -172,9 +174,8 @@ PyType_Spec factory_spec = {
 // tracebacks are the original's.
 
 struct FastCreateTask {
-    PyObject_HEAD
-    PyObject *original;      // BaseEventLoop.create_task (a function)
-    PyObject *check_closed;  // BaseEventLoop._check_closed (a function)
+    PyObject_HEAD PyObject *original;  // BaseEventLoop.create_task (a function)
+    PyObject *check_closed;            // BaseEventLoop._check_closed (a function)
     vectorcallfunc vectorcall;
 };
 
@@ -305,7 +306,9 @@ PyType_Slot fast_slots[] = {
 };
 
 PyType_Spec fast_spec = {
-    "taskleak._core.FastCreateTask", sizeof(FastCreateTask), 0,
+    "taskleak._core.FastCreateTask",
+    sizeof(FastCreateTask),
+    0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
     fast_slots,
 };

@@ -254,8 +254,7 @@ const CreationRecord *lookup_record(PyObject *task) {
     }
     PyObject *ref = nullptr;
     if (t.registry_death_cb) ref = cpython::find_weakref_with_callback(task, t.registry_death_cb);
-    if (ref == nullptr && t.factory_death_cb)
-        ref = cpython::find_weakref_with_callback(task, t.factory_death_cb);
+    if (ref == nullptr && t.factory_death_cb) ref = cpython::find_weakref_with_callback(task, t.factory_death_cb);
     if (ref != nullptr) {
         const CreationRecord *r = t.tasks.find(ref);
         if (r) return r;
@@ -375,8 +374,7 @@ static void coro_finalized(PyObject *coro) {
 bool hook_task_finalizer(PyTypeObject *type) {
     Tracker &t = tracker();
     if (t.finalize_type == type) return true;
-    if (t.finalize_type != nullptr || type->tp_finalize == nullptr || type->tp_finalize == task_finalized)
-        return false;
+    if (t.finalize_type != nullptr || type->tp_finalize == nullptr || type->tp_finalize == task_finalized) return false;
     if (PyCoro_Type.tp_finalize == nullptr) return false;  // not the CPython we know
     if (PyCoro_Type.tp_finalize != coro_finalized) {
         t.coro_finalize_orig = PyCoro_Type.tp_finalize;

@@ -10,8 +10,10 @@ the C++ core, and never imports ``diagnosis`` (which uses it), ``report``,
 ``monitor`` or a front end.
 """
 
-from .growth import Growth, GrowthRow, growth
+# Not the function growth(): `taskleak.heap.growth` stays the module of that
+# name (`import taskleak.heap.growth as m` would otherwise get the function).
+from .growth import Growth, GrowthRow
 from .index import HeapIndex, who_holds
 from .paths import HolderPath
 
-__all__ = ["Growth", "GrowthRow", "HeapIndex", "HolderPath", "growth", "who_holds"]
+__all__ = ["Growth", "GrowthRow", "HeapIndex", "HolderPath", "who_holds"]

@@ -14,8 +14,8 @@ service that stops is not paged for it.
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Deque, Dict, Iterable, List, Optional
 
 from ..frame import creation_site, user_frame
 from ..tracking.loss_events import LossEvent
@@ -32,10 +32,10 @@ class LostSite:
 
     site: str
     coro: str
-    per_sample: Deque[int]
+    per_sample: collections.deque[int]
     example: LossEvent
     in_episode: bool = False
-    kinds: Dict[str, int] = field(default_factory=dict)
+    kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def recent(self) -> int:
@@ -60,25 +60,26 @@ class LostTasks:
         self.window = window
         self.min_lost = min_lost
         self.max_sites = max_sites
-        self.sites: Dict[str, LostSite] = {}
+        self.sites: dict[str, LostSite] = {}
 
     @property
     def in_episode(self) -> bool:
         return any(s.in_episode for s in self.sites.values())
 
-    def update(self, events: Iterable[LossEvent]) -> List[LostSite]:
-        new: Dict[str, List[LossEvent]] = {}
+    def update(self, events: Iterable[LossEvent]) -> list[LostSite]:
+        new: dict[str, list[LossEvent]] = {}
         for e in events:
             if e.kind in RUNNING_LOSSES:
                 new.setdefault(f"{site_of(e)} ({e.coro})", []).append(e)
-        opened: List[LostSite] = []
+        opened: list[LostSite] = []
         for key, evs in new.items():
             s = self.sites.get(key)
             if s is None:
                 if len(self.sites) >= self.max_sites:
                     self._forget_quiet()
-                s = self.sites[key] = LostSite(site_of(evs[0]), evs[0].coro,
-                                               collections.deque([0] * self.window, maxlen=self.window), evs[-1])
+                s = self.sites[key] = LostSite(
+                    site_of(evs[0]), evs[0].coro, collections.deque([0] * self.window, maxlen=self.window), evs[-1]
+                )
             s.example = evs[-1]
             for e in evs:
                 s.kinds[e.kind] = s.kinds.get(e.kind, 0) + 1
@@ -98,5 +99,5 @@ class LostTasks:
         for k in quiet[: max(1, len(quiet) // 2)]:
             del self.sites[k]
 
-    def first_open(self) -> Optional[LostSite]:
+    def first_open(self) -> LostSite | None:
         return next((s for s in self.sites.values() if s.in_episode), None)
