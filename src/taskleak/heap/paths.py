@@ -16,8 +16,6 @@ import types
 from dataclasses import dataclass, field
 from typing import Any
 
-import taskleak._core as _core
-
 from .names import code_name, qualified_type_name
 
 __all__ = ["HolderPath", "Memo", "describe", "path_from_chain"]
@@ -66,9 +64,6 @@ def describe(obj: Any) -> str:
     return f"instance {qualified_type_name(type(obj))}"
 
 
-_GENERATORS = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
-
-
 def _is_running(gen: Any) -> bool:
     return bool(
         getattr(gen, "cr_running", False) or getattr(gen, "gi_running", False) or getattr(gen, "ag_running", False)
@@ -99,23 +94,28 @@ _KNOWN_ATTRS = (
 )
 
 
-def _generator_local_name(gen: Any, frame: Any, child: Any) -> str | None:
-    """The local of a suspended coroutine or generator that holds `child`,
-    read by the core from the frame's slots. Not ``frame.f_locals``: on
-    CPython 3.10-3.12 that builds a dict snapshot the frame keeps until it
-    next reads its locals, so naming a holder would itself hold `child` -
-    a finished task the caller had already let go of."""
-    for name in frame.f_code.co_varnames:
-        if _core.generator_local(gen, name) is child:
-            return str(name)
-    return None
-
-
 def _frame_local_name(frame: Any, child: Any) -> str | None:
+    """The local of a frame on a holder path that holds `child`.
+
+    The frame is not running: running frames stop every path (their locals
+    are roots of their own). On CPython 3.10-3.12, ``frame.f_locals`` is a
+    dict snapshot that the frame keeps until it next reads its locals: left
+    as it is, naming a holder would itself hold `child` (a finished task the
+    caller had already let go of). The snapshot is emptied after the lookup;
+    that loses nothing, as the next read refills it from the frame's own
+    slots, and a frame that is not running is inside no trace function that
+    could write the emptied dict back. 3.13+ returns a live view instead (a
+    ``FrameLocalsProxy``, not a dict), which keeps nothing and must never be
+    cleared: that would delete the locals."""
     try:
-        for k, v in list(frame.f_locals.items()):
-            if v is child:
-                return str(k)
+        snapshot = frame.f_locals
+        try:
+            for k, v in list(snapshot.items()):
+                if v is child:
+                    return str(k)
+        finally:
+            if type(snapshot) is dict:
+                snapshot.clear()
     except Exception:  # pragma: no cover - defensive: exotic frames
         pass
     return None
@@ -186,11 +186,8 @@ def _edge(holder: Any, child: Any, memo: Memo | None = None) -> str:
         )
         if frame is child:
             return ""  # 3.10: the frame object; its step names the local
-        if frame is not None:
-            # A running frame's locals were read as roots already (f_locals).
-            name = (
-                _frame_local_name(frame, child) if _is_running(holder) else _generator_local_name(holder, frame, child)
-            )
+        if frame is not None and not _is_running(holder):
+            name = _frame_local_name(frame, child)
             if name is not None:
                 return f" local {name!r}"
     if isinstance(holder, asyncio.Future) and getattr(holder, "get_coro", None) is not None:
@@ -228,19 +225,6 @@ def _steps(chain: list[Any], memo: Memo | None = None) -> list[str]:
     i = 0
     while i + 1 < len(chain):
         holder, child = chain[i], chain[i + 1]
-        frame = (
-            getattr(holder, "cr_frame", None) or getattr(holder, "gi_frame", None) or getattr(holder, "ag_frame", None)
-            if isinstance(holder, _GENERATORS)
-            else None
-        )
-        if frame is not None and child is frame and i + 2 < len(chain) and not _is_running(holder):
-            # 3.10: generator -> its frame object -> a local; named from the
-            # generator (see _generator_local_name).
-            name = _generator_local_name(holder, frame, chain[i + 2])
-            if name is not None:
-                steps.append(f" local {name!r}")
-                i += 2
-                continue
         closure = getattr(holder, "__closure__", None) if isinstance(holder, types.FunctionType) else None
         if closure is not None and child is closure and i + 2 < len(chain):
             # function -> closure tuple -> cell: name the free variable.
