@@ -119,7 +119,7 @@ lint: $(VENV)/.deps-stamp lint-imports
 	$(VENV)/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
 
 format: $(VENV)/.deps-stamp
-	$(VENV)/bin/ruff check --fix $(PY_SOURCES)
+	$(VENV)/bin/ruff check --fix --exit-zero --quiet $(PY_SOURCES)
 	$(VENV)/bin/ruff format $(PY_SOURCES)
 	$(VENV)/bin/clang-format -i $(CXX_SOURCES)
 

@@ -47,7 +47,8 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import taskleak
 from taskleak.blocking import watchdog
@@ -63,20 +64,26 @@ HERE = os.path.abspath(__file__)
 def _ensure_pyleak() -> Any:
     try:
         import pyleak
+
         return pyleak
     except ImportError:
         pass
     print("  (installing pyleak with pip for the comparison)", flush=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "pyleak"],
-                   check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "pyleak"],
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         import pyleak
+
         return pyleak
     except ImportError:
         return None
 
 
 # ---- part 1: throughput ---------------------------------------------------------
+
 
 async def noop() -> None:
     pass
@@ -98,8 +105,7 @@ async def _workload(n: int, batch: int) -> float:
 def _run_throughput(variant: str, n: int, batch: int, pyleak: Any) -> float:
     async def main() -> float:
         if variant == "pyleak":
-            async with pyleak.no_event_loop_blocking(action="log", logger=_SILENT, threshold=0.1,
-                                               check_interval=0.01):
+            async with pyleak.no_event_loop_blocking(action="log", logger=_SILENT, threshold=0.1, check_interval=0.01):
                 return await _workload(n, batch)
         if variant == "debug":
             asyncio.get_running_loop().slow_callback_duration = 0.1
@@ -120,9 +126,9 @@ def throughput(args: argparse.Namespace, pyleak: Any) -> None:
     logging.getLogger("pyleak").setLevel(logging.CRITICAL)
     for batch in (1000, 1):
         n = args.n if batch > 1 else max(1000, args.n // 4)
-        times: Dict[str, List[float]] = {v: [] for v in variants}
+        times: dict[str, list[float]] = {v: [] for v in variants}
         for r in range(args.warmup + args.rounds):
-            order = variants[r % len(variants):] + variants[:r % len(variants)]
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
             for v in order:
                 per = _run_throughput(v, n if v != "debug" else max(1000, n // 5), batch, pyleak)
                 if r >= args.warmup:
@@ -133,8 +139,10 @@ def throughput(args: argparse.Namespace, pyleak: Any) -> None:
         for v in variants:
             ts = times[v]
             paired = statistics.median(t / p for t, p in zip(ts, times["plain"]))
-            print(f"    {v:<10} {statistics.median(ts) * 1e6:>15.3f} {min(ts) * 1e6:>8.3f} {max(ts) * 1e6:>8.3f} "
-                  f"{statistics.median(ts) / base:>8.3f}x {paired:>7.3f}x")
+            print(
+                f"    {v:<10} {statistics.median(ts) * 1e6:>15.3f} {min(ts) * 1e6:>8.3f} {max(ts) * 1e6:>8.3f} "
+                f"{statistics.median(ts) / base:>8.3f}x {paired:>7.3f}x"
+            )
         paired_wd = statistics.median(t / p for t, p in zip(times["watchdog"], times["plain"]))
         verdict = "within" if paired_wd <= TARGET else "OVER"
         print(f"    watchdog/plain paired {paired_wd:.3f}x: {verdict} the {TARGET:.2f}x target")
@@ -156,7 +164,7 @@ def _regex_subject(seconds: float) -> str:
         n += 1
 
 
-def _blocker(kind: str, subject: str, mark: List[int]) -> Callable[[], Any]:
+def _blocker(kind: str, subject: str, mark: list[int]) -> Callable[[], Any]:
     async def sleep() -> None:
         mark.append(time.monotonic_ns())
         time.sleep(BLOCK)  # LINE: sleep
@@ -182,9 +190,9 @@ def _line(kind: str) -> int:
     raise AssertionError(kind)
 
 
-def _run_scenario(tool: str, kind: str, subject: str, pyleak: Any) -> Tuple[Optional[float], bool]:
+def _run_scenario(tool: str, kind: str, subject: str, pyleak: Any) -> tuple[float | None, bool]:
     """(latency in seconds or None if not detected, report names the line)."""
-    mark: List[int] = []
+    mark: list[int] = []
     fn = _blocker(kind, subject, mark)
     line = _line(kind)
     lines = {line, line + 1} if kind == "busy" else {line}
@@ -208,7 +216,8 @@ def _run_scenario(tool: str, kind: str, subject: str, pyleak: Any) -> Tuple[Opti
         # pyleak merges consecutive identical captures into one block and
         # keeps the time of the last: record each capture as it happens.
         from pyleak.eventloop import _EventLoopBlockDetector
-        captures: List[Tuple[int, Any]] = []
+
+        captures: list[tuple[int, Any]] = []
         original = _EventLoopBlockDetector._capture_main_thread_stack
 
         def capture(self: Any) -> Any:
@@ -218,8 +227,7 @@ def _run_scenario(tool: str, kind: str, subject: str, pyleak: Any) -> Tuple[Opti
             return stack
 
         async def main() -> None:
-            async with pyleak.no_event_loop_blocking(action="log", logger=_SILENT, threshold=0.1,
-                                                     check_interval=0.01):
+            async with pyleak.no_event_loop_blocking(action="log", logger=_SILENT, threshold=0.1, check_interval=0.01):
                 await around()
 
         _EventLoopBlockDetector._capture_main_thread_stack = capture  # type: ignore[method-assign]
@@ -235,7 +243,7 @@ def _run_scenario(tool: str, kind: str, subject: str, pyleak: Any) -> Tuple[Opti
         return (t - mark[0]) / 1e9, hit
 
     # asyncio debug mode: its slow-callback warning, logged when the step returns
-    records: List[logging.LogRecord] = []
+    records: list[logging.LogRecord] = []
 
     class Grab(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -246,9 +254,11 @@ def _run_scenario(tool: str, kind: str, subject: str, pyleak: Any) -> Tuple[Opti
     lg.addHandler(h)
     t_wall0 = time.time() - time.monotonic_ns() / 1e9
     try:
+
         async def main() -> None:
             asyncio.get_running_loop().slow_callback_duration = 0.1
             await around()
+
         asyncio.run(main(), debug=True)
     finally:
         lg.removeHandler(h)
@@ -265,13 +275,15 @@ def latency(args: argparse.Namespace, pyleak: Any) -> None:
     subject = _regex_subject(BLOCK)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
     logging.getLogger("pyleak").setLevel(logging.CRITICAL)
-    print(f"\n  detection latency: block start -> first stack captured ({BLOCK} s blocks, threshold 0.1 s, "
-          f"{args.latency_rounds} runs each; median [min-max], 'line' = runs naming the blocking line)")
+    print(
+        f"\n  detection latency: block start -> first stack captured ({BLOCK} s blocks, threshold 0.1 s, "
+        f"{args.latency_rounds} runs each; median [min-max], 'line' = runs naming the blocking line)"
+    )
     print(f"    {'block':<7}" + "".join(f"{t:>38}" for t in tools))
     for kind in ("sleep", "busy", "regex"):
         cells = []
         for tool in tools:
-            lat: List[float] = []
+            lat: list[float] = []
             hits = 0
             missed = 0
             for _ in range(args.latency_rounds):
@@ -292,9 +304,10 @@ def latency(args: argparse.Namespace, pyleak: Any) -> None:
         print(f"    {kind:<7}" + "".join(f"{c:>38}" for c in cells))
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-n", type=int, default=100_000, help="tasks per round, batches of 1000 (default 100000)")
     p.add_argument("--rounds", type=int, default=7, help="timed throughput rounds (default 7)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
@@ -308,8 +321,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     mode = watchdog.watchdog_status()["stacks"]
     w.stop()
     print("bench_blocking: blocked-loop detection")
-    print(f"  python {sys.version.split()[0]}, taskleak {taskleak.__version__}, stacks read by {mode}, "
-          f"pyleak {getattr(pyleak, '__version__', 'installed') if pyleak else 'unavailable'}")
+    print(
+        f"  python {sys.version.split()[0]}, taskleak {taskleak.__version__}, stacks read by {mode}, "
+        f"pyleak {getattr(pyleak, '__version__', 'installed') if pyleak else 'unavailable'}"
+    )
     if not args.skip_throughput:
         throughput(args, pyleak)
     if not args.skip_latency:

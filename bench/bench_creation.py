@@ -47,7 +47,8 @@ import statistics
 import sys
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import taskleak
 
@@ -60,6 +61,7 @@ async def noop() -> None:
 
 # ---- the workload -------------------------------------------------------------
 
+
 def _python_depth() -> int:
     """Python frames on the stack of this function's caller, the caller included."""
     f = sys._getframe(1)
@@ -70,7 +72,7 @@ def _python_depth() -> int:
     return n
 
 
-def _create_batch(count: int, out: List["asyncio.Task[None]"], probe: List[int]) -> None:
+def _create_batch(count: int, out: list[asyncio.Task[None]], probe: list[int]) -> None:
     if probe and probe[0] < 0:
         # Depth as seen by create_task's caller (this function), counted once.
         probe[0] = _python_depth()
@@ -79,12 +81,12 @@ def _create_batch(count: int, out: List["asyncio.Task[None]"], probe: List[int])
         out.append(create(noop()))
 
 
-async def _nested(depth: int, count: int, gather: bool, probe: List[int]) -> None:
+async def _nested(depth: int, count: int, gather: bool, probe: list[int]) -> None:
     # depth coroutine frames between the driver and the creating function
     if depth > 0:
         await _nested(depth - 1, count, gather, probe)
         return
-    batch: List["asyncio.Task[None]"] = []
+    batch: list[asyncio.Task[None]] = []
     _create_batch(count, batch, probe)
     if gather:
         await asyncio.gather(*batch)
@@ -93,8 +95,7 @@ async def _nested(depth: int, count: int, gather: bool, probe: List[int]) -> Non
             await t
 
 
-async def _driver(n: int, batch: int, depth: int, gather: bool, debug: bool,
-                  probe: List[int]) -> float:
+async def _driver(n: int, batch: int, depth: int, gather: bool, debug: bool, probe: list[int]) -> float:
     loop = asyncio.get_running_loop()
     if debug:
         # A 1000-task batch takes longer than debug mode's 0.1 s "slow
@@ -111,12 +112,13 @@ async def _driver(n: int, batch: int, depth: int, gather: bool, debug: bool,
 
 # ---- variants -----------------------------------------------------------------
 
-def _make_py_factory(max_depth: int) -> Callable[..., "asyncio.Task[Any]"]:
-    records: "weakref.WeakKeyDictionary[asyncio.Task[Any], tuple]" = weakref.WeakKeyDictionary()
+
+def _make_py_factory(max_depth: int) -> Callable[..., asyncio.Task[Any]]:
+    records: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple] = weakref.WeakKeyDictionary()
     getframe = sys._getframe
     Task = asyncio.Task
 
-    def py_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> "asyncio.Task[Any]":
+    def py_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
         task = Task(coro, loop=loop, **kwargs)
         f = getframe(1)
         stack = []
@@ -132,7 +134,7 @@ def _make_py_factory(max_depth: int) -> Callable[..., "asyncio.Task[Any]"]:
     return py_factory
 
 
-def run_variant(name: str, args: argparse.Namespace, probe: List[int]) -> float:
+def run_variant(name: str, args: argparse.Namespace, probe: list[int]) -> float:
     """Seconds for the whole create+complete loop of one variant, fresh loop."""
     debug = name == "debug"
 
@@ -146,6 +148,7 @@ def run_variant(name: str, args: argparse.Namespace, probe: List[int]) -> float:
         taskleak.install(stack_depth=1 if name == "taskleak-d1" else args.stack_depth)
         if name == "taskleak-hook":
             from taskleak import _core
+
             _core.disable()  # private: keeps the registry hook, records nothing
     try:
         return asyncio.run(main(), debug=debug)
@@ -159,22 +162,37 @@ VARIANTS = ("plain", "taskleak", "py-factory", "debug", "taskleak-d1", "taskleak
 DEFAULT_VARIANTS = VARIANTS[:4]
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-n", type=int, default=100_000, help="tasks per variant per round (default 100000)")
     p.add_argument("--batch", type=int, default=1000, help="tasks created before awaiting them (default 1000)")
     p.add_argument("--rounds", type=int, default=7, help="timed rounds (default 7)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
-    p.add_argument("--depth", type=int, default=8,
-                   help="recursion levels of the coroutine helper that creates the tasks (default 8)")
-    p.add_argument("--stack-depth", type=int, default=32,
-                   help="frames recorded per task by taskleak and py-factory (default 32)")
-    p.add_argument("--gather", action="store_true", help="await each batch with asyncio.gather (default: await each task)")
-    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                   help=f"comma-separated subset of {','.join(VARIANTS)} (plain is always run)")
-    p.add_argument("--debug-n", type=int, default=None,
-                   help="tasks per round for the (slow) debug variant; default n/5 (the result is per task)")
+    p.add_argument(
+        "--depth",
+        type=int,
+        default=8,
+        help="recursion levels of the coroutine helper that creates the tasks (default 8)",
+    )
+    p.add_argument(
+        "--stack-depth", type=int, default=32, help="frames recorded per task by taskleak and py-factory (default 32)"
+    )
+    p.add_argument(
+        "--gather", action="store_true", help="await each batch with asyncio.gather (default: await each task)"
+    )
+    p.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated subset of {','.join(VARIANTS)} (plain is always run)",
+    )
+    p.add_argument(
+        "--debug-n",
+        type=int,
+        default=None,
+        help="tasks per round for the (slow) debug variant; default n/5 (the result is per task)",
+    )
     args = p.parse_args(argv)
 
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -194,20 +212,26 @@ def main(argv: Optional[List[str]] = None) -> None:
     asyncio.run(_driver(args.batch, args.batch, args.depth, args.gather, False, probe))
 
     print("bench_creation: task create+complete throughput")
-    print(f"  python {sys.version.split()[0]} ({sys.implementation.name}), taskleak {taskleak.__version__}, "
-          f"mechanism={st['mechanism']}, frame_walk={st['frame_walk']}")
-    print(f"  {args.n} tasks/round in batches of {args.batch} ({'gather' if args.gather else 'await each'}), "
-          f"{args.rounds} rounds + {args.warmup} warm-up, order rotated per round")
-    print(f"  create_task() is called from a plain function under {args.depth + 1} nested coroutine frames: "
-          f"{probe[0]} Python frames on the stack at the call, plus asyncio's own create_task "
-          f"frames (taskleak and py-factory keep up to {args.stack_depth})")
+    print(
+        f"  python {sys.version.split()[0]} ({sys.implementation.name}), taskleak {taskleak.__version__}, "
+        f"mechanism={st['mechanism']}, frame_walk={st['frame_walk']}"
+    )
+    print(
+        f"  {args.n} tasks/round in batches of {args.batch} ({'gather' if args.gather else 'await each'}), "
+        f"{args.rounds} rounds + {args.warmup} warm-up, order rotated per round"
+    )
+    print(
+        f"  create_task() is called from a plain function under {args.depth + 1} nested coroutine frames: "
+        f"{probe[0]} Python frames on the stack at the call, plus asyncio's own create_task "
+        f"frames (taskleak and py-factory keep up to {args.stack_depth})"
+    )
     if "debug" in chosen:
         print(f"  debug variant runs {debug_n} tasks/round (per-task time is comparable)")
     print()
 
-    times: Dict[str, List[float]] = {v: [] for v in chosen}
+    times: dict[str, list[float]] = {v: [] for v in chosen}
     for r in range(args.warmup + args.rounds):
-        order = chosen[r % len(chosen):] + chosen[:r % len(chosen)]
+        order = chosen[r % len(chosen) :] + chosen[: r % len(chosen)]
         line = []
         for v in order:
             saved_n = args.n
@@ -242,8 +266,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     if "taskleak" in chosen:
         ratio = statistics.median(times["taskleak"]) / plain
         verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
-        print(f"  target taskleak/plain <= {TARGET_RATIO:.2f}x: {verdict} ({ratio:.2f}x, "
-              f"{statistics.median(times['taskleak']) - plain:+.2f} us/task)")
+        print(
+            f"  target taskleak/plain <= {TARGET_RATIO:.2f}x: {verdict} ({ratio:.2f}x, "
+            f"{statistics.median(times['taskleak']) - plain:+.2f} us/task)"
+        )
         if st["mechanism"] == "registry":
             print("  note: installed, taskleak replaces the registry WeakSet's add() (Python) with its own C")
             print("  function, which alone is a little faster than plain.")

@@ -35,7 +35,7 @@ class Service:
         self.ready = asyncio.Event()
 
 
-SERVICE: "Service | None" = None
+SERVICE: Service | None = None
 
 
 async def wait_for_event(ev: asyncio.Event) -> None:
@@ -103,8 +103,10 @@ async def main(n: int, repeats: int) -> None:
     runs_json = [timed(lambda: taskleak.dump(file=io.StringIO(), json=True, growth=False)) for _ in range(repeats)]
     med = statistics.median(runs)
     print(f"dump() of {n:,} pending tasks (3 sites, chains 2-3 deep, {n // 5:,} orphaned), {repeats} runs:")
-    print(f"  text: median {med:7.1f} ms (min {min(runs):.1f}, max {max(runs):.1f})  "
-          f"target <= {TARGET_MS:.0f} ms: {'OK' if med <= TARGET_MS else 'OVER'}")
+    print(
+        f"  text: median {med:7.1f} ms (min {min(runs):.1f}, max {max(runs):.1f})  "
+        f"target <= {TARGET_MS:.0f} ms: {'OK' if med <= TARGET_MS else 'OVER'}"
+    )
     print(f"  json: median {statistics.median(runs_json):7.1f} ms (min {min(runs_json):.1f}, max {max(runs_json):.1f})")
     print(f"  text size: {len(text):,} bytes, {text.count(chr(10))} lines")
     for t in tasks:

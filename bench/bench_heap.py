@@ -27,21 +27,21 @@ import asyncio
 import gc
 import statistics
 import sys
-from typing import Any, Callable, List
+from typing import Any
 
 import objgraph
-
-import taskleak
 from timing import ms, timed
 
-HEAP: List[Any] = []
+import taskleak
+
+HEAP: list[Any] = []
 HOLDER: dict = {}
 
 
 class Node:
     def __init__(self, i: int) -> None:
         self.i = i
-        self.peers: List[Any] = []
+        self.peers: list[Any] = []
         self.meta = {"peers": self.peers}  # refers to a tracked object: tracked itself
 
 
@@ -52,11 +52,11 @@ def build_heap(units: int) -> None:
         HEAP.append(n)
 
 
-def finished_task() -> "asyncio.Task[Any]":
+def finished_task() -> asyncio.Task[Any]:
     async def job() -> int:
         return 1
 
-    async def main() -> "asyncio.Task[Any]":
+    async def main() -> asyncio.Task[Any]:
         t = asyncio.ensure_future(job())
         await t
         return t
@@ -64,7 +64,7 @@ def finished_task() -> "asyncio.Task[Any]":
     return asyncio.run(main())
 
 
-def line(label: str, ours: List[float], theirs: List[float], target: float) -> None:
+def line(label: str, ours: list[float], theirs: list[float], target: float) -> None:
     ratio = statistics.median(theirs) / statistics.median(ours)
     verdict = "meets" if ratio >= target else "MISSES"
     print(f"  {label:<34} {ratio:8.1f}x   target >= {target:.0f}x: {verdict}")
@@ -81,8 +81,10 @@ def main() -> None:
     HOLDER["jobs"] = [finished_task()]
     gc.collect()
     n_objects = len(gc.get_objects())
-    print(f"CPython {sys.version.split()[0]}, heap walk: {taskleak._core.HEAP_WALK}, "
-          f"{n_objects:,} GC-tracked objects, median of {args.repeats} runs")
+    print(
+        f"CPython {sys.version.split()[0]}, heap walk: {taskleak._core.HEAP_WALK}, "
+        f"{n_objects:,} GC-tracked objects, median of {args.repeats} runs"
+    )
 
     print("census")
     taskleak.growth(limit=10)  # first call names every type once
@@ -103,8 +105,10 @@ def main() -> None:
     print(f"  HeapIndex() build                  {ix.build_seconds * 1e3:9.2f} ms (once, for the reused queries)")
     print(f"  HeapIndex.who_holds (reused)       {ms(ours_more)}  (median of {args.queries})")
     print(f"  objgraph.find_backref_chain        {ms(theirs)}")
-    print(f"  index: {ix.objects:,} objects, {ix.edges:,} edges, {ix.bytes / 1e6:.1f} MB = "
-          f"{ix.bytes / ix.objects:.1f} bytes per heap object")
+    print(
+        f"  index: {ix.objects:,} objects, {ix.edges:,} edges, {ix.bytes / 1e6:.1f} MB = "
+        f"{ix.bytes / ix.objects:.1f} bytes per heap object"
+    )
     for p in ix.who_holds(HOLDER["jobs"][0]):
         print(f"  taskleak path: {p}")
     chain = objgraph.find_backref_chain(HOLDER["jobs"][0], objgraph.is_proper_module)

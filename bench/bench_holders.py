@@ -32,24 +32,25 @@ import os
 import statistics
 import sys
 import types
-from typing import Any, Dict, Iterable, List, Optional, Set
+from collections.abc import Iterable
+from typing import Any
 
 import objgraph
+from timing import ms, timed
 
 import taskleak
-from timing import ms, timed
 from taskleak.heap.holders import holders_of_finished
 from taskleak.heap.roots import loop_bookkeeping
 
-HEAP: List[Any] = []
+HEAP: list[Any] = []
 HOLDER: dict = {}
-MANY: List[Any] = []
+MANY: list[Any] = []
 
 
 class Node:
     def __init__(self, i: int) -> None:
         self.i = i
-        self.peers: List[Any] = []
+        self.peers: list[Any] = []
         self.meta = {"peers": self.peers}
 
 
@@ -60,11 +61,11 @@ def build_heap(units: int) -> None:
         HEAP.append(n)
 
 
-def finished_tasks(n: int) -> List["asyncio.Task[Any]"]:
+def finished_tasks(n: int) -> list[asyncio.Task[Any]]:
     async def job() -> int:
         return 1
 
-    async def main() -> List["asyncio.Task[Any]"]:
+    async def main() -> list[asyncio.Task[Any]]:
         ts = [asyncio.ensure_future(job()) for _ in range(n)]
         await asyncio.gather(*ts)
         return ts
@@ -72,11 +73,11 @@ def finished_tasks(n: int) -> List["asyncio.Task[Any]"]:
     return asyncio.run(main())
 
 
-def finished_task() -> "asyncio.Task[Any]":
+def finished_task() -> asyncio.Task[Any]:
     async def job() -> int:
         return 1
 
-    async def main() -> "asyncio.Task[Any]":
+    async def main() -> asyncio.Task[Any]:
         t = asyncio.ensure_future(job())
         await t
         return t
@@ -87,10 +88,10 @@ def finished_task() -> "asyncio.Task[Any]":
 # ---- the baseline: check()'s holder search before it moved to C++ ----------
 # (taskleak/heap/holders.py up to the fu-holders branch, verbatim but for the
 # function's name and where taskleak's own directory is found)
-def _running_frames() -> Set[int]:
-    ids: Set[int] = set()
+def _running_frames() -> set[int]:
+    ids: set[int] = set()
     for top in list(sys._current_frames().values()):
-        f: Optional[types.FrameType] = top
+        f: types.FrameType | None = top
         while f is not None:
             ids.add(id(f))
             f = f.f_back
@@ -132,7 +133,7 @@ def _describe(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__} object"
 
 
-def _module_of_dict(d: Dict[str, Any]) -> Optional[str]:
+def _module_of_dict(d: dict[str, Any]) -> str | None:
     name = d.get("__name__")
     if isinstance(name, str):
         mod = sys.modules.get(name)
@@ -141,12 +142,10 @@ def _module_of_dict(d: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-
-
-def _loop_dicts(targets: List[Any]) -> Dict[int, Any]:
+def _loop_dicts(targets: list[Any]) -> dict[int, Any]:
     """id(loop.__dict__) -> loop, for the loops of the targets (asking for
     vars() makes the dict the referrer gc reports, on every version)."""
-    out: Dict[int, Any] = {}
+    out: dict[int, Any] = {}
     for t in targets:
         loop = getattr(t, "_loop", None)
         if isinstance(loop, asyncio.AbstractEventLoop):
@@ -156,22 +155,23 @@ def _loop_dicts(targets: List[Any]) -> Dict[int, Any]:
     return out
 
 
-def old_holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[int] = (),
-                 max_depth: int = 10, max_paths: int = 3) -> Dict[int, List[str]]:
+def old_holder_paths(
+    targets: list[Any], suspects: set[int], exclude: Iterable[int] = (), max_depth: int = 10, max_paths: int = 3
+) -> dict[int, list[str]]:
     """For each target (by id) the holder paths found from long-lived roots;
     targets absent from the result are held only by running frames, the loop,
     or nothing visible. `suspects`: ids of tasks whose coroutines do not count
     as long-lived holders (tasks created in the scope under check)."""
     running = _running_frames()
-    own: Set[int] = set(exclude)
+    own: set[int] = set(exclude)
     # For each node reached: the frontier objects it holds (`kids`) and the
     # targets reachable below it (`reach`), so one container holding several
     # targets yields a path to each of them.
-    reach: Dict[int, Set[int]] = {id(t): {id(t)} for t in targets}
-    kids_of: Dict[int, List[Any]] = {}
-    found: Dict[int, List[str]] = {}
-    frontier: List[Any] = list(targets)
-    seen: Set[int] = {id(t) for t in targets}
+    reach: dict[int, set[int]] = {id(t): {id(t)} for t in targets}
+    kids_of: dict[int, list[Any]] = {}
+    found: dict[int, list[str]] = {}
+    frontier: list[Any] = list(targets)
+    seen: set[int] = {id(t) for t in targets}
     own.update({id(frontier), id(targets), id(seen), id(reach), id(kids_of)})
     loop_dicts = _loop_dicts(targets)
     for _ in range(max_depth):
@@ -181,11 +181,15 @@ def old_holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[i
         referrers = gc.get_referrers(*frontier)
         own.add(id(referrers))
         frontier_ids = {id(x) for x in frontier}
-        nxt: List[Any] = []
+        nxt: list[Any] = []
         for r in referrers:
             rid = id(r)
-            if rid in own or rid in seen or isinstance(r, types.FrameType) and (
-                    rid in running or r.f_code.co_filename.startswith(_OWN_DIR)):
+            if (
+                rid in own
+                or rid in seen
+                or isinstance(r, types.FrameType)
+                and (rid in running or r.f_code.co_filename.startswith(_OWN_DIR))
+            ):
                 continue
             if isinstance(r, asyncio.AbstractEventLoop):
                 # 3.13+ keep instance attributes inline: the collector then
@@ -231,7 +235,7 @@ def old_holder_paths(targets: List[Any], suspects: Set[int], exclude: Iterable[i
 _OWN_DIR = os.path.dirname(os.path.abspath(taskleak.__file__))
 
 
-def _root_name(r: Any, suspects: Set[int]) -> Optional[str]:
+def _root_name(r: Any, suspects: set[int]) -> str | None:
     """A description if `r` is a long-lived root, "" for a harmless dead end,
     None to keep searching above it."""
     if isinstance(r, dict):
@@ -257,7 +261,7 @@ def _root_name(r: Any, suspects: Set[int]) -> Optional[str]:
     return None
 
 
-def _render(root: str, r: Any, tid: int, kids_of: Dict[int, List[Any]], reach: Dict[int, Set[int]]) -> str:
+def _render(root: str, r: Any, tid: int, kids_of: dict[int, list[Any]], reach: dict[int, set[int]]) -> str:
     parts = [root]
     node = r
     for _ in range(64):
@@ -298,11 +302,11 @@ def main() -> None:
 
     # The task is only ever named through HOLDER, so that no frame of this
     # script holds it in a local variable.
-    def ours() -> Dict[int, List[str]]:
+    def ours() -> dict[int, list[str]]:
         t = HOLDER["jobs"][0]
         return holders_of_finished([t], {id(t)})
 
-    def old() -> Dict[int, List[str]]:
+    def old() -> dict[int, list[str]]:
         t = HOLDER["jobs"][0]
         return old_holder_paths([t], {id(t)})
 
@@ -325,10 +329,10 @@ def main() -> None:
     MANY.extend(finished_tasks(args.many))
     gc.collect()
 
-    def ours_many() -> Dict[int, List[str]]:
+    def ours_many() -> dict[int, list[str]]:
         return holders_of_finished(list(MANY), {id(t) for t in MANY})
 
-    def old_many() -> Dict[int, List[str]]:
+    def old_many() -> dict[int, list[str]]:
         return old_holder_paths(list(MANY), {id(t) for t in MANY})
 
     t_ours_many = timed(ours_many, 3)
@@ -341,8 +345,11 @@ def main() -> None:
     del found, before
 
     print("ratios (baseline / taskleak, medians)")
-    for label, xs, base in (("old Python walk", t_old, t_ours), ("objgraph.find_backref_chain", t_theirs, t_ours),
-                            (f"old Python walk, {args.many:,} tasks", t_old_many, t_ours_many)):
+    for label, xs, base in (
+        ("old Python walk", t_old, t_ours),
+        ("objgraph.find_backref_chain", t_theirs, t_ours),
+        (f"old Python walk, {args.many:,} tasks", t_old_many, t_ours_many),
+    ):
         print(f"  {label:<34} {statistics.median(xs) / statistics.median(base):8.1f}x")
 
 

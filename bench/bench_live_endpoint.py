@@ -37,8 +37,10 @@ async def _park(ev: asyncio.Event) -> None:
 
 
 def latency(n: int) -> None:
-    src = "\n".join(f"def make_{i}(coro, ev, k):\n    return [asyncio.ensure_future(coro(ev)) for _ in range(k)]"
-                    for i in range(200))
+    src = "\n".join(
+        f"def make_{i}(coro, ev, k):\n    return [asyncio.ensure_future(coro(ev)) for _ in range(k)]"
+        for i in range(200)
+    )
     ns: dict = {"asyncio": asyncio}
     exec(compile(src, "sites.py", "exec"), ns)
 
@@ -98,10 +100,12 @@ def throughput(rounds: int, per_round: int) -> None:
             if variant not in ("no server", "monitor only"):
                 srv = taskleak.serve(monitor=mon)
             if variant == "polled every 100 ms":
+
                 def poll() -> None:
                     while not stop.is_set():
                         _get(srv.url.rstrip("/") + "/api/tasks")
                         stop.wait(0.1)
+
                 poller = threading.Thread(target=poll)
                 poller.start()
             try:
@@ -124,6 +128,6 @@ def throughput(rounds: int, per_round: int) -> None:
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
     taskleak.install()
-    for n in ((1_000, 10_000) if quick else (1_000, 10_000, 100_000)):
+    for n in (1_000, 10_000) if quick else (1_000, 10_000, 100_000):
         latency(n)
     throughput(3 if quick else 7, 20_000 if quick else 100_000)

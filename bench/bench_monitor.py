@@ -74,16 +74,24 @@ def gil_per_sample(n_tasks: int, n_sites: int, rounds: int) -> None:
         samples.append(wall - mon._last_tally["wall_ns"] / 1e6)
         total.append(s.gil_s * 1e3)
     assert r["pending"] >= n_tasks, r["pending"]
-    print(f"GIL per sample at {n_tasks:,} live pending tasks, {n_sites} creation sites "
-          f"(task state read by: {_core.tally_mode()}), medians of {rounds}:")
-    print(f"  task count, GIL dropped every 0.5 ms: longest hold {statistics.median(maxhold):.3f} ms, "
-          f"sum of holds {statistics.median(chunked):.3f} ms")
+    print(
+        f"GIL per sample at {n_tasks:,} live pending tasks, {n_sites} creation sites "
+        f"(task state read by: {_core.tally_mode()}), medians of {rounds}:"
+    )
+    print(
+        f"  task count, GIL dropped every 0.5 ms: longest hold {statistics.median(maxhold):.3f} ms, "
+        f"sum of holds {statistics.median(chunked):.3f} ms"
+    )
     print(f"  task count in one hold:                {statistics.median(single):.3f} ms")
-    print(f"  Monitor.sample_now() besides the count (groups, allow-list, detectors; one hold): "
-          f"{statistics.median(samples):.3f} ms")
+    print(
+        f"  Monitor.sample_now() besides the count (groups, allow-list, detectors; one hold): "
+        f"{statistics.median(samples):.3f} ms"
+    )
     per_sample = statistics.median(chunked) + statistics.median(samples)
-    print(f"  => GIL share of a monitor sampling every 10 s at this size: {per_sample / 10_000 * 100:.4f}% "
-          f"(every 1 s: {per_sample / 1_000 * 100:.3f}%)")
+    print(
+        f"  => GIL share of a monitor sampling every 10 s at this size: {per_sample / 10_000 * 100:.4f}% "
+        f"(every 1 s: {per_sample / 1_000 * 100:.3f}%)"
+    )
     e.set()
     loop.run_until_complete(asyncio.gather(*tasks))
     mon.stop()
@@ -111,7 +119,7 @@ def throughput(n: int, batch: int, rounds: int) -> None:
     res = {k: [] for k in names}
     taskleak.install()
     for r in range(rounds + 1):  # first round is warm-up
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             interval = variants[name]
             mon = taskleak.Monitor(interval=interval) if interval else None
@@ -124,8 +132,10 @@ def throughput(n: int, batch: int, rounds: int) -> None:
             if r > 0:
                 res[name].append(us)
     base = statistics.median(res["taskleak"])
-    print(f"\ntask create+complete throughput, {n:,} tasks per round (batches of {batch}), "
-          f"{rounds} rounds, medians (us per task):")
+    print(
+        f"\ntask create+complete throughput, {n:,} tasks per round (batches of {batch}), "
+        f"{rounds} rounds, medians (us per task):"
+    )
     for name in names:
         med = statistics.median(res[name])
         paired = statistics.median(a / b for a, b in zip(res[name], res["taskleak"]))

@@ -26,9 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Tuple
 
-CONFTEST = '''
+CONFTEST = """
 import os
 import pytest
 
@@ -37,9 +36,9 @@ def big_heap():
     n = int(os.environ.get("BENCH_EXTRA_OBJECTS", "0"))
     ballast = [[i] for i in range(n)]        # n GC-tracked lists
     yield ballast
-'''
+"""
 
-HEADER = '''
+HEADER = """
 import asyncio
 import pytest
 
@@ -51,9 +50,9 @@ async def fails():
 async def sleeps():
     await asyncio.sleep(10)
 
-'''
+"""
 
-TEST = '''
+TEST = """
 @pytest.mark.asyncio
 async def test_{i}():
     bad = asyncio.create_task(fails())
@@ -64,7 +63,7 @@ async def test_{i}():
         await bad
     with pytest.raises(asyncio.CancelledError):
         await slow
-'''
+"""
 
 
 def make_suite(root: str, n: int, per_file: int = 50) -> None:
@@ -77,7 +76,7 @@ def make_suite(root: str, n: int, per_file: int = 50) -> None:
             f.write(HEADER + "".join(TEST.format(i=i) for i in range(start, min(n, start + per_file))))
 
 
-def run_once(root: str, extra: list, objects: int) -> Tuple[float, float]:
+def run_once(root: str, extra: list, objects: int) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the pytest process). CPU time is what to
     read on a shared machine: other processes' load inflates wall time only."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", *extra]
@@ -102,8 +101,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         make_suite(root, args.n)
         print(f"{args.n} tests, medians of {args.repeats} runs; per-test overhead = (taskleak - plain) / tests")
-        print(f"{'extra objects':>14}  {'plain cpu s':>11}  {'taskleak cpu s':>14}  {'cpu/test':>9}  "
-              f"{'plain wall s':>12}  {'taskleak wall s':>15}  {'wall/test':>9}")
+        print(
+            f"{'extra objects':>14}  {'plain cpu s':>11}  {'taskleak cpu s':>14}  {'cpu/test':>9}  "
+            f"{'plain wall s':>12}  {'taskleak wall s':>15}  {'wall/test':>9}"
+        )
         for size in args.sizes:
             plain, tl = [], []
             for _ in range(args.repeats):  # interleaved: drift hits both alike
@@ -111,8 +112,10 @@ def main() -> None:
                 tl.append(run_once(root, ["--taskleak"], size))
             pw, tw = statistics.median(r[0] for r in plain), statistics.median(r[0] for r in tl)
             pc, tc = statistics.median(r[1] for r in plain), statistics.median(r[1] for r in tl)
-            print(f"{size:>14,}  {pc:>11.2f}  {tc:>14.2f}  {(tc - pc) / args.n * 1000:>6.2f} ms  "
-                  f"{pw:>12.2f}  {tw:>15.2f}  {(tw - pw) / args.n * 1000:>6.2f} ms")
+            print(
+                f"{size:>14,}  {pc:>11.2f}  {tc:>14.2f}  {(tc - pc) / args.n * 1000:>6.2f} ms  "
+                f"{pw:>12.2f}  {tw:>15.2f}  {(tw - pw) / args.n * 1000:>6.2f} ms"
+            )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import time
 
 TARGET = 1.3
 
-HEADER = '''
+HEADER = """
 import asyncio
 import pytest
 
@@ -33,15 +33,15 @@ async def work(x):
     await asyncio.sleep(0)
     return x
 
-'''
+"""
 
-TEST = '''
+TEST = """
 @pytest.mark.asyncio
 async def test_{i}():
     a = asyncio.create_task(work({i}))
     b = asyncio.create_task(work({i} + 1))
     assert await a + await b == 2 * {i} + 1
-'''
+"""
 
 
 def make_suite(root: str, n: int, per_file: int = 50) -> None:
@@ -94,12 +94,16 @@ def main() -> None:
             on.append(run_once(root, ["--taskleak"]))
         m_off, m_on = statistics.median(off), statistics.median(on)
         ratio = m_on / m_off
-        print(f"pytest plugin, {args.n} async tests, median of {args.repeats} interleaved runs "
-              f"(Python {sys.version.split()[0]})")
+        print(
+            f"pytest plugin, {args.n} async tests, median of {args.repeats} interleaved runs "
+            f"(Python {sys.version.split()[0]})"
+        )
         print(f"  plugin off:  {m_off:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in off)}")
         print(f"  --taskleak:  {m_on:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in on)}")
-        print(f"  ratio:       {ratio:6.2f}x  (target <= {TARGET}x: {'met' if ratio <= TARGET else 'NOT met'}); "
-              f"{(m_on - m_off) / args.n * 1e3:.2f} ms per test")
+        print(
+            f"  ratio:       {ratio:6.2f}x  (target <= {TARGET}x: {'met' if ratio <= TARGET else 'NOT met'}); "
+            f"{(m_on - m_off) / args.n * 1e3:.2f} ms per test"
+        )
         if args.profile or ratio > TARGET:
             profile(root)
 

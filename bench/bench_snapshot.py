@@ -41,7 +41,8 @@ import io
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import taskleak
 
@@ -49,6 +50,7 @@ TARGET_MS = 200.0
 
 
 # ---- what the tasks wait on ---------------------------------------------------
+
 
 async def listener(ev: asyncio.Event) -> None:
     await ev.wait()
@@ -58,38 +60,40 @@ async def timer() -> None:
     await asyncio.sleep(3600)
 
 
-async def stage_c(fut: "asyncio.Future[None]") -> None:
+async def stage_c(fut: asyncio.Future[None]) -> None:
     await fut
 
 
-async def stage_b(fut: "asyncio.Future[None]") -> None:
+async def stage_b(fut: asyncio.Future[None]) -> None:
     await stage_c(fut)
 
 
-async def stage_a(fut: "asyncio.Future[None]") -> None:
+async def stage_a(fut: asyncio.Future[None]) -> None:
     await stage_b(fut)
 
 
 # ---- the three call sites -----------------------------------------------------
 
-def spawn_listeners(n: int, ev: asyncio.Event, out: List["asyncio.Task[None]"]) -> None:
+
+def spawn_listeners(n: int, ev: asyncio.Event, out: list[asyncio.Task[None]]) -> None:
     for _ in range(n):
         out.append(asyncio.create_task(listener(ev)))
 
 
-def spawn_timers(n: int, out: List["asyncio.Task[None]"]) -> None:
+def spawn_timers(n: int, out: list[asyncio.Task[None]]) -> None:
     for _ in range(n):
         out.append(asyncio.create_task(timer()))
 
 
-def spawn_pipelines(n: int, fut: "asyncio.Future[None]", out: List["asyncio.Task[None]"]) -> None:
+def spawn_pipelines(n: int, fut: asyncio.Future[None], out: list[asyncio.Task[None]]) -> None:
     for _ in range(n):
         out.append(asyncio.create_task(stage_a(fut)))
 
 
 # ---- measurements -------------------------------------------------------------
 
-def _ms(fn: Callable[[], Any]) -> "tuple[float, Any]":
+
+def _ms(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     r = fn()
     return (time.perf_counter() - t0) * 1e3, r
@@ -115,12 +119,13 @@ def breakdown(repeats: int) -> None:
     change; they are skipped if they no longer exist."""
     try:
         from taskleak import _core, tracking
-        private: Optional[Callable[[], Any]] = tracking.live_tasks
-        census: Optional[Callable[[Any], Any]] = lambda tasks: _core.census(tasks, 64)  # noqa: E731
+
+        private: Callable[[], Any] | None = tracking.live_tasks
+        census: Callable[[Any], Any] | None = lambda tasks: _core.census(tasks, 64)
     except (ImportError, AttributeError):
         private = census = None
 
-    phases: Dict[str, List[float]] = {}
+    phases: dict[str, list[float]] = {}
 
     def add(name: str, ms: float) -> None:
         phases.setdefault(name, []).append(ms)
@@ -151,8 +156,13 @@ def breakdown(repeats: int) -> None:
     print()
     print("  breakdown (median ms; indented phases are parts of snapshot(); groups() alone is the")
     print("  public API on a fresh snapshot, which builds a TaskInfo per task):")
-    order = ["snapshot()", "  live_tasks() [private]", "  _core.census() [private]",
-             "format()", "Snapshot.groups() alone"]
+    order = [
+        "snapshot()",
+        "  live_tasks() [private]",
+        "  _core.census() [private]",
+        "format()",
+        "Snapshot.groups() alone",
+    ]
     for k in order:
         if k in phases:
             print(f"    {k:<34}{statistics.median(phases[k]):>8.1f}")
@@ -161,8 +171,8 @@ def breakdown(repeats: int) -> None:
 async def run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     ev = asyncio.Event()
-    fut: "asyncio.Future[None]" = loop.create_future()
-    tasks: List["asyncio.Task[None]"] = []
+    fut: asyncio.Future[None] = loop.create_future()
+    tasks: list[asyncio.Task[None]] = []
     n_listen = args.n // 2
     n_timer = args.n // 4
     n_pipe = args.n - n_listen - n_timer
@@ -178,13 +188,16 @@ async def run(args: argparse.Namespace) -> None:
     t_start = time.perf_counter() - t0
     pending = sum(1 for t in tasks if not t.done())
     st = taskleak.status()
-    print(f"  {len(tasks)} tasks created in {t_create * 1e3:.0f} ms, running to first await: "
-          f"{t_start * 1e3:.0f} ms; {pending} pending; {st['live_records']} creation records, "
-          f"{st['stacks']} interned stacks")
+    print(
+        f"  {len(tasks)} tasks created in {t_create * 1e3:.0f} ms, running to first await: "
+        f"{t_start * 1e3:.0f} ms; {pending} pending; {st['live_records']} creation records, "
+        f"{st['stacks']} interned stacks"
+    )
     print()
 
-    results: Dict[str, List[float]] = {k: [] for k in (
-        "snapshot", "format", "total", "by hand: get_stack", "by hand: print_stack")}
+    results: dict[str, list[float]] = {
+        k: [] for k in ("snapshot", "format", "total", "by hand: get_stack", "by hand: print_stack")
+    }
     first_text = ""
     first_len = 0
     for r in range(args.repeats):
@@ -204,10 +217,16 @@ async def run(args: argparse.Namespace) -> None:
             if r < args.print_stack_repeats:
                 t_ps, _ = _ms(_by_hand_print_stack)
                 results["by hand: print_stack"].append(t_ps)
-        print(f"  repeat {r + 1}: snapshot {t_snap:.1f} ms, format {t_fmt:.1f} ms"
-              + (f", by hand get_stack {results['by hand: get_stack'][-1]:.1f} ms" if not args.no_by_hand else "")
-              + (f", print_stack {results['by hand: print_stack'][-1]:.1f} ms"
-                 if not args.no_by_hand and r < args.print_stack_repeats else ""), flush=True)
+        print(
+            f"  repeat {r + 1}: snapshot {t_snap:.1f} ms, format {t_fmt:.1f} ms"
+            + (f", by hand get_stack {results['by hand: get_stack'][-1]:.1f} ms" if not args.no_by_hand else "")
+            + (
+                f", print_stack {results['by hand: print_stack'][-1]:.1f} ms"
+                if not args.no_by_hand and r < args.print_stack_repeats
+                else ""
+            ),
+            flush=True,
+        )
 
     print()
     print(f"  snapshot of {first_len} tasks (incl. the benchmark's own task); report head:")
@@ -229,18 +248,23 @@ async def run(args: argparse.Namespace) -> None:
             print(f"  {k:<24}{statistics.median(v):>11.1f}{min(v):>9.1f}{max(v):>9.1f}{len(v):>9}")
     total = statistics.median(results["total"])
     print()
-    print(f"  per task: snapshot {statistics.median(results['snapshot']) / first_len * 1e3:.2f} us, "
-          f"format {statistics.median(results['format']) / first_len * 1e3:.2f} us")
+    print(
+        f"  per task: snapshot {statistics.median(results['snapshot']) / first_len * 1e3:.2f} us, "
+        f"format {statistics.median(results['format']) / first_len * 1e3:.2f} us"
+    )
     for k in ("by hand: get_stack", "by hand: print_stack"):
         if results[k]:
             print(f"  taskleak snapshot+format / {k[9:]} = {total / statistics.median(results[k]):.2f}x")
     if args.n >= 100_000:
         verdict = "met" if total <= TARGET_MS else "NOT met"
-        print(f"  target snapshot+format <= {TARGET_MS:.0f} ms for 100,000 tasks: {verdict} "
-              f"({total:.1f} ms for {args.n})")
+        print(
+            f"  target snapshot+format <= {TARGET_MS:.0f} ms for 100,000 tasks: {verdict} ({total:.1f} ms for {args.n})"
+        )
     else:
-        print(f"  target snapshot+format <= {TARGET_MS:.0f} ms is for 100,000 tasks (run with -n 100000); "
-              f"linear estimate from {args.n}: {total / args.n * 100_000:.0f} ms")
+        print(
+            f"  target snapshot+format <= {TARGET_MS:.0f} ms is for 100,000 tasks (run with -n 100000); "
+            f"linear estimate from {args.n}: {total / args.n * 100_000:.0f} ms"
+        )
 
     if args.breakdown:
         breakdown(args.repeats)
@@ -255,17 +279,25 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  cleanup: {cancelled}/{len(tasks)} tasks cancelled in {(time.perf_counter() - t0) * 1e3:.0f} ms")
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-n", type=int, default=100_000, help="pending tasks (default 100000)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
-    p.add_argument("--print-stack-repeats", type=int, default=3,
-                   help="repeats of the (slow) by-hand print_stack comparison (default 3)")
+    p.add_argument(
+        "--print-stack-repeats",
+        type=int,
+        default=3,
+        help="repeats of the (slow) by-hand print_stack comparison (default 3)",
+    )
     p.add_argument("--no-by-hand", action="store_true", help="skip the by-hand comparisons")
     p.add_argument("--stack-depth", type=int, default=32, help="taskleak.install(stack_depth=...) (default 32)")
-    p.add_argument("--breakdown", action="store_true",
-                   help="also time the phases of snapshot() and format() (partly via private internals)")
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the phases of snapshot() and format() (partly via private internals)",
+    )
     p.add_argument("--show", action="store_true", help="print the whole report of the first snapshot")
     args = p.parse_args(argv)
     if args.n < 4:
@@ -274,10 +306,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     taskleak.install(stack_depth=args.stack_depth)
     st = taskleak.status()
     print("bench_snapshot: taskleak.snapshot() + format() with many pending tasks")
-    print(f"  python {sys.version.split()[0]}, taskleak {taskleak.__version__}, mechanism={st['mechanism']}, "
-          f"frame_walk={st['frame_walk']}, stack_depth={args.stack_depth}")
-    print(f"  {args.n} pending tasks from 3 call sites: 1/2 Event.wait(), 1/4 asyncio.sleep(3600), "
-          f"1/4 a 3-deep coroutine chain ending on a Future; median of {args.repeats}")
+    print(
+        f"  python {sys.version.split()[0]}, taskleak {taskleak.__version__}, mechanism={st['mechanism']}, "
+        f"frame_walk={st['frame_walk']}, stack_depth={args.stack_depth}"
+    )
+    print(
+        f"  {args.n} pending tasks from 3 call sites: 1/2 Event.wait(), 1/4 asyncio.sleep(3600), "
+        f"1/4 a 3-deep coroutine chain ending on a Future; median of {args.repeats}"
+    )
     try:
         asyncio.run(run(args))
     finally:

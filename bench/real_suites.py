@@ -30,9 +30,9 @@ import tarfile
 import time
 import venv
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".real_suites"
@@ -42,27 +42,49 @@ COMMON = ["pytest==8.3.5", "pytest-asyncio==0.26.0"]
 
 @dataclass
 class Suite:
-    name: str          # PyPI name
-    version: str       # pinned sdist
-    deps: List[str]    # pinned test dependencies
+    name: str  # PyPI name
+    version: str  # pinned sdist
+    deps: list[str]  # pinned test dependencies
     tests: str = "tests"
     # pytest options that replace what needs plugins we do not install
     # (coverage, random order) or config the sdist does not ship.
-    options: List[str] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
 
 
 SUITES = [
-    Suite("aiojobs", "1.4.0", COMMON + ["aiohttp==3.11.18", "pytest-aiohttp==1.1.0"],
-          options=["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"]),
-    Suite("aiostream", "0.6.4", COMMON,
-          options=["-o", "addopts=--strict-markers", "-o", "asyncio_default_fixture_loop_scope=function"]),
-    Suite("async-lru", "2.0.5", COMMON + ["pytest-timeout==2.3.1"],
-          options=["-o", "addopts=", "-o", "asyncio_default_fixture_loop_scope=function"]),
+    Suite(
+        "aiojobs",
+        "1.4.0",
+        COMMON + ["aiohttp==3.11.18", "pytest-aiohttp==1.1.0"],
+        options=["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"],
+    ),
+    Suite(
+        "aiostream",
+        "0.6.4",
+        COMMON,
+        options=["-o", "addopts=--strict-markers", "-o", "asyncio_default_fixture_loop_scope=function"],
+    ),
+    Suite(
+        "async-lru",
+        "2.0.5",
+        COMMON + ["pytest-timeout==2.3.1"],
+        options=["-o", "addopts=", "-o", "asyncio_default_fixture_loop_scope=function"],
+    ),
     Suite("janus", "2.0.0", COMMON, options=["-o", "addopts=", "--ignore=tests/test_benchmarks.py"]),
-    Suite("httpcore", "1.0.9",
-          ["pytest==8.3.5", "anyio==4.9.0", "trio==0.30.0", "pytest-trio==0.8.0", "h2==4.2.0",
-           "socksio==1.0.0", "certifi"],
-          options=["--ignore=tests/benchmark", "-p", "no:asyncio"]),
+    Suite(
+        "httpcore",
+        "1.0.9",
+        [
+            "pytest==8.3.5",
+            "anyio==4.9.0",
+            "trio==0.30.0",
+            "pytest-trio==0.8.0",
+            "h2==4.2.0",
+            "socksio==1.0.0",
+            "certifi",
+        ],
+        options=["--ignore=tests/benchmark", "-p", "no:asyncio"],
+    ),
     # threads and loops mixed (sync_to_async / async_to_sync)
     Suite("asgiref", "3.8.1", COMMON, options=["-o", "asyncio_default_fixture_loop_scope=function"]),
     # Happy Eyeballs: races connection attempts as tasks and cancels the losers
@@ -70,10 +92,22 @@ SUITES = [
     # unittest.IsolatedAsyncioTestCase, a worker thread per connection
     Suite("aiosqlite", "0.21.0", ["pytest==8.3.5"], tests="aiosqlite/tests/smoke.py"),
     # its own pytest plugin, asyncio + uvloop + trio backends, warnings are errors
-    Suite("anyio", "4.9.0",
-          ["pytest==8.3.5", "trio==0.30.0", "blockbuster==1.5.24", "exceptiongroup==1.3.0", "hypothesis==6.131.0",
-           "psutil==7.0.0", "trustme==1.2.1", "truststore==0.10.1", "uvloop==0.21.0"],
-          options=["-m", "not network"]),
+    Suite(
+        "anyio",
+        "4.9.0",
+        [
+            "pytest==8.3.5",
+            "trio==0.30.0",
+            "blockbuster==1.5.24",
+            "exceptiongroup==1.3.0",
+            "hypothesis==6.131.0",
+            "psutil==7.0.0",
+            "trustme==1.2.1",
+            "truststore==0.10.1",
+            "uvloop==0.21.0",
+        ],
+        options=["-m", "not network"],
+    ),
 ]
 
 
@@ -100,15 +134,28 @@ def taskleak_link_dir() -> Path:
     return out
 
 
-def prepare(s: Suite, link: Path) -> Tuple[Path, Path]:
+def prepare(s: Suite, link: Path) -> tuple[Path, Path]:
     """(python of the suite's venv, the unpacked sdist)."""
     dl = WORK / "sdists"
     dl.mkdir(parents=True, exist_ok=True)
     pattern = f"{s.name.replace('-', '_')}-{s.version}.tar.gz"
     found = list(dl.glob(pattern)) or list(dl.glob(f"{s.name}-{s.version}.tar.gz"))
     if not found:
-        sh([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-            f"{s.name}=={s.version}", "-d", str(dl)])
+        sh(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"{s.name}=={s.version}",
+                "-d",
+                str(dl),
+            ]
+        )
         found = list(dl.glob(pattern)) or list(dl.glob(f"{s.name}-{s.version}.tar.gz"))
     src_root = WORK / "src"
     with tarfile.open(found[0]) as tf:
@@ -123,15 +170,19 @@ def prepare(s: Suite, link: Path) -> Tuple[Path, Path]:
         venv.create(env_dir, with_pip=True, clear=True)
         sh([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(src)] + s.deps)
         stamp.touch()
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     (Path(site) / "taskleak-bench.pth").write_text(str(link) + "\n")
     return py, src
 
 
-def outcomes(junit: Path) -> Dict[str, str]:
+def outcomes(junit: Path) -> dict[str, str]:
     """test id -> passed | failed | skipped (an error in any phase counts as failed)."""
-    out: Dict[str, str] = {}
+    out: dict[str, str] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         tid = f"{case.get('classname')}::{case.get('name')}"
         state = "passed"
@@ -145,12 +196,11 @@ def outcomes(junit: Path) -> Dict[str, str]:
     return out
 
 
-def run_suite(py: Path, src: Path, s: Suite, taskleak: bool, tag: str) -> Tuple[float, Dict[str, str], str]:
+def run_suite(py: Path, src: Path, s: Suite, taskleak: bool, tag: str) -> tuple[float, dict[str, str], str]:
     logs = WORK / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     junit = logs / f"{s.name}-{tag}.xml"
-    cmd = [str(py), "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", f"--junitxml={junit}",
-           *s.options, s.tests]
+    cmd = [str(py), "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", f"--junitxml={junit}", *s.options, s.tests]
     if taskleak:
         cmd.insert(-1, "--taskleak")
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -182,25 +232,55 @@ def main() -> None:
         print(f"== {s.name} {s.version}", flush=True)
         py, src = prepare(s, link)
         plain_w, tl_w = [], []
-        plain: Dict[str, str] = {}
-        tl: Dict[str, str] = {}
+        plain: dict[str, str] = {}
+        tl: dict[str, str] = {}
         out = ""
-        for i in range(args.runs):
+        for _ in range(args.runs):
             w, plain, _ = run_suite(py, src, s, False, "plain")
             plain_w.append(w)
             w, tl, out = run_suite(py, src, s, True, "taskleak")
             tl_w.append(w)
         only_tl = sorted(t for t, st in tl.items() if st == "failed" and plain.get(t) == "passed")
-        rows.append((s.name, len(plain), sum(1 for v in plain.values() if v == "failed"), len(only_tl),
-                     leaks_reported(out), statistics.median(tl_w) / statistics.median(plain_w),
-                     statistics.median(plain_w), statistics.median(tl_w)))
+        rows.append(
+            (
+                s.name,
+                len(plain),
+                sum(1 for v in plain.values() if v == "failed"),
+                len(only_tl),
+                leaks_reported(out),
+                statistics.median(tl_w) / statistics.median(plain_w),
+                statistics.median(plain_w),
+                statistics.median(tl_w),
+            )
+        )
         for t in only_tl:
             print(f"   failing only under taskleak: {t}")
     print()
-    head = ("suite", "tests", "fail plain", "fail only w/ taskleak", "leaks reported", "wall ratio",
-            "plain s", "taskleak s", "ms/test")
-    table = [head] + [(r[0], str(r[1]), str(r[2]), str(r[3]), str(r[4]), f"{r[5]:.2f}x",
-                       f"{r[6]:.1f}", f"{r[7]:.1f}", f"{(r[7] - r[6]) / max(r[1], 1) * 1000:+.1f}") for r in rows]
+    head = (
+        "suite",
+        "tests",
+        "fail plain",
+        "fail only w/ taskleak",
+        "leaks reported",
+        "wall ratio",
+        "plain s",
+        "taskleak s",
+        "ms/test",
+    )
+    table = [head] + [
+        (
+            r[0],
+            str(r[1]),
+            str(r[2]),
+            str(r[3]),
+            str(r[4]),
+            f"{r[5]:.2f}x",
+            f"{r[6]:.1f}",
+            f"{r[7]:.1f}",
+            f"{(r[7] - r[6]) / max(r[1], 1) * 1000:+.1f}",
+        )
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable, List
+from collections.abc import Callable
+from typing import Any
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> List[float]:
+def timed(fn: Callable[[], Any], repeats: int) -> list[float]:
     """Wall seconds of `repeats` calls of `fn`, one per call."""
     out = []
     for _ in range(repeats):
@@ -18,6 +19,6 @@ def timed(fn: Callable[[], Any], repeats: int) -> List[float]:
     return out
 
 
-def ms(xs: List[float]) -> str:
+def ms(xs: list[float]) -> str:
     """Median of seconds `xs` in ms, with the spread."""
     return f"{statistics.median(xs) * 1e3:9.2f} ms (min {min(xs) * 1e3:.2f}, max {max(xs) * 1e3:.2f})"

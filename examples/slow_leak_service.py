@@ -25,7 +25,7 @@ SUBSCRIPTIONS = {}
 
 
 async def watch_updates(sub_id, event):
-    await event.wait()          # nobody ever sets it
+    await event.wait()  # nobody ever sets it
 
 
 async def handle(request_id, leak):
@@ -40,7 +40,7 @@ async def serve(seconds, leak):
     request_id = 0
     handlers = set()
     while loop.time() < end:
-        for _ in range(random.randint(0, 6)):        # jittery load
+        for _ in range(random.randint(0, 6)):  # jittery load
             request_id += 1
             t = asyncio.create_task(handle(request_id, leak))
             handlers.add(t)
@@ -55,8 +55,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     random.seed(1)
     found = []
-    mon = taskleak.Monitor(interval=0.05, window=10, on_alert=found.append, log_alerts=False,
-                           detector_options=dict(trend_blocks=4))
+    mon = taskleak.Monitor(
+        interval=0.05, window=10, on_alert=found.append, log_alerts=False, detector_options=dict(trend_blocks=4)
+    )
 
     async def run():
         loop = asyncio.get_running_loop()

@@ -7,7 +7,8 @@ import asyncio
 import json
 import socket
 import threading
-from typing import Any, Callable, Dict, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -36,7 +37,7 @@ class Service:
 
     def call(self, fn: Callable[[], Any]) -> Any:
         done = threading.Event()
-        box: Dict[str, Any] = {}
+        box: dict[str, Any] = {}
 
         def run() -> None:
             try:
@@ -65,7 +66,7 @@ class Service:
         self.loop.close()
 
 
-def raw(url: str, data: bytes, timeout: float = 10.0, unix: Optional[str] = None) -> bytes:
+def raw(url: str, data: bytes, timeout: float = 10.0, unix: str | None = None) -> bytes:
     """Send `data` as-is, return everything the server answers."""
     if unix is not None:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -97,7 +98,7 @@ def raw(url: str, data: bytes, timeout: float = 10.0, unix: Optional[str] = None
         s.close()
 
 
-def parse(resp: bytes, head_only: bool = False) -> Tuple[int, Dict[str, str], bytes]:
+def parse(resp: bytes, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
     head, sep, body = resp.partition(b"\r\n\r\n")
     assert sep, f"not an HTTP response: {resp[:200]!r}"
     lines = head.decode("latin-1").split("\r\n")
@@ -111,8 +112,14 @@ def parse(resp: bytes, head_only: bool = False) -> Tuple[int, Dict[str, str], by
     return int(status), headers, body
 
 
-def get(url: str, path: str, headers: Optional[Dict[str, str]] = None, unix: Optional[str] = None,
-        method: str = "GET", timeout: float = 10.0) -> Tuple[int, Dict[str, str], bytes]:
+def get(
+    url: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    unix: str | None = None,
+    method: str = "GET",
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
     host = "localhost" if unix else urlsplit(url).netloc
     h = {"Host": host}
     h.update(headers or {})

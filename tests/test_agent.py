@@ -7,16 +7,16 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 import pwd
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 
 import pytest
-from live_service import get, get_json, raw
+from live_service import get, get_json
 
 import taskleak
 from taskleak.live import agent as agent_mod
@@ -67,15 +67,22 @@ def test_without_xdg_runtime_dir_the_socket_is_in_tmp(monkeypatch):
     assert not os.path.exists(srv.path)
 
 
-SYSTEM_PYTHON = "/usr/bin/python3"   # readable by nobody (the venv's interpreter may live under /root)
+SYSTEM_PYTHON = "/usr/bin/python3"  # readable by nobody (the venv's interpreter may live under /root)
 
 
 def _as_nobody(code: str) -> dict:
     """Run `code` (which prints one JSON line) as uid nobody; return what it printed.
     A process started with user= (no preexec_fn), never a fork of this one:
     this process runs a monitor's threads."""
-    p = subprocess.run([SYSTEM_PYTHON, "-I", "-c", code], user=NOBODY, group=pwd.getpwnam("nobody").pw_gid,
-                       extra_groups=[], capture_output=True, timeout=60, cwd="/")
+    p = subprocess.run(
+        [SYSTEM_PYTHON, "-I", "-c", code],
+        user=NOBODY,
+        group=pwd.getpwnam("nobody").pw_gid,
+        extra_groups=[],
+        capture_output=True,
+        timeout=60,
+        cwd="/",
+    )
     assert p.returncode == 0, p.stderr.decode()
     return json.loads(p.stdout)
 
@@ -91,7 +98,7 @@ try:
 except OSError as e:
     print(json.dumps({{"errno": e.errno}}))
 """
-    assert _as_nobody(code) == {"errno": 13}   # EACCES: 0700 directory, 0600 socket
+    assert _as_nobody(code) == {"errno": 13}  # EACCES: 0700 directory, 0600 socket
 
 
 def test_peer_of_another_uid_is_refused_even_if_permissions_are_loosened(agent):
@@ -130,14 +137,14 @@ def test_stale_sockets_of_dead_processes_are_removed(runtime_dir):
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(dead))
     s.close()
-    alive = d / f"{os.getppid()}.sock"   # a live pid: kept
+    alive = d / f"{os.getppid()}.sock"  # a live pid: kept
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(alive))
     s.close()
     srv = taskleak.serve(unix=True, interval=0.05)
     try:
         assert not dead.exists() and alive.exists()
-        assert (p.pid not in dict(agent_mod.list_agents()))
+        assert p.pid not in dict(agent_mod.list_agents())
     finally:
         srv.close()
         alive.unlink()
@@ -150,7 +157,7 @@ def test_a_directory_of_another_user_is_refused(runtime_dir):
     with pytest.raises(OSError, match="belongs to uid"):
         taskleak.serve(unix=True, interval=0.05)
     os.chown(d, os.geteuid(), -1)
-    os.chmod(d, 0o777)    # ours but too open: tightened
+    os.chmod(d, 0o777)  # ours but too open: tightened
     srv = taskleak.serve(unix=True, interval=0.05)
     try:
         assert stat.S_IMODE(os.stat(d).st_mode) == 0o700

@@ -71,6 +71,7 @@ def test_stacks_are_read_through_the_interpreters_published_offsets(watch):
     else:
         assert mode.startswith("compiled"), mode
 
+
 def test_time_sleep_in_a_coroutine(watch):
     async def main():
         await asyncio.sleep(0)
@@ -144,6 +145,7 @@ def test_gil_holding_c_call_is_caught_while_it_runs(watch):
 
 def test_sorting_a_huge_list_is_caught_while_it_runs(watch):
     import random
+
     rnd = random.Random(7)
     data = [rnd.random() for _ in range(300_000)]
     t = time.perf_counter()
@@ -223,9 +225,9 @@ def test_an_idle_loop_is_never_flagged(watch):
         timer.start()  # (starting a thread waits for it: not inside the loop)
 
         async def main():
-            await asyncio.sleep(0.3)   # idle in select()
-            await fut                  # idle, woken from another thread
-            for _ in range(200):       # busy, but in short steps
+            await asyncio.sleep(0.3)  # idle in select()
+            await fut  # idle, woken from another thread
+            for _ in range(200):  # busy, but in short steps
                 await asyncio.sleep(0)
 
         try:
@@ -261,6 +263,7 @@ def test_several_loops_in_threads(watch):
             await asyncio.sleep(0)
             blocker(seconds)
             await asyncio.sleep(0)
+
         try:
             asyncio.run(main())
         except BaseException as e:  # pragma: no cover - reported below
@@ -282,6 +285,7 @@ def test_uvloop():
     uvloop = pytest.importorskip("uvloop")  # DEV_DEPS installs it; skipped only outside the dev venvs
     watchdog.clear_block_episodes()
     with taskleak.watch_blocking(0.1) as w:
+
         async def main():
             await asyncio.sleep(0.2)  # idle first: the periodic beat must keep it unflagged
             time.sleep(BLOCK + 0.1)  # BLOCK: uvloop
@@ -295,7 +299,7 @@ def test_uvloop():
             loop.close()
         eps = w.episodes()
     assert len(eps) == 1, [str(e) for e in eps]
-    assert eps[0].loop == "MainThread"   # uvloop keeps no thread id: named on its own thread
+    assert eps[0].loop == "MainThread"  # uvloop keeps no thread id: named on its own thread
     assert eps[0].running is not None and eps[0].running.startswith("task ") and "main" in eps[0].running
     assert (HERE, line_of("# BLOCK: uvloop")) in sites(eps)
     assert eps[0].duration >= BLOCK - 0.1
@@ -347,7 +351,7 @@ def test_watching_stops_during_an_episode():
 def test_code_object_gone_before_rendering(watch):
     # A callback whose code object dies right after it ran: the episode is
     # rendered without dereferencing it (or with it, if still alive).
-    src = "import time\ndef ephemeral():\n    time.sleep(%r)\n" % BLOCK
+    src = f"import time\ndef ephemeral():\n    time.sleep({BLOCK!r})\n"
     ns = {}
     exec(compile(src, "<ephemeral>", "exec"), ns)
     fn = ns.pop("ephemeral")
@@ -442,8 +446,10 @@ def test_selector_is_restored_after_watching():
 
 def test_selector_without_a_poll_object_gets_a_select_wrapper(watch):
     import selectors
+
     loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
     try:
+
         async def main():
             await asyncio.sleep(0.2)  # idle in select.select(): not flagged
             time.sleep(BLOCK)  # BLOCK: select wrapper
@@ -476,6 +482,7 @@ def test_remote_code_reading_matches_the_interpreter():
     import asyncio.base_events
     import json.decoder
     import unicodedata  # noqa: F401  (C module: nothing to read, must not matter)
+
     mods = [asyncio.base_events, json.decoder, re, socket, threading]
     codes = [co for m in mods for co in _code_objects(m)]
     exec(compile("def f\u00e9\u4e2d():\n    return 1\n", "/tmp/\u00fcnicode-\U0001f600.py", "exec"), ns := {})
@@ -520,9 +527,11 @@ def test_fork_while_watching(tmp_path):
         "asyncio.run(block())\n"
         "assert len(w.episodes()) == 1, w.episodes()\n"
         "w.stop()\n"
-        "raise SystemExit(os.waitstatus_to_exitcode(status))\n")
+        "raise SystemExit(os.waitstatus_to_exitcode(status))\n"
+    )
     import subprocess
     import sys
+
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 
@@ -536,9 +545,11 @@ def test_watching_again_after_the_tracking_hook_was_undone():
         taskleak.uninstall()
     watchdog.clear_block_episodes()
     with taskleak.watch_blocking(0.1) as w:
+
         async def main():
             await asyncio.sleep(0)
             time.sleep(BLOCK)
+
         asyncio.run(main())
         assert len(w.episodes()) == 1
 
@@ -554,7 +565,7 @@ def test_loop_labels_are_stable_and_bounded():
     try:
         assert loop_label(first, "worker") == "worker"
         assert loop_label(second, "worker") == "worker-2"
-        assert loop_label(first) == "worker"          # remembered
+        assert loop_label(first) == "worker"  # remembered
     finally:
         first.close()
     third = asyncio.new_event_loop()

@@ -51,7 +51,7 @@ def test_check_raises_loop_blocked_error():
 
 def test_check_passes_when_nothing_blocks_longer_than_the_threshold():
     with taskleak.check(blocking=0.5) as lc:
-        asyncio.run(blocks(0.15))   # blocked, but less than 0.5 s
+        asyncio.run(blocks(0.15))  # blocked, but less than 0.5 s
     assert lc.blocked == []
 
 
@@ -137,7 +137,8 @@ def test_block_episodes_since():
 
 def test_taskleak_run_blocking(tmp_path):
     script = tmp_path / "prog.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import asyncio, time
 
         async def handler():
@@ -147,10 +148,15 @@ def test_taskleak_run_blocking(tmp_path):
             await asyncio.gather(handler(), asyncio.sleep(0.35))
 
         asyncio.run(main())
-    """))
+    """)
+    )
     out = tmp_path / "r.json"
-    res = subprocess.run([sys.executable, "-m", "taskleak", "run", "--blocking", "0.1", "--json", str(out),
-                          str(script)], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "taskleak", "run", "--blocking", "0.1", "--json", str(out), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert "event loops blocked longer than 0.1 s: 1 episode(s)" in res.stderr
     assert "prog.py:5 in handler" in res.stderr
@@ -162,8 +168,12 @@ def test_taskleak_run_blocking(tmp_path):
 def test_taskleak_run_rejects_bad_blocking(tmp_path):
     script = tmp_path / "p.py"
     script.write_text("pass\n")
-    res = subprocess.run([sys.executable, "-m", "taskleak", "run", "--blocking", "0", str(script)],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "taskleak", "run", "--blocking", "0", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 2 and "--blocking" in res.stderr
 
 
@@ -239,14 +249,16 @@ def test_pytest_ini_and_marker(pytester):
 
 def test_pytest_marker_alone(pytester):
     pytester.makeini(INI)
-    pytester.makepyfile(test_suite="""
+    pytester.makepyfile(
+        test_suite="""
         import asyncio, time, pytest
 
         @pytest.mark.taskleak(blocking=0.1)
         @pytest.mark.asyncio
         async def test_marked():
             time.sleep(0.3)
-    """)
+    """
+    )
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     res.assert_outcomes(failed=1)
     assert "blocked 1 time for longer than 0.1 s" in res.stdout.str()

@@ -20,8 +20,7 @@ import types
 import pytest
 
 if not hasattr(asyncio, "capture_call_graph"):
-    pytest.skip("asyncio.capture_call_graph() and native awaited-by links are CPython 3.14+",
-                allow_module_level=True)
+    pytest.skip("asyncio.capture_call_graph() and native awaited-by links are CPython 3.14+", allow_module_level=True)
 
 import taskleak
 from taskleak.diagnosis import awaited_by as awaited_by_mod
@@ -43,9 +42,11 @@ async def cleanup(*tasks):
 def native_chain(cg):
     """capture_call_graph's call stack, outermost first, coroutine frames only,
     as (filename, lineno, qualname)."""
-    return [(e.frame.f_code.co_filename, e.frame.f_lineno, e.frame.f_code.co_qualname)
-            for e in reversed(cg.call_stack)
-            if isinstance(e.frame.f_generator, types.CoroutineType)]
+    return [
+        (e.frame.f_code.co_filename, e.frame.f_lineno, e.frame.f_code.co_qualname)
+        for e in reversed(cg.call_stack)
+        if isinstance(e.frame.f_generator, types.CoroutineType)
+    ]
 
 
 def compare(tasks, *, extra_frames=None):
@@ -66,7 +67,7 @@ def compare(tasks, *, extra_frames=None):
             del cg
         n_extra = extra_frames.get(name, 0)
         # (a): the coroutine prefix of taskleak's chain is capture_call_graph's stack.
-        assert ours[:len(ours) - n_extra] == native, (name, ours, native)
+        assert ours[: len(ours) - n_extra] == native, (name, ours, native)
         # (b): the same awaiters.
         assert set(g.awaited_by.get(name, [])) == native_awaiters, (name, g.awaited_by.get(name), native_awaiters)
         assert len(g.awaited_by.get(name, [])) == len(native_awaiters)  # no duplicates

@@ -8,8 +8,8 @@ Every async test runs its own loop with asyncio.run(): no plugin involved.
 """
 
 import asyncio
-import inspect
 import gc
+import inspect
 import logging
 import sys
 import warnings
@@ -23,8 +23,10 @@ from taskleak import Leak, TaskLeakError, TaskLeakWarning
 # ---- helpers -------------------------------------------------------------------
 
 
-def here() -> int:
-    """The caller's current line number."""
+def here(*_made_on_this_line: object) -> int:
+    """The caller's current line number: ``here(asyncio.create_task(...))``
+    is the line that created the task (one statement, so a formatter cannot
+    move the two apart)."""
     return sys._getframe(1).f_lineno
 
 
@@ -312,6 +314,7 @@ def test_grace_cannot_apply_to_sync_exit_inside_running_loop():
 
 def _leak_names(coro_fn, **opts):
     """Run coro_fn inside `async with check(**opts)`; return the leaked task names."""
+
     async def main():
         try:
             async with taskleak.check(grace=0, **opts):
@@ -360,8 +363,8 @@ def test_ignore_by_creation_site_file_line():
     lines = {}
 
     async def body():
-        asyncio.create_task(beat(), name="a"); lines["a"] = here()  # noqa: E702
-        asyncio.create_task(beat(), name="b"); lines["b"] = here()  # noqa: E702
+        lines["a"] = here(asyncio.create_task(beat(), name="a"))
+        lines["b"] = here(asyncio.create_task(beat(), name="b"))
 
     assert _leak_names(body) == ["a", "b"]
     assert _leak_names(body, ignore=[f"*/test_check.py:{lines['a']}"]) == ["b"]
@@ -404,9 +407,9 @@ def test_ignore_applies_to_every_kind():
 
 
 async def _one_of_each_kind():
-    asyncio.create_task(beat(), name="p")                       # pending
-    RETAINED["d"] = asyncio.create_task(quick(), name="d")      # done-retained
-    asyncio.create_task(boom(), name="n")                       # never-retrieved
+    asyncio.create_task(beat(), name="p")  # pending
+    RETAINED["d"] = asyncio.create_task(quick(), name="d")  # done-retained
+    asyncio.create_task(boom(), name="n")  # never-retrieved
     asyncio.create_task(waits_forever_on_orphan_future(), name="g")  # gc-pending
     await asyncio.sleep(0.01)
     gc.collect()
@@ -432,11 +435,22 @@ def test_all_kinds_by_default():
     leaks = _leaks_with()
     assert kinds_of(leaks) == {"pending": 1, "done-retained": 1, "never-retrieved": 1, "gc-pending": 1}
     assert {lk.kind: lk.task.name for lk in leaks} == {
-        "pending": "p", "done-retained": "d", "never-retrieved": "n", "gc-pending": "g"}
+        "pending": "p",
+        "done-retained": "d",
+        "never-retrieved": "n",
+        "gc-pending": "g",
+    }
 
 
-@pytest.mark.parametrize("kinds", [("pending",), ["done-retained"], ("never-retrieved", "gc-pending"),
-                                   ("pending", "done-retained", "never-retrieved", "gc-pending")])
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        ("pending",),
+        ["done-retained"],
+        ("never-retrieved", "gc-pending"),
+        ("pending", "done-retained", "never-retrieved", "gc-pending"),
+    ],
+)
 def test_kinds_restricts_what_counts(kinds):
     leaks = _leaks_with(kinds=kinds)
     assert set(kinds_of(leaks)) == set(kinds)
@@ -738,10 +752,12 @@ def test_task_created_in_scope_running_other_loop_thread_is_charged():
                 fut.result(timeout=5)
         assert [lk.task.name for lk in ei.value.leaks] == ["other-thread"]
     finally:
+
         async def stop():
             for t in asyncio.all_tasks():
                 if t is not asyncio.current_task():
                     t.cancel()
+
         asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=5)
         loop.call_soon_threadsafe(loop.stop)
         th.join(5)
@@ -821,7 +837,7 @@ def test_report_pending_names_kind_task_coroutine_site_and_suspension():
     async def main():
         with pytest.raises(TaskLeakError) as ei:
             async with taskleak.check(grace=0):
-                asyncio.create_task(beat(), name="hb-report"); lines["create"] = here()  # noqa: E702
+                lines["create"] = here(asyncio.create_task(beat(), name="hb-report"))
                 await asyncio.sleep(0)
         return ei.value
 
@@ -843,8 +859,7 @@ def test_report_pending_names_kind_task_coroutine_site_and_suspension():
     assert "orphaned: no" in msg
     # the creating line is also in the structured info
     created = err.leaks[0].task.created_at
-    assert created is not None and any(
-        f.filename == __file__ and f.lineno == lines["create"] for f in created)
+    assert created is not None and any(f.filename == __file__ and f.lineno == lines["create"] for f in created)
 
 
 def test_report_shows_orphaned_flag_for_pending_tasks():

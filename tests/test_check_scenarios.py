@@ -232,7 +232,7 @@ def test_gather_siblings_keep_running_after_one_raised():
 def test_queue_workers_never_stopped():
     async def worker(q):
         while True:
-            item = await q.get()
+            await q.get()
             q.task_done()
 
     async def body():
@@ -314,7 +314,7 @@ def test_eager_tasks_that_block_are_pending():
     async def body():
         asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
         try:
-            asyncio.create_task(quick())          # finishes eagerly: fine
+            asyncio.create_task(quick())  # finishes eagerly: fine
             for _ in range(2):
                 asyncio.create_task(heartbeat())  # blocks: leaks
         finally:
@@ -334,7 +334,7 @@ def test_fire_and_forget_collected_mid_flight(n):
         for i in range(n):
             asyncio.create_task(await_orphan_future(), name=f"forgotten-{i}")
         await asyncio.sleep(0)  # each now waits on a future only it references
-        gc.collect()            # ... so the cycle is garbage: destroyed while pending
+        gc.collect()  # ... so the cycle is garbage: destroyed while pending
 
     leaks = leaks_of(body)
     assert kinds_of(leaks) == {"gc-pending": n}
@@ -586,12 +586,12 @@ def test_never_retrieved_from_tasks_gathered_with_return_exceptions_false_is_not
 def test_all_four_kinds_exact_counts():
     async def body():
         for _ in range(2):
-            asyncio.create_task(heartbeat())                 # pending x2
+            asyncio.create_task(heartbeat())  # pending x2
         for _ in range(3):
-            asyncio.create_task(await_orphan_future())       # gc-pending x3
-        REGISTRY["a"] = asyncio.create_task(quick())         # done-retained x1
+            asyncio.create_task(await_orphan_future())  # gc-pending x3
+        REGISTRY["a"] = asyncio.create_task(quick())  # done-retained x1
         for _ in range(2):
-            asyncio.create_task(fail_after(0))               # never-retrieved x2
+            asyncio.create_task(fail_after(0))  # never-retrieved x2
         await asyncio.sleep(0.01)
         gc.collect()
 
@@ -684,8 +684,7 @@ def test_clean_wait_for_timeout():
 
 def test_clean_gather_return_exceptions():
     async def body():
-        results = await asyncio.gather(fail_after(0), fetch(0.001, 1), fail_after(0.002),
-                                       return_exceptions=True)
+        results = await asyncio.gather(fail_after(0), fetch(0.001, 1), fail_after(0.002), return_exceptions=True)
         assert [type(r).__name__ for r in results] == ["Boom", "int", "Boom"]
 
     assert_clean(body)

@@ -14,8 +14,9 @@ EXAMPLE = os.path.join(ROOT, "examples", "leaky_service.py")
 
 
 def taskleak(*args, cwd=ROOT, timeout=60):
-    return subprocess.run([sys.executable, "-m", "taskleak", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "taskleak", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def bug_lines():
@@ -43,8 +44,9 @@ def test_run_json_keys_are_the_documented_ones(example_run):
     # blocked_loops is written only with --blocking (docs/json-schema.md says so)
     assert "blocked_loops" in documented and "blocked_loops" not in report
     assert set(report) == documented - {"blocked_loops"}
-    assert report["leak_count"] == (len(report["loss_events"]) + len(report["pending_at_exit"])
-                                    + len(report["done_retained_at_exit"]))
+    assert report["leak_count"] == (
+        len(report["loss_events"]) + len(report["pending_at_exit"]) + len(report["done_retained_at_exit"])
+    )
     assert report["pid"] > 0 and report["forked_from"] is None
 
 
@@ -90,14 +92,17 @@ def _script(tmp_path, body):
 
 
 def test_clean_program_reports_no_leaks_and_keeps_status(tmp_path):
-    prog = _script(tmp_path, """
+    prog = _script(
+        tmp_path,
+        """
         import asyncio, sys
         async def main():
             await asyncio.gather(asyncio.sleep(0), asyncio.sleep(0))
         asyncio.run(main())
         print("args", sys.argv[1:])
         sys.exit(3)
-    """)
+    """,
+    )
     proc = taskleak("run", "--fail-on-leak", prog, "a", "--b")
     assert proc.returncode == 3
     assert "args ['a', '--b']" in proc.stdout
@@ -105,13 +110,16 @@ def test_clean_program_reports_no_leaks_and_keeps_status(tmp_path):
 
 
 def test_fail_on_leak_sets_status(tmp_path):
-    prog = _script(tmp_path, """
+    prog = _script(
+        tmp_path,
+        """
         import asyncio
         async def main():
             asyncio.create_task(asyncio.Event().wait())
             await asyncio.sleep(0)
         asyncio.run(main())
-    """)
+    """,
+    )
     assert taskleak("run", prog).returncode == 0
     proc = taskleak("run", "--fail-on-leak", prog)
     assert proc.returncode == 1
@@ -120,17 +128,25 @@ def test_fail_on_leak_sets_status(tmp_path):
 
 
 def test_module_mode(tmp_path):
-    (tmp_path / "leakymod.py").write_text(textwrap.dedent("""
+    (tmp_path / "leakymod.py").write_text(
+        textwrap.dedent("""
         import asyncio
         async def main():
             asyncio.create_task(asyncio.sleep(30), name="mod-task")
             await asyncio.sleep(0)
         if __name__ == "__main__":
             asyncio.run(main())
-    """))
+    """)
+    )
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "taskleak", "run", "-m", "leakymod"], cwd=tmp_path,
-                          capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "taskleak", "run", "-m", "leakymod"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "mod-task" in proc.stderr and "leakymod.py:4 in main" in proc.stderr
 
@@ -142,16 +158,19 @@ def test_program_exception_gives_status_1(tmp_path):
     assert "RuntimeError: bad program" in proc.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "usage"),
-    (["run"], "nothing to run"),
-    (["run", "missing_script.py"], "no such script"),
-    (["run", "--stack-depth", "0", "x.py"], "--stack-depth must be between 1 and 128"),
-    (["run", "--stack-depth", "many", "x.py"], "invalid int value"),
-    (["run", "--bogus", "x.py"], "unrecognized arguments: --bogus"),
-    (["frobnicate"], "invalid choice"),
-    (["run", "--json", "/nonexistent-dir/r.json", "examples/leaky_service.py"], "directory does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "usage"),
+        (["run"], "nothing to run"),
+        (["run", "missing_script.py"], "no such script"),
+        (["run", "--stack-depth", "0", "x.py"], "--stack-depth must be between 1 and 128"),
+        (["run", "--stack-depth", "many", "x.py"], "invalid int value"),
+        (["run", "--bogus", "x.py"], "unrecognized arguments: --bogus"),
+        (["frobnicate"], "invalid choice"),
+        (["run", "--json", "/nonexistent-dir/r.json", "examples/leaky_service.py"], "directory does not exist"),
+    ],
+)
 def test_bad_arguments_give_usage_errors(args, message):
     proc = taskleak(*args)
     assert proc.returncode == 2
@@ -160,8 +179,11 @@ def test_bad_arguments_give_usage_errors(args, message):
 
 # ---- issue 9: what `taskleak run` reports, and how it exits ----------------------
 
+
 def test_finished_tasks_still_held_at_exit_are_reported_with_their_holder(tmp_path):
-    prog = _script(tmp_path, """
+    prog = _script(
+        tmp_path,
+        """
         import asyncio
         DONE = []
         async def quick():
@@ -171,7 +193,8 @@ def test_finished_tasks_still_held_at_exit_are_reported_with_their_holder(tmp_pa
             await t
             DONE.append(t)
         asyncio.run(main())
-    """)
+    """,
+    )
     j = tmp_path / "r.json"
     proc = taskleak("run", "--json", str(j), prog)
     assert proc.returncode == 0, proc.stderr
@@ -187,26 +210,42 @@ def test_module_mode_finds_modules_in_the_current_directory(tmp_path):
     pkg = tmp_path / "leakypkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "__main__.py").write_text(textwrap.dedent("""
+    (pkg / "__main__.py").write_text(
+        textwrap.dedent("""
         import asyncio
         async def main():
             asyncio.create_task(asyncio.sleep(30), name="pkg-task")
             await asyncio.sleep(0)
         asyncio.run(main())
-    """))
+    """)
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-m", "taskleak", "run", "-m", "leakypkg"], cwd=tmp_path,
-                          capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "taskleak", "run", "-m", "leakypkg"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "pkg-task" in proc.stderr and "leakypkg/__main__.py:4 in main" in proc.stderr
-    missing = subprocess.run([sys.executable, "-m", "taskleak", "run", "-m", "no_such_mod"], cwd=tmp_path,
-                             capture_output=True, text=True, env=env, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "taskleak", "run", "-m", "no_such_mod"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert missing.returncode == 1
     assert "No module named no_such_mod" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_sigterm_reports_then_exits_by_the_signal(tmp_path):
-    prog = _script(tmp_path, """
+    prog = _script(
+        tmp_path,
+        """
         import asyncio, os, signal
         async def forever():
             await asyncio.Event().wait()
@@ -216,7 +255,8 @@ def test_sigterm_reports_then_exits_by_the_signal(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
             await asyncio.sleep(30)
         asyncio.run(main())
-    """)
+    """,
+    )
     proc = taskleak("run", prog)
     assert proc.returncode == -15
     assert "stuck" in proc.stderr and "pid " in proc.stderr
@@ -224,7 +264,9 @@ def test_sigterm_reports_then_exits_by_the_signal(tmp_path):
 
 
 def test_forked_child_reports_its_own_leaks_under_its_pid(tmp_path):
-    prog = _script(tmp_path, """
+    prog = _script(
+        tmp_path,
+        """
         import asyncio, os
         async def main(name):
             asyncio.create_task(asyncio.Event().wait(), name=name)
@@ -235,7 +277,8 @@ def test_forked_child_reports_its_own_leaks_under_its_pid(tmp_path):
         else:
             os.waitpid(pid, 0)
             asyncio.run(main("parent-task"))
-    """)
+    """,
+    )
     j = tmp_path / "r.json"
     proc = taskleak("run", "--json", str(j), prog)
     assert proc.returncode == 0, proc.stderr
@@ -251,7 +294,9 @@ def test_forked_child_reports_its_own_leaks_under_its_pid(tmp_path):
 
 
 def test_never_retrieved_shows_where_it_was_raised_and_json_stacks_stop_at_the_program(tmp_path):
-    prog = _script(tmp_path, """
+    prog = _script(
+        tmp_path,
+        """
         import asyncio
         async def fail():
             raise ValueError("lost")
@@ -259,7 +304,8 @@ def test_never_retrieved_shows_where_it_was_raised_and_json_stacks_stop_at_the_p
             asyncio.create_task(fail())
             await asyncio.sleep(0.01)
         asyncio.run(main())
-    """)
+    """,
+    )
     j = tmp_path / "r.json"
     proc = taskleak("run", "--json", str(j), prog)
     assert proc.returncode == 0, proc.stderr

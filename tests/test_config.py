@@ -11,7 +11,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -25,8 +24,24 @@ from taskleak.monitor.monitor import _RUNNING  # every running monitor
 
 INF, NAN = float("inf"), float("nan")
 
-BAD_INTERVALS = [INF, -INF, NAN, 0, 0.0, -1, -0.5, True, False, None, "10",
-                 MAX_INTERVAL_S * 1.001, 1e9, 1e300, MIN_INTERVAL_S / 2, 1e-12]
+BAD_INTERVALS = [
+    INF,
+    -INF,
+    NAN,
+    0,
+    0.0,
+    -1,
+    -0.5,
+    True,
+    False,
+    None,
+    "10",
+    MAX_INTERVAL_S * 1.001,
+    1e9,
+    1e300,
+    MIN_INTERVAL_S / 2,
+    1e-12,
+]
 
 
 @pytest.mark.parametrize("bad", BAD_INTERVALS, ids=repr)
@@ -68,17 +83,46 @@ def test_the_edges_of_the_interval_range_are_accepted():
     assert MonitorConfig().interval == 10.0
 
 
-@pytest.mark.parametrize("field, bad", [
-    ("window", 2), ("window", 10_001), ("window", 30.0), ("window", True), ("window", INF),
-    ("sigma", 0), ("sigma", -1.0), ("sigma", INF), ("sigma", NAN), ("sigma", 101), ("sigma", True),
-    ("consecutive", 0), ("consecutive", 31), ("consecutive", 2.0),
-    ("max_groups", 0), ("max_groups", 1001), ("max_groups", True),
-    ("history", 0), ("history", 100_001), ("history", 1.5),
-    ("max_hold_ms", 0), ("max_hold_ms", -1), ("max_hold_ms", INF), ("max_hold_ms", NAN), ("max_hold_ms", 1001),
-    ("rss_min_rise", -1), ("rss_min_rise", INF), ("rss_min_rise", 1 << 51), ("rss_min_rise", True),
-    ("stack_depth", 0), ("stack_depth", 129), ("stack_depth", True),
-    ("jsonl", 42), ("jsonl", ""),
-], ids=lambda v: repr(v))
+@pytest.mark.parametrize(
+    "field, bad",
+    [
+        ("window", 2),
+        ("window", 10_001),
+        ("window", 30.0),
+        ("window", True),
+        ("window", INF),
+        ("sigma", 0),
+        ("sigma", -1.0),
+        ("sigma", INF),
+        ("sigma", NAN),
+        ("sigma", 101),
+        ("sigma", True),
+        ("consecutive", 0),
+        ("consecutive", 31),
+        ("consecutive", 2.0),
+        ("max_groups", 0),
+        ("max_groups", 1001),
+        ("max_groups", True),
+        ("history", 0),
+        ("history", 100_001),
+        ("history", 1.5),
+        ("max_hold_ms", 0),
+        ("max_hold_ms", -1),
+        ("max_hold_ms", INF),
+        ("max_hold_ms", NAN),
+        ("max_hold_ms", 1001),
+        ("rss_min_rise", -1),
+        ("rss_min_rise", INF),
+        ("rss_min_rise", 1 << 51),
+        ("rss_min_rise", True),
+        ("stack_depth", 0),
+        ("stack_depth", 129),
+        ("stack_depth", True),
+        ("jsonl", 42),
+        ("jsonl", ""),
+    ],
+    ids=lambda v: repr(v),
+)
 def test_monitor_refuses_the_other_bad_settings(field, bad):
     with pytest.raises(ValueError) as e:
         taskleak.Monitor(**{field: bad})
@@ -112,6 +156,7 @@ def test_the_config_is_frozen_and_the_monitor_keeps_its_attributes():
 
 # -- the environment: reported, and the program runs -----------------------------------
 
+
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "-1", "1e9", "86401", "0.0001", "1e-12"])
 def test_env_interval_out_of_range_is_a_value_error_naming_the_variable(value):
     with pytest.raises(ValueError) as e:
@@ -121,8 +166,15 @@ def test_env_interval_out_of_range_is_a_value_error_naming_the_variable(value):
     assert "86400" in msg
 
 
-@pytest.mark.parametrize("env", [{"TASKLEAK_MONITOR": "inf"}, {"TASKLEAK_MONITOR": "1e9"},
-                                 {"TASKLEAK_MONITOR": "1", "TASKLEAK_MONITOR_ALLOW": "x*=-1"}], ids=repr)
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"TASKLEAK_MONITOR": "inf"},
+        {"TASKLEAK_MONITOR": "1e9"},
+        {"TASKLEAK_MONITOR": "1", "TASKLEAK_MONITOR_ALLOW": "x*=-1"},
+    ],
+    ids=repr,
+)
 def test_env_bad_value_warns_and_continues_without_a_monitor(env, capsys):
     assert autostart.start_from_environment(env) is None
     err = capsys.readouterr().err
@@ -132,13 +184,20 @@ def test_env_bad_value_warns_and_continues_without_a_monitor(env, capsys):
 
 def test_env_bad_interval_at_interpreter_start_lets_the_program_run(tmp_path):
     env = dict(os.environ, TASKLEAK_MONITOR="inf")
-    p = subprocess.run([sys.executable, "-c", "import taskleak.live.autostart as a; print('ran', a.monitor)"],
-                       capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    p = subprocess.run(
+        [sys.executable, "-c", "import taskleak.live.autostart as a; print('ran', a.monitor)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
     assert p.returncode == 0 and p.stdout.strip() == "ran None", p.stdout + p.stderr
     assert "taskleak: monitor not started: TASKLEAK_MONITOR='inf': interval must be" in p.stderr, p.stderr
 
 
 # -- the command line: argparse-style error, exit 2, no traceback ------------------------
+
 
 @pytest.mark.parametrize("value", ["inf", "nan", "0", "-1", "1e9", "0.0001"])
 def test_run_monitor_bad_interval_is_a_usage_error(value, tmp_path, capsys):
@@ -158,14 +217,21 @@ def test_run_monitor_inf_end_to_end_exits_2_without_traceback(tmp_path):
     script.write_text("print('the program ran')\n")
     env = dict(os.environ)
     env.pop("TASKLEAK_MONITOR", None)
-    p = subprocess.run([sys.executable, "-m", "taskleak", "run", "--monitor", "inf", str(script)],
-                       capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    p = subprocess.run(
+        [sys.executable, "-m", "taskleak", "run", "--monitor", "inf", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
     assert p.returncode == 2, p.stdout + p.stderr
     assert "the program ran" not in p.stdout
     assert "Traceback" not in p.stderr and "--monitor must be" in p.stderr, p.stderr
 
 
 # -- the native sampler refuses a period it cannot count ---------------------------------
+
 
 @pytest.mark.parametrize("bad", [INF, -INF, NAN, 0.0, -1.0, 1e300, 1e10, 1e-12], ids=repr)
 def test_native_sampler_refuses_a_period_it_cannot_represent(bad):

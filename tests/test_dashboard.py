@@ -41,8 +41,15 @@ def browser():
     chromium, chromedriver = _chromium()
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1400,1100", "--no-first-run", "--disable-extensions"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1100",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # Under `make test-asan` this process runs with ASan preloaded; the
@@ -114,8 +121,9 @@ def test_dashboard_in_chromium(browser):
     ev = svc.call(asyncio.Event)
     svc.spawn(stuck, 12, "stuck", ev)
     # A detector that reacts within seconds, so that an alert shows on the page.
-    mon = taskleak.Monitor(interval=0.1, window=8, consecutive=2,
-                           detector_options={"min_rise": 5, "min_stddev": 1.0}).start()
+    mon = taskleak.Monitor(
+        interval=0.1, window=8, consecutive=2, detector_options={"min_rise": 5, "min_stddev": 1.0}
+    ).start()
     srv = taskleak.serve(monitor=mon)
     try:
         _wait(lambda: len(mon.samples()) >= 3, "three samples")
@@ -145,11 +153,13 @@ def test_dashboard_in_chromium(browser):
         # It refreshes as the service changes: 40 new tasks, then more, so the detector fires.
         before = _page(browser)["refreshes"]
         svc.spawn(late_arrival, 40, "late", ev)
-        _wait(lambda: any("late_arrival()" in d["summary"] for d in _page(browser)["dump"]), "the new group on the page")
+        _wait(
+            lambda: any("late_arrival()" in d["summary"] for d in _page(browser)["dump"]), "the new group on the page"
+        )
         assert _page(browser)["refreshes"] > before
         _wait(lambda: int(_page(browser)["v_pending"]) >= 52, "the new pending count")
         opened = [d for d in _page(browser)["dump"] if "stuck()" in d["summary"]]
-        assert opened and opened[0]["open"]     # kept open across refreshes
+        assert opened and opened[0]["open"]  # kept open across refreshes
         for _ in range(6):
             svc.spawn(late_arrival, 40, "late", ev)
             if mon.alerts():
@@ -161,7 +171,7 @@ def test_dashboard_in_chromium(browser):
         assert any(alert.signal in r and alert.text.splitlines()[0][:40] in r for r in page["alert_rows"])
         assert page["alerts_empty_hidden"]
 
-        time.sleep(1.5)   # let the cached task listing catch up and redraw, then keep a picture
+        time.sleep(1.5)  # let the cached task listing catch up and redraw, then keep a picture
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shot = ARTIFACTS / "dashboard.png"
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
@@ -183,7 +193,7 @@ def test_dashboard_with_a_token_and_offline(browser):
         # Without the token the page itself is refused.
         browser.get(srv.url)
         assert "a valid token is required" in browser.find_element(By.TAG_NAME, "body").text
-        browser.get_log("browser")   # that 401 was expected
+        browser.get_log("browser")  # that 401 was expected
         browser.get(srv.url + f"?token={token}&refresh=0.3")
         _wait(lambda: _page(browser)["refreshes"] >= 2, "two refreshes")
         assert _errors(browser) == []
@@ -193,7 +203,7 @@ def test_dashboard_with_a_token_and_offline(browser):
         # When the process goes away the page says so instead of breaking.
         srv.close()
         _wait(lambda: "cannot reach the process" in _page(browser)["status"], "the error status")
-        browser.get_log("browser")   # the failed fetches after close were expected
+        browser.get_log("browser")  # the failed fetches after close were expected
     finally:
         srv.close()
 
@@ -206,14 +216,14 @@ def test_assets_are_installed_in_the_package():
     assert names == ["dashboard.css", "dashboard.js", "favicon.svg", "index.html"]
     assert "site-packages" in str(files) or "dist-packages" in str(files) or os.environ.get("TASKLEAK_SRC_TEST")
     page = files.joinpath("index.html").read_text()
-    assert "http://" not in page and "https://" not in page      # no CDN, works offline
+    assert "http://" not in page and "https://" not in page  # no CDN, works offline
     js = files.joinpath("dashboard.js").read_text()
-    assert "innerHTML" not in js                                 # process text is never parsed as HTML
+    assert "innerHTML" not in js  # process text is never parsed as HTML
     json.dumps(names)
 
 
 async def slow_handler() -> None:
-    time.sleep(0.4)   # blocks the service's loop: the line the panel must name
+    time.sleep(0.4)  # blocks the service's loop: the line the panel must name
 
 
 _BLOCKED = """
@@ -248,17 +258,25 @@ def test_dashboard_blocked_loop_panel(browser):
         page = browser.execute_script(_BLOCKED)
         if not before["watching"] and before["blocks"] == 0:
             assert page["card"] == "not watched" and "watchdog off" in page["summary"]
-            assert "Not watched" in browser.execute_script("return document.getElementById('blocked-empty').textContent")
+            assert "Not watched" in browser.execute_script(
+                "return document.getElementById('blocked-empty').textContent"
+            )
 
         # Watch from the service's own loop (watching starts with the loop running where it is asked).
         watch = svc.call(lambda: taskleak.watch_blocking(0.1))
         _wait(lambda: "watchdog on, threshold 100.0 ms" in browser.execute_script(_BLOCKED)["summary"], "watchdog on")
-        if before["kept"] == 0:   # earlier tests of this process may have recorded episodes
-            assert "no episode yet" in browser.execute_script("return document.getElementById('chart-blocked').textContent")
+        if before["kept"] == 0:  # earlier tests of this process may have recorded episodes
+            assert "no episode yet" in browser.execute_script(
+                "return document.getElementById('chart-blocked').textContent"
+            )
 
         svc.spawn(slow_handler, 1, "slow")
-        page = _wait(lambda: (lambda p: p if p["rows"] and any("slow_handler" in r["cells"][2] for r in p["rows"])
-                              else None)(browser.execute_script(_BLOCKED)), "the episode on the page")
+        page = _wait(
+            lambda: (lambda p: p if p["rows"] and any("slow_handler" in r["cells"][2] for r in p["rows"]) else None)(
+                browser.execute_script(_BLOCKED)
+            ),
+            "the episode on the page",
+        )
         served = get_json(srv.url, "/api/blocked")
         ep = next(e for e in served["episodes"] if e["site"] and e["site"]["function"] == "slow_handler")
         line = slow_handler.__code__.co_firstlineno + 1
@@ -271,12 +289,18 @@ def test_dashboard_blocked_loop_panel(browser):
         assert dur == f"{ep['duration'] * 1000:.1f} ms"
         assert running == "task slow_handler()" and "service-loop" in loop
         assert any(abs(t - ep["start"]) < 1e-6 and abs(v - ep["duration"]) < 1e-6 for t, v in page["points"])
-        assert page["card"].startswith(f"{served['blocks']} block") and page["card"].endswith(" in all") and page["card_alerting"]
+        assert (
+            page["card"].startswith(f"{served['blocks']} block")
+            and page["card"].endswith(" in all")
+            and page["card_alerting"]
+        )
         assert page["threshold_lines"] == 1
         assert served["blocks"] >= before["blocks"] + 1 and page["empty_hidden"]
 
         # The row opens on the sampled stack (innermost first), and stays open across refreshes.
-        browser.execute_script(f"document.querySelector('#blocked-episodes tr[data-seq=\"{ep['seq']}\"] summary').click()")
+        browser.execute_script(
+            f"document.querySelector('#blocked-episodes tr[data-seq=\"{ep['seq']}\"] summary').click()"
+        )
         n = browser.execute_script(_BLOCKED)["refreshes"]
         _wait(lambda: browser.execute_script(_BLOCKED)["refreshes"] >= n + 2, "two more refreshes")
         row = next(r for r in browser.execute_script(_BLOCKED)["rows"] if r["seq"] == str(ep["seq"]))
@@ -284,8 +308,12 @@ def test_dashboard_blocked_loop_panel(browser):
 
         # A second block: newest first, one more point.
         svc.spawn(slow_handler, 1, "slow")
-        page = _wait(lambda: (lambda p: p if len([r for r in p["rows"] if "slow_handler" in r["cells"][2]]) >= 2
-                              else None)(browser.execute_script(_BLOCKED)), "the second episode")
+        page = _wait(
+            lambda: (lambda p: p if len([r for r in p["rows"] if "slow_handler" in r["cells"][2]]) >= 2 else None)(
+                browser.execute_script(_BLOCKED)
+            ),
+            "the second episode",
+        )
         seqs = [int(r["seq"]) for r in page["rows"]]
         assert seqs == sorted(seqs, reverse=True) and len(page["points"]) == len(page["rows"])
 
@@ -304,15 +332,15 @@ def test_dashboard_blocked_loop_panel(browser):
 
 # -- the dashboard on a phone ------------------------------------------------------------
 
-PHONE = (390, 844)   # CSS pixels; a common phone
+PHONE = (390, 844)  # CSS pixels; a common phone
 
 
 async def steady_server(ev: asyncio.Event) -> None:
-    await ev.wait()   # a long-lived start-up task: one of a fixed few
+    await ev.wait()  # a long-lived start-up task: one of a fixed few
 
 
 async def leaky_request(ev: asyncio.Event) -> None:
-    await ev.wait()   # never finishes: one more every few samples
+    await ev.wait()  # never finishes: one more every few samples
 
 
 _PHONE = """
@@ -368,8 +396,10 @@ def test_dashboard_on_a_phone(browser):
         _wait(lambda: len(mon.samples()) >= 3, "three samples")
         svc.spawn(steady_server, 5, "server", ev)
         before = get_json(srv.url, "/api/blocked")
-        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                                {"width": PHONE[0], "height": PHONE[1], "deviceScaleFactor": 1, "mobile": True})
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": PHONE[0], "height": PHONE[1], "deviceScaleFactor": 1, "mobile": True},
+        )
         # A window longer than the test, so that the start-up step stays in
         # it: the group is steady because appearing is not growing, not
         # because the step has scrolled out of the window.
@@ -389,8 +419,13 @@ def test_dashboard_on_a_phone(browser):
             p = browser.execute_script(_PHONE)
             rows = {r["coro"]: r for r in p["rows"]}
             grow = rows.get("leaky_request()")
-            ok = (grow and grow["trend"] == "growing" and "steady_server()" in rows and p["episode_rows"]
-                  and len(mon.samples()) >= 40)
+            ok = (
+                grow
+                and grow["trend"] == "growing"
+                and "steady_server()" in rows
+                and p["episode_rows"]
+                and len(mon.samples()) >= 40
+            )
             return p if ok else None
 
         page = _wait(settled, "a growing group, the steady one and the episode on the page")
@@ -456,18 +491,19 @@ def test_dashboard_rules_for_growth_and_blocks(browser):
         browser.get(srv.url + "?refresh=5")
         _wait(lambda: browser.execute_script("return !!window.taskleak"), "the page")
         trend = lambda series: browser.execute_script(
-            "const t = window.taskleak.groupTrend(arguments[0], 30); return [t.trend, t.growth];", series)
+            "const t = window.taskleak.groupTrend(arguments[0], 30); return [t.trend, t.growth];", series
+        )
         assert browser.execute_script("return window.taskleak.trendWindow") == 30
-        assert trend([0, 0, 0] + [5] * 40) == ["steady", 0]              # start-up tasks, after the first samples
+        assert trend([0, 0, 0] + [5] * 40) == ["steady", 0]  # start-up tasks, after the first samples
         assert trend([5] * 40) == ["steady", 0]
-        assert trend([1] * 10 + [5] * 40) == ["steady", 0]               # a step long ago is out of the window
-        assert trend([0, 0] + [60] * 10) == ["steady", 0]                # connections opened at once
-        assert trend([None, None, 5, 5, 5, 5]) == ["steady", 0]          # unknown (lumped in "other") is skipped
-        assert trend([5, 7, 4, 6, 5, 8, 4, 6, 5, 7] * 4)[0] == "steady"   # up and down, no lasting rise
-        assert trend([5] * 10 + [50] + [5] * 10)[0] == "steady"          # one spike
-        assert trend(list(range(40))) == ["growing", 30]                 # a leak: +1 a sample
-        assert trend([10] * 15 + [11] * 16) == ["growing", 1]            # a slow leak: +1 in the window
-        assert trend([0, 0, 0, 1, 2, 3]) == ["growing", 2]               # a leak from start
+        assert trend([1] * 10 + [5] * 40) == ["steady", 0]  # a step long ago is out of the window
+        assert trend([0, 0] + [60] * 10) == ["steady", 0]  # connections opened at once
+        assert trend([None, None, 5, 5, 5, 5]) == ["steady", 0]  # unknown (lumped in "other") is skipped
+        assert trend([5, 7, 4, 6, 5, 8, 4, 6, 5, 7] * 4)[0] == "steady"  # up and down, no lasting rise
+        assert trend([5] * 10 + [50] + [5] * 10)[0] == "steady"  # one spike
+        assert trend(list(range(40))) == ["growing", 30]  # a leak: +1 a sample
+        assert trend([10] * 15 + [11] * 16) == ["growing", 1]  # a slow leak: +1 in the window
+        assert trend([0, 0, 0, 1, 2, 3]) == ["growing", 2]  # a leak from start
         assert trend(list(range(40, 0, -1)))[0] == "shrinking"
         words = lambda d: browser.execute_script("return window.taskleak.blockedWords(arguments[0])", d)
         assert words({"watching": False, "blocks": 0, "blocked_seconds": 0}) == "not watched"

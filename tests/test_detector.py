@@ -35,7 +35,7 @@ def test_flat_line_step_alerts_once_and_rebaselines():
 
 def test_seed_rule_needs_consecutive_samples():
     xs = [100.0] * 50
-    xs += [130, 130, 100] * 5 + [100.0] * 50   # two-sample bursts: quiet
+    xs += [130, 130, 100] * 5 + [100.0] * 50  # two-sample bursts: quiet
     assert alerts(xs) == []
     assert [a.kind for _, a in alerts([100.0] * 50 + [130.0] * 5)] == ["spike"]
 
@@ -58,7 +58,7 @@ def test_steady_linear_leak_under_noise_is_caught_by_the_trend_test():
     r = random.Random(7)
     xs = [1000 + 0.5 * i + r.gauss(0, 30) for i in range(3000)]
     found = alerts(xs)
-    assert len(found) == 1, found   # one episode, one alert
+    assert len(found) == 1, found  # one episode, one alert
     i, a = found[0]
     assert a.kind == "trend" and i < 600
     assert 0.3 < a.slope_per_sample < 0.7
@@ -123,7 +123,7 @@ def test_one_alert_per_episode_and_episode_ends():
     d = Detector()
     out = [d.update(x) for x in [100.0] * 50 + [200.0] * 200]
     assert sum(a is not None for a in out) == 1
-    assert not d.in_episode   # level again: re-baselined
+    assert not d.in_episode  # level again: re-baselined
     assert d.update(200.0) is None
 
 
@@ -132,8 +132,15 @@ def test_nan_is_ignored_and_bad_arguments_are_refused():
     assert d.update(float("nan")) is None and d.count == 0
     with pytest.raises(TypeError):
         d.update("12")
-    for kw in ({"window": 2}, {"sigma": 0}, {"consecutive": 0}, {"consecutive": 40}, {"min_rise": -1},
-               {"horizon": 10}, {"window": True}):
+    for kw in (
+        {"window": 2},
+        {"sigma": 0},
+        {"consecutive": 0},
+        {"consecutive": 40},
+        {"min_rise": -1},
+        {"horizon": 10},
+        {"window": True},
+    ):
         with pytest.raises(ValueError):
             Detector(**kw)
 

@@ -139,12 +139,14 @@ def test_wait_inside_third_party_package_is_named(tmp_path):
     pkg = site / "fakelib"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "connector.py").write_text(textwrap.dedent("""\
+    (pkg / "connector.py").write_text(
+        textwrap.dedent("""\
         import asyncio
 
         async def connect(fut):
             await fut
-        """))
+        """)
+    )
     sys.path.insert(0, str(site))
     try:
         from fakelib import connector
@@ -333,9 +335,9 @@ def test_orphaned_vs_merely_waiting():
         assert w.orphaned and "orphaned: yes" in str(w)
         assert why_of(t_sleep).orphaned is False
         text = snap.pending().format()
-        block = text[text.index("forever()"):]
+        block = text[text.index("forever()") :]
         assert "orphaned: nothing outside" in block.split("\n\n")[0]
-        held_block = text[text.index("wait_event()"):].split("\n\n")[0]
+        held_block = text[text.index("wait_event()") :].split("\n\n")[0]
         assert "orphaned: " not in held_block
         d = snap.to_dict()
         assert {g["coro"]: g["orphaned"] for g in d["groups"] if g["state"] == "pending"}["forever"] is True
@@ -415,8 +417,18 @@ def test_why_prints_and_returns():
         d = w.to_dict()
         json.dumps(d)
         assert d["task"]["name"] == "subject" and d["orphaned"] is True and d["wait"]["kind"] == "future"
-        assert set(d) == {"task", "wait", "awaited_by", "awaits", "deadlock", "orphaned", "reason", "exception",
-                          "raised_at", "held_by"}
+        assert set(d) == {
+            "task",
+            "wait",
+            "awaited_by",
+            "awaits",
+            "deadlock",
+            "orphaned",
+            "reason",
+            "exception",
+            "raised_at",
+            "held_by",
+        }
         with pytest.raises(TypeError):
             taskleak.why(object())
         await cleanup(t)
@@ -492,7 +504,8 @@ def test_install_dump_signal_validation_and_restore():
 
 def test_signal_dump_while_loop_is_busy(tmp_path):
     script = tmp_path / "busy.py"
-    script.write_text(textwrap.dedent("""\
+    script.write_text(
+        textwrap.dedent("""\
         import asyncio, signal, sys, time
         import taskleak
 
@@ -513,7 +526,8 @@ def test_signal_dump_while_loop_is_busy(tmp_path):
             await spin()
 
         asyncio.run(main())
-        """))
+        """)
+    )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "spinning"
@@ -556,7 +570,7 @@ def test_why_of_a_failed_task_names_the_exception_and_raise_site():
     assert w.exception == "ValueError: bad reply"
     assert w.raised_at is not None and w.raised_at.lineno == line and w.raised_at.function.endswith("boom")
     text = str(w)
-    assert "exception: ValueError: bad reply" in text and f"raised at: " in text and f":{line} in " in text
+    assert "exception: ValueError: bad reply" in text and "raised at: " in text and f":{line} in " in text
     assert w.to_dict()["raised_at"]["lineno"] == line
 
 
@@ -617,8 +631,8 @@ def test_why_and_the_graph_print_a_cycle_the_same_way():
         return g_text, w_text
 
     g_text, w_text = run(main())
-    line = next(l for l in g_text.splitlines() if l.startswith("deadlock: "))
-    cycle = line[len("deadlock: "):].split(" awaits ")
+    line = next(ln for ln in g_text.splitlines() if ln.startswith("deadlock: "))
+    cycle = line[len("deadlock: ") :].split(" awaits ")
     assert cycle[0] == cycle[-1] and sorted(cycle[:-1]) == ["A", "B", "C"]
     # Each task awaits the next one in the graph's line; why(B) walks the same way.
     assert all(f"{a} awaits {b}" in "A awaits B awaits C awaits A" for a, b in zip(cycle, cycle[1:])), line
@@ -648,10 +662,12 @@ def test_graph_is_sorted_by_name_and_folds_identical_workers():
     assert "(T) 12 x " in text and ".worker()  waiting on asyncio.sleep()" in text, text
     assert "tasks: worker-1, worker-2, worker-3, worker-4, ..., worker-12" in text, text
     assert "(T) alpha" in text and text.index("(T) alpha") < text.index("12 x ")
+
     # Deterministic: the same tree twice (but for the running main task's line and the time left).
     def norm(t):
         import re as _re
-        return [_re.sub(r"\d+\.\ds left", "Ns left", l) for l in t.splitlines()[2:]]
+
+        return [_re.sub(r"\d+\.\ds left", "Ns left", ln) for ln in t.splitlines()[2:]]
 
     assert norm(text) == norm(again)
 

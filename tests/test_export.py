@@ -14,8 +14,12 @@ prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 NAMES = {
-    "taskleak_asyncio_tasks", "taskleak_asyncio_tasks_created", "taskleak_asyncio_task_losses",
-    "taskleak_asyncio_group_tasks", "taskleak_event_loop_lag_seconds", "taskleak_leak_suspected",
+    "taskleak_asyncio_tasks",
+    "taskleak_asyncio_tasks_created",
+    "taskleak_asyncio_task_losses",
+    "taskleak_asyncio_group_tasks",
+    "taskleak_event_loop_lag_seconds",
+    "taskleak_leak_suspected",
     "taskleak_alerts",
 }
 
@@ -41,14 +45,14 @@ def mon():
         # Allow-list globs match per group (creation site x coroutine): the
         # heartbeat has a line of its own, as it would in a service.
         HELD.append(asyncio.create_task(stuck(), name="heartbeat-0"))
-        for i in range(6):
+        for _ in range(6):
             HELD.append(asyncio.create_task(stuck()))
-        m = taskleak.Monitor(allow={"heartbeat-*": 1}, window=5,
-                             detector_options=dict(trend_blocks=3, horizon=60))
+        m = taskleak.Monitor(allow={"heartbeat-*": 1}, window=5, detector_options=dict(trend_blocks=3, horizon=60))
         m.sample_now()
         await asyncio.sleep(0.01)
         m.sample_now()
         return m
+
     m = asyncio.run(main())
     yield m
     HELD.clear()
@@ -99,13 +103,14 @@ def test_collector_with_the_global_registry_and_process_collector(mon):
     try:
         out = prometheus_client.generate_latest().decode()
         assert "taskleak_asyncio_tasks{" in out
-        assert "process_resident_memory_bytes" in out   # theirs, not ours
+        assert "process_resident_memory_bytes" in out  # theirs, not ours
     finally:
         prometheus_client.REGISTRY.unregister(c)
 
 
 def test_group_label_values_are_escaped(mon):
     from taskleak.monitor.prometheus import _escape
+
     assert _escape('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
 
 
@@ -121,8 +126,14 @@ def test_opentelemetry_observable_instruments(mon):
     instrument(mon, provider)
     data = reader.get_metrics_data()
     metrics = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
-    assert {"taskleak.task.count", "taskleak.task.created", "taskleak.task.losses", "taskleak.task.group.count",
-            "taskleak.leak.suspected", "taskleak.alerts"} <= set(metrics)
+    assert {
+        "taskleak.task.count",
+        "taskleak.task.created",
+        "taskleak.task.losses",
+        "taskleak.task.group.count",
+        "taskleak.leak.suspected",
+        "taskleak.alerts",
+    } <= set(metrics)
     count = metrics["taskleak.task.count"]
     assert count.unit == "{task}"
     points = {tuple(sorted(p.attributes.items())): p.value for p in count.data.data_points}
@@ -137,14 +148,23 @@ def test_grafana_dashboard_queries_only_exported_metrics():
     import json
     import os
     import re
+
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     dash = json.load(open(os.path.join(root, "deploy", "grafana", "taskleak-dashboard.json")))
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
     assert exprs and dash["uid"] == "taskleak-overview"
     used = {m for e in exprs for m in re.findall(r"\b(taskleak_[a-z_]+)", e)}
-    exported = {"taskleak_asyncio_tasks", "taskleak_asyncio_tasks_created_total", "taskleak_asyncio_task_losses_total",
-                "taskleak_asyncio_group_tasks", "taskleak_event_loop_lag_seconds", "taskleak_leak_suspected",
-                "taskleak_alerts_total", "taskleak_event_loop_blocked_seconds_total", "taskleak_event_loop_blocks_total"}
+    exported = {
+        "taskleak_asyncio_tasks",
+        "taskleak_asyncio_tasks_created_total",
+        "taskleak_asyncio_task_losses_total",
+        "taskleak_asyncio_group_tasks",
+        "taskleak_event_loop_lag_seconds",
+        "taskleak_leak_suspected",
+        "taskleak_alerts_total",
+        "taskleak_event_loop_blocked_seconds_total",
+        "taskleak_event_loop_blocks_total",
+    }
     assert used <= exported and len(used) >= 6
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))

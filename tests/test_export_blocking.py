@@ -10,9 +10,9 @@ import sys
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import taskleak
-from prometheus_client.parser import text_string_to_metric_families
 
 
 def _counters(text: str) -> dict:

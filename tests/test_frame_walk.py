@@ -22,8 +22,12 @@ def level1():
 def test_capture_stack_matches_traceback():
     got, want = level1()
     assert [(f, ln) for f, ln, _ in got] == [(f, ln) for f, ln, _ in want]
-    assert [fn.rsplit(".", 1)[-1] for _, _, fn in got[:4]] == ["level3", "level2", "level1",
-                                                                "test_capture_stack_matches_traceback"]
+    assert [fn.rsplit(".", 1)[-1] for _, _, fn in got[:4]] == [
+        "level3",
+        "level2",
+        "level1",
+        "test_capture_stack_matches_traceback",
+    ]
 
 
 def test_capture_stack_depth_limit():
@@ -58,6 +62,7 @@ def test_frame_walk_mode_is_direct_on_supported_versions():
 
 def taskleak_status():
     import taskleak
+
     return taskleak.status()
 
 

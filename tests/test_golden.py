@@ -27,7 +27,12 @@ def check(name, output):
 
 
 def test_snapshot_format_golden():
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "golden_scenario.py")], capture_output=True,
-                          text=True, timeout=60, cwd=os.path.dirname(HERE))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(HERE, "golden_scenario.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=os.path.dirname(HERE),
+    )
     assert proc.returncode == 0, proc.stderr
     check("snapshot_format.txt", proc.stdout)

@@ -116,8 +116,9 @@ def test_closure_cell():
     REGISTRY["tick"] = make()
     target = REGISTRY["tick"]()
     paths = paths_to(target)
-    assert any(p.startswith(f"module {__name__}['REGISTRY']['tick']") and "closure 'captured'" in p
-               for p in paths), paths
+    assert any(p.startswith(f"module {__name__}['REGISTRY']['tick']") and "closure 'captured'" in p for p in paths), (
+        paths
+    )
 
 
 def test_running_frame_local():
@@ -214,8 +215,12 @@ def test_holder_path_json():
     TASK_LIST.append(Thing())
     p = next(p for p in taskleak.who_holds(TASK_LIST[0]) if p.root_kind == "module")
     d = p.to_dict()
-    assert d == {"root": f"module {__name__}", "root_kind": "module", "steps": ["['TASK_LIST']", "[0]"],
-                 "path": f"module {__name__}['TASK_LIST'][0]"}
+    assert d == {
+        "root": f"module {__name__}",
+        "root_kind": "module",
+        "steps": ["['TASK_LIST']", "[0]"],
+        "path": f"module {__name__}['TASK_LIST'][0]",
+    }
     json.dumps(d)
 
 
@@ -392,6 +397,7 @@ def test_taskleak_objects_are_never_on_a_path():
     TASK_LIST.append(t)
     REGISTRY["snap"] = taskleak.snapshot()  # holds TaskInfo rows, unrelated to `t`
     REGISTRY["ix"] = taskleak.HeapIndex()
+
     async def job():
         return 1
 
@@ -439,8 +445,7 @@ def test_forward_search_does_not_visit_a_big_container_it_does_not_need():
     # search reaches the target without visiting the records.
     REGISTRY["big"] = [Thing() for _ in range(100_000)]
     REGISTRY["small"] = {"it": Thing()}
-    found, visited, _ = _core.forward_search(REGISTRY["small"]["it"], [sys.modules[__name__].__dict__], [], [],
-                                             10, 3)
+    found, visited, _ = _core.forward_search(REGISTRY["small"]["it"], [sys.modules[__name__].__dict__], [], [], 10, 3)
     assert [len(chain) for _, chain in found] == [4]  # module dict -> REGISTRY -> small -> it
     assert visited < 50_000, visited  # not the 100,000 records
 

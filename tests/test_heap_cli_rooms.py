@@ -23,8 +23,11 @@ def _private_imports(path: pathlib.Path) -> list:
         module = "." * node.level + (node.module or "")
         if any(part.startswith("_") for part in (node.module or "").split(".") if part):
             out.append(f"{path.name}:{node.lineno} from {module}")
-        out += [f"{path.name}:{node.lineno} {a.name} from {module}" for a in node.names
-                if a.name.startswith("_") and a.name != "_core"]
+        out += [
+            f"{path.name}:{node.lineno} {a.name} from {module}"
+            for a in node.names
+            if a.name.startswith("_") and a.name != "_core"
+        ]
     return out
 
 

@@ -4,7 +4,7 @@ what counts as a holder after a scope, and the several-targets walk under it."""
 import asyncio
 import sys
 import weakref
-from typing import Any, List
+from typing import Any
 
 import pytest
 
@@ -33,7 +33,7 @@ def _finished_task(name: str) -> "asyncio.Task[Any]":
     return asyncio.run(main())
 
 
-def _paths(task: Any, exclude: List[Any] = ()) -> List[str]:  # type: ignore[assignment]
+def _paths(task: Any, exclude: list[Any] = ()) -> list[str]:  # type: ignore[assignment]
     return holders_of_finished([task], {id(task)}, exclude=exclude).get(id(task), [])
 
 
@@ -57,7 +57,8 @@ def test_forward_search_many_never_enters_a_target():
     HELD["outer"] = outer
     try:
         (found_outer, found_inner), _, _ = _core.forward_search_many(
-            [outer, inner], [sys.modules[__name__].__dict__], [], [], 10, 3)
+            [outer, inner], [sys.modules[__name__].__dict__], [], [], 10, 3
+        )
         assert len(found_outer) == 1 and found_inner == []
         # Asked alone, it is found through the other.
         (((_, chain),),), _, _ = _core.forward_search_many([inner], [sys.modules[__name__].__dict__], [], [], 10, 3)
@@ -86,6 +87,7 @@ def test_module_global_and_excluded_objects():
 def test_state_on_the_loop_is_a_holder_its_bookkeeping_is_not():
     loop = asyncio.new_event_loop()
     try:
+
         async def quick() -> None:
             pass
 
@@ -133,8 +135,8 @@ def test_a_running_generator_is_not_a_holder_a_suspended_one_is():
 
 
 def test_a_task_under_suspicion_is_not_a_holder_a_live_one_from_before_is():
-    async def main() -> List[List[str]]:
-        inbox: List[Any] = []
+    async def main() -> list[list[str]]:
+        inbox: list[Any] = []
         stop = asyncio.Event()
 
         async def server() -> None:
@@ -151,15 +153,19 @@ def test_a_task_under_suspicion_is_not_a_holder_a_live_one_from_before_is():
         t = asyncio.create_task(quick(), name="handled")
         inbox.append(t)
         await asyncio.sleep(0.01)
-        out = [holders_of_finished([t], {id(t)}).get(id(t), []),
-               holders_of_finished([t], {id(t), id(srv)}).get(id(t), [])]  # the server is a suspect too
+        out = [
+            holders_of_finished([t], {id(t)}).get(id(t), []),
+            holders_of_finished([t], {id(t), id(srv)}).get(id(t), []),
+        ]  # the server is a suspect too
         stop.set()
         await srv
         return out
 
     outside, suspect = asyncio.run(main())
-    assert outside == ["task 'server' (test_a_task_under_suspicion_is_not_a_holder_a_live_one_from_before_is."
-                       "<locals>.main.<locals>.server) still running, coroutine local 'handled'[0]"]
+    assert outside == [
+        "task 'server' (test_a_task_under_suspicion_is_not_a_holder_a_live_one_from_before_is."
+        "<locals>.main.<locals>.server) still running, coroutine local 'handled'[0]"
+    ]
     assert suspect == []
 
 
@@ -169,7 +175,7 @@ def test_many_targets_in_one_big_container_each_named_by_its_own_position():
     async def quick(i: int) -> int:
         return i
 
-    async def main() -> List[Any]:
+    async def main() -> list[Any]:
         ts = [asyncio.create_task(quick(i)) for i in range(40)]
         await asyncio.gather(*ts)
         return ts
@@ -180,8 +186,9 @@ def test_many_targets_in_one_big_container_each_named_by_its_own_position():
     try:
         found = holders_of_finished(tasks, {id(t) for t in tasks})
         for i, t in enumerate(tasks):
-            assert sorted(found[id(t)]) == sorted([f"module {__name__}['HELD']['many'][{39 - i}]",
-                                                   f"module {__name__}['HELD']['by_name']['k{i}']"]), found[id(t)]
+            assert sorted(found[id(t)]) == sorted(
+                [f"module {__name__}['HELD']['many'][{39 - i}]", f"module {__name__}['HELD']['by_name']['k{i}']"]
+            ), found[id(t)]
     finally:
         HELD.clear()
 

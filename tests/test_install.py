@@ -10,7 +10,6 @@ import taskleak
 from taskleak import _core
 from taskleak.tracking import installer as tracking
 
-
 # 3.10-3.13 register every task in a WeakSet that taskleak hooks; 3.14+ keeps
 # tasks in per-thread lists, where the chaining task factory is the mechanism.
 DEFAULT_MECHANISM = "registry" if sys.version_info < (3, 14) else "factory"
@@ -160,7 +159,7 @@ def test_user_task_factory_is_chained(monkeypatch, mechanism):
 
     try:
         made, ok = asyncio.run(main())
-        assert made and ok and sum(1 for c in calls if c.__qualname__ == 'noop') == 1
+        assert made and ok and sum(1 for c in calls if c.__qualname__ == "noop") == 1
     finally:
         taskleak.uninstall()
         monkeypatch.undo()

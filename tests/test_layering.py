@@ -41,8 +41,13 @@ def _circles(src: pathlib.Path = SRC) -> tuple:
     """(modules, import circles) of the package under `src`, read in a fresh
     interpreter: in this one `taskleak` is already imported (the pytest
     plugin), and grimp would read that copy instead."""
-    r = subprocess.run([sys.executable, "-c", _CIRCLES, str(src)], capture_output=True, text=True,
-                       timeout=120, env=dict(os.environ, PYTHONPATH=""))
+    r = subprocess.run(
+        [sys.executable, "-c", _CIRCLES, str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=""),
+    )
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     return data["modules"], _strongly_connected(data["modules"], lambda m: data["edges"][m])
@@ -91,7 +96,10 @@ def test_a_type_checking_import_closes_a_circle(tmp_path):
     copy = tmp_path / "src"
     shutil.copytree(PACKAGE, copy / "taskleak", ignore=shutil.ignore_patterns("__pycache__"))
     target = copy / "taskleak" / "monitor" / "metrics.py"
-    target.write_text(target.read_text() + "\n\nfrom typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from .monitor import Monitor\n")
+    target.write_text(
+        target.read_text()
+        + "\n\nfrom typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from .monitor import Monitor\n"
+    )
     _, circles = _circles(copy)
     assert len(circles) == 1 and {"taskleak.monitor.metrics", "taskleak.monitor.monitor"} <= set(circles[0])
 
@@ -115,7 +123,9 @@ def test_modules_take_only_the_core_from_the_package_root():
             if not isinstance(node, ast.ImportFrom):
                 continue
             if node.level:
-                base = parts[: len(parts) - node.level] if rel.name != "__init__" else parts[: len(parts) - node.level + 1]
+                base = (
+                    parts[: len(parts) - node.level] if rel.name != "__init__" else parts[: len(parts) - node.level + 1]
+                )
                 target = ".".join(base + ((node.module,) if node.module else ()))
             else:
                 target = node.module or ""
@@ -128,8 +138,14 @@ def test_modules_take_only_the_core_from_the_package_root():
 
 def _lint(src: pathlib.Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(src))
-    return subprocess.run([str(LINT), "--no-cache", "--config", str(ROOT / "pyproject.toml")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(LINT), "--no-cache", "--config", str(ROOT / "pyproject.toml")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_layers_contract_holds():
@@ -138,12 +154,27 @@ def test_the_layers_contract_holds():
     assert "1 kept, 0 broken" in r.stdout
 
 
-@pytest.mark.parametrize("module, bad_import, message", [
-    ("tracking/scopes.py", "from ..report import text", "taskleak.tracking is not allowed to import taskleak.report"),
-    ("model/task_info.py", "from ..diagnosis import why", "taskleak.model is not allowed to import taskleak.diagnosis"),
-    ("blocking/watchdog.py", "from ..live import serve", "taskleak.blocking is not allowed to import taskleak.live"),
-    ("cli/run.py", "from ..testing import check", "taskleak.cli is not allowed to import taskleak.testing"),
-])
+@pytest.mark.parametrize(
+    "module, bad_import, message",
+    [
+        (
+            "tracking/scopes.py",
+            "from ..report import text",
+            "taskleak.tracking is not allowed to import taskleak.report",
+        ),
+        (
+            "model/task_info.py",
+            "from ..diagnosis import why",
+            "taskleak.model is not allowed to import taskleak.diagnosis",
+        ),
+        (
+            "blocking/watchdog.py",
+            "from ..live import serve",
+            "taskleak.blocking is not allowed to import taskleak.live",
+        ),
+        ("cli/run.py", "from ..testing import check", "taskleak.cli is not allowed to import taskleak.testing"),
+    ],
+)
 def test_an_upward_import_breaks_the_contract(tmp_path, module, bad_import, message):
     copy = tmp_path / "src"
     shutil.copytree(PACKAGE, copy / "taskleak", ignore=shutil.ignore_patterns("__pycache__"))
@@ -207,8 +238,11 @@ def private_crossings(package: pathlib.Path) -> list:
                 names = [node.name]
             elif isinstance(node, (ast.Assign, ast.AnnAssign)):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                names = [t.id if isinstance(t, ast.Name) else t.attr for t in targets
-                         if isinstance(t, (ast.Name, ast.Attribute))]
+                names = [
+                    t.id if isinstance(t, ast.Name) else t.attr
+                    for t in targets
+                    if isinstance(t, (ast.Name, ast.Attribute))
+                ]
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 names = [node.id]
             for n in names:
@@ -235,8 +269,7 @@ def private_crossings(package: pathlib.Path) -> list:
             owner = aliases.get(node.value.id) if isinstance(node.value, ast.Name) else None
             if owner is not None and owner.startswith("taskleak.") and _room(owner) != room:
                 out.append(f"{where}:{node.lineno}: {node.value.id}.{node.attr} of {owner}")
-            elif (node.attr in defined and room not in defined[node.attr]
-                  and node.attr not in _FOREIGN_PRIVATE):
+            elif node.attr in defined and room not in defined[node.attr] and node.attr not in _FOREIGN_PRIVATE:
                 out.append(f"{where}:{node.lineno}: .{node.attr}, private to {sorted(defined[node.attr])}")
     return out
 
@@ -245,12 +278,18 @@ def test_no_module_takes_a_private_name_from_another_subpackage():
     assert private_crossings(PACKAGE) == []
 
 
-@pytest.mark.parametrize("module, line, expected", [
-    ("monitor/monitor.py", "from ..model.snapshot import _Shared", "from taskleak.model.snapshot import _Shared"),
-    ("live/task_groups.py", "from ..tracking import installer as inst\nX = inst._adopted_loops",
-     "inst._adopted_loops of taskleak.tracking.installer"),
-    ("report/dump.py", "def f(snap):\n    return snap._index_groups()", "._index_groups, private to ['model']"),
-])
+@pytest.mark.parametrize(
+    "module, line, expected",
+    [
+        ("monitor/monitor.py", "from ..model.snapshot import _Shared", "from taskleak.model.snapshot import _Shared"),
+        (
+            "live/task_groups.py",
+            "from ..tracking import installer as inst\nX = inst._adopted_loops",
+            "inst._adopted_loops of taskleak.tracking.installer",
+        ),
+        ("report/dump.py", "def f(snap):\n    return snap._index_groups()", "._index_groups, private to ['model']"),
+    ],
+)
 def test_a_private_crossing_is_found(tmp_path, module, line, expected):
     copy = tmp_path / "taskleak"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))

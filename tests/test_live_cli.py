@@ -23,8 +23,8 @@ import time
 import pytest
 
 import taskleak.cli.main as cli_main
-import taskleak.cli.ps  # noqa: F401  (imported before a fork drops privileges)
-import taskleak.cli.remote_read  # noqa: F401
+import taskleak.cli.ps
+import taskleak.cli.remote_read
 import taskleak.cli.top  # noqa: F401
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -70,8 +70,14 @@ class Proc:
         env = dict(os.environ)
         env.pop("PYTHON_DISABLE_REMOTE_DEBUG", None)
         env.update(env_extra or {})
-        self.p = subprocess.Popen([python, *args, "-c", SERVICE.format(agent=agent)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, env=env, preexec_fn=preexec, cwd="/")
+        self.p = subprocess.Popen(
+            [python, *args, "-c", SERVICE.format(agent=agent)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            preexec_fn=preexec,
+            cwd="/",
+        )
         line = self.p.stdout.readline()
         assert line == b"ready\n", (line, self.p.stderr.read() if self.p.poll() is not None else "")
         self.pid = self.p.pid
@@ -84,8 +90,14 @@ class Proc:
 
 
 def taskleak_cli(*args: str, env: dict = None, prefix: tuple = ()) -> subprocess.CompletedProcess:
-    return subprocess.run([*prefix, sys.executable, "-m", "taskleak", *args], capture_output=True, text=True,
-                          timeout=120, env=env, cwd="/")
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "taskleak", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd="/",
+    )
 
 
 @pytest.fixture
@@ -106,7 +118,7 @@ def test_ps_dump_snapshot_why_top_through_the_agent(agent_proc, tmp_path):
     assert dump.returncode == 0, dump.stderr
     assert f"taskleak dump: pid {pid}" in dump.stdout
     assert "4 tasks, pending, stuck(), waiting on Event.wait()" in dump.stdout
-    assert "<string>:" in dump.stdout            # creation sites, from the agent
+    assert "<string>:" in dump.stdout  # creation sites, from the agent
 
     doc = json.loads(taskleak_cli("dump", pid, "--json").stdout)
     stuck = next(g for g in doc["groups"] if g["coro"] == "stuck" and g["count"] == 4)
@@ -129,7 +141,7 @@ def test_ps_dump_snapshot_why_top_through_the_agent(agent_proc, tmp_path):
     top = taskleak_cli("top", pid, "-n", "2", "-d", "0.2")
     assert top.returncode == 0, top.stderr
     assert top.stdout.count(f"taskleak top - pid {pid}") == 2
-    assert "\x1b[" not in top.stdout                # not a terminal: plain text
+    assert "\x1b[" not in top.stdout  # not a terminal: plain text
     assert "stuck" in top.stdout and "PENDING" in top.stdout
     # This process never asked for the watchdog: top says so rather than "0".
     assert "blocked loops: not watched" in top.stdout
@@ -156,8 +168,9 @@ asyncio.run(main())
 
 
 def test_top_shows_blocked_loop_episodes(runtime_dir):
-    p = subprocess.Popen([sys.executable, "-c", BLOCKING_SERVICE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         cwd="/")
+    p = subprocess.Popen(
+        [sys.executable, "-c", BLOCKING_SERVICE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/"
+    )
     try:
         line = p.stdout.readline()
         assert line == b"ready\n", (line, p.stderr.read() if p.poll() is not None else "")
@@ -181,7 +194,7 @@ def test_top_on_a_terminal_redraws_in_place_and_quits_on_q(agent_proc):
 
     from taskleak.monitor.monitor import _RUNNING
 
-    for m in list(_RUNNING):   # see _run_as_nobody
+    for m in list(_RUNNING):  # see _run_as_nobody
         m.stop()
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - child
@@ -245,9 +258,12 @@ def test_error_malformed_reply(runtime_dir):
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(path)
     srv.listen(4)
-    replies = [b"SSH-2.0-OpenSSH_9.2\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{not json",
-               b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{}",
-               b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"]
+    replies = [
+        b"SSH-2.0-OpenSSH_9.2\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{not json",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+    ]
 
     def fake_agent() -> None:
         for reply in replies:
@@ -262,7 +278,7 @@ def test_error_malformed_reply(runtime_dir):
         r1 = taskleak_cli("dump", str(p.pid))
         r2 = taskleak_cli("dump", str(p.pid), "--json")
         r3 = taskleak_cli("dump", str(p.pid), "--json")
-        r4 = taskleak_cli("why", str(p.pid), "some-task")     # valid JSON of the wrong shape
+        r4 = taskleak_cli("why", str(p.pid), "some-task")  # valid JSON of the wrong shape
         t.join(30)
         assert r4.returncode == 1 and "malformed reply" in r4.stderr and "Traceback" not in r4.stderr
         assert r1.returncode == 1 and f"malformed reply from process {p.pid}'s agent: not an HTTP response" in r1.stderr
@@ -279,7 +295,7 @@ def test_error_stopped_agent(runtime_dir):
     d.mkdir(mode=0o700)
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(d / f"{p.pid}.sock"))
-    s.close()   # a socket file nobody listens on
+    s.close()  # a socket file nobody listens on
     try:
         r = taskleak_cli("dump", str(p.pid))
         assert r.returncode == 1 and "has an agent socket" in r.stderr and "nobody answers" in r.stderr
@@ -320,7 +336,7 @@ def _run_as_nobody(argv: list) -> tuple:
                 break
             err += b
     else:
-        os.kill(pid, 9)      # never leave a hung child behind
+        os.kill(pid, 9)  # never leave a hung child behind
     os.close(r)
     _, st = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(st), err.decode()
@@ -351,6 +367,7 @@ def test_error_ptrace_not_permitted(runtime_dir):
 
 
 # -- CPython 3.14+: no agent, and --inject ------------------------------------------------
+
 
 def _inject_files() -> set:
     return set(pathlib.Path(tempfile.gettempdir()).glob("taskleak-inject-*"))
@@ -474,7 +491,7 @@ def test_taskleak_run_monitor_starts_the_agent(runtime_dir, tmp_path):
         dump = _dump_when_agent_is_up(pid, runtime_dir)
         assert dump.returncode == 0, dump.stderr
         assert "3 tasks, pending, stuck(), waiting on Event.wait()" in dump.stdout
-        assert "program.py:" in dump.stdout        # creation sites: the program ran with tracking on
+        assert "program.py:" in dump.stdout  # creation sites: the program ran with tracking on
     finally:
         p.kill()
         p.wait()
@@ -522,7 +539,7 @@ def test_inject_into_an_idle_loop_says_so_and_starts_when_it_wakes(runtime_dir):
         r = taskleak_cli("dump", str(p.pid), "--inject", "--inject-wait", "2")
         assert r.returncode == 1
         assert "did not start" in r.stderr and "idle event loop" in r.stderr and "stays queued" in r.stderr
-        os.kill(p.pid, signal.SIGUSR1)     # something wakes the loop: the queued script runs
+        os.kill(p.pid, signal.SIGUSR1)  # something wakes the loop: the queued script runs
         sock = runtime_dir / "taskleak" / f"{p.pid}.sock"
         for _ in range(500):
             if sock.exists():
@@ -543,7 +560,7 @@ def test_inject_into_an_idle_loop_says_so_and_starts_when_it_wakes(runtime_dir):
 def test_top_blocked_line_forms():
     from taskleak.cli.top import blocked_line
 
-    assert blocked_line(None) is None                       # an agent without /api/blocked
+    assert blocked_line(None) is None  # an agent without /api/blocked
     off = {"watching": False, "threshold": None, "blocks": 0, "blocked_seconds": 0.0, "episodes": []}
     assert blocked_line(off).startswith("blocked loops: not watched")
     quiet = dict(off, watching=True, threshold=0.1)

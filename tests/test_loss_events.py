@@ -52,7 +52,7 @@ def test_never_retrieved_is_recorded_with_exception(tracked, caplog):
     gc.collect()
     ev = [e for e in kinds("never-retrieved") if e.task_name == "fire-and-forget"]
     assert len(ev) == 1
-    raise_line = next(n for n, text in enumerate(open(__file__), 1) if "secret-ish detail\")" in text)
+    raise_line = next(n for n, text in enumerate(open(__file__), 1) if 'secret-ish detail")' in text)
     # The exception, and where it was raised.
     assert ev[0].exception.startswith("ValueError: secret-ish detail (raised at ")
     assert ev[0].exception.endswith(f"test_loss_events.py:{raise_line} in boom)")
@@ -78,9 +78,11 @@ def test_pending_at_shutdown_runner(tracked):
     if sys.version_info < (3, 11):
         return  # asyncio.Runner is 3.11+; asyncio.run is covered above
     with asyncio.Runner() as r:
+
         async def main():
             asyncio.create_task(forever(), name="runner-left")
             await asyncio.sleep(0)
+
         r.run(main())
     assert [e.task_name for e in kinds("pending-at-shutdown")] == ["runner-left"]
 

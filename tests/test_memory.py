@@ -41,6 +41,7 @@ def test_stack_table_cap_and_drop_counter(tracked):
     base = taskleak.status()
     _core.set_stack_limit(base["stacks"] + 2)
     try:
+
         async def site_a():
             return asyncio.create_task(asyncio.sleep(10))
 
@@ -72,7 +73,7 @@ def test_records_survive_until_gc_finalizer_runs(tracked):
     """The collector clears weakrefs before finalizers; the creation site must
     still be known when 'Task was destroyed but it is pending!' is reported."""
     loop = asyncio.new_event_loop()
-    loop.set_exception_handler(lambda l, c: None)
+    loop.set_exception_handler(lambda loop, context: None)
 
     async def stuck():
         await asyncio.Event().wait()

@@ -72,7 +72,8 @@ def test_env_parsing():
 
 def test_taskleak_run_monitor_flag(tmp_path):
     script = tmp_path / "svc.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import asyncio
         held = []
         async def stuck():
@@ -82,7 +83,8 @@ def test_taskleak_run_monitor_flag(tmp_path):
                 held.append(asyncio.create_task(stuck()))
                 await asyncio.sleep(0.02)
         asyncio.run(main())
-    """))
+    """)
+    )
     p = _run([sys.executable, "-m", "taskleak", "run", "--monitor", "0.05", str(script)], {}, tmp_path)
     assert "taskleak monitor:" in p.stderr, p.stderr
     n = int(p.stderr.split("taskleak monitor:")[1].split()[0])

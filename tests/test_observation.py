@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
+import threading
 import weakref
 
 import pytest
@@ -32,7 +33,8 @@ LISTINGS = {
 }
 
 
-def _answer(listing, task) -> None:
+def _answer(listing, task, loop_waits: threading.Event) -> None:
+    loop_waits.wait(10)
     listing(task)  # and drop what it made, as an endpoint does once it has answered
 
 
@@ -60,7 +62,14 @@ def test_a_listing_leaves_no_finished_task_referenced(tracked, name):
         # a frame that is running and holds the task in a local, CPython
         # 3.10-3.12 keep that frame's f_locals snapshot, which the holder
         # search has to read, until the frame reads its locals again.)
-        await asyncio.get_running_loop().run_in_executor(None, _answer, LISTINGS[name], w)
+        # The listing runs once main() is suspended: on CPython 3.10-3.12 a
+        # frame that is *running* while the holder search reads its locals
+        # keeps that f_locals snapshot (see docs/heap.md), so asking while
+        # main() itself runs would test CPython, not taskleak.
+        loop_waits = threading.Event()
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop_waits.set)
+        await loop.run_in_executor(None, _answer, LISTINGS[name], w, loop_waits)
         del done
         alive = ref() is not None
         w.cancel()
@@ -73,3 +82,32 @@ def test_a_listing_leaves_no_finished_task_referenced(tracked, name):
     finally:
         gc.enable()
     assert not alive, f"{name} left a finished task referenced until the next garbage collection"
+
+
+def test_naming_a_suspended_coroutines_local_leaves_the_local_alone(tracked):
+    """who_holds() names the local of a suspended coroutine that holds an
+    object, and the coroutine still has that local when it resumes (on 3.13+
+    f_locals is a live view: clearing it would delete the local)."""
+
+    class Payload:
+        pass
+
+    async def main():
+        fut = asyncio.get_running_loop().create_future()
+        seen = {}
+
+        async def keeper():
+            kept = Payload()
+            seen["obj"] = weakref.ref(kept)
+            await fut
+            return type(kept).__name__
+
+        t = asyncio.ensure_future(keeper())
+        await asyncio.sleep(0)
+        paths = [str(p) for p in taskleak.who_holds(seen["obj"]())]
+        fut.set_result(None)
+        return paths, await t
+
+    paths, resumed_with = asyncio.run(main())
+    assert any("local 'kept'" in p for p in paths), paths
+    assert resumed_with == "Payload"

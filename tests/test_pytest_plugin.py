@@ -9,9 +9,8 @@ import textwrap
 import pytest
 
 import taskleak
-
-from taskleak.testing.baseline import Baseline, BaselineError, leak_key
 from taskleak.frame import Frame
+from taskleak.testing.baseline import Baseline, BaselineError, leak_key
 
 pytest_plugins = ["pytester"]
 
@@ -62,6 +61,7 @@ async def test_leaks_heartbeat():
 
 # ---- enabling -------------------------------------------------------------------
 
+
 def test_off_by_default_and_on_with_the_flag(pytester):
     res = run(pytester, LEAKY)
     res.assert_outcomes(passed=1)
@@ -76,9 +76,13 @@ def test_off_by_default_and_on_with_the_flag(pytester):
     assert f"test_suite.py:{line_of(pytester, '# LEAK')} in test_leaks_heartbeat" in out
     assert "in heartbeat" in out
     assert "pytest_plugin.py" not in out  # the report, not the plugin's traceback
-    res.stdout.fnmatch_lines(["*taskleak: 1 leaked task(s) in 1 test(s)*",
-                              "count*kind*status*created at*suspended at*tests",
-                              "1*pending*failed*heartbeat()*test_suite.py:*test_suite.py::test_leaks_heartbeat"])
+    res.stdout.fnmatch_lines(
+        [
+            "*taskleak: 1 leaked task(s) in 1 test(s)*",
+            "count*kind*status*created at*suspended at*tests",
+            "1*pending*failed*heartbeat()*test_suite.py:*test_suite.py::test_leaks_heartbeat",
+        ]
+    )
 
 
 def test_ini_enables(pytester):
@@ -87,7 +91,9 @@ def test_ini_enables(pytester):
 
 
 def test_markers_enable_tune_and_skip(pytester):
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         @pytest.mark.taskleak
         @pytest.mark.asyncio
         async def test_marked_leak():
@@ -131,13 +137,16 @@ def test_markers_enable_tune_and_skip(pytester):
             async def test_in_class(self):
                 asyncio.create_task(heartbeat())
                 await asyncio.sleep(0)
-        """)
+        """,
+    )
     res.assert_outcomes(passed=7, errors=2)
     res.stdout.fnmatch_lines(["ERROR *::test_marked_leak*", "ERROR *::test_no_grace*"])
 
 
 def test_no_taskleak_marker_and_module_pytestmark(pytester):
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         pytestmark = pytest.mark.taskleak(grace=0.05)
 
         @pytest.mark.asyncio
@@ -150,7 +159,9 @@ def test_no_taskleak_marker_and_module_pytestmark(pytester):
         async def test_exempt():
             asyncio.create_task(heartbeat())
             await asyncio.sleep(0)
-        """, "--taskleak")
+        """,
+        "--taskleak",
+    )
     res.assert_outcomes(passed=2, errors=1)
     res.stdout.fnmatch_lines(["ERROR *::test_module_marked_leak*"])
 
@@ -162,13 +173,17 @@ def test_markers_are_registered(pytester):
 
 # ---- bad configuration ------------------------------------------------------------
 
-@pytest.mark.parametrize("ini_line, message", [
-    ("taskleak = maybe", "ini option taskleak must be true or false, got 'maybe'"),
-    ("taskleak_grace = soon", "taskleak_grace must be a number of seconds >= 0, got 'soon'"),
-    ("taskleak_grace = -1", "taskleak_grace must be a number of seconds >= 0"),
-    ("taskleak_mode = loud", "taskleak_mode must be fail or warn, got 'loud'"),
-    ("taskleak_kinds = pending leaky", "taskleak_kinds: unknown or missing kind(s) ['leaky']"),
-])
+
+@pytest.mark.parametrize(
+    "ini_line, message",
+    [
+        ("taskleak = maybe", "ini option taskleak must be true or false, got 'maybe'"),
+        ("taskleak_grace = soon", "taskleak_grace must be a number of seconds >= 0, got 'soon'"),
+        ("taskleak_grace = -1", "taskleak_grace must be a number of seconds >= 0"),
+        ("taskleak_mode = loud", "taskleak_mode must be fail or warn, got 'loud'"),
+        ("taskleak_kinds = pending leaky", "taskleak_kinds: unknown or missing kind(s) ['leaky']"),
+    ],
+)
 def test_bad_ini_values_are_usage_errors(pytester, ini_line, message):
     res = run(pytester, "def test_x(): pass", ini=INI + ini_line + "\n")
     assert res.ret == pytest.ExitCode.USAGE_ERROR
@@ -177,7 +192,9 @@ def test_bad_ini_values_are_usage_errors(pytester, ini_line, message):
 
 
 def test_bad_marker_options_fail_that_test_only(pytester):
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         @pytest.mark.taskleak(graze=1)
         def test_typo():
             pass
@@ -193,7 +210,8 @@ def test_bad_marker_options_fail_that_test_only(pytester):
         @pytest.mark.taskleak
         def test_fine():
             pass
-        """)
+        """,
+    )
     res.assert_outcomes(passed=1, errors=3)  # at setup: the test scope is a fixture
     out = res.stdout.str()
     assert "unknown option(s) ['graze']; options are grace, ignore, kinds, on_leak, collect" in out
@@ -210,6 +228,7 @@ def test_baseline_options_need_a_file(pytester):
 
 # ---- modes ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("filterwarnings", ["", "filterwarnings = error\n"])
 def test_warn_mode_never_fails_a_test(pytester, filterwarnings):
     # Many suites turn every warning into an error; warn mode reports in the
@@ -219,9 +238,13 @@ def test_warn_mode_never_fails_a_test(pytester, filterwarnings):
     assert res.ret == 0
     out = res.stdout.str()
     assert "warnings summary" not in out and "Traceback" not in out
-    res.stdout.fnmatch_lines(["*1*pending*warned*heartbeat()*",
-                              "*taskleak: reports of leaks that did not fail their test*",
-                              "taskleak: 1 leaked task in test_suite.py::test_leaks_heartbeat"])
+    res.stdout.fnmatch_lines(
+        [
+            "*1*pending*warned*heartbeat()*",
+            "*taskleak: reports of leaks that did not fail their test*",
+            "taskleak: 1 leaked task in test_suite.py::test_leaks_heartbeat",
+        ]
+    )
 
 
 def test_warning_category_is_exported():
@@ -232,7 +255,9 @@ def test_warning_category_is_exported():
 
 
 def test_cancel_on_leak_cancels_then_fails(pytester):
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         CANCELLED = []
 
         async def tracked_heartbeat():
@@ -250,19 +275,24 @@ def test_cancel_on_leak_cancels_then_fails(pytester):
 
         def test_it_was_cancelled_by_the_check():
             assert CANCELLED == [1]
-        """)
+        """,
+    )
     res.assert_outcomes(passed=2, errors=1)
     assert "(the pending tasks were cancelled)" in res.stdout.str()
 
 
 def test_failing_test_keeps_its_error_and_gets_a_report_section(pytester):
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         @pytest.mark.asyncio
         async def test_fails_and_leaks():
             asyncio.create_task(heartbeat())
             await asyncio.sleep(0)
             assert 1 + 1 == 3, "the real failure"
-        """, "--taskleak")
+        """,
+        "--taskleak",
+    )
     res.assert_outcomes(failed=1)
     out = res.stdout.str()
     assert "AssertionError: the real failure" in out
@@ -274,7 +304,9 @@ def test_a_failing_tests_own_traceback_is_not_a_holder(pytester):
     """pytest keeps a failing test's traceback in sys.last_value for post-mortem
     debugging; the tasks in that test's locals are not leaked through it. A
     task a failing test really left held (a module global) still is."""
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         KEPT = []
 
         async def boom():
@@ -301,7 +333,9 @@ def test_a_failing_tests_own_traceback_is_not_a_holder(pytester):
             t = asyncio.ensure_future(boom())
             KEPT.append(t)
             await t
-        """, "--taskleak")
+        """,
+        "--taskleak",
+    )
     res.assert_outcomes(failed=2, xfailed=1)
     out = res.stdout.str()
     assert "last_value" not in out and "last_exc" not in out
@@ -316,7 +350,9 @@ def test_garbage_from_an_earlier_test_is_not_charged_to_the_test_being_checked(p
     """The check's gc.collect() frees all waiting garbage: an unclosed socket
     an earlier test dropped warns from its finalizer, which -W error makes an
     exception pytest would charge to the test running now (anyio's suite)."""
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         import gc
         import socket
         gc.disable()  # the socket's cycle waits for the check's collection
@@ -334,22 +370,33 @@ def test_garbage_from_an_earlier_test_is_not_charged_to_the_test_being_checked(p
             await t
             n = Node()
             n.me, n.task = n, t  # held from outside until collected: the check collects
-        """, "--taskleak", "-W", "error")
+        """,
+        "--taskleak",
+        "-W",
+        "error",
+    )
     res.assert_outcomes(passed=2)
     out = res.stdout.str()
-    res.stdout.fnmatch_lines(["*taskleak: exceptions raised by garbage its collections freed*",
-                              "taskleak: while checking *test_a_finished_task_in_a_garbage_cycle*",
-                              "*ResourceWarning: unclosed <socket.socket*"])
+    res.stdout.fnmatch_lines(
+        [
+            "*taskleak: exceptions raised by garbage its collections freed*",
+            "taskleak: while checking *test_a_finished_task_in_a_garbage_cycle*",
+            "*ResourceWarning: unclosed <socket.socket*",
+        ]
+    )
     assert "leaked task" not in out
 
 
 # ---- attribution ------------------------------------------------------------------
 
+
 def test_pytest_asyncio_loop_scopes(pytester):
     """Session/module-scoped fixtures with long-lived background tasks (which
     also spawn short-lived children during tests) are never charged to tests;
     a leak in any loop scope is charged to its own test only."""
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         async def ticker(children):
             while True:
                 children.append(asyncio.create_task(asyncio.sleep(0.001)))
@@ -400,7 +447,9 @@ def test_pytest_asyncio_loop_scopes(pytester):
         @pytest.mark.asyncio(loop_scope="session")
         async def test_session_clean_after(session_bg):
             await asyncio.sleep(0.03)
-        """, "--taskleak")
+        """,
+        "--taskleak",
+    )
     res.assert_outcomes(passed=6, errors=2)
     out = res.stdout.str()
     res.stdout.fnmatch_lines_random(["ERROR *::test_session_leak*", "ERROR *::test_module_leak*"])
@@ -414,7 +463,9 @@ def test_pytest_asyncio_loop_scopes(pytester):
 
 
 def test_anyio_plugin(pytester):
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         @pytest.fixture
         def anyio_backend():
             return "asyncio"
@@ -444,7 +495,11 @@ def test_anyio_plugin(pytester):
         async def test_leak_with_fixture(bg):
             asyncio.create_task(heartbeat(), name="anyio-leak-2")
             await asyncio.sleep(0.02)
-        """, "--taskleak", "-p", "no:asyncio")
+        """,
+        "--taskleak",
+        "-p",
+        "no:asyncio",
+    )
     out = res.stdout.str()
     # Without an async fixture, anyio's runner closes its loop inside the
     # call (on 3.10 with the backported Runner's own _cancel_all_tasks, which
@@ -461,7 +516,9 @@ def test_anyio_worker_process_pool_is_not_a_leak_of_the_test_that_started_it(pyt
     """anyio.to_process starts one task per loop that shuts the worker
     processes down when the loop closes (it is cancelled then, by design).
     A task the same test really leaks next to it is still reported."""
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         from anyio import to_process
 
         @pytest.fixture
@@ -477,7 +534,11 @@ def test_anyio_worker_process_pool_is_not_a_leak_of_the_test_that_started_it(pyt
             assert await to_process.run_sync(abs, -4) == 4
             asyncio.create_task(heartbeat(), name="real-leak")
             await asyncio.sleep(0)
-        """, "--taskleak", "-p", "no:asyncio")
+        """,
+        "--taskleak",
+        "-p",
+        "no:asyncio",
+    )
     out = res.stdout.str()
     res.assert_outcomes(passed=2, errors=1)
     res.stdout.fnmatch_lines(["ERROR *::test_worker_process_and_a_leak*"])
@@ -485,7 +546,9 @@ def test_anyio_worker_process_pool_is_not_a_leak_of_the_test_that_started_it(pyt
 
 
 def test_sync_tests_with_asyncio_run(pytester):
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         def test_leak_cancelled_at_shutdown():
             async def main():
                 asyncio.create_task(heartbeat(), name="run-leak")
@@ -509,16 +572,21 @@ def test_sync_tests_with_asyncio_run(pytester):
             th = threading.Thread(target=worker)
             th.start()
             th.join()
-        """, "--taskleak")
+        """,
+        "--taskleak",
+    )
     res.assert_outcomes(passed=3, errors=2)
     out = res.stdout.str()
     assert "run-leak" in out and "thread-leak" in out
-    res.stdout.fnmatch_lines_random(["ERROR *::test_leak_cancelled_at_shutdown*",
-                                     "ERROR *::test_thread_with_its_own_loop*"])
+    res.stdout.fnmatch_lines_random(
+        ["ERROR *::test_leak_cancelled_at_shutdown*", "ERROR *::test_thread_with_its_own_loop*"]
+    )
 
 
 def test_isolated_asyncio_test_case(pytester):
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         import unittest
 
         class T(unittest.IsolatedAsyncioTestCase):
@@ -535,7 +603,9 @@ def test_isolated_asyncio_test_case(pytester):
             async def test_leak(self):
                 asyncio.create_task(heartbeat(), name="unittest-leak")
                 await asyncio.sleep(0.01)
-        """, "--taskleak")
+        """,
+        "--taskleak",
+    )
     if OWN_SHUTDOWN_CANCELS:
         # 3.10's IsolatedAsyncioTestCase cancels leftover tasks in its own
         # _tearDownAsyncioLoop, which taskleak does not hook (yet): the leak
@@ -589,14 +659,21 @@ def test_f_closes_that_loop():
 def test_a_leak_is_never_blamed_on_a_later_test(pytester):
     res = run(pytester, CROSS_TEST, "--taskleak")
     res.assert_outcomes(passed=6, errors=3)
-    res.stdout.fnmatch_lines_random(["ERROR *::test_a_leaks_into_global*", "ERROR *::test_c_leaks_slow_task*",
-                                     "ERROR *::test_e_sync_with_global_loop*"])
+    res.stdout.fnmatch_lines_random(
+        [
+            "ERROR *::test_a_leaks_into_global*",
+            "ERROR *::test_c_leaks_slow_task*",
+            "ERROR *::test_e_sync_with_global_loop*",
+        ]
+    )
     out = res.stdout.str()
     assert "late leak" not in out  # destroyed / finished later, but already reported
 
 
 def test_xdist(pytester):
-    pytester.makepyfile(test_other=COMMON + textwrap.dedent("""
+    pytester.makepyfile(
+        test_other=COMMON
+        + textwrap.dedent("""
         @pytest.mark.asyncio
         async def test_g_plain_leak():
             asyncio.create_task(heartbeat(), name="xdist-leak")
@@ -607,15 +684,20 @@ def test_xdist(pytester):
             t = asyncio.create_task(heartbeat())
             await asyncio.sleep(0)
             t.cancel()
-        """))
+        """)
+    )
     # One file per worker: the cross-test scenario needs its tests in order.
     res = run(pytester, CROSS_TEST, "--taskleak", "-n", "2", "--dist", "loadfile")
     res.assert_outcomes(passed=8, errors=4)
     # The controller aggregates what the workers attached to their reports.
     res.stdout.fnmatch_lines(["*taskleak: 4 leaked task(s) in 4 test(s)*"])
     table = res.stdout.str().split("leaked task(s) in 4 test(s)")[1]
-    for name in ("test_suite.py::test_a_leaks_into_global", "test_suite.py::test_c_leaks_slow_task",
-                 "test_suite.py::test_e_sync_with_global_loop", "test_other.py::test_g_plain_leak"):
+    for name in (
+        "test_suite.py::test_a_leaks_into_global",
+        "test_suite.py::test_c_leaks_slow_task",
+        "test_suite.py::test_e_sync_with_global_loop",
+        "test_other.py::test_g_plain_leak",
+    ):
         assert name in table
     assert "late leak" not in table
 
@@ -645,10 +727,14 @@ def test_late_leak_is_charged_to_its_creator_and_fails_the_session(pytester, xdi
     res.assert_outcomes(passed=2)
     assert res.ret == 1
     out = res.stdout.str()
-    res.stdout.fnmatch_lines(["*taskleak: 1 late leak(s)*",
-                              "Found after their test had ended*",
-                              "*1*never-retrieved*failed*boom()*test_suite.py::test_hands_failed_task_to_the_loop",
-                              "taskleak: exit status set to 1: 1 late leak(s) found after their test had passed*"])
+    res.stdout.fnmatch_lines(
+        [
+            "*taskleak: 1 late leak(s)*",
+            "Found after their test had ended*",
+            "*1*never-retrieved*failed*boom()*test_suite.py::test_hands_failed_task_to_the_loop",
+            "taskleak: exit status set to 1: 1 late leak(s) found after their test had passed*",
+        ]
+    )
     assert "test_suite.py::test_next" not in out.split("late leak(s)")[1]
 
 
@@ -660,7 +746,9 @@ def test_late_leak_in_warn_mode_does_not_fail(pytester):
 
 
 def test_clean_suite_has_no_false_positives(pytester):
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         import sys
 
         async def work(x):
@@ -744,7 +832,9 @@ def test_clean_suite_has_no_false_positives(pytester):
 
         def test_sync_asyncio_run():
             assert asyncio.run(work(5)) == 5
-        """, "--taskleak")
+        """,
+        "--taskleak",
+    )
     res.assert_outcomes(passed=10)
     assert "leaked task" not in res.stdout.str() and "late leak" not in res.stdout.str()
     assert res.ret == 0
@@ -787,28 +877,38 @@ def test_baseline_round_trip(pytester):
     assert res.ret == 0
     data = json.loads(bl.read_text())
     assert data["version"] == 1
-    assert _baseline_keys(bl) == {("pending", "test_suite:test_old_leak", "test_suite:heartbeat"),
-                                  ("pending", "test_suite:test_other_old_leak", "test_suite:forever")}
-    assert [e["tests"] for e in data["entries"]] == [["test_suite.py::test_old_leak"],
-                                                      ["test_suite.py::test_other_old_leak"]]
+    assert _baseline_keys(bl) == {
+        ("pending", "test_suite:test_old_leak", "test_suite:heartbeat"),
+        ("pending", "test_suite:test_other_old_leak", "test_suite:forever"),
+    }
+    assert [e["tests"] for e in data["entries"]] == [
+        ["test_suite.py::test_old_leak"],
+        ["test_suite.py::test_other_old_leak"],
+    ]
 
     # Tolerated, even after unrelated edits move every line.
     res = run(pytester, "\n\n# shifted\n" + BASELINE_SUITE + NEW_LEAK, *args)
     res.assert_outcomes(passed=3, errors=1)
-    res.stdout.fnmatch_lines(["*1*pending*baseline*heartbeat()*test_suite.py::test_old_leak",
-                              "*1*pending*baseline*forever()*test_suite.py::test_other_old_leak",
-                              "*1*pending*failed*forever()*test_suite.py::test_new_leak",
-                              "ERROR *::test_new_leak*"])
+    res.stdout.fnmatch_lines(
+        [
+            "*1*pending*baseline*heartbeat()*test_suite.py::test_old_leak",
+            "*1*pending*baseline*forever()*test_suite.py::test_other_old_leak",
+            "*1*pending*failed*forever()*test_suite.py::test_new_leak",
+            "ERROR *::test_new_leak*",
+        ]
+    )
 
     # Updating without force refuses to add the new leak...
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, "--taskleak-update-baseline")
     res.assert_outcomes(passed=3, errors=1)
-    res.stdout.fnmatch_lines(["*wrote baseline*2 entries (0 dropped; 1 new leak(s) NOT added, use "
-                              "--taskleak-baseline-force*"])
+    res.stdout.fnmatch_lines(
+        ["*wrote baseline*2 entries (0 dropped; 1 new leak(s) NOT added, use --taskleak-baseline-force*"]
+    )
     assert len(_baseline_keys(bl)) == 2
     # ... force adds it.
-    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, "--taskleak-update-baseline",
-                                        "--taskleak-baseline-force")
+    res = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", *args, "--taskleak-update-baseline", "--taskleak-baseline-force"
+    )
     res.assert_outcomes(passed=3)
     assert ("pending", "test_suite:test_new_leak", "test_suite:forever") in _baseline_keys(bl)
 
@@ -823,13 +923,16 @@ def test_baseline_round_trip(pytester):
     assert ("pending", "test_suite:test_old_leak", "test_suite:heartbeat") not in _baseline_keys(bl)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "is not valid JSON"),
-    ('{"version": 99, "entries": []}', "unsupported version 99"),
-    ('{"version": 1, "entries": {}}', "'entries' must be a list"),
-    ('{"version": 1, "entries": [{"kind": "pending"}]}', "entry 0 needs non-empty strings"),
-    ("[]", "expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "is not valid JSON"),
+        ('{"version": 99, "entries": []}', "unsupported version 99"),
+        ('{"version": 1, "entries": {}}', "'entries' must be a list"),
+        ('{"version": 1, "entries": [{"kind": "pending"}]}', "entry 0 needs non-empty strings"),
+        ("[]", "expected a JSON object"),
+    ],
+)
 def test_malformed_baseline_is_a_usage_error(pytester, content, message):
     bl = pytester.path / "bl.json"
     bl.write_text(content)
@@ -847,12 +950,16 @@ def test_missing_baseline_is_a_usage_error_unless_updating(pytester):
 def test_leak_key_has_no_line_numbers(tmp_path):
     root = str(tmp_path)
     asyncio_tasks = sys.modules["asyncio"].__file__.replace("__init__.py", "tasks.py")
-    created = [Frame(asyncio_tasks, 10, "create_task"),
-               Frame(f"{root}/pkg/test_mod.py", 12, "TestX.test_y"),
-               Frame(f"{root}/pkg/helpers.py", 40, "start")]
-    stack = [Frame(f"{root}/pkg/svc.py", 7, "Service.run"),
-             Frame(f"{root}/pkg/svc.py", 30, "Service._tick"),
-             Frame(asyncio_tasks, 600, "sleep")]
+    created = [
+        Frame(asyncio_tasks, 10, "create_task"),
+        Frame(f"{root}/pkg/test_mod.py", 12, "TestX.test_y"),
+        Frame(f"{root}/pkg/helpers.py", 40, "start"),
+    ]
+    stack = [
+        Frame(f"{root}/pkg/svc.py", 7, "Service.run"),
+        Frame(f"{root}/pkg/svc.py", 30, "Service._tick"),
+        Frame(asyncio_tasks, 600, "sleep"),
+    ]
     key = leak_key("pending", created, stack, root)
     assert key == ("pending", "pkg.test_mod:TestX.test_y", "pkg.svc:Service._tick")
     moved = [Frame(f.filename, f.lineno + 5, f.function) for f in created]
@@ -867,7 +974,7 @@ def test_baseline_update_rules(tmp_path):
     bl = Baseline.load(str(path))
     assert bl.tolerates(a) and not bl.tolerates(c)
     entries, dropped, refused = bl.updated({a: {"t::a"}, c: {"t::c"}}, ran={"t::a", "t::c"}, force=False)
-    assert set(entries) == {a, b} and dropped == [] and refused == [c]   # b's test did not run
+    assert set(entries) == {a, b} and dropped == [] and refused == [c]  # b's test did not run
     entries, dropped, refused = bl.updated({a: {"t::a"}}, ran={"t::a", "t::b"}, force=False)
     assert set(entries) == {a} and dropped == [b]
     entries, _, _ = bl.updated({c: {"t::c"}}, ran=set(), force=True)

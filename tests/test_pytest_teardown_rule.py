@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from test_pytest_plugin import INI, line_of, run
 
 pytest_plugins = ["pytester"]
@@ -63,7 +62,9 @@ def test_bad_phase_is_a_usage_error(pytester):
 
 
 def test_a_task_still_running_after_teardown_is_the_tests(pytester):
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         @pytest_asyncio.fixture
         async def forgetful():
             tasks = []
@@ -74,7 +75,9 @@ def test_a_task_still_running_after_teardown_is_the_tests(pytester):
         async def test_leaks_through_its_fixture(forgetful):
             forgetful.append(asyncio.create_task(heartbeat()))  # LEAK
             await asyncio.sleep(0)
-        """, "--taskleak")
+        """,
+        "--taskleak",
+    )
     res.assert_outcomes(passed=1, errors=1)
     line = line_of(pytester, "# LEAK")
     res.stdout.fnmatch_lines([f"*1*pending*failed*heartbeat()*test_suite.py:{line} in test_leaks_through_its_fixture*"])
@@ -107,8 +110,9 @@ def test_server_handler_tasks_belong_to_the_fixture_that_started_the_server(pyte
     # The handler task is created from a loop callback (an accepted
     # connection): it is the server fixture's, not the test's.
     close_clients = "srv.close_clients()" if sys.version_info >= (3, 13) else ""
-    src = SERVER.format(scope=scope, loop=loop, close_clients=close_clients,
-                        client_close="writer.close(); await writer.wait_closed()")
+    src = SERVER.format(
+        scope=scope, loop=loop, close_clients=close_clients, client_close="writer.close(); await writer.wait_closed()"
+    )
     res = run(pytester, src, "--taskleak")
     res.assert_outcomes(passed=1)
     assert "leaked" not in res.stdout.str()
@@ -117,19 +121,25 @@ def test_server_handler_tasks_belong_to_the_fixture_that_started_the_server(pyte
 def test_handler_left_running_by_a_module_server_is_not_the_tests(pytester):
     # The test leaves its connection open: the handler keeps running, but it
     # belongs to the module fixture's server, which outlives the test.
-    src = SERVER.format(scope="scope='module', loop_scope='module'", loop="module", close_clients="",
-                        client_close="")
-    res = run(pytester, src + """
+    src = SERVER.format(scope="scope='module', loop_scope='module'", loop="module", close_clients="", client_close="")
+    res = run(
+        pytester,
+        src
+        + """
 @pytest.mark.asyncio(loop_scope="module")
 async def test_after():
     pass
-""", "--taskleak")
+""",
+        "--taskleak",
+    )
     res.assert_outcomes(passed=2)
     assert "leaked task" not in res.stdout.str()
 
 
 def test_abandoned_async_generator_finalizer_is_housekeeping(pytester):
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         async def numbers():
             try:
                 for i in range(10):
@@ -143,7 +153,9 @@ def test_abandoned_async_generator_finalizer_is_housekeeping(pytester):
             async for i in numbers():
                 if i == 2:
                     break                 # the generator is dropped unfinished
-        """, "--taskleak")
+        """,
+        "--taskleak",
+    )
     res.assert_outcomes(passed=1)
     assert "async_generator_athrow" not in res.stdout.str()
 
@@ -196,7 +208,9 @@ def test_grace_is_bounded_in_loop_time_too(pytester):
 
 
 def test_finished_tasks_kept_on_the_loop_are_done_retained(pytester):
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         async def quick():
             return 1
 
@@ -207,7 +221,9 @@ def test_finished_tasks_kept_on_the_loop_are_done_retained(pytester):
             t = asyncio.create_task(quick())  # LEAK
             await t
             app["tasks"].append(t)
-        """, "--taskleak")
+        """,
+        "--taskleak",
+    )
     res.assert_outcomes(passed=1, errors=1)
     res.stdout.fnmatch_lines(["*[done-retained]*quick()", "*held by:", "    loop.__dict__['app']['tasks'][0]"])
 
@@ -215,11 +231,15 @@ def test_finished_tasks_kept_on_the_loop_are_done_retained(pytester):
 def test_framework_frames_are_not_creation_sites(pytester):
     # A test that fails holds its own task (the runner's) in the traceback:
     # never reported, and no report shows pytest-asyncio's frames.
-    res = run(pytester, """
+    res = run(
+        pytester,
+        """
         @pytest.mark.asyncio
         async def test_fails():
             raise RuntimeError("boom")
-        """, "--taskleak")
+        """,
+        "--taskleak",
+    )
     res.assert_outcomes(failed=1)
     out = res.stdout.str()
     assert "leaked" not in out and "pytest_asyncio/plugin.py" not in out
@@ -235,6 +255,10 @@ def test_handler_left_running_by_a_function_server_names_the_callback_and_the_co
     res = run(pytester, src, "--taskleak")
     res.assert_outcomes(passed=1, errors=1)
     out = res.stdout.str()
-    res.stdout.fnmatch_lines(["*created at: a loop callback, asyncio/*(no frame of your code on the creation stack)",
-                              "*runs: handle() of test_suite.py:*"])
+    res.stdout.fnmatch_lines(
+        [
+            "*created at: a loop callback, asyncio/*(no frame of your code on the creation stack)",
+            "*runs: handle() of test_suite.py:*",
+        ]
+    )
     assert "BaseEventLoop.create_task" not in out  # not asyncio's plumbing

@@ -36,7 +36,7 @@ def service():
 
 @pytest.fixture
 def server(service):
-    gc.collect()   # tasks of earlier tests, with the same names, are gone
+    gc.collect()  # tasks of earlier tests, with the same names, are gone
     ev = service.call(asyncio.Event)
     service.spawn(stuck, 5, "stuck", ev)
     # Held here: nothing else references them, and the collector would take them.
@@ -72,7 +72,7 @@ def test_api_tasks_groups_with_chains_wait_targets_orphans_and_sites(server):
     g = by_coro["stuck"]
     assert g["count"] == 5 and g["state"] == "pending"
     assert sorted(g["tasks"]) == [f"stuck-{i}" for i in range(5)]
-    assert g["site"] and "live_service.py" in g["site"]          # created by Service.spawn
+    assert g["site"] and "live_service.py" in g["site"]  # created by Service.spawn
     assert g["created_at"][0]["filename"].endswith("live_service.py")
     assert g["chain"][-1]["function"] == "Event.wait" and g["chain"][0]["function"] == "stuck"
     assert g["waiting_on"] == "Event.wait()" and g["wait_kind"] == "event"
@@ -87,8 +87,7 @@ def test_api_samples_alerts_info_metrics(server):
     assert len(samples) >= 3
     last = samples[-1]
     assert last["pending"] >= 8 and last["rss_bytes"] > 0
-    assert {"time", "tasks", "pending", "done_retained", "created_total", "losses", "loop_lag_s",
-            "groups"} <= set(last)
+    assert {"time", "tasks", "pending", "done_retained", "created_total", "losses", "loop_lag_s", "groups"} <= set(last)
     assert any(g["coro"] == "stuck" and g["pending"] == 5 for g in last["groups"])
     newer = get_json(server.url, f"/api/samples?since={samples[-2]['time']}")["samples"]
     assert newer and all(s["time"] > samples[-2]["time"] for s in newer)
@@ -100,8 +99,9 @@ def test_api_samples_alerts_info_metrics(server):
     status, headers, body = get(server.url, "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
     text = body.decode()
-    line = next(ln for ln in text.splitlines()
-                if ln.startswith('taskleak_asyncio_tasks{state="pending",allowlisted="false"}'))
+    line = next(
+        ln for ln in text.splitlines() if ln.startswith('taskleak_asyncio_tasks{state="pending",allowlisted="false"}')
+    )
     assert float(line.split()[-1]) >= 8
     assert "# TYPE taskleak_asyncio_tasks_created_total counter" in text
 
@@ -126,8 +126,11 @@ def test_dashboard_and_assets_are_served_with_a_strict_policy(server):
     assert b'src="/assets/dashboard.js"' in body and b"http" not in body.replace(b"http-equiv", b"")
     assert headers["content-security-policy"].startswith("default-src 'self'")
     assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store"
-    for name, ctype in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css"),
-                        ("favicon.svg", "image/svg+xml")):
+    for name, ctype in (
+        ("dashboard.js", "text/javascript"),
+        ("dashboard.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+    ):
         status, headers, body = get(server.url, f"/assets/{name}")
         assert status == 200 and headers["content-type"].startswith(ctype) and body
     assert get(server.url, "/assets/../http_server.py")[0] == 404
@@ -238,12 +241,12 @@ def test_answers_while_the_loop_is_blocked(server, service):
 
     def block_in_sleep() -> None:
         spinning.set()
-        release.wait(60)          # the loop thread is stuck (GIL released)
+        release.wait(60)  # the loop thread is stuck (GIL released)
 
     def block_in_python() -> None:
         spinning.set()
         x = 0
-        while not release.is_set():   # the loop thread is busy in Python (GIL held, switched)
+        while not release.is_set():  # the loop thread is busy in Python (GIL held, switched)
             x += 1
 
     for blocker in (block_in_sleep, block_in_python):
@@ -255,7 +258,7 @@ def test_answers_while_the_loop_is_blocked(server, service):
         doc = get_json(server.url, "/api/tasks")
         text = get(server.url, "/tasks.txt")[2].decode()
         assert doc["states"]["pending"] >= 8 and "stuck()" in text
-        assert not release.is_set() and service.ticks == ticks   # answered while the loop was blocked
+        assert not release.is_set() and service.ticks == ticks  # answered while the loop was blocked
         release.set()
 
 
@@ -266,9 +269,10 @@ def test_close_stops_every_thread_and_the_port():
     assert get(url, "/api/info")[0] == 200
     # A client that connects and says nothing holds a thread until the timeout.
     import socket
+
     s = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1].rstrip("/"))))
     srv.close()
-    srv.close()   # idempotent
+    srv.close()  # idempotent
     s.close()
     assert not srv.running
     left = [t for t in threading.enumerate() if t.ident not in before]
@@ -290,8 +294,10 @@ def test_serve_uses_a_running_monitor_and_leaves_it_running():
 
 def test_answers_are_bounded_at_100k_tasks(service):
     # 100,000 pending tasks in 400 groups (distinct creation sites).
-    src = "\n".join(f"def make_{i}(loop, coro_fn, ev, n):\n    return [loop.create_task(coro_fn(ev)) for _ in range(n)]"
-                    for i in range(400))
+    src = "\n".join(
+        f"def make_{i}(loop, coro_fn, ev, n):\n    return [loop.create_task(coro_fn(ev)) for _ in range(n)]"
+        for i in range(400)
+    )
     ns: dict = {}
     exec(compile(src, "generated_sites.py", "exec"), ns)
     ev = service.call(asyncio.Event)
@@ -355,8 +361,7 @@ def test_snapshots_while_the_loop_churns_tasks(service, caplog):
         def client() -> None:
             try:
                 for path in ("/api/tasks", "/tasks.txt", "/api/snapshot", "/metrics") * 2:
-                    statuses.append(get(srv.url, path + ("?names=1" if path == "/api/tasks" else ""),
-                                        timeout=60.0)[0])
+                    statuses.append(get(srv.url, path + ("?names=1" if path == "/api/tasks" else ""), timeout=60.0)[0])
             except Exception as e:  # a client that gave up (a 2-core CI machine under load) is reported
                 errors.append(repr(e))
 
@@ -380,9 +385,9 @@ def test_listings_are_shared_between_clients(server, monkeypatch):
     server._endpoints._cache.clear()
     first = get_json(server.url, "/api/tasks")
     again = get_json(server.url, "/api/tasks")
-    assert again["time"] == first["time"]          # the same snapshot, not a new one
+    assert again["time"] == first["time"]  # the same snapshot, not a new one
     other = get_json(server.url, "/api/tasks?groups=5")
-    assert other["time"] != first["time"]          # another question, its own answer
+    assert other["time"] != first["time"]  # another question, its own answer
     server._endpoints._cache.clear()
     assert get_json(server.url, "/api/tasks")["time"] > first["time"]
 
@@ -391,7 +396,7 @@ def _deep_then_block(depth: int) -> None:
     if depth:
         _deep_then_block(depth - 1)
     else:
-        time.sleep(0.3)       # the line that blocked, 30 frames down
+        time.sleep(0.3)  # the line that blocked, 30 frames down
 
 
 async def blocks_deep() -> None:
@@ -422,7 +427,7 @@ def test_api_blocked_episodes_bounded_and_behind_the_token(service):
             time.sleep(0.02)
         assert doc["blocks"] >= before["blocks"] + 2 and doc["blocked_seconds"] >= before["blocked_seconds"] + 0.5
         new, old = doc["episodes"]
-        assert new["seq"] > old["seq"]                        # newest first
+        assert new["seq"] > old["seq"]  # newest first
         line = _deep_then_block.__code__.co_firstlineno + 4
         for ep in (new, old):
             assert ep["site"]["function"] == "_deep_then_block" and ep["site"]["lineno"] == line
@@ -430,9 +435,9 @@ def test_api_blocked_episodes_bounded_and_behind_the_token(service):
             assert ep["running"] == "task blocks_deep()" and ep["thread"] == "service-loop"
             assert ep["duration"] >= 0.25 and ep["samples"] >= 10
             top = ep["stacks"][0]
-            assert len(top["frames"]) == 20 and top["frames_truncated"] > 10   # 31 recursive frames and more
+            assert len(top["frames"]) == 20 and top["frames_truncated"] > 10  # 31 recursive frames and more
             assert top["share"] == pytest.approx(top["count"] / sum(s["count"] for s in ep["stacks"]))
-            assert set(ep["site"]) == {"filename", "lineno", "function", "short"}   # frames only: no locals, no source
+            assert set(ep["site"]) == {"filename", "lineno", "function", "short"}  # frames only: no locals, no source
         mine = next(lp for lp in doc["loops"] if lp["loop"] == new["loop"])
         assert mine["blocks"] >= 2 and mine["blocked_seconds"] >= 0.5
         assert get_json(url, "/api/blocked?limit=0", headers=auth)["episodes"] == []

@@ -22,17 +22,30 @@ import taskleak
 SEED = 20261201
 N_REQUESTS = 400
 
-PATHS = ["/", "/metrics", "/api/tasks", "/api/samples", "/api/alerts", "/api/why", "/tasks.txt", "/api/info",
-         "/assets/dashboard.js", "/api/snapshot", "/api/blocked"]
+PATHS = [
+    "/",
+    "/metrics",
+    "/api/tasks",
+    "/api/samples",
+    "/api/alerts",
+    "/api/why",
+    "/tasks.txt",
+    "/api/info",
+    "/assets/dashboard.js",
+    "/api/snapshot",
+    "/api/blocked",
+]
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "CONNECT", "G ET", "get", "GET\x00", "", "X" * 300]
 
 
 def _valid(rng: random.Random, port: int) -> bytes:
     path = rng.choice(PATHS)
     if rng.random() < 0.5:
-        path += "?" + "&".join(f"{rng.choice(['limit', 'since', 'groups', 'names', 'task', 'token'])}="
-                               f"{rng.choice(['1', '-5', 'abc', '1e309', 'nan', '%ff', '9' * 40, ''])}"
-                               for _ in range(rng.randint(1, 4)))
+        path += "?" + "&".join(
+            f"{rng.choice(['limit', 'since', 'groups', 'names', 'task', 'token'])}="
+            f"{rng.choice(['1', '-5', 'abc', '1e309', 'nan', '%ff', '9' * 40, ''])}"
+            for _ in range(rng.randint(1, 4))
+        )
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
 
 
@@ -58,38 +71,73 @@ def _case(rng: random.Random, port: int) -> bytes:
         return bytes(rng.randrange(256) for _ in range(rng.randint(1, 3000)))
     if kind == 1:
         return _mutate(rng, _valid(rng, port))
-    if kind == 2:   # oversized header block
-        return (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * rng.randint(1, 400))
-                                                  for i in range(rng.randint(30, 200))) + b"\r\n")
-    if kind == 3:   # oversized target
+    if kind == 2:  # oversized header block
+        return (
+            b"GET / HTTP/1.1\r\n"
+            + b"".join(b"X-%d: %s\r\n" % (i, b"v" * rng.randint(1, 400)) for i in range(rng.randint(30, 200)))
+            + b"\r\n"
+        )
+    if kind == 3:  # oversized target
         return b"GET /" + b"a" * rng.randint(2000, 20000) + b" HTTP/1.1\r\n\r\n"
-    if kind == 4:   # a body, or request smuggling attempts
-        return rng.choice([
-            b"POST /api/tasks HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789",
-            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
-        ])
+    if kind == 4:  # a body, or request smuggling attempts
+        return rng.choice(
+            [
+                b"POST /api/tasks HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789",
+                b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+                b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
+                b"GET / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            ]
+        )
     if kind == 5:
         m = rng.choice(METHODS)
         return f"{m} {rng.choice(PATHS)} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode("latin-1", "replace")
-    if kind == 6:   # odd versions and request lines
-        return rng.choice([b"GET / HTTP/0.9\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"GET /\r\n\r\n", b"GET\r\n\r\n",
-                           b"GET  /  HTTP/1.1\r\n\r\n", b"\r\n\r\n", b"GET / HTTP/1.1 extra\r\n\r\n",
-                           b"GET http://evil/ HTTP/1.1\r\n\r\n", b"GET * HTTP/1.1\r\n\r\n"])
-    if kind == 7:   # header syntax
-        return (b"GET /api/info HTTP/1.1\r\n" + rng.choice([b"NoColon\r\n", b" leading: space\r\n", b"A\x00B: c\r\n",
-                                                            b"X: \x01\x02\r\n", b"Host: a\r\nHost: b\r\n",
-                                                            b": empty-name\r\n", b"X: " + b"\xff" * 50 + b"\r\n"])
-                + b"\r\n")
-    if kind == 8:   # many query fields, bad percent-encoding
+    if kind == 6:  # odd versions and request lines
+        return rng.choice(
+            [
+                b"GET / HTTP/0.9\r\n\r\n",
+                b"GET / HTTP/9.9\r\n\r\n",
+                b"GET /\r\n\r\n",
+                b"GET\r\n\r\n",
+                b"GET  /  HTTP/1.1\r\n\r\n",
+                b"\r\n\r\n",
+                b"GET / HTTP/1.1 extra\r\n\r\n",
+                b"GET http://evil/ HTTP/1.1\r\n\r\n",
+                b"GET * HTTP/1.1\r\n\r\n",
+            ]
+        )
+    if kind == 7:  # header syntax
+        return (
+            b"GET /api/info HTTP/1.1\r\n"
+            + rng.choice(
+                [
+                    b"NoColon\r\n",
+                    b" leading: space\r\n",
+                    b"A\x00B: c\r\n",
+                    b"X: \x01\x02\r\n",
+                    b"Host: a\r\nHost: b\r\n",
+                    b": empty-name\r\n",
+                    b"X: " + b"\xff" * 50 + b"\r\n",
+                ]
+            )
+            + b"\r\n"
+        )
+    if kind == 8:  # many query fields, bad percent-encoding
         q = "&".join(f"k{i}=v" for i in range(rng.randint(33, 500)))
-        return rng.choice([f"GET /api/samples?{q} HTTP/1.1\r\n\r\n".encode(),
-                           b"GET /%ff%fe HTTP/1.1\r\n\r\n", b"GET /api/%zz HTTP/1.1\r\n\r\n",
-                           b"GET /api/why?task=%00%ff HTTP/1.1\r\nHost: localhost\r\n\r\n"])
-    if kind == 9:   # a token where none is configured: harmless
-        return b"GET /api/info HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + b"x" * rng.randint(0, 4000) + b"\r\n\r\n"
+        return rng.choice(
+            [
+                f"GET /api/samples?{q} HTTP/1.1\r\n\r\n".encode(),
+                b"GET /%ff%fe HTTP/1.1\r\n\r\n",
+                b"GET /api/%zz HTTP/1.1\r\n\r\n",
+                b"GET /api/why?task=%00%ff HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            ]
+        )
+    if kind == 9:  # a token where none is configured: harmless
+        return (
+            b"GET /api/info HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
+            + b"x" * rng.randint(0, 4000)
+            + b"\r\n\r\n"
+        )
     if kind == 10:  # foreign Host names (DNS rebinding)
         return f"GET /api/tasks HTTP/1.1\r\nHost: {rng.choice(['evil.com', '10.0.0.1:80', 'x' * 300, '[::1', ''])}\r\n\r\n".encode()
     return _valid(rng, port)

@@ -75,7 +75,10 @@ def test_creation_site_parent_age_and_thread(tracked):
     assert 0 <= kid.age_s < 5
     assert kid.thread == threading.get_ident()
     assert kid.created_at[0].filename.endswith("py")
-    assert str(kid.created_at[0]) == f"{kid.created_at[0].filename}:{kid.created_at[0].lineno} in {kid.created_at[0].function}"
+    assert (
+        str(kid.created_at[0])
+        == f"{kid.created_at[0].filename}:{kid.created_at[0].lineno} in {kid.created_at[0].function}"
+    )
 
 
 async def _wait_targets():
@@ -192,14 +195,16 @@ def test_pending_since_and_grouping(tracked):
         return done, new, pend, text, groups, d
 
     done, new, pend, text, groups, d = asyncio.run(main())
-    assert len(new) == 9          # 8 pending + 1 finished, none from before
+    assert len(new) == 9  # 8 pending + 1 finished, none from before
     assert len(pend) == 8
     assert groups == [5, 3]
     assert text.index("5 tasks, pending, ") < text.index("3 tasks, pending, ")
     assert "waiting on asyncio.sleep()" in text and "waiting on Event.wait()" in text
     assert "created at:" in text and "suspended at:" in text and "test_snapshot.py" in text
     assert d["schema"] == 1 and len(d["tasks"]) >= 9
-    assert {"name", "coro", "state", "age_s", "created_at", "parent", "stack", "waiting_on", "orphaned"} <= set(d["tasks"][0])
+    assert {"name", "coro", "state", "age_s", "created_at", "parent", "stack", "waiting_on", "orphaned"} <= set(
+        d["tasks"][0]
+    )
     assert d["groups"][0]["count"] >= 5
 
 
@@ -265,6 +270,7 @@ def test_runner_new_event_loop_and_combinators_are_tracked(tracked):
     finally:
         loop.close()
     from taskleak import _core
+
     for t in tasks:
         seen[t.get_name()] = _core.creation_info(t) is not None
     assert all(seen.values()) and len(seen) >= 2
@@ -323,8 +329,12 @@ def test_uvloop_loops_not_made_by_a_runner_are_tracked(tmp_path, order, how):
     prog = tmp_path / "uv.py"
     prog.write_text(UVLOOP_WITHOUT_RUNNER)
     leak_line = next(i for i, line in enumerate(UVLOOP_WITHOUT_RUNNER.splitlines(), 1) if "# THE LEAK" in line)
-    res = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", str(prog), order, how],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", str(prog), order, how],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     assert f"site {leak_line}" in res.stdout and "waiting Event.wait()" in res.stdout, res.stdout + res.stderr
 

@@ -57,7 +57,8 @@ if "forgotten" not in report or f"wheel_smoke.py:{line}" not in report:
     fail(f"snapshot does not name the creation line {line}:\n{report}")
 
 with open("leaky.py", "w") as f:
-    f.write(textwrap.dedent("""\
+    f.write(
+        textwrap.dedent("""\
         import asyncio
 
         async def main():
@@ -65,14 +66,16 @@ with open("leaky.py", "w") as f:
             await asyncio.sleep(0)
 
         asyncio.run(main())
-        """))
+        """)
+    )
 cli = os.path.join(os.path.dirname(sys.executable), "taskleak")
 r = run([cli, "run", "--fail-on-leak", "leaky.py"])
 if r.returncode == 0 or "leaked-sleeper" not in r.stderr + r.stdout or "leaky.py:4" not in r.stderr + r.stdout:
     fail(f"taskleak run did not report the leak (exit {r.returncode}):\n{r.stdout}\n{r.stderr}")
 
 with open("test_one.py", "w") as f:
-    f.write(textwrap.dedent("""\
+    f.write(
+        textwrap.dedent("""\
         import asyncio
 
         def test_leaks():
@@ -83,7 +86,8 @@ with open("test_one.py", "w") as f:
 
         def test_clean():
             asyncio.run(asyncio.sleep(0))
-        """))
+        """)
+    )
 r = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--taskleak", "test_one.py"])
 out = r.stdout + r.stderr
 # The leak is judged once the test's fixtures are finalised: an error at
@@ -91,5 +95,7 @@ out = r.stdout + r.stderr
 if r.returncode != 1 or "2 passed, 1 error" not in out or "test_one.py:5" not in out:
     fail(f"the pytest plugin did not fail exactly the leaking test (exit {r.returncode}):\n{out}")
 
-print(f"smoke: ok (taskleak {taskleak.__version__}, Python {sys.version.split()[0]}, "
-      f"mechanism {status['mechanism']}, frame walk {status['frame_walk']})")
+print(
+    f"smoke: ok (taskleak {taskleak.__version__}, Python {sys.version.split()[0]}, "
+    f"mechanism {status['mechanism']}, frame walk {status['frame_walk']})"
+)

@@ -1,19 +1,27 @@
 """An aiohttp service for examples/aiohttp_leak/run.sh: each request runs a
 short background task; with LEAK=1, one request in 40 also starts a watcher
 task on a queue nobody feeds, kept in a dict (a slow leak)."""
-import asyncio, os, random, sys
+
+import asyncio
+import os
+import random
+import sys
+
 from aiohttp import web
 
 LEAK = os.environ.get("LEAK") == "1"
 subscriptions = {}
 
+
 async def poll_updates(sub_id, queue):
     while True:
-        item = await queue.get()     # nobody ever puts anything: leaks when LEAK
+        item = await queue.get()  # nobody ever puts anything: leaks when LEAK
         print(item)
+
 
 async def audit(request_id):
     await asyncio.sleep(random.uniform(0, 0.05))
+
 
 async def handle(request):
     rid = int(request.query.get("id", "0"))
@@ -30,13 +38,16 @@ async def handle(request):
         t2.cancel()
     return web.Response(text="ok")
 
+
 async def heartbeat():
     while True:
         await asyncio.sleep(1)
 
+
 async def on_startup(app):
     app["bg"] = set()
     app["hb"] = asyncio.create_task(heartbeat(), name="heartbeat")
+
 
 app = web.Application()
 app.on_startup.append(on_startup)

@@ -22,11 +22,11 @@ PyObject *make_gc_phase();
 void init_callbacks();
 PyObject *make_chaining_factory_type();
 PyObject *make_fast_create_task_type();
-void bind_graph(nb::module_ &m);  // graph_bindings.cpp
-void bind_heap(nb::module_ &m);   // heap_bindings.cpp
+void bind_graph(nb::module_ &m);          // graph_bindings.cpp
+void bind_heap(nb::module_ &m);           // heap_bindings.cpp
 void bind_holder_search(nb::module_ &m);  // heap/holder_search.cpp
-void bind_monitor(nb::module_ &m);  // monitor/monitor_bindings.cpp
-void bind_watchdog(nb::module_ &m);  // watchdog/watchdog_bindings.cpp
+void bind_monitor(nb::module_ &m);        // monitor/monitor_bindings.cpp
+void bind_watchdog(nb::module_ &m);       // watchdog/watchdog_bindings.cpp
 }  // namespace taskleak
 
 using namespace taskleak;
@@ -82,8 +82,8 @@ static nb::object creation_info(nb::handle task) {
     Tracker &t = tracker();
     unsigned long thread = r->thread < t.threads.size() ? t.threads[r->thread] : 0;
     nb::object frames = stack_frames(t.stacks, r->stack);
-    return nb::make_tuple(r->serial, r->parent_serial, r->created_ns, thread, frames,
-                          r->stack == StackTable::DROPPED, r->scope);
+    return nb::make_tuple(r->serial, r->parent_serial, r->created_ns, thread, frames, r->stack == StackTable::DROPPED,
+                          r->scope);
 }
 
 static nb::dict stats() {
@@ -156,172 +156,223 @@ NB_MODULE(_core, m) {
     m.attr("FastCreateTask") = nb::steal(make_fast_create_task_type());
     m.attr("FRAME_WALK") = cpython::frame_walk_mode();
 
-    m.def("configure_registry",
-          [](nb::handle data, nb::handle pending, nb::handle commit, nb::handle remove, nb::handle current_tasks) {
-              Tracker &t = tracker();
-              Py_XSETREF(t.registry_data, Py_NewRef(data.ptr()));
-              Py_XSETREF(t.registry_pending, Py_NewRef(pending.ptr()));
-              Py_XSETREF(t.registry_commit, Py_NewRef(commit.ptr()));
-              Py_XSETREF(t.registry_remove, Py_NewRef(remove.ptr()));
-              Py_XSETREF(t.current_tasks, Py_NewRef(current_tasks.ptr()));
-          },
-          "data"_a, "pending"_a, "commit"_a, "remove"_a, "current_tasks"_a);
-    m.def("set_current_tasks", [](nb::handle d) {
-        Py_XSETREF(tracker().current_tasks, Py_NewRef(d.ptr()));
-    });
-    m.def("set_current_task_getter", [](nb::handle fn) {
-        Tracker &t = tracker();
-        Py_CLEAR(t.current_tasks);
-        Py_XSETREF(t.current_task_fn, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
-    }, "fn"_a.none(), "Where asyncio has no current-task dict (3.14+): a callable(loop) -> task.");
-    m.def("set_loop_callback", [](nb::handle fn) {
-        Tracker &t = tracker();
-        Py_XSETREF(t.on_new_loop, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
-        Py_CLEAR(t.last_loop);
-        t.last_loop_raw = nullptr;
-    }, "fn"_a.none());
-    m.def("enable", [](int depth) {
-        Tracker &t = tracker();
-        t.depth = depth < 1 ? 1 : depth > 128 ? 128 : depth;
-        t.enabled = true;
-    }, "depth"_a);
+    m.def(
+        "configure_registry",
+        [](nb::handle data, nb::handle pending, nb::handle commit, nb::handle remove, nb::handle current_tasks) {
+            Tracker &t = tracker();
+            Py_XSETREF(t.registry_data, Py_NewRef(data.ptr()));
+            Py_XSETREF(t.registry_pending, Py_NewRef(pending.ptr()));
+            Py_XSETREF(t.registry_commit, Py_NewRef(commit.ptr()));
+            Py_XSETREF(t.registry_remove, Py_NewRef(remove.ptr()));
+            Py_XSETREF(t.current_tasks, Py_NewRef(current_tasks.ptr()));
+        },
+        "data"_a, "pending"_a, "commit"_a, "remove"_a, "current_tasks"_a);
+    m.def(
+        "set_current_tasks", [](nb::handle d) { Py_XSETREF(tracker().current_tasks, Py_NewRef(d.ptr())); },
+        "current_tasks"_a);
+    m.def(
+        "set_current_task_getter",
+        [](nb::handle fn) {
+            Tracker &t = tracker();
+            Py_CLEAR(t.current_tasks);
+            Py_XSETREF(t.current_task_fn, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
+        },
+        "fn"_a.none(), "Where asyncio has no current-task dict (3.14+): a callable(loop) -> task.");
+    m.def(
+        "set_loop_callback",
+        [](nb::handle fn) {
+            Tracker &t = tracker();
+            Py_XSETREF(t.on_new_loop, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
+            Py_CLEAR(t.last_loop);
+            t.last_loop_raw = nullptr;
+        },
+        "fn"_a.none());
+    m.def(
+        "enable",
+        [](int depth) {
+            Tracker &t = tracker();
+            t.depth = depth < 1 ? 1 : depth > 128 ? 128 : depth;
+            t.enabled = true;
+        },
+        "depth"_a);
     m.def("disable", []() { tracker().enabled = false; });
     m.def("is_enabled", []() { return tracker().enabled; });
-    m.def("track_task", [](nb::handle task) { return track_task(task.ptr(), nullptr); }, "task"_a,
-          "Record the creation of `task` (factory path). Call right after creating it.");
+    m.def(
+        "track_task", [](nb::handle task) { return track_task(task.ptr(), nullptr); }, "task"_a,
+        "Record the creation of `task` (factory path). Call right after creating it.");
     m.def("creation_info", &creation_info, "task"_a,
           "(serial, parent_serial, created_ns, thread_ident, frames|None, dropped, scope) or None.");
-    m.def("set_scope_var", [](nb::handle var) {
-        Py_XSETREF(tracker().scope_var, var.is_none() ? nullptr : Py_NewRef(var.ptr()));
-    }, "var"_a.none());
+    m.def(
+        "set_scope_var",
+        [](nb::handle var) { Py_XSETREF(tracker().scope_var, var.is_none() ? nullptr : Py_NewRef(var.ptr())); },
+        "var"_a.none());
     m.def("set_ambient_scope", [](int id) { tracker().ambient_scope = (uint16_t)(id & 0xFFFF); }, "id"_a);
-    m.def("set_harness_task", [](nb::handle task) {
-        tracker().harness_task = task.is_none() ? nullptr : task.ptr();
-    }, "task"_a.none(), "A test runner's task whose new tasks get the ambient scope; the caller keeps it alive.");
-    m.def("scope_tasks", [](int id) {
-        // Live tasks charged to scope `id`.
-        nb::list out;
-        tracker().tasks.for_each([&](const CreationRecord &r) {
-            if (r.scope != (uint16_t)id) return;
-            PyObject *task = record_task(r);
-            if (task != nullptr) out.append(nb::borrow(task));
-        });
-        return out;
-    }, "id"_a);
+    m.def(
+        "set_harness_task", [](nb::handle task) { tracker().harness_task = task.is_none() ? nullptr : task.ptr(); },
+        "task"_a.none(), "A test runner's task whose new tasks get the ambient scope; the caller keeps it alive.");
+    m.def(
+        "scope_tasks",
+        [](int id) {
+            // Live tasks charged to scope `id`.
+            nb::list out;
+            tracker().tasks.for_each([&](const CreationRecord &r) {
+                if (r.scope != (uint16_t)id) return;
+                PyObject *task = record_task(r);
+                if (task != nullptr) out.append(nb::borrow(task));
+            });
+            return out;
+        },
+        "id"_a);
     m.def("stats", &stats);
-    m.def("hook_task_finalizer", [](nb::handle type) {
-        if (!PyType_Check(type.ptr())) throw nb::type_error("hook_task_finalizer expects a type");
-        return hook_task_finalizer((PyTypeObject *)type.ptr());
-    }, "type"_a, "Learn of the deaths of tasks of `type` from its tp_finalize (no weakref per task).");
-    m.def("calibrate_running_task", [](nb::handle loop, nb::handle task) {
-        return cpython::running_task_calibrate(loop.ptr(), task.ptr());
-    }, "loop"_a, "task"_a, "Call from inside `task` running on `loop` (twice, two probes): learns where "
-                           "the thread state keeps the running task. True once confirmed.");
-    m.def("set_qualname_resolver", [](nb::handle fn) {
-        Py_XSETREF(qualname_resolver, fn.is_none() ? nullptr : Py_NewRef(fn.ptr()));
-    }, "fn"_a.none());
-    m.def("buried_chain", [](nb::handle task) -> nb::object {
-        uint32_t chain = StackTable::NONE;
-        if (tracker().tasks.find_buried(task.ptr(), &chain) == nullptr) return nb::none();
-        return stack_frames(tracker().stacks, chain);
-    }, "task"_a, "Await chain captured when the collector took `task`, or None.");
-    m.def("live_tasks", [](nb::handle weakref_set, nb::handle strong_sets) {
-        // Union of: the registry's set of weakrefs, any strong containers of
-        // tasks (eager set, current-task dict values), and tracked records.
-        std::unordered_set<PyObject *> seen;
-        nb::list out;
-        auto add = [&](PyObject *task) {
-            if (task != nullptr && task != Py_None && seen.insert(task).second) out.append(nb::borrow(task));
-        };
-        if (!weakref_set.is_none()) {
-            PyObject *items = PySequence_List(weakref_set.ptr());  // copy: callbacks may mutate the set
-            if (items == nullptr) throw nb::python_error();
-            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) {
-                PyObject *wr = PyList_GET_ITEM(items, i);
-                if (PyWeakref_Check(wr)) add(cpython::weakref_peek(wr));
+    m.def(
+        "hook_task_finalizer",
+        [](nb::handle type) {
+            if (!PyType_Check(type.ptr())) throw nb::type_error("hook_task_finalizer expects a type");
+            return hook_task_finalizer((PyTypeObject *)type.ptr());
+        },
+        "type"_a, "Learn of the deaths of tasks of `type` from its tp_finalize (no weakref per task).");
+    m.def(
+        "calibrate_running_task",
+        [](nb::handle loop, nb::handle task) { return cpython::running_task_calibrate(loop.ptr(), task.ptr()); },
+        "loop"_a, "task"_a,
+        "Call from inside `task` running on `loop` (twice, two probes): learns where "
+        "the thread state keeps the running task. True once confirmed.");
+    m.def(
+        "set_qualname_resolver",
+        [](nb::handle fn) { Py_XSETREF(qualname_resolver, fn.is_none() ? nullptr : Py_NewRef(fn.ptr())); },
+        "fn"_a.none());
+    m.def(
+        "buried_chain",
+        [](nb::handle task) -> nb::object {
+            uint32_t chain = StackTable::NONE;
+            if (tracker().tasks.find_buried(task.ptr(), &chain) == nullptr) return nb::none();
+            return stack_frames(tracker().stacks, chain);
+        },
+        "task"_a, "Await chain captured when the collector took `task`, or None.");
+    m.def(
+        "live_tasks",
+        [](nb::handle weakref_set, nb::handle strong_sets) {
+            // Union of: the registry's set of weakrefs, any strong containers of
+            // tasks (eager set, current-task dict values), and tracked records.
+            std::unordered_set<PyObject *> seen;
+            nb::list out;
+            auto add = [&](PyObject *task) {
+                if (task != nullptr && task != Py_None && seen.insert(task).second) out.append(nb::borrow(task));
+            };
+            if (!weakref_set.is_none()) {
+                PyObject *items = PySequence_List(weakref_set.ptr());  // copy: callbacks may mutate the set
+                if (items == nullptr) throw nb::python_error();
+                for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) {
+                    PyObject *wr = PyList_GET_ITEM(items, i);
+                    if (PyWeakref_Check(wr)) add(cpython::weakref_peek(wr));
+                }
+                Py_DECREF(items);
             }
-            Py_DECREF(items);
-        }
-        for (nb::handle container : strong_sets) {
-            PyObject *items = PySequence_List(container.ptr());
-            if (items == nullptr) throw nb::python_error();
-            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) add(PyList_GET_ITEM(items, i));
-            Py_DECREF(items);
-        }
-        tracker().tasks.for_each([&](const CreationRecord &r) { add(record_task(r)); });
-        return out;
-    }, "weakref_set"_a.none(), "strong_sets"_a);
-    m.def("tracked_tasks", []() {
-        nb::list out;
-        tracker().tasks.for_each([&](const CreationRecord &r) {
-            PyObject *task = record_task(r);  // borrowed; nullptr once dead
-            if (task != nullptr) out.append(nb::borrow(task));
-        });
-        return out;
-    }, "Every live task that has a creation record.");
+            for (nb::handle container : strong_sets) {
+                PyObject *items = PySequence_List(container.ptr());
+                if (items == nullptr) throw nb::python_error();
+                for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) add(PyList_GET_ITEM(items, i));
+                Py_DECREF(items);
+            }
+            tracker().tasks.for_each([&](const CreationRecord &r) { add(record_task(r)); });
+            return out;
+        },
+        "weakref_set"_a.none(), "strong_sets"_a);
+    m.def(
+        "tracked_tasks",
+        []() {
+            nb::list out;
+            tracker().tasks.for_each([&](const CreationRecord &r) {
+                PyObject *task = record_task(r);  // borrowed; nullptr once dead
+                if (task != nullptr) out.append(nb::borrow(task));
+            });
+            return out;
+        },
+        "Every live task that has a creation record.");
     m.def("set_stack_limit", [](size_t n) { tracker().stacks.set_capacity_limit(n); }, "limit"_a);
     m.def("monotonic_ns", &monotonic_ns);
-    m.def("capture_stack", [](int depth) {
-        cpython::CodeLoc buf[128];
-        int n = cpython::capture_thread_stack(buf, depth < 128 ? depth : 128);
-        return render(buf, n);
-    }, "depth"_a = 32, "The calling thread's stack as the hook sees it, innermost first.");
-    m.def("await_chain", [](nb::handle coro, int depth) {
-        std::vector<cpython::CodeLoc> buf((size_t)(depth > 0 ? depth : 1));
-        PyObject *leaf = nullptr;
-        int n = walk_await_chain(coro.ptr(), buf.data(), depth, &leaf);
-        nb::object leaf_obj = leaf ? nb::steal(leaf) : nb::none();
-        return nb::make_tuple(render(buf.data(), n), leaf_obj);
-    }, "coro"_a, "depth"_a = 64);
-    m.def("generator_local", [](nb::handle gen, const char *name) -> nb::object {
-        PyObject *v = cpython::generator_local(gen.ptr(), name);
-        return v ? nb::borrow(v) : nb::none();
-    }, "gen"_a, "name"_a);
+    m.def(
+        "capture_stack",
+        [](int depth) {
+            cpython::CodeLoc buf[128];
+            int n = cpython::capture_thread_stack(buf, depth < 128 ? depth : 128);
+            return render(buf, n);
+        },
+        "depth"_a = 32, "The calling thread's stack as the hook sees it, innermost first.");
+    m.def(
+        "await_chain",
+        [](nb::handle coro, int depth) {
+            std::vector<cpython::CodeLoc> buf((size_t)(depth > 0 ? depth : 1));
+            PyObject *leaf = nullptr;
+            int n = walk_await_chain(coro.ptr(), buf.data(), depth, &leaf);
+            nb::object leaf_obj = leaf ? nb::steal(leaf) : nb::none();
+            return nb::make_tuple(render(buf.data(), n), leaf_obj);
+        },
+        "coro"_a, "depth"_a = 64);
+    m.def(
+        "generator_local",
+        [](nb::handle gen, const char *name) -> nb::object {
+            PyObject *v = cpython::generator_local(gen.ptr(), name);
+            return v ? nb::borrow(v) : nb::none();
+        },
+        "gen"_a, "name"_a);
 
     nb::class_<TaskCensus>(m, "Census", nb::type_slots(census_slots))
         .def("__len__", [](const TaskCensus &c) { return c.rows.size(); })
-        .def("row", [](const TaskCensus &c, size_t i) {
-            if (i >= c.rows.size()) throw nb::index_error();
-            const CensusRow &r = c.rows[i];
-            return nb::make_tuple(
-                nb::borrow(r.task), (int)r.state, r.serial, r.parent_serial,
-                r.created_ns < 0 ? nb::object(nb::none()) : nb::object(nb::int_(r.created_ns)), r.thread,
-                r.creation == StackTable::NONE ? -1 : r.creation == StackTable::DROPPED ? -2 : (int64_t)r.creation,
-                r.chain == StackTable::NONE ? -1 : (int64_t)r.chain,
-                r.waiter ? nb::borrow(r.waiter) : nb::object(nb::none()),
-                r.leaf ? nb::borrow(r.leaf) : nb::object(nb::none()));
-        }, "i"_a, "(task, state, serial, parent_serial, created_ns|None, thread, creation_id, chain_id, waiter, leaf)")
-        .def("column", [](const TaskCensus &c, const std::string &name) {
-            // Whole columns as lists of ints: reports aggregate over 100k
-            // tasks without building a tuple per task.
-            nb::list out;
-            for (const CensusRow &r : c.rows) {
-                int64_t v;
-                if (name == "state") v = (int)r.state;
-                else if (name == "serial") v = r.serial;
-                else if (name == "parent") v = r.parent_serial;
-                else if (name == "created") v = r.created_ns;
-                else if (name == "scope") v = r.scope;
-                else if (name == "identity") v = (int64_t)(uintptr_t)r.task;
-                else if (name == "waiter_type") v = r.waiter ? (int64_t)(uintptr_t)Py_TYPE(r.waiter) : 0;
-                else throw nb::value_error("unknown column");
-                out.append(nb::int_(v));
-            }
-            return out;
-        }, "name"_a)
+        .def(
+            "row",
+            [](const TaskCensus &c, size_t i) {
+                if (i >= c.rows.size()) throw nb::index_error();
+                const CensusRow &r = c.rows[i];
+                return nb::make_tuple(nb::borrow(r.task), (int)r.state, r.serial, r.parent_serial,
+                                      r.created_ns < 0 ? nb::object(nb::none()) : nb::object(nb::int_(r.created_ns)),
+                                      r.thread,
+                                      r.creation == StackTable::NONE      ? -1
+                                      : r.creation == StackTable::DROPPED ? -2
+                                                                          : (int64_t)r.creation,
+                                      r.chain == StackTable::NONE ? -1 : (int64_t)r.chain,
+                                      r.waiter ? nb::borrow(r.waiter) : nb::object(nb::none()),
+                                      r.leaf ? nb::borrow(r.leaf) : nb::object(nb::none()));
+            },
+            "i"_a, "(task, state, serial, parent_serial, created_ns|None, thread, creation_id, chain_id, waiter, leaf)")
+        .def(
+            "column",
+            [](const TaskCensus &c, const std::string &name) {
+                // Whole columns as lists of ints: reports aggregate over 100k
+                // tasks without building a tuple per task.
+                nb::list out;
+                for (const CensusRow &r : c.rows) {
+                    int64_t v;
+                    if (name == "state") v = (int)r.state;
+                    else if (name == "serial") v = r.serial;
+                    else if (name == "parent") v = r.parent_serial;
+                    else if (name == "created") v = r.created_ns;
+                    else if (name == "scope") v = r.scope;
+                    else if (name == "identity") v = (int64_t)(uintptr_t)r.task;
+                    else if (name == "waiter_type") v = r.waiter ? (int64_t)(uintptr_t)Py_TYPE(r.waiter) : 0;
+                    else throw nb::value_error("unknown column");
+                    out.append(nb::int_(v));
+                }
+                return out;
+            },
+            "name"_a)
         .def("groups", &TaskCensus::groups)
-        .def("creation_frames", [](TaskCensus &, uint32_t id) { return stack_frames(tracker().stacks, id); })
-        .def("chain_frames", [](TaskCensus &c, uint32_t id) { return stack_frames(c.chains(), id); });
+        .def(
+            "creation_frames", [](TaskCensus &, uint32_t id) { return stack_frames(tracker().stacks, id); }, "id"_a)
+        .def("chain_frames", [](TaskCensus &c, uint32_t id) { return stack_frames(c.chains(), id); }, "id"_a);
 
-    m.def("census", [](nb::handle tasks, int chain_depth) {
-        auto *c = new TaskCensus();
-        c->collect(tasks.ptr(), chain_depth);
-        if (PyErr_Occurred()) {
-            delete c;
-            throw nb::python_error();
-        }
-        return c;
-    }, "tasks"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership);
+    m.def(
+        "census",
+        [](nb::handle tasks, int chain_depth) {
+            auto *c = new TaskCensus();
+            c->collect(tasks.ptr(), chain_depth);
+            if (PyErr_Occurred()) {
+                delete c;
+                throw nb::python_error();
+            }
+            return c;
+        },
+        "tasks"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership);
     bind_graph(m);
     bind_heap(m);
     bind_holder_search(m);

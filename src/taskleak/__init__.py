@@ -17,20 +17,20 @@ import sys as _sys
 if getattr(_sys, "_is_gil_enabled", lambda: True)() is False:  # pragma: no cover - 3.13t
     raise ImportError(
         "taskleak does not support free-threaded CPython builds yet (the core relies on the GIL); "
-        "use a regular CPython build")
+        "use a regular CPython build"
+    )
 
-from typing import Optional as _Optional
 
 from . import tracking as _tracking
 from .blocking import Episode, Watch, block_episodes, watch_blocking
 from .diagnosis.task_graph import TaskGraph, task_graph
 from .diagnosis.why import Why, why
 from .frame import Frame
-from .heap.growth import Growth, GrowthRow, growth
-from .heap.index import HeapIndex, who_holds
-from .heap.paths import HolderPath
+from .heap import Growth, GrowthRow, HeapIndex, HolderPath, who_holds
+from .heap.growth import growth
 from .live import Server, serve
-from .model import Snapshot, TaskInfo, snapshot
+from .model import Snapshot, TaskInfo
+from .model.snapshot import snapshot
 from .monitor import Alert, AlertGroup, Anomaly, Detector, GroupStat, Monitor, Sample
 from .report import signal_dump as _signal_dump
 from .report.dump import dump
@@ -45,7 +45,7 @@ from .wait_target import WaitTarget
 _enable_qualnames()
 
 
-def install(stack_depth: int = 32, dump_signal: _Optional[int] = None) -> None:
+def install(stack_depth: int = 32, dump_signal: int | None = None) -> None:
     """Track the creation of every asyncio Task in this process from now on.
 
     Idempotent and thread-safe; calling it again only changes ``stack_depth``

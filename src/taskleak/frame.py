@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sysconfig
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 __all__ = ["Frame"]
 
@@ -25,7 +26,7 @@ class Frame:
         """Like ``str()``, with the filename shortened for reports."""
         return f"{short_path(self.filename)}:{self.lineno} in {self.function}"
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"filename": self.filename, "lineno": self.lineno, "function": self.function}
 
 
@@ -35,15 +36,15 @@ _STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
 _SITE_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
 
 
-def library_relative(filename: str) -> Optional[str]:
+def library_relative(filename: str) -> str | None:
     """The path below site-packages (or dist-packages) or the standard
     library, e.g. "aiohttp/web.py"; None for a file outside both."""
     for marker in _SITE_MARKERS:
         i = filename.rfind(marker)
         if i >= 0:
-            return filename[i + len(marker):]
+            return filename[i + len(marker) :]
     if filename.startswith(_STDLIB_DIR):
-        return filename[len(_STDLIB_DIR):]
+        return filename[len(_STDLIB_DIR) :]
     return None
 
 
@@ -54,7 +55,7 @@ def short_path(filename: str) -> str:
         return rel
     cwd = os.getcwd() + os.sep
     if filename.startswith(cwd):
-        return filename[len(cwd):]
+        return filename[len(cwd) :]
     return filename
 
 
@@ -62,8 +63,9 @@ def short_path(filename: str) -> str:
 # the test ran, never who created a task (pytest, pluggy, pytest-asyncio,
 # anyio's pytest plugin, unittest's IsolatedAsyncioTestCase).
 _FRAMEWORK_PARTS = tuple(os.sep + p + os.sep for p in ("_pytest", "pluggy", "pytest_asyncio", "xdist", "execnet"))
-_FRAMEWORK_FILES = tuple(os.sep + p for p in (os.path.join("anyio", "pytest_plugin.py"),
-                                              os.path.join("unittest", "async_case.py")))
+_FRAMEWORK_FILES = tuple(
+    os.sep + p for p in (os.path.join("anyio", "pytest_plugin.py"), os.path.join("unittest", "async_case.py"))
+)
 
 
 def is_test_framework(filename: str) -> bool:
@@ -91,13 +93,13 @@ def is_library(filename: str) -> bool:
     return filename.startswith(_STDLIB_DIR) or any(m in filename for m in _SITE_MARKERS)
 
 
-def frames_from_raw(raw: Optional[Iterable[Tuple[str, int, str]]]) -> Optional[List[Frame]]:
+def frames_from_raw(raw: Iterable[tuple[str, int, str]] | None) -> list[Frame] | None:
     if raw is None:
         return None
     return [Frame(f, ln, fn) for (f, ln, fn) in raw]
 
 
-def creation_site(frames: Sequence[Frame]) -> List[Frame]:
+def creation_site(frames: Sequence[Frame]) -> list[Frame]:
     """The part of a creation stack that says who created the task, innermost
     first: asyncio's own frames (create_task, ensure_future...) are skipped,
     and the stack is cut where the event loop's machinery begins, since what
@@ -114,11 +116,9 @@ def creation_site(frames: Sequence[Frame]) -> List[Frame]:
     return list(frames[i:j])
 
 
-def user_frame(frames: Sequence[Frame]) -> Optional[Frame]:
+def user_frame(frames: Sequence[Frame]) -> Frame | None:
     """The first frame (innermost first) that is neither asyncio, stdlib nor site-packages."""
     for f in frames:
         if not is_machinery(f.filename) and not is_library(f.filename):
             return f
     return None
-
-

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["loop_label"]
 
 _lock = threading.Lock()
-_labels: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_labels: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def _thread_of(loop: Any) -> str:
@@ -39,7 +39,7 @@ def _in_use(loop: Any) -> bool:
         return False
 
 
-def loop_label(loop: Any, thread_name: Optional[str] = None) -> str:
+def loop_label(loop: Any, thread_name: str | None = None) -> str:
     """The label of `loop`. ``thread_name``: the name of the thread running
     it, when the caller knows (it runs on that thread); else it is looked up."""
     with _lock:

@@ -11,10 +11,12 @@ import asyncio
 import os
 import site
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any
 
 import taskleak._core as _core
+
 from .frame import Frame, short_path
 
 __all__ = ["describe_wait", "classify_wait", "WaitTarget", "WAIT_KINDS", "orphan_reason"]
@@ -23,17 +25,49 @@ __all__ = ["describe_wait", "classify_wait", "WaitTarget", "WAIT_KINDS", "orphan
 NOT_WAITING, REACHABLE, ORPHANED, UNKNOWN = 0, 1, 2, 3
 
 # Every kind classify_wait() can return.
-WAIT_KINDS = ("sleep", "task", "gather", "wait", "wait_for", "as_completed", "taskgroup", "shield",
-              "event", "lock", "semaphore", "condition", "queue_get", "queue_put", "queue_join", "barrier",
-              "stream", "socket", "executor", "future", "scheduled", "running", "done")
+WAIT_KINDS = (
+    "sleep",
+    "task",
+    "gather",
+    "wait",
+    "wait_for",
+    "as_completed",
+    "taskgroup",
+    "shield",
+    "event",
+    "lock",
+    "semaphore",
+    "condition",
+    "queue_get",
+    "queue_put",
+    "queue_join",
+    "barrier",
+    "stream",
+    "socket",
+    "executor",
+    "future",
+    "scheduled",
+    "running",
+    "done",
+)
 
 # Label prefix (from _PRIMITIVES) -> kind
 _KIND_OF_LABEL = {
-    "asyncio.sleep()": "sleep", "asyncio.wait()": "wait", "asyncio.wait_for()": "wait_for",
-    "asyncio.as_completed()": "as_completed", "Event.wait()": "event", "Lock.acquire()": "lock",
-    "Semaphore.acquire()": "semaphore", "Condition.wait()": "condition", "Barrier.wait()": "barrier",
-    "Queue.get()": "queue_get", "Queue.put()": "queue_put", "Queue.join()": "queue_join",
-    "stream": "stream", "socket": "socket", "TaskGroup exit": "taskgroup",
+    "asyncio.sleep()": "sleep",
+    "asyncio.wait()": "wait",
+    "asyncio.wait_for()": "wait_for",
+    "asyncio.as_completed()": "as_completed",
+    "Event.wait()": "event",
+    "Lock.acquire()": "lock",
+    "Semaphore.acquire()": "semaphore",
+    "Condition.wait()": "condition",
+    "Barrier.wait()": "barrier",
+    "Queue.get()": "queue_get",
+    "Queue.put()": "queue_put",
+    "Queue.join()": "queue_join",
+    "stream": "stream",
+    "socket": "socket",
+    "TaskGroup exit": "taskgroup",
 }
 
 # (file inside asyncio, function qualname) -> label
@@ -74,7 +108,7 @@ _PRIMITIVES = {
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 
 
-def _primitive(chain: Sequence[Frame]) -> Optional[str]:
+def _primitive(chain: Sequence[Frame]) -> str | None:
     """Label of the outermost known frame of the innermost run of asyncio
     frames (what the caller called: Barrier.wait, not the Condition.wait it
     uses), with the public method for stream reads."""
@@ -83,12 +117,12 @@ def _primitive(chain: Sequence[Frame]) -> Optional[str]:
         f = chain[i]
         if not f.filename.startswith(_ASYNCIO_DIR):
             break
-        if (f.filename[len(_ASYNCIO_DIR):], f.function) in _PRIMITIVES:
+        if (f.filename[len(_ASYNCIO_DIR) :], f.function) in _PRIMITIVES:
             found = i
     if found is None:
         return None
     f = chain[found]
-    label = _PRIMITIVES[(f.filename[len(_ASYNCIO_DIR):], f.function)]
+    label = _PRIMITIVES[(f.filename[len(_ASYNCIO_DIR) :], f.function)]
     if label == "stream read":
         # Name the public method the caller used (readline, not readuntil).
         j = found
@@ -98,7 +132,7 @@ def _primitive(chain: Sequence[Frame]) -> Optional[str]:
     return label
 
 
-def _task_label(t: "asyncio.Task[Any]") -> str:
+def _task_label(t: asyncio.Task[Any]) -> str:
     try:
         coro = t.get_coro()
         qual = getattr(coro, "__qualname__", type(coro).__name__)
@@ -107,7 +141,7 @@ def _task_label(t: "asyncio.Task[Any]") -> str:
         return "a task"
 
 
-def _innermost_generator(task: "asyncio.Task[Any]") -> Any:
+def _innermost_generator(task: asyncio.Task[Any]) -> Any:
     obj: Any = task.get_coro()
     last = None
     for _ in range(256):
@@ -121,7 +155,7 @@ def _innermost_generator(task: "asyncio.Task[Any]") -> Any:
     return last
 
 
-def _sleep_remaining(task: "asyncio.Task[Any]") -> Optional[float]:
+def _sleep_remaining(task: asyncio.Task[Any]) -> float | None:
     gen = _innermost_generator(task)
     if gen is None:
         return None
@@ -156,7 +190,7 @@ def _future_label(fut: Any) -> str:
     return "a Future"
 
 
-def describe_wait(task: "asyncio.Task[Any]", chain: Sequence[Frame], waiter: Any, detailed: bool = True) -> str:
+def describe_wait(task: asyncio.Task[Any], chain: Sequence[Frame], waiter: Any, detailed: bool = True) -> str:
     """One line: what `task` (pending) is blocked on."""
     label = _primitive(chain)
     if label == "asyncio.sleep()" and detailed:
@@ -182,11 +216,12 @@ def describe_wait(task: "asyncio.Task[Any]", chain: Sequence[Frame], waiter: Any
 
 # -- classification (why(), dumps, JSON) ----------------------------------------
 
-_STDLIB_DIRS = tuple({os.path.realpath(p) + os.sep for p in
-                      (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])})
+_STDLIB_DIRS = tuple(
+    {os.path.realpath(p) + os.sep for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])}
+)
 
 
-def _site_dirs() -> Tuple[str, ...]:
+def _site_dirs() -> tuple[str, ...]:
     dirs = set()
     try:
         dirs.update(site.getsitepackages())
@@ -214,11 +249,14 @@ def is_third_party(filename: str) -> bool:
 def _is_stdlib(filename: str) -> bool:
     if is_third_party(filename):
         return False
-    return filename.startswith(_STDLIB_DIRS) or os.path.realpath(filename).startswith(_STDLIB_DIRS) \
+    return (
+        filename.startswith(_STDLIB_DIRS)
+        or os.path.realpath(filename).startswith(_STDLIB_DIRS)
         or filename.startswith("<frozen ")
+    )
 
 
-def first_non_stdlib(chain: Sequence[Frame]) -> Optional[Frame]:
+def first_non_stdlib(chain: Sequence[Frame]) -> Frame | None:
     """Innermost frame of the await chain outside asyncio and the standard library."""
     for f in reversed(chain):
         if not f.filename.startswith(_ASYNCIO_DIR) and not _is_stdlib(f.filename):
@@ -239,13 +277,13 @@ class WaitTarget:
 
     kind: str
     label: str
-    frame: Optional[Frame] = None
+    frame: Frame | None = None
     third_party: bool = False
-    detail: Dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
-        """"stuck in aiohttp/connector.py:120 in connect awaiting a Future"-style text."""
+        """ "stuck in aiohttp/connector.py:120 in connect awaiting a Future"-style text."""
         if self.frame is None:
             return self.label
         where = f"{short_path(self.frame.filename)}:{self.frame.lineno} in {self.frame.function}"
@@ -253,10 +291,14 @@ class WaitTarget:
             return f"stuck in {where} (third-party) awaiting {_awaiting(self)}"
         return f"waiting in {where} on {_awaiting(self)}"
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {"kind": self.kind, "label": self.label,
-                "frame": None if self.frame is None else self.frame.to_dict(),
-                "third_party": self.third_party, "detail": dict(self.detail)}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "frame": None if self.frame is None else self.frame.to_dict(),
+            "third_party": self.third_party,
+            "detail": dict(self.detail),
+        }
 
 
 def _awaiting(w: WaitTarget) -> str:
@@ -265,20 +307,22 @@ def _awaiting(w: WaitTarget) -> str:
     return w.label
 
 
-def classify_wait(task: "asyncio.Task[Any]", chain: Sequence[Frame], waiter: Any,
-                  pending: bool = True) -> WaitTarget:
+def classify_wait(task: asyncio.Task[Any], chain: Sequence[Frame], waiter: Any, pending: bool = True) -> WaitTarget:
     """Classify what `task` waits on (see :class:`WaitTarget`)."""
     if not pending:
         return WaitTarget("done", "")
     label = describe_wait(task, chain, waiter)
     frame = first_non_stdlib(chain)
     third = frame is not None and is_third_party(frame.filename)
-    detail: Dict[str, Any] = {}
+    detail: dict[str, Any] = {}
     kind = None
     prim = _primitive(chain)
     if prim is not None:
-        kind = _KIND_OF_LABEL.get(prim) or _KIND_OF_LABEL.get(prim.split(" (")[0]) \
+        kind = (
+            _KIND_OF_LABEL.get(prim)
+            or _KIND_OF_LABEL.get(prim.split(" (")[0])
             or _KIND_OF_LABEL.get(prim.split(" ")[0])
+        )
         if kind == "sleep":
             left = _sleep_remaining(task)
             if left is not None:
@@ -309,7 +353,7 @@ def classify_wait(task: "asyncio.Task[Any]", chain: Sequence[Frame], waiter: Any
     return WaitTarget(kind or "future", label or kind or "future", frame, third, detail)
 
 
-def _is_running(task: "asyncio.Task[Any]") -> bool:
+def _is_running(task: asyncio.Task[Any]) -> bool:
     try:
         return asyncio.current_task(task.get_loop()) is task
     except Exception:
@@ -324,15 +368,17 @@ def _is_shield_outer(fut: Any) -> bool:
     return False
 
 
-def orphan_reason(verdict: int, root: Optional[str], chain: Sequence[Frame]) -> str:
+def orphan_reason(verdict: int, root: str | None, chain: Sequence[Frame]) -> str:
     """One sentence on an orphan verdict of _core.orphan_analysis."""
     where = ""
     if chain:
         f = chain[-1]
         where = f" (awaited at {short_path(f.filename)}:{f.lineno} in {f.function})"
     if verdict == ORPHANED:
-        return ("nothing outside the task's own references can reach the Future it awaits"
-                f"{where}: nothing can ever resolve it, so the task can never resume")
+        return (
+            "nothing outside the task's own references can reach the Future it awaits"
+            f"{where}: nothing can ever resolve it, so the task can never resume"
+        )
     if verdict == REACHABLE:
         holder = f"a live {root}" if root else "other live tasks"
         return f"waiting on a Future reachable from {holder}"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-from typing import Any, Dict, List, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import taskleak
 
@@ -25,19 +26,19 @@ async def snapshots() -> str:
     await asyncio.sleep(0)
     snap: taskleak.Snapshot = taskleak.snapshot().pending()
     text: str = snap.format()
-    as_json: Dict[str, Any] = snap.to_dict()
+    as_json: dict[str, Any] = snap.to_dict()
     assert "typed-worker" in text and as_json
     info: taskleak.TaskInfo = next(t for t in snap if t.name == "typed-worker")
-    created: Optional[List[taskleak.Frame]] = info.created_at
-    site: Optional[taskleak.Frame] = info.site
-    chain: List[taskleak.Frame] = info.stack
+    created: list[taskleak.Frame] | None = info.created_at
+    site: taskleak.Frame | None = info.site
+    chain: list[taskleak.Frame] = info.stack
     waiting: str = info.waiting_on
     orphaned: bool = info.orphaned
     target: taskleak.WaitTarget = info.wait
     assert created and site and chain and waiting and not orphaned and target.kind == "event"
     answer: taskleak.Why = taskleak.why(task, quiet=True)
     graph: taskleak.TaskGraph = taskleak.task_graph()
-    paths: List[taskleak.HolderPath] = taskleak.who_holds(task)
+    paths: list[taskleak.HolderPath] = taskleak.who_holds(task)
     out = io.StringIO()
     taskleak.dump(out, growth=False)
     assert answer and graph is not None and isinstance(paths, list) and "typed-worker" in out.getvalue()
@@ -46,31 +47,31 @@ async def snapshots() -> str:
     return text
 
 
-async def checked() -> List[taskleak.Leak]:
+async def checked() -> list[taskleak.Leak]:
     try:
         async with taskleak.check(grace=0.05, ignore=["heartbeat*"], blocking=None):
             asyncio.create_task(asyncio.sleep(3600), name="typed-leak")
             await asyncio.sleep(0)
     except taskleak.TaskLeakError as e:
-        leaks: List[taskleak.Leak] = e.leaks
-        kinds: List[str] = [lk.kind for lk in leaks]
+        leaks: list[taskleak.Leak] = e.leaks
+        kinds: list[str] = [lk.kind for lk in leaks]
         assert kinds == ["pending"]
         return leaks
     raise AssertionError("the leak was not found")
 
 
-def monitored() -> List[taskleak.Sample]:
+def monitored() -> list[taskleak.Sample]:
     detector = taskleak.Detector(window=10, sigma=2.0, consecutive=3)
-    anomalies: List[taskleak.Anomaly] = []
+    anomalies: list[taskleak.Anomaly] = []
     for i in range(60):
-        a: Optional[taskleak.Anomaly] = detector.update(100.0 + i * i)
+        a: taskleak.Anomaly | None = detector.update(100.0 + i * i)
         if a is not None:
             anomalies.append(a)
     assert anomalies and anomalies[0].kind in ("spike", "trend")
     with taskleak.Monitor(interval=0.05, allow=("heartbeat*",), on_alert=None) as monitor:
         sample: taskleak.Sample = monitor.sample_now()
         exposition: str = monitor.metrics_text()
-        alerts: List[taskleak.Alert] = monitor.alerts()
+        alerts: list[taskleak.Alert] = monitor.alerts()
         assert sample.tasks >= 0 and "taskleak_asyncio_tasks" in exposition and isinstance(alerts, list)
         server: taskleak.Server = taskleak.serve(port=0, monitor=monitor)
         url: str = server.url
@@ -87,10 +88,18 @@ def heap_and_blocking() -> int:
     taskleak.growth(limit=None)  # the baseline
     blobs = [Blob() for _ in range(1000)]
     g: taskleak.Growth = taskleak.growth(limit=None)
-    rows: List[taskleak.GrowthRow] = [r for r in g if r.name.endswith("Blob")]
-    episodes: List[taskleak.Episode] = taskleak.block_episodes()
-    events: List[taskleak.LossEvent] = taskleak.loss_events()
-    status: Dict[str, Any] = taskleak.status()
-    assert isinstance(status["mechanism"], str) and isinstance(episodes, list) and isinstance(events, list)
+    rows: list[taskleak.GrowthRow] = [r for r in g if r.name.endswith("Blob")]
+    episodes: list[taskleak.Episode] = taskleak.block_episodes()
+    events: list[taskleak.LossEvent] = taskleak.loss_events()
+    # A TypedDict (taskleak.tracking.installer.Status): its keys are typed, and
+    # it reads as a Mapping (a TypedDict is not a Dict[str, Any]).
+    status: Mapping[str, Any] = taskleak.status()
+    mechanism: str | None = taskleak.status()["mechanism"]
+    assert (
+        isinstance(status["mechanism"], str)
+        and isinstance(mechanism, str)
+        and isinstance(episodes, list)
+        and isinstance(events, list)
+    )
     assert len(blobs) == 1000
     return rows[0].delta if rows else 0

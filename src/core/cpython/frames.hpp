@@ -28,9 +28,9 @@ int capture_thread_stack(CodeLoc *out, int max_depth);
 struct StackMemo {
     static constexpr int RAW_MAX = 160;
     bool valid = false;
-    int depth = 0;   // max_depth of the capture
-    int raw_n = 0;   // frames visited (skipped ones included)
-    int n = 0;       // frames written
+    int depth = 0;               // max_depth of the capture
+    int raw_n = 0;               // frames visited (skipped ones included)
+    int n = 0;                   // frames written
     const void *frame[RAW_MAX];  // addresses: only ever prefetched, never read through
     const void *exec[RAW_MAX];
     const void *ip[RAW_MAX];

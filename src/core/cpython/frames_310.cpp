@@ -18,8 +18,7 @@ int capture_thread_stack(CodeLoc *out, int max_depth) {
 }
 
 static PyFrameObject *gen_frame(PyObject *gen) {
-    if (!(PyGen_Check(gen) || PyCoro_CheckExact(gen) || PyAsyncGen_CheckExact(gen)))
-        return nullptr;
+    if (!(PyGen_Check(gen) || PyCoro_CheckExact(gen) || PyAsyncGen_CheckExact(gen))) return nullptr;
     return ((PyGenObject *)gen)->gi_frame;
 }
 

@@ -23,9 +23,7 @@ constexpr char OWNED_BY_GENERATOR = 1;
 
 struct Layout311 {
     using Frame = Frame311;
-    static Frame *current(PyThreadState *ts) {
-        return ts->cframe ? (Frame *)ts->cframe->current_frame : nullptr;
-    }
+    static Frame *current(PyThreadState *ts) { return ts->cframe ? (Frame *)ts->cframe->current_frame : nullptr; }
     static Frame *previous(Frame *f) { return f->previous; }
     static PyCodeObject *code(Frame *f) { return f->f_code; }
     static bool skip(Frame *f) {

@@ -32,8 +32,14 @@ int capture_thread_stack(CodeLoc *out, int max_depth) {
 static PyFrameObject *gen_frame(PyObject *gen) {
     const char *attr = PyCoro_CheckExact(gen) ? "cr_frame" : PyAsyncGen_CheckExact(gen) ? "ag_frame" : "gi_frame";
     PyObject *f = PyObject_GetAttrString(gen, attr);
-    if (f == nullptr) { PyErr_Clear(); return nullptr; }
-    if (!PyFrame_Check(f)) { Py_DECREF(f); return nullptr; }
+    if (f == nullptr) {
+        PyErr_Clear();
+        return nullptr;
+    }
+    if (!PyFrame_Check(f)) {
+        Py_DECREF(f);
+        return nullptr;
+    }
     return (PyFrameObject *)f;  // new reference
 }
 

@@ -69,8 +69,8 @@ GCState *find_state() {
     if (PyObject_GC_IsTracked(probe)) {
         auto *head = (GCHead *)as_gc(probe)->next;
         auto *st = (GCState *)head;  // generations[0].head is the struct's first member here
-        if (head != nullptr && (GCHead *)(head->prev & PREV_MASK) == as_gc(probe) &&
-            st->generation0 == head && st->collecting == 0)
+        if (head != nullptr && (GCHead *)(head->prev & PREV_MASK) == as_gc(probe) && st->generation0 == head &&
+            st->collecting == 0)
             state = st;
     }
     Py_DECREF(probe);

@@ -25,6 +25,4 @@ bool visit_gc_objects_via_list(ObjectVisitor visit, void *arg) {
     return true;
 }
 
-
-
 }  // namespace taskleak::cpython

@@ -30,8 +30,7 @@ struct has_generator_frame<L, std::void_t<decltype(L::generator_frame((PyObject 
 template <class L, class = void>
 struct has_local : std::false_type {};
 template <class L>
-struct has_local<L, std::void_t<decltype(L::local((typename L::Frame *)nullptr, (Py_ssize_t)0))>>
-    : std::true_type {};
+struct has_local<L, std::void_t<decltype(L::local((typename L::Frame *)nullptr, (Py_ssize_t)0))>> : std::true_type {};
 
 template <class Layout>
 int walk_thread(CodeLoc *out, int max_depth);
@@ -134,8 +133,7 @@ typename Layout::Frame *generator_frame(PyObject *gen) {
         return Layout::generator_frame(gen);
     } else {
 #if PY_VERSION_HEX < 0x030E0000
-        if (!(PyGen_Check(gen) || PyCoro_CheckExact(gen) || PyAsyncGen_CheckExact(gen)))
-            return nullptr;
+        if (!(PyGen_Check(gen) || PyCoro_CheckExact(gen) || PyAsyncGen_CheckExact(gen))) return nullptr;
         auto *g = (PyGenObject *)gen;
         if (g->gi_frame_state >= 1) return nullptr;
         return (typename Layout::Frame *)g->gi_iframe;
@@ -174,7 +172,10 @@ PyObject *generator_local_impl(PyObject *gen, const char *name) {
     Py_ssize_t n = PyTuple_GET_SIZE(names);
     for (Py_ssize_t i = 0; i < n; ++i) {
         const char *s = PyUnicode_AsUTF8(PyTuple_GET_ITEM(names, i));
-        if (s == nullptr) { PyErr_Clear(); return nullptr; }
+        if (s == nullptr) {
+            PyErr_Clear();
+            return nullptr;
+        }
         if (std::strcmp(s, name) == 0) {
             PyObject *v = frame_local<Layout>(f, i);
             if (v != nullptr && PyCell_Check(v)) v = PyCell_GET(v);
@@ -186,20 +187,13 @@ PyObject *generator_local_impl(PyObject *gen, const char *name) {
 
 }  // namespace taskleak::cpython
 
-#define TASKLEAK_DEFINE_FRAME_API(Layout)                                              \
-    namespace taskleak::cpython {                                                      \
-    int capture_thread_stack(CodeLoc *out, int max_depth) {                            \
-        return walk_thread<Layout>(out, max_depth);                                    \
-    }                                                                                  \
-    int capture_thread_stack_memo(CodeLoc *out, int max_depth, StackMemo *memo,        \
-                                  bool *same) {                                        \
-        return walk_thread_memo<Layout>(out, max_depth, memo, same);                   \
-    }                                                                                  \
-    bool generator_location(PyObject *gen, CodeLoc *out) {                             \
-        return generator_location_impl<Layout>(gen, out);                              \
-    }                                                                                  \
-    PyObject *generator_local(PyObject *gen, const char *name) {                       \
-        return generator_local_impl<Layout>(gen, name);                                \
-    }                                                                                  \
-    const char *frame_walk_mode() { return "direct"; }                                 \
+#define TASKLEAK_DEFINE_FRAME_API(Layout)                                                                          \
+    namespace taskleak::cpython {                                                                                  \
+    int capture_thread_stack(CodeLoc *out, int max_depth) { return walk_thread<Layout>(out, max_depth); }          \
+    int capture_thread_stack_memo(CodeLoc *out, int max_depth, StackMemo *memo, bool *same) {                      \
+        return walk_thread_memo<Layout>(out, max_depth, memo, same);                                               \
+    }                                                                                                              \
+    bool generator_location(PyObject *gen, CodeLoc *out) { return generator_location_impl<Layout>(gen, out); }     \
+    PyObject *generator_local(PyObject *gen, const char *name) { return generator_local_impl<Layout>(gen, name); } \
+    const char *frame_walk_mode() { return "direct"; }                                                             \
     }

@@ -91,8 +91,7 @@ int read_remote_stack(uintptr_t tstate, RemoteFrame *out, int max_depth) {
         uintptr_t next = field<uintptr_t>(buf, o.f_previous);
         uintptr_t code = field<uintptr_t>(buf, o.f_code);
         if (o.code_tagged) code &= ~STACKREF_TAG_BITS;
-        bool skip = o.f_owner >= 0 && o.owner_skip_min > 0 &&
-                    (int)field<char>(buf, o.f_owner) >= o.owner_skip_min;
+        bool skip = o.f_owner >= 0 && o.owner_skip_min > 0 && (int)field<char>(buf, o.f_owner) >= o.owner_skip_min;
         if (!skip && code != 0) {
             RemoteFrame &rf = out[n];
             int64_t units = 0;
@@ -122,7 +121,7 @@ int read_remote_stack(uintptr_t tstate, RemoteFrame *out, int max_depth) {
 
 namespace {
 
-constexpr size_t MAX_STRING = 4096;     // characters of a filename or qualname
+constexpr size_t MAX_STRING = 4096;      // characters of a filename or qualname
 constexpr size_t MAX_LINETABLE = 16384;  // bigger tables (huge functions): line unknown
 
 void put_utf8(std::string &out, uint32_t c) {
@@ -162,8 +161,14 @@ bool read_unicode(uintptr_t p, std::string *out) {
     for (size_t i = 0; i < n; ++i) {
         uint32_t c;
         if (kind == 1) c = raw[i];
-        else if (kind == 2) { uint16_t v; std::memcpy(&v, raw + 2 * i, 2); c = v; }
-        else { std::memcpy(&c, raw + 4 * i, 4); if (c > 0x10FFFF) return false; }
+        else if (kind == 2) {
+            uint16_t v;
+            std::memcpy(&v, raw + 2 * i, 2);
+            c = v;
+        } else {
+            std::memcpy(&c, raw + 4 * i, 4);
+            if (c > 0x10FFFF) return false;
+        }
         put_utf8(*out, c);
     }
     return true;

@@ -25,23 +25,23 @@ struct RemoteFrame {
 };
 
 struct RemoteOffsets {
-    const char *source;        // "debug-offsets" or "compiled"
-    int64_t ts_frame;          // PyThreadState -> current frame (or _PyCFrame*)
-    int64_t cframe_current;    // _PyCFrame -> current_frame; -1 when ts_frame is direct
+    const char *source;      // "debug-offsets" or "compiled"
+    int64_t ts_frame;        // PyThreadState -> current frame (or _PyCFrame*)
+    int64_t cframe_current;  // _PyCFrame -> current_frame; -1 when ts_frame is direct
     int64_t f_previous;
-    int64_t f_code;            // code object (a tagged _PyStackRef on 3.14+)
-    int64_t f_instr;           // instruction pointer, or f_lasti (3.10)
-    int64_t f_owner;           // -1: no owner byte (3.10)
-    int owner_skip_min;        // frames with owner >= this are C-stack/interpreter shims; 0: none
-    bool code_tagged;          // mask _PyStackRef tag bits off f_code
-    bool lasti_index;          // 3.10: f_instr is an int index in code units
+    int64_t f_code;      // code object (a tagged _PyStackRef on 3.14+)
+    int64_t f_instr;     // instruction pointer, or f_lasti (3.10)
+    int64_t f_owner;     // -1: no owner byte (3.10)
+    int owner_skip_min;  // frames with owner >= this are C-stack/interpreter shims; 0: none
+    bool code_tagged;    // mask _PyStackRef tag bits off f_code
+    bool lasti_index;    // 3.10: f_instr is an int index in code units
     int64_t co_filename;
     int64_t co_firstlineno;
-    int64_t co_adaptive;       // start of the bytecode inside the code object (3.11+)
-    int64_t co_qualname;       // co_qualname (3.11+), co_name (3.10)
-    int64_t co_linetable;      // bytes
-    int64_t co_flags;          // int
-    int linetable_format;      // LINETABLE_310 or LINETABLE_LOCATIONS
+    int64_t co_adaptive;   // start of the bytecode inside the code object (3.11+)
+    int64_t co_qualname;   // co_qualname (3.11+), co_name (3.10)
+    int64_t co_linetable;  // bytes
+    int64_t co_flags;      // int
+    int linetable_format;  // LINETABLE_310 or LINETABLE_LOCATIONS
 };
 
 constexpr int LINETABLE_310 = 0;        // (byte delta, line delta) pairs, PEP 626

@@ -14,7 +14,7 @@ RemoteOffsets remote_offsets() {
     o.f_code = 4 * sizeof(void *);
     o.f_instr = 7 * sizeof(void *);
     o.f_owner = 8 * sizeof(void *) + sizeof(int) + 1;  // after stacktop (int) and is_entry (bool)
-    o.owner_skip_min = 0;  // 3.11 has no shim frames
+    o.owner_skip_min = 0;                              // 3.11 has no shim frames
     o.code_tagged = false;
     o.lasti_index = false;
     code_offsets_from_headers(o);

@@ -10,18 +10,22 @@ struct DebugOffsets313 {
     char cookie[8];
     uint64_t version;
     uint64_t free_threaded;
-    struct { uint64_t size, finalizing, interpreters_head; } runtime_state;
     struct {
-        uint64_t size, id, next, threads_head, gc, imports_modules, sysdict, builtins, ceval_gil,
-            gil_runtime_state, gil_runtime_state_enabled, gil_runtime_state_locked, gil_runtime_state_holder;
+        uint64_t size, finalizing, interpreters_head;
+    } runtime_state;
+    struct {
+        uint64_t size, id, next, threads_head, gc, imports_modules, sysdict, builtins, ceval_gil, gil_runtime_state,
+            gil_runtime_state_enabled, gil_runtime_state_locked, gil_runtime_state_holder;
     } interpreter_state;
     struct {
         uint64_t size, prev, next, interp, current_frame, thread_id, native_thread_id, datastack_chunk, status;
     } thread_state;
-    struct { uint64_t size, previous, executable, instr_ptr, localsplus, owner; } interpreter_frame;
     struct {
-        uint64_t size, filename, name, qualname, linetable, firstlineno, argcount, localsplusnames,
-            localspluskinds, co_code_adaptive;
+        uint64_t size, previous, executable, instr_ptr, localsplus, owner;
+    } interpreter_frame;
+    struct {
+        uint64_t size, filename, name, qualname, linetable, firstlineno, argcount, localsplusnames, localspluskinds,
+            co_code_adaptive;
     } code_object;
 };
 }  // namespace

@@ -24,7 +24,7 @@ namespace {
 // after the public PyThreadState, which _PyThreadStateImpl begins with.
 constexpr size_t impl_size() { return PY_VERSION_HEX < 0x030F0000 ? 0x3a8 : 0x450; }
 
-Py_ssize_t learned = -1;   // offset of asyncio_running_loop, -1 = none
+Py_ssize_t learned = -1;           // offset of asyncio_running_loop, -1 = none
 PyObject *learned_from = nullptr;  // the task of the first probe (address only)
 bool confirmed = false;
 

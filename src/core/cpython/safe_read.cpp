@@ -63,17 +63,23 @@ bool safe_read(uintptr_t addr, void *out, size_t n) {
     if (n == 0) return true;
     if (addr < 4096) return false;  // null and near-null: never mapped
     switch (mode()) {
-        case VM_READV: return read_vm(addr, out, n);
-        case PROC_MEM: return read_proc(addr, out, n);
-        default: return false;
+        case VM_READV:
+            return read_vm(addr, out, n);
+        case PROC_MEM:
+            return read_proc(addr, out, n);
+        default:
+            return false;
     }
 }
 
 const char *safe_read_mode() {
     switch (mode()) {
-        case VM_READV: return "process_vm_readv";
-        case PROC_MEM: return "proc-self-mem";
-        default: return "unavailable";
+        case VM_READV:
+            return "process_vm_readv";
+        case PROC_MEM:
+            return "proc-self-mem";
+        default:
+            return "unavailable";
     }
 }
 

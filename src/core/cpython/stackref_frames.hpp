@@ -15,7 +15,8 @@
 #include <cstddef>
 
 #if defined(Py_GIL_DISABLED)
-#error "the 3.14/3.15 mirrors are for GIL-enabled builds (free-threaded frames carry tlbc_index and other stackref tags)"
+#error \
+    "the 3.14/3.15 mirrors are for GIL-enabled builds (free-threaded frames carry tlbc_index and other stackref tags)"
 #endif
 
 namespace taskleak::cpython {
@@ -53,8 +54,7 @@ static_assert(offsetof(StackrefFrame, localsplus) == 80, "3.14/3.15 _PyInterpret
 
 // _PyGenObject_HEAD(gi): shared by generators, coroutines and async generators.
 struct StackrefGen {
-    PyObject_HEAD
-    PyObject *gi_weakreflist;
+    PyObject_HEAD PyObject *gi_weakreflist;
     PyObject *gi_name;
     PyObject *gi_qualname;
     _PyErr_StackItem gi_exc_state;
@@ -76,8 +76,7 @@ constexpr char OWNED_BY_INTERPRETER = 3;  // and 3.14's CSTACK (4): never comple
 // interpreter, and generator frames are then not read at all.
 bool gen_layout_matches() {
     constexpr Py_ssize_t want = (Py_ssize_t)(offsetof(StackrefGen, gi_iframe) + offsetof(StackrefFrame, localsplus));
-    return PyGen_Type.tp_basicsize == want && PyCoro_Type.tp_basicsize == want &&
-           PyAsyncGen_Type.tp_basicsize == want;
+    return PyGen_Type.tp_basicsize == want && PyCoro_Type.tp_basicsize == want && PyAsyncGen_Type.tp_basicsize == want;
 }
 
 // States says which gi_frame_state values mean the frame is still there
@@ -109,8 +108,7 @@ struct StackrefLayout {
     static int raw_owner(Frame *f) { return f->owner; }
     static bool skip_by_owner(Frame *f) { return f->owner >= OWNED_BY_INTERPRETER; }
     static Frame *generator_frame(PyObject *gen) {
-        if (!(PyGen_CheckExact(gen) || PyCoro_CheckExact(gen) || PyAsyncGen_CheckExact(gen)))
-            return nullptr;
+        if (!(PyGen_CheckExact(gen) || PyCoro_CheckExact(gen) || PyAsyncGen_CheckExact(gen))) return nullptr;
         static const bool ok = gen_layout_matches();
         if (!ok) return nullptr;
         auto *g = (StackrefGen *)gen;

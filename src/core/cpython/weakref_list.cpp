@@ -22,17 +22,29 @@ PyObject *find_weakref_with_callback(PyObject *obj, PyObject *callback) {
     static PyObject *getweakrefs = nullptr;
     if (getweakrefs == nullptr) {
         PyObject *mod = PyImport_ImportModule("weakref");
-        if (mod == nullptr) { PyErr_Clear(); return nullptr; }
+        if (mod == nullptr) {
+            PyErr_Clear();
+            return nullptr;
+        }
         getweakrefs = PyObject_GetAttrString(mod, "getweakrefs");
         Py_DECREF(mod);
-        if (getweakrefs == nullptr) { PyErr_Clear(); return nullptr; }
+        if (getweakrefs == nullptr) {
+            PyErr_Clear();
+            return nullptr;
+        }
     }
     PyObject *refs = PyObject_CallOneArg(getweakrefs, obj);
-    if (refs == nullptr) { PyErr_Clear(); return nullptr; }
+    if (refs == nullptr) {
+        PyErr_Clear();
+        return nullptr;
+    }
     PyObject *found = nullptr;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(refs); ++i) {
         auto *wr = (PyWeakReference *)PyList_GET_ITEM(refs, i);
-        if (wr->wr_callback == callback) { found = (PyObject *)wr; break; }
+        if (wr->wr_callback == callback) {
+            found = (PyObject *)wr;
+            break;
+        }
     }
     Py_DECREF(refs);  // the weakref stays alive: it is owned by the table/set
     return found;

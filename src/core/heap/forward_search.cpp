@@ -75,10 +75,10 @@ struct Search {
     std::vector<Node> nodes;
     NodeMap seen;
     std::vector<std::vector<uint32_t>> holders;  // per target: nodes that refer to it
-    size_t unhit = 0;               // targets no node refers to yet
-    std::vector<PyObject *> kids;   // eligible children of the node being traversed
-    uint32_t current = NONE;        // node being traversed
-    size_t kid_limit = SIZE_MAX;    // past this many kids, only look for the target
+    size_t unhit = 0;                            // targets no node refers to yet
+    std::vector<PyObject *> kids;                // eligible children of the node being traversed
+    uint32_t current = NONE;                     // node being traversed
+    size_t kid_limit = SIZE_MAX;                 // past this many kids, only look for the target
     // CPython untracks containers that hold only untracked objects (a dict
     // of strings, a tuple of ints): they hold nothing tracked, so the walk
     // skips them - unless a target is itself untracked (a str asked about),
@@ -130,10 +130,10 @@ bool expand(Search &s, uint32_t u, std::vector<uint32_t> &next, bool allow_defer
 }  // namespace
 
 std::vector<std::vector<HolderChain>> forward_search_many(const std::vector<PyObject *> &targets,
-                                                         const std::vector<PyObject *> &roots,
-                                                         const std::vector<PyObject *> &stops,
-                                                         const std::vector<PyObject *> &stop_types,
-                                                         int max_depth, int max_paths, ForwardSearchStats *stats) {
+                                                          const std::vector<PyObject *> &roots,
+                                                          const std::vector<PyObject *> &stops,
+                                                          const std::vector<PyObject *> &stop_types, int max_depth,
+                                                          int max_paths, ForwardSearchStats *stats) {
     std::vector<std::vector<HolderChain>> out(targets.size());
     if (max_paths <= 0 || targets.empty()) return out;
     PtrTable stop_set, type_set;
@@ -234,9 +234,8 @@ std::vector<std::vector<HolderChain>> forward_search_many(const std::vector<PyOb
 }
 
 std::vector<HolderChain> forward_search(PyObject *target, const std::vector<PyObject *> &roots,
-                                        const std::vector<PyObject *> &stops,
-                                        const std::vector<PyObject *> &stop_types, int max_depth,
-                                        int max_paths, ForwardSearchStats *stats) {
+                                        const std::vector<PyObject *> &stops, const std::vector<PyObject *> &stop_types,
+                                        int max_depth, int max_paths, ForwardSearchStats *stats) {
     std::vector<std::vector<HolderChain>> all =
         forward_search_many({target}, roots, stops, stop_types, max_depth, max_paths, stats);
     return std::move(all[0]);

@@ -16,8 +16,8 @@
 namespace taskleak {
 
 struct ForwardSearchStats {
-    size_t visited = 0;  // objects reached (given a parent link)
-    int depth = 0;       // level at which the search ended
+    size_t visited = 0;      // objects reached (given a parent link)
+    int depth = 0;           // level at which the search ended
     bool exhausted = false;  // everything reachable within max_depth was seen
 };
 
@@ -28,18 +28,17 @@ struct ForwardSearchStats {
 // raises; an empty result means "not reachable from the roots within
 // max_depth references".
 std::vector<HolderChain> forward_search(PyObject *target, const std::vector<PyObject *> &roots,
-                                        const std::vector<PyObject *> &stops,
-                                        const std::vector<PyObject *> &stop_types, int max_depth,
-                                        int max_paths, ForwardSearchStats *stats);
+                                        const std::vector<PyObject *> &stops, const std::vector<PyObject *> &stop_types,
+                                        int max_depth, int max_paths, ForwardSearchStats *stats);
 
 // The same search for several targets at once (a leak check's finished
 // tasks): one walk, ending when every target is reached (with the same
 // extra levels as above for each) or nothing is left within max_depth.
 // Targets are never entered. Result i holds the paths to targets[i].
 std::vector<std::vector<HolderChain>> forward_search_many(const std::vector<PyObject *> &targets,
-                                                         const std::vector<PyObject *> &roots,
-                                                         const std::vector<PyObject *> &stops,
-                                                         const std::vector<PyObject *> &stop_types,
-                                                         int max_depth, int max_paths, ForwardSearchStats *stats);
+                                                          const std::vector<PyObject *> &roots,
+                                                          const std::vector<PyObject *> &stops,
+                                                          const std::vector<PyObject *> &stop_types, int max_depth,
+                                                          int max_paths, ForwardSearchStats *stats);
 
 }  // namespace taskleak

@@ -7,13 +7,11 @@ namespace taskleak {
 
 namespace {
 
-constexpr uint32_t EMPTY = UINT32_MAX;        // parent_: not reached yet
-constexpr uint32_t IS_TARGET = UINT32_MAX - 1;  // parent_: this node is the target
+constexpr uint32_t EMPTY = UINT32_MAX;             // parent_: not reached yet
+constexpr uint32_t IS_TARGET = UINT32_MAX - 1;     // parent_: this node is the target
 constexpr uint32_t HOLDS_TARGET = UINT32_MAX - 2;  // parent_: refers to an unindexed target
 
-bool is_generator_like(PyObject *o) {
-    return PyGen_Check(o) || PyCoro_CheckExact(o) || PyAsyncGen_CheckExact(o);
-}
+bool is_generator_like(PyObject *o) { return PyGen_Check(o) || PyCoro_CheckExact(o) || PyAsyncGen_CheckExact(o); }
 
 struct Contains {
     PyObject *wanted;
@@ -68,9 +66,9 @@ void HeapIndex::clear() {
 }
 
 size_t HeapIndex::bytes() const {
-    return sizeof(*this) + table_.bytes() + flags_.capacity() + rev_off_.capacity() * 4 +
-           rev_src_.capacity() * 4 + type_table_.bytes() + type_refs_.capacity() * sizeof(PyObject *) +
-           parent_.capacity() * 4 + touched_.capacity() * 4;
+    return sizeof(*this) + table_.bytes() + flags_.capacity() + rev_off_.capacity() * 4 + rev_src_.capacity() * 4 +
+           type_table_.bytes() + type_refs_.capacity() * sizeof(PyObject *) + parent_.capacity() * 4 +
+           touched_.capacity() * 4;
 }
 
 bool HeapIndex::build(size_t max_objects) {
@@ -153,8 +151,7 @@ bool HeapIndex::build(size_t max_objects) {
 
     // Python calls are allowed again; the index no longer depends on the
     // objects staying alive.
-    static PyObject *names[3] = {PyUnicode_InternFromString("gi_running"),
-                                 PyUnicode_InternFromString("cr_running"),
+    static PyObject *names[3] = {PyUnicode_InternFromString("gi_running"), PyUnicode_InternFromString("cr_running"),
                                  PyUnicode_InternFromString("ag_running")};
     for (PyObject *g : gens) {
         PyObject *name = PyCoro_CheckExact(g) ? names[1] : PyAsyncGen_CheckExact(g) ? names[2] : names[0];
@@ -194,9 +191,8 @@ bool HeapIndex::validate(const std::vector<PyObject *> &chain) const {
     return true;
 }
 
-bool HeapIndex::who_holds(PyObject *target, const std::vector<PyObject *> &roots,
-                          const std::vector<PyObject *> &stops, int max_depth, int max_paths,
-                          std::vector<HolderChain> *out, bool *stale, bool live_seed) {
+bool HeapIndex::who_holds(PyObject *target, const std::vector<PyObject *> &roots, const std::vector<PyObject *> &stops,
+                          int max_depth, int max_paths, std::vector<HolderChain> *out, bool *stale, bool live_seed) {
     *stale = false;
     if (max_paths <= 0) return true;
     PtrTable root_map, stop_map;
@@ -302,8 +298,9 @@ bool HeapIndex::who_holds(PyObject *target, const std::vector<PyObject *> &roots
                     if (r != parent_[u] && parent_[r] != u && (int)out->size() < max_paths) {
                         PyObject *rp = table_.key(r);
                         uint32_t rs = root_map.find(rp);
-                        int root = rs != PtrTable::NOT_FOUND ? root_no[rs]
-                                   : (flags_[r] & IS_TYPE) && type_alive(rp) ? ROOT_CLASS : -3;
+                        int root = rs != PtrTable::NOT_FOUND                 ? root_no[rs]
+                                   : (flags_[r] & IS_TYPE) && type_alive(rp) ? ROOT_CLASS
+                                                                             : -3;
                         if (root != -3 && stop_map.find(rp) == PtrTable::NOT_FOUND) {
                             std::vector<PyObject *> chain{rp};
                             for (PyObject *o : chain_from(u)) chain.push_back(o);

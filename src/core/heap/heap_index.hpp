@@ -20,8 +20,8 @@
 namespace taskleak {
 
 struct HolderChain {
-    int root = -1;                  // index into the caller's roots, or one of the kinds below
-    std::vector<PyObject *> objs;   // strong refs: root object ... target
+    int root = -1;                 // index into the caller's roots, or one of the kinds below
+    std::vector<PyObject *> objs;  // strong refs: root object ... target
 };
 
 class HeapIndex {
@@ -48,9 +48,8 @@ public:
     // live_seed: find the target's direct referrers with a live pass even if
     // its address is in the index (the indexed object may have died and the
     // address been reused by a new object).
-    bool who_holds(PyObject *target, const std::vector<PyObject *> &roots,
-                   const std::vector<PyObject *> &stops, int max_depth, int max_paths,
-                   std::vector<HolderChain> *out, bool *stale, bool live_seed = false);
+    bool who_holds(PyObject *target, const std::vector<PyObject *> &roots, const std::vector<PyObject *> &stops,
+                   int max_depth, int max_paths, std::vector<HolderChain> *out, bool *stale, bool live_seed = false);
 
     size_t objects() const { return nodes_; }
     size_t edges() const { return rev_src_.size(); }
@@ -64,10 +63,10 @@ private:
     bool type_alive(PyObject *type) const;
     void clear();
 
-    PtrTable table_;                  // address -> node (slot)
-    std::vector<uint8_t> flags_;      // per slot
-    std::vector<uint32_t> rev_off_;   // per slot + 1: CSR offsets into rev_src_
-    std::vector<uint32_t> rev_src_;   // referrer slots
+    PtrTable table_;                 // address -> node (slot)
+    std::vector<uint8_t> flags_;     // per slot
+    std::vector<uint32_t> rev_off_;  // per slot + 1: CSR offsets into rev_src_
+    std::vector<uint32_t> rev_src_;  // referrer slots
     // Classes can be roots long after the build: a weak reference per class
     // (nullptr for static types, which live as long as the interpreter).
     PtrTable type_table_;

@@ -34,8 +34,10 @@ std::chrono::steady_clock::duration Sampler::period_of(double interval_s) {
     const double min_s = std::chrono::duration<double>(tick(1)).count();
     if (!(std::isfinite(interval_s) && interval_s >= min_s && interval_s <= max_s)) {
         char msg[200];
-        std::snprintf(msg, sizeof msg, "Sampler: interval must be a finite number of seconds from %g to %g "
-                      "(what the steady clock can count), got %g", min_s, max_s, interval_s);
+        std::snprintf(msg, sizeof msg,
+                      "Sampler: interval must be a finite number of seconds from %g to %g "
+                      "(what the steady clock can count), got %g",
+                      min_s, max_s, interval_s);
         throw std::invalid_argument(msg);
     }
     return std::chrono::duration_cast<tick>(std::chrono::duration<double>(interval_s));

@@ -35,7 +35,7 @@ private:
     void run();
     static std::chrono::steady_clock::duration period_of(double interval_s);
     std::chrono::steady_clock::duration period_;  // checked once, in the constructor
-    PyObject *callback_;  // strong
+    PyObject *callback_;                          // strong
     std::thread thread_;
     std::mutex mu_;
     std::condition_variable cv_;

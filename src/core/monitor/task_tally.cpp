@@ -13,9 +13,9 @@ namespace taskleak {
 // objects of the probed type (or subclasses, which keep the base layout)
 // are read that way.
 static PyTypeObject *g_task_type = nullptr;
-static Py_ssize_t g_state_off = -1;   // int: 0 pending, 1 cancelled, 2 finished
-static Py_ssize_t g_coro_off = -1;    // PyObject *
-static Py_ssize_t g_code_off = -1;    // in a coroutine: code pointer (low bits may tag)
+static Py_ssize_t g_state_off = -1;  // int: 0 pending, 1 cancelled, 2 finished
+static Py_ssize_t g_coro_off = -1;   // PyObject *
+static Py_ssize_t g_code_off = -1;   // in a coroutine: code pointer (low bits may tag)
 
 // Passes in progress (one may be waiting between chunks while another runs).
 static int g_passes = 0;
@@ -76,7 +76,8 @@ bool probe_task_fields(PyObject *p1, PyObject *p2, PyObject *done, PyObject *can
     }
     if (found != 1) return false;
     found = 0;
-    for (Py_ssize_t off = (Py_ssize_t)sizeof(PyObject); off + (Py_ssize_t)sizeof(void *) <= size; off += sizeof(void *)) {
+    for (Py_ssize_t off = (Py_ssize_t)sizeof(PyObject); off + (Py_ssize_t)sizeof(void *) <= size;
+         off += sizeof(void *)) {
         if (read_ptr(p1, off) == coro1 && read_ptr(p2, off) == coro2) {
             coro = off;
             ++found;

@@ -15,11 +15,11 @@
 namespace taskleak {
 
 struct GroupTally {
-    uint32_t stack;          // creation stack id (StackTable), NONE/DROPPED allowed
-    PyObject *code;          // strong: the coroutine's code object, or its type
+    uint32_t stack;  // creation stack id (StackTable), NONE/DROPPED allowed
+    PyObject *code;  // strong: the coroutine's code object, or its type
     uint32_t pending = 0;
-    uint32_t done = 0;       // done at this pass and the previous one (see `finishing`)
-    int64_t oldest_ns = 0;   // creation time of the oldest task in the group
+    uint32_t done = 0;            // done at this pass and the previous one (see `finishing`)
+    int64_t oldest_ns = 0;        // creation time of the oldest task in the group
     PyObject *example = nullptr;  // strong: taskleak's weakref to one pending (else any) task
     bool example_pending = false;
 };
@@ -30,11 +30,11 @@ struct TaskTally {
     // only by done callbacks queued on its loop: not (yet) retained.
     uint64_t live = 0, pending = 0, done = 0, finishing = 0;
     std::vector<GroupTally> groups;
-    int64_t gil_ns = 0;      // GIL held by the pass, summed over its chunks
-    int64_t max_hold_ns = 0; // longest single hold
+    int64_t gil_ns = 0;       // GIL held by the pass, summed over its chunks
+    int64_t max_hold_ns = 0;  // longest single hold
     int holds = 0;
     int64_t wall_ns = 0;
-    uint64_t generation = 0; // changes when stack ids and code objects of groups may be reused
+    uint64_t generation = 0;  // changes when stack ids and code objects of groups may be reused
     ~TaskTally();
 };
 
@@ -53,7 +53,7 @@ const char *tally_mode();
 // Learn where _asyncio.Task keeps its state and coroutine, from tasks whose
 // state the caller knows. Returns false (and keeps the getattr path) if the
 // layout is not unambiguous.
-bool probe_task_fields(PyObject *pending1, PyObject *pending2, PyObject *done, PyObject *cancelled,
-                       PyObject *coro1, PyObject *coro2);
+bool probe_task_fields(PyObject *pending1, PyObject *pending2, PyObject *done, PyObject *cancelled, PyObject *coro1,
+                       PyObject *coro2);
 
 }  // namespace taskleak

@@ -30,16 +30,16 @@
 namespace taskleak {
 
 struct DetectorConfig {
-    int window = 30;             // samples in the spike baseline and per trend block
+    int window = 30;  // samples in the spike baseline and per trend block
     double sigma = 2.0;
     int consecutive = 3;
-    double min_stddev = 1.0;     // floor on the baseline's stddev
-    double min_rise = 5.0;       // absolute minimum rise over the baseline
+    double min_stddev = 1.0;       // floor on the baseline's stddev
+    double min_rise = 5.0;         // absolute minimum rise over the baseline
     double min_rise_ratio = 0.05;  // ... and relative to the baseline's level
-    double trend_z = 2.5;        // Mann-Kendall z a trend must reach
-    int trend_blocks = 6;        // blocks of history before a trend can fire
-    int horizon = 8640;          // samples of block history kept (a day at 10 s)
-    int warmup = 10;             // baseline samples before the spike rule runs
+    double trend_z = 2.5;          // Mann-Kendall z a trend must reach
+    int trend_blocks = 6;          // blocks of history before a trend can fire
+    int horizon = 8640;            // samples of block history kept (a day at 10 s)
+    int warmup = 10;               // baseline samples before the spike rule runs
 };
 
 enum class AnomalyKind : int { None = 0, Spike = 1, Trend = 2 };
@@ -47,7 +47,7 @@ enum class AnomalyKind : int { None = 0, Spike = 1, Trend = 2 };
 struct Anomaly {
     AnomalyKind kind = AnomalyKind::None;
     double value = 0, mean = 0, stddev = 0, threshold = 0, slope_per_sample = 0;
-    int samples = 0;             // samples the verdict rests on
+    int samples = 0;  // samples the verdict rests on
 };
 
 class WindowDetector {
@@ -84,14 +84,14 @@ private:
     void push_baseline(double v);
 
     DetectorConfig cfg_;
-    std::deque<double> base_;        // spike baseline (<= window)
-    std::vector<double> run_;        // current above-threshold run
-    std::deque<double> recent_;      // last `window` samples, always
-    std::vector<double> block_;      // samples of the block being filled
-    std::deque<Block> blocks_;       // closed blocks, oldest first (<= horizon/window)
+    std::deque<double> base_;    // spike baseline (<= window)
+    std::vector<double> run_;    // current above-threshold run
+    std::deque<double> recent_;  // last `window` samples, always
+    std::vector<double> block_;  // samples of the block being filled
+    std::deque<Block> blocks_;   // closed blocks, oldest first (<= horizon/window)
     AnomalyKind episode_ = AnomalyKind::None;
     int episode_samples_ = 0;
-    int episode_blocks_ = 0;         // blocks closed since the alert
+    int episode_blocks_ = 0;  // blocks closed since the alert
     uint64_t n_ = 0, alerts_ = 0;
 };
 

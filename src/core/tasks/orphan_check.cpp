@@ -1,6 +1,5 @@
 #include "tasks/orphan_check.hpp"
 
-
 namespace taskleak {
 
 void PtrMap::resize(size_t n) {
@@ -77,15 +76,16 @@ OrphanAnalysis::Kind OrphanAnalysis::kind_of(PyTypeObject *t) {
 
 bool OrphanAnalysis::is_hub(PyObject *o) {
     switch (kind_of(Py_TYPE(o))) {
-    case Kind::Member: return false;
-    case Kind::MaybeHub: return hubs_.find(o) != nullptr;
-    default: return true;
+        case Kind::Member:
+            return false;
+        case Kind::MaybeHub:
+            return hubs_.find(o) != nullptr;
+        default:
+            return true;
     }
 }
 
-int orphan_visit(PyObject *o, void *arg) {
-    return o == nullptr ? 0 : static_cast<OrphanAnalysis *>(arg)->on_edge(o);
-}
+int orphan_visit(PyObject *o, void *arg) { return o == nullptr ? 0 : static_cast<OrphanAnalysis *>(arg)->on_edge(o); }
 
 bool OrphanAnalysis::add_member(PyObject *o, uint32_t *idx) {
     bool inserted;

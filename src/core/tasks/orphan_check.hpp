@@ -111,7 +111,7 @@ private:
     size_t cap_;
     bool overflow_ = false;
     PtrMap hubs_, members_;
-    std::vector<PyObject *> held_;       // one entry per reference taskleak holds
+    std::vector<PyObject *> held_;  // one entry per reference taskleak holds
     std::vector<PyTypeObject *> task_types_;
     PyTypeObject *loop_base_ = nullptr;
     // What each type's instances are to the walk, cached (few types are seen).
@@ -122,13 +122,13 @@ private:
     };
     TypeSlot type_cache_[256] = {};
     Kind kind_of(PyTypeObject *t);
-    std::vector<PyObject *> objs_;       // G, BFS order
-    std::vector<uint32_t> indeg_;        // references from inside G
-    std::vector<Py_ssize_t> refcnt_;     // reference counts when first seen
-    std::vector<uint32_t> edge_start_;   // objs_[i]'s edges: edges_[edge_start_[i] .. edge_start_[i+1])
+    std::vector<PyObject *> objs_;      // G, BFS order
+    std::vector<uint32_t> indeg_;       // references from inside G
+    std::vector<Py_ssize_t> refcnt_;    // reference counts when first seen
+    std::vector<uint32_t> edge_start_;  // objs_[i]'s edges: edges_[edge_start_[i] .. edge_start_[i+1])
     std::vector<uint32_t> edges_;
-    std::vector<uint32_t> origin_;       // non-task root that reaches it first, NONE
-    std::vector<uint32_t> task_label_;   // the one task root reaching it, MANY, NONE
+    std::vector<uint32_t> origin_;      // non-task root that reaches it first, NONE
+    std::vector<uint32_t> task_label_;  // the one task root reaching it, MANY, NONE
     std::vector<uint32_t> queue_;
     std::vector<OrphanResult> results_;
 };

@@ -127,8 +127,7 @@ std::vector<std::vector<uint32_t>> TaskCensus::groups() const {
             out[it->second].push_back(i);
         }
     }
-    std::stable_sort(out.begin(), out.end(),
-                     [](const auto &a, const auto &b) { return a.size() > b.size(); });
+    std::stable_sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.size() > b.size(); });
     return out;
 }
 

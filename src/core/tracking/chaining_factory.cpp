@@ -13,9 +13,8 @@ namespace taskleak {
 namespace {
 
 struct ChainingFactory {
-    PyObject_HEAD
-    PyObject *previous;   // the loop's factory before ours, or NULL
-    PyObject *task_type;  // asyncio.Task, used when there is no previous factory
+    PyObject_HEAD PyObject *previous;  // the loop's factory before ours, or NULL
+    PyObject *task_type;               // asyncio.Task, used when there is no previous factory
     vectorcallfunc vectorcall;
 };
 
@@ -147,14 +146,18 @@ PyType_Slot factory_slots[] = {
     {Py_tp_dealloc, (void *)factory_dealloc},
     {Py_tp_getset, (void *)factory_getset},
     {Py_tp_members, (void *)factory_members},
-    {Py_tp_doc, (void *)"ChainingFactory(previous, task_type): a task factory that creates tasks with "
-                        "`previous` (or task_type) and records their creation."},
+    // "name(params)\n--\n\n": CPython's form for a __text_signature__.
+    {Py_tp_doc, (void *)"ChainingFactory(previous, task_type)\n--\n\n"
+                        "A task factory that creates tasks with `previous` (or task_type) and records their creation."},
     {0, nullptr},
 };
 
 PyType_Spec factory_spec = {
-    "taskleak._core.ChainingFactory", sizeof(ChainingFactory), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL, factory_slots,
+    "taskleak._core.ChainingFactory",
+    sizeof(ChainingFactory),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    factory_slots,
 };
 
 // ---- BaseEventLoop.create_task in C ----------------------------------------
@@ -171,9 +174,8 @@ PyType_Spec factory_spec = {
 // tracebacks are the original's.
 
 struct FastCreateTask {
-    PyObject_HEAD
-    PyObject *original;      // BaseEventLoop.create_task (a function)
-    PyObject *check_closed;  // BaseEventLoop._check_closed (a function)
+    PyObject_HEAD PyObject *original;  // BaseEventLoop.create_task (a function)
+    PyObject *check_closed;            // BaseEventLoop._check_closed (a function)
     vectorcallfunc vectorcall;
 };
 
@@ -304,7 +306,9 @@ PyType_Slot fast_slots[] = {
 };
 
 PyType_Spec fast_spec = {
-    "taskleak._core.FastCreateTask", sizeof(FastCreateTask), 0,
+    "taskleak._core.FastCreateTask",
+    sizeof(FastCreateTask),
+    0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
     fast_slots,
 };

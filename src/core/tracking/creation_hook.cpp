@@ -254,8 +254,7 @@ const CreationRecord *lookup_record(PyObject *task) {
     }
     PyObject *ref = nullptr;
     if (t.registry_death_cb) ref = cpython::find_weakref_with_callback(task, t.registry_death_cb);
-    if (ref == nullptr && t.factory_death_cb)
-        ref = cpython::find_weakref_with_callback(task, t.factory_death_cb);
+    if (ref == nullptr && t.factory_death_cb) ref = cpython::find_weakref_with_callback(task, t.factory_death_cb);
     if (ref != nullptr) {
         const CreationRecord *r = t.tasks.find(ref);
         if (r) return r;
@@ -375,8 +374,7 @@ static void coro_finalized(PyObject *coro) {
 bool hook_task_finalizer(PyTypeObject *type) {
     Tracker &t = tracker();
     if (t.finalize_type == type) return true;
-    if (t.finalize_type != nullptr || type->tp_finalize == nullptr || type->tp_finalize == task_finalized)
-        return false;
+    if (t.finalize_type != nullptr || type->tp_finalize == nullptr || type->tp_finalize == task_finalized) return false;
     if (PyCoro_Type.tp_finalize == nullptr) return false;  // not the CPython we know
     if (PyCoro_Type.tp_finalize != coro_finalized) {
         t.coro_finalize_orig = PyCoro_Type.tp_finalize;
@@ -465,12 +463,17 @@ static PyObject *gc_phase(PyObject *, PyObject *const *args, Py_ssize_t nargs) {
     Py_RETURN_NONE;
 }
 
+// The docs start with CPython's "name(params)\n--\n\n" form, so that
+// __text_signature__ and inspect.signature() see the parameters (the .pyi
+// check in tests/test_core_stub.py compares them with _core.pyi).
 static PyMethodDef registry_add_def = {"registry_add", (PyCFunction)registry_add, METH_O,
+                                       "registry_add(task, /)\n--\n\n"
                                        "taskleak's replacement for WeakSet.add on asyncio's task registry."};
 static PyMethodDef registry_death_def = {"registry_death", (PyCFunction)registry_death, METH_O, nullptr};
 static PyMethodDef loop_died_def = {"loop_died", (PyCFunction)loop_died, METH_O, nullptr};
 static PyMethodDef factory_death_def = {"factory_death", (PyCFunction)factory_death, METH_O, nullptr};
 static PyMethodDef gc_phase_def = {"gc_phase", (PyCFunction)(void (*)(void))gc_phase, METH_FASTCALL,
+                                   "gc_phase(phase, info, /)\n--\n\n"
                                    "taskleak's gc.callbacks entry (keeps records of tasks the collector "
                                    "is finalising until the pass ends)."};
 

@@ -159,8 +159,8 @@ const CodeLoc *StackTable::frames(uint32_t id, int *n) const {
 }
 
 size_t StackTable::bytes() const {
-    return entry_bytes_ + entries_.capacity() * sizeof(Entry *) +
-           free_ids_.capacity() * sizeof(uint32_t) + index_.capacity() * sizeof(uint32_t);
+    return entry_bytes_ + entries_.capacity() * sizeof(Entry *) + free_ids_.capacity() * sizeof(uint32_t) +
+           index_.capacity() * sizeof(uint32_t);
 }
 
 }  // namespace taskleak

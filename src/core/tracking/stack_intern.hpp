@@ -54,7 +54,7 @@ private:
     uint64_t drops_ = 0;
     std::vector<Entry *> entries_;  // id -> entry (nullptr when free)
     std::vector<uint32_t> free_ids_;
-    std::vector<uint32_t> index_;   // open addressing: id+1, 0 = empty
+    std::vector<uint32_t> index_;  // open addressing: id+1, 0 = empty
 };
 
 }  // namespace taskleak

@@ -115,8 +115,7 @@ std::vector<TaskTable::Buried> TaskTable::take_graveyard() {
 
 size_t TaskTable::bytes() const {
     return recs_.capacity() * sizeof(CreationRecord) + free_.capacity() * sizeof(uint32_t) +
-           index_.capacity() * sizeof(uint32_t) +
-           graveyard_.size() * (sizeof(Buried) + 4 * sizeof(void *));
+           index_.capacity() * sizeof(uint32_t) + graveyard_.size() * (sizeof(Buried) + 4 * sizeof(void *));
 }
 
 }  // namespace taskleak

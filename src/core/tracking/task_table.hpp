@@ -71,7 +71,7 @@ private:
 
     std::vector<CreationRecord> recs_;  // ref == nullptr marks a free record
     std::vector<uint32_t> free_;
-    std::vector<uint32_t> index_;       // record index + 1, 0 = empty
+    std::vector<uint32_t> index_;  // record index + 1, 0 = empty
     size_t live_ = 0;
     std::unordered_map<PyObject *, Buried> graveyard_;
 };

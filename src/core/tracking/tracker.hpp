@@ -22,15 +22,15 @@ struct Tracker {
     uint64_t hook_errors = 0;
 
     // Registry mode: the asyncio WeakSet whose `add` we replace.
-    PyObject *registry_data = nullptr;        // WeakSet.data (a set)
-    PyObject *registry_pending = nullptr;     // WeakSet._pending_removals (a list)
-    PyObject *registry_commit = nullptr;      // WeakSet._commit_removals
-    PyObject *registry_remove = nullptr;      // WeakSet._remove (weakref callback)
-    PyObject *current_tasks = nullptr;        // loop -> current task (dict), 3.10-3.13
-    PyObject *current_task_fn = nullptr;      // _asyncio.current_task(loop), where there is no dict
-    PyObject *on_new_loop = nullptr;          // Python callable(loop)
-    PyObject *last_loop = nullptr;            // weakref to the loop seen last
-    PyObject *last_loop_raw = nullptr;        // its address while it lives (cleared by the weakref's callback)
+    PyObject *registry_data = nullptr;     // WeakSet.data (a set)
+    PyObject *registry_pending = nullptr;  // WeakSet._pending_removals (a list)
+    PyObject *registry_commit = nullptr;   // WeakSet._commit_removals
+    PyObject *registry_remove = nullptr;   // WeakSet._remove (weakref callback)
+    PyObject *current_tasks = nullptr;     // loop -> current task (dict), 3.10-3.13
+    PyObject *current_task_fn = nullptr;   // _asyncio.current_task(loop), where there is no dict
+    PyObject *on_new_loop = nullptr;       // Python callable(loop)
+    PyObject *last_loop = nullptr;         // weakref to the loop seen last
+    PyObject *last_loop_raw = nullptr;     // its address while it lives (cleared by the weakref's callback)
     PyObject *loop_death_cb = nullptr;
 
     // The creating task seen last and what its record said. Cleared when a
@@ -42,7 +42,7 @@ struct Tracker {
     bool parent_tracked = false;
 
     uint64_t memo_hits = 0;
-    int calibrations_left = 16;               // lazy running-task calibrations (3.14+)
+    int calibrations_left = 16;  // lazy running-task calibrations (3.14+)
 
     // Death without a weakref (factory mode, see task_finalized in
     // creation_hook.cpp): records of tasks whose type finalizes through our
@@ -56,17 +56,17 @@ struct Tracker {
     std::unordered_map<PyObject *, uint32_t> gc_coro_chains;
 
     // check() scopes: see scope_of_new_task in creation_hook.cpp.
-    PyObject *scope_var = nullptr;            // contextvars.ContextVar[int]
+    PyObject *scope_var = nullptr;  // contextvars.ContextVar[int]
     uint16_t ambient_scope = 0;
-    PyObject *harness_task = nullptr;         // borrowed address; the plugin keeps it alive while set
+    PyObject *harness_task = nullptr;  // borrowed address; the plugin keeps it alive while set
 
     // Our callables, created once.
     PyObject *registry_death_cb = nullptr;
     PyObject *factory_death_cb = nullptr;
 
-    std::vector<unsigned long> threads{0};    // index 0 = unknown
+    std::vector<unsigned long> threads{0};  // index 0 = unknown
     uint16_t last_thread = 0;
-    PyThreadState *last_tstate = nullptr;     // thread state whose index is last_thread
+    PyThreadState *last_tstate = nullptr;  // thread state whose index is last_thread
 
     // The stack captured last and its interned id (one reference held here,
     // which keeps the memo's code objects alive): a task created from the

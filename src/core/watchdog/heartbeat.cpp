@@ -15,10 +15,9 @@ namespace taskleak::watchdog {
 namespace {
 
 struct SelectHeartbeat {
-    PyObject_HEAD
-    PyObject *inner;  // the selector's bound select method
-    PyObject *func;   // its function and self when it is a bound method: calling
-    PyObject *self;   // them directly skips the bound method's own dispatch
+    PyObject_HEAD PyObject *inner;  // the selector's bound select method
+    PyObject *func;                 // its function and self when it is a bound method: calling
+    PyObject *self;                 // them directly skips the bound method's own dispatch
     int slot;
     uint32_t gen;
     vectorcallfunc vectorcall;
@@ -115,16 +114,20 @@ PyType_Slot heartbeat_slots[] = {
     {Py_tp_dealloc, (void *)heartbeat_dealloc},
     {Py_tp_getset, (void *)heartbeat_getset},
     {Py_tp_members, (void *)heartbeat_members},
-    {Py_tp_doc, (void *)"SelectHeartbeat(inner, slot, gen): calls inner (a selector's select) and "
-                        "publishes the loop's idle/busy heartbeat around the call."},
+    // "name(params)\n--\n\n": CPython's form for a __text_signature__.
+    {Py_tp_doc,
+     (void *)"SelectHeartbeat(inner, slot, gen)\n--\n\n"
+             "Calls inner (a selector's select) and publishes the loop's idle/busy heartbeat around the call."},
     {0, nullptr},
 };
 
 PyType_Spec heartbeat_spec = {
-    "taskleak._core.SelectHeartbeat", sizeof(SelectHeartbeat), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL, heartbeat_slots,
+    "taskleak._core.SelectHeartbeat",
+    sizeof(SelectHeartbeat),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    heartbeat_slots,
 };
-
 
 // The cheaper heartbeat, for selectors built on a poll object (EpollSelector,
 // PollSelector, DevpollSelector): it replaces the selector's own
@@ -133,9 +136,8 @@ PyType_Spec heartbeat_spec = {
 // self._selector.poll), it costs no Python frame of its own, unlike a
 // wrapper of select() itself; every other method forwards to the poller.
 struct PollerHeartbeat {
-    PyObject_HEAD
-    PyObject *inner;  // the real poll object
-    PyObject *poll;   // its bound poll method
+    PyObject_HEAD PyObject *inner;  // the real poll object
+    PyObject *poll;                 // its bound poll method
     int slot;
     uint32_t gen;
 };
@@ -158,9 +160,9 @@ PyObject *forward(PyObject *o, const char *name, PyObject *const *args, Py_ssize
     return r;
 }
 
-#define TASKLEAK_FORWARD(NAME)                                                                        \
+#define TASKLEAK_FORWARD(NAME)                                                                         \
     PyObject *poller_##NAME(PyObject *o, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) { \
-        return forward(o, #NAME, args, nargs, kwnames);                                               \
+        return forward(o, #NAME, args, nargs, kwnames);                                                \
     }
 TASKLEAK_FORWARD(register)
 TASKLEAK_FORWARD(modify)
@@ -223,7 +225,8 @@ PyObject *poller_get_closed(PyObject *o, void *) {
 }
 
 PyMethodDef poller_methods[] = {
-    {"poll", (PyCFunction)(void (*)(void))poller_poll, METH_FASTCALL | METH_KEYWORDS, "the poller's poll(), with the heartbeat"},
+    {"poll", (PyCFunction)(void (*)(void))poller_poll, METH_FASTCALL | METH_KEYWORDS,
+     "the poller's poll(), with the heartbeat"},
     {"register", (PyCFunction)(void (*)(void))poller_register, METH_FASTCALL | METH_KEYWORDS, nullptr},
     {"modify", (PyCFunction)(void (*)(void))poller_modify, METH_FASTCALL | METH_KEYWORDS, nullptr},
     {"unregister", (PyCFunction)(void (*)(void))poller_unregister, METH_FASTCALL | METH_KEYWORDS, nullptr},
@@ -251,14 +254,14 @@ PyType_Slot poller_slots[] = {
     {Py_tp_methods, (void *)poller_methods},
     {Py_tp_getset, (void *)poller_getset},
     {Py_tp_members, (void *)poller_members},
-    {Py_tp_doc, (void *)"PollerHeartbeat(inner, slot, gen): stands in for a selector's poll object "
-                        "(select.epoll/poll) and publishes the loop's idle/busy heartbeat around poll()."},
+    {Py_tp_doc, (void *)"PollerHeartbeat(inner, slot, gen)\n--\n\n"
+                        "Stands in for a selector's poll object (select.epoll/poll) and publishes the loop's "
+                        "idle/busy heartbeat around poll()."},
     {0, nullptr},
 };
 
 PyType_Spec poller_spec = {
-    "taskleak._core.PollerHeartbeat", sizeof(PollerHeartbeat), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    poller_slots,
+    "taskleak._core.PollerHeartbeat", sizeof(PollerHeartbeat), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, poller_slots,
 };
 
 }  // namespace

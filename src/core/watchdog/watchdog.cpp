@@ -51,8 +51,7 @@ std::mutex g_acquire_mu;  // serialises slot acquisition
 Slot *Watchdog::slot_of(int slot, uint32_t gen) {
     if (slot < 0 || slot >= MAX_SLOTS) return nullptr;
     Slot &s = slots_[slot];
-    if (s.gen.load(std::memory_order_relaxed) != gen || s.state.load(std::memory_order_relaxed) == FREE)
-        return nullptr;
+    if (s.gen.load(std::memory_order_relaxed) != gen || s.state.load(std::memory_order_relaxed) == FREE) return nullptr;
     return &s;
 }
 

@@ -41,15 +41,15 @@ struct SampledStack {
 
 struct Episode {
     uint64_t seq = 0;
-    uint64_t loop_token = 0;   // chosen by the Python side, identifies the loop
+    uint64_t loop_token = 0;  // chosen by the Python side, identifies the loop
     uint64_t thread_ident = 0;
-    int64_t start_ns = 0;      // last heartbeat before the block (+ the beat period)
+    int64_t start_ns = 0;  // last heartbeat before the block (+ the beat period)
     int64_t end_ns = 0;
-    int64_t detected_ns = 0;   // when the watchdog noticed
+    int64_t detected_ns = 0;  // when the watchdog noticed
     int64_t first_sample_ns = 0;
     int64_t first_sample_precise_ns = 0;  // CLOCK_MONOTONIC (time.monotonic_ns()), for benchmarks
     int64_t threshold_ns = 0;
-    uint32_t samples = 0;      // all samples taken (grouped ones + overflow + empty)
+    uint32_t samples = 0;        // all samples taken (grouped ones + overflow + empty)
     uint32_t other_samples = 0;  // samples beyond MAX_DISTINCT_STACKS distinct stacks
     int end = RESUMED;
     std::vector<SampledStack> stacks;
@@ -62,14 +62,14 @@ struct Episode {
 
 struct Slot {
     std::atomic<int> state{FREE};
-    std::atomic<int64_t> stamp{0};        // monotonic ns of the last state change / beat
-    std::atomic<uint32_t> gen{0};         // bumped on every acquire: stale handles are ignored
+    std::atomic<int64_t> stamp{0};  // monotonic ns of the last state change / beat
+    std::atomic<uint32_t> gen{0};   // bumped on every acquire: stale handles are ignored
     std::atomic<bool> episode_open{false};
-    std::atomic<uintptr_t> tstate{0};     // the loop thread's PyThreadState
-    std::atomic<int64_t> period_ns{0};    // > 0: heartbeats are periodic beats (no select hook)
+    std::atomic<uintptr_t> tstate{0};   // the loop thread's PyThreadState
+    std::atomic<int64_t> period_ns{0};  // > 0: heartbeats are periodic beats (no select hook)
     std::atomic<uint64_t> thread_ident{0};
     uint64_t loop_token = 0;
-    std::mutex mu;                        // guards `open` and the totals
+    std::mutex mu;  // guards `open` and the totals
     Episode open;
     uint64_t blocks = 0;
     int64_t blocked_ns = 0;
@@ -115,7 +115,7 @@ private:
     Slot *slot_of(int slot, uint32_t gen);
     void run();
     void check_slot(Slot &s, int64_t now);
-    void sample(Slot &s, int64_t now);                 // with s.mu held
+    void sample(Slot &s, int64_t now);                    // with s.mu held
     void close_locked(Slot &s, int64_t end_ns, int how);  // with s.mu held
 
     Slot slots_[MAX_SLOTS];

@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any
 
 from ..frame import Frame, is_library, is_machinery, user_frame
+
+if TYPE_CHECKING:
+    from .._core import RawEpisode
 
 __all__ = ["Episode", "StackSample", "ENDINGS"]
 
@@ -33,10 +37,10 @@ class StackSample:
     the watchdog's samples (one every ~10 ms) showed it."""
 
     count: int
-    frames: Tuple[Frame, ...]  # innermost first
-    coroutine: Tuple[bool, ...] = ()  # per frame: a coroutine / async generator frame?
+    frames: tuple[Frame, ...]  # innermost first
+    coroutine: tuple[bool, ...] = ()  # per frame: a coroutine / async generator frame?
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"count": self.count, "frames": [f.to_dict() for f in self.frames]}
 
 
@@ -56,15 +60,15 @@ class Episode:
     seq: int
     loop: str
     thread: str
-    start: float                 # wall-clock time (time.time()) the block began
-    duration: float              # seconds
-    threshold: float             # the watchdog's threshold when it was noticed
+    start: float  # wall-clock time (time.time()) the block began
+    duration: float  # seconds
+    threshold: float  # the watchdog's threshold when it was noticed
     samples: int
-    stacks: Tuple[StackSample, ...]
-    running: Optional[str]
-    site: Optional[Frame]
-    ended: str                   # one of ENDINGS
-    detection_latency: Optional[float] = None
+    stacks: tuple[StackSample, ...]
+    running: str | None
+    site: Frame | None
+    ended: str  # one of ENDINGS
+    detection_latency: float | None = None
     start_ns: int = field(default=0, repr=False, compare=False)  # the watchdog's clock (watchdog_now_ns)
     loop_id: int = field(default=0, repr=False, compare=False)
     # time.monotonic_ns() when the first stack was captured (0: none), for benchmarks
@@ -74,7 +78,7 @@ class Episode:
         where = self.site.short() if self.site is not None else "(line unknown)"
         return f"event loop blocked for {self.duration:.3f} s at {where}"
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
             "loop": self.loop,
@@ -102,7 +106,7 @@ def _is_loop_machinery(frame: Frame) -> bool:
     return names is not None and frame.function.rsplit(".", 1)[-1] in names
 
 
-def running_entry(frames: Sequence[Frame], coroutine: Sequence[bool]) -> Optional[str]:
+def running_entry(frames: Sequence[Frame], coroutine: Sequence[bool]) -> str | None:
     """What the loop was running: the frame just inside the loop's own
     machinery (Handle._run / _run_once / a runner), innermost first. uvloop
     runs callbacks from C, so there the runner's frame is the boundary."""
@@ -121,15 +125,31 @@ def running_entry(frames: Sequence[Frame], coroutine: Sequence[bool]) -> Optiona
     return f"task {entry.function}()" if is_coro else f"callback {entry.function}()"
 
 
-def episode_from_raw(raw: Tuple[Any, ...], loop_name: str, thread_name: str, now_ns: int,
-                     now_wall: float, loop_id: int = 0) -> Episode:
+def episode_from_raw(
+    raw: RawEpisode, loop_name: str, thread_name: str, now_ns: int, now_wall: float, loop_id: int = 0
+) -> Episode:
     """An Episode from the tuple taskleak._core renders (watchdog_bindings.cpp)."""
-    (seq, _token, _ident, start_ns, end_ns, _detected_ns, first_sample_ns, threshold_ns,
-     samples, _other, end_kind, raw_stacks, first_sample_precise_ns) = raw
-    stacks: List[StackSample] = []
+    (
+        seq,
+        _token,
+        _ident,
+        start_ns,
+        end_ns,
+        _detected_ns,
+        first_sample_ns,
+        threshold_ns,
+        samples,
+        _other,
+        end_kind,
+        raw_stacks,
+        first_sample_precise_ns,
+    ) = raw
+    stacks: list[StackSample] = []
     for count, raw_frames in raw_stacks:
-        frames = tuple(Frame(fn if fn is not None else "<code object gone>", ln, name if name is not None else "?")
-                       for (fn, ln, name, _c) in raw_frames)
+        frames = tuple(
+            Frame(fn if fn is not None else "<code object gone>", ln, name if name is not None else "?")
+            for (fn, ln, name, _c) in raw_frames
+        )
         stacks.append(StackSample(int(count), frames, tuple(bool(c) for (_f, _l, _n, c) in raw_frames)))
     stacks.sort(key=lambda s: -s.count)
     top = stacks[0] if stacks else None
@@ -139,10 +159,19 @@ def episode_from_raw(raw: Tuple[Any, ...], loop_name: str, thread_name: str, now
     running = running_entry(top.frames, top.coroutine) if top is not None else None
     latency = (first_sample_ns - start_ns) / 1e9 if first_sample_ns else None
     return Episode(
-        seq=int(seq), loop=loop_name, thread=thread_name,
+        seq=int(seq),
+        loop=loop_name,
+        thread=thread_name,
         start=now_wall - (now_ns - start_ns) / 1e9,
         duration=max(0, end_ns - start_ns) / 1e9,
-        threshold=threshold_ns / 1e9, samples=int(samples), stacks=tuple(stacks),
-        running=running, site=site, ended=ENDINGS[end_kind] if 0 <= end_kind < len(ENDINGS) else "resumed",
-        detection_latency=latency, start_ns=int(start_ns), loop_id=loop_id,
-        first_sample_ns=int(first_sample_precise_ns))
+        threshold=threshold_ns / 1e9,
+        samples=int(samples),
+        stacks=tuple(stacks),
+        running=running,
+        site=site,
+        ended=ENDINGS[end_kind] if 0 <= end_kind < len(ENDINGS) else "resumed",
+        detection_latency=latency,
+        start_ns=int(start_ns),
+        loop_id=loop_id,
+        first_sample_ns=int(first_sample_precise_ns),
+    )

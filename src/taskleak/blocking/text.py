@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..frame import is_library, is_machinery
 from .episode import Episode
@@ -57,5 +58,5 @@ def format_episodes(episodes: Sequence[Episode], title: str = "blocked event loo
     return "\n".join(out)
 
 
-def episodes_to_list(episodes: Sequence[Episode]) -> List[Dict[str, Any]]:
+def episodes_to_list(episodes: Sequence[Episode]) -> list[dict[str, Any]]:
     return [e.to_dict() for e in episodes]

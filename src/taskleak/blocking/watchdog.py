@@ -40,25 +40,37 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import taskleak._core as _core
 
 from ..loop_label import loop_label
 from .episode import Episode, episode_from_raw
 
-__all__ = ["DEFAULT_THRESHOLD", "Watch", "watch_blocking", "block_episodes", "clear_block_episodes",
-           "blocked_totals", "BlockTotals", "watchdog_status", "is_watching"]
+if TYPE_CHECKING:
+    from .._core import RawEpisode
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "Watch",
+    "watch_blocking",
+    "block_episodes",
+    "clear_block_episodes",
+    "blocked_totals",
+    "BlockTotals",
+    "watchdog_status",
+    "is_watching",
+]
 
 DEFAULT_THRESHOLD = 0.1
-SAMPLE_INTERVAL = 0.01   # the watchdog's tick: staleness check and stack sample
-MAX_EPISODES = 1000      # kept for block_episodes(); totals count every one
+SAMPLE_INTERVAL = 0.01  # the watchdog's tick: staleness check and stack sample
+MAX_EPISODES = 1000  # kept for block_episodes(); totals count every one
 
 _lock = threading.RLock()
-_watches: Dict[int, float] = {}          # live Watch id -> threshold
+_watches: dict[int, float] = {}  # live Watch id -> threshold
 _watch_ids = itertools.count(1)
 _tokens = itertools.count(1)
-_episodes: Deque[Episode] = collections.deque(maxlen=MAX_EPISODES)
+_episodes: collections.deque[Episode] = collections.deque(maxlen=MAX_EPISODES)
 _episodes_lock = threading.RLock()  # re-entered when a loop dies (finalizer) mid-read
 _stacks_ok = False
 
@@ -69,44 +81,53 @@ class _Watched:
     slot: int
     gen: int
     name: str
-    beats: bool                        # periodic beat instead of a select hook
-    selector: Any = None               # the selector carrying our select wrapper
+    beats: bool  # periodic beat instead of a select hook
+    selector: Any = None  # the selector carrying our select wrapper
     beat_handle: Any = None
-    active_thread: Optional[int] = None
+    active_thread: int | None = None
     finalizer: Any = None
 
 
-_loops: "weakref.WeakKeyDictionary[Any, _Watched]" = weakref.WeakKeyDictionary()
+_loops: weakref.WeakKeyDictionary[Any, _Watched] = weakref.WeakKeyDictionary()
 
 # Selectors that wait in `self._selector.poll()` of one of these poll objects.
-_POLLER_SELECTORS = tuple(getattr(selectors, n) for n in ("EpollSelector", "PollSelector", "DevpollSelector")
-                          if hasattr(selectors, n))
-_POLLERS = tuple(getattr(__import__("select"), n) for n in ("epoll", "poll", "devpoll")
-                 if hasattr(__import__("select"), n))
-_names: Dict[int, str] = {}            # token -> loop label, while the loop is watched
+_POLLER_SELECTORS = tuple(
+    getattr(selectors, n) for n in ("EpollSelector", "PollSelector", "DevpollSelector") if hasattr(selectors, n)
+)
+_POLLERS = tuple(
+    getattr(__import__("select"), n) for n in ("epoll", "poll", "devpoll") if hasattr(__import__("select"), n)
+)
+_names: dict[int, str] = {}  # token -> loop label, while the loop is watched
 # loop label -> [blocks, blocked seconds], for the most recent labels that blocked.
 # Keyed by the stable label (loop_label.py), so a thread's new loop adds to
 # the same counters as the one it replaced: one series across restarts.
-_per_loop: "collections.OrderedDict[str, List[Any]]" = collections.OrderedDict()
+_per_loop: collections.OrderedDict[str, list[Any]] = collections.OrderedDict()
 MAX_LOOPS_TOTALLED = 256
-_active = threading.local()            # .watched: the _Watched running in this thread
+_active = threading.local()  # .watched: the _Watched running in this thread
 _hook: Any = None  # our current asyncio.events._set_running_loop wrapper
 _saved_uvloop_run_forever: Any = None
 
 
 # ---- episodes --------------------------------------------------------------
 
+
 def _thread_name(ident: int) -> str:
     t = threading._active.get(ident)  # type: ignore[attr-defined]
     return t.name if t is not None else f"thread {ident}"
 
 
-def _on_episode(raw: Any) -> None:
+def _on_episode(raw: RawEpisode) -> None:
     """The sink the C++ core calls with each rendered episode (any thread,
     GIL held, never from inside the watchdog thread)."""
-    token = int(raw[1])
-    ep = episode_from_raw(raw, _names.get(token, f"loop #{token}"), _thread_name(int(raw[2])),
-                          _core.watchdog_now_ns(), time.time(), loop_id=token)
+    token = raw[1]
+    ep = episode_from_raw(
+        raw,
+        _names.get(token, f"loop #{token}"),
+        _thread_name(raw[2]),
+        _core.watchdog_now_ns(),
+        time.time(),
+        loop_id=token,
+    )
     with _episodes_lock:
         _episodes.append(ep)
         tot = _per_loop.get(ep.loop)
@@ -118,7 +139,7 @@ def _on_episode(raw: Any) -> None:
         tot[1] += ep.duration
 
 
-def block_episodes(since: Optional[int] = None) -> List[Episode]:
+def block_episodes(since: int | None = None) -> list[Episode]:
     """Episodes of blocked event loops recorded so far (the most recent
     1000), oldest first. ``since``: only episodes whose ``seq`` is greater.
     Empty unless the watchdog runs (:func:`watch_blocking`, ``check(blocking=)``,
@@ -150,7 +171,7 @@ class BlockTotals:
 
     blocks: int
     blocked_seconds: float
-    per_loop: Dict[str, Tuple[Any, ...]]
+    per_loop: dict[str, tuple[int, float]]
 
 
 def blocked_totals() -> BlockTotals:
@@ -158,16 +179,30 @@ def blocked_totals() -> BlockTotals:
     st = _core.watchdog_stats()
     with _episodes_lock:
         per = {name: (int(v[0]), float(v[1])) for name, v in _per_loop.items()}
-    return BlockTotals(int(st["blocks"]), float(st["blocked_seconds"]), per)
+    return BlockTotals(st["blocks"], st["blocked_seconds"], per)
 
 
-def watchdog_status() -> Dict[str, Any]:
+class WatchdogStatus(TypedDict):
+    """What :func:`watchdog_status` returns (a plain dict)."""
+
+    running: bool
+    threshold: float  # seconds a loop may stay busy
+    interval: float  # seconds between the watchdog's checks
+    stacks: str  # how stacks are read ("debug-offsets via process_vm_readv", ...)
+    blocks: int
+    blocked_seconds: float
+    dropped: int
+    samples: int
+    loops: list[str]  # the watched loops' names
+
+
+def watchdog_status() -> WatchdogStatus:
     """running, threshold, interval, how stacks are read ("debug-offsets via
     process_vm_readv", ...), totals, samples taken, watched loops."""
-    st = dict(_core.watchdog_stats())
+    st = _core.watchdog_stats()
     with _lock:
-        st["loops"] = [w.name for w in list(_loops.values())]
-    return st
+        loops = [w.name for w in list(_loops.values())]
+    return WatchdogStatus(**st, loops=loops)
 
 
 def is_watching() -> bool:
@@ -175,6 +210,7 @@ def is_watching() -> bool:
 
 
 # ---- loops -------------------------------------------------------------------
+
 
 def _period(threshold: float) -> float:
     return min(0.05, max(0.005, threshold / 4))
@@ -191,7 +227,7 @@ def _release(w: _Watched) -> None:
     _names.pop(w.token, None)
 
 
-def _attach(loop: Any) -> Optional[_Watched]:
+def _attach(loop: Any) -> _Watched | None:
     """The record of `loop`, creating it (and hooking its selector) if new."""
     w = _loops.get(loop)
     if w is not None:
@@ -247,6 +283,7 @@ def _schedule_beat(loop: Any, w: _Watched, period: float) -> None:
             return
         _core.watchdog_beat(w.slot, w.gen)
         w.beat_handle = loop.call_later(period, beat)
+
     w.beat_handle = loop.call_soon(beat)
 
 
@@ -387,7 +424,7 @@ class Watch:
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
         self.started_ns = _core.watchdog_now_ns()
-        self._id: Optional[int] = next(_watch_ids)
+        self._id: int | None = next(_watch_ids)
         with _lock:
             first = not _watches
             _watches[self._id] = threshold
@@ -409,7 +446,7 @@ class Watch:
         episodes carry durations without stacks)."""
         return _stacks_ok
 
-    def episodes(self) -> List[Episode]:
+    def episodes(self) -> list[Episode]:
         """Episodes that began since this Watch started, at least
         ``threshold`` long."""
         return [e for e in block_episodes() if e.start_ns >= self.started_ns and e.duration >= self.threshold]
@@ -427,7 +464,7 @@ class Watch:
             else:
                 _core.watchdog_set_threshold(min(_watches.values()))
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -438,8 +475,10 @@ def validate_threshold(threshold: Any, name: str = "threshold") -> float:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
         raise ValueError(f"{name} must be a number of seconds > 0, got {threshold!r}")
     if threshold < 2 * SAMPLE_INTERVAL:
-        raise ValueError(f"{name} must be at least {2 * SAMPLE_INTERVAL} s (the watchdog samples every "
-                         f"{SAMPLE_INTERVAL} s), got {threshold!r}")
+        raise ValueError(
+            f"{name} must be at least {2 * SAMPLE_INTERVAL} s (the watchdog samples every "
+            f"{SAMPLE_INTERVAL} s), got {threshold!r}"
+        )
     return float(threshold)
 
 

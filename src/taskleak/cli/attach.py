@@ -14,7 +14,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from ..live.agent import candidate_dirs
 
@@ -24,7 +24,8 @@ MAX_REPLY_BYTES = 64 << 20
 
 NO_AGENT_HELP = (
     "start one in the process with taskleak.serve(unix=True), run it under `taskleak run --monitor`, "
-    "or set TASKLEAK_MONITOR=1 in its environment")
+    "or set TASKLEAK_MONITOR=1 in its environment"
+)
 
 
 class AttachError(Exception):
@@ -32,7 +33,7 @@ class AttachError(Exception):
 
     def __init__(self, message: str, kind: str = "error") -> None:
         super().__init__(message)
-        self.kind = kind   # "gone", "other-user", "no-agent", "ptrace", "version", "malformed", ...
+        self.kind = kind  # "gone", "other-user", "no-agent", "ptrace", "version", "malformed", ...
 
 
 def _user(uid: int) -> str:
@@ -48,12 +49,12 @@ class Target:
 
     pid: int
     uid: int
-    exe: Optional[str]              # resolved /proc/PID/exe, None if unreadable
-    environ: Optional[Dict[str, str]]
-    cmdline: Optional[List[str]]
+    exe: str | None  # resolved /proc/PID/exe, None if unreadable
+    environ: dict[str, str] | None
+    cmdline: list[str] | None
 
     @property
-    def python_version(self) -> Optional[Tuple[int, int]]:
+    def python_version(self) -> tuple[int, int] | None:
         """(major, minor) guessed from the executable's name or its libpython
         mapping; None when it does not look like CPython."""
         if self.exe:
@@ -95,9 +96,11 @@ def target(pid: Any) -> Target:
         raise AttachError(f"process {n} does not exist (it has exited, or the pid is wrong)", "gone") from None
     me = os.geteuid()
     if st.st_uid != me and me != 0:
-        raise AttachError(f"process {n} belongs to {_user(st.st_uid)}, not to you ({_user(me)}): "
-                          f"run taskleak as that user (e.g. sudo -u {pwd_name(st.st_uid)} taskleak ...)",
-                          "other-user")
+        raise AttachError(
+            f"process {n} belongs to {_user(st.st_uid)}, not to you ({_user(me)}): "
+            f"run taskleak as that user (e.g. sudo -u {pwd_name(st.st_uid)} taskleak ...)",
+            "other-user",
+        )
     exe = environ = cmdline = None
     try:
         exe = os.readlink(f"/proc/{n}/exe")
@@ -137,7 +140,7 @@ class Agent:
         self.path = path
         self.timeout = timeout
 
-    def get(self, path: str) -> Tuple[int, bytes]:
+    def get(self, path: str) -> tuple[int, bytes]:
         """``(status, body)`` of ``GET path``."""
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(self.timeout)
@@ -145,16 +148,22 @@ class Agent:
             try:
                 s.connect(self.path)
             except FileNotFoundError:
-                raise AttachError(f"process {self.pid}'s agent went away (socket {self.path} is gone)",
-                                  "gone") from None
+                raise AttachError(
+                    f"process {self.pid}'s agent went away (socket {self.path} is gone)", "gone"
+                ) from None
             except ConnectionRefusedError:
                 if not os.path.exists(f"/proc/{self.pid}"):
                     raise AttachError(f"process {self.pid} has exited", "gone") from None
-                raise AttachError(f"process {self.pid} has an agent socket ({self.path}) but nobody answers on it: "
-                                  f"the agent was stopped; {NO_AGENT_HELP}", "no-agent") from None
+                raise AttachError(
+                    f"process {self.pid} has an agent socket ({self.path}) but nobody answers on it: "
+                    f"the agent was stopped; {NO_AGENT_HELP}",
+                    "no-agent",
+                ) from None
             except PermissionError:
-                raise AttachError(f"permission denied on {self.path}: the process belongs to another user; "
-                                  "run taskleak as that user", "other-user") from None
+                raise AttachError(
+                    f"permission denied on {self.path}: the process belongs to another user; run taskleak as that user",
+                    "other-user",
+                ) from None
             s.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode("ascii"))
             chunks = []
             size = 0
@@ -162,22 +171,28 @@ class Agent:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise socket.timeout()
+                    raise TimeoutError()
                 s.settimeout(left)
                 b = s.recv(1 << 16)
                 if not b:
                     break
                 size += len(b)
                 if size > MAX_REPLY_BYTES:
-                    raise AttachError(f"malformed reply from process {self.pid}'s agent: larger than "
-                                      f"{MAX_REPLY_BYTES} bytes", "malformed")
+                    raise AttachError(
+                        f"malformed reply from process {self.pid}'s agent: larger than {MAX_REPLY_BYTES} bytes",
+                        "malformed",
+                    )
                 chunks.append(b)
-        except socket.timeout:
-            raise AttachError(f"process {self.pid}'s agent did not answer within {self.timeout:.0f}s "
-                              "(is the process stopped, or the machine overloaded?)", "timeout") from None
+        except TimeoutError:
+            raise AttachError(
+                f"process {self.pid}'s agent did not answer within {self.timeout:.0f}s "
+                "(is the process stopped, or the machine overloaded?)",
+                "timeout",
+            ) from None
         except ConnectionResetError:
-            raise AttachError(f"process {self.pid}'s agent closed the connection (did the process exit?)",
-                              "gone") from None
+            raise AttachError(
+                f"process {self.pid}'s agent closed the connection (did the process exit?)", "gone"
+            ) from None
         finally:
             s.close()
         return _parse_reply(self.pid, b"".join(chunks))
@@ -185,33 +200,40 @@ class Agent:
     def get_json(self, path: str) -> Any:
         status, body = self.get(path)
         if status != 200:
-            raise AttachError(f"process {self.pid}'s agent answered {status}: "
-                              f"{body.decode('utf-8', 'replace').strip()[:500]}",
-                              "not-found" if status == 404 else "refused")
+            raise AttachError(
+                f"process {self.pid}'s agent answered {status}: {body.decode('utf-8', 'replace').strip()[:500]}",
+                "not-found" if status == 404 else "refused",
+            )
         try:
             return json.loads(body)
         except ValueError:
-            raise AttachError(f"malformed reply from process {self.pid}'s agent: not JSON "
-                              f"({body[:80]!r}...)", "malformed") from None
+            raise AttachError(
+                f"malformed reply from process {self.pid}'s agent: not JSON ({body[:80]!r}...)", "malformed"
+            ) from None
 
     def get_text(self, path: str) -> str:
         status, body = self.get(path)
         if status != 200:
-            raise AttachError(f"process {self.pid}'s agent answered {status}: "
-                              f"{body.decode('utf-8', 'replace').strip()[:500]}", "refused")
+            raise AttachError(
+                f"process {self.pid}'s agent answered {status}: {body.decode('utf-8', 'replace').strip()[:500]}",
+                "refused",
+            )
         return body.decode("utf-8", "replace")
 
 
 _STATUS = re.compile(rb"^HTTP/1\.[01] (\d{3})(?: [^\r\n]*)?$")
 
 
-def _parse_reply(pid: int, raw: bytes) -> Tuple[int, bytes]:
+def _parse_reply(pid: int, raw: bytes) -> tuple[int, bytes]:
     head, sep, body = raw.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     m = _STATUS.match(lines[0]) if sep else None
     if m is None:
-        raise AttachError(f"malformed reply from process {pid}'s agent: not an HTTP response "
-                          f"(starts with {raw[:40]!r}); is something else listening on its socket?", "malformed")
+        raise AttachError(
+            f"malformed reply from process {pid}'s agent: not an HTTP response "
+            f"(starts with {raw[:40]!r}); is something else listening on its socket?",
+            "malformed",
+        )
     length = None
     for line in lines[1:]:
         k, _, v = line.partition(b":")
@@ -219,15 +241,19 @@ def _parse_reply(pid: int, raw: bytes) -> Tuple[int, bytes]:
             try:
                 length = int(v.strip())
             except ValueError:
-                raise AttachError(f"malformed reply from process {pid}'s agent: bad Content-Length",
-                                  "malformed") from None
+                raise AttachError(
+                    f"malformed reply from process {pid}'s agent: bad Content-Length", "malformed"
+                ) from None
     if length is not None and length != len(body):
-        raise AttachError(f"malformed reply from process {pid}'s agent: {len(body)} bytes of a "
-                          f"{length}-byte answer (the process exited mid-answer?)", "malformed")
+        raise AttachError(
+            f"malformed reply from process {pid}'s agent: {len(body)} bytes of a "
+            f"{length}-byte answer (the process exited mid-answer?)",
+            "malformed",
+        )
     return int(m.group(1)), body
 
 
-def find_agent(t: Target, timeout: float = 30.0) -> Optional[Agent]:
+def find_agent(t: Target, timeout: float = 30.0) -> Agent | None:
     """The agent of `t`, or None if it has none."""
     for d in candidate_dirs(t.uid, t.environ):
         p = os.path.join(d, f"{t.pid}.sock")

@@ -16,9 +16,12 @@ __all__ = ["add_parser", "cmd_dump"]
 
 
 def add_parser(sub: Any) -> None:
-    dump = sub.add_parser("dump", help="every task of a running process, grouped",
-                          description="Every task of the process grouped by creation site, suspension chain and "
-                                      "wait target (largest group first).")
+    dump = sub.add_parser(
+        "dump",
+        help="every task of a running process, grouped",
+        description="Every task of the process grouped by creation site, suspension chain and "
+        "wait target (largest group first).",
+    )
     add_target_arguments(dump)
     dump.add_argument("--json", action="store_true", help="the JSON form instead of text")
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from ..monitor.config import check_interval
 from . import dump, ps, snapshot, top, why
@@ -17,7 +18,7 @@ __all__ = ["main"]
 
 # The commands that inspect another process, in the order --help lists them:
 # each module adds its parser and runs its command.
-_PROCESS_COMMANDS: Dict[str, Tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
+_PROCESS_COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "ps": (ps.add_parser, ps.cmd_ps),
     "top": (top.add_parser, top.cmd_top),
     "dump": (dump.add_parser, dump.cmd_dump),
@@ -25,9 +26,11 @@ _PROCESS_COMMANDS: Dict[str, Tuple[Callable[[Any], None], Callable[[argparse.Nam
     "why": (why.add_parser, why.cmd_why),
 }
 
-_RUN_USAGE = ("taskleak run [--json FILE] [--fail-on-leak] [--stack-depth N] [--monitor[=SECONDS]] "
-              "[--blocking SECONDS] "
-              "(script.py | -m module) [args...]")
+_RUN_USAGE = (
+    "taskleak run [--json FILE] [--fail-on-leak] [--stack-depth N] [--monitor[=SECONDS]] "
+    "[--blocking SECONDS] "
+    "(script.py | -m module) [args...]"
+)
 
 
 def _version() -> str:
@@ -49,9 +52,11 @@ def _run_process_command(args: argparse.Namespace) -> int:
         return 1
     except (KeyError, TypeError, AttributeError) as e:
         # JSON of an unexpected shape: an agent of another taskleak version, or not an agent.
-        print(f"taskleak {args.command}: malformed reply from process {getattr(args, 'pid', '?')}: missing or "
-              f"unexpected field ({type(e).__name__}: {e}); is the agent from another taskleak version?",
-              file=sys.stderr)
+        print(
+            f"taskleak {args.command}: malformed reply from process {getattr(args, 'pid', '?')}: missing or "
+            f"unexpected field ({type(e).__name__}: {e}); is the agent from another taskleak version?",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130
@@ -59,26 +64,41 @@ def _run_process_command(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="taskleak", description="Find leaked asyncio tasks: where they were created and where they are stuck.")
+        prog="taskleak", description="Find leaked asyncio tasks: where they were created and where they are stuck."
+    )
     p.add_argument("--version", action="version", version=f"taskleak {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser(
-        "run", usage=_RUN_USAGE,
+        "run",
+        usage=_RUN_USAGE,
         help="run a Python program with task tracking and report leaked tasks at exit",
         description="Run a program with creation tracking on; at exit, report tasks pending at loop "
-                    "shutdown, destroyed while pending, failed without anyone retrieving the "
-                    "exception, and still alive. The exit status is the program's own unless "
-                    "--fail-on-leak is given and a leak was found.")
+        "shutdown, destroyed while pending, failed without anyone retrieving the "
+        "exception, and still alive. The exit status is the program's own unless "
+        "--fail-on-leak is given and a leak was found.",
+    )
     run.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     run.add_argument("--fail-on-leak", action="store_true", help="exit with status 1 if any leak was found")
-    run.add_argument("--stack-depth", type=int, default=32, metavar="N",
-                     help="frames kept per creation stack (1-128, default 32)")
-    run.add_argument("--monitor", nargs="?", const=10.0, type=float, metavar="SECONDS",
-                     help="also run the production monitor while the program runs (every SECONDS, default 10, "
-                          "0.001 to 86400); "
-                          "its alerts go to stderr")
-    run.add_argument("--blocking", type=float, default=None, metavar="SECONDS",
-                     help="also report event loops blocked longer than SECONDS (e.g. 0.1), with the line")
+    run.add_argument(
+        "--stack-depth", type=int, default=32, metavar="N", help="frames kept per creation stack (1-128, default 32)"
+    )
+    run.add_argument(
+        "--monitor",
+        nargs="?",
+        const=10.0,
+        type=float,
+        metavar="SECONDS",
+        help="also run the production monitor while the program runs (every SECONDS, default 10, "
+        "0.001 to 86400); "
+        "its alerts go to stderr",
+    )
+    run.add_argument(
+        "--blocking",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="also report event loops blocked longer than SECONDS (e.g. 0.1), with the line",
+    )
     run.add_argument("-m", dest="module", metavar="module", help="run a library module as a script")
     run.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...] (or the module's args with -m)")
     for add_parser, _ in _PROCESS_COMMANDS.values():
@@ -86,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -153,7 +173,7 @@ def _run_monitored(opts: RunOptions, interval: float) -> int:
 
     mon = Monitor(interval=interval)
     mon.start()
-    agent = start_agent(mon)   # `taskleak ps/top/dump PID` reach the program through it
+    agent = start_agent(mon)  # `taskleak ps/top/dump PID` reach the program through it
     try:
         return run_program(opts)
     finally:

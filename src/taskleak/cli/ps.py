@@ -6,7 +6,7 @@ import argparse
 import os
 import re
 import subprocess
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from ..live.agent import list_agents
 from .attach import Agent, AttachError, pwd_name
@@ -15,10 +15,13 @@ __all__ = ["add_parser", "cmd_ps", "list_processes"]
 
 
 def add_parser(sub: Any) -> None:
-    sub.add_parser("ps", help="list processes with a taskleak agent (and, on 3.14+, other Python processes)",
-                   description="List processes that taskleak can inspect: those with an agent (serve(unix=True), "
-                               "`taskleak run --monitor`, TASKLEAK_MONITOR=1) and Python 3.14+ processes that "
-                               "can be read from outside.")
+    sub.add_parser(
+        "ps",
+        help="list processes with a taskleak agent (and, on 3.14+, other Python processes)",
+        description="List processes that taskleak can inspect: those with an agent (serve(unix=True), "
+        "`taskleak run --monitor`, TASKLEAK_MONITOR=1) and Python 3.14+ processes that "
+        "can be read from outside.",
+    )
 
 
 def _cmdline(pid: int) -> str:
@@ -27,11 +30,11 @@ def _cmdline(pid: int) -> str:
             text = " ".join(a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a)
     except OSError:
         return "?"
-    return " ".join(text.split())   # one line, whatever the arguments hold (python -c "...")
+    return " ".join(text.split())  # one line, whatever the arguments hold (python -c "...")
 
 
-def _python_314_plus(pid: int) -> Optional[str]:
-    """"3.X" if `pid` runs CPython 3.14+, else None."""
+def _python_314_plus(pid: int) -> str | None:
+    """ "3.X" if `pid` runs CPython 3.14+, else None."""
     try:
         exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
     except OSError:
@@ -48,7 +51,7 @@ def _python_314_plus(pid: int) -> Optional[str]:
     return f"{m.group(1)}.{m.group(2)}"
 
 
-def _uses_asyncio(pid: int) -> Optional[bool]:
+def _uses_asyncio(pid: int) -> bool | None:
     """True if the process loaded the _asyncio extension, None when that
     cannot be told: an interpreter with _asyncio built in (Debian's 3.15)
     maps no separate file for it."""
@@ -62,7 +65,7 @@ def _uses_asyncio(pid: int) -> Optional[bool]:
     return None if _asyncio_built_in(pid) else False
 
 
-_BUILT_IN: Dict[str, bool] = {}
+_BUILT_IN: dict[str, bool] = {}
 
 
 def _asyncio_built_in(pid: int) -> bool:
@@ -74,21 +77,24 @@ def _asyncio_built_in(pid: int) -> bool:
         return False
     if exe not in _BUILT_IN:
         try:
-            r = subprocess.run([f"/proc/{pid}/exe", "-I", "-c",
-                                "import sys; print('_asyncio' in sys.builtin_module_names)"],
-                               capture_output=True, text=True, timeout=10)
+            r = subprocess.run(
+                [f"/proc/{pid}/exe", "-I", "-c", "import sys; print('_asyncio' in sys.builtin_module_names)"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             _BUILT_IN[exe] = r.stdout.strip() == "True"
         except (OSError, subprocess.SubprocessError):
             _BUILT_IN[exe] = False
     return _BUILT_IN[exe]
 
 
-def list_processes() -> List[Dict[str, Any]]:
-    rows: List[Dict[str, Any]] = []
+def list_processes() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     seen = set()
     for pid, path in list_agents():
         seen.add(pid)
-        row: Dict[str, Any] = {"pid": pid, "source": "agent", "socket": path, "command": _cmdline(pid)}
+        row: dict[str, Any] = {"pid": pid, "source": "agent", "socket": path, "command": _cmdline(pid)}
         try:
             uid = os.stat(f"/proc/{pid}").st_uid
             row["user"] = pwd_name(uid)
@@ -116,8 +122,7 @@ def list_processes() -> List[Dict[str, Any]]:
         ver = _python_314_plus(pid)
         if ver is None or _uses_asyncio(pid) is False:
             continue
-        rows.append({"pid": pid, "source": "remote", "python": ver, "user": pwd_name(uid),
-                     "command": _cmdline(pid)})
+        rows.append({"pid": pid, "source": "remote", "python": ver, "user": pwd_name(uid), "command": _cmdline(pid)})
     return rows
 
 
@@ -132,10 +137,14 @@ def cmd_ps(args: argparse.Namespace) -> int:
         via = "agent" if r["source"] == "agent" else "remote (3.14+)"
         if "error" in r:
             via = "agent (error)"
-        print(f"{r['pid']:>7}  {str(r.get('user', '?'))[:10]:<10} {str(r.get('python') or '?'):<7} "
-              f"{str(r.get('tasks', '-')):>7} {str(r.get('pending', '-')):>7} {_mib(r.get('rss_bytes')):>6}  "
-              f"{via:<14} {r['command'][:80]}")
+        print(
+            f"{r['pid']:>7}  {str(r.get('user', '?'))[:10]:<10} {str(r.get('python') or '?'):<7} "
+            f"{str(r.get('tasks', '-')):>7} {str(r.get('pending', '-')):>7} {_mib(r.get('rss_bytes')):>6}  "
+            f"{via:<14} {r['command'][:80]}"
+        )
     if not rows:
-        print("(no process with a taskleak agent; start one with taskleak.serve(unix=True), "
-              "`taskleak run --monitor`, or TASKLEAK_MONITOR=1)")
+        print(
+            "(no process with a taskleak agent; start one with taskleak.serve(unix=True), "
+            "`taskleak run --monitor`, or TASKLEAK_MONITOR=1)"
+        )
     return 0

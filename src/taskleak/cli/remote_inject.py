@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import Optional
 
 from .attach import Agent, AttachError, Target, find_agent
 from .target_interpreter import check_reply, run_in_target
@@ -53,7 +52,7 @@ except Exception:
 """
 
 
-def remote_debug_disabled(t: Target) -> Optional[str]:
+def remote_debug_disabled(t: Target) -> str | None:
     """Why ``sys.remote_exec`` is off in `t`, or None if it is not."""
     if t.environ is not None and "PYTHON_DISABLE_REMOTE_DEBUG" in t.environ:
         return "PYTHON_DISABLE_REMOTE_DEBUG is set in its environment"
@@ -64,7 +63,7 @@ def remote_debug_disabled(t: Target) -> Optional[str]:
         if a == "-Xdisable-remote-debug":
             return "it was started with -X disable-remote-debug"
         if not a.startswith("-"):
-            break   # the script's own arguments follow
+            break  # the script's own arguments follow
     return None
 
 
@@ -74,13 +73,16 @@ def inject_agent(t: Target, wait: float = 10.0) -> Agent:
     idle event loop (blocked in epoll) delays it until something wakes it."""
     why_off = remote_debug_disabled(t)
     if why_off is not None:
-        raise AttachError(f"remote debugging is turned off in process {t.pid} ({why_off}): --inject cannot start "
-                          "the agent; start it in code with taskleak.serve(unix=True), or TASKLEAK_MONITOR=1",
-                          "disabled")
+        raise AttachError(
+            f"remote debugging is turned off in process {t.pid} ({why_off}): --inject cannot start "
+            "the agent; start it in code with taskleak.serve(unix=True), or TASKLEAK_MONITOR=1",
+            "disabled",
+        )
     ver = t.python_version
     if ver is not None and ver < (3, 14):
-        raise AttachError(f"--inject needs CPython 3.14+ in the target; process {t.pid} runs Python "
-                          f"{ver[0]}.{ver[1]}", "version")
+        raise AttachError(
+            f"--inject needs CPython 3.14+ in the target; process {t.pid} runs Python {ver[0]}.{ver[1]}", "version"
+        )
     fd, script = tempfile.mkstemp(prefix="taskleak-inject-", suffix=".py")
     keep = False
     err = script[:-3] + ".err"
@@ -102,18 +104,24 @@ def inject_agent(t: Target, wait: float = 10.0) -> Agent:
                 return agent
             if os.path.exists(err):
                 with open(err) as f:
-                    raise AttachError(f"the agent could not start in process {t.pid}: {f.read()[:500]} "
-                                      "(is taskleak installed in the process's environment?)", "inject")
+                    raise AttachError(
+                        f"the agent could not start in process {t.pid}: {f.read()[:500]} "
+                        "(is taskleak installed in the process's environment?)",
+                        "inject",
+                    )
             if not os.path.exists(f"/proc/{t.pid}"):
                 raise AttachError(f"process {t.pid} has exited", "gone")
             time.sleep(0.05)
-        keep = True   # the process may still run it: the file must stay (PEP 768)
-        raise AttachError(f"the agent did not start in process {t.pid} within {wait:.0f}s: sys.remote_exec runs "
-                          "at the process's next bytecode boundary, and an idle event loop waiting in epoll does "
-                          "not reach one until something wakes it; the request stays queued (the agent starts "
-                          f"when the loop wakes, script {script}): try again later", "timeout")
+        keep = True  # the process may still run it: the file must stay (PEP 768)
+        raise AttachError(
+            f"the agent did not start in process {t.pid} within {wait:.0f}s: sys.remote_exec runs "
+            "at the process's next bytecode boundary, and an idle event loop waiting in epoll does "
+            "not reach one until something wakes it; the request stays queued (the agent starts "
+            f"when the loop wakes, script {script}): try again later",
+            "timeout",
+        )
     finally:
-        for p in (() if keep else (script, err)):
+        for p in () if keep else (script, err):
             try:
                 os.unlink(p)
             except OSError:

@@ -14,16 +14,18 @@ real agent instead.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 from .attach import Target
 from .target_interpreter import check_reply, run_in_target
 
 __all__ = ["LIMITATIONS", "format_tasks", "read_tasks"]
 
-LIMITATIONS = ("read from outside with CPython's remote debugging (no taskleak agent in the process): "
-               "await chains and awaited-by only; no creation sites, no done or retained tasks, "
-               "no wait targets (start the agent for those: --inject, or taskleak.serve(unix=True))")
+LIMITATIONS = (
+    "read from outside with CPython's remote debugging (no taskleak agent in the process): "
+    "await chains and awaited-by only; no creation sites, no done or retained tasks, "
+    "no wait targets (start the agent for those: --inject, or taskleak.serve(unix=True))"
+)
 
 # Runs inside the target's interpreter: prints one JSON document.
 _READER = r"""
@@ -76,40 +78,54 @@ except Exception as e:
 print(json.dumps(out))
 """
 
-def read_tasks(t: Target) -> Dict[str, Any]:
+
+def read_tasks(t: Target) -> dict[str, Any]:
     """Every task of `t` as the outside view sees it (see the module doc)."""
     doc = run_in_target(t, _READER, str(t.pid))
     check_reply(t, doc)
     tasks = [dict(task, thread_id=th["thread_id"]) for th in doc.get("threads", []) for task in th["tasks"]]
     names = {task["id"]: task["name"] for task in tasks}
     for task in tasks:
-        task["awaited_by"] = [dict(a, task_name=names.get(a["task_id"], str(a["task_id"])))
-                              for a in task["awaited_by"]]
-    groups: Dict[Tuple[Any, ...], List[Dict[str, Any]]] = defaultdict(list)
+        task["awaited_by"] = [dict(a, task_name=names.get(a["task_id"], str(a["task_id"]))) for a in task["awaited_by"]]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for task in tasks:
-        key = (tuple(tuple(f) for f in task["stack"]),
-               tuple(sorted({tuple(tuple(f) for f in a["stack"]) for a in task["awaited_by"]})))
+        key = (
+            tuple(tuple(f) for f in task["stack"]),
+            tuple(sorted({tuple(tuple(f) for f in a["stack"]) for a in task["awaited_by"]})),
+        )
         groups[key].append(task)
     out_groups = []
     for (stack, _), members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        out_groups.append({
-            "count": len(members),
-            "state": "pending",
-            # innermost first, as CPython reports it
-            "chain": [{"function": f[0], "filename": f[1], "lineno": f[2]} for f in stack],
-            "tasks": [m["name"] for m in members[:20]],
-            "awaited_by": sorted({a["task_name"] for m in members for a in m["awaited_by"]})[:20],
-            "created_at": None,
-        })
-    return {"kind": "remote", "pid": t.pid, "python": doc.get("python"), "source": "remote-debugging",
-            "limitations": LIMITATIONS, "task_count": len(tasks), "groups": out_groups, "tasks": tasks}
+        out_groups.append(
+            {
+                "count": len(members),
+                "state": "pending",
+                # innermost first, as CPython reports it
+                "chain": [{"function": f[0], "filename": f[1], "lineno": f[2]} for f in stack],
+                "tasks": [m["name"] for m in members[:20]],
+                "awaited_by": sorted({a["task_name"] for m in members for a in m["awaited_by"]})[:20],
+                "created_at": None,
+            }
+        )
+    return {
+        "kind": "remote",
+        "pid": t.pid,
+        "python": doc.get("python"),
+        "source": "remote-debugging",
+        "limitations": LIMITATIONS,
+        "task_count": len(tasks),
+        "groups": out_groups,
+        "tasks": tasks,
+    }
 
 
-def format_tasks(doc: Dict[str, Any]) -> str:
+def format_tasks(doc: dict[str, Any]) -> str:
     n = doc["task_count"]
-    lines = [f"taskleak: process {doc['pid']} (Python {doc['python']}), {n} task{'s' if n != 1 else ''} "
-             f"in {len(doc['groups'])} groups",
-             f"  note: {doc['limitations']}"]
+    lines = [
+        f"taskleak: process {doc['pid']} (Python {doc['python']}), {n} task{'s' if n != 1 else ''} "
+        f"in {len(doc['groups'])} groups",
+        f"  note: {doc['limitations']}",
+    ]
     for g in doc["groups"]:
         lines.append("")
         top = g["chain"][0]["function"] if g["chain"] else "?"

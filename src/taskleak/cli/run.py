@@ -22,32 +22,32 @@ import sys
 import traceback
 import types
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Set, TextIO, Tuple
+from typing import Any, TextIO
 
 import taskleak._core as _core
 
 from .. import tracking
+from ..blocking.text import episodes_to_list, format_episodes
+from ..blocking.watchdog import watch_blocking
 from ..frame import Frame
 from ..heap.holders import holders_of_finished
-from ..blocking.text import episodes_to_list, format_episodes
 from ..model.json_form import SCHEMA_VERSION, events_to_list
-from ..model.text import format_loss_events, format_snapshot
 from ..model.snapshot import snapshot
+from ..model.text import format_loss_events, format_snapshot
 from ..tracking.loss_events import clear_loss_events, loss_events
-from ..blocking.watchdog import watch_blocking
 
 __all__ = ["RunOptions", "run_program"]
 
 
 @dataclass
 class RunOptions:
-    target: str                  # script path or module name
+    target: str  # script path or module name
     is_module: bool
-    args: List[str]
-    json_file: Optional[str] = None
+    args: list[str]
+    json_file: str | None = None
     fail_on_leak: bool = False
     stack_depth: int = 32
-    blocking: Optional[float] = None  # seconds: watch for blocked event loops
+    blocking: float | None = None  # seconds: watch for blocked event loops
 
 
 class _Terminated(BaseException):
@@ -68,7 +68,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
-def _main_module(opts: RunOptions) -> Tuple[types.ModuleType, Any]:
+def _main_module(opts: RunOptions) -> tuple[types.ModuleType, Any]:
     """A fresh ``__main__`` module for the program and its code, as python
     itself would run it. Unlike runpy's temporary module, it stays in
     sys.modules until the report is made, so what the program's globals hold
@@ -78,8 +78,9 @@ def _main_module(opts: RunOptions) -> Tuple[types.ModuleType, Any]:
     g["__builtins__"] = builtins
     if opts.is_module:
         mod_name, spec, code = runpy._get_module_details(opts.target)  # type: ignore[attr-defined]
-        g.update(__file__=spec.origin, __cached__=spec.cached, __loader__=spec.loader,
-                 __package__=spec.parent, __spec__=spec)
+        g.update(
+            __file__=spec.origin, __cached__=spec.cached, __loader__=spec.loader, __package__=spec.parent, __spec__=spec
+        )
         sys.argv[0] = spec.origin or opts.target
     else:
         path = os.path.abspath(opts.target)
@@ -89,7 +90,7 @@ def _main_module(opts: RunOptions) -> Tuple[types.ModuleType, Any]:
     return main, code
 
 
-def _run_target(opts: RunOptions, keep: List[Any]) -> int:
+def _run_target(opts: RunOptions, keep: list[Any]) -> int:
     """Run the program; its ``__main__`` module goes into `keep`, and stays
     in sys.modules until the caller restores `keep[1]`."""
     saved_argv, saved_path = sys.argv, list(sys.path)
@@ -136,8 +137,12 @@ _TASKLEAK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os
 def _outside_program(filename: str) -> bool:
     """Frames of the runner around the user's program: runpy, taskleak, and
     the `taskleak` console script."""
-    return (filename.endswith(_RUNPY) or filename == "<frozen runpy>" or filename.startswith(_TASKLEAK_DIR)
-            or os.path.basename(filename) == "taskleak")
+    return (
+        filename.endswith(_RUNPY)
+        or filename == "<frozen runpy>"
+        or filename.startswith(_TASKLEAK_DIR)
+        or os.path.basename(filename) == "taskleak"
+    )
 
 
 def _trim_stacks(obj: Any) -> Any:
@@ -155,13 +160,12 @@ def _trim_stacks(obj: Any) -> Any:
     return obj
 
 
-def _held_done_tasks(seen: Set[int]) -> List[Dict[str, Any]]:
+def _held_done_tasks(seen: set[int]) -> list[dict[str, Any]]:
     """Finished tasks still alive after collection, with the paths that hold
     them (a module global list, a class attribute, state on a loop...).
     Tasks already reported by a loss event (serials in `seen`: cancelled at
     shutdown, say) are not reported twice."""
-    done = [t for t in _core.tracked_tasks()
-            if t.done() and (_core.creation_info(t) or (0,))[0] not in seen]
+    done = [t for t in _core.tracked_tasks() if t.done() and (_core.creation_info(t) or (0,))[0] not in seen]
     if not done:
         return []
     held = holders_of_finished(done, {id(t) for t in done}, exclude=[done])
@@ -174,7 +178,7 @@ def _held_done_tasks(seen: Set[int]) -> List[Dict[str, Any]]:
     return out
 
 
-def _format_held(rows: List[Dict[str, Any]]) -> str:
+def _format_held(rows: list[dict[str, Any]]) -> str:
     lines = [f"== {len(rows)} task{'s' if len(rows) != 1 else ''} finished but still held at exit =="]
     for r in rows:
         info = r["info"]
@@ -182,13 +186,13 @@ def _format_held(rows: List[Dict[str, Any]]) -> str:
         lines.append(f"{info.name}, {info.coro}() [{info.state}]")
         lines.append("  held by:")
         lines += [f"    {p}" for p in r["held_by"]]
-        site: Optional[Frame] = info.site
+        site: Frame | None = info.site
         if site is not None:
             lines.append(f"  created at: {site.short()}")
     return "\n".join(lines) + "\n"
 
 
-def build_report(program: str, out: TextIO, pid: Optional[int] = None, parent: Optional[int] = None) -> Dict[str, Any]:
+def build_report(program: str, out: TextIO, pid: int | None = None, parent: int | None = None) -> dict[str, Any]:
     """Collect garbage (so destroyed/never-retrieved tasks surface), then report
     loss events, the tasks still pending and the finished tasks still held.
     Returns the JSON form."""
@@ -221,11 +225,11 @@ def build_report(program: str, out: TextIO, pid: Optional[int] = None, parent: O
         "pending_at_exit": [t.to_dict() for t in live],
         "done_retained_at_exit": [dict(r["info"].to_dict(), held_by=r["held_by"]) for r in held],
     }
-    trimmed: Dict[str, Any] = _trim_stacks(report)
+    trimmed: dict[str, Any] = _trim_stacks(report)
     return trimmed
 
 
-def _blocking_report(episodes: List[Any], threshold: float, out: TextIO) -> None:
+def _blocking_report(episodes: list[Any], threshold: float, out: TextIO) -> None:
     if episodes:
         out.write("\n" + format_episodes(episodes, f"event loops blocked longer than {threshold:g} s") + "\n")
     else:
@@ -244,7 +248,7 @@ def run_program(opts: RunOptions, out: TextIO = sys.stderr) -> int:
     except ValueError:  # not the main thread
         pass
     watch = watch_blocking(opts.blocking) if opts.blocking is not None else None
-    keep: List[Any] = []
+    keep: list[Any] = []
     status = _run_target(opts, keep)
     episodes = watch.episodes() if watch is not None else []
     if watch is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from typing import Any, Dict, Optional
+from typing import Any
 
 from .attach import AttachError, Target
 
@@ -29,7 +29,7 @@ def _exe(t: Target) -> str:
     return f"/proc/{t.pid}/exe"
 
 
-def run_in_target(t: Target, code: str, *args: str, timeout: float = 60.0) -> Dict[str, Any]:
+def run_in_target(t: Target, code: str, *args: str, timeout: float = 60.0) -> dict[str, Any]:
     """Run `code` (with `args` as sys.argv[1:]) in `t`'s own interpreter in
     isolated mode; return the JSON document it prints last. AttachError
     when it cannot run or answers something else."""
@@ -49,12 +49,15 @@ def run_in_target(t: Target, code: str, *args: str, timeout: float = 60.0) -> Di
             raise ValueError
     except (ValueError, IndexError):
         err = p.stderr.decode("utf-8", "replace").strip()[-500:]
-        raise AttachError(f"malformed reply from process {t.pid}'s interpreter ({t.exe}, exit {p.returncode}): "
-                          f"{err or p.stdout[:200]!r}", "malformed") from None
+        raise AttachError(
+            f"malformed reply from process {t.pid}'s interpreter ({t.exe}, exit {p.returncode}): "
+            f"{err or p.stdout[:200]!r}",
+            "malformed",
+        ) from None
     return doc
 
 
-def check_reply(t: Target, doc: Dict[str, Any]) -> None:
+def check_reply(t: Target, doc: dict[str, Any]) -> None:
     """Raise the AttachError that a snippet's reply reports in its ``error``
     field (``version``, ``ptrace``, ``gone``, ``inject``, ``read``); return
     when it reports none."""
@@ -63,15 +66,21 @@ def check_reply(t: Target, doc: Dict[str, Any]) -> None:
         return
     ver = doc.get("python", "?")
     if err == "version":
-        raise AttachError(f"process {t.pid} runs Python {ver} and has no taskleak agent: reading a process "
-                          "from outside needs CPython 3.14+ (same minor version as the reader, which is why "
-                          "taskleak uses the process's own interpreter); start the agent in it instead: "
-                          "taskleak.serve(unix=True), `taskleak run --monitor`, or TASKLEAK_MONITOR=1", "version")
+        raise AttachError(
+            f"process {t.pid} runs Python {ver} and has no taskleak agent: reading a process "
+            "from outside needs CPython 3.14+ (same minor version as the reader, which is why "
+            "taskleak uses the process's own interpreter); start the agent in it instead: "
+            "taskleak.serve(unix=True), `taskleak run --monitor`, or TASKLEAK_MONITOR=1",
+            "version",
+        )
     if err == "ptrace":
         scope = _ptrace_scope()
-        raise AttachError(f"not permitted to read process {t.pid}'s memory ({doc.get('detail')}): "
-                          + (f"kernel.yama.ptrace_scope is {scope}; " if scope not in (None, "0") else "")
-                          + "run as root or with CAP_SYS_PTRACE, or start the agent in the process", "ptrace")
+        raise AttachError(
+            f"not permitted to read process {t.pid}'s memory ({doc.get('detail')}): "
+            + (f"kernel.yama.ptrace_scope is {scope}; " if scope not in (None, "0") else "")
+            + "run as root or with CAP_SYS_PTRACE, or start the agent in the process",
+            "ptrace",
+        )
     if err == "gone":
         raise AttachError(f"process {t.pid} has exited", "gone")
     if err == "inject":
@@ -79,7 +88,7 @@ def check_reply(t: Target, doc: Dict[str, Any]) -> None:
     raise AttachError(f"reading process {t.pid} (Python {ver}) failed: {doc.get('detail')}", "read")
 
 
-def _ptrace_scope() -> Optional[str]:
+def _ptrace_scope() -> str | None:
     try:
         with open("/proc/sys/kernel/yama/ptrace_scope") as f:
             return f.read().strip()

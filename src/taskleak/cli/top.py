@@ -13,7 +13,7 @@ import select
 import shutil
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from .attach import Agent, AttachError, Target
 from .connect import add_target_arguments, connect
@@ -22,19 +22,22 @@ __all__ = ["add_parser", "cmd_top", "render", "blocked_line"]
 
 
 def add_parser(sub: Any) -> None:
-    top = sub.add_parser("top", help="live view of a process: task counts, RSS, loop lag, top groups, alerts",
-                         description="A live terminal view, refreshed in place; q quits. Plain repeated "
-                                     "output when stdout is not a terminal.")
+    top = sub.add_parser(
+        "top",
+        help="live view of a process: task counts, RSS, loop lag, top groups, alerts",
+        description="A live terminal view, refreshed in place; q quits. Plain repeated "
+        "output when stdout is not a terminal.",
+    )
     add_target_arguments(top)
     top.add_argument("-n", "--iterations", type=int, default=0, metavar="N", help="stop after N refreshes (0: never)")
     top.add_argument("-d", "--delay", type=float, default=2.0, metavar="S", help="seconds between refreshes")
 
 
-def _mib(b: Optional[int]) -> str:
+def _mib(b: int | None) -> str:
     return "-" if b is None else f"{b / (1 << 20):.1f} MiB"
 
 
-def _lag(s: Optional[float]) -> str:
+def _lag(s: float | None) -> str:
     return "-" if s is None else f"{s * 1000:.1f} ms"
 
 
@@ -42,16 +45,19 @@ def _secs(s: float) -> str:
     return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
 
 
-def blocked_line(blocked: Optional[Dict[str, Any]], width: int = 100) -> Optional[str]:
+def blocked_line(blocked: dict[str, Any] | None, width: int = 100) -> str | None:
     """One line about blocked event loops from the agent's /api/blocked:
     the watchdog's totals, then the latest episode (how long, how long ago,
     the line that blocked). None when the agent does not say (an older one)."""
     if blocked is None:
         return None
     if not blocked.get("watching") and not blocked.get("blocks"):
-        return "blocked loops: not watched (taskleak.watch_blocking() or taskleak run --blocking S in the process)"[:width]
-    head = (f"blocked loops: {blocked['blocks']} ({_secs(blocked['blocked_seconds'])} in all"
-            + (f", threshold {_secs(blocked['threshold'])})" if blocked.get("watching") else ", watchdog stopped)"))
+        return "blocked loops: not watched (taskleak.watch_blocking() or taskleak run --blocking S in the process)"[
+            :width
+        ]
+    head = f"blocked loops: {blocked['blocks']} ({_secs(blocked['blocked_seconds'])} in all" + (
+        f", threshold {_secs(blocked['threshold'])})" if blocked.get("watching") else ", watchdog stopped)"
+    )
     eps = blocked.get("episodes") or []
     if eps:
         e = eps[0]
@@ -64,12 +70,18 @@ def blocked_line(blocked: Optional[Dict[str, Any]], width: int = 100) -> Optiona
     return head[:width]
 
 
-def render(info: Dict[str, Any], samples: List[Dict[str, Any]], alerts: List[Dict[str, Any]], width: int = 100,
-           blocked: Optional[Dict[str, Any]] = None) -> str:
+def render(
+    info: dict[str, Any],
+    samples: list[dict[str, Any]],
+    alerts: list[dict[str, Any]],
+    width: int = 100,
+    blocked: dict[str, Any] | None = None,
+) -> str:
     """The text of one refresh, from the agent's /api/info, /api/samples,
     /api/alerts and /api/blocked."""
-    out = [f"taskleak top - pid {info.get('pid')}  Python {info.get('python')}  "
-           f"{' '.join(info.get('argv') or [])}"[:width]]
+    out = [
+        f"taskleak top - pid {info.get('pid')}  Python {info.get('python')}  {' '.join(info.get('argv') or [])}"[:width]
+    ]
     bline = blocked_line(blocked, width)
     if not samples:
         out.append("(no sample yet)")
@@ -79,16 +91,20 @@ def render(info: Dict[str, Any], samples: List[Dict[str, Any]], alerts: List[Dic
     s = samples[-1]
     first = samples[0]
     span = s["time"] - first["time"]
-    out.append(f"tasks {s['tasks']}  pending {s['pending']}  done-retained {s['done_retained']}  "
-               f"created {s['created_total']}  RSS {_mib(s.get('rss_bytes'))}  loop lag {_lag(s.get('loop_lag_s'))}")
+    out.append(
+        f"tasks {s['tasks']}  pending {s['pending']}  done-retained {s['done_retained']}  "
+        f"created {s['created_total']}  RSS {_mib(s.get('rss_bytes'))}  loop lag {_lag(s.get('loop_lag_s'))}"
+    )
     losses = ", ".join(f"{k} {v}" for k, v in (s.get("losses") or {}).items() if v)
     if losses:
         out.append(f"losses: {losses}")
     if bline:
         out.append(bline)
     out.append("")
-    out.append(f"{'PENDING':>8} {'DONE-RET':>8} {'GROWTH':>7}  GROUP (creation site, coroutine)"
-               + (f"   growth over {span:.0f}s" if span > 0 else ""))
+    out.append(
+        f"{'PENDING':>8} {'DONE-RET':>8} {'GROWTH':>7}  GROUP (creation site, coroutine)"
+        + (f"   growth over {span:.0f}s" if span > 0 else "")
+    )
     for g in s.get("groups") or []:
         old = next((x for x in first.get("groups") or [] if x.get("group") == g.get("group")), None)
         growth = (g["pending"] + g["done_retained"]) - ((old["pending"] + old["done_retained"]) if old else 0)
@@ -99,15 +115,21 @@ def render(info: Dict[str, Any], samples: List[Dict[str, Any]], alerts: List[Dic
         out.append(f"ALERTS ({len(alerts)}):")
         for a in alerts[-3:]:
             when = time.strftime("%H:%M:%S", time.localtime(a["time"]))
-            out.append(f"  {when} " + a["text"].splitlines()[0][:width - 11])
+            out.append(f"  {when} " + a["text"].splitlines()[0][: width - 11])
     return "\n".join(out) + "\n"
 
 
-def _render_remote(doc: Dict[str, Any], width: int) -> str:
+def _render_remote(doc: dict[str, Any], width: int) -> str:
     from .remote_read import LIMITATIONS
 
-    out = [f"taskleak top - pid {doc['pid']}  Python {doc['python']}", f"note: {LIMITATIONS}"[:width * 2], "",
-           f"tasks {doc['task_count']} (pending)", "", f"{'TASKS':>8}  SUSPENDED IN"]
+    out = [
+        f"taskleak top - pid {doc['pid']}  Python {doc['python']}",
+        f"note: {LIMITATIONS}"[: width * 2],
+        "",
+        f"tasks {doc['task_count']} (pending)",
+        "",
+        f"{'TASKS':>8}  SUSPENDED IN",
+    ]
     for g in doc["groups"][:20]:
         where = g["chain"][0] if g["chain"] else None
         place = f"{where['function']} ({os.path.basename(where['filename'])}:{where['lineno']})" if where else "?"
@@ -115,7 +137,7 @@ def _render_remote(doc: Dict[str, Any], width: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def _frame(t: Target, agent: Optional[Agent], width: int) -> str:
+def _frame(t: Target, agent: Agent | None, width: int) -> str:
     if agent is None:
         from .remote_read import read_tasks
 
@@ -124,9 +146,9 @@ def _frame(t: Target, agent: Optional[Agent], width: int) -> str:
     samples = agent.get_json("/api/samples?limit=60")["samples"]
     alerts = agent.get_json("/api/alerts?limit=20")["alerts"]
     try:
-        blocked: Optional[Dict[str, Any]] = agent.get_json("/api/blocked?limit=1")
+        blocked: dict[str, Any] | None = agent.get_json("/api/blocked?limit=1")
     except AttachError as e:
-        if e.kind != "not-found":   # an agent of an older taskleak has no /api/blocked
+        if e.kind != "not-found":  # an agent of an older taskleak has no /api/blocked
             raise
         blocked = None
     return render(info, samples, alerts, width, blocked)
@@ -156,7 +178,7 @@ def cmd_top(args: argparse.Namespace) -> int:
         while True:
             cols, rows = shutil.get_terminal_size()
             text = _frame(t, agent, cols)
-            lines = text.splitlines()[:rows - 1] + ["", "q: quit"]
+            lines = text.splitlines()[: rows - 1] + ["", "q: quit"]
             sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(lines))
             sys.stdout.flush()
             n += 1

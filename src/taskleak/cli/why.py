@@ -26,12 +26,22 @@ def cmd_why(args: argparse.Namespace) -> int:
         from .remote_read import LIMITATIONS, read_tasks
 
         doc = read_tasks(t)
-        task = next((x for x in doc["tasks"] if x["name"] == args.task or str(x["id"]) == args.task
-                     or hex(x["id"]) == args.task), None)
+        task = next(
+            (
+                x
+                for x in doc["tasks"]
+                if x["name"] == args.task or str(x["id"]) == args.task or hex(x["id"]) == args.task
+            ),
+            None,
+        )
         if task is None:
             raise AttachError(f"process {t.pid} has no pending task named {args.task!r}", "not-found")
-        lines = [f"task {task['name']!r} (id {hex(task['id'])}), pending", f"  note: {LIMITATIONS}",
-                 "  created at: (unknown: read from outside)", "  suspended at:"]
+        lines = [
+            f"task {task['name']!r} (id {hex(task['id'])}), pending",
+            f"  note: {LIMITATIONS}",
+            "  created at: (unknown: read from outside)",
+            "  suspended at:",
+        ]
         lines += [f"    {f[1]}:{f[2]} in {f[0]}" for f in task["stack"]]
         if task["awaited_by"]:
             lines.append("  awaited by: " + ", ".join(a["task_name"] for a in task["awaited_by"]))

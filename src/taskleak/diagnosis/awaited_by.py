@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..model.task_info import TaskInfo
@@ -47,7 +48,7 @@ _MISSING = object()
 # -- callback reconstruction ----------------------------------------------------------
 
 
-def _task_of_wakeup(fn: Any) -> Optional["asyncio.Task[Any]"]:
+def _task_of_wakeup(fn: Any) -> asyncio.Task[Any] | None:
     owner = getattr(fn, "__self__", None)
     if isinstance(owner, asyncio.Task):
         return owner
@@ -58,9 +59,9 @@ def _task_of_wakeup(fn: Any) -> Optional["asyncio.Task[Any]"]:
     return None
 
 
-def _futures_in(fn: Any) -> List[Any]:
+def _futures_in(fn: Any) -> list[Any]:
     """Futures a done callback refers to (closure, partial args, bound self)."""
-    out: List[Any] = []
+    out: list[Any] = []
     if isinstance(fn, functools.partial):
         out += [a for a in fn.args if asyncio.isfuture(a)]
         fn = fn.func
@@ -77,7 +78,7 @@ def _futures_in(fn: Any) -> List[Any]:
     return out
 
 
-def _callbacks(fut: Any) -> List[Any]:
+def _callbacks(fut: Any) -> list[Any]:
     try:
         cbs = fut._callbacks
     except Exception:
@@ -85,19 +86,19 @@ def _callbacks(fut: Any) -> List[Any]:
     return [cb[0] if isinstance(cb, tuple) else cb for cb in cbs or ()]
 
 
-def _dedup(found: List[Any], fut: Any) -> List["asyncio.Task[Any]"]:
-    out: List[asyncio.Task[Any]] = []
+def _dedup(found: list[Any], fut: Any) -> list[asyncio.Task[Any]]:
+    out: list[asyncio.Task[Any]] = []
     for t in found:
         if t is not fut and all(t is not o for o in out):
             out.append(t)
     return out
 
 
-def awaiters_of(fut: Any, owner: Dict[int, "asyncio.Task[Any]"], depth: int = 0) -> List["asyncio.Task[Any]"]:
+def awaiters_of(fut: Any, owner: dict[int, asyncio.Task[Any]], depth: int = 0) -> list[asyncio.Task[Any]]:
     """Tasks awaiting `fut` (a task or future) according to its done callbacks,
     given ``owner``: id(future) -> the task parked on it (its ``_fut_waiter``).
     The 3.10-3.13 reconstruction; see :func:`resolver` for the general entry."""
-    found: List[asyncio.Task[Any]] = []
+    found: list[asyncio.Task[Any]] = []
     for fn in _callbacks(fut):
         t = _task_of_wakeup(fn)
         if t is not None:
@@ -129,13 +130,13 @@ class AwaitersResolver:
 
     native = False
 
-    def __init__(self, pending: Sequence["TaskInfo"]) -> None:
+    def __init__(self, pending: Sequence[TaskInfo]) -> None:
         self._pending = pending
-        self._owner: Optional[Dict[int, asyncio.Task[Any]]] = None
+        self._owner: dict[int, asyncio.Task[Any]] | None = None
 
-    def _owners(self) -> Dict[int, "asyncio.Task[Any]"]:
+    def _owners(self) -> dict[int, asyncio.Task[Any]]:
         if self._owner is None:
-            owner: Dict[int, asyncio.Task[Any]] = {}
+            owner: dict[int, asyncio.Task[Any]] = {}
             for t in self._pending:
                 w = t.blocked_on()
                 if w is not None:
@@ -144,7 +145,7 @@ class AwaitersResolver:
             self._owner = owner
         return self._owner
 
-    def __call__(self, fut: Any) -> List["asyncio.Task[Any]"]:
+    def __call__(self, fut: Any) -> list[asyncio.Task[Any]]:
         return awaiters_of(fut, self._owners())
 
     def close(self) -> None:
@@ -160,22 +161,22 @@ class NativeAwaitersResolver(AwaitersResolver):
 
     native = True
 
-    def __init__(self, pending: Sequence["TaskInfo"]) -> None:
+    def __init__(self, pending: Sequence[TaskInfo]) -> None:
         super().__init__(pending)
         self._order = {id(t.task): i for i, t in enumerate(pending)}
 
-    def __call__(self, fut: Any) -> List["asyncio.Task[Any]"]:
+    def __call__(self, fut: Any) -> list[asyncio.Task[Any]]:
         links = getattr(fut, "_asyncio_awaited_by", _MISSING)
         if links is _MISSING:
             return super().__call__(fut)
-        found: List[asyncio.Task[Any]] = []
+        found: list[asyncio.Task[Any]] = []
         self._collect(links, found, 0)
         out = _dedup(found, fut)
         n = len(self._order)
         out.sort(key=lambda t: self._order.get(id(t), n))
         return out
 
-    def _collect(self, links: Any, found: List[Any], depth: int) -> None:
+    def _collect(self, links: Any, found: list[Any], depth: int) -> None:
         for w in links or ():
             if isinstance(w, asyncio.Task):
                 found.append(w)
@@ -183,9 +184,8 @@ class NativeAwaitersResolver(AwaitersResolver):
                 self._collect(getattr(w, "_asyncio_awaited_by", None), found, depth + 1)
 
 
-def resolver(pending: Sequence["TaskInfo"]) -> AwaitersResolver:
+def resolver(pending: Sequence[TaskInfo]) -> AwaitersResolver:
     """The "who awaits this future" function for `pending` (a snapshot's
     pending tasks): native links where the interpreter keeps them, else the
     callback reconstruction."""
     return (NativeAwaitersResolver if NATIVE_AWAITED_BY else AwaitersResolver)(pending)
-

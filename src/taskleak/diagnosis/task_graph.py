@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, FrozenSet, List, Optional, Set, TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Any
 
 from ..frame import short_path
 from .awaited_by import awaiters_of, resolver
@@ -25,15 +25,15 @@ if TYPE_CHECKING:
 __all__ = ["TaskGraph", "task_graph", "awaiters_of", "natural_key"]
 
 
-def natural_key(name: str) -> Tuple[Any, ...]:
+def natural_key(name: str) -> tuple[Any, ...]:
     """Sort key that orders "worker-2" before "worker-10"."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
-def _names_summary(names: List[str], limit: int = 6) -> str:
+def _names_summary(names: list[str], limit: int = 6) -> str:
     if len(names) <= limit:
         return ", ".join(names)
-    return ", ".join(names[:limit - 2]) + ", ..., " + names[-1]
+    return ", ".join(names[: limit - 2]) + ", ..., " + names[-1]
 
 
 @dataclass
@@ -42,11 +42,11 @@ class TaskGraph:
     task names; ``roots`` are pending tasks nobody awaits; ``cycles`` are await
     cycles (deadlocks), each a list of task names in await order."""
 
-    tasks: Dict[str, "TaskInfo"]
-    awaits: Dict[str, List[str]] = field(default_factory=dict)
-    awaited_by: Dict[str, List[str]] = field(default_factory=dict)
-    roots: List[str] = field(default_factory=list)
-    cycles: List[List[str]] = field(default_factory=list)
+    tasks: dict[str, TaskInfo]
+    awaits: dict[str, list[str]] = field(default_factory=dict)
+    awaited_by: dict[str, list[str]] = field(default_factory=dict)
+    roots: list[str] = field(default_factory=list)
+    cycles: list[list[str]] = field(default_factory=list)
 
     def format(self, *, max_frames: int = 8) -> str:
         """A tree like ``python -m asyncio pstree`` (3.14): each task, its
@@ -56,12 +56,21 @@ class TaskGraph:
         children) are folded into one entry, ``(T) 12 x worker()``."""
         return _TreeWriter(self, max_frames).write()
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
-            "tasks": [{"name": n, "coro": t.coro, "state": t.state, "waiting_on": t.waiting_on,
-                       "orphaned": t.orphaned, "stack": [f.to_dict() for f in t.stack],
-                       "awaits": self.awaits.get(n, []), "awaited_by": self.awaited_by.get(n, [])}
-                      for n, t in self.tasks.items()],
+            "tasks": [
+                {
+                    "name": n,
+                    "coro": t.coro,
+                    "state": t.state,
+                    "waiting_on": t.waiting_on,
+                    "orphaned": t.orphaned,
+                    "stack": [f.to_dict() for f in t.stack],
+                    "awaits": self.awaits.get(n, []),
+                    "awaited_by": self.awaited_by.get(n, []),
+                }
+                for n, t in self.tasks.items()
+            ],
             "roots": list(self.roots),
             "cycles": [list(c) for c in self.cycles],
         }
@@ -76,8 +85,8 @@ class _TreeWriter:
     def __init__(self, graph: TaskGraph, max_frames: int) -> None:
         self.graph = graph
         self.max_frames = max_frames
-        self.lines: List[str] = []
-        self.sig_cache: Dict[str, Any] = {}
+        self.lines: list[str] = []
+        self.sig_cache: dict[str, Any] = {}
 
     def write(self) -> str:
         top = self.groups(self.graph.roots, set())
@@ -88,7 +97,7 @@ class _TreeWriter:
             self.lines.append("deadlock: " + " awaits ".join(c + [c[0]]))
         return "\n".join(self.lines) + "\n"
 
-    def signature(self, name: str, path: Set[str]) -> Any:
+    def signature(self, name: str, path: set[str]) -> Any:
         if name in self.sig_cache:
             return self.sig_cache[name]
         t = self.graph.tasks[name]
@@ -96,8 +105,13 @@ class _TreeWriter:
             return ("cycle", name)
         wait = t.wait
         kids = tuple(sorted((self.signature(k, path | {name}) for k in self.graph.awaits.get(name, [])), key=repr))
-        sig = (t.coro, t.orphaned, None if wait is None else wait.kind,
-               tuple((f.filename, f.lineno, f.function) for f in t.stack[-self.max_frames:]), kids)
+        sig = (
+            t.coro,
+            t.orphaned,
+            None if wait is None else wait.kind,
+            tuple((f.filename, f.lineno, f.function) for f in t.stack[-self.max_frames :]),
+            kids,
+        )
         self.sig_cache[name] = sig
         return sig
 
@@ -111,13 +125,13 @@ class _TreeWriter:
             return f"(T) {who}{flag}  {t.waiting_on}"
         return f"(T) {who}{flag}  waiting on {t.waiting_on}"
 
-    def groups(self, names: List[str], path: Set[str]) -> List[List[str]]:
-        by_sig: Dict[Any, List[str]] = {}
+    def groups(self, names: list[str], path: set[str]) -> list[list[str]]:
+        by_sig: dict[Any, list[str]] = {}
         for n in names:
             by_sig.setdefault(repr(self.signature(n, path)), []).append(n)
         return list(by_sig.values())  # in the order of each group's first name
 
-    def emit(self, group: List[str], prefix: str, last: bool, path: Set[str]) -> None:
+    def emit(self, group: list[str], prefix: str, last: bool, path: set[str]) -> None:
         name = group[0]
         self.lines.append(prefix + ("└── " if last else "├── ") + self.task_line(name, len(group)))
         prefix += "    " if last else "│   "
@@ -126,7 +140,7 @@ class _TreeWriter:
         if name in path:
             self.lines.append(prefix + "└── ... (await cycle)")
             return
-        for f in self.graph.tasks[name].stack[-self.max_frames:]:
+        for f in self.graph.tasks[name].stack[-self.max_frames :]:
             self.lines.append(prefix + "└──  " + f"{f.function} {short_path(f.filename)}:{f.lineno}")
             prefix += "    "
         kids = self.groups(self.graph.awaits.get(name, []), path | {name})
@@ -134,9 +148,9 @@ class _TreeWriter:
             self.emit(k, prefix, i == len(kids) - 1, path | {name})
 
 
-def _unique_names(infos: List["TaskInfo"]) -> Dict[int, str]:
-    names: Dict[int, str] = {}
-    seen: Dict[str, int] = {}
+def _unique_names(infos: list[TaskInfo]) -> dict[int, str]:
+    names: dict[int, str] = {}
+    seen: dict[str, int] = {}
     for t in infos:
         n = t.name
         if n in seen:
@@ -148,7 +162,7 @@ def _unique_names(infos: List["TaskInfo"]) -> Dict[int, str]:
     return names
 
 
-def build_graph(snap: "Snapshot") -> TaskGraph:
+def build_graph(snap: Snapshot) -> TaskGraph:
     pending = [t for t in snap if t.state == "pending"]
     names = _unique_names(pending)
     who_awaits = resolver(pending)
@@ -179,11 +193,11 @@ def build_graph(snap: "Snapshot") -> TaskGraph:
     return g
 
 
-def _cycles(g: TaskGraph) -> List[List[str]]:
+def _cycles(g: TaskGraph) -> list[list[str]]:
     """Elementary await cycles, each reported once (iterative DFS, colours)."""
-    colour: Dict[str, int] = {}
-    cycles: List[List[str]] = []
-    seen_sets: Set[FrozenSet[Any]] = set()
+    colour: dict[str, int] = {}
+    cycles: list[list[str]] = []
+    seen_sets: set[frozenset[Any]] = set()
     for start in g.tasks:
         if colour.get(start):
             continue
@@ -204,7 +218,7 @@ def _cycles(g: TaskGraph) -> List[List[str]]:
                 stack.append((nxt, iter(g.awaits.get(nxt, []))))
                 path.append(nxt)
             elif c == 1:
-                cyc = path[path.index(nxt):]
+                cyc = path[path.index(nxt) :]
                 key = frozenset(cyc)
                 if key not in seen_sets:
                     seen_sets.add(key)
@@ -212,7 +226,7 @@ def _cycles(g: TaskGraph) -> List[List[str]]:
     return cycles
 
 
-def task_graph(snap: Optional["Snapshot"] = None) -> TaskGraph:
+def task_graph(snap: Snapshot | None = None) -> TaskGraph:
     """The awaited-by graph of every pending task (of ``snap``, or of a fresh
     snapshot). ``print(task_graph().format())`` prints it as a tree."""
     if snap is None:

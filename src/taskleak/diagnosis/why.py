@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import dataclass, field
-from typing import IO, Any, Dict, List, Optional
+from typing import IO, Any
 
 from ..frame import Frame, creation_site, short_path
 from ..model.task_info import TaskInfo
@@ -29,21 +29,21 @@ class Why:
     frames only when nothing else holds it)."""
 
     info: TaskInfo
-    wait: Optional[WaitTarget]
-    awaited_by: List[str] = field(default_factory=list)
-    awaits: List[str] = field(default_factory=list)
-    deadlock: Optional[List[str]] = None
+    wait: WaitTarget | None
+    awaited_by: list[str] = field(default_factory=list)
+    awaits: list[str] = field(default_factory=list)
+    deadlock: list[str] | None = None
     orphaned: bool = False
     reason: str = ""
-    exception: Optional[str] = None
-    raised_at: Optional[Frame] = None
-    held_by: List[str] = field(default_factory=list)
+    exception: str | None = None
+    raised_at: Frame | None = None
+    held_by: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.info.name
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.info.to_dict(),
             "wait": None if self.wait is None else self.wait.to_dict(),
@@ -59,8 +59,7 @@ class Why:
 
     def __str__(self) -> str:
         t = self.info
-        lines = [f"task {t.name!r} ({t.coro}()), {t.state}"
-                 + (f", age {t.age_s:.1f}s" if t.age_s is not None else "")]
+        lines = [f"task {t.name!r} ({t.coro}()), {t.state}" + (f", age {t.age_s:.1f}s" if t.age_s is not None else "")]
         if self.wait is not None and t.state == "pending":
             if self.wait.kind in ("running", "scheduled"):
                 lines.append(f"  {self.wait.label} [{self.wait.kind}]")
@@ -72,8 +71,10 @@ class Why:
         if self.exception is not None:
             lines.append(f"  exception: {self.exception}")
             if self.raised_at is not None:
-                lines.append(f"  raised at: {short_path(self.raised_at.filename)}:{self.raised_at.lineno} "
-                             f"in {self.raised_at.function}")
+                lines.append(
+                    f"  raised at: {short_path(self.raised_at.filename)}:{self.raised_at.lineno} "
+                    f"in {self.raised_at.function}"
+                )
         if t.state != "pending":
             if self.held_by:
                 lines.append("  still held by:")
@@ -100,7 +101,7 @@ class Why:
         return "\n".join(lines) + "\n"
 
 
-def why(task: "asyncio.Task[Any]", file: Optional[IO[str]] = None, *, quiet: bool = False) -> Why:
+def why(task: asyncio.Task[Any], file: IO[str] | None = None, *, quiet: bool = False) -> Why:
     """Diagnose `task`: its wait target (classified, with the first frame
     outside asyncio and the standard library), who awaits it and what it
     awaits, await cycles, and whether it is orphaned (provably stuck).
@@ -130,7 +131,7 @@ def why(task: "asyncio.Task[Any]", file: Optional[IO[str]] = None, *, quiet: boo
         wait=info.wait if info.state == "pending" else None,
         awaited_by=list(graph.awaited_by.get(me, [])),
         awaits=list(graph.awaits.get(me, [])),
-        deadlock=None if deadlock is None else deadlock[deadlock.index(me):] + deadlock[:deadlock.index(me)],
+        deadlock=None if deadlock is None else deadlock[deadlock.index(me) :] + deadlock[: deadlock.index(me)],
         orphaned=info.orphaned,
         reason=reason,
         exception=exc,
@@ -142,7 +143,7 @@ def why(task: "asyncio.Task[Any]", file: Optional[IO[str]] = None, *, quiet: boo
     return result
 
 
-def _failure(task: "asyncio.Task[Any]") -> "tuple[Optional[str], Optional[Frame]]":
+def _failure(task: asyncio.Task[Any]) -> tuple[str | None, Frame | None]:
     """The exception of a failed task and the frame that raised it, read
     without retrieving it (``task.exception()`` would silence asyncio's
     "exception was never retrieved")."""
@@ -161,7 +162,7 @@ def _failure(task: "asyncio.Task[Any]") -> "tuple[Optional[str], Optional[Frame]
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, where
 
 
-def _holders(task: "asyncio.Task[Any]", max_paths: int = 3) -> List[str]:
+def _holders(task: asyncio.Task[Any], max_paths: int = 3) -> list[str]:
     """Holder paths of a finished task, the application's first; the caller's
     frames (which hold `task` to ask about it) only when nothing else does."""
     from ..heap.index import who_holds
@@ -174,7 +175,7 @@ def _holders(task: "asyncio.Task[Any]", max_paths: int = 3) -> List[str]:
     return (lasting or [str(p) for p in paths])[:max_paths]
 
 
-def _held_future_reason(task: "asyncio.Task[Any]") -> str:
+def _held_future_reason(task: asyncio.Task[Any]) -> str:
     """For a pending task that is not orphaned: who holds the Future it
     awaits, outside the task itself (the object someone can resolve it
     through), as a holder path."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple
+from typing import Any, TextIO
 
 import taskleak._core as _core
+
 from .names import code_name, module_of_type, qualified_type_name
 
 __all__ = ["Growth", "GrowthRow", "growth"]
@@ -32,16 +34,21 @@ class GrowthRow:
     kind: str = "type"
     highlight: bool = False
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {"name": self.name, "count": self.count, "delta": self.delta, "kind": self.kind,
-                "highlight": self.highlight}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "count": self.count,
+            "delta": self.delta,
+            "kind": self.kind,
+            "highlight": self.highlight,
+        }
 
 
 @dataclass
 class Growth:
     """The result of :func:`growth`: rows sorted by growth, largest first."""
 
-    rows: List[GrowthRow]
+    rows: list[GrowthRow]
     total_objects: int
     collected: bool
     first: bool
@@ -57,8 +64,10 @@ class Growth:
 
     def format(self) -> str:
         if self.first:
-            return (f"baseline taken: {self.total_objects} objects tracked; call growth() again to see "
-                    "which types grew since now")
+            return (
+                f"baseline taken: {self.total_objects} objects tracked; call growth() again to see "
+                "which types grew since now"
+            )
         if not self.rows:
             return "no growth since the previous call"
         width = max(len(r.name) for r in self.rows)
@@ -72,17 +81,21 @@ class Growth:
 
     __str__ = format
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {"total_objects": self.total_objects, "collected": self.collected, "first": self.first,
-                "rows": [r.to_dict() for r in self.rows]}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total_objects": self.total_objects,
+            "collected": self.collected,
+            "first": self.first,
+            "rows": [r.to_dict() for r in self.rows],
+        }
 
 
-_previous: Optional[Dict[str, int]] = None
+_previous: dict[str, int] | None = None
 
 
 def _is_asyncio_type(t: type) -> bool:
     mod = module_of_type(t)
-    return (mod in ("asyncio", "_asyncio", "uvloop") or mod.startswith("asyncio.") or mod.startswith("uvloop."))
+    return mod in ("asyncio", "_asyncio", "uvloop") or mod.startswith("asyncio.") or mod.startswith("uvloop.")
 
 
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -92,10 +105,10 @@ def _is_own(mod: str) -> bool:
     return mod == "taskleak" or mod.startswith("taskleak.")
 
 
-def _census() -> Tuple[int, Dict[str, int], Dict[str, bool]]:
+def _census() -> tuple[int, dict[str, int], dict[str, bool]]:
     total, by_type, by_code = _core.type_census()
-    counts: Dict[str, int] = {}
-    hot: Dict[str, bool] = {}
+    counts: dict[str, int] = {}
+    hot: dict[str, bool] = {}
     for t, n in by_type:
         if _is_own(module_of_type(t)):
             continue  # taskleak's own objects (snapshots, TaskInfo, Frame...) are not the application's growth
@@ -112,7 +125,7 @@ def _census() -> Tuple[int, Dict[str, int], Dict[str, bool]]:
     return total, counts, hot
 
 
-def growth(limit: Optional[int] = 10, collect: bool = False, file: Optional[TextIO] = None) -> Growth:
+def growth(limit: int | None = 10, collect: bool = False, file: TextIO | None = None) -> Growth:
     """Object counts by type and their growth since the previous call, like
     ``objgraph.show_growth``. The first call takes the baseline: it returns
     no rows (``first`` is true, and ``format()`` says so).
@@ -142,9 +155,15 @@ def growth(limit: Optional[int] = 10, collect: bool = False, file: Optional[Text
     before = _previous or {}
     first = _previous is None
     _previous = counts
-    rows = [] if first else [
-        GrowthRow(name, n, n - before.get(name, 0), "coroutine" if hot.get(name) else "type", name in hot)
-        for name, n in counts.items() if n > before.get(name, 0)]
+    rows = (
+        []
+        if first
+        else [
+            GrowthRow(name, n, n - before.get(name, 0), "coroutine" if hot.get(name) else "type", name in hot)
+            for name, n in counts.items()
+            if n > before.get(name, 0)
+        ]
+    )
     rows.sort(key=lambda r: (-r.delta, -r.count, r.name))
     if limit is not None:
         rows = rows[:limit]

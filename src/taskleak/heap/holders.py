@@ -29,24 +29,35 @@ import asyncio
 import sys
 import types
 import weakref
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from collections.abc import Iterable
+from typing import Any
 
 import taskleak._core as _core
+
 from ..tracking import live_tasks
 from .names import module_of_type, qualified_type_name
 from .paths import Memo, path_from_chain
-from .roots import (GENERATOR_TYPES, OWN_DIR, all_classes, event_loops, is_own_module, is_running, loop_bookkeeping,
-                    own_types, running_coroutines)
+from .roots import (
+    GENERATOR_TYPES,
+    OWN_DIR,
+    all_classes,
+    event_loops,
+    is_own_module,
+    is_running,
+    loop_bookkeeping,
+    own_types,
+    running_coroutines,
+)
 
 __all__ = ["holders_of_finished"]
 
 
-def _task_types() -> List[type]:
+def _task_types() -> list[type]:
     """Every task class (C and Python Task and their subclasses): never
     entered. A task's coroutine is a root when the task is live and not
     under suspicion; otherwise what it holds is not a holder."""
-    out: Dict[int, type] = {}
-    stack: List[type] = [asyncio.Task]
+    out: dict[int, type] = {}
+    stack: list[type] = [asyncio.Task]
     py_task = getattr(asyncio.tasks, "_PyTask", None)
     if isinstance(py_task, type):
         stack.append(py_task)
@@ -65,17 +76,17 @@ def _task_types() -> List[type]:
 _CLASS = ("class", "")  # placeholder label of a class root
 
 
-def _running_frames() -> List[Any]:
+def _running_frames() -> list[Any]:
     """Frames running in any thread, except taskleak's own: listing those
     would make a cycle (this search's lists -> its frame -> the lists) that
     keeps the targets and everything looked at alive until a collection.
     They are never entered anyway: nothing holds a running frame but a
     running generator, the stack above it, or a traceback (then the path is
     dropped as taskleak's own, see _blocker)."""
-    frames: List[Any] = []
+    frames: list[Any] = []
     tops = list(sys._current_frames().values())
     while tops:
-        f: Optional[types.FrameType] = tops.pop()
+        f: types.FrameType | None = tops.pop()
         while f is not None:
             if not f.f_code.co_filename.startswith(OWN_DIR):
                 frames.append(f)
@@ -84,8 +95,11 @@ def _running_frames() -> List[Any]:
 
 
 def _is_own_code(obj: Any) -> bool:
-    code = getattr(obj, "f_code", None) if isinstance(obj, types.FrameType) else (
-        getattr(obj, "gi_code", None) or getattr(obj, "cr_code", None) or getattr(obj, "ag_code", None))
+    code = (
+        getattr(obj, "f_code", None)
+        if isinstance(obj, types.FrameType)
+        else (getattr(obj, "gi_code", None) or getattr(obj, "cr_code", None) or getattr(obj, "ag_code", None))
+    )
     return isinstance(code, types.CodeType) and code.co_filename.startswith(OWN_DIR)
 
 
@@ -98,7 +112,7 @@ def _blocker(obj: Any) -> bool:
     return isinstance(obj, types.FrameType) and _is_own_code(obj)
 
 
-def _void_weak_entry(root: Any, chain: List[Any]) -> Optional[Any]:
+def _void_weak_entry(root: Any, chain: list[Any]) -> Any | None:
     """A value of a weak-keyed dict (the ``data`` of a WeakKeyDictionary: its
     keys are weak references) lives only as long as its key. Keyed by an
     object already dead, or by an event loop already closed (anyio keeps
@@ -123,8 +137,9 @@ def _void_weak_entry(root: Any, chain: List[Any]) -> Optional[Any]:
     return None
 
 
-def holders_of_finished(tasks: List[Any], suspects: Set[int], exclude: Iterable[Any] = (),
-                        max_depth: int = 10, max_paths: int = 3) -> Dict[int, List[str]]:
+def holders_of_finished(
+    tasks: list[Any], suspects: set[int], exclude: Iterable[Any] = (), max_depth: int = 10, max_paths: int = 3
+) -> dict[int, list[str]]:
     """What still holds each of these finished ``tasks`` (by id): the holder
     paths found from long-lived roots, as strings; tasks absent from the
     result are held only by running frames, the loop's bookkeeping, or
@@ -132,9 +147,9 @@ def holders_of_finished(tasks: List[Any], suspects: Set[int], exclude: Iterable[
     as long-lived holders (tasks created in the scope under check).
     `exclude`: objects no path may pass through (a test's own objects, the
     caller's lists)."""
-    roots: List[Any] = []
-    labels: List[Tuple[str, str]] = []
-    stops: List[Any] = list(exclude)
+    roots: list[Any] = []
+    labels: list[tuple[str, str]] = []
+    stops: list[Any] = list(exclude)
     for name, mod in list(sys.modules.items()):
         d = getattr(mod, "__dict__", None) if isinstance(mod, types.ModuleType) else None
         if not isinstance(d, dict):
@@ -169,7 +184,7 @@ def holders_of_finished(tasks: List[Any], suspects: Set[int], exclude: Iterable[
     running = running_coroutines(list(loops.values()))
     stops.extend(running)
     running_ids = {id(c) for c in running}
-    live: Dict[int, Any] = {id(t): t for t in live_tasks()}
+    live: dict[int, Any] = {id(t): t for t in live_tasks()}
     for lp in loops.values():
         try:  # tasks of a loop taskleak never adopted (3.14+ lists them per loop)
             live.update((id(t), t) for t in asyncio.all_tasks(lp))
@@ -181,10 +196,11 @@ def holders_of_finished(tasks: List[Any], suspects: Set[int], exclude: Iterable[
         coro = t.get_coro()
         if isinstance(coro, GENERATOR_TYPES) and id(coro) not in running_ids and not is_running(coro):
             roots.append(coro)
-            labels.append(("task", f"task {t.get_name()!r} ({getattr(coro, '__qualname__', '?')}) still running, "
-                                   "coroutine"))
+            labels.append(
+                ("task", f"task {t.get_name()!r} ({getattr(coro, '__qualname__', '?')}) still running, coroutine")
+            )
     stops.extend(_running_frames())
-    stop_types: List[Any] = list(own_types()) + _task_types()
+    stop_types: list[Any] = list(own_types()) + _task_types()
     wanted = list(tasks)
     # The search's own lists are never holders either (`stops` itself is not
     # listed: a list holding itself would be a cycle keeping every root, the
@@ -193,25 +209,31 @@ def holders_of_finished(tasks: List[Any], suspects: Set[int], exclude: Iterable[
     stops.extend([roots, labels, stop_types, wanted, tasks])
     del live
 
-    found: Dict[int, List[str]] = {}
+    found: dict[int, list[str]] = {}
     # The walk cannot ask whether a generator is running (that is a Python
     # attribute): a path through one is dropped and the search run again with
     # it as a stop. Rare (a running generator reachable from a root), so
     # usually one round.
     rounds = 8
     for attempt in range(rounds):
-        per_target, _visited, _exhausted = _core.forward_search_many(wanted, roots, stops, stop_types, max_depth,
-                                                                     max_paths)
+        per_target, _visited, _exhausted = _core.forward_search_many(
+            wanted, roots, stops, stop_types, max_depth, max_paths
+        )
         blockers = [o for paths in per_target for _, chain in paths for o in chain[:-1] if _blocker(o)]
-        blockers += [v for paths in per_target for root, chain in paths
-                     for v in [_void_weak_entry(roots[root], chain)] if v is not None]
+        blockers += [
+            v
+            for paths in per_target
+            for root, chain in paths
+            for v in [_void_weak_entry(roots[root], chain)]
+            if v is not None
+        ]
         if blockers and attempt < rounds - 1:
             stops.extend(blockers)
             del per_target, blockers
             continue
         memo: Memo = {}  # the chains keep its containers alive while they are rendered
         for t, paths in zip(wanted, per_target):
-            rendered: List[str] = []
+            rendered: list[str] = []
             for root, chain in paths:
                 if any(_blocker(o) for o in chain[:-1]) or _void_weak_entry(roots[root], chain) is not None:
                     continue

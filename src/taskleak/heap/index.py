@@ -11,9 +11,11 @@ queries. No collection runs. The paths are put in words by ``heap.paths``.
 
 from __future__ import annotations
 
-from typing import Any, List, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import taskleak._core as _core
+
 from .paths import HolderPath, path_from_chain
 from .roots import LOOP_MACHINERY, Roots
 
@@ -74,7 +76,7 @@ class HeapIndex:
     def build_seconds(self) -> float:
         return float(self._ix.build_seconds)
 
-    def who_holds(self, obj: Any, max_depth: int = 10, max_paths: int = 3) -> List[HolderPath]:
+    def who_holds(self, obj: Any, max_depth: int = 10, max_paths: int = 3) -> list[HolderPath]:
         """Up to ``max_paths`` referrer paths from a root to ``obj``, each at
         most ``max_depth`` references long, ranked as :func:`who_holds` ranks
         them."""
@@ -95,7 +97,7 @@ class HeapIndex:
                 more, _ = self._ix.who_holds(obj, roots, r.stops, max_depth, want, True)
                 found = found + more
             own = set(r.own_types)
-            paths: List[HolderPath] = []
+            paths: list[HolderPath] = []
             seen = set()
             for root, chain in found:
                 if any(type(o) in own for o in chain[:-1]):
@@ -113,7 +115,7 @@ class HeapIndex:
         return f"<HeapIndex objects={self.objects} edges={self.edges} bytes={self.bytes}>"
 
 
-def who_holds(obj: Any, max_depth: int = 10, max_paths: int = 3) -> List[HolderPath]:
+def who_holds(obj: Any, max_depth: int = 10, max_paths: int = 3) -> list[HolderPath]:
     """Who keeps ``obj`` alive: up to ``max_paths`` chains of strong
     references (each at most ``max_depth`` long) from a root to ``obj``,
     the ones that explain the retention first.
@@ -145,7 +147,7 @@ def who_holds(obj: Any, max_depth: int = 10, max_paths: int = 3) -> List[HolderP
     return paths_to(obj, max_depth=max_depth, max_paths=max_paths)
 
 
-def paths_to(obj: Any, *, exclude: Sequence[Any] = (), max_depth: int = 10, max_paths: int = 3) -> List[HolderPath]:
+def paths_to(obj: Any, *, exclude: Sequence[Any] = (), max_depth: int = 10, max_paths: int = 3) -> list[HolderPath]:
     """The paths :func:`who_holds` finds, without its argument checks, never
     passing through the objects in ``exclude`` (why(): a Future's holders
     other than the task awaiting it)."""
@@ -160,9 +162,9 @@ def paths_to(obj: Any, *, exclude: Sequence[Any] = (), max_depth: int = 10, max_
     return _rank(paths)[:max_paths]
 
 
-def _rooted_paths(obj: Any, r: Roots, exclude: Sequence[Any], max_depth: int, max_paths: int) -> List[HolderPath]:
+def _rooted_paths(obj: Any, r: Roots, exclude: Sequence[Any], max_depth: int, max_paths: int) -> list[HolderPath]:
     r.stops.extend(exclude)
-    paths: List[HolderPath] = []
+    paths: list[HolderPath] = []
     # Phase by phase, in the order of the ranking, until enough are found:
     # a breadth-first search ends at the first level that reaches `obj`,
     # so a caller's local variable (one reference away) would otherwise
@@ -173,7 +175,7 @@ def _rooted_paths(obj: Any, r: Roots, exclude: Sequence[Any], max_depth: int, ma
         (r.frames, r.frame_labels, r.stops + r.machinery + r.long_lived),
         # The loops' machinery last; modules and classes are dead ends (a
         # callback's globals would otherwise lead back into sys.modules).
-        (r.loops, r.loop_labels, r.stops + r.long_lived[:len(r.long_lived) - len(r.loops)]),
+        (r.loops, r.loop_labels, r.stops + r.long_lived[: len(r.long_lived) - len(r.loops)]),
     )
     seen = set()
     for roots, labels, stops in phases:
@@ -196,10 +198,11 @@ def _is_machinery(p: HolderPath) -> bool:
     return p.root_kind == "loop" and bool(p.steps) and p.steps[0].lstrip(".").split("[")[0] in LOOP_MACHINERY
 
 
-def _rank(paths: List[HolderPath]) -> List[HolderPath]:
+def _rank(paths: list[HolderPath]) -> list[HolderPath]:
     """Long-lived roots first (module, class, loop state, unrooted), then the
     running frames, then the loop's machinery; shortest first within each."""
-    def key(p: HolderPath) -> Tuple[int, int]:
+
+    def key(p: HolderPath) -> tuple[int, int]:
         rank = 5 if _is_machinery(p) else _KIND_RANK.get(p.root_kind, 3)
         return (rank, len(p.steps))
 
@@ -211,8 +214,10 @@ _SINGLETONS = (None, True, False, Ellipsis, NotImplemented)
 
 def _check_target(obj: Any, fn: str) -> None:
     if any(obj is s for s in _SINGLETONS):
-        raise TypeError(f"{fn}() needs the object whose holders you want, not {obj!r}: {obj!r} is a "
-                        "shared singleton that nearly everything refers to")
+        raise TypeError(
+            f"{fn}() needs the object whose holders you want, not {obj!r}: {obj!r} is a "
+            "shared singleton that nearly everything refers to"
+        )
 
 
 def _check_limits(max_depth: Any, max_paths: Any) -> None:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import types
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
-
-import taskleak._core as _core
+from typing import Any
 
 from .names import code_name, qualified_type_name
 
@@ -39,12 +37,12 @@ class HolderPath:
 
     root: str
     root_kind: str
-    steps: List[str] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.root + "".join(self.steps)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"root": self.root, "root_kind": self.root_kind, "steps": list(self.steps), "path": str(self)}
 
 
@@ -66,37 +64,58 @@ def describe(obj: Any) -> str:
     return f"instance {qualified_type_name(type(obj))}"
 
 
-_GENERATORS = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
-
-
 def _is_running(gen: Any) -> bool:
-    return bool(getattr(gen, "cr_running", False) or getattr(gen, "gi_running", False)
-                or getattr(gen, "ag_running", False))
+    return bool(
+        getattr(gen, "cr_running", False) or getattr(gen, "gi_running", False) or getattr(gen, "ag_running", False)
+    )
 
 
 _ATTR_DICT = "."  # marker: the next step is a key of an attribute dict, shown as .name
-_KNOWN_ATTRS = ("__self__", "__func__", "__wrapped__", "__defaults__", "__kwdefaults__", "__closure__",
-                "_callback", "_args", "cr_frame", "gi_frame", "ag_frame", "cr_await", "gi_yieldfrom",
-                "_coro", "_result", "_exception", "_fut_waiter", "_loop", "__objclass__")
+_KNOWN_ATTRS = (
+    "__self__",
+    "__func__",
+    "__wrapped__",
+    "__defaults__",
+    "__kwdefaults__",
+    "__closure__",
+    "_callback",
+    "_args",
+    "cr_frame",
+    "gi_frame",
+    "ag_frame",
+    "cr_await",
+    "gi_yieldfrom",
+    "_coro",
+    "_result",
+    "_exception",
+    "_fut_waiter",
+    "_loop",
+    "__objclass__",
+)
 
 
-def _generator_local_name(gen: Any, frame: Any, child: Any) -> Optional[str]:
-    """The local of a suspended coroutine or generator that holds `child`,
-    read by the core from the frame's slots. Not ``frame.f_locals``: on
-    CPython 3.10-3.12 that builds a dict snapshot the frame keeps until it
-    next reads its locals, so naming a holder would itself hold `child` -
-    a finished task the caller had already let go of."""
-    for name in frame.f_code.co_varnames:
-        if _core.generator_local(gen, name) is child:
-            return str(name)
-    return None
+def _frame_local_name(frame: Any, child: Any) -> str | None:
+    """The local of a frame on a holder path that holds `child`.
 
-
-def _frame_local_name(frame: Any, child: Any) -> Optional[str]:
+    The frame is not running: running frames stop every path (their locals
+    are roots of their own). On CPython 3.10-3.12, ``frame.f_locals`` is a
+    dict snapshot that the frame keeps until it next reads its locals: left
+    as it is, naming a holder would itself hold `child` (a finished task the
+    caller had already let go of). The snapshot is emptied after the lookup;
+    that loses nothing, as the next read refills it from the frame's own
+    slots, and a frame that is not running is inside no trace function that
+    could write the emptied dict back. 3.13+ returns a live view instead (a
+    ``FrameLocalsProxy``, not a dict), which keeps nothing and must never be
+    cleared: that would delete the locals."""
     try:
-        for k, v in list(frame.f_locals.items()):
-            if v is child:
-                return str(k)
+        snapshot = frame.f_locals
+        try:
+            for k, v in list(snapshot.items()):
+                if v is child:
+                    return str(k)
+        finally:
+            if type(snapshot) is dict:
+                snapshot.clear()
     except Exception:  # pragma: no cover - defensive: exotic frames
         pass
     return None
@@ -107,13 +126,13 @@ def _frame_local_name(frame: Any, child: Any) -> Optional[str]:
 #: list would otherwise cost 10,000 scans of it.
 _MEMO_MIN = 32
 #: id(container) -> {id(member): the step naming it}; see :func:`path_from_chain`.
-Memo = Dict[int, Dict[int, str]]
+Memo = dict[int, dict[int, str]]
 
 
-def _positions(holder: Any) -> Dict[int, str]:
+def _positions(holder: Any) -> dict[int, str]:
     """id(member) -> the step naming it, first occurrence first, as _edge
     would find it by scanning."""
-    out: Dict[int, str] = {}
+    out: dict[int, str] = {}
     if isinstance(holder, dict):
         for k, v in list(holder.items()):
             out.setdefault(id(v), f"[{k!r}]")
@@ -124,10 +143,13 @@ def _positions(holder: Any) -> Dict[int, str]:
     return out
 
 
-def _edge(holder: Any, child: Any, memo: Optional[Memo] = None) -> str:
+def _edge(holder: Any, child: Any, memo: Memo | None = None) -> str:
     """How ``holder`` refers to ``child``, as a path step."""
-    if memo is not None and (isinstance(holder, (dict, list, tuple)) or type(holder).__name__ == "deque") \
-            and len(holder) >= _MEMO_MIN:
+    if (
+        memo is not None
+        and (isinstance(holder, (dict, list, tuple)) or type(holder).__name__ == "deque")
+        and len(holder) >= _MEMO_MIN
+    ):
         pos = memo.get(id(holder))
         if pos is None:
             pos = memo[id(holder)] = _positions(holder)
@@ -159,13 +181,13 @@ def _edge(holder: Any, child: Any, memo: Optional[Memo] = None) -> str:
         if name is not None:
             return f" local {name!r}"
     if isinstance(holder, (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)):
-        frame = getattr(holder, "cr_frame", None) or getattr(holder, "gi_frame", None) or getattr(holder, "ag_frame", None)
+        frame = (
+            getattr(holder, "cr_frame", None) or getattr(holder, "gi_frame", None) or getattr(holder, "ag_frame", None)
+        )
         if frame is child:
             return ""  # 3.10: the frame object; its step names the local
-        if frame is not None:
-            # A running frame's locals were read as roots already (f_locals).
-            name = _frame_local_name(frame, child) if _is_running(holder) \
-                else _generator_local_name(holder, frame, child)
+        if frame is not None and not _is_running(holder):
+            name = _frame_local_name(frame, child)
             if name is not None:
                 return f" local {name!r}"
     if isinstance(holder, asyncio.Future) and getattr(holder, "get_coro", None) is not None:
@@ -198,21 +220,11 @@ def _edge(holder: Any, child: Any, memo: Optional[Memo] = None) -> str:
     return f" -> {describe(child)}"
 
 
-def _steps(chain: List[Any], memo: Optional[Memo] = None) -> List[str]:
-    steps: List[str] = []
+def _steps(chain: list[Any], memo: Memo | None = None) -> list[str]:
+    steps: list[str] = []
     i = 0
     while i + 1 < len(chain):
         holder, child = chain[i], chain[i + 1]
-        frame = getattr(holder, "cr_frame", None) or getattr(holder, "gi_frame", None) \
-            or getattr(holder, "ag_frame", None) if isinstance(holder, _GENERATORS) else None
-        if frame is not None and child is frame and i + 2 < len(chain) and not _is_running(holder):
-            # 3.10: generator -> its frame object -> a local; named from the
-            # generator (see _generator_local_name).
-            name = _generator_local_name(holder, frame, chain[i + 2])
-            if name is not None:
-                steps.append(f" local {name!r}")
-                i += 2
-                continue
         closure = getattr(holder, "__closure__", None) if isinstance(holder, types.FunctionType) else None
         if closure is not None and child is closure and i + 2 < len(chain):
             # function -> closure tuple -> cell: name the free variable.
@@ -241,8 +253,7 @@ def _steps(chain: List[Any], memo: Optional[Memo] = None) -> List[str]:
     return [s for s in steps if s]
 
 
-def path_from_chain(root: int, chain: List[Any], labels: List[Tuple[str, str]],
-                    memo: Optional[Memo] = None) -> HolderPath:
+def path_from_chain(root: int, chain: list[Any], labels: list[tuple[str, str]], memo: Memo | None = None) -> HolderPath:
     """The :class:`HolderPath` of one search result: ``root`` is the index of
     the root in ``labels`` (``(root_kind, label)`` per root, as the search
     was given them), -1 for a class the heap index found by itself, any

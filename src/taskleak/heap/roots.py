@@ -19,13 +19,24 @@ import os
 import sys
 import types
 from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any
 
 from ..tracking import live_tasks
 from .names import code_name, module_of_type, qualified_type_name
 
-__all__ = ["GENERATOR_TYPES", "LOOP_MACHINERY", "OWN_DIR", "Roots", "all_classes", "event_loops", "is_own_module",
-           "is_running", "loop_bookkeeping", "own_types", "running_coroutines"]
+__all__ = [
+    "GENERATOR_TYPES",
+    "LOOP_MACHINERY",
+    "OWN_DIR",
+    "Roots",
+    "all_classes",
+    "event_loops",
+    "is_own_module",
+    "is_running",
+    "loop_bookkeeping",
+    "own_types",
+    "running_coroutines",
+]
 
 #: taskleak's own code (the package root, not just heap/): its frames,
 #: coroutines and generators are never holders nor roots.
@@ -46,14 +57,15 @@ def is_own_module(name: str) -> bool:
 def is_running(gen: Any) -> bool:
     """Whether a coroutine or generator is executing right now (its frame is
     a running frame, somewhere on a thread's stack)."""
-    return bool(getattr(gen, "cr_running", False) or getattr(gen, "gi_running", False)
-                or getattr(gen, "ag_running", False))
+    return bool(
+        getattr(gen, "cr_running", False) or getattr(gen, "gi_running", False) or getattr(gen, "ag_running", False)
+    )
 
 
-def event_loops() -> List[Any]:
+def event_loops() -> list[Any]:
     """Every event loop this process can name: the running one, those with a
     current task, the policy's, and the loop of every live task."""
-    loops: Dict[int, Any] = {}
+    loops: dict[int, Any] = {}
 
     def add(loop: Any) -> None:
         if isinstance(loop, asyncio.AbstractEventLoop):
@@ -75,10 +87,10 @@ def event_loops() -> List[Any]:
     return list(loops.values())
 
 
-_BOOKKEEPING: Dict[type, FrozenSet[str]] = {}
+_BOOKKEEPING: dict[type, frozenset[str]] = {}
 
 
-def loop_bookkeeping(loop: Any) -> FrozenSet[str]:
+def loop_bookkeeping(loop: Any) -> frozenset[str]:
     """The attribute names a loop of this class has of its own: transient
     machinery, never a holder (whatever else user code hangs on the loop
     is). Learnt once per class from a fresh loop."""
@@ -97,17 +109,17 @@ def loop_bookkeeping(loop: Any) -> FrozenSet[str]:
     return names
 
 
-_own_types_cache: Tuple[int, List[type]] = (-1, [])
+_own_types_cache: tuple[int, list[type]] = (-1, [])
 
 
-def own_types() -> List[type]:
+def own_types() -> list[type]:
     """Every class taskleak defines: their instances (a Snapshot, a
     TaskInfo, a HeapIndex...) are never part of a holder path."""
     global _own_types_cache
     mods = [m for name, m in list(sys.modules.items()) if is_own_module(name) and isinstance(m, types.ModuleType)]
     if _own_types_cache[0] == len(mods):
         return _own_types_cache[1]
-    found: Dict[int, type] = {}
+    found: dict[int, type] = {}
     for m in mods:
         for v in list(vars(m).values()):
             if isinstance(v, type) and is_own_module(module_of_type(v)):
@@ -116,16 +128,16 @@ def own_types() -> List[type]:
     return _own_types_cache[1]
 
 
-def all_classes() -> List[type]:
+def all_classes() -> list[type]:
     """Every class alive, from object.__subclasses__() down (a class can hold
     state without being a module global: a class made in a function)."""
-    out: List[type] = []
+    out: list[type] = []
     seen = set()
-    stack: List[type] = [object]
+    stack: list[type] = [object]
     while stack:
         cls = stack.pop()
         try:
-            subs: List[type] = type.__subclasses__(cls)
+            subs: list[type] = type.__subclasses__(cls)
         except Exception:  # pragma: no cover - exotic metaclasses
             continue
         for sub in subs:
@@ -136,11 +148,11 @@ def all_classes() -> List[type]:
     return out
 
 
-def running_coroutines(loops: List[Any]) -> List[Any]:
+def running_coroutines(loops: list[Any]) -> list[Any]:
     """The coroutines on the await chain of each loop's running task: their
     frames are running frames (reached otherwise through asyncio's
     current-task bookkeeping)."""
-    out: List[Any] = []
+    out: list[Any] = []
     for loop in loops:
         try:
             task = asyncio.current_task(loop)
@@ -160,20 +172,20 @@ class Roots:
     roots: ``(root_kind, label)`` per root. The lists are the caller's to
     keep alive for the search."""
 
-    long_lived: List[Any]
-    long_lived_labels: List[Tuple[str, str]]
-    frames: List[Any]
-    frame_labels: List[Tuple[str, str]]
-    loops: List[Any]
-    loop_labels: List[Tuple[str, str]]
-    stops: List[Any]
-    machinery: List[Any]
-    own_types: List[Any]
+    long_lived: list[Any]
+    long_lived_labels: list[tuple[str, str]]
+    frames: list[Any]
+    frame_labels: list[tuple[str, str]]
+    loops: list[Any]
+    loop_labels: list[tuple[str, str]]
+    stops: list[Any]
+    machinery: list[Any]
+    own_types: list[Any]
 
     @classmethod
-    def collect(cls, classes: bool = True) -> "Roots":
-        roots: List[Any] = []
-        labels: List[Tuple[str, str]] = []
+    def collect(cls, classes: bool = True) -> Roots:
+        roots: list[Any] = []
+        labels: list[tuple[str, str]] = []
         for name, mod in list(sys.modules.items()):
             if isinstance(mod, types.ModuleType) and not is_own_module(name):
                 label = ("module", f"module {name}")
@@ -189,7 +201,7 @@ class Roots:
                 labels.append(("class", f"class {qualified_type_name(klass)}"))
         loops = event_loops()
         loop_labels = [("loop", f"event loop <{type(loop).__name__}>") for loop in loops]
-        machinery: List[Any] = []
+        machinery: list[Any] = []
         for loop in loops:
             for attr in LOOP_MACHINERY:
                 v = getattr(loop, attr, None)
@@ -198,15 +210,15 @@ class Roots:
         # Running frames are dead ends (their locals are roots of their own,
         # which also covers 3.11+ where a running frame does not report its
         # locals to the collector), and so are the coroutines running them.
-        stops: List[Any] = running_coroutines(loops)
-        frames: List[Any] = []
-        frame_labels: List[Tuple[str, str]] = []
+        stops: list[Any] = running_coroutines(loops)
+        frames: list[Any] = []
+        frame_labels: list[tuple[str, str]] = []
         # Popped, not iterated: a loop variable would be left holding the last
         # thread's top frame, this very frame when this thread comes last - a
         # frame that holds itself, and its callers' locals with it.
         tops = list(sys._current_frames().values())
         while tops:
-            f: Optional[types.FrameType] = tops.pop()
+            f: types.FrameType | None = tops.pop()
             while f is not None:
                 stops.append(f)
                 code = f.f_code
@@ -225,11 +237,35 @@ class Roots:
                         frames.append(v)
                         frame_labels.append(("frame", f"{where} local {k!r}"))
                 f = f.f_back
-        r = cls(roots + loops, labels + loop_labels, frames, frame_labels, list(loops), loop_labels, stops,
-                machinery, list(own_types()))
+        r = cls(
+            roots + loops,
+            labels + loop_labels,
+            frames,
+            frame_labels,
+            list(loops),
+            loop_labels,
+            stops,
+            machinery,
+            list(own_types()),
+        )
         # The query's own bookkeeping is never a holder.
-        stops.extend([roots, labels, frames, frame_labels, loops, loop_labels, machinery, stops, r.long_lived,
-                      r.long_lived_labels, r.loops, r.loop_labels, r.own_types])
+        stops.extend(
+            [
+                roots,
+                labels,
+                frames,
+                frame_labels,
+                loops,
+                loop_labels,
+                machinery,
+                stops,
+                r.long_lived,
+                r.long_lived_labels,
+                r.loops,
+                r.loop_labels,
+                r.own_types,
+            ]
+        )
         return r
 
     def release(self) -> None:
@@ -238,6 +274,15 @@ class Roots:
         are, they form a reference cycle that keeps every local of every
         running frame alive - a finished task in a caller's variable among
         them - until a full collection."""
-        for lst in (self.stops, self.frames, self.frame_labels, self.long_lived, self.long_lived_labels,
-                    self.loops, self.loop_labels, self.machinery, self.own_types):
+        for lst in (
+            self.stops,
+            self.frames,
+            self.frame_labels,
+            self.long_lived,
+            self.long_lived_labels,
+            self.loops,
+            self.loop_labels,
+            self.machinery,
+            self.own_types,
+        ):
             lst.clear()

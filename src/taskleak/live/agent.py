@@ -15,10 +15,20 @@ import os
 import socket
 import stat
 import struct
-from typing import Dict, Iterator, List, Optional, Tuple
+from collections.abc import Iterator
 
-__all__ = ["socket_dir", "socket_path", "candidate_dirs", "prepare_dir", "peer_credentials", "peer_allowed",
-           "clean_stale", "list_agents", "pid_alive", "AgentDirError"]
+__all__ = [
+    "socket_dir",
+    "socket_path",
+    "candidate_dirs",
+    "prepare_dir",
+    "peer_credentials",
+    "peer_allowed",
+    "clean_stale",
+    "list_agents",
+    "pid_alive",
+    "AgentDirError",
+]
 
 _SUFFIX = ".sock"
 
@@ -27,7 +37,7 @@ class AgentDirError(OSError):
     """The socket directory is unsafe (wrong owner or mode) or cannot be made."""
 
 
-def socket_dir(uid: Optional[int] = None, environ: Optional[Dict[str, str]] = None) -> str:
+def socket_dir(uid: int | None = None, environ: dict[str, str] | None = None) -> str:
     """The agent directory for `uid` (default: this process's user)."""
     env = os.environ if environ is None else environ
     uid = os.geteuid() if uid is None else uid
@@ -37,11 +47,11 @@ def socket_dir(uid: Optional[int] = None, environ: Optional[Dict[str, str]] = No
     return f"/tmp/taskleak-{uid}"
 
 
-def socket_path(pid: Optional[int] = None, uid: Optional[int] = None, environ: Optional[Dict[str, str]] = None) -> str:
+def socket_path(pid: int | None = None, uid: int | None = None, environ: dict[str, str] | None = None) -> str:
     return os.path.join(socket_dir(uid, environ), f"{os.getpid() if pid is None else pid}{_SUFFIX}")
 
 
-def candidate_dirs(uid: int, environ: Optional[Dict[str, str]] = None) -> List[str]:
+def candidate_dirs(uid: int, environ: dict[str, str] | None = None) -> list[str]:
     """Where a process of `uid` (with `environ`, if known) may have put its socket."""
     out = []
     if environ is not None:
@@ -50,7 +60,7 @@ def candidate_dirs(uid: int, environ: Optional[Dict[str, str]] = None) -> List[s
     out.append(socket_dir(uid, {}))
     if uid == os.geteuid():
         out.append(socket_dir(uid))
-    seen: List[str] = []
+    seen: list[str] = []
     for d in out:
         if d not in seen:
             seen.append(d)
@@ -69,8 +79,10 @@ def prepare_dir(path: str) -> None:
     if not stat.S_ISDIR(st.st_mode):
         raise AgentDirError(f"taskleak agent: {path} exists and is not a directory; refusing to use it")
     if st.st_uid != os.geteuid():
-        raise AgentDirError(f"taskleak agent: {path} belongs to uid {st.st_uid}, not to this process's user "
-                            f"{os.geteuid()}; refusing to use it (remove it, or set XDG_RUNTIME_DIR)")
+        raise AgentDirError(
+            f"taskleak agent: {path} belongs to uid {st.st_uid}, not to this process's user "
+            f"{os.geteuid()}; refusing to use it (remove it, or set XDG_RUNTIME_DIR)"
+        )
     if stat.S_IMODE(st.st_mode) != 0o700:
         os.chmod(path, 0o700)
 
@@ -78,7 +90,7 @@ def prepare_dir(path: str) -> None:
 _UCRED = struct.Struct("3i")
 
 
-def peer_credentials(sock: socket.socket) -> Tuple[int, int, int]:
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     """``(pid, uid, gid)`` of the process at the other end of a Unix socket."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     pid, uid, gid = _UCRED.unpack(raw)
@@ -99,17 +111,17 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _sockets(directory: str) -> Iterator[Tuple[int, str]]:
+def _sockets(directory: str) -> Iterator[tuple[int, str]]:
     try:
         names = os.listdir(directory)
     except OSError:
         return
     for n in names:
-        if n.endswith(_SUFFIX) and n[:-len(_SUFFIX)].isdigit():
-            yield int(n[:-len(_SUFFIX)]), os.path.join(directory, n)
+        if n.endswith(_SUFFIX) and n[: -len(_SUFFIX)].isdigit():
+            yield int(n[: -len(_SUFFIX)]), os.path.join(directory, n)
 
 
-def clean_stale(directory: str) -> List[int]:
+def clean_stale(directory: str) -> list[int]:
     """Remove sockets of processes that no longer exist; returns their pids.
     Only sockets we own are touched."""
     gone = []
@@ -125,7 +137,7 @@ def clean_stale(directory: str) -> List[int]:
     return gone
 
 
-def list_agents() -> List[Tuple[int, str]]:
+def list_agents() -> list[tuple[int, str]]:
     """``(pid, socket path)`` of every live agent this user can see; root
     looks in every user's directories. Stale sockets are cleaned on the way."""
     dirs = [socket_dir()]
@@ -139,7 +151,7 @@ def list_agents() -> List[Tuple[int, str]]:
             dirs += [os.path.join("/run/user", n, "taskleak") for n in os.listdir("/run/user")]
         except OSError:
             pass
-    found: Dict[int, str] = {}
+    found: dict[int, str] = {}
     for d in dict.fromkeys(dirs):
         clean_stale(d)
         for pid, path in _sockets(d):

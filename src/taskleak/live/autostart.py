@@ -25,20 +25,20 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Dict, List, Optional, Union
+from typing import Any
 
 from ..monitor.config import check_interval
 
 __all__ = ["parse_interval", "parse_allow", "start_from_environment", "monitor", "agent"]
 
-monitor: Optional[Any] = None
-agent: Optional[Any] = None  # the Unix-socket agent, for `taskleak ps/top/dump PID`
+monitor: Any | None = None
+agent: Any | None = None  # the Unix-socket agent, for `taskleak ps/top/dump PID`
 
 _ON = {"1", "true", "yes", "on"}
 _OFF = {"", "0", "false", "no", "off"}
 
 
-def parse_interval(value: str) -> Optional[float]:
+def parse_interval(value: str) -> float | None:
     """Seconds between samples, or None for "off". ValueError if unreadable."""
     v = value.strip().lower()
     if v in _OFF:
@@ -56,8 +56,8 @@ def parse_interval(value: str) -> Optional[float]:
         raise ValueError(f"TASKLEAK_MONITOR={value!r}: {e}") from None
 
 
-def parse_allow(value: str) -> List[Union[str, Dict[str, int]]]:
-    out: List[Union[str, Dict[str, int]]] = []
+def parse_allow(value: str) -> list[str | dict[str, int]]:
+    out: list[str | dict[str, int]] = []
     for item in (x.strip() for x in value.split(",")):
         if not item:
             continue
@@ -72,7 +72,7 @@ def parse_allow(value: str) -> List[Union[str, Dict[str, int]]]:
     return out
 
 
-def start_from_environment(environ: Optional[Dict[str, str]] = None) -> Optional[Any]:
+def start_from_environment(environ: dict[str, str] | None = None) -> Any | None:
     """Start the monitor the environment asks for; return it (or None)."""
     global monitor, agent
     env = os.environ if environ is None else environ

@@ -12,11 +12,11 @@ rules apply to this path like to every other.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any
 
-from ..frame import Frame
 from ..blocking import watchdog
 from ..blocking.episode import Episode
+from ..frame import Frame
 
 __all__ = ["blocked_payload", "MAX_EPISODES", "DEFAULT_EPISODES"]
 
@@ -27,43 +27,55 @@ MAX_FRAMES = 20
 MAX_LOOPS = 20
 
 
-def _frame(f: Frame) -> Dict[str, Any]:
+def _frame(f: Frame) -> dict[str, Any]:
     d = f.to_dict()
     d["short"] = f.short()
     return d
 
 
-def _episode(ep: Episode) -> Dict[str, Any]:
+def _episode(ep: Episode) -> dict[str, Any]:
     sampled = sum(s.count for s in ep.stacks)
     return {
-        "seq": ep.seq, "loop": ep.loop, "thread": ep.thread, "start": ep.start, "duration": ep.duration,
-        "threshold": ep.threshold, "samples": ep.samples, "running": ep.running, "ended": ep.ended,
+        "seq": ep.seq,
+        "loop": ep.loop,
+        "thread": ep.thread,
+        "start": ep.start,
+        "duration": ep.duration,
+        "threshold": ep.threshold,
+        "samples": ep.samples,
+        "running": ep.running,
+        "ended": ep.ended,
         "detection_latency": ep.detection_latency,
         "site": None if ep.site is None else _frame(ep.site),
-        "stacks": [{"count": s.count, "share": (s.count / sampled) if sampled else None,
-                    "frames": [_frame(f) for f in s.frames[:MAX_FRAMES]],
-                    "frames_truncated": max(0, len(s.frames) - MAX_FRAMES)}
-                   for s in ep.stacks[:MAX_STACKS]],
+        "stacks": [
+            {
+                "count": s.count,
+                "share": (s.count / sampled) if sampled else None,
+                "frames": [_frame(f) for f in s.frames[:MAX_FRAMES]],
+                "frames_truncated": max(0, len(s.frames) - MAX_FRAMES),
+            }
+            for s in ep.stacks[:MAX_STACKS]
+        ],
         "stacks_truncated": max(0, len(ep.stacks) - MAX_STACKS),
     }
 
 
-def blocked_payload(limit: int = DEFAULT_EPISODES) -> Dict[str, Any]:
+def blocked_payload(limit: int = DEFAULT_EPISODES) -> dict[str, Any]:
     """The watchdog's state, totals and latest ``limit`` episodes, newest first.
 
     ``watching`` is False while nothing asked for the watchdog
     (``taskleak.watch_blocking()``, ``taskleak run --blocking``): then the
     counts say nothing about the loops, and the dashboard says so."""
     limit = max(0, min(int(limit), MAX_EPISODES))
-    totals = watchdog.blocked_totals()       # delivers closed episodes first
+    totals = watchdog.blocked_totals()  # delivers closed episodes first
     status = watchdog.watchdog_status()
     episodes = watchdog.block_episodes()
     loops = sorted(totals.per_loop.items(), key=lambda kv: -kv[1][1])[:MAX_LOOPS]
-    latest: List[Episode] = episodes[-limit:][::-1] if limit else []
+    latest: list[Episode] = episodes[-limit:][::-1] if limit else []
     return {
         "watching": watchdog.is_watching(),
         "threshold": status.get("threshold") if watchdog.is_watching() else None,
-        "stacks": status.get("stacks") if watchdog.is_watching() else None,   # how stacks are read
+        "stacks": status.get("stacks") if watchdog.is_watching() else None,  # how stacks are read
         "blocks": totals.blocks,
         "blocked_seconds": totals.blocked_seconds,
         "loops": [{"loop": name, "blocks": int(n), "blocked_seconds": float(s)} for name, (n, s) in loops],

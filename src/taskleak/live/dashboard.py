@@ -7,22 +7,21 @@ itself (SVG)."""
 from __future__ import annotations
 
 from importlib import resources
-from typing import Dict, Optional, Tuple
 
 __all__ = ["asset", "ASSETS"]
 
 # name -> content type; nothing outside this table is ever served.
-ASSETS: Dict[str, str] = {
+ASSETS: dict[str, str] = {
     "index.html": "text/html; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
 
-_cache: Dict[str, bytes] = {}
+_cache: dict[str, bytes] = {}
 
 
-def asset(name: str) -> Optional[Tuple[bytes, str]]:
+def asset(name: str) -> tuple[bytes, str] | None:
     """``(content, content type)`` of a dashboard file, None if there is no such file."""
     ctype = ASSETS.get(name)
     if ctype is None:

@@ -14,8 +14,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 from ..diagnosis.why import why
 from ..monitor.metrics import suspected_labels
@@ -29,8 +30,18 @@ __all__ = ["Endpoints", "Response", "PATHS", "MAX_BODY_BYTES"]
 MAX_BODY_BYTES = 16 << 20
 CACHE_SECONDS = 1.0
 
-PATHS = ("/", "/metrics", "/api/info", "/api/samples", "/api/tasks", "/api/alerts", "/api/snapshot", "/api/why",
-         "/api/blocked", "/tasks.txt")
+PATHS = (
+    "/",
+    "/metrics",
+    "/api/info",
+    "/api/samples",
+    "/api/tasks",
+    "/api/alerts",
+    "/api/snapshot",
+    "/api/why",
+    "/api/blocked",
+    "/tasks.txt",
+)
 
 
 @dataclass
@@ -38,7 +49,7 @@ class Response:
     status: int
     content_type: str
     body: bytes
-    headers: List[Tuple[str, str]] = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _json(obj: Any) -> Response:
@@ -79,7 +90,7 @@ def _int_param(req: Request, name: str, default: int, lo: int, hi: int) -> int:
     return v
 
 
-def _float_param(req: Request, name: str) -> Optional[float]:
+def _float_param(req: Request, name: str) -> float | None:
     raw = req.param(name, "")
     if raw == "":
         return None
@@ -100,9 +111,10 @@ class Endpoints:
         self.agent = agent
         self.started = time.time()
         self._lock = threading.Lock()
-        self._cache: Dict[Tuple[str, str], Tuple[float, Response]] = {}
-        self._routes: Dict[str, Callable[[Request], Response]] = {
-            "/": self._page, "/index.html": self._page,
+        self._cache: dict[tuple[str, str], tuple[float, Response]] = {}
+        self._routes: dict[str, Callable[[Request], Response]] = {
+            "/": self._page,
+            "/index.html": self._page,
             "/metrics": self._metrics,
             "/api/info": self._info,
             "/api/samples": self._samples,
@@ -117,15 +129,18 @@ class Endpoints:
     def handle(self, req: Request) -> Response:
         route = self._routes.get(req.path)
         if route is None and req.path.startswith("/assets/"):
-            found = asset(req.path[len("/assets/"):])
+            found = asset(req.path[len("/assets/") :])
             if found is not None:
                 return Response(200, found[1], found[0])
         if route is None:
             raise HttpError(404, f"no such endpoint: {req.path[:100]} (try /, /metrics, /api/tasks, /tasks.txt)")
         resp = route(req)
         if len(resp.body) > MAX_BODY_BYTES:
-            resp = Response(507, "text/plain; charset=utf-8",
-                            f"answer larger than {MAX_BODY_BYTES} bytes; ask for fewer groups\n".encode())
+            resp = Response(
+                507,
+                "text/plain; charset=utf-8",
+                f"answer larger than {MAX_BODY_BYTES} bytes; ask for fewer groups\n".encode(),
+            )
         return resp
 
     def _cached(self, fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
@@ -146,6 +161,7 @@ class Endpoints:
                     self._cache.clear()
                 self._cache[key] = (t1 + max(CACHE_SECONDS, 5 * (t1 - t0)), resp)
                 return resp
+
         return run
 
     # -- the answers -----------------------------------------------------------------
@@ -159,12 +175,20 @@ class Endpoints:
 
     def _info(self, req: Request) -> Response:
         argv = [a[:200] for a in sys.argv[:20]]
-        return _json({
-            "pid": os.getpid(), "uid": os.geteuid(), "python": sys.version.split()[0],
-            "implementation": sys.implementation.name, "taskleak": _version(), "argv": argv,
-            "started": self.started, "interval": getattr(self.monitor, "interval", None),
-            "agent": self.agent, "creation_sites": True,
-        })
+        return _json(
+            {
+                "pid": os.getpid(),
+                "uid": os.geteuid(),
+                "python": sys.version.split()[0],
+                "implementation": sys.implementation.name,
+                "taskleak": _version(),
+                "argv": argv,
+                "started": self.started,
+                "interval": getattr(self.monitor, "interval", None),
+                "agent": self.agent,
+                "creation_sites": True,
+            }
+        )
 
     def _samples(self, req: Request) -> Response:
         since = _float_param(req, "since")
@@ -173,15 +197,19 @@ class Endpoints:
         if since is not None:
             samples = [s for s in samples if s.time > since]
         samples = samples[-limit:]
-        return _json({"interval": getattr(self.monitor, "interval", None),
-                      "samples": [_clean(s.to_dict()) for s in samples]})
+        return _json(
+            {"interval": getattr(self.monitor, "interval", None), "samples": [_clean(s.to_dict()) for s in samples]}
+        )
 
     def _alerts(self, req: Request) -> Response:
         limit = _int_param(req, "limit", 100, 1, 1000)
         alerts = self.monitor.alerts()[-limit:]
-        return _json({"alerts": [_clean(a.to_dict()) for a in alerts],
-                      "suspected": [suspected_labels(s, d) for (s, d), on in
-                                    sorted(self.monitor.suspected().items()) if on]})
+        return _json(
+            {
+                "alerts": [_clean(a.to_dict()) for a in alerts],
+                "suspected": [suspected_labels(s, d) for (s, d), on in sorted(self.monitor.suspected().items()) if on],
+            }
+        )
 
     def _blocked(self, req: Request) -> Response:
         limit = _int_param(req, "limit", DEFAULT_EPISODES, 0, MAX_EPISODES)
@@ -203,7 +231,7 @@ class Endpoints:
         name = req.param("task")
         if not name:
             raise HttpError(400, "give the task: /api/why?task=NAME")
-        with self._lock:   # one snapshot at a time, like the cached answers
+        with self._lock:  # one snapshot at a time, like the cached answers
             snap = take_snapshot()
             task = find_task(snap, name)
             del snap

@@ -13,13 +13,12 @@ import re
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["HttpError", "Request", "read_request", "MAX_HEAD_BYTES", "MAX_TARGET_BYTES", "MAX_HEADERS"]
 
-MAX_HEAD_BYTES = 8192       # request line + headers
-MAX_TARGET_BYTES = 2048     # the request target (path + query)
+MAX_HEAD_BYTES = 8192  # request line + headers
+MAX_TARGET_BYTES = 2048  # the request target (path + query)
 MAX_HEADERS = 64
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -29,7 +28,7 @@ _VERSION = re.compile(rb"^HTTP/1\.[01]$")
 class HttpError(Exception):
     """A request the server refuses: ``status`` is the 4xx/5xx to send."""
 
-    def __init__(self, status: int, message: str, headers: Tuple[Tuple[str, str], ...] = ()) -> None:
+    def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -40,8 +39,8 @@ class HttpError(Exception):
 class Request:
     method: str
     path: str
-    query: Dict[str, List[str]] = field(default_factory=dict)
-    headers: Dict[str, str] = field(default_factory=dict)   # lower-case names
+    query: dict[str, list[str]] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
 
     def param(self, name: str, default: str = "") -> str:
         v = self.query.get(name)
@@ -53,7 +52,7 @@ def _read_head(sock: socket.socket, deadline: float) -> bytes:
     while True:
         end = buf.find(b"\r\n\r\n")
         if end < 0:
-            end = buf.find(b"\n\n")   # a bare-LF client (netcat) is tolerated
+            end = buf.find(b"\n\n")  # a bare-LF client (netcat) is tolerated
         if end > MAX_HEAD_BYTES or (end < 0 and len(buf) > MAX_HEAD_BYTES):
             raise HttpError(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
         if end >= 0:
@@ -64,7 +63,7 @@ def _read_head(sock: socket.socket, deadline: float) -> bytes:
         sock.settimeout(left)
         try:
             chunk = sock.recv(4096)
-        except socket.timeout:
+        except TimeoutError:
             raise HttpError(408, "request not received in time") from None
         if not chunk:
             if not buf:
@@ -91,7 +90,7 @@ def read_request(sock: socket.socket, timeout: float) -> Request:
         raise HttpError(400, "malformed request target")
     if len(lines) - 1 > MAX_HEADERS:
         raise HttpError(431, f"more than {MAX_HEADERS} header fields")
-    headers: Dict[str, str] = {}
+    headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep or not _TOKEN.match(name):

@@ -24,7 +24,7 @@ import selectors
 import socket
 import threading
 import weakref
-from typing import Any, List, Optional, Set
+from typing import Any
 
 from ..monitor.config import check_interval
 from .agent import clean_stale, peer_allowed, peer_credentials, prepare_dir, socket_dir, socket_path
@@ -35,12 +35,25 @@ __all__ = ["Server", "serve", "start_agent"]
 
 log = logging.getLogger("taskleak")
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
-            421: "Misdirected Request", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-            503: "Service Unavailable", 505: "HTTP Version Not Supported", 507: "Insufficient Storage"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    421: "Misdirected Request",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+    507: "Insufficient Storage",
+}
 
-_LIVE: "weakref.WeakSet[Server]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Server] = weakref.WeakSet()
 _agent_lock = threading.Lock()
 
 MIN_TOKEN_LENGTH = 16
@@ -59,20 +72,22 @@ def _host_is_loopback(value: str) -> bool:
     """Is a Host header (``name[:port]``) a loopback name?"""
     v = value.strip().lower()
     if v.startswith("["):
-        name = v[1:v.find("]")] if "]" in v else v
+        name = v[1 : v.find("]")] if "]" in v else v
     else:
         name = v.rsplit(":", 1)[0] if v.count(":") == 1 else v
     return name.endswith(".localhost") or _is_loopback(name)
 
 
-def _check_token(token: Optional[str]) -> Optional[bytes]:
+def _check_token(token: str | None) -> bytes | None:
     if token is None:
         return None
     if not isinstance(token, str):
         raise TypeError(f"token must be a str, got {type(token).__name__}")
     if len(token) < MIN_TOKEN_LENGTH or not all(33 <= ord(c) <= 126 for c in token):
-        raise ValueError(f"token must be at least {MIN_TOKEN_LENGTH} printable ASCII characters without spaces "
-                         "(e.g. secrets.token_urlsafe())")
+        raise ValueError(
+            f"token must be at least {MIN_TOKEN_LENGTH} printable ASCII characters without spaces "
+            "(e.g. secrets.token_urlsafe())"
+        )
     return token.encode("ascii")
 
 
@@ -86,9 +101,18 @@ class Server:
     """A running debug endpoint: ``url`` to reach it, :meth:`close` to stop it
     (joins its threads; the Unix socket file is removed). Also a context manager."""
 
-    def __init__(self, sock: socket.socket, url: str, endpoints: Endpoints, token: Optional[bytes],
-                 loopback: bool, unix_path: Optional[str], own_monitor: Any, max_clients: int,
-                 timeout: float) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        url: str,
+        endpoints: Endpoints,
+        token: bytes | None,
+        loopback: bool,
+        unix_path: str | None,
+        own_monitor: Any,
+        max_clients: int,
+        timeout: float,
+    ) -> None:
         self.url = url
         self.path = unix_path
         self.monitor = endpoints.monitor
@@ -99,8 +123,8 @@ class Server:
         self._own_monitor = own_monitor
         self._timeout = timeout
         self._slots = threading.BoundedSemaphore(max_clients)
-        self._handlers: Set[threading.Thread] = set()
-        self._conns: Set[socket.socket] = set()
+        self._handlers: set[threading.Thread] = set()
+        self._conns: set[socket.socket] = set()
         self._guard = threading.Lock()
         self._closed = False
         self._wake_r, self._wake_w = socket.socketpair()
@@ -119,7 +143,7 @@ class Server:
     def __repr__(self) -> str:
         return f"<taskleak.Server {self.url} {'running' if self.running else 'closed'}>"
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -202,8 +226,11 @@ class Server:
     def _dispatch(self, conn: socket.socket) -> None:
         if not self._slots.acquire(blocking=False):
             conn.settimeout(0.5)
-            self._send(conn, Response(503, "text/plain; charset=utf-8", b"too many clients; try again\n",
-                                      [("Retry-After", "1")]), False)
+            self._send(
+                conn,
+                Response(503, "text/plain; charset=utf-8", b"too many clients; try again\n", [("Retry-After", "1")]),
+                False,
+            )
             conn.close()
             return
         t = threading.Thread(target=self._handle, args=(conn,), name="taskleak-http-client", daemon=True)
@@ -230,8 +257,14 @@ class Server:
                     except Exception:
                         pass
                     conn.settimeout(1.0)
-                    self._send(conn, _error(403, f"peer uid {uid} is not allowed: only uid {os.geteuid()} "
-                                                 "(and root) may read this process"), False)
+                    self._send(
+                        conn,
+                        _error(
+                            403,
+                            f"peer uid {uid} is not allowed: only uid {os.geteuid()} (and root) may read this process",
+                        ),
+                        False,
+                    )
                     return
             try:
                 req = read_request(conn, self._timeout)
@@ -267,8 +300,11 @@ class Server:
             given = req.headers.get("authorization", "")
             given = given[7:].strip() if given[:7].lower() == "bearer " else req.param("token")
             if not hmac.compare_digest(given.encode("utf-8", "replace"), self._token):
-                raise HttpError(401, "a valid token is required (Authorization: Bearer TOKEN, or ?token=TOKEN)",
-                                (("WWW-Authenticate", 'Bearer realm="taskleak"'),))
+                raise HttpError(
+                    401,
+                    "a valid token is required (Authorization: Bearer TOKEN, or ?token=TOKEN)",
+                    (("WWW-Authenticate", 'Bearer realm="taskleak"'),),
+                )
         elif self._loopback:
             host = req.headers.get("host")
             if host is not None and not _host_is_loopback(host):
@@ -276,14 +312,16 @@ class Server:
 
     @staticmethod
     def _send(conn: socket.socket, resp: Response, head_only: bool) -> None:
-        head = [f"HTTP/1.1 {resp.status} {_REASONS.get(resp.status, 'Error')}",
-                f"Content-Type: {resp.content_type}",
-                f"Content-Length: {len(resp.body)}",
-                "Connection: close",
-                "Cache-Control: no-store",
-                "X-Content-Type-Options: nosniff",
-                "Content-Security-Policy: default-src 'self'; frame-ancestors 'none'",
-                "Referrer-Policy: no-referrer"]
+        head = [
+            f"HTTP/1.1 {resp.status} {_REASONS.get(resp.status, 'Error')}",
+            f"Content-Type: {resp.content_type}",
+            f"Content-Length: {len(resp.body)}",
+            "Connection: close",
+            "Cache-Control: no-store",
+            "X-Content-Type-Options: nosniff",
+            "Content-Security-Policy: default-src 'self'; frame-ancestors 'none'",
+            "Referrer-Policy: no-referrer",
+        ]
         head += [f"{k}: {v}" for k, v in resp.headers]
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
         try:
@@ -292,9 +330,10 @@ class Server:
             pass
 
 
-def _error(status: int, message: str, headers: Optional[List[Any]] = None) -> Response:
-    return Response(status, "text/plain; charset=utf-8", (message + "\n").encode("utf-8", "replace"),
-                    list(headers or []))
+def _error(status: int, message: str, headers: list[Any] | None = None) -> Response:
+    return Response(
+        status, "text/plain; charset=utf-8", (message + "\n").encode("utf-8", "replace"), list(headers or [])
+    )
 
 
 def _after_fork_in_child() -> None:
@@ -326,8 +365,17 @@ def _close_all_at_exit() -> None:
 atexit.register(_close_all_at_exit)
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None, unix: bool = False, *,
-          monitor: Any = None, interval: float = 10.0, max_clients: int = 16, timeout: float = 5.0) -> Server:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    unix: bool = False,
+    *,
+    monitor: Any = None,
+    interval: float = 10.0,
+    max_clients: int = 16,
+    timeout: float = 5.0,
+) -> Server:
     """Start the read-only debug endpoint and dashboard on threads of its own.
 
     ``serve()`` listens on ``127.0.0.1`` at a free port (``.url`` says which).
@@ -366,13 +414,23 @@ def serve(host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None, u
         raise ValueError(f"host must be a non-empty string, got {host!r}")
     loopback = _is_loopback(host)
     if not loopback and tok is None:
-        raise ValueError(f"binding to {host!r} exposes the endpoint beyond this machine: pass a token "
-                         "(e.g. token=secrets.token_urlsafe()), or keep host='127.0.0.1'")
+        raise ValueError(
+            f"binding to {host!r} exposes the endpoint beyond this machine: pass a token "
+            "(e.g. token=secrets.token_urlsafe()), or keep host='127.0.0.1'"
+        )
     return _start(host, port, tok, loopback, monitor, interval, max_clients, timeout)
 
 
-def _start(host: Optional[str], port: int, tok: Optional[bytes], loopback: bool, monitor: Any, interval: float,
-           max_clients: int, timeout: float) -> Server:
+def _start(
+    host: str | None,
+    port: int,
+    tok: bytes | None,
+    loopback: bool,
+    monitor: Any,
+    interval: float,
+    max_clients: int,
+    timeout: float,
+) -> Server:
     own = None
     if monitor is None:
         monitor = _find_monitor()
@@ -411,8 +469,7 @@ def _start(host: Optional[str], port: int, tok: Optional[bytes], loopback: bool,
         if own is not None:
             own.stop()
         raise
-    srv = Server(sock, url, Endpoints(monitor, agent=path is not None), tok, loopback, path, own, max_clients,
-                 timeout)
+    srv = Server(sock, url, Endpoints(monitor, agent=path is not None), tok, loopback, path, own, max_clients, timeout)
     if path is not None:
         st = os.lstat(path)
         srv._inode = (st.st_dev, st.st_ino)
@@ -420,7 +477,7 @@ def _start(host: Optional[str], port: int, tok: Optional[bytes], loopback: bool,
     return srv
 
 
-def start_agent(monitor: Any = None, environ: Optional[Any] = None) -> Optional[Server]:
+def start_agent(monitor: Any = None, environ: Any | None = None) -> Server | None:
     """Start the agent for ``taskleak run --monitor`` and ``TASKLEAK_MONITOR``:
     like ``serve(unix=True, monitor=monitor)``, but it never raises (a
     program must start even if the agent cannot) and ``TASKLEAK_AGENT=0``

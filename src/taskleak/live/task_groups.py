@@ -11,12 +11,12 @@ import os
 import sys
 import time
 from collections import Counter
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from ..frame import creation_site, user_frame
-from ..report.dump import format_dump
 from ..model.json_form import SCHEMA_VERSION, events_to_list
 from ..model.snapshot import Snapshot, snapshot
+from ..report.dump import format_dump
 
 __all__ = ["take_snapshot", "tasks_payload", "tasks_text", "snapshot_payload"]
 
@@ -25,13 +25,13 @@ def take_snapshot() -> Snapshot:
     return snapshot()
 
 
-def _frame(f: Any) -> Dict[str, Any]:
-    d: Dict[str, Any] = f.to_dict()
-    d["short"] = f.short()   # "file:line in function" with library paths shortened
+def _frame(f: Any) -> dict[str, Any]:
+    d: dict[str, Any] = f.to_dict()
+    d["short"] = f.short()  # "file:line in function" with library paths shortened
     return d
 
 
-def _group(snap: Snapshot, gid: int, g: List[int], max_names: int, max_frames: int) -> Dict[str, Any]:
+def _group(snap: Snapshot, gid: int, g: list[int], max_names: int, max_frames: int) -> dict[str, Any]:
     serial = snap.column("serial")
     created = snap.column("created")
     parent = snap.column("parent")
@@ -72,30 +72,39 @@ def _group(snap: Snapshot, gid: int, g: List[int], max_names: int, max_frames: i
     }
 
 
-def _header(snap: Snapshot) -> Dict[str, Any]:
-    return {"schema": SCHEMA_VERSION, "pid": os.getpid(), "python": sys.version.split()[0], "time": time.time(),
-            "task_count": len(snap), "states": snap.state_counts()}
+def _header(snap: Snapshot) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "pid": os.getpid(),
+        "python": sys.version.split()[0],
+        "time": time.time(),
+        "task_count": len(snap),
+        "states": snap.state_counts(),
+    }
 
 
-def tasks_payload(snap: Snapshot, max_groups: int = 200, max_names: int = 20, max_frames: int = 16) -> Dict[str, Any]:
+def tasks_payload(snap: Snapshot, max_groups: int = 200, max_names: int = 20, max_frames: int = 16) -> dict[str, Any]:
     """``/api/tasks``: the largest `max_groups` groups, each with up to
     `max_names` task names; ``other`` counts what was left out."""
     groups = snap.row_groups()
     shown = groups[:max_groups]
     rest = groups[max_groups:]
     out = _header(snap)
-    out.update({
-        "kind": "tasks",
-        "group_count": len(groups),
-        "groups": [_group(snap, i, g, max_names, max_frames) for i, g in enumerate(shown)],
-        "other": {"groups": len(rest), "tasks": sum(len(g) for g in rest)},
-        "loss_events": events_to_list(snap.loss_events[-100:]),
-    })
+    out.update(
+        {
+            "kind": "tasks",
+            "group_count": len(groups),
+            "groups": [_group(snap, i, g, max_names, max_frames) for i, g in enumerate(shown)],
+            "other": {"groups": len(rest), "tasks": sum(len(g) for g in rest)},
+            "loss_events": events_to_list(snap.loss_events[-100:]),
+        }
+    )
     return out
 
 
-def snapshot_payload(snap: Snapshot, max_groups: int = 1000, max_names: int = 100,
-                     max_tasks: int = 1000) -> Dict[str, Any]:
+def snapshot_payload(
+    snap: Snapshot, max_groups: int = 1000, max_names: int = 100, max_tasks: int = 1000
+) -> dict[str, Any]:
     """``/api/snapshot`` (what ``taskleak snapshot PID`` saves): the grouped
     listing with wider caps, plus one full record per task up to `max_tasks`."""
     out = tasks_payload(snap, max_groups, max_names, 64)
@@ -119,12 +128,14 @@ def tasks_text(snap: Snapshot, max_groups: int = 200) -> str:
     keep = [i for g in groups[:max_groups] for i in g]
     part = snap.subset(keep)
     rest = groups[max_groups:]
-    note = (f"(showing the {max_groups} largest of {len(groups)} groups; "
-            f"{sum(len(g) for g in rest)} tasks in {len(rest)} smaller groups left out)\n")
+    note = (
+        f"(showing the {max_groups} largest of {len(groups)} groups; "
+        f"{sum(len(g) for g in rest)} tasks in {len(rest)} smaller groups left out)\n"
+    )
     return note + format_dump(part)
 
 
-def find_task(snap: Snapshot, name: str) -> Optional[Any]:
+def find_task(snap: Snapshot, name: str) -> Any | None:
     """The live task named `name` (or whose id() in hex/decimal is `name`);
     names need not be unique: a pending task wins over a finished one."""
     found = None

@@ -9,7 +9,9 @@ report) and ``json_form`` (the JSON-able form), which read a snapshot through
 primitives below it.
 """
 
-from .snapshot import Snapshot, snapshot
+# Not the function snapshot(): `taskleak.model.snapshot` stays the module of
+# that name (`import taskleak.model.snapshot as m` would otherwise get the function).
+from .snapshot import Snapshot
 from .task_info import STATES, DetachedTaskInfo, TaskInfo
 
-__all__ = ["STATES", "DetachedTaskInfo", "Snapshot", "TaskInfo", "snapshot"]
+__all__ = ["STATES", "DetachedTaskInfo", "Snapshot", "TaskInfo"]

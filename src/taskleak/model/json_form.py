@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .rows import SnapshotRows
 
@@ -14,26 +15,28 @@ __all__ = ["snapshot_to_dict", "groups_to_list", "SCHEMA_VERSION"]
 SCHEMA_VERSION = 1
 
 
-def groups_to_list(snap: "SnapshotRows") -> List[Dict[str, Any]]:
+def groups_to_list(snap: SnapshotRows) -> list[dict[str, Any]]:
     groups = []
     for g in snap.row_groups():
         first = snap.at(g[0])
         pending = first.state == "pending"
-        groups.append({
-            "count": len(g),
-            "state": first.state,
-            "coro": first.coro,
-            "waiting_on": first.waiting_on,
-            "wait_kind": first.wait.kind if pending else None,
-            "orphaned": pending and snap.group_orphaned(g),
-            "created_at": None if first.created_at is None else [f.to_dict() for f in first.created_at],
-            "stack": [f.to_dict() for f in first.stack],
-            "tasks": [snap.at(i).name for i in g],
-        })
+        groups.append(
+            {
+                "count": len(g),
+                "state": first.state,
+                "coro": first.coro,
+                "waiting_on": first.waiting_on,
+                "wait_kind": first.wait.kind if pending else None,
+                "orphaned": pending and snap.group_orphaned(g),
+                "created_at": None if first.created_at is None else [f.to_dict() for f in first.created_at],
+                "stack": [f.to_dict() for f in first.stack],
+                "tasks": [snap.at(i).name for i in g],
+            }
+        )
     return groups
 
 
-def snapshot_to_dict(snap: "SnapshotRows") -> Dict[str, Any]:
+def snapshot_to_dict(snap: SnapshotRows) -> dict[str, Any]:
     return {
         "schema": SCHEMA_VERSION,
         "tasks": [t.to_dict() for t in snap],
@@ -42,6 +45,5 @@ def snapshot_to_dict(snap: "SnapshotRows") -> Dict[str, Any]:
     }
 
 
-def events_to_list(events: Sequence["LossEvent"]) -> List[Dict[str, Any]]:
+def events_to_list(events: Sequence[LossEvent]) -> list[dict[str, Any]]:
     return [e.to_dict() for e in events]
-

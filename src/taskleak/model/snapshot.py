@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import taskleak._core as _core
+
 from ..frame import Frame, frames_from_raw
 from ..tracking import live_tasks
 from ..tracking.loss_events import LossEvent, loss_events
@@ -18,35 +20,36 @@ from .text import format_snapshot
 __all__ = ["Snapshot", "snapshot"]
 
 
-_LIVE: "weakref.WeakSet[_Shared]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[_Shared] = weakref.WeakSet()
+
 
 class _Shared:
     """What the snapshots derived from one census share: the native census,
     its rows and rendered-frame caches."""
 
-    def __init__(self, census: Any, taken_ns: int, orphans_in_groups: bool = True) -> None:
+    def __init__(self, census: _core.Census, taken_ns: int, orphans_in_groups: bool = True) -> None:
         self.census = census
         self.orphans_in_groups = orphans_in_groups
         self.size: int = len(census)
         self.taken_ns = taken_ns
-        self.columns: Dict[str, List[int]] = {}
-        self.creation_cache: Dict[int, List[Frame]] = {}
-        self.chain_cache: Dict[int, List[Frame]] = {}
+        self.columns: dict[str, list[int]] = {}
+        self.creation_cache: dict[int, list[Frame]] = {}
+        self.chain_cache: dict[int, list[Frame]] = {}
         # Weak: a TaskInfo references its Snapshot, which references this
         # object; a strong cache would close a reference cycle through every
         # task the snapshot saw, and a finished task would then outlive the
         # listing until a full collection (the monitor counting it as "done,
         # still referenced" because someone opened the dashboard).
-        self.infos: "weakref.WeakValueDictionary[int, TaskInfo]" = weakref.WeakValueDictionary()
-        self.by_serial: Optional[Dict[int, int]] = None
-        self.groups: Optional[List[List[int]]] = None
-        self.orphans: Optional[Tuple[Any, ...]] = None  # (verdicts, root type names) per row
+        self.infos: weakref.WeakValueDictionary[int, TaskInfo] = weakref.WeakValueDictionary()
+        self.by_serial: dict[int, int] | None = None
+        self.groups: list[list[int]] | None = None
+        self.orphans: tuple[list[int], list[str | None]] | None = None  # (verdicts, root type names) per row
         _LIVE.add(self)
 
     def state_column_pending(self, group: Sequence[int]) -> bool:
         return self.column("state")[group[0]] == 0
 
-    def column(self, name: str) -> List[int]:
+    def column(self, name: str) -> list[int]:
         col = self.columns.get(name)
         if col is None:
             col = self.columns[name] = self.census.column(name)
@@ -65,15 +68,15 @@ class Snapshot:
     tasks come from the columns; only the tasks shown become TaskInfo.
     """
 
-    def __init__(self, shared: _Shared, indices: Optional[Sequence[int]] = None,
-                 events: Optional[List[LossEvent]] = None) -> None:
+    def __init__(
+        self, shared: _Shared, indices: Sequence[int] | None = None, events: list[LossEvent] | None = None
+    ) -> None:
         self._s = shared
         self._idx = list(range(shared.size)) if indices is None else list(indices)
-        self.loss_events: List[LossEvent] = events if events is not None else []
+        self.loss_events: list[LossEvent] = events if events is not None else []
 
     @classmethod
-    def of_tasks(cls, tasks: Iterable["asyncio.Task[Any]"], *, chain_depth: int = 64,
-                 orphans: bool = True) -> "Snapshot":
+    def of_tasks(cls, tasks: Iterable[asyncio.Task[Any]], *, chain_depth: int = 64, orphans: bool = True) -> Snapshot:
         """A snapshot of exactly these tasks, taken now (no loss events).
         ``orphans``: whether reports separate orphaned tasks (see :func:`snapshot`)."""
         census = _core.census(list(tasks), chain_depth)
@@ -85,12 +88,12 @@ class Snapshot:
         return self._s.taken_ns
 
     @property
-    def rows(self) -> List[int]:
+    def rows(self) -> list[int]:
         """The census rows of this snapshot's tasks (a filtered snapshot
         shares its parent's census and keeps some of its rows)."""
         return self._idx
 
-    def column(self, name: str) -> List[int]:
+    def column(self, name: str) -> list[int]:
         """One field of every census row, as ints: "state" (an index into
         STATES), "serial", "parent" (the creator's serial, 0 if none),
         "created" (ns, -1 if unknown), "identity"."""
@@ -100,7 +103,7 @@ class Snapshot:
         """The TaskInfo of one census row."""
         return self._info(row)
 
-    def state_counts(self) -> Dict[str, int]:
+    def state_counts(self) -> dict[str, int]:
         """How many of this snapshot's tasks are in each state, every state
         listed (0 when none)."""
         col = self._s.column("state")
@@ -120,7 +123,7 @@ class Snapshot:
     def _waiter(self, i: int) -> Any:
         return _core.census_objects(self._s.census, i)[0]
 
-    def _orphan(self, i: int) -> Tuple[int, Optional[str]]:
+    def _orphan(self, i: int) -> tuple[int, str | None]:
         """(verdict, type name of the external holder | None) of row `i`; the
         analysis runs once, over every task of the census."""
         if self._s.orphans is None:
@@ -132,7 +135,7 @@ class Snapshot:
         return self._s.orphans[0][i], self._s.orphans[1][i]
 
     @property
-    def tasks(self) -> List[TaskInfo]:
+    def tasks(self) -> list[TaskInfo]:
         return [self._info(i) for i in self._idx]
 
     def __iter__(self) -> Iterator[TaskInfo]:
@@ -145,12 +148,12 @@ class Snapshot:
         return bool(self._idx)
 
     # -- filters ---------------------------------------------------------------
-    def pending(self) -> "Snapshot":
+    def pending(self) -> Snapshot:
         """Only the tasks that are not done."""
         state = self._s.column("state")
         return Snapshot(self._s, [i for i in self._idx if state[i] == 0], self.loss_events)
 
-    def since(self, earlier: "Snapshot") -> "Snapshot":
+    def since(self, earlier: Snapshot) -> Snapshot:
         """Only the tasks that were not alive in `earlier` (compared by identity),
         and the loss events recorded after it."""
         # Identity is safe to compare: `earlier` keeps its tasks alive.
@@ -161,22 +164,22 @@ class Snapshot:
         events = [e for e in self.loss_events if e.time * 1e9 > earlier.taken_ns]
         return Snapshot(self._s, keep, events)
 
-    def subset(self, rows: Sequence[int]) -> "Snapshot":
+    def subset(self, rows: Sequence[int]) -> Snapshot:
         """Only the tasks of these census rows (from :attr:`rows` or
         :meth:`row_groups`), with the same loss events."""
         return Snapshot(self._s, rows, self.loss_events)
 
-    def filter(self, predicate: Any) -> "Snapshot":
+    def filter(self, predicate: Any) -> Snapshot:
         """Only the tasks for which ``predicate(task_info)`` is true."""
         return Snapshot(self._s, [i for i in self._idx if predicate(self._info(i))], self.loss_events)
 
     # -- grouping (done in C++ over the whole census) ----------------------------
-    def groups(self) -> List[List[TaskInfo]]:
+    def groups(self) -> list[list[TaskInfo]]:
         """Tasks grouped by creation site, suspension chain, state and wait
         target type; largest group first."""
         return [[self._info(i) for i in g] for g in self.row_groups()]
 
-    def row_groups(self) -> List[List[int]]:
+    def row_groups(self) -> list[list[int]]:
         """:meth:`groups` as lists of census rows."""
         if self._s.groups is None:
             self._s.groups = self._merged_groups()
@@ -187,12 +190,12 @@ class Snapshot:
         out.sort(key=len, reverse=True)
         return out
 
-    def _merged_groups(self) -> List[List[int]]:
+    def _merged_groups(self) -> list[list[int]]:
         # The core groups by interned (code, offset) stacks; a reader sees
         # file:line. Two calls on one line, or a frame saved at an inline cache
         # entry rather than its call, differ in offset but not in what the
         # report shows: merge groups whose rendered frames are identical.
-        merged: Dict[Tuple[Any, ...], List[int]] = {}
+        merged: dict[tuple[Any, ...], list[int]] = {}
         census = self._s.census
         for g in census.groups():
             r = census.row(g[0])
@@ -202,7 +205,7 @@ class Snapshot:
             del r
             merged.setdefault(key, []).extend(g)
         # Orphaned tasks never share a group with merely waiting ones.
-        out: List[List[int]] = []
+        out: list[list[int]] = []
         split = self._s.orphans_in_groups or self._s.orphans is not None
         for g in merged.values():
             if split and self._s.state_column_pending(g):
@@ -227,7 +230,7 @@ class Snapshot:
         """A grouped, human-readable report (largest group first)."""
         return format_snapshot(self, max_frames=max_frames, max_names=max_names)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (see docs/json-schema.md)."""
         return snapshot_to_dict(self)
 
@@ -235,19 +238,19 @@ class Snapshot:
         return f"<Snapshot of {len(self)} tasks>"
 
     # -- internal: rendered frames, cached per interned stack ---------------------
-    def _creation_frames(self, cid: int) -> List[Frame]:
+    def _creation_frames(self, cid: int) -> list[Frame]:
         c = self._s.creation_cache.get(cid)
         if c is None:
             c = self._s.creation_cache[cid] = frames_from_raw(self._s.census.creation_frames(cid)) or []
         return c
 
-    def _chain_frames(self, cid: int) -> List[Frame]:
+    def _chain_frames(self, cid: int) -> list[Frame]:
         c = self._s.chain_cache.get(cid)
         if c is None:
             c = self._s.chain_cache[cid] = frames_from_raw(self._s.census.chain_frames(cid)) or []
         return c
 
-    def task_by_serial(self, serial: int) -> Optional[TaskInfo]:
+    def task_by_serial(self, serial: int) -> TaskInfo | None:
         """The task of this census with taskleak's creation number `serial`."""
         if self._s.by_serial is None:
             self._s.by_serial = {s: i for i, s in enumerate(self._s.column("serial")) if s}
@@ -260,7 +263,7 @@ class Snapshot:
 ORPHAN_ANALYSIS_AUTO_LIMIT = 20_000
 
 
-def snapshot(*, chain_depth: int = 64, orphans: Optional[bool] = None) -> Snapshot:
+def snapshot(*, chain_depth: int = 64, orphans: bool | None = None) -> Snapshot:
     """Every live task of every loop in the process (tracked or not), plus the
     loss events recorded so far.
 

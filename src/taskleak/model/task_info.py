@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Protocol
 
 from ..frame import Frame, creation_site, user_frame
 from ..wait_target import ORPHANED, WaitTarget, classify_wait, describe_wait, orphan_reason
@@ -12,6 +12,11 @@ __all__ = ["TaskInfo", "STATES"]
 
 STATES = ("pending", "done", "cancelled", "failed")
 
+# What a TaskInfo keeps of its census row (taskleak._core.Census.row()[:8]):
+# task, state, serial, parent_serial, created_ns, thread, creation_id,
+# chain_id; then the row's index in the census.
+TaskRow = tuple["asyncio.Task[Any]", int, int, int, int | None, int, int, int, int]
+
 
 class TaskSource(Protocol):
     """What a TaskInfo reads its lazy fields from: the Snapshot that made it.
@@ -19,11 +24,11 @@ class TaskSource(Protocol):
 
     @property
     def taken_ns(self) -> int: ...
-    def _creation_frames(self, cid: int) -> List[Frame]: ...
-    def _chain_frames(self, cid: int) -> List[Frame]: ...
-    def task_by_serial(self, serial: int) -> Optional["TaskInfo"]: ...
+    def _creation_frames(self, cid: int) -> list[Frame]: ...
+    def _chain_frames(self, cid: int) -> list[Frame]: ...
+    def task_by_serial(self, serial: int) -> TaskInfo | None: ...
     def _waiter(self, index: int) -> Any: ...
-    def _orphan(self, index: int) -> Tuple[int, Optional[str]]: ...
+    def _orphan(self, index: int) -> tuple[int, str | None]: ...
 
 
 class TaskInfo:
@@ -35,10 +40,10 @@ class TaskInfo:
 
     __slots__ = ("_snap", "_row", "_cache", "__weakref__")
 
-    def __init__(self, snap: TaskSource, row: Tuple[Any, ...]) -> None:
+    def __init__(self, snap: TaskSource, row: TaskRow) -> None:
         self._snap = snap
         self._row = row
-        self._cache: Dict[str, Any] = {}
+        self._cache: dict[str, Any] = {}
 
     # row layout: task, state, serial, parent_serial, created_ns, thread,
     # creation_id, chain_id, census index. The waiter and leaf objects are read
@@ -46,9 +51,8 @@ class TaskInfo:
     # taskleak must not make a Future look reachable (see orphaned).
 
     @property
-    def task(self) -> "asyncio.Task[Any]":
-        task: "asyncio.Task[Any]" = self._row[0]
-        return task
+    def task(self) -> asyncio.Task[Any]:
+        return self._row[0]
 
     @property
     def name(self) -> str:
@@ -68,34 +72,34 @@ class TaskInfo:
 
     @property
     def state(self) -> str:
-        """"pending", "done", "cancelled" or "failed" (done with an exception)."""
+        """ "pending", "done", "cancelled" or "failed" (done with an exception)."""
         return STATES[self._row[1]]
 
     @property
-    def serial(self) -> Optional[int]:
+    def serial(self) -> int | None:
         """taskleak's creation number for tracked tasks, None if untracked."""
         return self._row[2] or None
 
     @property
-    def age_s(self) -> Optional[float]:
+    def age_s(self) -> float | None:
         """Seconds since creation at snapshot time; None if created before install()."""
         created = self._row[4]
         return None if created is None else (self._snap.taken_ns - created) / 1e9
 
     @property
-    def thread(self) -> Optional[int]:
+    def thread(self) -> int | None:
         """Ident of the thread that created the task, None if unknown."""
         return self._row[5] or None
 
     @property
-    def created_at(self) -> Optional[List[Frame]]:
+    def created_at(self) -> list[Frame] | None:
         """Creation stack, innermost frame first; None if the creation site is unknown
         (task created before install(), or its stack was dropped at the table's cap)."""
         cid = self._row[6]
         return None if cid < 0 else self._snap._creation_frames(cid)
 
     @property
-    def site(self) -> Optional[Frame]:
+    def site(self) -> Frame | None:
         """Where the task was created, as one frame: the innermost frame of the
         creation stack that is your code (not asyncio, the standard library,
         site-packages, taskleak or the test runner), else the innermost frame
@@ -107,7 +111,7 @@ class TaskInfo:
         return user_frame(site) or user_frame(frames) or (site[0] if site else frames[0])
 
     @property
-    def parent(self) -> Optional[str]:
+    def parent(self) -> str | None:
         """Name of the task that created this one, if it was created inside a task."""
         ps = self._row[3]
         if not ps:
@@ -116,7 +120,7 @@ class TaskInfo:
         return other.name if other is not None else f"<task #{ps}, no longer alive>"
 
     @property
-    def stack(self) -> List[Frame]:
+    def stack(self) -> list[Frame]:
         """The await chain: outermost coroutine first, innermost suspended frame last."""
         cid = self._row[7]
         return [] if cid < 0 else self._snap._chain_frames(cid)
@@ -137,11 +141,10 @@ class TaskInfo:
         return str(self._cache["waiting_on"])
 
     @property
-    def wait(self) -> "WaitTarget":
+    def wait(self) -> WaitTarget:
         """The classified wait target (kind, label, third-party frame)."""
         if "wait" not in self._cache:
-            self._cache["wait"] = classify_wait(self._row[0], self.stack, self.blocked_on(),
-                                                pending=self._row[1] == 0)
+            self._cache["wait"] = classify_wait(self._row[0], self.stack, self.blocked_on(), pending=self._row[1] == 0)
         wait: WaitTarget = self._cache["wait"]
         return wait
 
@@ -161,7 +164,7 @@ class TaskInfo:
         verdict, root = self._snap._orphan(self._row[8])
         return orphan_reason(verdict, root, self.stack)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         created = self.created_at
         return {
             "name": self.name,
@@ -180,25 +183,33 @@ class TaskInfo:
         return f"<TaskInfo {self.name!r} {self.coro}() {self.state}>"
 
 
-
-
 class DetachedTaskInfo(TaskInfo):
     """A TaskInfo for a task that no longer exists (captured in a loss event):
     same fields, fixed values, ``task`` is None."""
 
     __slots__ = ()
 
-    def __init__(self, values: Dict[str, Any]) -> None:  # noqa: D107 - internal
+    def __init__(self, values: dict[str, Any]) -> None:
         self._snap = None  # type: ignore[assignment]
-        self._row = ()
+        self._row = ()  # type: ignore[assignment]  # no census row: every field below is overridden
         self._cache = values
 
     @classmethod
-    def from_event(cls, e: Any) -> "DetachedTaskInfo":
+    def from_event(cls, e: Any) -> DetachedTaskInfo:
         state = "failed" if e.kind == "never-retrieved" else "pending"
-        return cls({"name": e.task_name, "coro": e.coro, "state": state, "age_s": e.age_s,
-                    "created_at": e.created_at, "stack": e.stack, "waiting_on": e.waiting_on,
-                    "serial": e.serial, "event": e.kind})
+        return cls(
+            {
+                "name": e.task_name,
+                "coro": e.coro,
+                "state": state,
+                "age_s": e.age_s,
+                "created_at": e.created_at,
+                "stack": e.stack,
+                "waiting_on": e.waiting_on,
+                "serial": e.serial,
+                "event": e.kind,
+            }
+        )
 
     task = property(lambda self: None)
     name = property(lambda self: self._cache["name"])

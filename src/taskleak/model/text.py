@@ -6,7 +6,8 @@ from __future__ import annotations
 import heapq
 import re
 from collections import Counter
-from typing import Any, Dict, List, Optional, Sequence, TYPE_CHECKING, Tuple
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..frame import Frame, creation_site
 from .rows import SnapshotRows
@@ -24,7 +25,7 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def format_frames(frames: Optional[Sequence[Frame]], max_frames: int, *, unknown: str) -> List[str]:
+def format_frames(frames: Sequence[Frame] | None, max_frames: int, *, unknown: str) -> list[str]:
     if frames is None:
         return [_INDENT + unknown]
     if not frames:
@@ -35,13 +36,14 @@ def format_frames(frames: Optional[Sequence[Frame]], max_frames: int, *, unknown
     return lines
 
 
-def created_lines(created: Optional[List[Frame]], max_frames: int) -> List[str]:
+def created_lines(created: list[Frame] | None, max_frames: int) -> list[str]:
     site = None if created is None else creation_site(created)
     return ["  created at:"] + format_frames(
-        site, max_frames, unknown="(creation site unknown: created before taskleak.install())")
+        site, max_frames, unknown="(creation site unknown: created before taskleak.install())"
+    )
 
 
-def suspended_lines(chain: Sequence[Frame], max_frames: int) -> List[str]:
+def suspended_lines(chain: Sequence[Frame], max_frames: int) -> list[str]:
     if not chain:
         return []
     # Innermost first, like the creation stack.
@@ -63,8 +65,8 @@ def waiting_phrase(waiting_on: str) -> str:
     return f"waiting on {waiting_on}"
 
 
-def _natural_key(name: str) -> Tuple[Any, ...]:
-    """"worker-2" before "worker-10"."""
+def _natural_key(name: str) -> tuple[Any, ...]:
+    """ "worker-2" before "worker-10"."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
@@ -73,7 +75,7 @@ def _natural_key(name: str) -> Tuple[Any, ...]:
 _SORT_NAMES_UP_TO = 5000
 
 
-def _group_block(snap: "SnapshotRows", group: List[int], max_frames: int, max_names: int) -> List[str]:
+def _group_block(snap: SnapshotRows, group: list[int], max_frames: int, max_names: int) -> list[str]:
     # Aggregates come from the census' columns: a group can hold 100,000
     # tasks, and only a handful of them are ever turned into TaskInfo.
     serial = snap.column("serial")
@@ -111,13 +113,16 @@ def _group_block(snap: "SnapshotRows", group: List[int], max_frames: int, max_na
     return lines
 
 
-def format_snapshot(snap: "SnapshotRows", *, max_frames: int = 6, max_names: int = 5) -> str:
+def format_snapshot(snap: SnapshotRows, *, max_frames: int = 6, max_names: int = 5) -> str:
     state = snap.column("state")
     states = Counter(STATES[state[i]] for i in snap.rows)
     groups = snap.row_groups()
     summary = ", ".join(f"{n} {s}" for s, n in states.most_common())
-    out = [f"taskleak: {plural(len(snap), 'task')}" + (f" ({summary})" if summary else "")
-           + f" in {plural(len(groups), 'group')}"]
+    out = [
+        f"taskleak: {plural(len(snap), 'task')}"
+        + (f" ({summary})" if summary else "")
+        + f" in {plural(len(groups), 'group')}"
+    ]
     for g in groups:
         out.append("")
         out += _group_block(snap, g, max_frames, max_names)
@@ -129,22 +134,22 @@ def format_snapshot(snap: "SnapshotRows", *, max_frames: int = 6, max_names: int
 
 _KIND_TITLES = {
     "pending-at-shutdown": "pending when their event loop shut down (asyncio.run cancelled them silently)",
-    "destroyed-pending": "destroyed while pending (\"Task was destroyed but it is pending!\")",
-    "never-retrieved": "failed with an exception nobody retrieved (\"Task exception was never retrieved\")",
+    "destroyed-pending": 'destroyed while pending ("Task was destroyed but it is pending!")',
+    "never-retrieved": 'failed with an exception nobody retrieved ("Task exception was never retrieved")',
 }
 _KIND_ORDER = ("pending-at-shutdown", "destroyed-pending", "never-retrieved")
 
 
-def _event_key(e: "LossEvent") -> Tuple[Any, ...]:
+def _event_key(e: LossEvent) -> tuple[Any, ...]:
     created = None if e.created_at is None else tuple(creation_site(e.created_at))
     return (e.kind, e.coro, created, tuple(e.stack), e.waiting_on.split(" (")[0], (e.exception or "").split(":")[0])
 
 
-def format_loss_events(events: Sequence["LossEvent"], *, max_frames: int = 6, max_names: int = 5) -> str:
-    by_key: Dict[Tuple[Any, ...], List["LossEvent"]] = {}
+def format_loss_events(events: Sequence[LossEvent], *, max_frames: int = 6, max_names: int = 5) -> str:
+    by_key: dict[tuple[Any, ...], list[LossEvent]] = {}
     for e in events:
         by_key.setdefault(_event_key(e), []).append(e)
-    out: List[str] = []
+    out: list[str] = []
     for kind in _KIND_ORDER:
         groups = sorted((g for k, g in by_key.items() if k[0] == kind), key=len, reverse=True)
         if not groups:
@@ -166,4 +171,3 @@ def format_loss_events(events: Sequence["LossEvent"], *, max_frames: int = 6, ma
             out += created_lines(e.created_at, max_frames)
             out += suspended_lines(e.stack, max_frames)
     return "\n".join(out)
-

@@ -15,27 +15,28 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Set, Tuple, Union
+from typing import Any
 
 __all__ = ["AllowEntry", "AllowList", "AllowSpec"]
 
-AllowSpec = Union[str, Callable[[Any], bool], Mapping[Any, Optional[int]], Iterable[Any]]
+AllowSpec = str | Callable[[Any], bool] | Mapping[Any, int | None] | Iterable[Any]
 
 log = logging.getLogger("taskleak")
 
 
 @dataclass
 class AllowEntry:
-    pattern: Union[str, Callable[[Any], bool]]
-    budget: Optional[int]   # None: any number
+    pattern: str | Callable[[Any], bool]
+    budget: int | None  # None: any number
 
     def describe(self) -> str:
         p = self.pattern if isinstance(self.pattern, str) else getattr(self.pattern, "__qualname__", repr(self.pattern))
         return p if self.budget is None else f"{p} (budget {self.budget})"
 
 
-def _entry(pattern: Any, budget: Optional[int]) -> AllowEntry:
+def _entry(pattern: Any, budget: int | None) -> AllowEntry:
     if not (isinstance(pattern, str) or callable(pattern)):
         raise TypeError(f"allow-list entries are globs or callables, got {pattern!r}")
     if isinstance(pattern, str) and not pattern:
@@ -47,7 +48,7 @@ def _entry(pattern: Any, budget: Optional[int]) -> AllowEntry:
 
 class AllowList:
     def __init__(self, spec: AllowSpec = ()) -> None:
-        self.entries: List[AllowEntry] = []
+        self.entries: list[AllowEntry] = []
         if isinstance(spec, (str, Mapping)) or callable(spec):
             spec = [spec]
         for item in spec:
@@ -55,12 +56,12 @@ class AllowList:
                 self.entries += [_entry(k, v) for k, v in item.items()]
             else:
                 self.entries.append(_entry(item, None))
-        self._warned: Set[int] = set()
+        self._warned: set[int] = set()
 
     def __bool__(self) -> bool:
         return bool(self.entries)
 
-    def match(self, task: Any, coro: str, site: str) -> Optional[int]:
+    def match(self, task: Any, coro: str, site: str) -> int | None:
         """Index of the first entry matching this group's example task."""
         name = None
         for i, e in enumerate(self.entries):
@@ -79,12 +80,13 @@ class AllowList:
                 except Exception as exc:  # a user predicate must not stop the monitor
                     if i not in self._warned:
                         self._warned.add(i)
-                        log.warning("taskleak: allow-list predicate %s raised %r; treated as no match",
-                                    e.describe(), exc)
+                        log.warning(
+                            "taskleak: allow-list predicate %s raised %r; treated as no match", e.describe(), exc
+                        )
         return None
 
     @staticmethod
-    def split(counts: List[Tuple[int, int]], budget: Optional[int]) -> Tuple[int, int]:
+    def split(counts: list[tuple[int, int]], budget: int | None) -> tuple[int, int]:
         """(allowed pending, allowed done-retained) of one entry, given the
         (pending, done_retained) of each group it matched."""
         p = sum(c[0] for c in counts)

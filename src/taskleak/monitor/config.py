@@ -16,15 +16,30 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, cast
+from typing import Any, cast
 
 from .allowlist import AllowList
 
 __all__ = [
-    "MonitorConfig", "check_interval", "check_amount", "check_count", "check_factor", "check_path", "check_callback",
-    "MIN_INTERVAL_S", "MAX_INTERVAL_S", "MAX_WINDOW", "MAX_SIGMA", "MAX_GROUPS", "MAX_HISTORY",
-    "MIN_HOLD_MS", "MAX_HOLD_MS", "MAX_RSS_MIN_RISE", "MAX_STACK_DEPTH",
+    "MonitorConfig",
+    "check_interval",
+    "check_amount",
+    "check_count",
+    "check_factor",
+    "check_path",
+    "check_callback",
+    "MIN_INTERVAL_S",
+    "MAX_INTERVAL_S",
+    "MAX_WINDOW",
+    "MAX_SIGMA",
+    "MAX_GROUPS",
+    "MAX_HISTORY",
+    "MIN_HOLD_MS",
+    "MAX_HOLD_MS",
+    "MAX_RSS_MIN_RISE",
+    "MAX_STACK_DEPTH",
 ]
 
 # Sampling more often than every millisecond is a busy loop in all but name:
@@ -96,7 +111,7 @@ def check_factor(name: str, value: Any, hi: float) -> float:
     raise ValueError(f"{name} must be a number above 0 and at most {hi:g}, got {value!r}")
 
 
-def check_path(name: str, value: Any) -> Optional[str]:
+def check_path(name: str, value: Any) -> str | None:
     """A file to write to (a str or path object; returned as a str), or None.
     An int would be taken by open() as a file descriptor: refused, like an
     empty name."""
@@ -107,10 +122,10 @@ def check_path(name: str, value: Any) -> Optional[str]:
     raise ValueError(f"{name} must be a file path (str or os.PathLike) or None, got {value!r}")
 
 
-def check_callback(name: str, value: Any) -> Optional[Callable[..., Any]]:
+def check_callback(name: str, value: Any) -> Callable[..., Any] | None:
     """A callable or None (a TypeError, as Monitor always raised)."""
     if value is None or callable(value):
-        return cast(Optional[Callable[..., Any]], value)
+        return cast(Callable[..., Any] | None, value)
     raise TypeError(f"{name} must be callable or None, got {value!r}")
 
 
@@ -136,19 +151,19 @@ class MonitorConfig:
     sigma: float = 2.0
     consecutive: int = 3
     allow: AllowList = field(default_factory=AllowList)
-    on_alert: Optional[Callable[..., Any]] = None
+    on_alert: Callable[..., Any] | None = None
     max_groups: int = 20
     history: int = 720
-    jsonl: Optional[str] = None
+    jsonl: str | None = None
     log_alerts: bool = True
-    detector_options: Optional[Mapping[str, Any]] = None
+    detector_options: Mapping[str, Any] | None = None
     rss_min_rise: float = 64 << 20
     max_hold_ms: float = 0.5
     stack_depth: int = 32
 
     def __post_init__(self) -> None:
         window = check_count("window", self.window, 3, MAX_WINDOW, note="samples")
-        values: Dict[str, Any] = dict(
+        values: dict[str, Any] = dict(
             interval=check_interval("interval", self.interval),
             window=window,
             sigma=check_factor("sigma", self.sigma, MAX_SIGMA),
@@ -166,7 +181,7 @@ class MonitorConfig:
         for k, v in values.items():
             object.__setattr__(self, k, v)  # frozen: normalised once, here
 
-    def detector_args(self) -> Dict[str, Any]:
+    def detector_args(self) -> dict[str, Any]:
         """Keywords for each :class:`taskleak.Detector` of the monitor."""
         opts = dict(self.detector_options or {})
         # A day of history at this interval: daily cycles are learned.

@@ -9,8 +9,9 @@ detector decides").
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any
 
 import taskleak._core as _core
 
@@ -35,9 +36,16 @@ class Anomaly:
     slope_per_sample: float
     samples: int
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {"kind": self.kind, "value": self.value, "mean": self.mean, "stddev": self.stddev,
-                "threshold": self.threshold, "slope_per_sample": self.slope_per_sample, "samples": self.samples}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "value": self.value,
+            "mean": self.mean,
+            "stddev": self.stddev,
+            "threshold": self.threshold,
+            "slope_per_sample": self.slope_per_sample,
+            "samples": self.samples,
+        }
 
 
 def _int(name: str, v: Any, lo: int) -> int:
@@ -70,10 +78,20 @@ class Detector:
     ValueError; ``update()`` ignores NaN and infinities.
     """
 
-    def __init__(self, window: int = 30, sigma: float = 2.0, consecutive: int = 3, *,
-                 min_stddev: float = 1.0, min_rise: float = 5.0, min_rise_ratio: float = 0.05,
-                 trend_z: float = 2.5, trend_blocks: int = 6, horizon: int = 8640,
-                 warmup: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        window: int = 30,
+        sigma: float = 2.0,
+        consecutive: int = 3,
+        *,
+        min_stddev: float = 1.0,
+        min_rise: float = 5.0,
+        min_rise_ratio: float = 0.05,
+        trend_z: float = 2.5,
+        trend_blocks: int = 6,
+        horizon: int = 8640,
+        warmup: int | None = None,
+    ) -> None:
         window = _int("window", window, 3)
         consecutive = _int("consecutive", consecutive, 1)
         if consecutive > window:
@@ -81,8 +99,9 @@ class Detector:
         trend_blocks = _int("trend_blocks", trend_blocks, 3)
         horizon = _int("horizon", horizon, 1)
         if horizon < window * trend_blocks:
-            raise ValueError(f"horizon ({horizon}) must hold at least trend_blocks * window = "
-                             f"{window * trend_blocks} samples")
+            raise ValueError(
+                f"horizon ({horizon}) must hold at least trend_blocks * window = {window * trend_blocks} samples"
+            )
         if warmup is None:
             warmup = window
         warmup = _int("warmup", warmup, 2)
@@ -91,44 +110,52 @@ class Detector:
         self.window, self.consecutive, self.horizon = window, consecutive, horizon
         self.sigma = _num("sigma", sigma, positive=True)
         self._core = _core.WindowDetector(
-            window=window, sigma=self.sigma, consecutive=consecutive,
-            min_stddev=_num("min_stddev", min_stddev), min_rise=_num("min_rise", min_rise),
-            min_rise_ratio=_num("min_rise_ratio", min_rise_ratio), trend_z=_num("trend_z", trend_z, positive=True),
-            trend_blocks=trend_blocks, horizon=horizon, warmup=warmup)
+            window=window,
+            sigma=self.sigma,
+            consecutive=consecutive,
+            min_stddev=_num("min_stddev", min_stddev),
+            min_rise=_num("min_rise", min_rise),
+            min_rise_ratio=_num("min_rise_ratio", min_rise_ratio),
+            trend_z=_num("trend_z", trend_z, positive=True),
+            trend_blocks=trend_blocks,
+            horizon=horizon,
+            warmup=warmup,
+        )
 
-    def update(self, value: float) -> Optional[Anomaly]:
+    def update(self, value: float) -> Anomaly | None:
         """Add one sample; an :class:`Anomaly` if an episode starts here."""
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"Detector.update() takes a number, got {type(value).__name__}")
         r = self._core.update(float(value))
         return None if r is None else Anomaly(*r)
 
-    def feed(self, values: Iterable[float]) -> List[Tuple[int, Anomaly]]:
+    def feed(self, values: Iterable[float]) -> list[tuple[int, Anomaly]]:
         """Feed a whole series; ``(index, anomaly)`` for every alert."""
         return [(i, Anomaly(*a)) for i, a in self._core.update_many([float(v) for v in values])]
 
     @property
     def in_episode(self) -> bool:
         """True from an alert until the series is level again."""
-        return bool(self._core.in_episode)
+        return self._core.in_episode
 
     @property
-    def episode_kind(self) -> Optional[str]:
-        kind = self._core.episode_kind
-        return None if kind is None else str(kind)
+    def episode_kind(self) -> str | None:
+        return self._core.episode_kind
 
     @property
     def alerts(self) -> int:
-        return int(self._core.alerts)
+        return self._core.alerts
 
     @property
     def count(self) -> int:
         """Samples fed so far."""
-        return int(self._core.count)
+        return self._core.count
 
     def reset(self) -> None:
         self._core.reset()
 
     def __repr__(self) -> str:
-        return (f"Detector(window={self.window}, sigma={self.sigma}, consecutive={self.consecutive}, "
-                f"samples={self.count}, alerts={self.alerts}, in_episode={self.in_episode})")
+        return (
+            f"Detector(window={self.window}, sigma={self.sigma}, consecutive={self.consecutive}, "
+            f"samples={self.count}, alerts={self.alerts}, in_episode={self.in_episode})"
+        )

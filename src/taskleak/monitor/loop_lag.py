@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from typing import Any, Dict, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..loop_label import loop_label
 
@@ -20,8 +21,8 @@ __all__ = ["LoopLag"]
 
 class LoopLag:
     def __init__(self) -> None:
-        self._sent: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
-        self._lag: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
+        self._sent: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._lag: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
     def _arrived(self, loop: Any, sent: float) -> None:
         # Runs on the loop's own thread: name the loop there (uvloop keeps
@@ -31,10 +32,10 @@ class LoopLag:
         if self._sent.get(loop) == sent:
             del self._sent[loop]
 
-    def tick(self, loops: Iterable[Any]) -> Dict[str, float]:
+    def tick(self, loops: Iterable[Any]) -> dict[str, float]:
         """Send the next probes; return the lag per loop name."""
         now = time.monotonic()
-        out: Dict[str, float] = {}
+        out: dict[str, float] = {}
         for loop in list(loops):
             try:
                 if loop.is_closed() or not loop.is_running():

@@ -10,68 +10,102 @@ that imports it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Protocol, Tuple
+from typing import Protocol
 
 from ..blocking import watchdog
 from .sample import SIGNALS, Sample, stable_label
 
 __all__ = ["Family", "FamilySource", "families", "declared_families"]
 
-Labels = Dict[str, str]
+Labels = dict[str, str]
 
 
 @dataclass
 class Family:
-    name: str          # Prometheus name; counters end in _total
-    kind: str          # "gauge" | "counter"
+    name: str  # Prometheus name; counters end in _total
+    kind: str  # "gauge" | "counter"
     help: str
-    otel_name: str     # OpenTelemetry instrument name
-    unit: str          # UCUM unit for OpenTelemetry ("{task}", "s", "1")
-    samples: List[Tuple[Labels, float]] = field(default_factory=list)
+    otel_name: str  # OpenTelemetry instrument name
+    unit: str  # UCUM unit for OpenTelemetry ("{task}", "s", "1")
+    samples: list[tuple[Labels, float]] = field(default_factory=list)
 
 
 class FamilySource(Protocol):
     """Anything that can list its metric families (a :class:`~taskleak.Monitor`)."""
 
-    def metric_families(self, declared: bool = False) -> List[Family]: ...
+    def metric_families(self, declared: bool = False) -> list[Family]: ...
 
 
 #: (signal, detector) -> value, as Monitor.suspected() and .alert_counts() give them.
-DetectorCounts = Mapping[Tuple[str, str], float]
+DetectorCounts = Mapping[tuple[str, str], float]
 
 
 def _flag(b: bool) -> str:
     return "true" if b else "false"
 
 
-def families(s: Optional[Sample], open_episodes: DetectorCounts, alert_counts: DetectorCounts,
-             sites: Optional[Mapping[Tuple[str, str], str]] = None) -> List[Family]:
+def families(
+    s: Sample | None,
+    open_episodes: DetectorCounts,
+    alert_counts: DetectorCounts,
+    sites: Mapping[tuple[str, str], str] | None = None,
+) -> list[Family]:
     """The families of one sample (None before the first), the detectors'
     open episodes (Monitor.suspected()), alert counts (Monitor.alert_counts())
     and the creation site each open episode's alert named (Monitor.suspected_sites())."""
     sites = sites or {}
-    out: List[Family] = []
-    tasks = Family("taskleak_asyncio_tasks", "gauge",
-                   "Live asyncio tasks created since taskleak tracking started, by state.",
-                   "taskleak.task.count", "{task}")
-    created = Family("taskleak_asyncio_tasks_created_total", "counter",
-                     "asyncio tasks created since taskleak tracking started.", "taskleak.task.created", "{task}")
-    losses = Family("taskleak_asyncio_task_losses_total", "counter",
-                    "Tasks lost since the monitor started, by kind (gc-pending, never-retrieved, "
-                    "pending-at-shutdown).", "taskleak.task.losses", "{task}")
-    groups = Family("taskleak_asyncio_group_tasks", "gauge",
-                    "Tasks of the largest groups (creation site x coroutine), by state; the rest as 'other'.",
-                    "taskleak.task.group.count", "{task}")
-    lag = Family("taskleak_event_loop_lag_seconds", "gauge",
-                 "Delay before a probe callback ran on each event loop, at the latest sample.",
-                 "taskleak.event_loop.lag", "s")
-    suspected = Family("taskleak_leak_suspected", "gauge",
-                       "1 while a detector's leak episode is open on a signal, else 0.",
-                       "taskleak.leak.suspected", "1")
-    alerts = Family("taskleak_alerts_total", "counter",
-                    "Leak alerts raised, by signal (group alerts as 'group') and detector.",
-                    "taskleak.alerts", "{alert}")
+    out: list[Family] = []
+    tasks = Family(
+        "taskleak_asyncio_tasks",
+        "gauge",
+        "Live asyncio tasks created since taskleak tracking started, by state.",
+        "taskleak.task.count",
+        "{task}",
+    )
+    created = Family(
+        "taskleak_asyncio_tasks_created_total",
+        "counter",
+        "asyncio tasks created since taskleak tracking started.",
+        "taskleak.task.created",
+        "{task}",
+    )
+    losses = Family(
+        "taskleak_asyncio_task_losses_total",
+        "counter",
+        "Tasks lost since the monitor started, by kind (gc-pending, never-retrieved, pending-at-shutdown).",
+        "taskleak.task.losses",
+        "{task}",
+    )
+    groups = Family(
+        "taskleak_asyncio_group_tasks",
+        "gauge",
+        "Tasks of the largest groups (creation site x coroutine), by state; the rest as 'other'.",
+        "taskleak.task.group.count",
+        "{task}",
+    )
+    lag = Family(
+        "taskleak_event_loop_lag_seconds",
+        "gauge",
+        "Delay before a probe callback ran on each event loop, at the latest sample.",
+        "taskleak.event_loop.lag",
+        "s",
+    )
+    suspected = Family(
+        "taskleak_leak_suspected",
+        "gauge",
+        "1 while a detector's leak episode is open on a signal, else 0.",
+        "taskleak.leak.suspected",
+        "1",
+    )
+    alerts = Family(
+        "taskleak_alerts_total",
+        "counter",
+        "Leak alerts raised, by signal (group alerts as 'group') and detector.",
+        "taskleak.alerts",
+        "{alert}",
+    )
     if s is not None:
         ap, ad = s.allowlisted_pending, s.allowlisted_done_retained
         tasks.samples = [
@@ -84,40 +118,51 @@ def families(s: Optional[Sample], open_episodes: DetectorCounts, alert_counts: D
         losses.samples = [({"kind": k}, float(v)) for k, v in sorted(s.losses.items())]
         # Labelled without the line (GroupStat.metric_label): groups of one
         # function that differ only by line add up into one series.
-        per_label: Dict[Tuple[str, str, str], float] = {}
+        per_label: dict[tuple[str, str, str], float] = {}
         for g in s.groups:
             for state, v in (("pending", g.pending), ("done_retained", g.done_retained)):
                 key = (g.metric_label, state, _flag(g.allowlisted))
                 per_label[key] = per_label.get(key, 0.0) + float(v)
-        groups.samples = [({"group": lab, "state": state, "allowlisted": al}, v)
-                          for (lab, state, al), v in per_label.items()]
+        groups.samples = [
+            ({"group": lab, "state": state, "allowlisted": al}, v) for (lab, state, al), v in per_label.items()
+        ]
         lag.samples = [({"loop": name}, v) for name, v in sorted(s.loop_lags.items())]
-    suspected.samples = [(suspected_labels(sig, det, sites.get((sig, det)) if on else None), 1.0 if on else 0.0)
-                         for (sig, det), on in sorted(open_episodes.items())]
+    suspected.samples = [
+        (suspected_labels(sig, det, sites.get((sig, det)) if on else None), 1.0 if on else 0.0)
+        for (sig, det), on in sorted(open_episodes.items())
+    ]
     for sig in ("pending", "done_retained", "rss", "group"):
         for det in ("spike", "trend"):
             alerts.samples.append(({"signal": sig, "detector": det}, float(alert_counts.get((sig, det), 0))))
+    alerts.samples.append(({"signal": "lost", "detector": "count"}, float(alert_counts.get(("lost", "count"), 0))))
     out += [tasks, created, losses, groups, lag, suspected, alerts]
     out += _blocked_families()
     return out
 
 
-def suspected_labels(signal: str, detector: str, site: Optional[str] = None) -> Labels:
+def suspected_labels(signal: str, detector: str, site: str | None = None) -> Labels:
     """Labels of one (signal, detector) of Monitor.suspected(): ``signal``
     stays in its fixed vocabulary (SIGNALS); a group's detector is
     ``signal="group"`` with the group's stable label in ``group``. While an
     episode is open, ``site`` is the creation line its alert named first:
     what Alertmanager needs to say where the leak is (a label that exists
     only during an incident, so it costs no series the rest of the time)."""
-    labels = {"signal": signal, "detector": detector} if signal in SIGNALS else \
-        {"signal": "group", "group": stable_label(signal), "detector": detector}
+    labels = (
+        {"signal": signal, "detector": detector}
+        if signal in SIGNALS
+        else {"signal": "group", "group": stable_label(signal), "detector": detector}
+    )
     if site:
         labels["site"] = site
     return labels
 
 
-def declared_families(s: Optional[Sample], open_episodes: DetectorCounts, alert_counts: DetectorCounts,
-                      sites: Optional[Mapping[Tuple[str, str], str]] = None) -> List[Family]:
+def declared_families(
+    s: Sample | None,
+    open_episodes: DetectorCounts,
+    alert_counts: DetectorCounts,
+    sites: Mapping[tuple[str, str], str] | None = None,
+) -> list[Family]:
     """Every family an exporter may ever report, whether or not it has data
     now: :func:`families` plus the blocked-loop counters before the watchdog
     watches (with no samples)."""
@@ -126,7 +171,7 @@ def declared_families(s: Optional[Sample], open_episodes: DetectorCounts, alert_
     return out + [f for f in _blocked_families(declare=True) if f.name not in have]
 
 
-def _blocked_families(declare: bool = False) -> List[Family]:
+def _blocked_families(declare: bool = False) -> list[Family]:
     """Blocked-loop counters from the native watchdog (docs/blocking.md), once
     it watches: `watch_blocking()`, `check(blocking=)`, `taskleak run --blocking`.
 
@@ -137,12 +182,20 @@ def _blocked_families(declare: bool = False) -> List[Family]:
     watching = watchdog.is_watching() or watchdog.blocked_totals().blocks > 0
     if not watching and not declare:
         return []
-    seconds = Family("taskleak_event_loop_blocked_seconds_total", "counter",
-                     "Time event loops spent blocked longer than the watchdog's threshold, by loop.",
-                     "taskleak.event_loop.blocked.time", "s")
-    blocks = Family("taskleak_event_loop_blocks_total", "counter",
-                    "Episodes of an event loop blocked longer than the watchdog's threshold, by loop.",
-                    "taskleak.event_loop.blocks", "{block}")
+    seconds = Family(
+        "taskleak_event_loop_blocked_seconds_total",
+        "counter",
+        "Time event loops spent blocked longer than the watchdog's threshold, by loop.",
+        "taskleak.event_loop.blocked.time",
+        "s",
+    )
+    blocks = Family(
+        "taskleak_event_loop_blocks_total",
+        "counter",
+        "Episodes of an event loop blocked longer than the watchdog's threshold, by loop.",
+        "taskleak.event_loop.blocks",
+        "{block}",
+    )
     if not watching:
         return [seconds, blocks]
     totals = watchdog.blocked_totals()

@@ -16,11 +16,15 @@ import logging
 import os
 import threading
 import time
+import types
 import weakref
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import taskleak._core as _core
+
 from ..frame import creation_site, frames_from_raw, user_frame
+
 # A Snapshot over just the example tasks of a group (Snapshot.of_tasks: a census
 # of a few tasks, not of all 100k).
 from ..model import Snapshot
@@ -31,28 +35,40 @@ from .allowlist import AllowList, AllowSpec
 from .config import MonitorConfig
 from .detector import Anomaly, Detector
 from .loop_lag import LoopLag
+from .lost_tasks import LostSite, LostTasks
 from .metrics import Family, declared_families, families
 from .sample import LOSS_KINDS, Alert, AlertGroup, GroupStat, Sample
+
+if TYPE_CHECKING:
+    from .._core import TaskRef
 
 __all__ = ["Monitor"]
 
 log = logging.getLogger("taskleak")
 
-_LOSS_NAMES = {"destroyed-pending": "gc-pending", "never-retrieved": "never-retrieved",
-               "pending-at-shutdown": "pending-at-shutdown"}
+_LOST_WORDS = {
+    "destroyed-pending": 'destroyed while pending ("Task was destroyed but it is pending!")',
+    "never-retrieved": "failed with an exception nobody retrieved",
+}
+
+_LOSS_NAMES = {
+    "destroyed-pending": "gc-pending",
+    "never-retrieved": "never-retrieved",
+    "pending-at-shutdown": "pending-at-shutdown",
+}
 
 # Every running monitor, so that interpreter exit and fork can stop them.
-_RUNNING: "weakref.WeakSet[Monitor]" = weakref.WeakSet()
+_RUNNING: weakref.WeakSet[Monitor] = weakref.WeakSet()
 
 # stop() called on the sampler thread itself (from on_alert): the native
 # Sampler must outlive the callback it is still running, so it is kept here.
-_RETIRED: List[Any] = []
+_RETIRED: list[_core.Sampler] = []
 _on_sampler = threading.local()
 
 OTHER = "other"
 
 
-def running_monitor() -> Optional["Monitor"]:
+def running_monitor() -> Monitor | None:
     """A monitor of this process that is running now, if any (the live
     endpoint serves its samples)."""
     for m in list(_RUNNING):
@@ -86,8 +102,8 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _label(code: Any) -> str:
-    if hasattr(code, "co_filename"):
+def _label(code: types.CodeType | type) -> str:
+    if isinstance(code, types.CodeType):
         q = getattr(code, "co_qualname", None)
         return str(q) if q is not None else qualname_of(code)
     return str(getattr(code, "__qualname__", None) or getattr(code, "__name__", "?"))
@@ -100,9 +116,9 @@ class _GroupTrack:
 
     def __init__(self, detector: Detector, window: int) -> None:
         self.detector = detector
-        self.history: Deque[int] = collections.deque(maxlen=window + 1)  # pending + done retained
-        self.pending: Deque[int] = collections.deque(maxlen=window + 1)
-        self.done: Deque[int] = collections.deque(maxlen=window + 1)
+        self.history: collections.deque[int] = collections.deque(maxlen=window + 1)  # pending + done retained
+        self.pending: collections.deque[int] = collections.deque(maxlen=window + 1)
+        self.done: collections.deque[int] = collections.deque(maxlen=window + 1)
         self.seen = 0
 
     def record(self, pending: int, done: int) -> None:
@@ -135,18 +151,42 @@ class Monitor:
     nothing the monitor does later raises into the program.
     """
 
-    def __init__(self, interval: float = 10.0, window: int = 30, sigma: float = 2.0, consecutive: int = 3,
-                 allow: AllowSpec = (), on_alert: Optional[Callable[[Alert], Any]] = None, *,
-                 max_groups: int = 20, history: int = 720, jsonl: Optional[str] = None,
-                 log_alerts: bool = True, detector_options: Optional[Mapping[str, Any]] = None,
-                 rss_min_rise: int = 64 << 20, max_hold_ms: float = 0.5, stack_depth: int = 32) -> None:
+    def __init__(
+        self,
+        interval: float = 10.0,
+        window: int = 30,
+        sigma: float = 2.0,
+        consecutive: int = 3,
+        allow: AllowSpec = (),
+        on_alert: Callable[[Alert], Any] | None = None,
+        *,
+        max_groups: int = 20,
+        history: int = 720,
+        jsonl: str | None = None,
+        log_alerts: bool = True,
+        detector_options: Mapping[str, Any] | None = None,
+        rss_min_rise: int = 64 << 20,
+        max_hold_ms: float = 0.5,
+        stack_depth: int = 32,
+    ) -> None:
         # Every value is checked in one place (config.py), the same way for
         # Monitor(...), serve(), TASKLEAK_MONITOR and `taskleak run --monitor`.
         cfg = self.config = MonitorConfig(
-            interval=interval, window=window, sigma=sigma, consecutive=consecutive, allow=AllowList(allow),
-            on_alert=on_alert, max_groups=max_groups, history=history, jsonl=jsonl, log_alerts=log_alerts,
-            detector_options=detector_options, rss_min_rise=rss_min_rise, max_hold_ms=max_hold_ms,
-            stack_depth=stack_depth)
+            interval=interval,
+            window=window,
+            sigma=sigma,
+            consecutive=consecutive,
+            allow=AllowList(allow),
+            on_alert=on_alert,
+            max_groups=max_groups,
+            history=history,
+            jsonl=jsonl,
+            log_alerts=log_alerts,
+            detector_options=detector_options,
+            rss_min_rise=rss_min_rise,
+            max_hold_ms=max_hold_ms,
+            stack_depth=stack_depth,
+        )
         self.interval = cfg.interval
         self.allow = cfg.allow
         self.on_alert = cfg.on_alert
@@ -154,36 +194,41 @@ class Monitor:
         self.log_alerts = cfg.log_alerts
         self.stack_depth = cfg.stack_depth
         self._max_hold_ns = int(cfg.max_hold_ms * 1e6)
-        self._det_args: Dict[str, Any] = cfg.detector_args()
+        self._det_args: dict[str, Any] = cfg.detector_args()
         self.window = cfg.window
+
         def make(**kw: Any) -> Detector:
             return Detector(**{**self._det_args, **kw})
 
-        self._detectors: Dict[str, Detector] = {
-            "pending": make(), "done_retained": make(),
+        self._detectors: dict[str, Detector] = {
+            "pending": make(),
+            "done_retained": make(),
             "rss": make(min_rise=float(cfg.rss_min_rise), min_rise_ratio=0.1, min_stddev=float(1 << 20)),
         }
-        self._groups: Dict[str, _GroupTrack] = {}
-        self._samples: Deque[Sample] = collections.deque(maxlen=cfg.history)
-        self._alerts: Deque[Alert] = collections.deque(maxlen=1000)
-        self._alert_counts: Dict[Tuple[str, str], int] = {}
+        self._groups: dict[str, _GroupTrack] = {}
+        self._samples: collections.deque[Sample] = collections.deque(maxlen=cfg.history)
+        self._alerts: collections.deque[Alert] = collections.deque(maxlen=1000)
+        self._alert_counts: dict[tuple[str, str], int] = {}
         # (signal or group label, detector) -> creation site the episode's alert named first
-        self._episode_sites: Dict[Tuple[str, str], str] = {}
-        self._losses: Dict[str, int] = {k: 0 for k in LOSS_KINDS}
-        self._labels: Dict[Tuple[int, int], Tuple[str, str]] = {}
+        self._episode_sites: dict[tuple[str, str], str] = {}
+        self._losses: dict[str, int] = {k: 0 for k in LOSS_KINDS}
+        self._lost = LostTasks(self.window)
+        self._new_losses: list[Any] = []  # loss events since the previous sample
+        self._loss_seen = 0.0  # time of the newest loss event seen
+        self._labels: dict[tuple[int, int], tuple[str, str]] = {}
         self._lag = LoopLag()
         self._lock = threading.Lock()
-        self._sampler: Any = None
+        self._sampler: _core.Sampler | None = None
         self._started_at = time.monotonic()
-        self._exporters: List[Any] = []
+        self._exporters: list[Any] = []
         self._jsonl_path = cfg.jsonl
         self._jsonl: Any = None
-        self._examples: Dict[str, Any] = {}
+        self._examples: dict[str, TaskRef | None] = {}
         self._generation = 0
         self._n = 0
 
     # -- lifecycle -------------------------------------------------------------
-    def start(self) -> "Monitor":
+    def start(self) -> Monitor:
         """Start sampling (idempotent); the first sample is taken at once."""
         with self._lock:
             if self._sampler is not None:
@@ -195,7 +240,7 @@ class Monitor:
 
                 self._jsonl = JsonLinesLog(self._jsonl_path)
                 self._exporters.append(self._jsonl)
-            self._started_at = time.monotonic()
+            self._started_at = self._loss_seen = time.monotonic()
             self._sampler = _core.Sampler(self.interval, self._tick)
             self._sampler.start()
             _RUNNING.add(self)
@@ -221,7 +266,7 @@ class Monitor:
     def running(self) -> bool:
         return self._sampler is not None
 
-    def __enter__(self) -> "Monitor":
+    def __enter__(self) -> Monitor:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -236,37 +281,38 @@ class Monitor:
         self.start()
 
     # -- reading -----------------------------------------------------------------
-    def samples(self) -> List[Sample]:
+    def samples(self) -> list[Sample]:
         """The retained samples, oldest first (a bounded ring: ``history``)."""
         return list(self._samples)
 
-    def latest(self) -> Optional[Sample]:
+    def latest(self) -> Sample | None:
         return self._samples[-1] if self._samples else None
 
-    def alerts(self) -> List[Alert]:
+    def alerts(self) -> list[Alert]:
         """Alerts so far, oldest first (the last 1000)."""
         return list(self._alerts)
 
-    def suspected(self) -> Dict[Tuple[str, str], bool]:
+    def suspected(self) -> dict[tuple[str, str], bool]:
         """``(signal, detector) -> open episode?`` for every signal watched."""
-        out: Dict[Tuple[str, str], bool] = {}
+        out: dict[tuple[str, str], bool] = {}
         for name, det in list(self._detectors.items()) + [(k, g.detector) for k, g in list(self._groups.items())]:
             for kind in ("spike", "trend"):
                 if det.episode_kind == kind or name in self._detectors:
                     out[(name, kind)] = det.episode_kind == kind
+        out[("lost", "count")] = self._lost.in_episode
         return out
 
-    def suspected_sites(self) -> Dict[Tuple[str, str], str]:
+    def suspected_sites(self) -> dict[tuple[str, str], str]:
         """``(signal, detector) -> creation site`` ("file:line in function")
         of the group the alert of each open episode named first, as keyed by
         :meth:`suspected`."""
         return {k: site for k, site in list(self._episode_sites.items()) if self.suspected().get(k)}
 
-    def alert_counts(self) -> Dict[Tuple[str, str], int]:
+    def alert_counts(self) -> dict[tuple[str, str], int]:
         """Alerts per (signal, detector); group alerts count under ``"group"``."""
         return dict(self._alert_counts)
 
-    def metric_families(self, declared: bool = False) -> List[Family]:
+    def metric_families(self, declared: bool = False) -> list[Family]:
         """The metric families of the latest sample (metrics.py); with
         ``declared``, also those an exporter must declare before they have
         data (the blocked-loop counters)."""
@@ -323,7 +369,7 @@ class Monitor:
             self._dispatch(a)
         return sample
 
-    def _site(self, stack_id: int, code: Any) -> Tuple[str, str]:
+    def _site(self, stack_id: int, code: types.CodeType | type) -> tuple[str, str]:
         key = (stack_id, id(code))
         lab = self._labels.get(key)
         if lab is None:
@@ -344,8 +390,8 @@ class Monitor:
             self._generation = raw["generation"]
             self._labels = {}
         now_ns = _core.monotonic_ns()
-        groups: List[Tuple[str, str, int, int, int, Any, bool]] = []
-        matched: Dict[int, List[Tuple[int, int]]] = {}
+        groups: list[tuple[str, str, int, int, int, TaskRef | None, bool]] = []
+        matched: dict[int, list[tuple[int, int]]] = {}
         seen_keys = set()
         for stack_id, code, pending, done, oldest_ns, example in raw["groups"]:
             seen_keys.add((stack_id, id(code)))
@@ -369,42 +415,65 @@ class Monitor:
             al_p += p
             al_d += d
         groups.sort(key=lambda g: g[2] + g[3], reverse=True)
-        stats: List[GroupStat] = []
+        stats: list[GroupStat] = []
         self._examples = {}
-        for site, coro, p, d, oldest_ns, example, allowed in groups[:self.max_groups]:
+        for site, coro, p, d, oldest_ns, example, allowed in groups[: self.max_groups]:
             g = GroupStat(site, coro, p, d, max(0.0, (now_ns - oldest_ns) / 1e9) if oldest_ns >= 0 else None, allowed)
             stats.append(g)
             self._examples[g.label] = example
-        rest = groups[self.max_groups:]
+        rest = groups[self.max_groups :]
         if rest:
             oldest = [g[4] for g in rest if g[4] >= 0]
-            stats.append(GroupStat(OTHER, OTHER, sum(g[2] for g in rest), sum(g[3] for g in rest),
-                                   (now_ns - min(oldest)) / 1e9 if oldest else None, False))
+            stats.append(
+                GroupStat(
+                    OTHER,
+                    OTHER,
+                    sum(g[2] for g in rest),
+                    sum(g[3] for g in rest),
+                    (now_ns - min(oldest)) / 1e9 if oldest else None,
+                    False,
+                )
+            )
         self._count_losses()
         lags = self._lag.tick(adopted_loops())
         self._n += 1
         return Sample(
-            time=time.time(), tasks=raw["live"], pending=raw["pending"], done_retained=raw["done"],
-            created_total=raw["created_total"], losses=dict(self._losses),
-            rss_bytes=rss if rss >= 0 else None, loop_lag_s=max(lags.values()) if lags else None,
-            groups=stats, allowlisted_pending=al_p, allowlisted_done_retained=al_d, loop_lags=lags,
-            gil_s=raw["gil_ns"] / 1e9)
+            time=time.time(),
+            tasks=raw["live"],
+            pending=raw["pending"],
+            done_retained=raw["done"],
+            created_total=raw["created_total"],
+            losses=dict(self._losses),
+            rss_bytes=rss if rss >= 0 else None,
+            loop_lag_s=max(lags.values()) if lags else None,
+            groups=stats,
+            allowlisted_pending=al_p,
+            allowlisted_done_retained=al_d,
+            loop_lags=lags,
+            gil_s=raw["gil_ns"] / 1e9,
+        )
 
     def _count_losses(self) -> None:
         # Counted from the (bounded) event buffer since the monitor started;
         # kept monotonic even if someone clears the buffer.
         counts = {k: 0 for k in LOSS_KINDS}
+        newest = self._loss_seen
+        self._new_losses = []
         for e in loss_events():
             if e.time >= self._started_at:
                 k = _LOSS_NAMES.get(e.kind)
                 if k is not None:
                     counts[k] += 1
+                if e.time > self._loss_seen:
+                    self._new_losses.append(e)
+                    newest = max(newest, e.time)
+        self._loss_seen = newest
         for k, v in counts.items():
             self._losses[k] = max(self._losses[k], v)
 
     # -- detection -----------------------------------------------------------------
-    def _detect(self, s: Sample) -> List[Alert]:
-        alerts: List[Alert] = []
+    def _detect(self, s: Sample) -> list[Alert]:
+        alerts: list[Alert] = []
         budget = {g.label: self._budget_of(g) for g in s.groups}
         # Groups first: the total's alert names the groups that grew.
         for g in s.groups:
@@ -429,6 +498,9 @@ class Monitor:
                 track.record(0, 0)
                 if self._n - track.seen > self.window and not track.detector.in_episode:
                     del self._groups[label]
+        for site in self._lost.update(self._new_losses):
+            alerts.insert(0, self._lost_alert(site, s))
+        self._new_losses = []
         p = self._detectors["pending"].update(s.pending - s.allowlisted_pending)
         if p is not None:
             alerts.insert(0, self._alert("pending", p, s))
@@ -441,7 +513,38 @@ class Monitor:
                 alerts.append(self._alert("rss", r, s))
         return alerts
 
-    def _budget_of(self, g: GroupStat) -> Optional[int]:
+    def _lost_alert(self, site: LostSite, s: Sample) -> Alert:
+        e = site.example
+        a = Anomaly(
+            kind="count",
+            value=float(site.recent),
+            mean=0.0,
+            stddev=0.0,
+            threshold=float(self._lost.min_lost),
+            slope_per_sample=0.0,
+            samples=self._lost.window,
+        )
+        group = AlertGroup(
+            site=site.site,
+            coro=site.coro,
+            pending=0,
+            done_retained=0,
+            growth=site.recent,
+            chain=[f.short() for f in e.stack],
+            waiting_on=e.waiting_on or None,
+        )
+        how = ", ".join(f"{n} {_LOST_WORDS.get(k, k)}" for k, n in sorted(site.kinds.items()))
+        text = (
+            f"taskleak: tasks lost (lost, count): {site.recent} tasks created at {site.site} "
+            f"({site.coro}) lost in the last {self._lost.window} samples: {how}"
+        )
+        if e.stack:
+            text += f"\n        suspended at {e.stack[-1].short()}"
+        if e.waiting_on:
+            text += f"\n        waiting on {e.waiting_on}"
+        return Alert(time=s.time, signal="lost", anomaly=a, text=text, groups=[group])
+
+    def _budget_of(self, g: GroupStat) -> int | None:
         if not g.allowlisted:
             return None
         example = self._examples.get(g.label)
@@ -449,7 +552,7 @@ class Monitor:
         idx = self.allow.match(task, g.coro, g.site)
         return None if idx is None else self.allow.entries[idx].budget
 
-    def _growth(self, signal: str) -> List[Tuple[int, str]]:
+    def _growth(self, signal: str) -> list[tuple[int, str]]:
         """(growth over the window, label) per group, largest first: of the
         pending tasks for a pending alert, of the finished-but-held ones for a
         done_retained alert, of both otherwise."""
@@ -461,7 +564,7 @@ class Monitor:
         out.sort(reverse=True)
         return out
 
-    def _alert(self, signal: str, a: Anomaly, s: Sample, only: Optional[str] = None) -> Alert:
+    def _alert(self, signal: str, a: Anomaly, s: Sample, only: str | None = None) -> Alert:
         by_label = {g.label: g for g in s.groups}
         if only is not None:
             labels = [only]
@@ -488,11 +591,11 @@ class Monitor:
         grown = (new.pending + new.done_retained) - (old.pending + old.done_retained)
         return grown > max(5, 0.05 * (old.pending + old.done_retained))
 
-    def _describe_group(self, g: GroupStat, track: _GroupTrack) -> Optional[AlertGroup]:
+    def _describe_group(self, g: GroupStat, track: _GroupTrack) -> AlertGroup | None:
         growth = track.history[-1] - track.history[0] if len(track.history) >= 2 else 0
         example = self._examples.get(g.label)
         task = example() if example is not None else None
-        chain: List[str] = []
+        chain: list[str] = []
         waiting_on = orphaned = None
         if task is not None:
             try:
@@ -502,7 +605,7 @@ class Monitor:
                 # Name the innermost frame of user code, not asyncio's own.
                 inner = user_frame(list(reversed(info.stack)))
                 if inner is not None and chain and chain[-1] != inner.short():
-                    chain = chain[:chain.index(inner.short()) + 1] if inner.short() in chain else chain
+                    chain = chain[: chain.index(inner.short()) + 1] if inner.short() in chain else chain
                 if info.state == "pending":
                     waiting_on = info.waiting_on
                     orphaned = info.orphaned
@@ -510,8 +613,16 @@ class Monitor:
             except Exception:
                 log.debug("taskleak: describing %s failed", g.label, exc_info=True)
         del task
-        return AlertGroup(site=g.site, coro=g.coro, pending=g.pending, done_retained=g.done_retained,
-                          growth=growth, chain=chain, waiting_on=waiting_on, orphaned=orphaned)
+        return AlertGroup(
+            site=g.site,
+            coro=g.coro,
+            pending=g.pending,
+            done_retained=g.done_retained,
+            growth=growth,
+            chain=chain,
+            waiting_on=waiting_on,
+            orphaned=orphaned,
+        )
 
     def _dispatch(self, a: Alert) -> None:
         key = (a.signal, a.anomaly.kind)
@@ -541,32 +652,42 @@ class Monitor:
 
 
 def _alert_text(signal: str, a: Anomaly, s: Sample, groups: Sequence[AlertGroup], tasks_grew: bool) -> str:
-    how = (f"above {a.threshold:.0f} (mean + sigma * stddev of the window) several samples in a row" if a.kind == "spike"
-           else f"rising {a.slope_per_sample:+.3g} per sample over {a.samples} samples, low-water mark above {a.threshold:.0f}")
+    how = (
+        f"above {a.threshold:.0f} (mean + sigma * stddev of the window) several samples in a row"
+        if a.kind == "spike"
+        else f"rising {a.slope_per_sample:+.3g} per sample over {a.samples} samples, low-water mark above {a.threshold:.0f}"
+    )
     if signal == "rss":
         mib = (s.rss_bytes or 0) / (1 << 20)
-        head = (f"taskleak: memory growth (rss, {a.kind}): RSS {mib:.1f} MiB, {how.replace(f'{a.threshold:.0f}', f'{a.threshold / (1 << 20):.1f} MiB')}")
+        head = f"taskleak: memory growth (rss, {a.kind}): RSS {mib:.1f} MiB, {how.replace(f'{a.threshold:.0f}', f'{a.threshold / (1 << 20):.1f} MiB')}"
         if not tasks_grew:
-            head += ("\n  the task counts did not grow: this is not a task leak "
-                     "(look at object growth: taskleak.growth())")
+            head += (
+                "\n  the task counts did not grow: this is not a task leak (look at object growth: taskleak.growth())"
+            )
         else:
             head += "\n  the task counts grew too: see the task alerts"
     elif signal == "pending":
         head = f"taskleak: suspected task leak (pending, {a.kind}): {s.pending} pending tasks, {how}"
     elif signal == "done_retained":
-        head = (f"taskleak: suspected task leak (done_retained, {a.kind}): {s.done_retained} finished tasks "
-                f"still referenced, {how}")
+        head = (
+            f"taskleak: suspected task leak (done_retained, {a.kind}): {s.done_retained} finished tasks "
+            f"still referenced, {how}"
+        )
     else:
         head = f"taskleak: suspected task leak in one group ({a.kind}): {signal}: {how}"
     head += f" (baseline mean {a.mean:.1f}, stddev {a.stddev:.1f})"
     lines = [head]
     for g in groups:
-        lines.append(f"  {g.growth:+d}  created at {g.site}  coroutine {g.coro}: "
-                     f"{g.pending} pending, {g.done_retained} done but retained")
+        lines.append(
+            f"  {g.growth:+d}  created at {g.site}  coroutine {g.coro}: "
+            f"{g.pending} pending, {g.done_retained} done but retained"
+        )
         if g.chain:
             lines.append(f"        suspended at {g.chain[-1]}")
         if g.waiting_on:
-            lines.append(f"        waiting on {g.waiting_on}" + ("  [orphaned: nothing can wake it]" if g.orphaned else ""))
+            lines.append(
+                f"        waiting on {g.waiting_on}" + ("  [orphaned: nothing can wake it]" if g.orphaned else "")
+            )
     return "\n".join(lines)
 
 
@@ -603,8 +724,13 @@ def _probe_task_layout() -> None:
             cancelled.cancel()
             loop.run_until_complete(asyncio.sleep(0))
             loop.run_until_complete(asyncio.sleep(0))
-            ok = (done.done() and cancelled.cancelled() and not t1.done() and type(t1).__module__ == "_asyncio"
-                  and _core.probe_task_fields(t1, t2, done, cancelled, c1, c2))
+            ok = (
+                done.done()
+                and cancelled.cancelled()
+                and not t1.done()
+                and type(t1).__module__ == "_asyncio"
+                and _core.probe_task_fields(t1, t2, done, cancelled, c1, c2)
+            )
             if not ok:
                 log.debug("taskleak: task layout probe failed; the monitor reads task state by attribute")
             fut.set_result(None)

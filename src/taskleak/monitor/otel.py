@@ -5,14 +5,15 @@ with unit ``{task}``); the values are the same families as Prometheus."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, List, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .metrics import FamilySource
 
 __all__ = ["instrument"]
 
 
-def instrument(monitor: FamilySource, meter_provider: Optional[Any] = None) -> List[Any]:
+def instrument(monitor: FamilySource, meter_provider: Any | None = None) -> list[Any]:
     """Create one observable instrument per metric family on a meter from
     ``meter_provider`` (default: the global one). Gauges become observable
     gauges, counters observable counters. Returns the instruments.
@@ -24,13 +25,14 @@ def instrument(monitor: FamilySource, meter_provider: Optional[Any] = None) -> L
         from opentelemetry import metrics
         from opentelemetry.metrics import CallbackOptions, Observation
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("taskleak's OpenTelemetry export needs opentelemetry-api: "
-                          "pip install 'taskleak[otel]'") from e
+        raise ImportError(
+            "taskleak's OpenTelemetry export needs opentelemetry-api: pip install 'taskleak[otel]'"
+        ) from e
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     try:
         from importlib.metadata import version
 
-        ver: Optional[str] = version("taskleak")
+        ver: str | None = version("taskleak")
     except Exception:
         ver = None
     meter = provider.get_meter("taskleak", ver)
@@ -41,6 +43,7 @@ def instrument(monitor: FamilySource, meter_provider: Optional[Any] = None) -> L
                 if f.otel_name == name:
                     return [Observation(v, dict(labels)) for labels, v in f.samples]
             return []
+
         return observe
 
     # Every instrument is created now, including those without data yet:

@@ -10,7 +10,8 @@ detector still watches it).
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from .metrics import FamilySource
 
@@ -52,7 +53,7 @@ class TaskleakCollector:
         for f in self.monitor.metric_families():
             keys = sorted({k for labels, _ in f.samples for k in labels})
             if f.kind == "counter":
-                fam: Any = CounterMetricFamily(f.name[:-len("_total")], f.help, labels=keys)
+                fam: Any = CounterMetricFamily(f.name[: -len("_total")], f.help, labels=keys)
             else:
                 fam = GaugeMetricFamily(f.name, f.help, labels=keys)
             for labels, value in f.samples:
@@ -60,16 +61,17 @@ class TaskleakCollector:
             yield fam
 
 
-def register(monitor: FamilySource, registry: Optional[Any] = None) -> TaskleakCollector:
+def register(monitor: FamilySource, registry: Any | None = None) -> TaskleakCollector:
     """Register a collector for ``monitor`` with ``registry`` (default:
     prometheus_client's global REGISTRY). ImportError if prometheus_client
     is not installed: ``pip install 'taskleak[prometheus]'``."""
     try:
         from prometheus_client import REGISTRY
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("taskleak's Prometheus collector needs prometheus_client: "
-                          "pip install 'taskleak[prometheus]' (or use Monitor.metrics_text())") from e
+        raise ImportError(
+            "taskleak's Prometheus collector needs prometheus_client: "
+            "pip install 'taskleak[prometheus]' (or use Monitor.metrics_text())"
+        ) from e
     c = TaskleakCollector(monitor)
     (registry if registry is not None else REGISTRY).register(c)
     return c
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from .detector import Anomaly
 
@@ -13,7 +13,7 @@ __all__ = ["Sample", "GroupStat", "Alert", "AlertGroup", "LOSS_KINDS", "SIGNALS"
 
 #: What a detector watches: an alert's ``signal`` and the ``signal`` label of
 #: the metrics. A group's own detector is "group"; which group is apart.
-SIGNALS = ("pending", "done_retained", "rss", "group")
+SIGNALS = ("pending", "done_retained", "rss", "group", "lost")
 
 # Loss kinds as the monitor names them (tracking calls the first one
 # "destroyed-pending").
@@ -24,11 +24,11 @@ LOSS_KINDS = ("gc-pending", "never-retrieved", "pending-at-shutdown")
 class GroupStat:
     """Tasks of one creation site x coroutine in a sample."""
 
-    site: str                 # innermost user frame of the creation stack, "file:line in function"
-    coro: str                 # the coroutine's qualified name
+    site: str  # innermost user frame of the creation stack, "file:line in function"
+    coro: str  # the coroutine's qualified name
     pending: int
     done_retained: int
-    oldest_age_s: Optional[float]
+    oldest_age_s: float | None
     allowlisted: bool = False
 
     @property
@@ -68,16 +68,16 @@ class Sample:
     pending: int
     done_retained: int
     created_total: int
-    losses: Dict[str, int]
-    rss_bytes: Optional[int]
-    loop_lag_s: Optional[float]
-    groups: List[GroupStat]
+    losses: dict[str, int]
+    rss_bytes: int | None
+    loop_lag_s: float | None
+    groups: list[GroupStat]
     allowlisted_pending: int = 0
     allowlisted_done_retained: int = 0
-    loop_lags: Dict[str, float] = field(default_factory=dict)
-    gil_s: float = 0.0        # GIL held by the task count (summed over its chunks)
+    loop_lags: dict[str, float] = field(default_factory=dict)
+    gil_s: float = 0.0  # GIL held by the task count (summed over its chunks)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["groups"] = [dict(asdict(g), group=g.label) for g in self.groups]
         return d
@@ -91,12 +91,12 @@ class AlertGroup:
     coro: str
     pending: int
     done_retained: int
-    growth: int               # tasks gained over the detector's window
-    chain: List[str] = field(default_factory=list)   # example task's await chain, outermost first
-    waiting_on: Optional[str] = None
-    orphaned: Optional[bool] = None
+    growth: int  # tasks gained over the detector's window
+    chain: list[str] = field(default_factory=list)  # example task's await chain, outermost first
+    waiting_on: str | None = None
+    orphaned: bool | None = None
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -104,22 +104,30 @@ class AlertGroup:
 class Alert:
     """A suspected leak. ``signal`` is one of :data:`SIGNALS`: ``"pending"``,
     ``"done_retained"``, ``"rss"`` or ``"group"`` (one group's own detector,
-    named by ``group``, its label); ``anomaly`` is the detector's verdict."""
+    named by ``group``, its label) or ``"lost"`` (tasks of one creation site
+    destroyed while pending or failed unretrieved: monitor/lost_tasks.py);
+    ``anomaly`` is the detector's verdict."""
 
     time: float
     signal: str
     anomaly: Anomaly
     text: str
-    groups: List[AlertGroup] = field(default_factory=list)
-    group: Optional[str] = None
+    groups: list[AlertGroup] = field(default_factory=list)
+    group: str | None = None
 
     @property
     def detector(self) -> str:
         return self.anomaly.kind
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {"time": self.time, "signal": self.signal, "group": self.group, "anomaly": self.anomaly.to_dict(),
-                "text": self.text, "groups": [g.to_dict() for g in self.groups]}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "signal": self.signal,
+            "group": self.group,
+            "anomaly": self.anomaly.to_dict(),
+            "text": self.text,
+            "groups": [g.to_dict() for g in self.groups],
+        }
 
     def __str__(self) -> str:
         return self.text

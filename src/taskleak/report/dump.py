@@ -7,13 +7,13 @@ import json as _json
 import os
 import sys
 import time
-from typing import Any, Dict, IO, List, Optional
+from typing import IO, Any
 
-from ..heap.growth import growth as _heap_growth
-from ..model.snapshot import snapshot
-from ..blocking.watchdog import block_episodes
 from ..blocking.text import episodes_to_list, format_episodes
+from ..blocking.watchdog import block_episodes
+from ..heap.growth import growth as _heap_growth
 from ..model.json_form import SCHEMA_VERSION, events_to_list, groups_to_list
+from ..model.snapshot import snapshot
 
 __all__ = ["dump", "dump_to_dict", "format_dump"]
 
@@ -28,8 +28,9 @@ def _growth() -> Any:
 
 def _header(n: int) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    return (f"taskleak dump: pid {os.getpid()}, Python {sys.version.split()[0]}, {stamp}, "
-            f"{n} task{'s' if n != 1 else ''}")
+    return (
+        f"taskleak dump: pid {os.getpid()}, Python {sys.version.split()[0]}, {stamp}, {n} task{'s' if n != 1 else ''}"
+    )
 
 
 def format_dump(snap: Any = None, growth: Any = None) -> str:
@@ -47,7 +48,7 @@ def format_dump(snap: Any = None, growth: Any = None) -> str:
     return "\n".join(out)
 
 
-def _episodes() -> List[Any]:
+def _episodes() -> list[Any]:
     """block_episodes(), or [] if it fails: a dump must always be written."""
     try:
         return block_episodes()
@@ -55,7 +56,7 @@ def _episodes() -> List[Any]:
         return []
 
 
-def dump_to_dict(snap: Any = None, growth: Any = None) -> Dict[str, Any]:
+def dump_to_dict(snap: Any = None, growth: Any = None) -> dict[str, Any]:
     """The JSON form of a dump (schema: docs/json-schema.md, "Dump")."""
     snap = snapshot(orphans=True) if snap is None else snap
     # Only the states present, as this document has always listed them.
@@ -75,7 +76,7 @@ def dump_to_dict(snap: Any = None, growth: Any = None) -> Dict[str, Any]:
     }
 
 
-def dump(file: Optional[IO[str]] = None, json: bool = False, *, growth: bool = True) -> None:
+def dump(file: IO[str] | None = None, json: bool = False, *, growth: bool = True) -> None:
     """Write every live task, grouped by creation site, suspension chain, wait
     target and orphaned flag (largest group first), the loss events so far
     and, when taskleak.growth() is available, the object growth table, to

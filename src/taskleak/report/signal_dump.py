@@ -10,13 +10,13 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import Any, Optional
+from typing import Any
 
 from .dump import dump
 
 __all__ = ["check_dump_signal", "set_dump_signal", "restore_dump_signal", "dump_signal"]
 
-_dump_signal: Optional[int] = None
+_dump_signal: int | None = None
 _previous_handler: Any = None
 
 
@@ -63,6 +63,6 @@ def restore_dump_signal() -> None:
     _previous_handler = None
 
 
-def dump_signal() -> Optional[int]:
+def dump_signal() -> int | None:
     """The signal that dumps, or None."""
     return _dump_signal

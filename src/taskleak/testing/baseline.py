@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 from ..frame import Frame, creation_site, is_library, is_machinery, library_relative
 
 __all__ = ["Baseline", "BaselineError", "leak_key", "frame_id", "VERSION"]
 
 VERSION = 1
-Key = Tuple[str, str, str]
+Key = tuple[str, str, str]
 
 
 class BaselineError(ValueError):
@@ -50,18 +51,18 @@ def module_name(filename: str, rootdir: str) -> str:
     return rel.replace(os.sep, ".")
 
 
-def frame_id(frame: Optional[Frame], rootdir: str) -> str:
+def frame_id(frame: Frame | None, rootdir: str) -> str:
     return "?" if frame is None else f"{module_name(frame.filename, rootdir)}:{frame.function}"
 
 
-def _innermost_user(frames: Sequence[Frame]) -> Optional[Frame]:
+def _innermost_user(frames: Sequence[Frame]) -> Frame | None:
     for f in frames:
         if not is_machinery(f.filename) and not is_library(f.filename):
             return f
     return None
 
 
-def leak_key(kind: str, created_at: Optional[Sequence[Frame]], stack: Sequence[Frame], rootdir: str) -> Key:
+def leak_key(kind: str, created_at: Sequence[Frame] | None, stack: Sequence[Frame], rootdir: str) -> Key:
     """The baseline key of one leak. ``created_at`` is innermost first,
     ``stack`` (the await chain) outermost first, as in TaskInfo."""
     site = creation_site(created_at) if created_at else []
@@ -77,21 +78,22 @@ def leak_key(kind: str, created_at: Optional[Sequence[Frame]], stack: Sequence[F
 class Baseline:
     """The entries of one baseline file: key -> the tests it was recorded for."""
 
-    def __init__(self, path: str, entries: Dict[Key, Set[str]], existed: bool) -> None:
+    def __init__(self, path: str, entries: dict[Key, set[str]], existed: bool) -> None:
         self.path = path
         self.entries = entries
         self.existed = existed
 
     @classmethod
-    def load(cls, path: str, *, missing_ok: bool = False) -> "Baseline":
+    def load(cls, path: str, *, missing_ok: bool = False) -> Baseline:
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
         except FileNotFoundError:
             if missing_ok:
                 return cls(path, {}, existed=False)
-            raise BaselineError(f"taskleak baseline {path!r} does not exist "
-                                "(create it with --taskleak-update-baseline)") from None
+            raise BaselineError(
+                f"taskleak baseline {path!r} does not exist (create it with --taskleak-update-baseline)"
+            ) from None
         except OSError as e:
             raise BaselineError(f"taskleak baseline {path!r} cannot be read: {e}") from None
         try:
@@ -103,7 +105,9 @@ class Baseline:
     def tolerates(self, key: Key) -> bool:
         return tuple(key) in self.entries
 
-    def updated(self, seen: Dict[Key, Set[str]], ran: Set[str], force: bool) -> Tuple[Dict[Key, Set[str]], List[Key], List[Key]]:
+    def updated(
+        self, seen: dict[Key, set[str]], ran: set[str], force: bool
+    ) -> tuple[dict[Key, set[str]], list[Key], list[Key]]:
         """The entries to write after a run: (entries, dropped, refused).
 
         With ``force`` (or a new file) the baseline becomes exactly what was
@@ -112,8 +116,8 @@ class Baseline:
         again; new leaks are refused (they keep failing)."""
         if force or not self.existed:
             return {k: set(v) for k, v in seen.items()}, [k for k in self.entries if k not in seen], []
-        out: Dict[Key, Set[str]] = {}
-        dropped: List[Key] = []
+        out: dict[Key, set[str]] = {}
+        dropped: list[Key] = []
         for key, tests in self.entries.items():
             if key in seen:
                 out[key] = set(seen[key]) | (tests - ran)
@@ -125,9 +129,10 @@ class Baseline:
         return out, dropped, refused
 
     @staticmethod
-    def write(path: str, entries: Dict[Key, Set[str]]) -> None:
-        rows = [{"kind": k[0], "created": k[1], "suspended": k[2], "tests": sorted(t)}
-                for k, t in sorted(entries.items())]
+    def write(path: str, entries: dict[Key, set[str]]) -> None:
+        rows = [
+            {"kind": k[0], "created": k[1], "suspended": k[2], "tests": sorted(t)} for k, t in sorted(entries.items())
+        ]
         data = {"version": VERSION, "tool": "taskleak", "entries": rows}
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -136,7 +141,7 @@ class Baseline:
         os.replace(tmp, path)
 
 
-def _parse(path: str, data: Any) -> Dict[Key, Set[str]]:
+def _parse(path: str, data: Any) -> dict[Key, set[str]]:
     def bad(why: str) -> BaselineError:
         return BaselineError(f"taskleak baseline {path!r} is malformed: {why}")
 
@@ -147,7 +152,7 @@ def _parse(path: str, data: Any) -> Dict[Key, Set[str]]:
     rows = data.get("entries")
     if not isinstance(rows, list):
         raise bad("'entries' must be a list")
-    entries: Dict[Key, Set[str]] = {}
+    entries: dict[Key, set[str]] = {}
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise bad(f"entry {i} is not an object")
@@ -159,4 +164,3 @@ def _parse(path: str, data: Any) -> Dict[Key, Set[str]]:
             raise bad(f"entry {i}: 'tests' must be a list of strings")
         entries.setdefault((str(fields[0]), str(fields[1]), str(fields[2])), set()).update(tests)
     return entries
-

@@ -28,7 +28,8 @@ import sys
 import time
 import types
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Union
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import taskleak._core as _core
 
@@ -48,19 +49,20 @@ __all__ = ["check", "LeakCheck", "Leak", "TaskLeakError", "TaskLeakWarning", "KI
 ON_LEAK = ("raise", "warn", "log", "cancel")
 _log = logging.getLogger("taskleak")
 
-IgnoreRule = Union[str, Callable[[TaskInfo], bool]]
+IgnoreRule = str | Callable[[TaskInfo], bool]
 
 
 # ---- matching ignore rules ----------------------------------------------------
 
-def _module_name(filename: str) -> Optional[str]:
+
+def _module_name(filename: str) -> str | None:
     for name, mod in list(sys.modules.items()):
         if getattr(mod, "__file__", None) == filename:
             return name
     return None
 
 
-def _site_strings(info: TaskInfo) -> List[str]:
+def _site_strings(info: TaskInfo) -> list[str]:
     out = []
     for f in creation_site(info.created_at or []):
         out.append(f"{f.filename}:{f.lineno}")
@@ -93,6 +95,7 @@ def _ignored(info: TaskInfo, rules: Sequence[IgnoreRule]) -> bool:
 
 # ---- the check ----------------------------------------------------------------
 
+
 def _validate(grace: float, kinds: Iterable[str], on_leak: str, ignore: Sequence[IgnoreRule]) -> None:
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
         raise ValueError(f"grace must be a number of seconds >= 0, got {grace!r}")
@@ -110,9 +113,17 @@ class LeakCheck:
     """What :func:`check` returns: a context manager (sync and async) and a
     decorator. Each use opens a fresh scope."""
 
-    def __init__(self, *, grace: float = 0.1, ignore: Sequence[IgnoreRule] = (),
-                 kinds: Iterable[str] = KINDS, on_leak: str = "raise", collect: bool = True,
-                 label: str = "check()", blocking: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        *,
+        grace: float = 0.1,
+        ignore: Sequence[IgnoreRule] = (),
+        kinds: Iterable[str] = KINDS,
+        on_leak: str = "raise",
+        collect: bool = True,
+        label: str = "check()",
+        blocking: float | None = None,
+    ) -> None:
         kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
         ignore = tuple([ignore] if isinstance(ignore, str) or callable(ignore) else ignore)
         _validate(grace, kinds, on_leak, ignore)
@@ -123,25 +134,25 @@ class LeakCheck:
         self.collect = collect
         self.label = label
         self.blocking = validate_blocking(blocking)
-        self._blocking: Optional[BlockingScope] = None
-        self.blocked: List[Any] = []  # Episodes of the last use (with blocking=)
-        self.leaks: List[Leak] = []
-        self._scope: Optional[scopes.Scope] = None
+        self._blocking: BlockingScope | None = None
+        self.blocked: list[Any] = []  # Episodes of the last use (with blocking=)
+        self.leaks: list[Leak] = []
+        self._scope: scopes.Scope | None = None
         self._token: Any = None
         # Tasks the grace never waits for (a test runner's own task, which
         # ends only when its runner closes): a predicate on the raw task.
-        self.grace_exempt: Optional[Callable[[Any], bool]] = None
+        self.grace_exempt: Callable[[Any], bool] | None = None
         # None: what this check's collection finalizes raises into
         # sys.unraisablehook as usual. A list (the pytest plugin): kept here
         # instead, one line each (see _collect_garbage).
-        self.unraisable: Optional[List[str]] = None
+        self.unraisable: list[str] | None = None
 
     # -- entering and leaving ----------------------------------------------------
-    def _enter(self) -> "LeakCheck":
+    def _enter(self) -> LeakCheck:
         if self._scope is not None and self._scope.open:
             raise RuntimeError("this check() is already active; use a new taskleak.check() per scope")
         self.leaks = []
-        self._to_cancel: List["asyncio.Task[Any]"] = []
+        self._to_cancel: list[asyncio.Task[Any]] = []
         tracking.install()
         patch_runner_shutdowns()  # runner modules imported since install()
         self._scope = scopes.open_scope(self.label)
@@ -158,7 +169,7 @@ class LeakCheck:
                 scopes.SCOPE_VAR.set(0)
             self._token = None
 
-    def __enter__(self) -> "LeakCheck":
+    def __enter__(self) -> LeakCheck:
         return self._enter()
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
@@ -166,7 +177,7 @@ class LeakCheck:
         self._drive_idle_loops()
         self._finish(body_failed=et is not None)
 
-    async def __aenter__(self) -> "LeakCheck":
+    async def __aenter__(self) -> LeakCheck:
         return self._enter()
 
     async def __aexit__(self, et: Any, ev: Any, tb: Any) -> None:
@@ -178,29 +189,41 @@ class LeakCheck:
             self._raise_after_cancel(body_failed=et is not None)
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        opts: Dict[str, Any] = dict(grace=self.grace, ignore=self.ignore, kinds=self.kinds, on_leak=self.on_leak,
-                    collect=self.collect, label=getattr(fn, "__qualname__", self.label), blocking=self.blocking)
+        opts: dict[str, Any] = dict(
+            grace=self.grace,
+            ignore=self.ignore,
+            kinds=self.kinds,
+            on_leak=self.on_leak,
+            collect=self.collect,
+            label=getattr(fn, "__qualname__", self.label),
+            blocking=self.blocking,
+        )
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 async with LeakCheck(**opts):
                     return await fn(*args, **kwargs)
+
             return async_wrapper
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with LeakCheck(**opts):
                 return fn(*args, **kwargs)
+
         return wrapper
 
     # -- grace -------------------------------------------------------------------
-    def _pending_scope_tasks(self) -> List["asyncio.Task[Any]"]:
+    def _pending_scope_tasks(self) -> list[asyncio.Task[Any]]:
         assert self._scope is not None
         me = _current_task_or_none()
         exempt = self.grace_exempt
-        return [t for t in _core.scope_tasks(self._scope.id)
-                if not t.done() and t is not me and not is_asyncgen_finalizer(t)
-                and not (exempt is not None and exempt(t))]
+        return [
+            t
+            for t in _core.scope_tasks(self._scope.id)
+            if not t.done() and t is not me and not is_asyncgen_finalizer(t) and not (exempt is not None and exempt(t))
+        ]
 
     # The grace is bounded twice: in wall time and in the loop's own time.
     # A loop with a virtual clock (looptime, a test loop that jumps to its next
@@ -228,7 +251,7 @@ class LeakCheck:
         if self.grace <= 0:
             return
         wall_end = time.monotonic() + self.grace
-        loop_end: Dict[Any, float] = {}
+        loop_end: dict[Any, float] = {}
         delay = 0.001
         while True:
             loops = {t.get_loop() for t in self._pending_scope_tasks()}
@@ -251,8 +274,14 @@ class LeakCheck:
             delay *= 2
 
     # -- finding leaks -------------------------------------------------------------
-    def _finish(self, body_failed: bool, can_await: bool = False, exclude: Iterable[Any] = (),
-                stops: Sequence[Any] = (), scoped: Sequence[Any] = ()) -> None:
+    def _finish(
+        self,
+        body_failed: bool,
+        can_await: bool = False,
+        exclude: Iterable[Any] = (),
+        stops: Sequence[Any] = (),
+        scoped: Sequence[Any] = (),
+    ) -> None:
         """Find the leaks and act on them. With `can_await` (async exit), the
         caller awaits the cancelled tasks and raises afterwards. `exclude`:
         objects that die with the scope (a test's own objects), never
@@ -281,8 +310,11 @@ class LeakCheck:
         elif self.on_leak == "log":
             _log.warning("%s", report)
         elif self.on_leak == "cancel":
-            self._to_cancel = [lk.task.task for lk in self.leaks
-                               if lk.kind == "pending" and lk.task.task is not None and not lk.task.task.done()]
+            self._to_cancel = [
+                lk.task.task
+                for lk in self.leaks
+                if lk.kind == "pending" and lk.task.task is not None and not lk.task.task.done()
+            ]
             for t in self._to_cancel:
                 t.cancel()
             if not (can_await and self._to_cancel):
@@ -315,10 +347,11 @@ class LeakCheck:
 
     def _raise_after_cancel(self, body_failed: bool = False) -> None:
         if self.leaks and not body_failed:
-            raise TaskLeakError(format_leaks(self.leaks, self.label) + "\n(the pending tasks were cancelled)",
-                                self.leaks)
+            raise TaskLeakError(
+                format_leaks(self.leaks, self.label) + "\n(the pending tasks were cancelled)", self.leaks
+            )
 
-    def _done_suspects(self, sid: int, stops: Sequence[Any], scoped: Sequence[Any] = ()) -> List["asyncio.Task[Any]"]:
+    def _done_suspects(self, sid: int, stops: Sequence[Any], scoped: Sequence[Any] = ()) -> list[asyncio.Task[Any]]:
         """The finished tasks of the scope that something outside their own
         reference cycles still holds. Cyclic garbage is told apart locally
         (held_from_outside looks only at what the tasks reach), so a clean
@@ -379,7 +412,7 @@ class LeakCheck:
         finally:
             sys.unraisablehook = previous
 
-    def _not_ignored(self, tasks: List["asyncio.Task[Any]"]) -> List["asyncio.Task[Any]"]:
+    def _not_ignored(self, tasks: list[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
         """Ignored tasks (a test runner's own, say) never cost a collection
         or a holder search."""
         if not tasks or not self.ignore:
@@ -387,20 +420,29 @@ class LeakCheck:
         infos = {id(i.task): i for i in _snapshot_of(tasks)}
         return [t for t in tasks if not _ignored(infos[id(t)], self.ignore)]
 
-    def _find_leaks(self, sid: int, pending: List["asyncio.Task[Any]"], exclude: Sequence[Any] = (),
-                    stops: Sequence[Any] = (), scoped: Sequence[Any] = ()) -> List[Leak]:
-        leaks: List[Leak] = []
+    def _find_leaks(
+        self,
+        sid: int,
+        pending: list[asyncio.Task[Any]],
+        exclude: Sequence[Any] = (),
+        stops: Sequence[Any] = (),
+        scoped: Sequence[Any] = (),
+    ) -> list[Leak]:
+        leaks: list[Leak] = []
         me = _current_task_or_none()
         done = self._done_suspects(sid, stops, scoped)
         # Pending tasks that appeared during the grace; never asyncio's own
         # async-generator finalizers, which only wait for their loop turn.
-        pending = pending + [t for t in _core.scope_tasks(sid)
-                             if not t.done() and t is not me and t not in pending and not is_asyncgen_finalizer(t)]
+        pending = pending + [
+            t
+            for t in _core.scope_tasks(sid)
+            if not t.done() and t is not me and t not in pending and not is_asyncgen_finalizer(t)
+        ]
         snap = _snapshot_of(pending + done)
         infos = {id(i.task): i for i in snap}
         # Ignored tasks (a test runner's own, say) never cost a holder search.
         done = [t for t in done if not _ignored(infos[id(t)], self.ignore)]
-        held: Dict[int, List[str]] = {}
+        held: dict[int, list[str]] = {}
         if done and ("done-retained" in self.kinds or "never-retrieved" in self.kinds):
             suspects = {id(t) for t in _core.scope_tasks(sid)}
             held = holders_of_finished(done, suspects, exclude=list(exclude) + [done, pending])
@@ -411,16 +453,21 @@ class LeakCheck:
             if id(t) in held:
                 kind = "never-retrieved" if failed_unread else "done-retained"
                 exc = getattr(t, "_exception", None) if failed_unread else None  # no side effect
-                leaks.append(Leak(kind, infos[id(t)], held_by=held[id(t)], exception=exc,
-                                  exception_text=_exc_text(exc)))
+                leaks.append(
+                    Leak(kind, infos[id(t)], held_by=held[id(t)], exception=exc, exception_text=_exc_text(exc))
+                )
         live_pending = {lk.task.serial for lk in leaks if lk.task.serial}
         for e in scope_events(sid):
             if e.serial and e.serial in live_pending:
                 continue  # seen pending at a loop shutdown, and still pending now: one leak
-            kind = {"pending-at-shutdown": "pending", "destroyed-pending": "gc-pending",
-                    "never-retrieved": "never-retrieved"}[e.kind]
-            leaks.append(Leak(kind, DetachedTaskInfo.from_event(e), exception=e.exception_object,
-                              exception_text=e.exception))
+            kind = {
+                "pending-at-shutdown": "pending",
+                "destroyed-pending": "gc-pending",
+                "never-retrieved": "never-retrieved",
+            }[e.kind]
+            leaks.append(
+                Leak(kind, DetachedTaskInfo.from_event(e), exception=e.exception_object, exception_text=e.exception)
+            )
         assert self._scope is not None
         # Whatever was looked at here is not a "late" leak if it surfaces again.
         self._scope.meta["reported_serials"] = {lk.task.serial for lk in leaks if lk.task.serial}
@@ -433,7 +480,7 @@ class LeakCheck:
 _LOCAL_LIMIT = 100_000
 
 
-def _running_frames() -> List[Any]:
+def _running_frames() -> list[Any]:
     """Frames still running in any thread - except taskleak's own: those
     hold nothing of the user's, and listing them here would make a cycle
     (the list -> this frame -> the list) that keeps everything the check
@@ -444,7 +491,7 @@ def _running_frames() -> List[Any]:
     # frame that holds itself, and its callers' locals with it.
     tops = list(sys._current_frames().values())
     while tops:
-        f: Optional[types.FrameType] = tops.pop()
+        f: types.FrameType | None = tops.pop()
         while f is not None:
             if not f.f_code.co_filename.startswith(_OWN_DIR):
                 frames.append(f)
@@ -455,10 +502,10 @@ def _running_frames() -> List[Any]:
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
-def _stops(tasks: Sequence["asyncio.Task[Any]"], extra: Sequence[Any]) -> List[Any]:
+def _stops(tasks: Sequence[asyncio.Task[Any]], extra: Sequence[Any]) -> list[Any]:
     """Objects that outlive any scope, where the local search stops: the
     tasks' loops, module namespaces, frames still running, and the caller's."""
-    out: List[Any] = list({id(t.get_loop()): t.get_loop() for t in tasks}.values())
+    out: list[Any] = list({id(t.get_loop()): t.get_loop() for t in tasks}.values())
     for mod in list(sys.modules.values()):
         d = getattr(mod, "__dict__", None)
         if isinstance(d, dict):
@@ -468,28 +515,35 @@ def _stops(tasks: Sequence["asyncio.Task[Any]"], extra: Sequence[Any]) -> List[A
     return out
 
 
-def _unretrieved(task: "asyncio.Task[Any]") -> bool:
+def _unretrieved(task: asyncio.Task[Any]) -> bool:
     # Future._log_traceback is True until someone calls result()/exception().
     return bool(getattr(task, "_log_traceback", False))
 
 
-def _exc_text(exc: Optional[BaseException]) -> Optional[str]:
+def _exc_text(exc: BaseException | None) -> str | None:
     return exception_text(exc)
 
 
-def _current_task_or_none() -> Optional["asyncio.Task[Any]"]:
+def _current_task_or_none() -> asyncio.Task[Any] | None:
     try:
         return asyncio.current_task()
     except RuntimeError:
         return None
 
 
-def _snapshot_of(tasks: List["asyncio.Task[Any]"]) -> Snapshot:
+def _snapshot_of(tasks: list[asyncio.Task[Any]]) -> Snapshot:
     return Snapshot.of_tasks(tasks)
 
 
-def check(*, grace: float = 0.1, ignore: Sequence[IgnoreRule] = (), kinds: Iterable[str] = KINDS,
-          on_leak: str = "raise", collect: bool = True, blocking: Optional[float] = None) -> LeakCheck:
+def check(
+    *,
+    grace: float = 0.1,
+    ignore: Sequence[IgnoreRule] = (),
+    kinds: Iterable[str] = KINDS,
+    on_leak: str = "raise",
+    collect: bool = True,
+    blocking: float | None = None,
+) -> LeakCheck:
     """Fail the scope if tasks created inside it leak.
 
     Args:

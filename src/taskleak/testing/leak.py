@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
 
 from ..model.task_info import TaskInfo
 
@@ -20,15 +19,15 @@ class Leak:
 
     kind: str
     task: TaskInfo
-    held_by: Optional[List[str]] = None
-    exception: Optional[BaseException] = None
-    exception_text: Optional[str] = None
+    held_by: list[str] | None = None
+    exception: BaseException | None = None
+    exception_text: str | None = None
 
 
 class TaskLeakError(AssertionError):
     """A checked scope leaked tasks; ``.leaks`` lists them."""
 
-    def __init__(self, message: str, leaks: List[Leak]) -> None:
+    def __init__(self, message: str, leaks: list[Leak]) -> None:
         super().__init__(message)
         self.leaks = leaks
 

@@ -3,7 +3,7 @@ suspension point and wait target, largest group first."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Any
 
 from ..frame import Frame, creation_site, user_frame
 from ..model.text import created_lines, plural, suspended_lines
@@ -23,14 +23,21 @@ _ORDER = ("pending", "gc-pending", "never-retrieved", "done-retained")
 _INDENT = "    "
 
 
-def _key(lk: "Leak") -> Tuple[Any, ...]:
+def _key(lk: Leak) -> tuple[Any, ...]:
     t = lk.task
     created = None if t.created_at is None else tuple(creation_site(t.created_at))
-    return (lk.kind, t.coro, created, tuple(t.stack), t.waiting_on.split(" (")[0],
-            (lk.exception_text or "").split(":")[0], tuple(lk.held_by or ()))
+    return (
+        lk.kind,
+        t.coro,
+        created,
+        tuple(t.stack),
+        t.waiting_on.split(" (")[0],
+        (lk.exception_text or "").split(":")[0],
+        tuple(lk.held_by or ()),
+    )
 
 
-def _coro_frame(t: Any) -> Optional[Frame]:
+def _coro_frame(t: Any) -> Frame | None:
     """Where the task's coroutine function is defined."""
     if t.stack:
         first: Frame = t.stack[0]
@@ -45,7 +52,7 @@ def _coro_frame(t: Any) -> Optional[Frame]:
 _PLUMBING = ("create_task", "ensure_future", "_ensure_future")
 
 
-def callback_origin(frames: List[Frame]) -> Frame:
+def callback_origin(frames: list[Frame]) -> Frame:
     """For a creation stack with no frame of the user's code: the frame that
     asked for the task (a protocol's connection_made, a callback), past
     asyncio's create_task / ensure_future plumbing."""
@@ -55,7 +62,7 @@ def callback_origin(frames: List[Frame]) -> Frame:
     return frames[0]
 
 
-def _created(t: Any, max_frames: int) -> List[str]:
+def _created(t: Any, max_frames: int) -> list[str]:
     """The creation site; when no frame of the user's code is on the creation
     stack (a server's connection handler, a protocol callback's task), where
     the callback chain came from and what the task runs, rather than a page
@@ -71,8 +78,8 @@ def _created(t: Any, max_frames: int) -> List[str]:
     return out
 
 
-def format_leaks(leaks: List["Leak"], label: str = "check()", max_frames: int = 6, max_names: int = 5) -> str:
-    groups: Dict[Tuple[Any, ...], List["Leak"]] = {}
+def format_leaks(leaks: list[Leak], label: str = "check()", max_frames: int = 6, max_names: int = 5) -> str:
+    groups: dict[tuple[Any, ...], list[Leak]] = {}
     for lk in leaks:
         groups.setdefault(_key(lk), []).append(lk)
     ordered = sorted(groups.values(), key=lambda g: (_ORDER.index(g[0].kind), -len(g)))
@@ -82,8 +89,11 @@ def format_leaks(leaks: List["Leak"], label: str = "check()", max_frames: int = 
         out.append("")
         out.append(f"[{lk.kind}] {plural(len(g), 'task')} {_KIND_WORDS[lk.kind]}: {t.coro}()")
         names = [x.task.name for x in g]
-        out.append(_INDENT + ", ".join(names[:max_names]) + (f", ... ({len(names) - max_names} more)"
-                                                           if len(names) > max_names else ""))
+        out.append(
+            _INDENT
+            + ", ".join(names[:max_names])
+            + (f", ... ({len(names) - max_names} more)" if len(names) > max_names else "")
+        )
         if t.waiting_on and lk.kind in ("pending", "gc-pending"):
             orphan = "yes" if t.orphaned else "no"
             out.append(f"  waiting on: {t.waiting_on}; orphaned: {orphan}")
@@ -94,6 +104,8 @@ def format_leaks(leaks: List["Leak"], label: str = "check()", max_frames: int = 
             out += [_INDENT + p for p in lk.held_by]
         out += _created(t, max_frames)
         out += suspended_lines(t.stack, max_frames)
-    hint = ("\nFix: await or cancel these tasks before the scope ends (asyncio.TaskGroup helps), "
-            "or pass ignore=[...] to taskleak.check() for tasks that are meant to outlive it.")
+    hint = (
+        "\nFix: await or cancel these tasks before the scope ends (asyncio.TaskGroup helps), "
+        "or pass ignore=[...] to taskleak.check() for tasks that are meant to outlive it."
+    )
     return "\n".join(out) + "\n" + hint

@@ -7,11 +7,12 @@ lasted at least the threshold; :class:`LoopBlockedError` carries them.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from ..blocking.text import format_episode
 from ..blocking import watchdog
 from ..blocking.episode import Episode
+from ..blocking.text import format_episode
 
 __all__ = ["LoopBlockedError", "BlockingScope", "format_blocked"]
 
@@ -23,16 +24,19 @@ class LoopBlockedError(AssertionError):
 
     def __init__(self, message: str, episodes: Sequence[Episode]) -> None:
         super().__init__(message)
-        self.episodes: List[Episode] = list(episodes)
+        self.episodes: list[Episode] = list(episodes)
 
 
 def format_blocked(episodes: Sequence[Episode], threshold: float, label: str) -> str:
     n = len(episodes)
-    head = (f"taskleak: {label}: the event loop was blocked {n} time{'s' if n != 1 else ''} "
-            f"for longer than {threshold:g} s")
+    head = (
+        f"taskleak: {label}: the event loop was blocked {n} time{'s' if n != 1 else ''} for longer than {threshold:g} s"
+    )
     body = "\n\n".join(format_episode(e) for e in episodes)
-    hint = ("hint: run blocking work with `await asyncio.to_thread(...)` or "
-            "`loop.run_in_executor(...)`, or split it with `await asyncio.sleep(0)`")
+    hint = (
+        "hint: run blocking work with `await asyncio.to_thread(...)` or "
+        "`loop.run_in_executor(...)`, or split it with `await asyncio.sleep(0)`"
+    )
     return f"{head}\n\n{body}\n\n{hint}"
 
 
@@ -41,9 +45,9 @@ class BlockingScope:
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
-        self._watch: Optional[watchdog.Watch] = watchdog.watch_blocking(threshold)
+        self._watch: watchdog.Watch | None = watchdog.watch_blocking(threshold)
 
-    def finish(self) -> List[Episode]:
+    def finish(self) -> list[Episode]:
         """End the scope (idempotent): the episodes it saw, oldest first."""
         w, self._watch = self._watch, None
         if w is None:
@@ -54,7 +58,7 @@ class BlockingScope:
             w.stop()
 
 
-def validate_blocking(blocking: Any) -> Optional[float]:
+def validate_blocking(blocking: Any) -> float | None:
     if blocking is None:
         return None
     return watchdog.validate_threshold(blocking, "blocking")

@@ -9,7 +9,7 @@ test. Independent of ``--taskleak``: either can be used without the other.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -22,29 +22,40 @@ _HINT = "\n(--taskleak-blocking / @pytest.mark.taskleak(blocking=...); see docs/
 
 
 def add_blocking_options(parser: pytest.Parser, group: Any) -> None:
-    group.addoption("--taskleak-blocking", metavar="SECONDS", default=None,
-                    help="fail tests that block an event loop longer than SECONDS (ini: taskleak_blocking)")
-    parser.addini("taskleak_blocking", "fail tests that block an event loop longer than this many seconds "
-                  "(default: not checked)", default="")
+    group.addoption(
+        "--taskleak-blocking",
+        metavar="SECONDS",
+        default=None,
+        help="fail tests that block an event loop longer than SECONDS (ini: taskleak_blocking)",
+    )
+    parser.addini(
+        "taskleak_blocking",
+        "fail tests that block an event loop longer than this many seconds (default: not checked)",
+        default="",
+    )
 
 
-def _seconds(what: str, value: Any) -> Optional[float]:
+def _seconds(what: str, value: Any) -> float | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
         return validate_threshold(float(value) if isinstance(value, str) else value, what)
     except (TypeError, ValueError):
-        raise pytest.UsageError(f"taskleak: {what} must be a number of seconds >= 0.02 (e.g. 0.1), "
-                                f"got {value!r}") from None
+        raise pytest.UsageError(
+            f"taskleak: {what} must be a number of seconds >= 0.02 (e.g. 0.1), got {value!r}"
+        ) from None
 
 
 class BlockingPlugin:
     def __init__(self, config: pytest.Config) -> None:
         opt = config.getoption("taskleak_blocking")
-        self.default = _seconds("--taskleak-blocking", opt) if opt is not None else \
-            _seconds("taskleak_blocking", config.getini("taskleak_blocking"))
+        self.default = (
+            _seconds("--taskleak-blocking", opt)
+            if opt is not None
+            else _seconds("taskleak_blocking", config.getini("taskleak_blocking"))
+        )
 
-    def _threshold(self, item: pytest.Item) -> Optional[float]:
+    def _threshold(self, item: pytest.Item) -> float | None:
         if item.get_closest_marker("no_taskleak") is not None:
             return None
         for m in item.iter_markers("taskleak"):  # closest first
@@ -70,8 +81,7 @@ class BlockingPlugin:
         except BaseException:
             episodes = scope.finish()
             if episodes:  # never mask the test's own error: add the report next to it
-                item.add_report_section("call", "taskleak-blocking",
-                                        format_blocked(episodes, threshold, item.nodeid))
+                item.add_report_section("call", "taskleak-blocking", format_blocked(episodes, threshold, item.nodeid))
             raise
         episodes = scope.finish()
         if episodes:

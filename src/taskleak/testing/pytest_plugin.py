@@ -26,8 +26,9 @@ import gc
 import logging
 import os
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, cast
+from typing import Any, TypedDict, cast
 
 import pytest
 
@@ -48,7 +49,6 @@ from .pytest_blocking import BlockingPlugin, add_blocking_options
 __all__ = ["TaskLeakPytestWarning"]
 
 
-
 def _is_harness_task(info: TaskInfo) -> bool:
     """Tasks of test runners themselves: the task pytest-asyncio or unittest
     runs a test or fixture coroutine in (created straight from the runner's
@@ -63,7 +63,8 @@ def _is_harness_task(info: TaskInfo) -> bool:
                 return False  # created inside the loop (by a task or a callback): not by the runner
             continue
         return is_test_framework(f.filename) or (
-            f.filename.endswith(_ANYIO_BACKEND) and f.function.startswith("TestRunner."))
+            f.filename.endswith(_ANYIO_BACKEND) and f.function.startswith("TestRunner.")
+        )
     return False
 
 
@@ -94,11 +95,16 @@ _ANYIO_BACKEND = os.path.join("anyio", "_backends", "_asyncio.py")
 HARNESS_IGNORE = (_is_harness_task, _is_loop_service_task)
 MARKER_OPTIONS = ("grace", "ignore", "kinds", "on_leak", "collect", "blocking")  # blocking: pytest_blocking.py
 MODES = {"fail": "raise", "warn": "warn"}
-EVENT_KINDS = {"pending-at-shutdown": "pending", "destroyed-pending": "gc-pending",
-               "never-retrieved": "never-retrieved"}
+EVENT_KINDS = {
+    "pending-at-shutdown": "pending",
+    "destroyed-pending": "gc-pending",
+    "never-retrieved": "never-retrieved",
+}
 _log = logging.getLogger("taskleak")
-_HINT = ("\nIn pytest: @pytest.mark.taskleak(ignore=[...]) or the ini option taskleak_ignore; "
-         "@pytest.mark.no_taskleak skips a test.")
+_HINT = (
+    "\nIn pytest: @pytest.mark.taskleak(ignore=[...]) or the ini option taskleak_ignore; "
+    "@pytest.mark.no_taskleak skips a test."
+)
 
 
 #: Kept for code that filters on it; warn mode no longer issues Python
@@ -109,37 +115,61 @@ PHASES = ("teardown", "call")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("taskleak", "leaked asyncio tasks (taskleak)")
-    group.addoption("--taskleak", action="store_true", default=False,
-                    help="fail every test that leaks asyncio tasks (ini: taskleak = true)")
-    group.addoption("--taskleak-baseline", metavar="FILE", default=None,
-                    help="tolerate the leaks recorded in FILE, fail only on new ones")
-    group.addoption("--taskleak-update-baseline", action="store_true", default=False,
-                    help="rewrite the --taskleak-baseline FILE from this run (it may only shrink)")
-    group.addoption("--taskleak-baseline-force", action="store_true", default=False,
-                    help="with --taskleak-update-baseline: also add new leaks to the baseline")
+    group.addoption(
+        "--taskleak",
+        action="store_true",
+        default=False,
+        help="fail every test that leaks asyncio tasks (ini: taskleak = true)",
+    )
+    group.addoption(
+        "--taskleak-baseline",
+        metavar="FILE",
+        default=None,
+        help="tolerate the leaks recorded in FILE, fail only on new ones",
+    )
+    group.addoption(
+        "--taskleak-update-baseline",
+        action="store_true",
+        default=False,
+        help="rewrite the --taskleak-baseline FILE from this run (it may only shrink)",
+    )
+    group.addoption(
+        "--taskleak-baseline-force",
+        action="store_true",
+        default=False,
+        help="with --taskleak-update-baseline: also add new leaks to the baseline",
+    )
     # Strings parsed here rather than pytest's "bool"/float handling, so a bad
     # value is a UsageError naming the key, not a traceback.
     parser.addini("taskleak", "check every test for leaked asyncio tasks (true/false)", default="false")
-    parser.addini("taskleak_ignore", "globs of task names, coroutines or creation sites to ignore",
-                  type="linelist", default=[])
-    parser.addini("taskleak_grace", "seconds pending tasks get to finish after a test (default 0.1)",
-                  default="0.1")
+    parser.addini(
+        "taskleak_ignore", "globs of task names, coroutines or creation sites to ignore", type="linelist", default=[]
+    )
+    parser.addini("taskleak_grace", "seconds pending tasks get to finish after a test (default 0.1)", default="0.1")
     parser.addini("taskleak_kinds", "leak kinds that count (default: all)", type="args", default=list(KINDS))
     parser.addini("taskleak_mode", "fail (default) or warn", default="fail")
-    parser.addini("taskleak_phase", "teardown (default: check once the test's function-scoped fixtures "
-                  "are finalised) or call (check the test function's call only)", default="teardown")
+    parser.addini(
+        "taskleak_phase",
+        "teardown (default: check once the test's function-scoped fixtures "
+        "are finalised) or call (check the test function's call only)",
+        default="teardown",
+    )
     add_blocking_options(parser, group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "taskleak(**options): check this test for leaked asyncio tasks; "
-                            "options as taskleak.check(): grace, ignore, kinds, on_leak, collect, blocking")
+    config.addinivalue_line(
+        "markers",
+        "taskleak(**options): check this test for leaked asyncio tasks; "
+        "options as taskleak.check(): grace, ignore, kinds, on_leak, collect, blocking",
+    )
     config.addinivalue_line("markers", "no_taskleak: do not check this test for leaked asyncio tasks")
     config.pluginmanager.register(TaskleakPlugin(config), "taskleak-plugin")
     config.pluginmanager.register(BlockingPlugin(config), "taskleak-blocking")
 
 
 # ---- configuration ----------------------------------------------------------
+
 
 def _parse_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
@@ -152,27 +182,54 @@ def _parse_bool(name: str, value: Any) -> bool:
     raise pytest.UsageError(f"taskleak: ini option {name} must be true or false, got {value!r}")
 
 
-def _ini_defaults(config: pytest.Config) -> Dict[str, Any]:
+def _ini_defaults(config: pytest.Config) -> dict[str, Any]:
     try:
         grace = float(config.getini("taskleak_grace"))
     except (TypeError, ValueError):
         grace = -1.0
     if not grace >= 0:  # also rejects nan
-        raise pytest.UsageError(f"taskleak: ini option taskleak_grace must be a number of seconds >= 0, "
-                                f"got {config.getini('taskleak_grace')!r}")
+        raise pytest.UsageError(
+            f"taskleak: ini option taskleak_grace must be a number of seconds >= 0, "
+            f"got {config.getini('taskleak_grace')!r}"
+        )
     kinds = list(config.getini("taskleak_kinds"))
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
-        raise pytest.UsageError(f"taskleak: ini option taskleak_kinds: unknown or missing kind(s) {bad!r}; "
-                                f"choose from {', '.join(KINDS)}")
+        raise pytest.UsageError(
+            f"taskleak: ini option taskleak_kinds: unknown or missing kind(s) {bad!r}; choose from {', '.join(KINDS)}"
+        )
     mode = str(config.getini("taskleak_mode")).strip()
     if mode not in MODES:
         raise pytest.UsageError(f"taskleak: ini option taskleak_mode must be fail or warn, got {mode!r}")
     phase = str(config.getini("taskleak_phase")).strip()
     if phase not in PHASES:
         raise pytest.UsageError(f"taskleak: ini option taskleak_phase must be teardown or call, got {phase!r}")
-    return {"grace": grace, "ignore": list(config.getini("taskleak_ignore")), "kinds": kinds,
-            "on_leak": MODES[mode], "collect": True}
+    return {
+        "grace": grace,
+        "ignore": list(config.getini("taskleak_ignore")),
+        "kinds": kinds,
+        "on_leak": MODES[mode],
+        "collect": True,
+    }
+
+
+class _LeakRowFields(TypedDict):
+    test: str  # the test's node id
+    kind: str  # a leak kind (taskleak.testing.leak.KINDS)
+    coro: str
+    name: str
+    created: str  # the creation site, short form
+    suspended: str  # where the task is suspended, short form
+    key: list[str]  # its baseline key (kind, created, suspended), as JSON has it
+    mode: str  # on_leak: "raise", "cancel", "warn" or "log"
+    tolerated: bool  # by the baseline (or --taskleak-baseline-update)
+
+
+class LeakRow(_LeakRowFields, total=False):
+    """One leak as the summary table and the baseline see it: a plain dict,
+    JSON-able, as it travels in report.user_properties under xdist."""
+
+    event: str  # late leaks only: the loss event that revealed it
 
 
 @dataclass
@@ -181,24 +238,24 @@ class _Finished:
 
     nodeid: str
     on_leak: str
-    kinds: Tuple[str, ...]
-    ignore: Tuple[Any, ...]
-    reported: Set[int]
+    kinds: tuple[str, ...]
+    ignore: tuple[Any, ...]
+    reported: set[int]
 
 
 @dataclass
 class _Summary:
     """Controller-side aggregate (the only process when xdist is not used)."""
 
-    rows: List[Dict[str, Any]] = field(default_factory=list)  # one per leak, with "test"
-    late: List[Dict[str, Any]] = field(default_factory=list)
-    texts: List[str] = field(default_factory=list)  # warn mode: the full reports
-    ran: Set[str] = field(default_factory=set)
-    notes: List[str] = field(default_factory=list)
-    unraisable: List[str] = field(default_factory=list)  # see LeakCheck._collect_garbage
+    rows: list[LeakRow] = field(default_factory=list)  # one per leak
+    late: list[LeakRow] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # warn mode: the full reports
+    ran: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+    unraisable: list[str] = field(default_factory=list)  # see LeakCheck._collect_garbage
 
 
-_ROWS = pytest.StashKey[List[Dict[str, Any]]]()
+_ROWS = pytest.StashKey[list[LeakRow]]()
 _TEXT = pytest.StashKey[str]()
 _UNRAISABLE = pytest.StashKey[str]()
 _CALL_FAILED = pytest.StashKey[bool]()
@@ -231,19 +288,21 @@ class TaskleakPlugin:
         self.enabled = config.getoption("taskleak") or _parse_bool("taskleak", config.getini("taskleak"))
         self.defaults = _ini_defaults(config)
         self.phase = str(config.getini("taskleak_phase")).strip()
-        self.active: Optional[LeakCheck] = None  # the scope open now (phase teardown)
+        self.active: LeakCheck | None = None  # the scope open now (phase teardown)
         self.rootdir = str(config.rootpath)
         self.is_worker = hasattr(config, "workerinput")
         self.update = config.getoption("taskleak_update_baseline")
         self.force = config.getoption("taskleak_baseline_force")
         path = config.getoption("taskleak_baseline")
         if (self.update or self.force) and not path:
-            raise pytest.UsageError("taskleak: --taskleak-update-baseline and --taskleak-baseline-force "
-                                    "need --taskleak-baseline FILE")
+            raise pytest.UsageError(
+                "taskleak: --taskleak-update-baseline and --taskleak-baseline-force need --taskleak-baseline FILE"
+            )
         if self.force and not self.update:
-            raise pytest.UsageError("taskleak: --taskleak-baseline-force only makes sense with "
-                                    "--taskleak-update-baseline")
-        self.baseline: Optional[Baseline] = None
+            raise pytest.UsageError(
+                "taskleak: --taskleak-baseline-force only makes sense with --taskleak-update-baseline"
+            )
+        self.baseline: Baseline | None = None
         if path:
             try:
                 self.baseline = Baseline.load(path, missing_ok=self.update)
@@ -252,7 +311,7 @@ class TaskleakPlugin:
         # Updating with --taskleak-baseline-force (or creating the file) records
         # every leak of this run, so none of them fails it.
         self.tolerate_all = self.update and self.baseline is not None and (self.force or not self.baseline.existed)
-        self.finished: Dict[int, _Finished] = {}
+        self.finished: dict[int, _Finished] = {}
         self.events_seen = len(loss_events()) + dropped_events()
         self.summary = _Summary()
 
@@ -264,7 +323,7 @@ class TaskleakPlugin:
             tracking.install()
 
     # ---- per test ----------------------------------------------------------
-    def _options(self, item: pytest.Item) -> Optional[Dict[str, Any]]:
+    def _options(self, item: pytest.Item) -> dict[str, Any] | None:
         if item.get_closest_marker("no_taskleak") is not None:
             return None
         markers = list(item.iter_markers("taskleak"))  # closest first
@@ -276,8 +335,10 @@ class TaskleakPlugin:
             unknown = sorted(set(m.kwargs) - set(MARKER_OPTIONS))
             if m.args or unknown:
                 what = f"positional arguments {m.args!r}" if m.args else f"unknown option(s) {unknown}"
-                pytest.fail(f"taskleak: @pytest.mark.taskleak got {what}; "
-                            f"options are {', '.join(MARKER_OPTIONS)}", pytrace=False)
+                pytest.fail(
+                    f"taskleak: @pytest.mark.taskleak got {what}; options are {', '.join(MARKER_OPTIONS)}",
+                    pytrace=False,
+                )
             extra = m.kwargs.get("ignore", ())
             ignore += [extra] if isinstance(extra, str) or callable(extra) else list(extra)
             opts.update(m.kwargs)
@@ -285,7 +346,7 @@ class TaskleakPlugin:
         opts["ignore"] = ignore
         return opts
 
-    def _new_check(self, item: pytest.Item, opts: Dict[str, Any]) -> LeakCheck:
+    def _new_check(self, item: pytest.Item, opts: dict[str, Any]) -> LeakCheck:
         try:
             lc = LeakCheck(**opts, label=item.nodeid)
         except (TypeError, ValueError) as e:
@@ -382,8 +443,12 @@ class TaskleakPlugin:
             # retained. The session outlives every test.
             local, wider = _test_local_objects(item)
             with _post_mortem_set_aside():
-                lc._finish(body_failed=False, exclude=_test_own_objects(item),
-                           stops=[item.session, item.config, item] + wider, scoped=local)
+                lc._finish(
+                    body_failed=False,
+                    exclude=_test_own_objects(item),
+                    stops=[item.session, item.config, item] + wider,
+                    scoped=local,
+                )
             del local, wider
         except TaskLeakError:
             pass
@@ -391,12 +456,14 @@ class TaskleakPlugin:
             item.stash[_UNRAISABLE] = (
                 f"taskleak: while checking {item.nodeid}, its garbage collection finalized objects "
                 "that raised (from code run earlier: not charged to this test):\n"
-                + "\n".join(f"    {u}" for u in lc.unraisable))
+                + "\n".join(f"    {u}" for u in lc.unraisable)
+            )
         scope = lc._scope
         assert scope is not None
         # Loss events the check already consumed are not "late" either.
-        reported = set(cast(Iterable[int], scope.meta.get("reported_serials", ()))) \
-            | {e.serial for e in scope_events(scope.id) if e.serial}
+        reported = set(cast(Iterable[int], scope.meta.get("reported_serials", ()))) | {
+            e.serial for e in scope_events(scope.id) if e.serial
+        }
         self.finished[scope.id] = _Finished(item.nodeid, on_leak, lc.kinds, lc.ignore, reported)
         leaks = lc.leaks
         rows = [self._row(lk, item.nodeid, on_leak) for lk in leaks]
@@ -421,7 +488,7 @@ class TaskleakPlugin:
         else:
             _log.warning("%s", report)
 
-    def _row(self, lk: Leak, nodeid: str, on_leak: str) -> Dict[str, Any]:
+    def _row(self, lk: Leak, nodeid: str, on_leak: str) -> LeakRow:
         """A JSON-able description of one leak (it travels in report.user_properties under xdist)."""
         t: TaskInfo = lk.task
         key = leak_key(lk.kind, t.created_at, t.stack, self.rootdir)
@@ -430,10 +497,17 @@ class TaskleakPlugin:
             site = [callback_origin(t.created_at)]  # a loop callback's task: not asyncio's plumbing
         inner = list(reversed(t.stack))
         susp = user_frame(inner) or (inner[0] if inner else None)
-        return {"test": nodeid, "kind": lk.kind, "coro": t.coro, "name": t.name,
-                "created": _short(site[0] if site else None, "(creation site unknown)"),
-                "suspended": _short(susp, "-"), "key": list(key), "mode": on_leak,
-                "tolerated": self.tolerate_all or (self.baseline is not None and self.baseline.tolerates(key))}
+        return {
+            "test": nodeid,
+            "kind": lk.kind,
+            "coro": t.coro,
+            "name": t.name,
+            "created": _short(site[0] if site else None, "(creation site unknown)"),
+            "suspended": _short(susp, "-"),
+            "key": list(key),
+            "mode": on_leak,
+            "tolerated": self.tolerate_all or (self.baseline is not None and self.baseline.tolerates(key)),
+        }
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
@@ -458,7 +532,7 @@ class TaskleakPlugin:
         return rep
 
     # ---- late leaks ----------------------------------------------------------
-    def _late_leaks(self) -> List[Dict[str, Any]]:
+    def _late_leaks(self) -> list[LeakRow]:
         """Loss events of tasks charged to a finished test that its check did not report."""
         dropped = dropped_events()
         events = loss_events()
@@ -488,9 +562,9 @@ class TaskleakPlugin:
             self.summary.ran.add(report.nodeid)
         for name, value in report.user_properties:
             if name == "taskleak":
-                self.summary.rows.extend(cast(List[Dict[str, Any]], value))
+                self.summary.rows.extend(cast(list[LeakRow], value))
             elif name == "taskleak-late":
-                self.summary.late.extend(cast(List[Dict[str, Any]], value))
+                self.summary.late.extend(cast(list[LeakRow], value))
             elif name == "taskleak-text":
                 self.summary.texts.append(str(value))
             elif name == "taskleak-unraisable":
@@ -521,17 +595,18 @@ class TaskleakPlugin:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
             self.summary.notes.append(
                 f"taskleak: exit status set to {int(pytest.ExitCode.TESTS_FAILED)}: {len(failing)} late leak(s) "
-                "found after their test had passed (see above)")
+                "found after their test had passed (see above)"
+            )
 
     def _write_baseline(self) -> None:
         assert self.baseline is not None
-        seen: Dict[Tuple[str, str, str], Set[str]] = {}
+        seen: dict[tuple[str, str, str], set[str]] = {}
         for r in self.summary.rows + self.summary.late:
-            seen.setdefault(tuple(r["key"]), set()).add(r["test"])
+            kind, created, suspended = r["key"]  # a Key, as a JSON list
+            seen.setdefault((kind, created, suspended), set()).add(r["test"])
         entries, dropped, refused = self.baseline.updated(seen, self.summary.ran, self.force)
         Baseline.write(self.baseline.path, entries)
-        note = (f"taskleak: wrote baseline {self.baseline.path}: {len(entries)} entries"
-                f" ({len(dropped)} dropped")
+        note = f"taskleak: wrote baseline {self.baseline.path}: {len(entries)} entries ({len(dropped)} dropped"
         if refused:
             note += f"; {len(refused)} new leak(s) NOT added, use --taskleak-baseline-force to add them"
         self.summary.notes.append(note + ")")
@@ -548,8 +623,10 @@ class TaskleakPlugin:
                 tr.write_line(line)
         if s.late:
             tr.write_sep("=", f"taskleak: {len(s.late)} late leak(s)")
-            tr.write_line("Found after their test had ended (destroyed while pending, exception never "
-                          "retrieved, or cancelled when the loop closed); charged to the test that created them.")
+            tr.write_line(
+                "Found after their test had ended (destroyed while pending, exception never "
+                "retrieved, or cancelled when the loop closed); charged to the test that created them."
+            )
             for line in _table(s.late):
                 tr.write_line(line)
         if s.texts:
@@ -567,7 +644,8 @@ class TaskleakPlugin:
 
 # ---- objects that live exactly as long as the test ---------------------------
 
-def _fixture_scopes(item: pytest.Item) -> Dict[str, str]:
+
+def _fixture_scopes(item: pytest.Item) -> dict[str, str]:
     info = getattr(item, "_fixtureinfo", None)
     defs = getattr(info, "name2fixturedefs", None) or {}
     out = {}
@@ -601,13 +679,13 @@ def _post_mortem_set_aside() -> Iterator[None]:
         del saved
 
 
-def _test_local_objects(item: pytest.Item) -> Tuple[List[Any], List[Any]]:
+def _test_local_objects(item: pytest.Item) -> tuple[list[Any], list[Any]]:
     """(what dies with the test, what outlives it) among the test's objects:
     its function-scoped fixture values and its instance (with their attribute
     dicts) die with it; wider fixtures' values, also in ``item.funcargs``,
     outlive it (and may be big: never entered)."""
-    local: List[Any] = []
-    wider: List[Any] = []
+    local: list[Any] = []
+    wider: list[Any] = []
     scopes = _fixture_scopes(item)
     funcargs = getattr(item, "funcargs", None)
     if isinstance(funcargs, dict):
@@ -625,11 +703,11 @@ def _test_local_objects(item: pytest.Item) -> Tuple[List[Any], List[Any]]:
     return local, wider
 
 
-def _test_own_objects(item: pytest.Item) -> List[Any]:
+def _test_own_objects(item: pytest.Item) -> list[Any]:
     """The item and what hangs off it until teardown: the unittest/class
     instance, the bound test function, fixture values and the request
     (with their attribute dicts). No holder path passes through them."""
-    out: List[Any] = [item, item.__dict__]
+    out: list[Any] = [item, item.__dict__]
     for name in ("_testcase", "instance", "_obj", "funcargs", "_request"):
         try:
             obj = getattr(item, name, None)
@@ -645,16 +723,17 @@ def _test_own_objects(item: pytest.Item) -> List[Any]:
 
 # ---- rendering --------------------------------------------------------------
 
-def _short(frame: Optional[Frame], default: str) -> str:
+
+def _short(frame: Frame | None, default: str) -> str:
     return default if frame is None else frame.short()
 
 
 _STATUS = {"raise": "failed", "cancel": "failed", "warn": "warned", "log": "logged"}
 
 
-def _table(rows: Sequence[Dict[str, Any]], max_tests: int = 3) -> List[str]:
+def _table(rows: Sequence[LeakRow], max_tests: int = 3) -> list[str]:
     """Leaks grouped by kind, creation site and suspension point, largest group first."""
-    groups: Dict[Tuple[str, ...], List[Dict[str, Any]]] = {}
+    groups: dict[tuple[str, ...], list[LeakRow]] = {}
     for r in rows:
         status = "baseline" if r["tolerated"] else _STATUS.get(r["mode"], r["mode"])
         groups.setdefault((r["kind"], status, r["coro"], r["created"], r["suspended"]), []).append(r)

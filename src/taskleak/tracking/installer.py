@@ -21,20 +21,21 @@ import gc
 import sys
 import threading
 import weakref
-from typing import Any, Dict, List, Optional
+from typing import Any, TypedDict
 
 import taskleak._core as _core
+
 from . import loss_events, task_factory
 
 __all__ = ["install", "uninstall", "is_installed", "status", "live_tasks", "adopted_loops"]
 
 _lock = threading.RLock()
-_mechanism: Optional[str] = None
+_mechanism: str | None = None
 _original_set_running_loop: Any = None
-_adopted_loops: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
+_adopted_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
-def _registry() -> Optional["weakref.WeakSet[Any]"]:
+def _registry() -> weakref.WeakSet[Any] | None:
     for name in ("_scheduled_tasks", "_all_tasks"):
         ws = getattr(asyncio.tasks, name, None)
         if isinstance(ws, weakref.WeakSet):
@@ -50,6 +51,7 @@ def _probe_registry() -> bool:
     """Create (without running) one task on a private loop; is it recorded?"""
     loop = asyncio.new_event_loop()
     try:
+
         async def _taskleak_probe() -> None:
             pass
 
@@ -88,8 +90,9 @@ def _calibrate_running_task() -> None:
     task (two probe tasks on two private loops must agree), so that the
     creation hook reads it instead of calling current_task(). Any failure
     leaves the call in place."""
+
     async def _taskleak_probe() -> bool:
-        return bool(_core.calibrate_running_task(asyncio.get_running_loop(), asyncio.current_task()))
+        return _core.calibrate_running_task(asyncio.get_running_loop(), asyncio.current_task())
 
     if asyncio.events._get_running_loop() is not None:
         return  # install() from inside a loop: the core calibrates at its first tasks
@@ -115,7 +118,8 @@ def _hook_registry() -> bool:
             return False
     w: Any = ws  # WeakSet's internals (data, _remove...) are not in its stub
     _core.configure_registry(w.data, w._pending_removals, w._commit_removals, w._remove, current)
-    ws.add = _core.registry_add  # type: ignore[method-assign]
+    # An instance attribute over the method (and positional-only, unlike WeakSet.add's `item`).
+    ws.add = _core.registry_add  # type: ignore[method-assign,assignment]
     if _probe_registry():
         return True
     _unhook_registry()
@@ -142,7 +146,7 @@ def _adopt_loop(loop: asyncio.AbstractEventLoop) -> None:
         pass
 
 
-def _set_running_loop_hook(loop: Optional[asyncio.AbstractEventLoop]) -> None:
+def _set_running_loop_hook(loop: asyncio.AbstractEventLoop | None) -> None:
     _original_set_running_loop(loop)
     if loop is not None and _mechanism is not None:
         _adopt_loop(loop)
@@ -257,24 +261,48 @@ def is_installed() -> bool:
     return _mechanism is not None
 
 
-def status() -> Dict[str, Any]:
+class Status(TypedDict):
+    """What :func:`status` returns (a plain dict): the core's switches and
+    counters (taskleak._core.stats()), and how taskleak is hooked in."""
+
+    enabled: bool
+    stack_depth: int
+    live_records: int  # creation records of live tasks
+    table_bytes: int
+    buried_records: int  # records of collected tasks kept until the collector's pass ends
+    stacks: int  # interned creation stacks
+    stack_bytes: int
+    stack_limit: int
+    stack_drops: int  # stacks not interned because of stack_limit
+    tracked_total: int
+    hook_errors: int
+    frame_walk: str  # "direct", or how a reduced mode walks frames
+    record_size: int
+    stack_memo_hits: int
+    running_task: str
+    finalizer_hook: bool
+    mechanism: str | None  # "registry", "factory", or None when not installed
+    python: str
+    reduced_mode: bool
+
+
+def status() -> Status:
     """Mechanism in use and the core's own counters (table sizes, bytes, drops)."""
-    s = dict(_core.stats())
-    s["mechanism"] = _mechanism
-    s["python"] = sys.version.split()[0]
-    s["reduced_mode"] = s["frame_walk"] != "direct"
-    return s
+    core = _core.stats()
+    return Status(
+        **core, mechanism=_mechanism, python=sys.version.split()[0], reduced_mode=core["frame_walk"] != "direct"
+    )
 
 
-def adopted_loops() -> List[asyncio.AbstractEventLoop]:
+def adopted_loops() -> list[asyncio.AbstractEventLoop]:
     """The event loops tracking has seen run (and that are still alive)."""
     return list(_adopted_loops)
 
 
-def live_tasks() -> List["asyncio.Task[Any]"]:
+def live_tasks() -> list[asyncio.Task[Any]]:
     """Every live task of every loop in the process, tracked or not."""
     ws = _registry()
-    strong: List[Any] = []
+    strong: list[Any] = []
     eager = _eager_registry()
     if eager:
         strong.append(eager)
@@ -290,5 +318,4 @@ def live_tasks() -> List["asyncio.Task[Any]"]:
                 strong.append(list(asyncio.all_tasks(loop)))
             except Exception:
                 pass
-    tasks: List["asyncio.Task[Any]"] = _core.live_tasks(getattr(ws, "data", None), strong)
-    return tasks
+    return _core.live_tasks(getattr(ws, "data", None), strong)

@@ -24,10 +24,12 @@ import collections
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any
 
 import taskleak._core as _core
+
 from ..frame import Frame, frames_from_raw
 from ..wait_target import describe_wait
 
@@ -35,7 +37,7 @@ __all__ = ["LossEvent", "loss_events", "clear_loss_events", "MAX_EVENTS"]
 
 MAX_EVENTS = 10_000
 
-_events: Deque["LossEvent"] = collections.deque(maxlen=MAX_EVENTS)
+_events: collections.deque[LossEvent] = collections.deque(maxlen=MAX_EVENTS)
 _events_lock = threading.Lock()
 _dropped = 0
 
@@ -47,19 +49,19 @@ class LossEvent:
     kind: str  # "destroyed-pending" | "never-retrieved" | "pending-at-shutdown"
     task_name: str
     coro: str
-    created_at: Optional[List[Frame]]
-    stack: List[Frame]
+    created_at: list[Frame] | None
+    stack: list[Frame]
     waiting_on: str
-    exception: Optional[str] = None
-    serial: Optional[int] = None
-    age_s: Optional[float] = None
+    exception: str | None = None
+    serial: int | None = None
+    age_s: float | None = None
     time: float = field(default_factory=time.monotonic)
     scope: int = 0  # the check() scope the task was charged to, 0 if none
     # The exception itself, kept only for tasks charged to a check() scope
     # (holding tracebacks process-wide would hold their frames' locals).
-    exception_object: Optional[BaseException] = field(default=None, repr=False, compare=False)
+    exception_object: BaseException | None = field(default=None, repr=False, compare=False)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "task_name": self.task_name,
@@ -73,7 +75,7 @@ class LossEvent:
         }
 
 
-def loss_events() -> List[LossEvent]:
+def loss_events() -> list[LossEvent]:
     """Every loss event recorded so far (at most MAX_EVENTS, oldest dropped)."""
     with _events_lock:
         return list(_events)
@@ -83,7 +85,7 @@ def dropped_events() -> int:
     return _dropped
 
 
-def scope_events(scope: int) -> List[LossEvent]:
+def scope_events(scope: int) -> list[LossEvent]:
     """The loss events of tasks charged to check() scope `scope`."""
     with _events_lock:
         return [e for e in _events if e.scope == scope]
@@ -104,7 +106,7 @@ def _coro_name(task: Any) -> str:
     return getattr(coro, "__qualname__", None) or type(coro).__name__
 
 
-def raise_site(exc: BaseException) -> Optional[Frame]:
+def raise_site(exc: BaseException) -> Frame | None:
     """Where `exc` was raised: the innermost frame of its traceback."""
     tb = getattr(exc, "__traceback__", None)
     if tb is None:
@@ -117,7 +119,7 @@ def raise_site(exc: BaseException) -> Optional[Frame]:
     return Frame(code.co_filename, tb.tb_lineno, getattr(code, "co_qualname", code.co_name))
 
 
-def exception_text(exc: Optional[BaseException]) -> Optional[str]:
+def exception_text(exc: BaseException | None) -> str | None:
     """``"ValueError: bad (raised at app/jobs.py:12 in work)"``: the exception
     and where it was raised, for reports of exceptions nobody retrieved."""
     if exc is None:
@@ -130,19 +132,18 @@ def exception_text(exc: Optional[BaseException]) -> Optional[str]:
     return text if site is None else f"{text} (raised at {site.short()})"
 
 
-def describe_task(task: Any, kind: str, exception: Optional[BaseException] = None) -> LossEvent:
+def describe_task(task: Any, kind: str, exception: BaseException | None = None) -> LossEvent:
     """Capture what is known of `task` now, without keeping the task alive."""
     info = _core.creation_info(task)
     created = frames_from_raw(info[4]) if info is not None else None
     serial = info[0] if info is not None else None
     age = (_core.monotonic_ns() - info[2]) / 1e9 if info is not None else None
-    stack: List[Frame] = []
+    stack: list[Frame] = []
     waiting = ""
     if not task.done():
-        raw, _leaf = _core.await_chain(task.get_coro())
-        if not raw:  # collected: the coroutine was closed before the task's finalizer ran
-            raw = _core.buried_chain(task)
-        stack = frames_from_raw(raw) or []
+        chain, _leaf = _core.await_chain(task.get_coro())
+        # No chain: collected, the coroutine was closed before the task's finalizer ran.
+        stack = frames_from_raw(chain if chain else _core.buried_chain(task)) or []
         waiting = describe_wait(task, stack, getattr(task, "_fut_waiter", None))
     exc_text = exception_text(exception)
     try:
@@ -150,8 +151,19 @@ def describe_task(task: Any, kind: str, exception: Optional[BaseException] = Non
     except Exception:
         name = "?"
     scope = info[6] if info is not None else 0
-    return LossEvent(kind, name, _coro_name(task), created, stack, waiting, exc_text, serial, age,
-                     scope=scope, exception_object=exception if scope else None)
+    return LossEvent(
+        kind,
+        name,
+        _coro_name(task),
+        created,
+        stack,
+        waiting,
+        exc_text,
+        serial,
+        age,
+        scope=scope,
+        exception_object=exception if scope else None,
+    )
 
 
 def _record(event: LossEvent) -> None:
@@ -162,7 +174,7 @@ def _record(event: LossEvent) -> None:
         _events.append(event)
 
 
-def _record_context(context: Dict[str, Any]) -> None:
+def _record_context(context: dict[str, Any]) -> None:
     message = str(context.get("message", ""))
     if message.startswith("Task was destroyed but it is pending"):
         task = context.get("task")
@@ -176,11 +188,11 @@ def _record_context(context: Dict[str, Any]) -> None:
 
 # ---- exception handler chaining ------------------------------------------
 
-Handler = Callable[[asyncio.AbstractEventLoop, Dict[str, Any]], object]
+Handler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
 
 
-def _make_handler(previous: Optional[Handler]) -> Handler:
-    def taskleak_exception_handler(loop: asyncio.AbstractEventLoop, context: Dict[str, Any]) -> None:
+def _make_handler(previous: Handler | None) -> Handler:
+    def taskleak_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         try:
             _record_context(context)
         except Exception:
@@ -204,7 +216,7 @@ def chain_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
 _original_set_handler: Any = None
 
 
-def _set_exception_handler(self: asyncio.AbstractEventLoop, handler: Optional[Handler]) -> None:
+def _set_exception_handler(self: asyncio.AbstractEventLoop, handler: Handler | None) -> None:
     # A handler set after taskleak adopted the loop is chained too, so loss
     # events keep being recorded whoever sets the handler last.
     if not hasattr(handler, "_taskleak_previous"):
@@ -244,7 +256,6 @@ def unchain_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
 # ---- asyncio.run() / Runner shutdown ---------------------------------------
 
 
-
 def is_asyncgen_finalizer(task: Any) -> bool:
     """asyncio's own task closing an abandoned async generator (aclose()):
     housekeeping that runs the generator's finally blocks, not a leak."""
@@ -258,7 +269,7 @@ def is_asyncgen_finalizer(task: Any) -> bool:
 #: still pending is recorded: the pytest plugin sets it while a test's scope is
 #: open, to give that test's tasks their grace period before a function-scoped
 #: loop closes under them.
-before_shutdown: Optional[Callable[[asyncio.AbstractEventLoop], None]] = None
+before_shutdown: Callable[[asyncio.AbstractEventLoop], None] | None = None
 
 
 def _before_shutdown(loop: asyncio.AbstractEventLoop) -> None:

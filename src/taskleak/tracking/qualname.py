@@ -11,16 +11,15 @@ from __future__ import annotations
 import functools
 import sys
 import types
-from typing import Dict, Optional
 
 import taskleak._core as _core
 
 __all__ = ["enable_if_needed"]
 
-_modules_by_file: Dict[str, types.ModuleType] = {}
+_modules_by_file: dict[str, types.ModuleType] = {}
 
 
-def _module_for(filename: str) -> Optional[types.ModuleType]:
+def _module_for(filename: str) -> types.ModuleType | None:
     mod = _modules_by_file.get(filename)
     if mod is None:
         for m in list(sys.modules.values()):

@@ -23,19 +23,18 @@ from __future__ import annotations
 import contextvars
 import threading
 from dataclasses import dataclass, field
-from typing import Dict, Optional
 
 import taskleak._core as _core
 
 __all__ = ["Scope", "open_scope", "close_scope", "scope_by_id", "SCOPE_VAR"]
 
-SCOPE_VAR: "contextvars.ContextVar[int]" = contextvars.ContextVar("taskleak_scope")
+SCOPE_VAR: contextvars.ContextVar[int] = contextvars.ContextVar("taskleak_scope")
 _core.set_scope_var(SCOPE_VAR)
 
 _MAX_ID = 0xFFFF
 _lock = threading.Lock()
 _next_id = 1
-_scopes: Dict[int, "Scope"] = {}
+_scopes: dict[int, Scope] = {}
 _RECENT = 4096  # ended scopes remembered for late events
 
 
@@ -44,7 +43,7 @@ class Scope:
     id: int
     label: str
     open: bool = True
-    meta: Dict[str, object] = field(default_factory=dict)
+    meta: dict[str, object] = field(default_factory=dict)
 
 
 def open_scope(label: str) -> Scope:
@@ -73,5 +72,5 @@ def close_scope(scope: Scope) -> None:
     scope.open = False
 
 
-def scope_by_id(sid: int) -> Optional[Scope]:
+def scope_by_id(sid: int) -> Scope | None:
     return _scopes.get(sid)

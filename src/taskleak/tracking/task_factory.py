@@ -9,7 +9,8 @@ It always calls the factory the loop already had, so user factories and
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Dict, Optional
+from collections.abc import Callable
+from typing import Any
 
 import taskleak._core as _core
 
@@ -18,11 +19,11 @@ __all__ = ["chain_factory", "is_taskleak_factory"]
 TaskFactory = Callable[..., "asyncio.Future[Any]"]
 
 
-def is_taskleak_factory(factory: Optional[TaskFactory]) -> bool:
+def is_taskleak_factory(factory: TaskFactory | None) -> bool:
     return bool(getattr(factory, "_taskleak_factory", False))
 
 
-def chain_factory(previous: Optional[TaskFactory]) -> TaskFactory:
+def chain_factory(previous: TaskFactory | None) -> TaskFactory:
     """A factory that builds tasks with `previous` (or asyncio.Task) and records
     them (a C++ vectorcall object: it runs for every task)."""
     factory: TaskFactory = _core.ChainingFactory(previous, asyncio.Task)
@@ -58,14 +59,14 @@ _original_set_task_factory: Any = None
 _always = False
 
 
-def _set_task_factory(self: asyncio.AbstractEventLoop, factory: Optional[TaskFactory]) -> None:
+def _set_task_factory(self: asyncio.AbstractEventLoop, factory: TaskFactory | None) -> None:
     if not is_taskleak_factory(factory) and (factory is not None or _always):
         factory = chain_factory(factory)
     _original_set_task_factory(self, factory)
 
 
 _original_init: Any = None
-_on_new_loop: Optional[Callable[[asyncio.AbstractEventLoop], None]] = None
+_on_new_loop: Callable[[asyncio.AbstractEventLoop], None] | None = None
 
 
 def _init(self: asyncio.AbstractEventLoop, *args: Any, **kwargs: Any) -> None:
@@ -123,7 +124,7 @@ def patch_loop_class(always: bool, on_new_loop: Callable[[asyncio.AbstractEventL
 # aiohttp's run_app uses) was never adopted, and none of its tasks were seen.
 # Its class is a Python subclass of the C loop, so its __init__ can be wrapped
 # like BaseEventLoop's. {class: its own __init__ before, or None}
-_foreign_inits: Dict[type, Any] = {}
+_foreign_inits: dict[type, Any] = {}
 
 
 def patch_foreign_loop_class(cls: type) -> None:
