@@ -14,8 +14,10 @@ Prometheus loads deploy/prometheus/taskleak.rules.yml exactly as shipped
 (``TASKLEAK_FLEET_RULES=path`` loads another file instead: how to check that
 this test fails without the verdict rule). Alertmanager sends to a webhook
 receiver in this test. The leak's alert must reach the receiver naming the
-leak's creation line; the lost tasks' and the blocked loop's alerts too; the clean instance must
-never have a firing alert, in Prometheus or at the receiver.
+leak's creation line; the lost tasks' alerts too (the loss counter's, and
+the lost-tasks detector's verdict with their line), and the blocked loop's;
+the clean instance must never have a firing alert, in Prometheus or at the
+receiver.
 
 The fleet's monitors sample every 50 ms, so their in-process detectors live
 200x faster than at the default 10 s; Prometheus, Alertmanager and the
@@ -369,6 +371,10 @@ scrape_configs:
             ):
                 blocked_at = at
         arrived = leak_at is not None and lost_at is not None and blocked_at is not None
+        arrived = arrived and any(
+            a["labels"].get("alertname") == "TaskleakLeakSuspected" and a["labels"].get("instance") == inst["lost"]
+            for _, a in receiver.received()
+        )
         if arrived and time.monotonic() - started["clean"] >= CLEAN_WATCH_S:
             break
         time.sleep(1.0)
@@ -417,6 +423,16 @@ scrape_configs:
         and a["labels"].get("alertname") == "TaskleakTasksLost"
     )
     assert lost_alert["labels"]["kind"] == "gc-pending"
+    # ... and the monitor's lost-tasks detector (signal="lost") names their
+    # creation line, through the same verdict rule as the leak.
+    lost_site = f"fleet_service.py:{_creation_line('LOST-SITE')} in lose"
+    assert any(
+        a["labels"].get("alertname") == "TaskleakLeakSuspected"
+        and a["labels"].get("instance") == inst["lost"]
+        and a["labels"].get("signal") == "lost"
+        and a["labels"].get("site", "").endswith(lost_site)
+        for _, a in received
+    ), report
     # The blocked loop, under the same label as its lag gauge (the thread's name).
     assert blocked_at is not None, f"no TaskleakEventLoopBlocked for {inst['blocked']}: {report}"
     blocked_alert = next(
