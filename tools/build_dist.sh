@@ -142,7 +142,7 @@ for job in "${pending[@]}"; do
     # auditwheel gives the manylinux tag (it would also graft any library
     # outside the policy into the wheel; tools/check_wheels.py would then
     # still see the wheel needing it).
-    if ! auditwheel repair -q --plat "manylinux_2_17_$2" -w "$OUT" "$WORK/raw-$1-$2"/taskleak-*.whl \
+    if ! auditwheel repair --plat "manylinux_2_17_$2" -w "$OUT" "$WORK/raw-$1-$2"/taskleak-*.whl \
             >"$WORK/logs/repair-$1-$2.txt" 2>&1; then
         cat "$WORK/logs/repair-$1-$2.txt"; failed+=("auditwheel repair $1 $2")
     fi
