@@ -78,11 +78,12 @@ deb_of() {
     (( ${#f[@]} )) && printf '%s\n' "${f[@]}" | sort -V | tail -1
 }
 
-# derive_pyconfig X86_PYCONFIG -> aarch64 pyconfig.h on stdout. Compared on
-# Debian's 3.11 amd64/arm64 pair, the two differ in exactly these lines: the
-# x87/x86-64 inline-assembly switches, wchar_t being usable as Py_UNICODE
-# (unsigned on aarch64), and the support tier. A header that lacks the x86
-# lines is not what this expects: fail rather than guess.
+# derive_pyconfig X86_PYCONFIG -> aarch64 pyconfig.h on stdout. On Debian's
+# amd64/arm64 pairs of 3.11 and 3.14 the two differ in exactly these lines
+# (the output equals Debian's arm64 file for both): the x87/x86-64
+# inline-assembly switches, wchar_t being usable as Py_UNICODE (unsigned on
+# aarch64), the support tier, and (3.14+) HACL*'s x86 SIMD switches. A header
+# that lacks the x86 lines is not what this expects: fail rather than guess.
 derive_pyconfig() {
     local src=$1
     grep -q '^#define HAVE_GCC_ASM_FOR_X64 1' "$src" \
@@ -91,6 +92,7 @@ derive_pyconfig() {
         -e 's|^#define (HAVE_GCC_ASM_FOR_X64\|HAVE_GCC_ASM_FOR_X87) 1$|/* #undef \1 */|' \
         -e 's|^/\* #undef HAVE_USABLE_WCHAR_T \*/$|#define HAVE_USABLE_WCHAR_T 1|' \
         -e 's|^#define PY_SUPPORT_TIER [0-9]+$|#define PY_SUPPORT_TIER 2|' \
+        -e 's|^#define (_Py_HACL_CAN_COMPILE_VEC128\|_Py_HACL_CAN_COMPILE_VEC256) 1$|/* #undef \1 */|' \
         "$src"
 }
 
