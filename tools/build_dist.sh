@@ -141,8 +141,11 @@ for job in "${pending[@]}"; do
     if [[ -e "$WORK/logs/build-$1-$2.failed" ]]; then failed+=("build $1 $2"); continue; fi
     # auditwheel gives the manylinux tag (it would also graft any library
     # outside the policy into the wheel; tools/check_wheels.py would then
-    # still see the wheel needing it).
-    if ! auditwheel repair --plat "manylinux_2_17_$2" -w "$OUT" "$WORK/raw-$1-$2"/taskleak-*.whl \
+    # still see the wheel needing it). Its --plat offers only this machine's
+    # architecture: for aarch64, "auto" (the oldest policy the wheel meets);
+    # tools/check_wheels.py insists on manylinux_2_17 either way.
+    plat="manylinux_2_17_$2"; [[ "$2" == "$(uname -m)" ]] || plat=auto
+    if ! auditwheel repair --plat "$plat" -w "$OUT" "$WORK/raw-$1-$2"/taskleak-*.whl \
             >"$WORK/logs/repair-$1-$2.txt" 2>&1; then
         cat "$WORK/logs/repair-$1-$2.txt"; failed+=("auditwheel repair $1 $2")
     fi
