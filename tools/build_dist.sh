@@ -89,6 +89,19 @@ set(CMAKE_RANLIB "$d/ranlib" CACHE FILEPATH "" FORCE)
 EOF
 done
 
+# One venv per version to run the builds, for a pip that knows -C (pyenv's
+# 3.10 ships one that does not); kept with the tools venv. Build
+# dependencies still come into pip's isolated build environments.
+declare -A builder
+for v in $VERSIONS; do
+    builder[$v]="$PWD/$TOOLS/py$v/bin/python"
+    if [[ ! -x "${builder[$v]}" ]] || ! "${builder[$v]}" -c 'import sys; sys.exit(sys.argv[1] != "%d.%d" % sys.version_info[:2])' "$v" 2>/dev/null; then
+        rm -rf "$TOOLS/py$v"
+        "${interp[$v]}" -m venv "$TOOLS/py$v"
+        "${builder[$v]}" -m pip install "${PIP[@]}" -U pip
+    fi
+done
+
 say "sdist"
 "$tools_python" -m build --sdist --outdir "$OUT" . >"$WORK/logs/sdist.txt" 2>&1 \
     || { cat "$WORK/logs/sdist.txt"; say "FAILED: sdist"; exit 1; }
@@ -111,7 +124,7 @@ build_one() {
                -C "wheel.tags=$tag-$tag-linux_aarch64")
         export SETUPTOOLS_EXT_SUFFIX=".cpython-${tag#cp}-aarch64-linux-gnu.so"
     fi
-    "${interp[$v]}" -m pip wheel "${PIP[@]}" --no-deps -w "$raw" "$sdist" \
+    "${builder[$v]}" -m pip wheel "${PIP[@]}" --no-deps -w "$raw" "$sdist" \
         -C "cmake.define.CMAKE_TOOLCHAIN_FILE=$PWD/$WORK/zig-$arch/toolchain.cmake" \
         -C "build-dir=$PWD/$WORK/cmake-$v-$arch" "${extra[@]}"
 }
