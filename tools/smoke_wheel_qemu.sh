@@ -62,6 +62,16 @@ for w in wheels:
         install(source, dest, {"INSTALLER": b"taskleak-smoke-qemu"})
 EOF
 
+# Bytecode, compiled natively. Debian compiles its stdlib's .pyc at install
+# time (not in the .deb), and the wheels were installed without: under
+# emulation every import would compile its source first, in every one of the
+# smoke test's processes (minutes per version). A .pyc depends on the minor
+# version only, so this machine's interpreter of the same version writes them.
+native=$("$here/find_python.sh" "$ver" 2>/dev/null || true)
+if [[ -n "$native" ]]; then
+    "$native" -m compileall -q -j 0 "$sysroot/usr/lib/python$ver" "$site" >/dev/null 2>&1 || true
+fi
+
 for cmd in env sh bash; do ln -s "$(command -v "$cmd")" "$work/bin/$cmd"; done
 echo "smoke: $(basename "$wheel") on $("$venv/bin/python" -c 'import platform, sys; print("Python", platform.python_version(), platform.machine(), "(Debian arm64 build under", sys.argv[1] + ")")' "$(basename "$qemu")")"
 cd "$work"
