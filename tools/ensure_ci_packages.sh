@@ -2,29 +2,25 @@
 # The Debian packages that tests need as real components, installed once up
 # front (the tests would install them themselves, but parallel pytest workers
 # must not race for apt's lock): headless Chromium + its WebDriver for the
-# dashboard tests, and promtool (package `prometheus`) for the alerting rules.
+# dashboard tests, promtool (package `prometheus`) for the alerting rules, and
+# qemu-aarch64 (package `qemu-user`) for make dist's smoke test of the aarch64
+# wheels, and Alertmanager (package `prometheus-alertmanager`; the `prometheus`
+# package brings the server as well as promtool) for tests/test_fleet_alerts.py,
+# which starts both on loopback (without systemd Debian starts neither).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/ensure_chromium.sh >/dev/null
-# Alertmanager for the fleet test (tests/test_fleet_alerts.py: the shipped
-# rules in a real Prometheus, from package `prometheus` below, notifying a
-# real Alertmanager). Without systemd Debian starts neither service; the test
-# starts its own on loopback.
-if ! command -v prometheus-alertmanager >/dev/null; then
+missing=()
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+if [[ ${#missing[@]} -gt 0 ]]; then
     if [[ "$(id -u)" != 0 ]]; then
-        echo "ensure_ci_packages: prometheus-alertmanager missing and not root: apt-get install prometheus-alertmanager" >&2
-        exit 1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
-fi
-if ! command -v promtool >/dev/null; then
-    if [[ "$(id -u)" != 0 ]]; then
-        echo "ensure_ci_packages: promtool missing and not root: apt-get install prometheus" >&2
+        echo "ensure_ci_packages: missing and not root: apt-get install ${missing[*]}" >&2
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "ensure_ci_packages: $(command -v chromium) $(command -v chromedriver) $(command -v promtool)"
+echo "ensure_ci_packages: $(command -v chromium) $(command -v chromedriver) $(command -v promtool) $(command -v qemu-aarch64) $(command -v prometheus-alertmanager)"

@@ -21,8 +21,12 @@ def fail(msg: str) -> None:
     sys.exit(1)
 
 
+# Under emulation (tools/smoke_wheel_qemu.sh) every subprocess is much slower.
+TIMEOUT = float(os.environ.get("TASKLEAK_SMOKE_TIMEOUT", "120"))
+
+
 def run(args: list, **kw: object) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=120, **kw)  # type: ignore[call-overload]
+    return subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, **kw)  # type: ignore[call-overload]
 
 
 for cc in ("gcc", "g++", "cc", "c++", "clang", "cmake"):
