@@ -64,12 +64,6 @@ MUTATIONS = {
     "young-spike": ("          and\n          taskleak:pending_tasks:sum offset 1h\n", ""),
     # a loss at loop shutdown paged like a live one
     "shutdown-loss": ('kind=~"gc-pending|never-retrieved"', 'kind=~"gc-pending|never-retrieved|pending-at-shutdown"'),
-    # stale tasks alerting on a step (one rise instead of two in a row)
-    "stale-step": (
-        "          and\n          min_over_time(taskleak_asyncio_stale_tasks[5m] offset 5m) > "
-        "min_over_time(taskleak_asyncio_stale_tasks[5m] offset 10m)\n",
-        "",
-    ),
     # a blocked loop never alerting
     "blocked": (
         "(rate(taskleak_event_loop_blocked_seconds_total[5m])) > 0.05",
