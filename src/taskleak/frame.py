@@ -122,3 +122,10 @@ def user_frame(frames: Sequence[Frame]) -> Frame | None:
         if not is_machinery(f.filename) and not is_library(f.filename):
             return f
     return None
+
+
+def site_frame(frames: Sequence[Frame]) -> Frame:
+    """The one frame that names where a task was created, as groups, alerts
+    and loss reports name it: the innermost frame of your code, else the
+    innermost frame of the creation site. `frames` must not be empty."""
+    return user_frame(frames) or (creation_site(frames) or frames)[0]

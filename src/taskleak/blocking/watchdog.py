@@ -380,12 +380,17 @@ def _start() -> None:
     _core.watchdog_set_sink(_on_episode)
     _stacks_ok = _core.watchdog_start(threshold, SAMPLE_INTERVAL)
     _ensure_hooks()
+    _watch_running_loop()
+
+
+def _watch_running_loop() -> None:
+    """Watching starts inside a running loop: watch it from now on."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
     if running is not None and getattr(_active, "watched", None) is None:
-        _loop_started(running)  # watching starts inside a running loop
+        _loop_started(running)
 
 
 def _ensure_hooks() -> None:
@@ -433,12 +438,7 @@ class Watch:
             else:
                 _core.watchdog_set_threshold(min(_watches.values()))
                 _ensure_hooks()
-                try:
-                    running = asyncio.get_running_loop()
-                except RuntimeError:
-                    running = None
-                if running is not None and getattr(_active, "watched", None) is None:
-                    _loop_started(running)
+                _watch_running_loop()
 
     @property
     def stacks_available(self) -> bool:

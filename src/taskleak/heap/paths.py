@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .names import code_name, qualified_type_name
+from .roots import is_running
 
 __all__ = ["HolderPath", "Memo", "describe", "path_from_chain"]
 
@@ -62,12 +63,6 @@ def describe(obj: Any) -> str:
     if type(obj).__module__ == "builtins":
         return type(obj).__qualname__
     return f"instance {qualified_type_name(type(obj))}"
-
-
-def _is_running(gen: Any) -> bool:
-    return bool(
-        getattr(gen, "cr_running", False) or getattr(gen, "gi_running", False) or getattr(gen, "ag_running", False)
-    )
 
 
 _ATTR_DICT = "."  # marker: the next step is a key of an attribute dict, shown as .name
@@ -186,7 +181,7 @@ def _edge(holder: Any, child: Any, memo: Memo | None = None) -> str:
         )
         if frame is child:
             return ""  # 3.10: the frame object; its step names the local
-        if frame is not None and not _is_running(holder):
+        if frame is not None and not is_running(holder):
             name = _frame_local_name(frame, child)
             if name is not None:
                 return f" local {name!r}"

@@ -17,7 +17,7 @@ import collections
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..frame import creation_site, user_frame
+from ..frame import site_frame
 from ..tracking.loss_events import LossEvent
 
 __all__ = ["LostTasks", "LostSite", "RUNNING_LOSSES"]
@@ -48,8 +48,7 @@ def site_of(event: LossEvent) -> str:
     frames = event.created_at
     if not frames:
         return "creation site unknown"
-    f = user_frame(frames) or (creation_site(frames) or frames)[0]
-    return f.short()
+    return site_frame(frames).short()
 
 
 class LostTasks:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import taskleak._core as _core
 
-from ..frame import creation_site, frames_from_raw, user_frame
+from ..frame import frames_from_raw, site_frame, user_frame
 
 # A Snapshot over just the example tasks of a group (Snapshot.of_tasks: a census
 # of a few tasks, not of all 100k).
@@ -306,7 +306,10 @@ class Monitor:
         """``(signal, detector) -> creation site`` ("file:line in function")
         of the group the alert of each open episode named first, as keyed by
         :meth:`suspected`."""
-        return {k: site for k, site in list(self._episode_sites.items()) if self.suspected().get(k)}
+        return self._open_sites(self.suspected())
+
+    def _open_sites(self, open_episodes: dict[tuple[str, str], bool]) -> dict[tuple[str, str], str]:
+        return {k: site for k, site in list(self._episode_sites.items()) if open_episodes.get(k)}
 
     def alert_counts(self) -> dict[tuple[str, str], int]:
         """Alerts per (signal, detector); group alerts count under ``"group"``."""
@@ -317,7 +320,8 @@ class Monitor:
         ``declared``, also those an exporter must declare before they have
         data (the blocked-loop counters)."""
         make = declared_families if declared else families
-        return make(self.latest(), self.suspected(), self.alert_counts(), self.suspected_sites())
+        open_episodes = self.suspected()
+        return make(self.latest(), open_episodes, self.alert_counts(), self._open_sites(open_episodes))
 
     def metrics_text(self) -> str:
         """The Prometheus text exposition of the latest sample."""
@@ -377,8 +381,7 @@ class Monitor:
             if not frames:
                 site = "creation site unknown" if stack_id != -2 else "creation stack dropped"
             else:
-                f = user_frame(frames) or (creation_site(frames) or frames)[0]
-                site = f.short()
+                site = site_frame(frames).short()
             lab = self._labels[key] = (site, _label(code))
         return lab
 
