@@ -12,6 +12,7 @@ from typing import Any, cast
 from ..monitor.config import check_interval
 from . import dump, ps, snapshot, top, why
 from .attach import AttachError
+from .output_path import unwritable
 from .run import RunOptions, run_program
 
 __all__ = ["main"]
@@ -107,19 +108,47 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``taskleak`` command; returns its exit status.
+
+    A reader that goes away (``taskleak top PID | head``) ends the command
+    quietly, as the Python docs advise for SIGPIPE: stdout is pointed at
+    /dev/null so that the interpreter's last flush at exit fails no more,
+    and the status is 1."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Inside the try, also after a SystemExit (argparse's --help): a
+            # broken pipe surfaces here, not in the interpreter's flush at exit.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # no stdout file descriptor (embedded, replaced sys.stdout)
+            pass
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if args.command in _PROCESS_COMMANDS:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "snapshot":
+            # Checked before the process is asked anything (usage error, status 2).
+            why = unwritable(args.output)
+            if why is not None:
+                _subparser(parser, "snapshot").error(f"-o: {why}")
         return _run_process_command(args)
     if args.command != "run":
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         parser.print_help(sys.stderr)
         return 2
-    run = cast(Any, parser._subparsers)._group_actions[0].choices["run"]
+    run = _subparser(parser, "run")
     if extra:  # an option of `run` it does not know: its own usage, not the top-level one
         run.error(f"unrecognized arguments: {' '.join(extra)}")
     if not 1 <= args.stack_depth <= 128:
@@ -141,10 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     opts.fail_on_leak = args.fail_on_leak
     opts.stack_depth = args.stack_depth
     opts.blocking = args.blocking
-    if opts.json_file:
-        d = os.path.dirname(os.path.abspath(opts.json_file))
-        if not os.path.isdir(d):
-            run.error(f"--json: directory does not exist: {d}")
+    if opts.json_file is not None:
+        # Before the program runs: a path found unwritable only at exit would
+        # cost the whole run and hide the program's own status.
+        why = unwritable(opts.json_file)
+        if why is not None:
+            run.error(f"--json: {why}")
     if args.monitor is not None:
         try:
             # Monitor's own range and message (monitor/config.py), as a usage error.
@@ -154,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.monitor is None:
         return run_program(opts)
     return _run_monitored(opts, args.monitor)
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of one command, for a usage error in its own words."""
+    return cast(argparse.ArgumentParser, cast(Any, parser._subparsers)._group_actions[0].choices[name])
 
 
 def _run_monitored(opts: RunOptions, interval: float) -> int:

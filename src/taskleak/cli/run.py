@@ -29,12 +29,12 @@ import taskleak._core as _core
 from .. import tracking
 from ..blocking.text import episodes_to_list, format_episodes
 from ..blocking.watchdog import watch_blocking
-from ..frame import Frame
+from ..frame import Frame, is_asyncio
 from ..heap.holders import holders_of_finished
 from ..model.json_form import SCHEMA_VERSION, events_to_list
 from ..model.snapshot import snapshot
 from ..model.text import format_loss_events, format_snapshot
-from ..tracking.loss_events import clear_loss_events, loss_events
+from ..tracking.loss_events import LossEvent, clear_loss_events, loss_events
 
 __all__ = ["RunOptions", "run_program"]
 
@@ -50,9 +50,18 @@ class RunOptions:
     blocking: float | None = None  # seconds: watch for blocked event loops
 
 
-class _Terminated(BaseException):
+class _Terminated(SystemExit):
     """Raised in the program's main thread on SIGTERM, so that its finally
-    blocks and asyncio.run()'s shutdown run, and the report is made."""
+    blocks and asyncio.run()'s shutdown run, and the report is made.
+
+    A SystemExit, because asyncio lets only SystemExit and KeyboardInterrupt
+    through a callback or a task step: any other exception raised there (the
+    signal arrives while the loop runs a callback, in a busy program) is
+    handed to the loop's exception handler, or stored in the task, and the
+    SIGTERM is lost."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
 
 
 def _exit_status(code: object) -> int:
@@ -113,24 +122,35 @@ def _run_target(opts: RunOptions, keep: list[Any]) -> int:
         sys.modules["__main__"] = main
         exec(code, main.__dict__)
         return 0
-    except SystemExit as e:
-        return _exit_status(e.code)
     except _Terminated:
         return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        traceback.print_exc()
+    except SystemExit as e:
+        return _exit_status(e.code)
+    except KeyboardInterrupt as e:
+        _print_program_exception(e)
         return 130
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as e:
+        _print_program_exception(e)
         return 1
     finally:
         sys.argv = saved_argv
         sys.path[:] = saved_path
 
 
+def _print_program_exception(e: BaseException) -> None:
+    """The program's exception, as ``python script.py`` would print it: the
+    runner's own frames (taskleak, runpy) cut from the front of the
+    traceback, and a syntax error in the script shown without any."""
+    tb = e.__traceback__
+    while tb is not None and _outside_program(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    traceback.print_exception(type(e), e, tb)
+
+
 # ---- what is reported --------------------------------------------------------
 
 _RUNPY = os.path.join("", "runpy.py")
+_RUNNER_BACKPORT = os.path.join("asyncio", "runner", "runner.py")  # backports.asyncio.runner (3.10)
 _TASKLEAK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
@@ -192,6 +212,22 @@ def _format_held(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _is_runner_main_task(event: LossEvent) -> bool:
+    """The task ``asyncio.run()`` / ``Runner.run()`` made of the program's
+    main coroutine, pending at shutdown because the run was interrupted
+    (SIGTERM, or an exception raised in a callback): where the program
+    stopped, not a task it forgot. Created by asyncio's runners module
+    itself (asyncio's frames only, down to runners.py)."""
+    if event.kind != "pending-at-shutdown":
+        return False
+    for f in event.created_at or ():
+        if not is_asyncio(f.filename):
+            return False
+        if os.path.basename(f.filename) == "runners.py" or f.filename.endswith(_RUNNER_BACKPORT):
+            return True
+    return False
+
+
 def build_report(program: str, out: TextIO, pid: int | None = None, parent: int | None = None) -> dict[str, Any]:
     """Collect garbage (so destroyed/never-retrieved tasks surface), then report
     loss events, the tasks still pending and the finished tasks still held.
@@ -200,9 +236,10 @@ def build_report(program: str, out: TextIO, pid: int | None = None, parent: int 
         gc.collect()
     pid = os.getpid() if pid is None else pid
     who = f"{program} (pid {pid}" + (f", forked from {parent})" if parent else ")")
-    events = loss_events()
+    every_event = loss_events()
+    events = [e for e in every_event if not _is_runner_main_task(e)]
     live = snapshot().pending()
-    held = _held_done_tasks({e.serial for e in events if e.serial})
+    held = _held_done_tasks({e.serial for e in every_event if e.serial})
     leaks = len(events) + len(live) + len(held)
     if leaks == 0:
         out.write(f"taskleak: no leaked tasks in {who}\n")
@@ -277,8 +314,15 @@ def run_program(opts: RunOptions, out: TextIO = sys.stderr) -> int:
         del keep
     if opts.json_file:
         path = opts.json_file if parent is None else f"{opts.json_file}.{pid}"
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2)
+        except OSError as e:
+            # Checked before the program ran (main.py); still possible (the
+            # directory removed meanwhile, a full disk): a message, and the
+            # program's status, not a traceback.
+            print(f"taskleak run: --json: cannot write {path}: {e.strerror or e}", file=out)
+            status = status or 1
     if status == 128 + signal.SIGTERM:
         out.flush()
         os.kill(os.getpid(), signal.SIGTERM)  # exit by the signal, as the program would have
