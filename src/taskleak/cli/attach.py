@@ -87,6 +87,27 @@ def _parse_pid(pid: Any) -> int:
     return n
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name (which may hold spaces and parentheses)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return []
+    return raw[raw.rfind(b")") + 1 :].decode("ascii", "replace").split()
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter (R, S, D, T, Z, X...), None if unreadable."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def _parent(pid: int) -> str:
+    fields = _stat_fields(pid)
+    return fields[1] if len(fields) > 1 else "?"
+
+
 def target(pid: Any) -> Target:
     """The process `pid`, checked: it exists and we may read it."""
     n = _parse_pid(pid)
@@ -94,6 +115,16 @@ def target(pid: Any) -> Target:
         st = os.stat(f"/proc/{n}")
     except FileNotFoundError:
         raise AttachError(f"process {n} does not exist (it has exited, or the pid is wrong)", "gone") from None
+    state = _state(n)
+    if state in ("Z", "X", "x"):
+        # Its memory is gone: no agent answers, nothing can be read from outside.
+        raise AttachError(
+            f"process {n} is a zombie: it has exited and only waits for its parent "
+            f"(pid {_parent(n)}) to collect its exit status; there is nothing left to inspect"
+            if state == "Z"
+            else f"process {n} has exited (dead, being removed); there is nothing left to inspect",
+            "gone",
+        )
     me = os.geteuid()
     if st.st_uid != me and me != 0:
         raise AttachError(

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, cast
 
-from ..monitor.config import check_interval
+from ..monitor.config import check_interval, parse_seconds
 from . import dump, ps, snapshot, top, why
 from .attach import AttachError
 from .output_path import unwritable
@@ -41,6 +41,14 @@ def _version() -> str:
         return version("taskleak")
     except Exception:  # pragma: no cover - not installed as a distribution
         return "unknown"
+
+
+def _seconds(text: str) -> float:
+    """--monitor's value: seconds, or an interval with its unit (500ms, 30s, 1m)."""
+    try:
+        return parse_seconds(text)[0]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r} (e.g. 10, 30s, 500ms)") from None
 
 
 def _run_process_command(args: argparse.Namespace) -> int:
@@ -87,10 +95,10 @@ def _parser() -> argparse.ArgumentParser:
         "--monitor",
         nargs="?",
         const=10.0,
-        type=float,
+        type=_seconds,
         metavar="SECONDS",
         help="also run the production monitor while the program runs (every SECONDS, default 10, "
-        "0.001 to 86400); "
+        "0.001 to 86400; a unit may follow: 500ms, 30s, 1m); "
         "its alerts go to stderr",
     )
     run.add_argument(

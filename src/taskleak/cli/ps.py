@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
+import sys
 from typing import Any
 
 from ..live.agent import list_agents
 from .attach import Agent, AttachError, pwd_name
 
-__all__ = ["add_parser", "cmd_ps", "list_processes"]
+__all__ = ["add_parser", "cmd_ps", "format_rows", "list_processes"]
 
 
 def add_parser(sub: Any) -> None:
@@ -105,7 +107,13 @@ def list_processes() -> list[dict[str, Any]]:
             if samples:
                 s = samples[-1]
                 row.update(tasks=s.get("tasks"), pending=s.get("pending"), rss_bytes=s.get("rss_bytes"))
-        except (AttachError, OSError) as e:
+            # The counts `dump` shows: every live task of the process. A
+            # monitor sample counts only the tasks whose creation taskleak
+            # recorded, and after --inject (or a late serve()) that leaves out
+            # every task created before the agent started (ps said 3, dump 14).
+            states = agent.get_json("/api/tasks?groups=1&names=0")
+            row.update(tasks=states["task_count"], pending=states["states"]["pending"])
+        except (AttachError, OSError, KeyError, TypeError) as e:
             row["error"] = str(e)
         rows.append(row)
     me = os.getpid()
@@ -130,18 +138,39 @@ def _mib(b: Any) -> str:
     return "-" if not isinstance(b, int) else f"{b / (1 << 20):.0f}M"
 
 
-def cmd_ps(args: argparse.Namespace) -> int:
-    rows = list_processes()
-    print(f"{'PID':>7}  {'USER':<10} {'PYTHON':<7} {'TASKS':>7} {'PENDING':>7} {'RSS':>6}  {'VIA':<14} COMMAND")
+# The least of the command shown on a narrow terminal: past the other columns
+# it is what tells two processes apart.
+MIN_COMMAND = 20
+
+
+def format_rows(rows: list[dict[str, Any]], width: int | None) -> list[str]:
+    """The table: the header, then a line per process. `width` is the
+    terminal's: a command longer than what is left of it is cut (never below
+    MIN_COMMAND characters); None (not a terminal) shows it whole."""
+    out = [f"{'PID':>7}  {'USER':<10} {'PYTHON':<7} {'TASKS':>7} {'PENDING':>7} {'RSS':>6}  {'VIA':<14} COMMAND"]
     for r in rows:
         via = "agent" if r["source"] == "agent" else "remote (3.14+)"
         if "error" in r:
             via = "agent (error)"
-        print(
+        head = (
             f"{r['pid']:>7}  {str(r.get('user', '?'))[:10]:<10} {str(r.get('python') or '?'):<7} "
             f"{str(r.get('tasks', '-')):>7} {str(r.get('pending', '-')):>7} {_mib(r.get('rss_bytes')):>6}  "
-            f"{via:<14} {r['command'][:80]}"
+            f"{via:<14} "
         )
+        command = r["command"]
+        if width is not None:
+            room = max(MIN_COMMAND, width - len(head))
+            if len(command) > room:
+                command = command[: room - 3] + "..."
+        out.append(head + command)
+    return out
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    rows = list_processes()
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    for line in format_rows(rows, width):
+        print(line)
     if not rows:
         print(
             "(no process with a taskleak agent; start one with taskleak.serve(unix=True), "

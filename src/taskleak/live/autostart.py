@@ -6,9 +6,11 @@ The wheel ships ``taskleak-monitor.pth`` in site-packages; Python runs its one
 line at every start-up, and that line imports this module only when
 ``TASKLEAK_MONITOR`` is set (so an unset variable costs a dict lookup).
 
-* ``TASKLEAK_MONITOR=1`` (or ``true``/``yes``/``on``): sample every 10 s;
-  a number: that interval in seconds (0.001 to 86400, as ``Monitor``);
-  ``0``/``false``/empty: off.
+* ``TASKLEAK_MONITOR=on`` (or ``1``/``true``/``yes``): sample every 10 s;
+  an interval with its unit (``30s``, ``500ms``, ``1m``, ``1h``): that
+  interval (1 ms to a day, as ``Monitor``); a bare number other than 0 and
+  1 is read as seconds, with a warning (``1`` is on, ``1.0`` one second);
+  ``0``/``off``/``false``/empty: off.
 * ``TASKLEAK_MONITOR_JSONL=/path/samples.jsonl``: append a JSON line per sample.
 * ``TASKLEAK_MONITOR_ALLOW="heartbeat*=1,log-flusher"``: allow-list globs,
   each with an optional ``=budget``.
@@ -27,7 +29,7 @@ import os
 import sys
 from typing import Any
 
-from ..monitor.config import check_interval
+from ..monitor.config import check_interval, parse_seconds
 
 __all__ = ["parse_interval", "parse_allow", "start_from_environment", "monitor", "agent"]
 
@@ -38,22 +40,41 @@ _ON = {"1", "true", "yes", "on"}
 _OFF = {"", "0", "false", "no", "off"}
 
 
-def parse_interval(value: str) -> float | None:
-    """Seconds between samples, or None for "off". ValueError if unreadable."""
+_warned: set[tuple[str, str]] = set()
+
+
+def parse_interval(value: str, name: str = "TASKLEAK_MONITOR") -> float | None:
+    """Seconds between samples, or None for "off". ValueError if unreadable.
+
+    ``on``/``1``/``true``/``yes`` is the default interval (10 s), an interval
+    with its unit (``30s``, ``500ms``, ``1m``) that interval. A bare number
+    other than 0 and 1 is read as seconds, with a warning on stderr (once per
+    value): ``1`` is "on" (10 s) while ``1.0`` would be 1 s, so a bare number
+    says less than it seems to; the unit removes the doubt."""
     v = value.strip().lower()
     if v in _OFF:
         return None
     if v in _ON:
         return 10.0
     try:
-        seconds = float(v)
+        seconds, unit_given = parse_seconds(v)
     except ValueError:
-        raise ValueError(f"TASKLEAK_MONITOR={value!r}: use 1 (every 10 s), a number of seconds, or 0 (off)") from None
+        raise ValueError(
+            f"{name}={value!r}: use on (every 10 s), an interval with its unit (30s, 500ms, 1m), or off"
+        ) from None
     try:
         # The same range and message as Monitor(interval=...), config.py.
-        return check_interval("interval", seconds)
+        seconds = check_interval("interval", seconds)
     except ValueError as e:
-        raise ValueError(f"TASKLEAK_MONITOR={value!r}: {e}") from None
+        raise ValueError(f"{name}={value!r}: {e}") from None
+    if not unit_given and (name, value) not in _warned:
+        _warned.add((name, value))
+        print(
+            f"taskleak: {name}={value!r} read as every {seconds:g} s; write {seconds:g}s to say so "
+            "(a bare 1 means on: every 10 s)",
+            file=sys.stderr,
+        )
+    return seconds
 
 
 def parse_allow(value: str) -> list[str | dict[str, int]]:
@@ -84,7 +105,7 @@ def start_from_environment(environ: dict[str, str] | None = None) -> Any | None:
         from ..monitor.monitor import Monitor
 
         mon = Monitor(interval=interval, allow=allow, jsonl=env.get("TASKLEAK_MONITOR_JSONL") or None)
-        if parse_interval(env.get("TASKLEAK_MONITOR_PROMETHEUS", "")) is not None:
+        if parse_interval(env.get("TASKLEAK_MONITOR_PROMETHEUS", ""), "TASKLEAK_MONITOR_PROMETHEUS") is not None:
             from ..monitor.prometheus import register
 
             register(mon)

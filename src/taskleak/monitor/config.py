@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -25,6 +26,7 @@ from .allowlist import AllowList
 __all__ = [
     "MonitorConfig",
     "check_interval",
+    "parse_seconds",
     "check_amount",
     "check_count",
     "check_factor",
@@ -127,6 +129,21 @@ def check_callback(name: str, value: Any) -> Callable[..., Any] | None:
     if value is None or callable(value):
         return cast(Callable[..., Any] | None, value)
     raise TypeError(f"{name} must be callable or None, got {value!r}")
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_WITH_UNIT = re.compile(r"(.+?)\s*(ms|s|m|h)", re.IGNORECASE)
+
+
+def parse_seconds(text: str) -> tuple[float, bool]:
+    """``(seconds, unit_given)`` of ``"10s"``, ``"500ms"``, ``"1m"``, ``"2h"``
+    or a bare number (seconds, ``unit_given`` False). ValueError when it is
+    neither. The range is checked by :func:`check_interval`."""
+    v = text.strip()
+    m = _WITH_UNIT.fullmatch(v)
+    number, unit = (m.group(1), m.group(2).lower()) if m else (v, None)
+    seconds = float(number) * (_UNITS[unit] if unit else 1.0)  # ValueError: not a number
+    return seconds, unit is not None
 
 
 def check_interval(name: str, value: Any) -> float:

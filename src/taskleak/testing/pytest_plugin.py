@@ -122,6 +122,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fail every test that leaks asyncio tasks (ini: taskleak = true)",
     )
     group.addoption(
+        "--taskleak-mode",
+        choices=sorted(MODES),
+        default=None,
+        help="fail (default) or warn: with warn, leaks are reported in the terminal summary and "
+        "tests do not fail (overrides ini taskleak_mode)",
+    )
+    group.addoption(
         "--taskleak-baseline",
         metavar="FILE",
         default=None,
@@ -198,9 +205,11 @@ def _ini_defaults(config: pytest.Config) -> dict[str, Any]:
         raise pytest.UsageError(
             f"taskleak: ini option taskleak_kinds: unknown or missing kind(s) {bad!r}; choose from {', '.join(KINDS)}"
         )
-    mode = str(config.getini("taskleak_mode")).strip()
-    if mode not in MODES:
-        raise pytest.UsageError(f"taskleak: ini option taskleak_mode must be fail or warn, got {mode!r}")
+    mode = config.getoption("taskleak_mode", None)  # --taskleak-mode, checked by its choices
+    if mode is None:
+        mode = str(config.getini("taskleak_mode")).strip()
+        if mode not in MODES:
+            raise pytest.UsageError(f"taskleak: ini option taskleak_mode must be fail or warn, got {mode!r}")
     phase = str(config.getini("taskleak_phase")).strip()
     if phase not in PHASES:
         raise pytest.UsageError(f"taskleak: ini option taskleak_phase must be teardown or call, got {phase!r}")
