@@ -203,7 +203,7 @@ def test_programs_exception_traceback_starts_at_the_program(tmp_path):
     assert tb.startswith("Traceback (most recent call last):\n"), p.stderr
     first = tb.splitlines()[1]
     assert first.startswith("  File ") and first.endswith('prog.py", line 5, in <module>'), first
-    assert os.sep + "taskleak" + os.sep not in tb and "runpy" not in tb
+    assert os.path.join("taskleak", "cli") not in tb and "runpy" not in tb
 
 
 # ---- SIGTERM ------------------------------------------------------------------------------
