@@ -285,3 +285,45 @@ def test_zombie_process_is_named_as_such(tmp_path, command):
     assert p.returncode == 1, p.stderr
     assert re.search(rf"process {child.pid} is a zombie: .*nothing left to inspect", p.stderr), p.stderr
     assert "agent" not in p.stderr and "Traceback" not in p.stderr
+
+
+NO_AGENT_SERVICE = r"""
+import asyncio
+
+async def worker(q):
+    while True:
+        await q.get()
+
+async def main():
+    q = asyncio.Queue()
+    workers = [asyncio.create_task(worker(q), name=f"worker-{i}") for i in range(12)]
+    await asyncio.sleep(0.1)
+    print("ready", flush=True)
+    while True:                       # not idle in epoll: remote_exec runs between bytecodes
+        await asyncio.sleep(0.02)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="--inject needs CPython 3.14+ (runs in make test PY=3.14)")
+def test_ps_after_inject_counts_what_dump_shows(monkeypatch):
+    d = tempfile.mkdtemp(prefix="taskleak-test-run-", dir="/tmp")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", d)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_DISABLE_REMOTE_DEBUG"}
+    p = subprocess.Popen([sys.executable, "-c", NO_AGENT_SERVICE], stdout=subprocess.PIPE, cwd="/", env=env)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        dump = taskleak("dump", "--inject", "--json", str(p.pid), cwd="/")
+        assert dump.returncode == 0, dump.stderr
+        doc = json.loads(dump.stdout)
+        assert doc["task_count"] == 13  # 12 workers + main(), all created before the agent
+        ps = taskleak("ps", cwd="/")
+        [row] = [line for line in ps.stdout.splitlines() if line.split()[0] == str(p.pid)]
+        assert "agent" in row
+        assert [int(x) for x in row.split()[3:5]] == [13, 13], row
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+        shutil.rmtree(d, ignore_errors=True)
