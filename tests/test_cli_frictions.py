@@ -327,3 +327,35 @@ def test_ps_after_inject_counts_what_dump_shows(monkeypatch):
         p.wait()
         p.stdout.close()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_sigterm_under_monitor_cleans_up_before_exiting_by_the_signal(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    prog = script(
+        tmp_path,
+        """
+        import asyncio
+        async def main():
+            print("ready", flush=True)
+            await asyncio.sleep(100)
+        asyncio.run(main())
+        """,
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-m", "taskleak", "run", "--monitor=50ms", prog],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout.readline() == "ready\n"
+    sock = tmp_path / "taskleak" / f"{p.pid}.sock"
+    for _ in range(500):
+        if sock.exists():
+            break
+        time.sleep(0.01)
+    assert sock.exists()
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGTERM, err
+    assert "no leaked tasks" in err and re.search(r"taskleak monitor: \d+ samples, 0 alerts", err), err
+    assert not sock.exists()  # the agent's socket was removed before the signal ended the process

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, cast
@@ -13,7 +14,7 @@ from ..monitor.config import check_interval, parse_seconds
 from . import dump, ps, snapshot, top, why
 from .attach import AttachError
 from .output_path import unwritable
-from .run import RunOptions, run_program
+from .run import RunOptions, exit_by_sigterm, run_program
 
 __all__ = ["main"]
 
@@ -219,13 +220,18 @@ def _run_monitored(opts: RunOptions, interval: float) -> int:
     mon.start()
     agent = start_agent(mon)  # `taskleak ps/top/dump PID` reach the program through it
     try:
-        return run_program(opts)
+        # On SIGTERM, the process ends by the signal only once the agent's
+        # socket is removed and the monitor's summary printed.
+        status = run_program(opts, exit_by_signal=False)
     finally:
         if agent is not None:
             agent.close()
         mon.stop()
         n = len(mon.alerts())
         print(f"taskleak monitor: {len(mon.samples())} samples, {n} alert{'s' if n != 1 else ''}", file=sys.stderr)
+    if status == 128 + signal.SIGTERM:
+        exit_by_sigterm()
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,7 +36,7 @@ from ..model.snapshot import snapshot
 from ..model.text import format_loss_events, format_snapshot
 from ..tracking.loss_events import LossEvent, clear_loss_events, loss_events
 
-__all__ = ["RunOptions", "run_program"]
+__all__ = ["RunOptions", "exit_by_sigterm", "run_program"]
 
 
 @dataclass
@@ -273,7 +273,20 @@ def _blocking_report(episodes: list[Any], threshold: float, out: TextIO) -> None
         out.write(f"taskleak: no event loop blocked longer than {threshold:g} s\n")
 
 
-def run_program(opts: RunOptions, out: TextIO = sys.stderr) -> int:
+def exit_by_sigterm(out: TextIO = sys.stderr) -> None:
+    """End the process by SIGTERM, as the program would have ended without taskleak."""
+    out.flush()
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except ValueError:  # not the main thread
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_program(opts: RunOptions, out: TextIO = sys.stderr, exit_by_signal: bool = True) -> int:
+    """Run the program and report; the program's exit status. After SIGTERM
+    the process ends by SIGTERM here, unless `exit_by_signal` is False (the
+    caller has cleaning up to do first; the status is then 143)."""
     tracking.install(stack_depth=opts.stack_depth)
     first_pid = os.getpid()
     # A forked child starts with its parent's loss events: its report is of
@@ -323,9 +336,8 @@ def run_program(opts: RunOptions, out: TextIO = sys.stderr) -> int:
             # program's status, not a traceback.
             print(f"taskleak run: --json: cannot write {path}: {e.strerror or e}", file=out)
             status = status or 1
-    if status == 128 + signal.SIGTERM:
-        out.flush()
-        os.kill(os.getpid(), signal.SIGTERM)  # exit by the signal, as the program would have
+    if status == 128 + signal.SIGTERM and exit_by_signal:
+        exit_by_sigterm(out)
     if opts.fail_on_leak and report["leak_count"] and status == 0:
         return 1
     return status
