@@ -30,6 +30,7 @@ __all__ = [
     "check_factor",
     "check_path",
     "check_callback",
+    "check_flag",
     "MIN_INTERVAL_S",
     "MAX_INTERVAL_S",
     "MAX_WINDOW",
@@ -129,6 +130,13 @@ def check_callback(name: str, value: Any) -> Callable[..., Any] | None:
     raise TypeError(f"{name} must be callable or None, got {value!r}")
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """A switch: True or False, nothing else (1 or "yes" is a mistake)."""
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def check_interval(name: str, value: Any) -> float:
     """The sampling period in seconds (Monitor, serve, TASKLEAK_MONITOR, --monitor)."""
     return check_amount(name, value, MIN_INTERVAL_S, MAX_INTERVAL_S, "seconds", note="86400 s is a day")
@@ -160,6 +168,9 @@ class MonitorConfig:
     rss_min_rise: float = 64 << 20
     max_hold_ms: float = 0.5
     stack_depth: int = 32
+    # The seed's rule on the pending count and each group's count: it follows
+    # load (a ramp, a step of connections), so it pages only when asked.
+    count_rules: bool = False
 
     def __post_init__(self) -> None:
         window = check_count("window", self.window, 3, MAX_WINDOW, note="samples")
@@ -177,6 +188,7 @@ class MonitorConfig:
             rss_min_rise=check_amount("rss_min_rise", self.rss_min_rise, 0, MAX_RSS_MIN_RISE, "bytes", note="1 PiB"),
             max_hold_ms=check_amount("max_hold_ms", self.max_hold_ms, MIN_HOLD_MS, MAX_HOLD_MS, "milliseconds"),
             stack_depth=check_count("stack_depth", self.stack_depth, 1, MAX_STACK_DEPTH),
+            count_rules=check_flag("count_rules", self.count_rules),
         )
         for k, v in values.items():
             object.__setattr__(self, k, v)  # frozen: normalised once, here
