@@ -594,9 +594,7 @@ def test_clean_service_with_a_ramp_connections_and_bursts_raises_no_alert_in_140
     but a step that stays flat is not a rise."""
     mon = taskleak.Monitor(interval=0.05, history=2000, log_alerts=False)
     stale_seen = []
-    mon.add_exporter(
-        type("E", (), {"on_sample": lambda self, s: stale_seen.append(s.stale)})()  # noqa: ARG005
-    )
+    mon.add_exporter(type("E", (), {"on_sample": lambda self, s: stale_seen.append(s.stale)})())
     with mon:
         lt.run(service(mon, 1400), timeout=600)
     assert len(mon.samples()) >= 1400
