@@ -189,6 +189,10 @@ class RiseDetector:
             m = list(self.scales[0].marks)
             if verdict is None and closed[0] is not None and len(m) == self.cfg.rises + 1 and m[-1] <= m[0]:
                 self.in_episode = False
+                # Fresh evidence at every block length: the longer blocks'
+                # marks still hold the rise this episode already reported.
+                for sc in self.scales:
+                    sc.marks.clear()
             return None
         if verdict is not None:
             self.in_episode = True
