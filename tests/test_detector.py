@@ -1,7 +1,7 @@
 """taskleak.Detector on synthetic series: every behaviour the monitor relies on."""
 
-import os
 import math
+import os
 import random
 
 import pytest
