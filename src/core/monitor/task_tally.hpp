@@ -47,8 +47,8 @@ struct TaskTally {
     // only by done callbacks queued on its loop: not (yet) retained.
     uint64_t live = 0, pending = 0, done = 0, finishing = 0;
     std::vector<GroupTally> groups;  // also groups with no live task left but lifetimes to report
-    int64_t gil_ns = 0;       // GIL held by the pass, summed over its chunks
-    int64_t max_hold_ns = 0;  // longest single hold
+    int64_t gil_ns = 0;              // GIL held by the pass, summed over its chunks
+    int64_t max_hold_ns = 0;         // longest single hold
     int holds = 0;
     int64_t wall_ns = 0;
     uint64_t generation = 0;  // changes when stack ids and code objects of groups may be reused
