@@ -86,6 +86,8 @@ async def server(args: argparse.Namespace) -> int:
     mon = taskleak.Monitor(interval=INTERVAL, history=args.samples + 100, log_alerts=False).start()
     live = taskleak.serve(host="127.0.0.1", port=0, monitor=mon)
 
+    first_leak: list[int] = []  # the sample at which the first task leaked
+
     async def work(request: web.Request) -> web.Response:
         await asyncio.sleep(random.uniform(0.005, 0.04))
         return web.Response(text="ok")
@@ -93,6 +95,8 @@ async def server(args: argparse.Namespace) -> int:
     async def subscribe(request: web.Request) -> web.Response:
         if args.leak:
             sub = len(SUBSCRIPTIONS)
+            if sub == 0:
+                first_leak.append(len(mon.samples()))
             SUBSCRIPTIONS[sub] = asyncio.create_task(watch_updates(asyncio.Event()))  # LEAK-SITE
         return web.Response(text="subscribed")
 
@@ -146,6 +150,8 @@ async def server(args: argparse.Namespace) -> int:
     for label, n in sorted(stale.items(), key=lambda kv: -kv[1])[:5]:
         print(f"  max stale {n:4d}  {label}")
     alerts = mon.alerts()
+    if first_leak:
+        print(f"first task leaked at sample {first_leak[0]} (the client process starts after the monitor)")
     print(f"alerts: {len(alerts)}")
     for a in alerts:
         at = times.index(a.time) if a.time in times else "?"
