@@ -18,6 +18,7 @@ NAMES = {
     "taskleak_asyncio_tasks_created",
     "taskleak_asyncio_task_losses",
     "taskleak_asyncio_group_tasks",
+    "taskleak_asyncio_stale_tasks",
     "taskleak_event_loop_lag_seconds",
     "taskleak_leak_suspected",
     "taskleak_alerts",
@@ -80,7 +81,11 @@ def test_text_exposition_parses_and_has_the_contract_names(mon):
     assert vals[("taskleak_asyncio_tasks", (("allowlisted", "false"), ("state", "pending")))] >= 6
     assert vals[("taskleak_asyncio_tasks", (("allowlisted", "true"), ("state", "pending")))] == 1
     assert ("taskleak_asyncio_task_losses_total", (("kind", "gc-pending"),)) in vals
-    assert ("taskleak_leak_suspected", (("detector", "trend"), ("signal", "pending"))) in vals
+    # The default pager: stale tasks, not the pending count (count_rules=False).
+    assert vals[("taskleak_leak_suspected", (("detector", "rise"), ("signal", "stale")))] == 0
+    assert ("taskleak_leak_suspected", (("detector", "trend"), ("signal", "pending"))) not in vals
+    assert ("taskleak_asyncio_stale_tasks", (("allowlisted", "false"), ("group", "other"))) not in vals
+    assert any(k[0] == "taskleak_asyncio_stale_tasks" and v == 0 for k, v in vals.items())
     # No pid label, no process_* duplicates.
     assert "pid" not in text and "process_" not in text
 
@@ -159,6 +164,7 @@ def test_grafana_dashboard_queries_only_exported_metrics():
         "taskleak_asyncio_tasks_created_total",
         "taskleak_asyncio_task_losses_total",
         "taskleak_asyncio_group_tasks",
+        "taskleak_asyncio_stale_tasks",
         "taskleak_event_loop_lag_seconds",
         "taskleak_leak_suspected",
         "taskleak_alerts_total",

@@ -64,6 +64,19 @@ MUTATIONS = {
     "young-spike": ("          and\n          taskleak:pending_tasks:sum offset 1h\n", ""),
     # a loss at loop shutdown paged like a live one
     "shutdown-loss": ('kind=~"gc-pending|never-retrieved"', 'kind=~"gc-pending|never-retrieved|pending-at-shutdown"'),
+    # stale tasks judged on one rising window: a step of connections pages
+    "stale-step": (
+        """          and
+          min_over_time(taskleak_asyncio_stale_tasks{allowlisted="false", group!="other"}[5m] offset 5m)
+            > min_over_time(taskleak_asyncio_stale_tasks{allowlisted="false", group!="other"}[5m] offset 10m)
+""",
+        "",
+    ),
+    # stale tasks of allow-listed groups paged
+    "stale-allowed": (
+        'taskleak_asyncio_stale_tasks{allowlisted="false", group!="other"}',
+        'taskleak_asyncio_stale_tasks{group!="other"}',
+    ),
     # a blocked loop never alerting
     "blocked": (
         "(rate(taskleak_event_loop_blocked_seconds_total[5m])) > 0.05",

@@ -571,3 +571,22 @@ def test_top_blocked_line_forms():
     assert line.startswith("blocked loops: 2 (2.25 s in all, watchdog stopped)  latest 1.50 s at ")
     assert line.endswith("(3s ago) (line unknown)") or line.endswith("(4s ago) (line unknown)")
     assert len(blocked_line(stopped, width=40)) == 40
+
+
+def test_top_marks_only_groups_that_grew():
+    """A group born after the window's first sample (start-up tasks made once
+    the monitor already sampled) is compared with its own first sample, not
+    with nothing: steady, it shows +0; a group that grew shows its growth."""
+    from taskleak.cli.top import render
+
+    def sample(t, groups):
+        rows = [
+            {"group": f"{name} ({name})", "site": f"app.py:1 in {name}", "coro": name, "pending": n, "done_retained": 0}
+            for name, n in groups.items()
+        ]
+        return {"time": t, "tasks": 0, "pending": 0, "done_retained": 0, "created_total": 0, "groups": rows}
+
+    samples = [sample(0, {}), sample(1, {"steady": 40, "leak": 1}), sample(2, {"steady": 40, "leak": 9})]
+    out = render({"pid": 1, "python": "3", "argv": []}, samples, [], width=200)
+    rows = {ln.split()[-1]: ln.split()[2] for ln in out.splitlines() if "app.py:1" in ln}
+    assert rows == {"steady": "+0", "leak": "+8"}, out

@@ -18,8 +18,9 @@ import pytest
 import taskleak
 
 # Small windows so a test needs tens of samples, not hundreds; the rules are
-# the production ones (tests/test_detector.py covers the defaults).
-FAST = dict(window=5, detector_options=dict(trend_blocks=3, min_rise=3, horizon=60))
+# the production ones (tests/test_detector.py covers the defaults), and the
+# seed's count rules are on (count_rules=True) where a test is about them.
+FAST = dict(window=5, detector_options=dict(trend_blocks=3, min_rise=3, horizon=60), count_rules=True)
 
 
 class LoopThread:
@@ -531,3 +532,96 @@ def test_no_lost_alert_without_losses(lt):
     drive(mon, lt, 40, lambda i: churn())
     assert not mon.suspected()[("lost", "count")]
     assert not [a for a in mon.alerts() if a.signal == "lost"]
+
+
+# -- the default pager on a real clock (interval=0.05: 200x a production 10 s) ------
+
+
+async def request(lifetime):
+    await asyncio.sleep(lifetime)
+
+
+async def keep_alive(closed):
+    await closed.wait()  # a connection that stays open for the whole test
+
+
+async def held_from_start(ev):
+    await ev.wait()
+
+
+async def service(mon, samples, leak_every=None, stop=None):
+    """A service from the monitor's first sample: requests ramping 20x over
+    the first 600 samples (1 to 20 per 10 ms, each living 5-40 ms), 60
+    keep-alive connections opening at once at sample 50, a burst of 300
+    slower requests (0.1-0.3 s) every 150 samples; with ``leak_every``, one
+    task held for good every that many samples from the start. Runs until
+    the monitor has ``samples`` samples (or ``stop()``)."""
+    import random
+
+    rnd = random.Random(18)
+    closed = asyncio.Event()
+    conns, bursts, leaked = [], set(), 0
+    tasks = set()
+    while True:
+        n = len(mon.samples())
+        if n >= samples or (stop is not None and stop()):
+            break
+        rate = 1 + 19 * min(1.0, n / 600)
+        for _ in range(int(rate) + (rnd.random() < rate % 1)):
+            t = asyncio.create_task(request(rnd.uniform(0.005, 0.04)))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+        if n >= 50 and not conns:
+            conns = [asyncio.create_task(keep_alive(closed)) for _ in range(60)]
+        if n // 150 not in bursts and n % 150 >= 100:
+            bursts.add(n // 150)
+            for _ in range(300):
+                t = asyncio.create_task(request(rnd.uniform(0.1, 0.3)))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+        while leak_every is not None and leaked * leak_every <= n:
+            HELD.append(asyncio.create_task(held_from_start(closed)))  # HELD-FROM-START
+            leaked += 1
+        await asyncio.sleep(0.01)
+    closed.set()
+    await asyncio.gather(*conns, *tasks, return_exceptions=True)
+
+
+def test_clean_service_with_a_ramp_connections_and_bursts_raises_no_alert_in_1400_samples(lt):
+    """Issue 18: the default pager stays quiet on load - a 20x ramp from the
+    start, 60 keep-alive connections at once, bursts - for 1,400 samples. The
+    connections are stale (far older than any lifetime seen) and counted so,
+    but a step that stays flat is not a rise."""
+    mon = taskleak.Monitor(interval=0.05, history=2000, log_alerts=False)
+    stale_seen = []
+    mon.add_exporter(type("E", (), {"on_sample": lambda self, s: stale_seen.append(s.stale)})())
+    with mon:
+        lt.run(service(mon, 1400), timeout=600)
+    assert len(mon.samples()) >= 1400
+    assert mon.alerts() == [], [a.text for a in mon.alerts()]
+    # The signal did see the connections: 60 stale tasks, level.
+    assert max(stale_seen) >= 60, max(stale_seen)
+    assert not any(mon.suspected().values())
+
+
+def test_held_leak_from_process_start_alerts_within_120_samples_naming_its_line(lt):
+    """One task held every two samples from the monitor's first sample, under
+    the same ramp, connections and bursts: a "stale" alert (about pending
+    tasks) within 120 samples naming the creation line."""
+    line = next(i for i, ln in enumerate(open(__file__), 1) if "# HELD-FROM-START" in ln and "HELD" in ln)
+    mon = taskleak.Monitor(interval=0.05, history=2000, log_alerts=False)
+    with mon:
+        lt.run(service(mon, 200, leak_every=2, stop=lambda: bool(mon.alerts())), timeout=600)
+    alerts = mon.alerts()
+    assert alerts, [s.stale for s in mon.samples()]
+    a = alerts[0]
+    at = [s.time for s in mon.samples()].index(a.time)
+    assert a.signal == "stale" and a.anomaly.kind == "rise", a.text
+    assert at <= 120, (at, a.text)
+    assert a.groups[0].site.endswith(f"test_monitor.py:{line} in service"), a.text
+    assert a.groups[0].coro == "held_from_start" and a.group is not None
+    assert "waiting on Event.wait()" in a.text
+    assert mon.suspected()[("stale", "rise")]
+    assert mon.suspected_sites()[("stale", "rise")] == a.groups[0].site
+    assert 'taskleak_alerts_total{signal="stale",detector="rise"} 1.0' in mon.metrics_text()
+    print(f"held leak from start: alerted at sample {at}")

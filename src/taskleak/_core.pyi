@@ -40,9 +40,12 @@ AnomalyTuple: TypeAlias = tuple[str, float, float, float, float, float, int]
 TaskRef: TypeAlias = weakref.ref[asyncio.Task[Any]]
 """taskleak's weak reference to a task (the tally's example of a group)."""
 
-TallyGroup: TypeAlias = tuple[int, types.CodeType | type, int, int, int, TaskRef | None]
+TallyGroup: TypeAlias = tuple[int, types.CodeType | type, int, int, int, TaskRef | None, bytes | None, bytes | None]
 """(stack_id (-1 unknown, -2 dropped), the coroutine's code object (or the awaitable's type), pending,
-done, oldest_ns (-1 unknown), an example task | None)."""
+done, oldest_ns (-1 unknown), an example task | None, ages | None, lifetimes | None). ages: the pending
+tasks' ages, lifetimes: those of tasks seen pending at an earlier call that finished or went since, each
+as AGE_BUCKETS native uint32 counts of half-octave millisecond buckets (age_bucket_floor_ms). A group with
+no live task left may appear with pending = done = 0 for its lifetimes."""
 
 RawEpisodeFrame: TypeAlias = tuple[str | None, int, str | None, bool]
 """(filename | None, lineno, qualname | None, is_coroutine) of a sampled frame (None: code gone)."""
@@ -349,6 +352,11 @@ class WindowDetector:
 
 def tally_tasks(max_hold_ns: int = 0) -> Tally:
     """Count tracked tasks by state and group, holding the GIL for at most `max_hold_ns` at a time."""
+
+AGE_BUCKETS: int
+
+def age_bucket_floor_ms(bucket: int) -> float:
+    """The least age in milliseconds that falls in `bucket` of tally_tasks()'s histograms."""
 
 def tally_mode() -> str:
     """How tally_tasks() reads task state: "fields" (probed offsets) or "attributes"."""

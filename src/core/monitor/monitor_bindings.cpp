@@ -6,6 +6,7 @@
 #include "monitor/task_tally.hpp"
 #include "monitor/window_detector.hpp"
 #include "tracking/tracker.hpp"
+#include <cmath>
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
@@ -83,12 +84,17 @@ void bind_monitor(nb::module_ &m) {
             TaskTally t;
             tally_tasks(t, max_hold_ns);
             nb::list groups;
+            auto hist = [](bool has, const AgeHistogram &h) -> nb::object {
+                if (!has) return nb::none();
+                return nb::bytes((const char *)h.data(), sizeof(uint32_t) * h.size());
+            };
             for (GroupTally &g : t.groups) {
                 groups.append(nb::make_tuple(g.stack == StackTable::NONE      ? -1
                                              : g.stack == StackTable::DROPPED ? -2
                                                                               : (int64_t)g.stack,
                                              nb::borrow(g.code), g.pending, g.done, g.oldest_ns,
-                                             g.example ? nb::borrow(g.example) : nb::object(nb::none())));
+                                             g.example ? nb::borrow(g.example) : nb::object(nb::none()),
+                                             hist(g.has_ages, g.ages), hist(g.has_lifetimes, g.lifetimes)));
             }
             nb::dict d;
             d["live"] = t.live;
@@ -104,7 +110,17 @@ void bind_monitor(nb::module_ &m) {
             return d;
         },
         "max_hold_ns"_a = 0,
-        "Count tracked tasks by state and group (stack_id, code, pending, done, oldest_ns, example_weakref).");
+        "Count tracked tasks by state and group (stack_id, code, pending, done, oldest_ns, example_weakref, "
+        "ages, lifetimes).");
+    m.attr("AGE_BUCKETS") = AGE_BUCKETS;
+    m.def(
+        "age_bucket_floor_ms",
+        [](int b) -> double {
+            if (b <= 0) return 0.0;
+            const int k = (b - 1) / 2;
+            return std::ldexp(1.0, k) * ((b - 1) % 2 ? 1.5 : 1.0);
+        },
+        "bucket"_a, "The least age in milliseconds that falls in `bucket` of tally_tasks()'s histograms.");
     m.def("tally_mode", []() { return std::string(tally_mode()); });
     m.def(
         "probe_task_fields",

@@ -177,7 +177,8 @@ struct SlotInfo {
     uint32_t serial = 0;
     uint32_t gid = 0;
     bool done = false;
-    bool fast = false;  // a C task: state readable at the probed offset
+    bool fast = false;     // a C task: state readable at the probed offset
+    int64_t created = -1;  // the task's creation time: its lifetime when it goes
 };
 struct GroupKeyInfo {
     Key key;  // key.code is a strong reference
@@ -219,6 +220,14 @@ static uint32_t group_id(TallyCache &c, uint32_t stack, PyObject *code) {
     return gid;
 }
 
+int age_bucket(int64_t ms) {
+    if (ms < 1) return 0;
+    const int k = 63 - __builtin_clzll((unsigned long long)ms);
+    const int half = k > 0 ? (int)((ms >> (k - 1)) & 1) : 0;
+    const int b = 1 + 2 * k + half;
+    return b < AGE_BUCKETS ? b : AGE_BUCKETS - 1;
+}
+
 // How many slots ahead the pass asks for a pending task's state.
 static constexpr size_t PREFETCH_AHEAD = 8;
 
@@ -236,8 +245,27 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         size_t example_slot = SIZE_MAX;
         uint32_t example_serial = 0;
         bool example_pending = false;
+        int32_t ages = -1, lifetimes = -1;  // index in `hists`, allocated on first use
     };
     std::vector<Acc> acc(c.groups.size());
+    // Histograms only for groups that use them: the cache may know thousands
+    // of groups, most with no task now.
+    std::vector<AgeHistogram> hists;
+    auto hist = [&hists](int32_t &ix) -> AgeHistogram & {
+        if (ix < 0) {
+            ix = (int32_t)hists.size();
+            hists.emplace_back();
+            hists.back().fill(0);
+        }
+        return hists[(size_t)ix];
+    };
+    // A task seen pending at an earlier pass that is done or gone now: its
+    // lifetime (to this pass: an upper bound by at most one interval).
+    auto record_lifetime = [&](uint32_t gid, int64_t created, int64_t now) {
+        if (created < 0 || gid >= c.groups.size()) return;
+        if (acc.size() < c.groups.size()) acc.resize(c.groups.size());
+        ++hist(acc[gid].lifetimes)[age_bucket((now - created) / 1000000)];
+    };
     const int64_t start = monotonic_ns();
     int64_t hold_start = start;
     const bool fast_state = g_state_off >= 0;
@@ -268,6 +296,14 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         }
 #endif
         const CreationRecord *r = t.tasks.slot(i);
+        {
+            SlotInfo &k = c.slots[i];
+            if (k.serial != 0 && (r == nullptr || r->serial != k.serial)) {
+                // Its task was freed since the previous pass.
+                if (!k.done) record_lifetime(k.gid, k.created, start);
+                k.serial = 0;
+            }
+        }
         if (r == nullptr) continue;
         // A record in the table is a live task: the record goes in the
         // weak reference's callback, which runs before the task is freed.
@@ -299,20 +335,25 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
             PyObject *code = st < 0 ? nullptr : code_of(task);
             bool fast = fast_state && g_coro_off >= 0 && PyObject_TypeCheck(task, g_task_type);
             if (code != nullptr && i < c.slots.size())
-                c.slots[i] = SlotInfo{serial, group_id(c, stack, code), false, fast};
+                c.slots[i] = SlotInfo{serial, group_id(c, stack, code), false, fast, created};
             Py_DECREF(task);
             if (code == nullptr || i >= c.slots.size() || c.slots[i].serial != serial) continue;
             if (acc.size() < c.groups.size()) acc.resize(c.groups.size());
         }
         SlotInfo &s2 = c.slots[i];
-        if (st != 0) s2.done = true;
         if (s2.gid >= acc.size()) acc.resize(c.groups.size());  // groups added by another pass
         if (s2.gid >= acc.size()) continue;
+        if (st != 0 && !s2.done) {
+            // Pending at an earlier pass, finished since.
+            if (known.serial == serial) record_lifetime(s2.gid, created, start);
+            s2.done = true;
+        }
         Acc &a = acc[s2.gid];
         ++out.live;
         if (st == 0) {
             ++out.pending;
             ++a.pending;
+            if (created >= 0) ++hist(a.ages)[age_bucket((start - created) / 1000000)];
         } else if (done_before) {
             ++out.done;
             ++a.done;
@@ -329,12 +370,20 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     --g_passes;
     for (size_t gid = 0; gid < acc.size() && gid < c.groups.size(); ++gid) {
         const Acc &a = acc[gid];
-        if (a.pending == 0 && a.done == 0) continue;
+        if (a.pending == 0 && a.done == 0 && a.lifetimes < 0) continue;
         GroupTally g{c.groups[gid].key.stack, Py_NewRef(c.groups[gid].key.code)};
+        if (a.ages >= 0) {
+            g.ages = hists[(size_t)a.ages];
+            g.has_ages = true;
+        }
+        if (a.lifetimes >= 0) {
+            g.lifetimes = hists[(size_t)a.lifetimes];
+            g.has_lifetimes = true;
+        }
         g.pending = a.pending;
         g.done = a.done;
         g.oldest_ns = a.oldest == INT64_MAX ? -1 : a.oldest;
-        const CreationRecord *r = t.tasks.slot(a.example_slot);
+        const CreationRecord *r = a.example_slot == SIZE_MAX ? nullptr : t.tasks.slot(a.example_slot);
         if (r != nullptr && r->serial == a.example_serial) {
             // The example goes to Python as a weak reference: the record's
             // own, or a new one where the record is keyed by the task itself.

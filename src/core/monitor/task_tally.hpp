@@ -9,10 +9,19 @@
 // once more: the counts are a monitor's, not an audit's.
 #pragma once
 #include <Python.h>
+#include <array>
 #include <cstdint>
 #include <vector>
 
 namespace taskleak {
+
+// Ages and lifetimes as half-octave buckets of milliseconds: bucket 0 is
+// under 1 ms, bucket 1 + 2k + h starts at 2^k * (1 + h/2) ms; the last one
+// holds everything from about 24 days on. Coarse on purpose: the monitor asks
+// "older than many times the usual lifetime", never for an exact age.
+constexpr int AGE_BUCKETS = 64;
+using AgeHistogram = std::array<uint32_t, AGE_BUCKETS>;
+int age_bucket(int64_t ms);
 
 struct GroupTally {
     uint32_t stack;  // creation stack id (StackTable), NONE/DROPPED allowed
@@ -22,6 +31,14 @@ struct GroupTally {
     int64_t oldest_ns = 0;        // creation time of the oldest task in the group
     PyObject *example = nullptr;  // strong: taskleak's weakref to one pending (else any) task
     bool example_pending = false;
+    // Ages of the group's pending tasks at this pass; lifetimes of its tasks
+    // seen pending at an earlier pass that finished (or were freed) since.
+    // Empty when the group has none. Tasks born and gone between two passes
+    // are never seen: lifetimes are of the longer-lived tasks, which is the
+    // safe side for "older than the usual lifetime".
+    AgeHistogram ages{};
+    AgeHistogram lifetimes{};
+    bool has_ages = false, has_lifetimes = false;
 };
 
 struct TaskTally {
@@ -29,9 +46,9 @@ struct TaskTally {
     // one. `finishing`: done since the previous pass, possibly referenced
     // only by done callbacks queued on its loop: not (yet) retained.
     uint64_t live = 0, pending = 0, done = 0, finishing = 0;
-    std::vector<GroupTally> groups;
-    int64_t gil_ns = 0;       // GIL held by the pass, summed over its chunks
-    int64_t max_hold_ns = 0;  // longest single hold
+    std::vector<GroupTally> groups;  // also groups with no live task left but lifetimes to report
+    int64_t gil_ns = 0;              // GIL held by the pass, summed over its chunks
+    int64_t max_hold_ns = 0;         // longest single hold
     int holds = 0;
     int64_t wall_ns = 0;
     uint64_t generation = 0;  // changes when stack ids and code objects of groups may be reused

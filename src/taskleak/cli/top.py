@@ -106,7 +106,13 @@ def render(
         + (f"   growth over {span:.0f}s" if span > 0 else "")
     )
     for g in s.get("groups") or []:
-        old = next((x for x in first.get("groups") or [] if x.get("group") == g.get("group")), None)
+        # Against the group's first sample in the window, not the window's
+        # first sample: a group born after that (start-up tasks made after
+        # the monitor's first sample) has grown only if it has more now.
+        old = next(
+            (x for p in samples for x in p.get("groups") or [] if x.get("group") == g.get("group")),
+            None,
+        )
         growth = (g["pending"] + g["done_retained"]) - ((old["pending"] + old["done_retained"]) if old else 0)
         label = f"{g['site']}  {g['coro']}" + ("  (allow-listed)" if g.get("allowlisted") else "")
         out.append(f"{g['pending']:>8} {g['done_retained']:>8} {growth:>+7}  {label}"[:width])

@@ -32,6 +32,7 @@ __all__ = [
     "check_factor",
     "check_path",
     "check_callback",
+    "check_flag",
     "MIN_INTERVAL_S",
     "MAX_INTERVAL_S",
     "MAX_WINDOW",
@@ -146,6 +147,13 @@ def parse_seconds(text: str) -> tuple[float, bool]:
     return seconds, unit is not None
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """A switch: True or False, nothing else (1 or "yes" is a mistake)."""
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def check_interval(name: str, value: Any) -> float:
     """The sampling period in seconds (Monitor, serve, TASKLEAK_MONITOR, --monitor)."""
     return check_amount(name, value, MIN_INTERVAL_S, MAX_INTERVAL_S, "seconds", note="86400 s is a day")
@@ -177,6 +185,9 @@ class MonitorConfig:
     rss_min_rise: float = 64 << 20
     max_hold_ms: float = 0.5
     stack_depth: int = 32
+    # The seed's rule on the pending count and each group's count: it follows
+    # load (a ramp, a step of connections), so it pages only when asked.
+    count_rules: bool = False
 
     def __post_init__(self) -> None:
         window = check_count("window", self.window, 3, MAX_WINDOW, note="samples")
@@ -194,6 +205,7 @@ class MonitorConfig:
             rss_min_rise=check_amount("rss_min_rise", self.rss_min_rise, 0, MAX_RSS_MIN_RISE, "bytes", note="1 PiB"),
             max_hold_ms=check_amount("max_hold_ms", self.max_hold_ms, MIN_HOLD_MS, MAX_HOLD_MS, "milliseconds"),
             stack_depth=check_count("stack_depth", self.stack_depth, 1, MAX_STACK_DEPTH),
+            count_rules=check_flag("count_rules", self.count_rules),
         )
         for k, v in values.items():
             object.__setattr__(self, k, v)  # frozen: normalised once, here

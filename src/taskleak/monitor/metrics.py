@@ -85,6 +85,14 @@ def families(
         "taskleak.task.group.count",
         "{task}",
     )
+    stale = Family(
+        "taskleak_asyncio_stale_tasks",
+        "gauge",
+        "Pending tasks of the largest groups older than many times their group's usual lifetime "
+        "(a leak makes it rise; load does not).",
+        "taskleak.task.stale",
+        "{task}",
+    )
     lag = Family(
         "taskleak_event_loop_lag_seconds",
         "gauge",
@@ -126,6 +134,11 @@ def families(
         groups.samples = [
             ({"group": lab, "state": state, "allowlisted": al}, v) for (lab, state, al), v in per_label.items()
         ]
+        per_stale: dict[tuple[str, str], float] = {}
+        for g in s.groups:
+            key = (g.metric_label, _flag(g.allowlisted))
+            per_stale[key] = per_stale.get(key, 0.0) + float(g.stale)
+        stale.samples = [({"group": lab, "allowlisted": al}, v) for (lab, al), v in per_stale.items()]
         lag.samples = [({"loop": name}, v) for name, v in sorted(s.loop_lags.items())]
     suspected.samples = [
         (suspected_labels(sig, det, sites.get((sig, det)) if on else None), 1.0 if on else 0.0)
@@ -135,7 +148,8 @@ def families(
         for det in ("spike", "trend"):
             alerts.samples.append(({"signal": sig, "detector": det}, float(alert_counts.get((sig, det), 0))))
     alerts.samples.append(({"signal": "lost", "detector": "count"}, float(alert_counts.get(("lost", "count"), 0))))
-    out += [tasks, created, losses, groups, lag, suspected, alerts]
+    alerts.samples.append(({"signal": "stale", "detector": "rise"}, float(alert_counts.get(("stale", "rise"), 0))))
+    out += [tasks, created, losses, groups, stale, lag, suspected, alerts]
     out += _blocked_families()
     return out
 

@@ -38,6 +38,7 @@ from .loop_lag import LoopLag
 from .lost_tasks import LostSite, LostTasks
 from .metrics import Family, declared_families, families
 from .sample import LOSS_KINDS, Alert, AlertGroup, GroupStat, Sample
+from .stale_tasks import RiseVerdict, StaleTasks
 
 if TYPE_CHECKING:
     from .._core import TaskRef
@@ -144,6 +145,14 @@ class Monitor:
     to. ``rss_min_rise`` (bytes) is the least RSS rise that can alert.
     ``max_hold_ms`` bounds each stretch the task count holds the GIL for.
 
+    What pages by default: stale tasks (``"stale"``: per creation site,
+    pending tasks far older than that site's usual lifetime, rising block
+    after block: stale_tasks.py), tasks lost (``"lost"``), finished tasks
+    still referenced (``"done_retained"``) and RSS. The seed's rule on the
+    pending count and on each group's count (mean + sigma x stddev, and the
+    trend test) follows load, so it runs only with ``count_rules=True``
+    (signals ``"pending"`` and ``"group"``).
+
     ``start()`` installs creation tracking (:func:`taskleak.install`) if it
     is not on: only tasks created after that are counted. Errors: bad
     arguments raise ValueError/TypeError at construction (the ranges:
@@ -168,6 +177,7 @@ class Monitor:
         rss_min_rise: int = 64 << 20,
         max_hold_ms: float = 0.5,
         stack_depth: int = 32,
+        count_rules: bool = False,
     ) -> None:
         # Every value is checked in one place (config.py), the same way for
         # Monitor(...), serve(), TASKLEAK_MONITOR and `taskleak run --monitor`.
@@ -186,6 +196,7 @@ class Monitor:
             rss_min_rise=rss_min_rise,
             max_hold_ms=max_hold_ms,
             stack_depth=stack_depth,
+            count_rules=count_rules,
         )
         self.interval = cfg.interval
         self.allow = cfg.allow
@@ -205,7 +216,12 @@ class Monitor:
             "done_retained": make(),
             "rss": make(min_rise=float(cfg.rss_min_rise), min_rise_ratio=0.1, min_stddev=float(1 << 20)),
         }
+        self.count_rules = cfg.count_rules
+        if not cfg.count_rules:
+            del self._detectors["pending"]  # follows load: not a page (see the class doc)
         self._groups: dict[str, _GroupTrack] = {}
+        self._stale = StaleTasks(cfg.interval)
+        self._stale_skip: set[str] = set()  # allow-listed group labels of the latest sample
         self._samples: collections.deque[Sample] = collections.deque(maxlen=cfg.history)
         self._alerts: collections.deque[Alert] = collections.deque(maxlen=1000)
         self._alert_counts: dict[tuple[str, str], int] = {}
@@ -297,9 +313,12 @@ class Monitor:
         out: dict[tuple[str, str], bool] = {}
         for name, det in list(self._detectors.items()) + [(k, g.detector) for k, g in list(self._groups.items())]:
             for kind in ("spike", "trend"):
+                if name not in self._detectors and not self.count_rules:
+                    continue
                 if det.episode_kind == kind or name in self._detectors:
                     out[(name, kind)] = det.episode_kind == kind
         out[("lost", "count")] = self._lost.in_episode
+        out[("stale", "rise")] = self._stale.in_episode
         return out
 
     def suspected_sites(self) -> dict[tuple[str, str], str]:
@@ -393,12 +412,17 @@ class Monitor:
             self._generation = raw["generation"]
             self._labels = {}
         now_ns = _core.monotonic_ns()
-        groups: list[tuple[str, str, int, int, int, TaskRef | None, bool]] = []
+        groups: list[tuple[str, str, int, int, int, TaskRef | None, bool, int]] = []
         matched: dict[int, list[tuple[int, int]]] = {}
         seen_keys = set()
-        for stack_id, code, pending, done, oldest_ns, example in raw["groups"]:
+        self._stale_skip = set()
+        for stack_id, code, pending, done, oldest_ns, example, ages, lifetimes in raw["groups"]:
             seen_keys.add((stack_id, id(code)))
             site, coro = self._site(stack_id, code)
+            oldest_ms = (now_ns - oldest_ns) / 1e6 if oldest_ns >= 0 else None
+            stale = self._stale.observe(f"{site} ({coro})", ages, lifetimes, oldest_ms)
+            if pending == 0 and done == 0:
+                continue  # gone: reported only for its lifetimes
             allowed = False
             if self.allow:
                 task = example() if example is not None else None
@@ -407,7 +431,8 @@ class Monitor:
                 if idx is not None:
                     matched.setdefault(idx, []).append((pending, done))
                     allowed = True
-            groups.append((site, coro, pending, done, oldest_ns, example, allowed))
+                    self._stale_skip.add(f"{site} ({coro})")
+            groups.append((site, coro, pending, done, oldest_ns, example, allowed, stale))
         # Group ids stay valid while the native table pins their stacks; keep
         # the label cache about as small as the live groups.
         if len(self._labels) > 2 * len(seen_keys) + 64:
@@ -420,11 +445,16 @@ class Monitor:
         groups.sort(key=lambda g: g[2] + g[3], reverse=True)
         stats: list[GroupStat] = []
         self._examples = {}
-        for site, coro, p, d, oldest_ns, example, allowed in groups[: self.max_groups]:
-            g = GroupStat(site, coro, p, d, max(0.0, (now_ns - oldest_ns) / 1e9) if oldest_ns >= 0 else None, allowed)
+        for site, coro, p, d, oldest_ns, example, allowed, stale in groups[: self.max_groups]:
+            g = GroupStat(
+                site, coro, p, d, max(0.0, (now_ns - oldest_ns) / 1e9) if oldest_ns >= 0 else None, allowed, stale
+            )
             stats.append(g)
             self._examples[g.label] = example
         rest = groups[self.max_groups :]
+        for site, coro, *_, example, _allowed, _stale in rest:
+            # A stale alert may name a group outside the top ones.
+            self._examples[f"{site} ({coro})"] = example
         if rest:
             oldest = [g[4] for g in rest if g[4] >= 0]
             stats.append(
@@ -435,6 +465,7 @@ class Monitor:
                     sum(g[3] for g in rest),
                     (now_ns - min(oldest)) / 1e9 if oldest else None,
                     False,
+                    sum(g[7] for g in rest),
                 )
             )
         self._count_losses()
@@ -454,6 +485,7 @@ class Monitor:
             allowlisted_done_retained=al_d,
             loop_lags=lags,
             gil_s=raw["gil_ns"] / 1e9,
+            stale=sum(g[7] for g in groups if not g[6]),
         )
 
     def _count_losses(self) -> None:
@@ -491,22 +523,28 @@ class Monitor:
             value = max(0, g.pending + g.done_retained - (b or 0))
             track.record(g.pending, g.done_retained)
             track.seen = self._n
+            if not self.count_rules:
+                continue
             a = track.detector.update(value)
             if a is not None:
                 alerts.append(self._alert("group", a, s, only=g.label))
         # Groups not seen for a window go back to zero, then are forgotten.
         for label, track in list(self._groups.items()):
             if track.seen != self._n:
-                track.detector.update(0)
+                if self.count_rules:
+                    track.detector.update(0)
                 track.record(0, 0)
                 if self._n - track.seen > self.window and not track.detector.in_episode:
                     del self._groups[label]
         for site in self._lost.update(self._new_losses):
             alerts.insert(0, self._lost_alert(site, s))
         self._new_losses = []
-        p = self._detectors["pending"].update(s.pending - s.allowlisted_pending)
-        if p is not None:
-            alerts.insert(0, self._alert("pending", p, s))
+        for label, verdict in self._stale.detect(self._stale_skip):
+            alerts.insert(0, self._stale_alert(label, verdict, s))
+        if self.count_rules:
+            p = self._detectors["pending"].update(s.pending - s.allowlisted_pending)
+            if p is not None:
+                alerts.insert(0, self._alert("pending", p, s))
         d = self._detectors["done_retained"].update(s.done_retained - s.allowlisted_done_retained)
         if d is not None:
             alerts.insert(0, self._alert("done_retained", d, s))
@@ -585,7 +623,9 @@ class Monitor:
     def _task_growth(self) -> bool:
         """Did the task counts grow over the last window (or is a task
         detector in an episode)? Decides how an RSS alert reads."""
-        if self._detectors["pending"].in_episode or self._detectors["done_retained"].in_episode:
+        if self._stale.in_episode or self._detectors["done_retained"].in_episode:
+            return True
+        if self.count_rules and self._detectors["pending"].in_episode:
             return True
         if len(self._samples) < 2:
             return False
@@ -596,7 +636,22 @@ class Monitor:
 
     def _describe_group(self, g: GroupStat, track: _GroupTrack) -> AlertGroup | None:
         growth = track.history[-1] - track.history[0] if len(track.history) >= 2 else 0
-        example = self._examples.get(g.label)
+        chain, waiting_on, orphaned = self._example_details(g.label)
+        return AlertGroup(
+            site=g.site,
+            coro=g.coro,
+            pending=g.pending,
+            done_retained=g.done_retained,
+            growth=growth,
+            chain=chain,
+            waiting_on=waiting_on,
+            orphaned=orphaned,
+        )
+
+    def _example_details(self, label: str) -> tuple[list[str], str | None, bool | None]:
+        """The await chain, wait target and orphaned flag of the group's
+        example task (empty if it is gone)."""
+        example = self._examples.get(label)
         task = example() if example is not None else None
         chain: list[str] = []
         waiting_on = orphaned = None
@@ -614,18 +669,48 @@ class Monitor:
                     orphaned = info.orphaned
                 del info, snap
             except Exception:
-                log.debug("taskleak: describing %s failed", g.label, exc_info=True)
+                log.debug("taskleak: describing %s failed", label, exc_info=True)
         del task
-        return AlertGroup(
-            site=g.site,
-            coro=g.coro,
-            pending=g.pending,
-            done_retained=g.done_retained,
-            growth=growth,
+        return chain, waiting_on, orphaned
+
+    def _stale_alert(self, label: str, v: RiseVerdict, s: Sample) -> Alert:
+        stat = next((g for g in s.groups if g.label == label), None)
+        site, _, coro = label.rpartition(" (")
+        coro = coro[:-1] if coro.endswith(")") else coro
+        threshold_s = self._stale.threshold_s(label)
+        stale = self._stale.groups[label].stale if label in self._stale.groups else v.marks[-1]
+        a = Anomaly(
+            kind="rise",
+            value=float(stale),
+            mean=float(v.marks[0]),
+            stddev=0.0,
+            threshold=threshold_s,
+            slope_per_sample=v.slope_per_sample,
+            samples=v.samples,
+        )
+        chain, waiting_on, orphaned = self._example_details(label)
+        group = AlertGroup(
+            site=stat.site if stat else site,
+            coro=stat.coro if stat else coro,
+            pending=stat.pending if stat else stale,
+            done_retained=stat.done_retained if stat else 0,
+            growth=v.marks[-1] - v.marks[0],
             chain=chain,
             waiting_on=waiting_on,
             orphaned=orphaned,
         )
+        marks = ", ".join(str(m) for m in v.marks)
+        text = (
+            f"taskleak: suspected task leak (stale, rise): {stale} tasks created at {group.site} "
+            f"({group.coro}) pending for over {threshold_s:.3g} s, far beyond that site's usual lifetime, "
+            f"and more of them block after block (low-water marks {marks} over blocks of {v.block} samples); "
+            f"{group.pending} pending in all"
+        )
+        if chain:
+            text += f"\n        suspended at {chain[-1]}"
+        if waiting_on:
+            text += f"\n        waiting on {waiting_on}" + ("  [orphaned: nothing can wake it]" if orphaned else "")
+        return Alert(time=s.time, signal="stale", anomaly=a, text=text, groups=[group], group=label)
 
     def _dispatch(self, a: Alert) -> None:
         key = (a.signal, a.anomaly.kind)
@@ -633,7 +718,8 @@ class Monitor:
         if a.groups:
             if len(self._episode_sites) > 4 * self.max_groups + 16:
                 self._episode_sites.clear()  # bounded: only open episodes are exported anyway
-            self._episode_sites[(a.group or a.signal, a.anomaly.kind)] = a.groups[0].site
+            name = a.group if a.signal == "group" and a.group else a.signal
+            self._episode_sites[(name, a.anomaly.kind)] = a.groups[0].site
         self._alerts.append(a)
         if self.log_alerts:
             log.warning("%s", a.text)

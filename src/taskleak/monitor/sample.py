@@ -13,7 +13,7 @@ __all__ = ["Sample", "GroupStat", "Alert", "AlertGroup", "LOSS_KINDS", "SIGNALS"
 
 #: What a detector watches: an alert's ``signal`` and the ``signal`` label of
 #: the metrics. A group's own detector is "group"; which group is apart.
-SIGNALS = ("pending", "done_retained", "rss", "group", "lost")
+SIGNALS = ("pending", "done_retained", "rss", "group", "lost", "stale")
 
 # Loss kinds as the monitor names them (tracking calls the first one
 # "destroyed-pending").
@@ -30,6 +30,7 @@ class GroupStat:
     done_retained: int
     oldest_age_s: float | None
     allowlisted: bool = False
+    stale: int = 0  # pending tasks far older than the group's usual lifetime (stale_tasks.py)
 
     @property
     def label(self) -> str:
@@ -76,6 +77,7 @@ class Sample:
     allowlisted_done_retained: int = 0
     loop_lags: dict[str, float] = field(default_factory=dict)
     gil_s: float = 0.0  # GIL held by the task count (summed over its chunks)
+    stale: int = 0  # stale tasks of the groups not allow-listed (GroupStat.stale)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -104,7 +106,9 @@ class AlertGroup:
 class Alert:
     """A suspected leak. ``signal`` is one of :data:`SIGNALS`: ``"pending"``,
     ``"done_retained"``, ``"rss"`` or ``"group"`` (one group's own detector,
-    named by ``group``, its label) or ``"lost"`` (tasks of one creation site
+    named by ``group``, its label; these two only with ``count_rules``),
+    ``"stale"`` (one group's pending tasks far beyond its usual lifetime,
+    rising: the group in ``group``) or ``"lost"`` (tasks of one creation site
     destroyed while pending or failed unretrieved: monitor/lost_tasks.py);
     ``anomaly`` is the detector's verdict."""
 

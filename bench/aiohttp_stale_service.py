@@ -1,0 +1,178 @@
+"""A real aiohttp service under taskleak's default monitor, on compressed time.
+
+The server (this process) runs aiohttp.web with taskleak.Monitor(interval=0.05)
+and its live endpoint; a client process (this script, ``client`` mode) drives
+it: a request rate ramping 20x (5 -> 100 requests a second over the first
+30 s) through one pooled session, 60 keep-alive connections opened at once
+that each send a request every second, and a thread polls the dashboard's
+/api/tasks every 0.2 s. With ``--leak`` the service also leaks from its
+start: a /subscribe handler (hit every 0.1 s, i.e. one leaked task every two
+samples) starts a watcher task that waits on an event nobody sets.
+
+    .venv/py3.11/bin/python bench/aiohttp_stale_service.py            # expect: no alert
+    .venv/py3.11/bin/python bench/aiohttp_stale_service.py --leak     # expect: a stale alert naming the line
+
+Runs until the monitor has ``--samples`` samples (1400 by default: 70 s at
+best; more on a loaded machine) or, with ``--leak``, until the first alert.
+Prints the alerts, the sample each came at, and the largest stale count per
+group. Needs aiohttp (``pip install aiohttp``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+INTERVAL = 0.05
+
+
+async def client(url: str) -> None:
+    import aiohttp
+
+    async def keep_alive(i: int) -> None:
+        # One connection each (its own session): opened at once, kept.
+        async with aiohttp.ClientSession() as s:
+            while True:
+                async with s.get(f"{url}/work") as r:
+                    await r.read()
+                await asyncio.sleep(1.0)
+
+    async def ramp() -> None:
+        started = time.monotonic()
+        inflight: set[asyncio.Task[None]] = set()
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as s:
+
+            async def one() -> None:
+                async with s.get(f"{url}/work") as r:
+                    await r.read()
+
+            while True:
+                rate = 5.0 + 95.0 * min(1.0, (time.monotonic() - started) / 30.0)
+                t = asyncio.create_task(one())
+                inflight.add(t)
+                t.add_done_callback(inflight.discard)
+                await asyncio.sleep(1.0 / rate)
+
+    async def subscribe() -> None:
+        async with aiohttp.ClientSession() as s:
+            while True:
+                async with s.get(f"{url}/subscribe") as r:
+                    await r.read()
+                await asyncio.sleep(2 * INTERVAL)
+
+    await asyncio.gather(*(keep_alive(i) for i in range(60)), ramp(), subscribe())
+
+
+SUBSCRIPTIONS: dict[int, asyncio.Task[None]] = {}
+
+
+async def watch_updates(event: asyncio.Event) -> None:
+    await event.wait()  # nobody ever sets it
+
+
+async def server(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    import taskleak
+
+    mon = taskleak.Monitor(interval=INTERVAL, history=args.samples + 100, log_alerts=False).start()
+    live = taskleak.serve(host="127.0.0.1", port=0, monitor=mon)
+
+    first_leak: list[int] = []  # the sample at which the first task leaked
+
+    async def work(request: web.Request) -> web.Response:
+        await asyncio.sleep(random.uniform(0.005, 0.04))
+        return web.Response(text="ok")
+
+    async def subscribe(request: web.Request) -> web.Response:
+        if args.leak:
+            sub = len(SUBSCRIPTIONS)
+            if sub == 0:
+                first_leak.append(len(mon.samples()))
+            SUBSCRIPTIONS[sub] = asyncio.create_task(watch_updates(asyncio.Event()))  # LEAK-SITE
+        return web.Response(text="subscribed")
+
+    app = web.Application()
+    app.router.add_get("/work", work)
+    app.router.add_get("/subscribe", subscribe)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{port}"
+    drv = subprocess.Popen([sys.executable, os.path.abspath(__file__), "client", url])
+    polls = {"ok": 0, "failed": 0}
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(f"{live.url.rstrip('/')}/api/tasks", timeout=5) as r:
+                    json.load(r)
+                polls["ok"] += 1
+            except Exception:
+                polls["failed"] += 1
+            stop.wait(0.2)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    started = time.monotonic()
+    try:
+        while len(mon.samples()) < args.samples and not (args.leak and mon.alerts()):
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        poller.join(10)
+        drv.terminate()
+        drv.wait(10)
+        mon.stop()
+        live.close()
+        await runner.cleanup()
+    samples = mon.samples()
+    times = [s.time for s in samples]
+    print(
+        f"samples {len(samples)} in {time.monotonic() - started:.0f} s; dashboard polls ok {polls['ok']}, "
+        f"failed {polls['failed']}; pending went from {samples[0].pending} to {max(s.pending for s in samples)}"
+    )
+    stale: dict[str, int] = {}
+    for s in samples:
+        for g in s.groups:
+            stale[g.label] = max(stale.get(g.label, 0), g.stale)
+    for label, n in sorted(stale.items(), key=lambda kv: -kv[1])[:5]:
+        print(f"  max stale {n:4d}  {label}")
+    alerts = mon.alerts()
+    if first_leak:
+        print(f"first task leaked at sample {first_leak[0]} (the client process starts after the monitor)")
+    print(f"alerts: {len(alerts)}")
+    for a in alerts:
+        at = times.index(a.time) if a.time in times else "?"
+        print(f"  at sample {at}: {a.text}")
+    return 1 if alerts else 0
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "client":
+        try:
+            asyncio.run(client(sys.argv[2]))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--leak", action="store_true")
+    ap.add_argument("--samples", type=int, default=1400)
+    args = ap.parse_args()
+    random.seed(18)
+    return asyncio.run(server(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""Stale tasks: pending tasks far older than their creation site's usual
+lifetime, watched per site. The signal that does not move with load.
+
+The pending count follows traffic: a 20x ramp makes 20x more requests in
+flight, a step of keep-alive connections adds a plateau. A leak is tasks that
+never finish. So per group (creation site x coroutine):
+
+* the native count (``_core.tally_tasks``) gives the ages of the pending
+  tasks and the lifetimes of tasks it saw finish, as half-octave histograms;
+* :class:`Lifetimes` keeps a decaying histogram of the lifetimes and from it
+  a threshold, ``max(factor * p99 lifetime, min_age samples * interval)``;
+* the group's *stale* count is its pending tasks at least that old. More
+  requests of the same kind do not age them; a leak adds to it steadily;
+* :class:`RiseDetector` opens an episode when the low-water marks of
+  consecutive blocks of samples rise strictly ``rises`` times in a row (at one
+  of several block lengths, so that a slow leak is seen on the longer
+  blocks). A step (connections that open at once, a burst) rises once then
+  stays flat: no episode; a ramp or a daily cycle of short tasks leaves the
+  stale count at 0; a held leak rises every block.
+
+Every time constant is in samples (``interval`` only converts the age floor
+to milliseconds), so a monitor at 0.05 s behaves like one at 10 s.
+"""
+
+from __future__ import annotations
+
+import array
+import collections
+import math
+from dataclasses import dataclass
+
+import taskleak._core as _core
+
+__all__ = ["Lifetimes", "RiseDetector", "RiseVerdict", "StaleTasks", "StaleConfig", "stale_count"]
+
+_BUCKETS = _core.AGE_BUCKETS
+_FLOORS = [_core.age_bucket_floor_ms(b) for b in range(_BUCKETS)]
+
+
+def _bucket_at_least(ms: float) -> int:
+    """The first bucket whose every age is >= ``ms``."""
+    for b, floor in enumerate(_FLOORS):
+        if floor >= ms:
+            return b
+    return _BUCKETS
+
+
+def _counts(raw: bytes | None) -> array.array[int] | None:
+    if raw is None:
+        return None
+    a = array.array("I")
+    a.frombytes(raw)
+    return a
+
+
+def stale_count(ages: bytes | None, threshold_ms: float) -> int:
+    """Pending tasks whose age bucket lies wholly at or above ``threshold_ms``
+    (a task just past it may wait one bucket more: about a third)."""
+    a = _counts(ages)
+    if a is None:
+        return 0
+    return sum(a[_bucket_at_least(threshold_ms) :])
+
+
+@dataclass(frozen=True)
+class StaleConfig:
+    """``factor`` x p99 lifetime, but at least ``min_age`` samples, is stale;
+    lifetimes decay with a half-life of ``half_life`` samples (a day at 10 s:
+    the night's short connections do not make the morning's look stale);
+    ``blocks``: the block lengths, in samples, of the rise test; ``rises``:
+    strict rises in a row of the blocks' low-water marks that open an episode;
+    ``min_rise``: the least rise of the low-water mark over them."""
+
+    factor: float = 4.0
+    min_age: int = 20
+    half_life: int = 8640
+    blocks: tuple[int, ...] = (10, 40, 160)
+    rises: int = 4
+    min_rise: int = 3
+
+
+class Lifetimes:
+    """A decaying histogram of one group's lifetimes, and its threshold."""
+
+    __slots__ = ("weights", "last", "_p99_ms")
+
+    def __init__(self) -> None:
+        self.weights = [0.0] * _BUCKETS
+        self.last = 0  # sample number of the last decay
+        self._p99_ms: float | None = None
+
+    def add(self, lifetimes: bytes, n: int, half_life: int) -> None:
+        # Decay is applied lazily, when lifetimes arrive: a uniform decay does
+        # not move a quantile, so the threshold is recomputed only here.
+        if n > self.last:
+            f = 0.5 ** ((n - self.last) / half_life)
+            self.weights = [w * f for w in self.weights]
+            self.last = n
+        counts = _counts(lifetimes)
+        if counts is None:
+            return
+        for b, c in enumerate(counts):
+            if c:
+                self.weights[b] += c
+        self._p99_ms = self._quantile(0.99)
+
+    def _quantile(self, q: float) -> float | None:
+        total = sum(self.weights)
+        if total <= 0:
+            return None
+        need, acc = q * total, 0.0
+        for b, w in enumerate(self.weights):
+            acc += w
+            if acc >= need:
+                # The bucket's top: a lifetime is never underestimated.
+                return _FLOORS[b + 1] if b + 1 < _BUCKETS else math.inf
+        return math.inf
+
+    def threshold_ms(self, cfg: StaleConfig, interval_s: float) -> float:
+        floor = cfg.min_age * interval_s * 1000.0
+        if self._p99_ms is None:
+            return floor
+        return max(floor, cfg.factor * self._p99_ms)
+
+
+@dataclass(frozen=True)
+class RiseVerdict:
+    """Why a :class:`RiseDetector` opened: ``marks`` are the low-water marks
+    of the last ``len(marks)`` blocks of ``block`` samples."""
+
+    block: int
+    marks: tuple[int, ...]
+
+    @property
+    def samples(self) -> int:
+        return self.block * len(self.marks)
+
+    @property
+    def slope_per_sample(self) -> float:
+        return (self.marks[-1] - self.marks[0]) / max(1, self.samples - self.block)
+
+
+class _Scale:
+    __slots__ = ("block", "n", "low", "marks")
+
+    def __init__(self, block: int, keep: int) -> None:
+        self.block = block
+        self.n = 0
+        self.low: int | None = None
+        self.marks: collections.deque[int] = collections.deque(maxlen=keep)
+
+
+class RiseDetector:
+    """Opens an episode when the low-water marks of consecutive blocks rise
+    strictly ``rises`` times in a row, at any block length, by ``min_rise``
+    in all; closes it when, at every block length, the last ``rises`` blocks
+    rose no more (the series is level or falling)."""
+
+    __slots__ = ("cfg", "scales", "in_episode")
+
+    def __init__(self, cfg: StaleConfig) -> None:
+        self.cfg = cfg
+        self.scales = [_Scale(b, cfg.rises + 1) for b in cfg.blocks]
+        self.in_episode = False
+
+    def update(self, value: int) -> RiseVerdict | None:
+        verdict: RiseVerdict | None = None
+        closed: list[bool | None] = []  # per block length: None if no block ended now, else "not rising"
+        for s in self.scales:
+            s.low = value if s.low is None else min(s.low, value)
+            s.n += 1
+            if s.n < s.block:
+                closed.append(None)
+                continue
+            s.marks.append(s.low)
+            s.n, s.low = 0, None
+            m = list(s.marks)
+            rising = (
+                len(m) == self.cfg.rises + 1
+                and all(b > a for a, b in zip(m, m[1:]))
+                and m[-1] - m[0] >= self.cfg.min_rise
+            )
+            closed.append(not rising)
+            if rising and verdict is None:
+                verdict = RiseVerdict(s.block, tuple(m))
+        if self.in_episode:
+            # Closed once the shortest blocks are level over the last
+            # `rises` of them and no block length rises any more.
+            m = list(self.scales[0].marks)
+            if verdict is None and closed[0] is not None and len(m) == self.cfg.rises + 1 and m[-1] <= m[0]:
+                self.in_episode = False
+                # Fresh evidence at every block length: the longer blocks'
+                # marks still hold the rise this episode already reported.
+                for sc in self.scales:
+                    sc.marks.clear()
+            return None
+        if verdict is not None:
+            self.in_episode = True
+        return verdict
+
+
+class _Group:
+    __slots__ = ("lifetimes", "detector", "seen", "stale")
+
+    def __init__(self, cfg: StaleConfig) -> None:
+        self.lifetimes = Lifetimes()
+        self.detector = RiseDetector(cfg)
+        self.seen = 0
+        self.stale = 0
+
+
+class StaleTasks:
+    """Per group label: lifetimes, stale count and rise detector. Bounded:
+    groups not seen for the longest block x (rises + 1) samples are dropped
+    (their lifetimes with them), and at most ``max_groups`` are kept."""
+
+    def __init__(self, interval_s: float, cfg: StaleConfig | None = None, max_groups: int = 2048) -> None:
+        self.cfg = cfg or StaleConfig()
+        self.interval_s = interval_s
+        self.max_groups = max_groups
+        self.groups: dict[str, _Group] = {}
+        self.n = 0
+
+    @property
+    def in_episode(self) -> bool:
+        return any(g.detector.in_episode for g in self.groups.values())
+
+    def observe(self, label: str, ages: bytes | None, lifetimes: bytes | None, oldest_age_ms: float | None) -> int:
+        """One group's histograms at this sample; its stale count."""
+        g = self.groups.get(label)
+        if g is None:
+            if len(self.groups) >= self.max_groups:
+                self._forget()
+            g = self.groups[label] = _Group(self.cfg)
+        g.seen = self.n
+        if lifetimes is not None:
+            g.lifetimes.add(lifetimes, self.n, self.cfg.half_life)
+        threshold = g.lifetimes.threshold_ms(self.cfg, self.interval_s)
+        # Most groups have no task that old: skip reading the histogram.
+        if ages is None or oldest_age_ms is None or oldest_age_ms < threshold:
+            g.stale = 0
+        else:
+            g.stale = stale_count(ages, threshold)
+        return g.stale
+
+    def detect(self, skip: set[str]) -> list[tuple[str, RiseVerdict]]:
+        """Feed each group's stale count (0 for a group not seen at this
+        sample) to its detector, except the ``skip`` ones (allow-listed); the
+        groups whose episode opens now."""
+        out = []
+        for label, g in self.groups.items():
+            if label in skip:
+                continue
+            if g.seen != self.n:
+                g.stale = 0
+            v = g.detector.update(g.stale)
+            if v is not None:
+                out.append((label, v))
+        horizon = max(self.cfg.blocks) * (self.cfg.rises + 1)
+        for label in [k for k, g in self.groups.items() if self.n - g.seen > horizon and not g.detector.in_episode]:
+            del self.groups[label]
+        self.n += 1
+        return out
+
+    def threshold_s(self, label: str) -> float:
+        g = self.groups.get(label)
+        lt = g.lifetimes if g is not None else Lifetimes()
+        return lt.threshold_ms(self.cfg, self.interval_s) / 1000.0
+
+    def _forget(self) -> None:
+        quiet = sorted((g.seen, k) for k, g in self.groups.items() if not g.detector.in_episode)
+        for _, k in quiet[: max(1, len(quiet) // 4)]:
+            del self.groups[k]
