@@ -37,7 +37,7 @@ bool is_library(const std::string &filename) {
 std::string short_path(const std::string &filename) {
     std::lock_guard<std::mutex> g(g_paths_mu);
     for (const std::string &m : g_markers) {
-        size_t at = filename.find(m);
+        size_t at = filename.rfind(m);
         if (!m.empty() && at != std::string::npos) return filename.substr(at + m.size());
     }
     for (const std::string &p : g_prefixes)
