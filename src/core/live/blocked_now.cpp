@@ -24,7 +24,7 @@ constexpr size_t MAX_FRAMES = 20;  // as blocked_loops.py
 bool starts_with(const std::string &s, const std::string &p) { return s.compare(0, p.size(), p) == 0; }
 
 bool is_library(const std::string &filename) {
-    if (filename.empty() || filename[0] == '<') return true;  // <frozen ...>, <string>: not a line of yours
+    if (filename.empty()) return true;  // unreadable: never "the line"
     std::lock_guard<std::mutex> g(g_paths_mu);
     for (const std::string &p : g_prefixes)
         if (!p.empty() && starts_with(filename, p)) return true;
