@@ -12,7 +12,7 @@
 namespace taskleak::live {
 
 struct BlockedParts {
-    std::string head;  // `"watching": ..., "blocks": ..., ...` (JSON members, no braces)
+    std::string head;                   // `"watching": ..., "blocks": ..., ...` (JSON members, no braces)
     std::vector<std::string> episodes;  // each a JSON object, newest first
 };
 

@@ -86,14 +86,10 @@ std::string frame_json(const NowFrame &f) {
 std::string prom_label(const std::string &s) {
     std::string out;
     for (char c : s) {
-        if (c == '\\')
-            out += "\\\\";
-        else if (c == '"')
-            out += "\\\"";
-        else if (c == '\n')
-            out += "\\n";
-        else
-            out += c;
+        if (c == '\\') out += "\\\\";
+        else if (c == '"') out += "\\\"";
+        else if (c == '\n') out += "\\n";
+        else out += c;
     }
     return out;
 }
@@ -111,16 +107,13 @@ void set_library_paths(const std::vector<std::string> &prefixes, const std::vect
 std::string json_string(const std::string &s) {
     std::string out = "\"";
     for (unsigned char c : s) {
-        if (c == '"')
-            out += "\\\"";
-        else if (c == '\\')
-            out += "\\\\";
+        if (c == '"') out += "\\\"";
+        else if (c == '\\') out += "\\\\";
         else if (c < 0x20 || c == 0x7f) {
             char buf[8];
             snprintf(buf, sizeof buf, "\\u%04x", c);
             out += buf;
-        } else
-            out += (char)c;  // UTF-8 passes through (names were decoded as UTF-8 by the reader)
+        } else out += (char)c;  // UTF-8 passes through (names were decoded as UTF-8 by the reader)
     }
     return out + "\"";
 }
@@ -190,12 +183,14 @@ std::string blocked_now_json(const std::vector<NowEpisode> &eps) {
             const NowStack &s = n.stacks[i];
             if (i) out += ", ";
             out += "{\"count\": " + std::to_string(s.count) +
-                   ", \"share\": " + (sampled ? num((double)s.count / sampled) : std::string("null")) + ", \"frames\": [";
+                   ", \"share\": " + (sampled ? num((double)s.count / sampled) : std::string("null")) +
+                   ", \"frames\": [";
             for (size_t j = 0; j < s.frames.size() && j < MAX_FRAMES; ++j) {
                 if (j) out += ", ";
                 out += frame_json(s.frames[j]);
             }
-            out += "], \"frames_truncated\": " + std::to_string(s.frames.size() > MAX_FRAMES ? s.frames.size() - MAX_FRAMES : 0) + "}";
+            out += "], \"frames_truncated\": " +
+                   std::to_string(s.frames.size() > MAX_FRAMES ? s.frames.size() - MAX_FRAMES : 0) + "}";
         }
         out += "], \"stacks_truncated\": " +
                std::to_string(n.stacks.size() > MAX_STACKS ? n.stacks.size() - MAX_STACKS : 0) + "}";
@@ -212,7 +207,8 @@ std::string blocked_now_text(const std::vector<NowEpisode> &eps) {
         out += n.loop + " blocked for " + dur;
         if (n.site >= 0) {
             const NowFrame &f = n.stacks[0].frames[n.site];
-            if (!f.filename.empty()) out += " at " + short_path(f.filename) + ":" + std::to_string(f.line) + " in " + f.function;
+            if (!f.filename.empty())
+                out += " at " + short_path(f.filename) + ":" + std::to_string(f.line) + " in " + f.function;
             if (!n.callee.empty()) out += " (" + n.callee + ")";
         } else {
             out += " (line not sampled yet)";

@@ -9,9 +9,7 @@ namespace taskleak::live {
 
 namespace {
 
-bool is_tchar(unsigned char c) {
-    return std::isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
-}
+bool is_tchar(unsigned char c) { return std::isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr; }
 
 bool is_token(const std::string &s) {
     if (s.empty()) return false;
@@ -140,8 +138,7 @@ Head parse_head(const std::string &raw) {
                 size_t eq = f.find('=');
                 if (eq == std::string::npos)  // keep_blank_values=True: a blank value
                     h.query.emplace_back(unquote_plus(f), "");
-                else
-                    h.query.emplace_back(unquote_plus(f.substr(0, eq)), unquote_plus(f.substr(eq + 1)));
+                else h.query.emplace_back(unquote_plus(f.substr(0, eq)), unquote_plus(f.substr(eq + 1)));
             }
         }
     }

@@ -22,8 +22,8 @@ size_t head_end(const std::string &buf);
 struct Head {
     bool simple = false;  // well-formed and plain: the native path may answer it
     bool head_only = false;
-    std::string path;                                         // not percent-decoded (simple: none to decode)
-    std::vector<std::pair<std::string, std::string>> query;   // decoded, in order
+    std::string path;                                          // not percent-decoded (simple: none to decode)
+    std::vector<std::pair<std::string, std::string>> query;    // decoded, in order
     std::vector<std::pair<std::string, std::string>> headers;  // lower-case names, stripped values
     const std::string *header(const char *name) const;
     std::string param(const char *name) const;  // the last value, "" if absent

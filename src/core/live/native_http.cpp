@@ -29,15 +29,24 @@ int64_t mono_ns() {
 
 const char *reason(int status) {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 408: return "Request Timeout";
-    case 421: return "Misdirected Request";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+        case 200:
+            return "OK";
+        case 400:
+            return "Bad Request";
+        case 401:
+            return "Unauthorized";
+        case 403:
+            return "Forbidden";
+        case 408:
+            return "Request Timeout";
+        case 421:
+            return "Misdirected Request";
+        case 431:
+            return "Request Header Fields Too Large";
+        case 503:
+            return "Service Unavailable";
+        default:
+            return "Error";
     }
 }
 
@@ -88,9 +97,7 @@ void Listener::stop() {
     stopping_.store(true);
     uint64_t one = 1;
     if (wake_fd_ >= 0) (void)!write(wake_fd_, &one, sizeof one);
-    {
-        std::lock_guard<std::mutex> g(offers_mu_);
-    }
+    { std::lock_guard<std::mutex> g(offers_mu_); }
     offers_cv_.notify_all();
     if (thread_.joinable()) thread_.join();
     if (wake_fd_ >= 0) close(wake_fd_);
@@ -135,8 +142,8 @@ bool Listener::claim(int *fd, std::string *head) {
 void Listener::answer(Conn &c, int status, const char *content_type, const std::string &body, bool head_only,
                       const std::vector<std::pair<std::string, std::string>> &extra) {
     // The same head as http_server.py's _send.
-    std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason(status) + "\r\nContent-Type: " +
-                      content_type + "\r\nContent-Length: " + std::to_string(body.size()) +
+    std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason(status) +
+                      "\r\nContent-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) +
                       "\r\nConnection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
                       "Content-Security-Policy: default-src 'self'; frame-ancestors 'none'\r\n"
                       "Referrer-Policy: no-referrer\r\n";
@@ -159,7 +166,7 @@ void Listener::flush(Conn &c) {
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;  // poll for POLLOUT
-        c.sent = c.out.size();  // the peer is gone: nothing more to send
+        c.sent = c.out.size();                                           // the peer is gone: nothing more to send
     }
 }
 
@@ -183,8 +190,7 @@ void Listener::answer_unclaimed(Conn &c) {
     char bound[32];
     snprintf(bound, sizeof bound, "%.1f", (double)cfg_.handoff_ns / 1e9);
     std::string body;
-    if (!now.empty())
-        body = "the event loop is blocked now: " + blocked_now_text(now) + "\n";
+    if (!now.empty()) body = "the event loop is blocked now: " + blocked_now_text(now) + "\n";
     else
         body = "Python did not take this request within " + std::string(bound) +
                " s (another thread holds the GIL; no watched event loop is blocked now)\n";
@@ -233,16 +239,14 @@ void Listener::route(Conn &c) {
         bool ok = raw.size() <= 3;
         for (char ch : raw) ok = ok && ch >= '0' && ch <= '9';
         if (ok && !raw.empty() && std::stoi(raw) > 100) ok = false;  // blocked_loops.MAX_EPISODES
-        mine = ok;  // else Python says what is wrong with it
+        mine = ok;                                                   // else Python says what is wrong with it
     }
     if (mine && !cfg_.unix_socket) {
         if (!cfg_.token.empty()) {
             const std::string *auth = h.header("authorization");
             std::string given = auth != nullptr ? *auth : "";
-            if (lower(given.substr(0, 7)) == "bearer ")
-                given = py_strip(given.substr(7));
-            else
-                given = h.param("token");
+            if (lower(given.substr(0, 7)) == "bearer ") given = py_strip(given.substr(7));
+            else given = h.param("token");
             if (!same_secret(given, cfg_.token)) {
                 answer(c, 401, "text/plain; charset=utf-8",
                        "a valid token is required (Authorization: Bearer TOKEN, or ?token=TOKEN)\n", h.head_only,
@@ -401,10 +405,8 @@ void Listener::run() {
                     }
                 }
             } else if (c.state == Conn::READING && now >= c.deadline) {
-                if (c.forbidden)
-                    route(c);
-                else
-                    answer(c, 408, "text/plain; charset=utf-8", "request not received in time\n", false);
+                if (c.forbidden) route(c);
+                else answer(c, 408, "text/plain; charset=utf-8", "request not received in time\n", false);
             } else if (c.state == Conn::WRITING && (c.sent >= c.out.size() || now >= c.deadline)) {
                 drop = true;
             }

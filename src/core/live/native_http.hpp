@@ -29,10 +29,10 @@
 namespace taskleak::live {
 
 struct ListenerConfig {
-    int listen_fd = -1;  // non-blocking, listening; stays the caller's to close (after stop())
+    int listen_fd = -1;        // non-blocking, listening; stays the caller's to close (after stop())
     bool unix_socket = false;  // the agent: peers' uid is checked instead of token and Host
     bool loopback = true;
-    std::string token;  // empty: none
+    std::string token;                // empty: none
     int64_t timeout_ns = 5000000000;  // to receive a head, and again to send an answer
     int64_t handoff_ns = 1000000000;  // how long Python has to claim a request
 };
@@ -45,9 +45,9 @@ struct Offer {
 };
 
 struct ListenerStats {
-    uint64_t native = 0;    // answered here
-    uint64_t claimed = 0;   // answered by Python
-    uint64_t expired = 0;   // offered, not claimed in time: 503 from here
+    uint64_t native = 0;   // answered here
+    uint64_t claimed = 0;  // answered by Python
+    uint64_t expired = 0;  // offered, not claimed in time: 503 from here
 };
 
 class Listener {
