@@ -95,6 +95,8 @@ except ImportError:
 SPAN, N = float(sys.argv[2]), 4
 LIB = (sysconfig.get_paths()["stdlib"] + os.sep,)
 MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+def field(o, name, i):
+    return getattr(o, name) if hasattr(o, name) else o[i]
 def lineno(f):
     if hasattr(f, "lineno"):
         return f.lineno
@@ -114,6 +116,12 @@ def waiting(stack):
     return fn.endswith(os.sep + "selectors.py") or name in ("select", "poll", "_poll")
 try:
     u = rd.RemoteUnwinder(int(sys.argv[1]), all_threads=True)
+    # Threads with asyncio tasks run a loop (a task's stack, read from
+    # outside, may end at its coroutine: the loop's own frames are not there).
+    try:
+        loops = {field(t, "thread_id", 0) for t in u.get_all_awaited_by() if field(t, "awaited_by", 1)}
+    except Exception:
+        loops = set()
     first = threads(u)
     t0 = time.monotonic()
     seen = [first]
@@ -123,7 +131,7 @@ try:
     span = time.monotonic() - t0
     stuck = []
     for tid, stack in first.items():
-        if not stack or not runs_loop(stack) or waiting(stack):
+        if not stack or not (tid in loops or runs_loop(stack)) or waiting(stack):
             continue
         if all(s.get(tid) == stack for s in seen[1:]):
             site = next((f for f in stack if not lib(f[0])), stack[0])
