@@ -8,6 +8,10 @@
    /api/tasks every 100 ms, side by side with no server at all, with the
    monitor alone (what serve() starts) and with an idle server (interleaved
    rounds, medians).
+3. Latency percentiles of the natively answered URLs (/metrics, /api/blocked,
+   /api/info) while the event loop churns tasks at 100% CPU (the GIL convoy
+   that made /metrics take seconds), asked by a client in another process;
+   /api/samples (answered by Python) alongside. Goal: p99 <= 100 ms.
 
     .venv/py3.11/bin/python bench/bench_live_endpoint.py [--quick]
 """
@@ -125,9 +129,80 @@ def throughput(rounds: int, per_round: int) -> None:
         print(f"  {variant:<22} {m:12,.0f} tasks/s   {m / base:6.3f}x")
 
 
+_CLIENT = r"""
+import json, socket, sys, time
+from urllib.parse import urlsplit
+u = urlsplit(sys.argv[1]); n = int(sys.argv[2])
+def get(path):
+    t = time.perf_counter()
+    s = socket.create_connection((u.hostname, u.port), timeout=60)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200"), data[:100]
+    return time.perf_counter() - t
+out = {}
+for path in ("/metrics", "/api/blocked", "/api/info", "/api/samples?limit=10"):
+    ts = []
+    for _ in range(n if not path.startswith("/api/samples") else max(10, n // 5)):
+        ts.append(get(path))
+        time.sleep(0.005)
+    out[path] = ts
+print(json.dumps(out))
+"""
+
+
+def _pct(xs: list, q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def churning(n: int) -> None:
+    import subprocess
+
+    async def main() -> dict:
+        srv = taskleak.serve(interval=1.0)
+        watch = taskleak.watch_blocking(0.1)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _CLIENT, srv.url, str(n), stdout=subprocess.PIPE
+        )
+        out = asyncio.ensure_future(proc.communicate())
+        churned = 0
+        try:
+            while not out.done():  # 100% CPU: tasks created and finished as fast as the loop goes
+                await asyncio.gather(*[asyncio.get_running_loop().create_task(_noop()) for _ in range(100)])
+                churned += 100
+        finally:
+            watch.stop()
+            srv.close()
+        import json
+
+        doc = json.loads((await out)[0])
+        doc["churned"] = churned
+        return doc
+
+    doc = asyncio.run(main())
+    print(f"\nanswers while the loop churns tasks at 100% CPU ({doc.pop('churned'):,} tasks churned meanwhile)")
+    for path, ts in doc.items():
+        kind = "python" if path.startswith("/api/samples") else "native"
+        print(
+            f"  {path:<22} {kind:<6}  p50 {_pct(ts, 0.5) * 1000:8.2f} ms  p99 {_pct(ts, 0.99) * 1000:8.2f} ms  "
+            f"max {max(ts) * 1000:8.2f} ms  ({len(ts)} requests)"
+        )
+
+
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
     taskleak.install()
+    if "--churn-only" in sys.argv:
+        churning(300)
+        sys.exit(0)
     for n in (1_000, 10_000) if quick else (1_000, 10_000, 100_000):
         latency(n)
     throughput(3 if quick else 7, 20_000 if quick else 100_000)
+    churning(100 if quick else 300)

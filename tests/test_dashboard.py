@@ -514,3 +514,43 @@ def test_dashboard_rules_for_growth_and_blocks(browser):
     finally:
         _fresh(browser)
         srv.close()
+
+
+def test_dashboard_banner_while_the_loop_holds_the_gil(browser, tmp_path, monkeypatch):
+    """A page already open when the loop gets stuck in a C call that holds
+    the GIL: the native /api/blocked still answers, and the page shows a
+    red banner naming the stuck line while the other answers fail; the
+    banner goes once the loop is back."""
+    from test_native_answers import Child
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    child = Child(tmp_path)
+    try:
+        browser.get(child.url + "?refresh=0.3")
+        _wait(lambda: browser.execute_script("return document.body.dataset.refreshes"), "the first refresh")
+        assert browser.execute_script("return document.getElementById('blocked-now').hidden") is True
+        child.block("gil", 5.0)
+        line = child.line("# STUCK HERE")
+        text = _wait(
+            lambda: (lambda t: t if t and "stuck_in_c" in t else None)(
+                browser.execute_script(
+                    "const b = document.getElementById('blocked-now'); return b.hidden ? '' : b.textContent"
+                )
+            ),
+            "the banner",
+            timeout=4.0,
+        )
+        assert re.match(rf"BLOCKED NOW \d+\.\d s at stuck_service\.py:{line} in stuck_in_c  - loop MainThread", text)
+        _wait(
+            lambda: (
+                "the process is stuck" in browser.execute_script("return document.getElementById('status').textContent")
+            ),
+            "the status",
+            timeout=4.0,
+        )
+        child.wait_done()
+        _wait(
+            lambda: browser.execute_script("return document.getElementById('blocked-now').hidden"), "the banner to go"
+        )
+    finally:
+        child.stop()

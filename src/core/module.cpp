@@ -27,6 +27,7 @@ void bind_heap(nb::module_ &m);           // heap_bindings.cpp
 void bind_holder_search(nb::module_ &m);  // heap/holder_search.cpp
 void bind_monitor(nb::module_ &m);        // monitor/monitor_bindings.cpp
 void bind_watchdog(nb::module_ &m);       // watchdog/watchdog_bindings.cpp
+void bind_live(nb::module_ &m);           // live/live_bindings.cpp
 }  // namespace taskleak
 
 using namespace taskleak;
@@ -378,4 +379,5 @@ NB_MODULE(_core, m) {
     bind_holder_search(m);
     bind_monitor(m);
     bind_watchdog(m);
+    bind_live(m);
 }

@@ -466,3 +466,33 @@ def watchdog_after_fork_child() -> None:
 
 def watchdog_stats() -> WatchdogStats:
     """The watchdog's settings and totals."""
+
+def watchdog_set_names(slot: int, gen: int, label: str, thread_name: str) -> None:
+    """The loop's stable label and its thread's name, for answers given while it is stuck."""
+
+# ---- the native listener (src/core/live/) ------------------------------------------
+
+class NativeListener:
+    """The debug endpoint's listening thread, which never takes the GIL."""
+
+    def __init__(self, fd: int, unix: bool, loopback: bool, token: bytes, timeout: float, handoff: float) -> None: ...
+    def set_metrics(self, arg: bytes, /) -> None: ...
+    def set_info(self, arg: bytes, /) -> None: ...
+    def set_blocked(self, head: bytes, episodes: Sequence[bytes]) -> None: ...
+    def take(self) -> tuple[int, bytes] | None:
+        """The next request offered to Python: (fd, head bytes), or None once closed."""
+    def close(self) -> None: ...
+    def forget_after_fork(self) -> None: ...
+    def stats(self) -> dict[str, int]: ...
+
+def live_set_library_paths(prefixes: Sequence[str], markers: Sequence[str], cwd: str) -> None:
+    """Where library code lives, for the line an episode in progress names."""
+
+def live_blocked_now() -> tuple[str, str]:
+    """The episodes in progress now: (JSON array, one line of text)."""
+
+def live_blocked_now_metrics() -> str:
+    """The live gauges of /metrics (blocked now, seconds so far, per loop label)."""
+
+def hold_gil_for_testing(seconds: float) -> None:
+    """Busy in C with the GIL held for `seconds` (tests of the native path)."""

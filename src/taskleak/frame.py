@@ -36,6 +36,13 @@ _STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
 _SITE_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
 
 
+def library_paths() -> tuple[list[str], list[str]]:
+    """(directory prefixes, path markers) of code that is never "your line":
+    the stdlib (asyncio included), taskleak itself, and site-packages, for the
+    native renderer of episodes in progress (src/core/live/blocked_now.cpp)."""
+    return [_STDLIB_DIR, _ASYNCIO_DIR, _TASKLEAK_DIR], list(_SITE_MARKERS)
+
+
 def library_relative(filename: str) -> str | None:
     """The path below site-packages (or dist-packages) or the standard
     library, e.g. "aiohttp/web.py"; None for a file outside both."""

@@ -62,6 +62,8 @@ int Watchdog::acquire(uint64_t loop_token, uint32_t *gen) {
         if (s.state.load() != FREE) continue;
         std::lock_guard<std::mutex> lk(s.mu);
         s.loop_token = loop_token;
+        s.label.clear();
+        s.thread_name.clear();
         s.blocks = 0;
         s.blocked_ns = 0;
         s.tstate.store(0);
@@ -172,6 +174,50 @@ Totals Watchdog::slot_totals(int slot, uint32_t gen) {
     if (s == nullptr) return {0, 0};
     std::lock_guard<std::mutex> lk(s->mu);
     return {s->blocks, s->blocked_ns};
+}
+
+void Watchdog::set_names(int slot, uint32_t gen, const std::string &label, const std::string &thread_name) {
+    Slot *s = slot_of(slot, gen);
+    if (s == nullptr) return;
+    std::lock_guard<std::mutex> lk(s->mu);
+    s->label = label;
+    s->thread_name = thread_name;
+}
+
+std::vector<OpenEpisode> Watchdog::open_episodes() {
+    std::vector<OpenEpisode> out;
+    int high = high_.load();
+    for (int i = 0; i < high; ++i) {
+        Slot &s = slots_[i];
+        if (!s.episode_open.load(std::memory_order_acquire)) continue;
+        std::lock_guard<std::mutex> lk(s.mu);
+        if (!s.episode_open.load()) continue;
+        OpenEpisode o;
+        o.episode = s.open;
+        o.label = s.label;
+        o.thread_name = s.thread_name;
+        o.now_ns = now_ns();
+        out.push_back(std::move(o));
+    }
+    return out;
+}
+
+std::vector<LoopNow> Watchdog::loops_now() {
+    std::vector<LoopNow> out;
+    int high = high_.load();
+    int64_t now = now_ns();
+    for (int i = 0; i < high; ++i) {
+        Slot &s = slots_[i];
+        if (s.state.load(std::memory_order_acquire) == FREE) continue;
+        std::lock_guard<std::mutex> lk(s.mu);
+        if (s.state.load() == FREE || s.label.empty()) continue;
+        LoopNow l;
+        l.label = s.label;
+        l.blocked = s.episode_open.load();
+        if (l.blocked) l.blocked_ns = now > s.open.start_ns ? now - s.open.start_ns : 0;
+        out.push_back(std::move(l));
+    }
+    return out;
 }
 
 const cpython::CodeInfo *Episode::code_info(const cpython::RemoteFrame &f) const {
@@ -326,6 +372,8 @@ void Watchdog::after_fork_child() {
     // bumped, so heartbeat objects inherited on loops' selectors go inert).
     for (Slot &s : slots_) {
         new (&s.mu) std::mutex();
+        new (&s.label) std::string();  // (its old buffer is leaked: the parent may have been writing it)
+        new (&s.thread_name) std::string();
         s.episode_open.store(false);
         s.open = Episode();
         s.tstate.store(0);

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -69,10 +70,28 @@ struct Slot {
     std::atomic<int64_t> period_ns{0};  // > 0: heartbeats are periodic beats (no select hook)
     std::atomic<uint64_t> thread_ident{0};
     uint64_t loop_token = 0;
-    std::mutex mu;  // guards `open` and the totals
+    std::mutex mu;  // guards `open`, the names and the totals
     Episode open;
+    std::string label;        // the loop's stable label (loop_label.py), for live answers
+    std::string thread_name;  // the thread running it
     uint64_t blocks = 0;
     int64_t blocked_ns = 0;
+};
+
+// A copy of an episode still in progress, for answers given while the loop
+// is stuck (src/core/live/): nothing in it points into the watchdog.
+struct OpenEpisode {
+    Episode episode;
+    std::string label;
+    std::string thread_name;
+    int64_t now_ns = 0;  // when the copy was taken (the watchdog's clock)
+};
+
+// A watched loop's name and whether (and since when) it is blocked now.
+struct LoopNow {
+    std::string label;
+    bool blocked = false;
+    int64_t blocked_ns = 0;  // so far
 };
 
 struct Totals {
@@ -108,6 +127,13 @@ public:
     std::vector<Episode> take_closed();
     Totals totals() const { return {total_blocks_.load(), total_ns_.load()}; }
     Totals slot_totals(int slot, uint32_t gen);
+    // Names for live answers (any thread; the strings are copied).
+    void set_names(int slot, uint32_t gen, const std::string &label, const std::string &thread_name);
+    // Episodes in progress now, copied slot by slot under each slot's lock
+    // (never the GIL): what a stuck loop is doing, while it is stuck.
+    std::vector<OpenEpisode> open_episodes();
+    // Every watched loop that has a label, blocked or not.
+    std::vector<LoopNow> loops_now();
     uint64_t dropped() const { return dropped_.load(); }
     uint64_t samples_taken() const { return samples_.load(); }
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import taskleak._core as _core
 
+from ..frame import library_paths
 from ..loop_label import loop_label
 from .episode import Episode, episode_from_raw
 
@@ -60,6 +61,9 @@ __all__ = [
     "BlockTotals",
     "watchdog_status",
     "is_watching",
+    "add_change_listener",
+    "remove_change_listener",
+    "blocked_now",
 ]
 
 DEFAULT_THRESHOLD = 0.1
@@ -104,6 +108,9 @@ _names: dict[int, str] = {}  # token -> loop label, while the loop is watched
 _per_loop: collections.OrderedDict[str, list[Any]] = collections.OrderedDict()
 MAX_LOOPS_TOTALLED = 256
 _active = threading.local()  # .watched: the _Watched running in this thread
+# Called (no argument, must be cheap and never raise) when what /api/blocked
+# shows changed: an episode was recorded, watching started or stopped.
+_change_listeners: list[Any] = []
 _hook: Any = None  # our current asyncio.events._set_running_loop wrapper
 _saved_uvloop_run_forever: Any = None
 
@@ -137,6 +144,28 @@ def _on_episode(raw: RawEpisode) -> None:
                 _per_loop.popitem(last=False)
         tot[0] += 1
         tot[1] += ep.duration
+    _notify_change()
+
+
+def _notify_change() -> None:
+    for fn in list(_change_listeners):
+        try:
+            fn()
+        except Exception:
+            pass
+
+
+def add_change_listener(fn: Any) -> None:
+    """Call ``fn()`` whenever an episode is recorded or watching starts or
+    stops (the live endpoint re-renders its cached /api/blocked then)."""
+    _change_listeners.append(fn)
+
+
+def remove_change_listener(fn: Any) -> None:
+    try:
+        _change_listeners.remove(fn)
+    except ValueError:
+        pass
 
 
 def block_episodes(since: int | None = None) -> list[Episode]:
@@ -203,6 +232,18 @@ def watchdog_status() -> WatchdogStatus:
     with _lock:
         loops = [w.name for w in list(_loops.values())]
     return WatchdogStatus(**st, loops=loops)
+
+
+def blocked_now() -> tuple[list[dict[str, Any]], str]:
+    """The episodes in progress right now (a loop blocked at this moment):
+    their duration so far, the stacks sampled so far and the line, as
+    /api/blocked's ``in_progress`` shows them, and one line of text
+    ("MainThread blocked for 8.2 s at app.py:41 in handler (re.match)", or "").
+    Read from the watchdog's copies without the loop's help."""
+    import json
+
+    doc, text = _core.live_blocked_now()
+    return json.loads(doc), text
 
 
 def is_watching() -> bool:
@@ -297,6 +338,8 @@ def _loop_started(loop: Any) -> None:
             return
         period = _period(min(_watches.values())) if w.beats else 0.0
         _core.watchdog_activate(w.slot, w.gen, threading.get_ident(), period)
+        # Names for answers given while this loop is stuck (no Python then).
+        _core.watchdog_set_names(w.slot, w.gen, w.name, threading.current_thread().name)
         w.active_thread = threading.get_ident()
         _active.watched = w
         if w.beats:
@@ -378,6 +421,7 @@ def _start() -> None:
     global _hook, _stacks_ok
     threshold = min(_watches.values())
     _core.watchdog_set_sink(_on_episode)
+    _core.live_set_library_paths(*library_paths(), os.getcwd() + os.sep)
     _stacks_ok = _core.watchdog_start(threshold, SAMPLE_INTERVAL)
     _ensure_hooks()
     _watch_running_loop()
@@ -439,6 +483,7 @@ class Watch:
                 _core.watchdog_set_threshold(min(_watches.values()))
                 _ensure_hooks()
                 _watch_running_loop()
+        _notify_change()
 
     @property
     def stacks_available(self) -> bool:
@@ -463,6 +508,7 @@ class Watch:
                 _stop()
             else:
                 _core.watchdog_set_threshold(min(_watches.values()))
+        _notify_change()
 
     def __enter__(self) -> Watch:
         return self

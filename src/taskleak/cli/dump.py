@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
+from .attach import AttachError
+from .blocked_now import agent_lines, outside_lines
 from .connect import add_target_arguments, connect
 
 __all__ = ["add_parser", "cmd_dump"]
@@ -29,13 +32,39 @@ def add_parser(sub: Any) -> None:
 def cmd_dump(args: argparse.Namespace) -> int:
     t, agent = connect(args.pid, args.inject, args.timeout, args.inject_wait)
     if agent is None:
-        from .remote_read import format_tasks, read_tasks
+        from .remote_read import format_tasks, read_blocked_now, read_tasks
 
         doc = read_tasks(t)
-        print(json.dumps(doc) + "\n" if args.json else format_tasks(doc), end="", flush=True)
+        stuck = read_blocked_now(t)
+        if args.json:
+            print(json.dumps(dict(doc, blocked_now=stuck)) + "\n", end="", flush=True)
+        else:
+            print("".join(ln + "\n" for ln in outside_lines(stuck)) + format_tasks(doc), end="", flush=True)
         return 0
+    # A loop stuck now is said first: /api/blocked is answered natively even
+    # while the loop holds the GIL, the task listing needs Python.
+    try:
+        blocked = agent.get_json("/api/blocked?limit=0")
+    except AttachError as e:
+        if e.kind != "not-found":  # an older agent
+            raise
+        blocked = None
+    now = (blocked or {}).get("in_progress") or []
+    path = "/api/tasks?groups=2000&names=1000" if args.json else "/tasks.txt"
+    status, body = agent.get(path)
+    if status == 503 and now:
+        if args.json:
+            print(json.dumps({"blocked_now": now, "tasks": None}) + "\n", end="", flush=True)
+        else:
+            print("".join(ln + "\n" for ln in agent_lines(blocked)), end="", flush=True)
+        print(f"taskleak: process {t.pid} is stuck: {body.decode('utf-8', 'replace').strip()}", file=sys.stderr)
+        return 1
     if args.json:
-        print(json.dumps(agent.get_json("/api/tasks?groups=2000&names=1000")) + "\n", end="", flush=True)
+        doc = agent.get_json(path) if status != 200 else json.loads(body)
+        if now:
+            doc = dict(doc, blocked_now=now)
+        print(json.dumps(doc) + "\n", end="", flush=True)
     else:
-        print(agent.get_text("/tasks.txt"), end="", flush=True)
+        text = agent.get_text(path) if status != 200 else body.decode("utf-8", "replace")
+        print("".join(ln + "\n" for ln in agent_lines(blocked)) + text, end="", flush=True)
     return 0

@@ -19,7 +19,7 @@ from typing import Any
 from .attach import Target
 from .target_interpreter import check_reply, run_in_target
 
-__all__ = ["LIMITATIONS", "format_tasks", "read_tasks"]
+__all__ = ["LIMITATIONS", "format_tasks", "read_tasks", "read_blocked_now"]
 
 LIMITATIONS = (
     "read from outside with CPython's remote debugging (no taskleak agent in the process): "
@@ -77,6 +77,91 @@ except Exception as e:
     out["error"] = "read"; out["detail"] = f"{type(e).__name__}: {e}"
 print(json.dumps(out))
 """
+
+
+# Runs inside the target's interpreter: is a thread running an event loop
+# stuck in one place? Stacks are read a few times over SPAN seconds (remote
+# reads need no help from the process, so a loop stuck in a C call that
+# holds the GIL is read like any other); a loop thread whose stack did not
+# move and is not waiting in its selector is blocked for at least that long.
+_STUCK_READER = r"""
+import json, os, sys, sysconfig, time
+out = {"python": sys.version.split()[0]}
+try:
+    import _remote_debugging as rd
+except ImportError:
+    out["error"] = "version"
+    print(json.dumps(out)); sys.exit(0)
+SPAN, N = float(sys.argv[2]), 4
+LIB = (sysconfig.get_paths()["stdlib"] + os.sep,)
+MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+def field(o, name, i):
+    return getattr(o, name) if hasattr(o, name) else o[i]
+def lineno(f):
+    if hasattr(f, "lineno"):
+        return f.lineno
+    loc = f.location
+    return loc.lineno if hasattr(loc, "lineno") else loc[0]
+def threads(u):
+    r = u.get_stack_trace()
+    if r and hasattr(r[0], "threads"):
+        r = [t for i in r for t in i.threads]
+    return {t.thread_id: [(f.filename, lineno(f) or 0, f.funcname) for f in t.frame_info] for t in r}
+def lib(fn):
+    return fn.startswith(LIB) or any(m in fn for m in MARKERS) or fn.startswith("<frozen")
+def runs_loop(stack):
+    return any(fn.endswith(os.sep + "base_events.py") and name in ("_run_once", "run_forever") for fn, _, name in stack)
+def waiting(stack):
+    fn, _, name = stack[0]
+    return fn.endswith(os.sep + "selectors.py") or name in ("select", "poll", "_poll")
+try:
+    u = rd.RemoteUnwinder(int(sys.argv[1]), all_threads=True)
+    # Threads with asyncio tasks run a loop (a task's stack, read from
+    # outside, may end at its coroutine: the loop's own frames are not there).
+    try:
+        loops = {field(t, "thread_id", 0) for t in u.get_all_awaited_by() if field(t, "awaited_by", 1)}
+    except Exception:
+        loops = set()
+    first = threads(u)
+    t0 = time.monotonic()
+    seen = [first]
+    for _ in range(N - 1):
+        time.sleep(SPAN / (N - 1))
+        seen.append(threads(u))
+    span = time.monotonic() - t0
+    stuck = []
+    for tid, stack in first.items():
+        if not stack or not (tid in loops or runs_loop(stack)) or waiting(stack):
+            continue
+        if all(s.get(tid) == stack for s in seen[1:]):
+            site = next((f for f in stack if not lib(f[0])), stack[0])
+            callee = None
+            if site is not stack[0]:
+                base = os.path.basename(stack[0][0])
+                mod = os.path.basename(os.path.dirname(stack[0][0])) if base == "__init__.py" else base[:-3]
+                callee = mod + "." + stack[0][2].rsplit(".", 1)[-1]
+            stuck.append({"thread_id": tid, "at_least": span, "call": callee,
+                          "site": {"filename": site[0], "lineno": site[1], "function": site[2]},
+                          "frames": [{"filename": f, "lineno": n, "function": fn} for f, n, fn in stack[:20]]})
+    out["stuck"] = stuck
+except PermissionError as e:
+    out["error"] = "ptrace"; out["detail"] = str(e)
+except ProcessLookupError as e:
+    out["error"] = "gone"; out["detail"] = str(e)
+except Exception as e:
+    out["error"] = "read"; out["detail"] = f"{type(e).__name__}: {e}"
+print(json.dumps(out))
+"""
+
+
+def read_blocked_now(t: Target, span: float = 0.6) -> list[dict[str, Any]]:
+    """CPython 3.14+, no agent that can answer: the event loop threads of `t`
+    whose stack did not move for `span` seconds outside their selector,
+    read from outside (each: thread_id, at_least seconds, site, call, frames).
+    A blocked loop seen this way has no start time: ``at_least`` is all it says."""
+    doc = run_in_target(t, _STUCK_READER, str(t.pid), str(span), timeout=30.0)
+    check_reply(t, doc)
+    return list(doc.get("stuck") or [])
 
 
 def read_tasks(t: Target) -> dict[str, Any]:

@@ -8,6 +8,7 @@ one block after another, with no escape codes.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import select
 import shutil
@@ -16,6 +17,7 @@ import time
 from typing import Any
 
 from .attach import Agent, AttachError, Target
+from .blocked_now import agent_lines, outside_lines
 from .connect import add_target_arguments, connect
 
 __all__ = ["add_parser", "cmd_top", "render", "blocked_line"]
@@ -72,19 +74,25 @@ def blocked_line(blocked: dict[str, Any] | None, width: int = 100) -> str | None
 
 def render(
     info: dict[str, Any],
-    samples: list[dict[str, Any]],
+    samples: list[dict[str, Any]] | None,
     alerts: list[dict[str, Any]],
     width: int = 100,
     blocked: dict[str, Any] | None = None,
 ) -> str:
     """The text of one refresh, from the agent's /api/info, /api/samples,
-    /api/alerts and /api/blocked."""
+    /api/alerts and /api/blocked. ``samples`` None: the agent could not
+    answer them (its loop holds the GIL; the BLOCKED NOW line says where)."""
     out = [
         f"taskleak top - pid {info.get('pid')}  Python {info.get('python')}  {' '.join(info.get('argv') or [])}"[:width]
     ]
+    out += agent_lines(blocked, width)
     bline = blocked_line(blocked, width)
     if not samples:
-        out.append("(no sample yet)")
+        out.append(
+            "(no sample yet)"
+            if samples is not None
+            else "(task counts unavailable: the process did not run Python code to answer them)"
+        )
         if bline:
             out.append(bline)
         return "\n".join(out) + "\n"
@@ -145,18 +153,25 @@ def _render_remote(doc: dict[str, Any], width: int) -> str:
 
 def _frame(t: Target, agent: Agent | None, width: int) -> str:
     if agent is None:
-        from .remote_read import read_tasks
+        from .remote_read import read_blocked_now, read_tasks
 
-        return _render_remote(read_tasks(t), width)
+        text = _render_remote(read_tasks(t), width)
+        head, _, rest = text.partition("\n")
+        return "\n".join([head, *outside_lines(read_blocked_now(t), width), rest])
+    # /api/info and /api/blocked are answered natively, even while the loop
+    # holds the GIL; the rest needs Python, and a stuck process answers 503.
     info = agent.get_json("/api/info")
-    samples = agent.get_json("/api/samples?limit=60")["samples"]
-    alerts = agent.get_json("/api/alerts?limit=20")["alerts"]
     try:
         blocked: dict[str, Any] | None = agent.get_json("/api/blocked?limit=1")
     except AttachError as e:
         if e.kind != "not-found":  # an agent of an older taskleak has no /api/blocked
             raise
         blocked = None
+    status, body = agent.get("/api/samples?limit=60")
+    if status == 503 and blocked is not None and blocked.get("in_progress"):
+        return render(info, None, [], width, blocked)  # (the alerts would wait as long again)
+    samples = agent.get_json("/api/samples?limit=60")["samples"] if status != 200 else json.loads(body)["samples"]
+    alerts = agent.get_json("/api/alerts?limit=20")["alerts"]
     return render(info, samples, alerts, width, blocked)
 
 

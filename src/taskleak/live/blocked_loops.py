@@ -12,13 +12,14 @@ rules apply to this path like to every other.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..blocking import watchdog
 from ..blocking.episode import Episode
 from ..frame import Frame
 
-__all__ = ["blocked_payload", "MAX_EPISODES", "DEFAULT_EPISODES"]
+__all__ = ["blocked_payload", "blocked_parts", "MAX_EPISODES", "DEFAULT_EPISODES"]
 
 DEFAULT_EPISODES = 20
 MAX_EPISODES = 100
@@ -45,6 +46,7 @@ def _episode(ep: Episode) -> dict[str, Any]:
         "samples": ep.samples,
         "running": ep.running,
         "ended": ep.ended,
+        "in_progress": False,
         "detection_latency": ep.detection_latency,
         "site": None if ep.site is None else _frame(ep.site),
         "stacks": [
@@ -61,18 +63,46 @@ def _episode(ep: Episode) -> dict[str, Any]:
 
 
 def blocked_payload(limit: int = DEFAULT_EPISODES) -> dict[str, Any]:
-    """The watchdog's state, totals and latest ``limit`` episodes, newest first.
+    """The watchdog's state, totals and latest ``limit`` episodes, newest
+    first, and the episodes in progress now (``in_progress``: a loop blocked
+    at this moment, with its duration so far; ``blocked_now`` says if any).
 
     ``watching`` is False while nothing asked for the watchdog
     (``taskleak.watch_blocking()``, ``taskleak run --blocking``): then the
     counts say nothing about the loops, and the dashboard says so."""
     limit = max(0, min(int(limit), MAX_EPISODES))
+    head, episodes = _recorded(limit)
+    now, _text = watchdog.blocked_now()
+    return {**head, "episodes": episodes, "blocked_now": bool(now), "in_progress": now}
+
+
+def blocked_parts() -> tuple[bytes, list[bytes]]:
+    """What the native path (src/core/live/) serves as /api/blocked while the
+    GIL does not come: the head members as JSON (no braces) and each of the
+    latest ``MAX_EPISODES`` recorded episodes as JSON, newest first. The
+    native side appends the episodes in progress."""
+    head, episodes = _recorded(MAX_EPISODES)
+    members = json.dumps(head, default=str, allow_nan=False)[1:-1].encode()
+    return members, [json.dumps(e, default=str, allow_nan=False).encode() for e in episodes]
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _recorded(limit: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     totals = watchdog.blocked_totals()  # delivers closed episodes first
     status = watchdog.watchdog_status()
     episodes = watchdog.block_episodes()
     loops = sorted(totals.per_loop.items(), key=lambda kv: -kv[1][1])[:MAX_LOOPS]
     latest: list[Episode] = episodes[-limit:][::-1] if limit else []
-    return {
+    head = {
         "watching": watchdog.is_watching(),
         "threshold": status.get("threshold") if watchdog.is_watching() else None,
         "stacks": status.get("stacks") if watchdog.is_watching() else None,  # how stacks are read
@@ -80,5 +110,5 @@ def blocked_payload(limit: int = DEFAULT_EPISODES) -> dict[str, Any]:
         "blocked_seconds": totals.blocked_seconds,
         "loops": [{"loop": name, "blocks": int(n), "blocked_seconds": float(s)} for name, (n, s) in loops],
         "kept": len(episodes),
-        "episodes": [_episode(e) for e in latest],
     }
+    return _clean(head), [_clean(_episode(e)) for e in latest]

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["HttpError", "Request", "read_request", "MAX_HEAD_BYTES", "MAX_TARGET_BYTES", "MAX_HEADERS"]
+__all__ = ["HttpError", "Request", "read_request", "parse_request", "MAX_HEAD_BYTES", "MAX_TARGET_BYTES", "MAX_HEADERS"]
 
 MAX_HEAD_BYTES = 8192  # request line + headers
 MAX_TARGET_BYTES = 2048  # the request target (path + query)
@@ -74,7 +74,14 @@ def _read_head(sock: socket.socket, deadline: float) -> bytes:
 
 def read_request(sock: socket.socket, timeout: float) -> Request:
     """Read and validate one request from `sock` within `timeout` seconds."""
-    head = _read_head(sock, time.monotonic() + timeout)
+    return parse_request(_read_head(sock, time.monotonic() + timeout))
+
+
+def parse_request(head: bytes) -> Request:
+    """Validate a request head (without the blank line that ends it), read
+    by read_request or by the native listener (src/core/live/)."""
+    if len(head) > MAX_HEAD_BYTES:
+        raise HttpError(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
     lines = head.replace(b"\r\n", b"\n").split(b"\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3:

@@ -1,11 +1,17 @@
 """``taskleak.serve()``: the read-only debug endpoint, on threads of its own.
 
-The server never runs on an event loop: one thread accepts connections and
-each request gets a short-lived thread of its own (at most ``max_clients``
-at once; more are answered 503 at once). So it answers while the loop is
-busy or blocked in Python code, and a slow or hostile client only ever ties
-up its own thread, for at most ``timeout`` seconds of reading and as long
-again of writing.
+The server never runs on an event loop. A native thread (src/core/live/,
+no GIL) owns the listening socket, reads each request head, and answers
+``/metrics``, ``/api/blocked`` and ``/api/info`` itself, from answers
+rendered here ahead of time (after each monitor sample, when an episode is
+recorded) and the watchdog's episodes in progress: so they come within
+milliseconds even while a loop is stuck in a C call that holds the GIL.
+Every other request is claimed by a Python thread and gets a short-lived
+thread of its own (at most ``max_clients`` at once; more are answered 503 at
+once); one that Python has not claimed within ``HANDOFF_SECONDS`` is
+answered 503 by the native thread, naming the loop blocked now and its line.
+A slow or hostile client only ever ties up its own connection, for at most
+``timeout`` seconds of reading and as long again of writing.
 
 Security: on loopback without a token, requests must name a loopback Host
 (a web page cannot reach it through DNS rebinding); beyond loopback a token
@@ -20,16 +26,19 @@ import hmac
 import ipaddress
 import logging
 import os
-import selectors
 import socket
 import threading
 import weakref
 from typing import Any
 
+import taskleak._core as _core
+
+from ..blocking import watchdog as _watchdog
 from ..monitor.config import check_interval
 from .agent import clean_stale, peer_allowed, peer_credentials, prepare_dir, socket_dir, socket_path
+from .blocked_loops import blocked_parts
 from .endpoints import Endpoints, Response
-from .http_request import HttpError, Request, read_request
+from .http_request import HttpError, Request, parse_request
 
 __all__ = ["Server", "serve", "start_agent"]
 
@@ -57,6 +66,9 @@ _LIVE: weakref.WeakSet[Server] = weakref.WeakSet()
 _agent_lock = threading.Lock()
 
 MIN_TOKEN_LENGTH = 16
+# How long a request that needs Python waits for a Python thread to claim it
+# (the GIL may be held by a stuck C call) before the native thread answers 503.
+HANDOFF_SECONDS = 1.0
 
 
 def _is_loopback(host: str) -> bool:
@@ -127,8 +139,23 @@ class Server:
         self._conns: set[socket.socket] = set()
         self._guard = threading.Lock()
         self._closed = False
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._thread = threading.Thread(target=self._accept_loop, name="taskleak-http", daemon=True)
+        self._native = _core.NativeListener(
+            sock.fileno(), unix_path is not None, loopback, token or b"", timeout, HANDOFF_SECONDS
+        )
+        # What the native thread serves while the GIL does not come, rendered
+        # now and kept fresh by the refresher thread.
+        self._want = {"metrics", "blocked"}
+        self._wanted = threading.Event()
+        self._render_info()
+        self._render()
+        self._refresher = threading.Thread(target=self._refresh_loop, name="taskleak-http-render", daemon=True)
+        self._refresher.start()
+        self._exporter = _SampleHook(self)
+        add = getattr(self.monitor, "add_exporter", None)
+        if add is not None:
+            add(self._exporter)
+        _watchdog.add_change_listener(self._blocked_changed)
+        self._thread = threading.Thread(target=self._claim_loop, name="taskleak-http", daemon=True)
         self._thread.start()
         _LIVE.add(self)
 
@@ -158,19 +185,21 @@ class Server:
                 return
             self._closed = True
         _LIVE.discard(self)
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        _watchdog.remove_change_listener(self._blocked_changed)
+        remove = getattr(self.monitor, "remove_exporter", None)
+        if remove is not None:
+            remove(self._exporter)
+        self._native.close()  # joins the native thread; take() returns None from now on
+        self._wanted.set()
+        for t in (self._thread, self._refresher):
+            if t is not threading.current_thread():
+                t.join()
         with self._guard:
             handlers = list(self._handlers)
         for t in handlers:
             if t is not threading.current_thread():
                 t.join(self._timeout * 3)
-        for s in (self._sock, self._wake_r, self._wake_w):
-            s.close()
+        self._sock.close()
         self._remove_socket_file()
         if self._own_monitor is not None:
             self._own_monitor.stop()
@@ -193,37 +222,56 @@ class Server:
         # descriptors without touching the parent's socket file.
         self._closed = True
         self._handlers.clear()
-        for s in (self._sock, self._wake_r, self._wake_w):
-            try:
-                s.close()
-            except OSError:
-                pass
+        self._native.forget_after_fork()
+        try:
+            self._sock.close()
+        except OSError:
+            pass
 
     # -- serving ----------------------------------------------------------------------
-    def _accept_loop(self) -> None:
-        sel = selectors.DefaultSelector()
-        sel.register(self._sock, selectors.EVENT_READ)
-        sel.register(self._wake_r, selectors.EVENT_READ)
-        try:
-            while not self._closed:
-                for key, _ in sel.select():
-                    if key.fileobj is self._wake_r or self._closed:
-                        return
-                    try:
-                        conn, _addr = self._sock.accept()
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:
-                        if self._closed:
-                            return
-                        continue
-                    self._dispatch(conn)
-        except Exception:
-            log.exception("taskleak: debug endpoint accept loop failed")
-        finally:
-            sel.close()
+    def _render_info(self) -> None:
+        self._native.set_info(self._endpoints.handle(Request("GET", "/api/info")).body)
 
-    def _dispatch(self, conn: socket.socket) -> None:
+    def _render(self) -> None:
+        want, self._want = self._want, set()
+        if "metrics" in want:
+            self._native.set_metrics(self.monitor.metrics_text().encode())
+        if "blocked" in want:
+            self._native.set_blocked(*blocked_parts())
+
+    def _blocked_changed(self) -> None:
+        # From the watchdog's sink (a loop's thread): only wake the refresher.
+        self._want.add("blocked")
+        self._wanted.set()
+
+    def _refresh_loop(self) -> None:
+        while True:
+            self._wanted.wait()
+            if self._closed:
+                return
+            self._wanted.clear()
+            try:
+                self._render()
+            except Exception:
+                log.exception("taskleak: rendering the native answers failed")
+
+    def _claim_loop(self) -> None:
+        try:
+            while True:
+                got = self._native.take()  # waits without the GIL
+                if got is None:
+                    return
+                fd, head = got
+                try:
+                    conn = socket.socket(fileno=fd)
+                except OSError:
+                    os.close(fd)
+                    continue
+                self._dispatch(conn, head)
+        except Exception:
+            log.exception("taskleak: debug endpoint claim loop failed")
+
+    def _dispatch(self, conn: socket.socket, head: bytes) -> None:
         if not self._slots.acquire(blocking=False):
             conn.settimeout(0.5)
             self._send(
@@ -233,7 +281,7 @@ class Server:
             )
             conn.close()
             return
-        t = threading.Thread(target=self._handle, args=(conn,), name="taskleak-http-client", daemon=True)
+        t = threading.Thread(target=self._handle, args=(conn, head), name="taskleak-http-client", daemon=True)
         with self._guard:
             self._handlers.add(t)
         try:
@@ -244,18 +292,13 @@ class Server:
             self._slots.release()
             conn.close()
 
-    def _handle(self, conn: socket.socket) -> None:
+    def _handle(self, conn: socket.socket, head: bytes) -> None:
         head_only = False
         try:
             if self.path is not None:
+                # (the native thread checked it already and answered 403 itself)
                 _pid, uid, _gid = peer_credentials(conn)
                 if not peer_allowed(uid):
-                    # Nothing is read for this peer but its request head (so
-                    # that the refusal reaches it instead of a reset).
-                    try:
-                        read_request(conn, 1.0)
-                    except Exception:
-                        pass
                     conn.settimeout(1.0)
                     self._send(
                         conn,
@@ -267,7 +310,7 @@ class Server:
                     )
                     return
             try:
-                req = read_request(conn, self._timeout)
+                req = parse_request(head)
                 head_only = req.method == "HEAD"
                 self._authorize(req)
                 resp = self._endpoints.handle(req)
@@ -328,6 +371,20 @@ class Server:
             conn.sendall(data if head_only else data + resp.body)
         except OSError:
             pass
+
+
+class _SampleHook:
+    """The monitor's exporter hook: after each sample, re-render /metrics."""
+
+    def __init__(self, srv: Server) -> None:
+        self._srv = weakref.ref(srv)
+
+    def on_sample(self, sample: Any) -> None:
+        srv = self._srv()
+        if srv is not None:
+            srv._want.add("metrics")
+            srv._want.add("blocked")
+            srv._wanted.set()
 
 
 def _error(status: int, message: str, headers: list[Any] | None = None) -> Response:

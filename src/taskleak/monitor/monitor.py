@@ -352,6 +352,13 @@ class Monitor:
         """Something with ``on_sample(sample)`` and/or ``on_alert(alert)``."""
         self._exporters.append(exporter)
 
+    def remove_exporter(self, exporter: Any) -> None:
+        """Undo :meth:`add_exporter` (nothing if it was not added)."""
+        try:
+            self._exporters.remove(exporter)
+        except ValueError:
+            pass
+
     # -- sampling ----------------------------------------------------------------
     def sample_now(self) -> Sample:
         """Take a sample on the calling thread (tests, or a caller that keeps

@@ -316,11 +316,27 @@
     if (data.other.groups) box.appendChild(el("p", { class: "empty", text: data.other.tasks + " more tasks in " + data.other.groups + " smaller groups" }));
   }
 
+  // A loop blocked right now (/api/blocked's in_progress): a banner. The
+  // process answers /api/blocked natively even while its loop holds the GIL,
+  // when every other request gets a 503.
+  function renderBlockedNow(blocked) {
+    const banner = document.getElementById("blocked-now");
+    const now = (blocked && blocked.in_progress) || [];
+    banner.hidden = now.length === 0;
+    banner.textContent = now.map(e => "BLOCKED NOW " + e.duration.toFixed(1) + " s at " +
+      (e.site ? e.site.short : "(line not sampled yet)") + (e.call ? " (" + e.call + ")" : "") +
+      "  - loop " + e.loop + ", " + e.samples + " samples").join("\n");
+    return now;
+  }
+
   async function refresh() {
     const status = document.getElementById("status");
+    let now = [];
     try {
-      const [samples, alerts, tasks, blocked] = await Promise.all([getJSON("/api/samples"), getJSON("/api/alerts"),
-        getJSON("/api/tasks"), getJSON("/api/blocked?limit=10")]);
+      const blocked = await getJSON("/api/blocked?limit=10");
+      now = renderBlockedNow(blocked);
+      const [samples, alerts, tasks] = await Promise.all([getJSON("/api/samples"), getJSON("/api/alerts"),
+        getJSON("/api/tasks")]);
       state.last = { samples, alerts, blocked };
       renderAlerts(alerts);
       renderBlocked(blocked);
@@ -333,7 +349,8 @@
       status.textContent = "updated " + new Date().toLocaleTimeString();
     } catch (e) {
       status.className = "status error";
-      status.textContent = "cannot reach the process: " + e.message;
+      status.textContent = now.length ? "the process is stuck: only the blocked-loop answers come (" + e.message + ")"
+        : "cannot reach the process: " + e.message;
     }
     state.timer = setTimeout(refresh, refreshSeconds * 1000);
   }

@@ -1,0 +1,35 @@
+// The answers Python renders ahead of time for the native path: the
+// latest sample's /metrics families, /api/info, and /api/blocked's recorded
+// part (its head fields and each recorded episode, newest first). Python
+// replaces them (after each monitor sample, when an episode is recorded);
+// the listener thread reads them without the GIL.
+#pragma once
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace taskleak::live {
+
+struct BlockedParts {
+    std::string head;                   // `"watching": ..., "blocks": ..., ...` (JSON members, no braces)
+    std::vector<std::string> episodes;  // each a JSON object, newest first
+};
+
+class AnswerCache {
+public:
+    void set_metrics(std::string body);
+    void set_info(std::string body);
+    void set_blocked(BlockedParts parts);
+    std::shared_ptr<const std::string> metrics() const;
+    std::shared_ptr<const std::string> info() const;
+    std::shared_ptr<const BlockedParts> blocked() const;
+
+private:
+    mutable std::mutex mu_;
+    std::shared_ptr<const std::string> metrics_ = std::make_shared<std::string>();
+    std::shared_ptr<const std::string> info_ = std::make_shared<std::string>("{}");
+    std::shared_ptr<const BlockedParts> blocked_ = std::make_shared<BlockedParts>();
+};
+
+}  // namespace taskleak::live
