@@ -456,3 +456,17 @@ def test_pytest_option_and_check_agree_on_a_last_block(pytester):
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider")  # check() alone
     res.assert_outcomes(passed=1, failed=1)
     assert "LoopBlockedError" in res.stdout.str()
+
+
+def test_async_check_catches_a_last_block_on_uvloop():
+    uvloop = pytest.importorskip("uvloop")  # a dev dependency (make install)
+
+    async def main():
+        with pytest.raises(taskleak.LoopBlockedError) as ei:
+            async with taskleak.check(blocking=0.1):
+                await asyncio.sleep(0)
+                sleep_block()
+        return ei.value.episodes
+
+    eps = uvloop.run(main())
+    assert [e.site.lineno for e in eps if e.site is not None] == [line_of("# LAST BLOCK sleep")]
