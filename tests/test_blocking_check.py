@@ -270,3 +270,203 @@ def test_pytest_bad_option(pytester):
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--taskleak-blocking=soon")
     assert res.ret != 0
     assert "taskleak" in res.stderr.str() and "blocking" in res.stderr.str()
+
+
+# ---- a block in the body's last loop iteration (issue 19) -------------------
+# The scope exits in the same loop iteration as the block: the loop has not
+# returned to poll(), so the episode is still open when the scope ends.
+
+BLOCK = 0.4
+
+
+def sleep_block():
+    time.sleep(BLOCK)  # LAST BLOCK sleep
+
+
+def busy_block():
+    end = time.monotonic() + BLOCK
+    n = 0
+    while time.monotonic() < end:  # LAST BLOCK busy
+        n += 1
+    return n
+
+
+_REGEX_N: list[int] = []
+
+
+def _backtracking(n: int) -> None:
+    import re
+
+    # Nested quantifiers on a string that cannot match: exponential
+    # backtracking inside one C call that holds the GIL throughout.
+    re.match(r"^(a+)+$", "a" * n + "b")  # LAST BLOCK regex
+
+
+def regex_block():
+    if not _REGEX_N:  # calibrated once, outside any check scope
+        raise AssertionError("calibrate_regex() first")
+    _backtracking(_REGEX_N[0])
+
+
+def calibrate_regex() -> None:
+    if _REGEX_N:
+        return
+    for n in range(14, 40):
+        t0 = time.perf_counter()
+        _backtracking(n)
+        if time.perf_counter() - t0 >= BLOCK:
+            _REGEX_N.append(n)
+            return
+    raise AssertionError("no backtracking regex took long enough")
+
+
+_socket_pairs: list = []
+
+
+def socket_block():
+    import socket
+    import threading
+
+    a, b = socket.socketpair()
+    _socket_pairs.append((a, b))
+    threading.Timer(BLOCK, b.send, (b"x",)).start()
+    a.settimeout(10)
+    return a.recv(1)  # LAST BLOCK socket
+
+
+KINDS = {"sleep": sleep_block, "busy": busy_block, "regex": regex_block, "socket": socket_block}
+
+
+@pytest.fixture
+def block_kind(request):
+    if request.param == "regex":
+        calibrate_regex()
+    yield KINDS[request.param], line_of(f"# LAST BLOCK {request.param}")
+    while _socket_pairs:
+        for s in _socket_pairs.pop():
+            s.close()
+
+
+@pytest.mark.parametrize("block_kind", list(KINDS), indirect=True)
+def test_async_check_catches_a_block_in_the_last_iteration(block_kind):
+    block, line = block_kind
+
+    async def main():
+        with pytest.raises(taskleak.LoopBlockedError) as ei:
+            async with taskleak.check(blocking=0.1):
+                await asyncio.sleep(0)
+                block()  # nothing awaited after this: the scope exits in the same iteration
+        return ei.value.episodes
+
+    eps = asyncio.run(main())
+    assert len(eps) == 1
+    ep = eps[0]
+    assert ep.site is not None and (os.path.abspath(ep.site.filename), ep.site.lineno) == (HERE, line)
+    assert ep.ended == "scope exit"
+    assert 0.3 <= ep.duration < 2.0
+    assert not watchdog.is_watching()
+
+
+@pytest.mark.parametrize("block_kind", ["sleep", "regex"], indirect=True)
+def test_sync_check_inside_a_running_loop_catches_a_last_block(block_kind):
+    block, line = block_kind
+
+    async def main():
+        with pytest.raises(taskleak.LoopBlockedError) as ei:
+            with taskleak.check(blocking=0.1):
+                block()
+        return ei.value.episodes
+
+    eps = asyncio.run(main())
+    assert [e.site.lineno for e in eps if e.site is not None] == [line]
+
+
+@pytest.mark.parametrize("block_kind", ["busy", "socket"], indirect=True)
+def test_decorated_coroutine_ending_in_a_block_fails(block_kind):
+    block, line = block_kind
+
+    @taskleak.check(blocking=0.1)
+    async def handler():
+        await asyncio.sleep(0)
+        block()
+
+    with pytest.raises(taskleak.LoopBlockedError) as ei:
+        asyncio.run(handler())
+    assert [e.site.lineno for e in ei.value.episodes if e.site is not None] == [line]
+
+
+def test_an_idle_scope_still_passes_and_its_exit_is_not_counted():
+    async def main():
+        async with taskleak.check(blocking=0.1) as idle:
+            await asyncio.sleep(BLOCK)  # waiting, not blocked
+        # A last block just under the threshold, then the scope's own exit
+        # work (grace for a pending task, the leak search): not a block.
+        async with taskleak.check(blocking=0.1, grace=0.2) as short:
+            t = asyncio.get_running_loop().create_task(asyncio.sleep(0.05))
+            time.sleep(0.05)
+        await t
+        return idle.blocked, short.blocked
+
+    assert asyncio.run(main()) == ([], [])
+
+
+def test_the_loop_is_still_watched_after_an_inner_scope_ends_its_episode():
+    # An outer watch (the pytest option's, say) keeps seeing this loop's
+    # blocks after an inner scope ended one at its exit.
+    async def main():
+        with pytest.raises(taskleak.LoopBlockedError):
+            async with taskleak.check(blocking=0.1):
+                time.sleep(0.3)
+        time.sleep(0.3)  # OUTER BLOCK
+        await asyncio.sleep(0)
+
+    with taskleak.watch_blocking(0.1) as w:
+        asyncio.run(main())
+        eps = w.episodes()
+    assert [e.ended for e in eps] == ["scope exit", "resumed"]
+    assert eps[1].site is not None and eps[1].site.lineno == line_of("# OUTER BLOCK")
+
+
+LAST_BLOCK_SUITE = """
+import asyncio
+import time
+import pytest
+import taskleak
+
+
+@pytest.mark.asyncio
+async def test_ends_blocked():
+    await asyncio.sleep(0)
+    time.sleep(0.3)
+
+
+@pytest.mark.asyncio
+async def test_scope_ends_blocked():
+    async with taskleak.check(blocking=0.1):
+        await asyncio.sleep(0)
+        time.sleep(0.3)
+"""
+
+
+def test_pytest_option_and_check_agree_on_a_last_block(pytester):
+    pytester.makeini(INI)
+    pytester.makepyfile(test_suite=LAST_BLOCK_SUITE)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--taskleak-blocking=0.1")
+    res.assert_outcomes(failed=2)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider")  # check() alone
+    res.assert_outcomes(passed=1, failed=1)
+    assert "LoopBlockedError" in res.stdout.str()
+
+
+def test_async_check_catches_a_last_block_on_uvloop():
+    uvloop = pytest.importorskip("uvloop")  # a dev dependency (make install)
+
+    async def main():
+        with pytest.raises(taskleak.LoopBlockedError) as ei:
+            async with taskleak.check(blocking=0.1):
+                await asyncio.sleep(0)
+                sleep_block()
+        return ei.value.episodes
+
+    eps = uvloop.run(main())
+    assert [e.site.lineno for e in eps if e.site is not None] == [line_of("# LAST BLOCK sleep")]

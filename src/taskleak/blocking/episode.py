@@ -13,11 +13,15 @@ from ..frame import Frame, is_library, is_machinery, user_frame
 if TYPE_CHECKING:
     from .._core import RawEpisode
 
-__all__ = ["Episode", "StackSample", "ENDINGS"]
+__all__ = ["Episode", "StackSample", "ENDINGS", "SCOPE_EXIT"]
 
 # How an episode ended: the loop ran again, the loop stopped running (its
-# run_until_complete/run_forever returned), or watching stopped first.
+# run_until_complete/run_forever returned), or watching stopped first
+# (indexed by the core's end code).
 ENDINGS = ("resumed", "loop stopped", "unwatched")
+# The loop was still blocked when a check(blocking=...) scope exited inside
+# it: the scope ended the episode there (watchdog.end_episode_here).
+SCOPE_EXIT = "scope exit"
 
 _ASYNCIO_DIR = os.path.dirname(str(__import__("asyncio").__file__)) + os.sep
 _WATCHDOG_FILE = os.sep + os.path.join("taskleak", "tracking", "watchdog.py")
@@ -67,7 +71,7 @@ class Episode:
     stacks: tuple[StackSample, ...]
     running: str | None
     site: Frame | None
-    ended: str  # one of ENDINGS
+    ended: str  # one of ENDINGS, or SCOPE_EXIT
     detection_latency: float | None = None
     start_ns: int = field(default=0, repr=False, compare=False)  # the watchdog's clock (watchdog_now_ns)
     loop_id: int = field(default=0, repr=False, compare=False)

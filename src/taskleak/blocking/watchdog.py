@@ -32,6 +32,7 @@ import asyncio
 import asyncio.events
 import atexit
 import collections
+import dataclasses
 import itertools
 import os
 import selectors
@@ -46,7 +47,7 @@ import taskleak._core as _core
 
 from ..frame import library_paths
 from ..loop_label import loop_label
-from .episode import Episode, episode_from_raw
+from .episode import SCOPE_EXIT, Episode, episode_from_raw
 
 if TYPE_CHECKING:
     from .._core import RawEpisode
@@ -64,6 +65,7 @@ __all__ = [
     "add_change_listener",
     "remove_change_listener",
     "blocked_now",
+    "end_episode_here",
 ]
 
 DEFAULT_THRESHOLD = 0.1
@@ -107,7 +109,7 @@ _names: dict[int, str] = {}  # token -> loop label, while the loop is watched
 # the same counters as the one it replaced: one series across restarts.
 _per_loop: collections.OrderedDict[str, list[Any]] = collections.OrderedDict()
 MAX_LOOPS_TOTALLED = 256
-_active = threading.local()  # .watched: the _Watched running in this thread
+_active = threading.local()  # .watched: the _Watched running in this thread; .cutting: see end_episode_here
 # Called (no argument, must be cheap and never raise) when what /api/blocked
 # shows changed: an episode was recorded, watching started or stopped.
 _change_listeners: list[Any] = []
@@ -127,6 +129,7 @@ def _on_episode(raw: RawEpisode) -> None:
     """The sink the C++ core calls with each rendered episode (any thread,
     GIL held, never from inside the watchdog thread)."""
     token = raw[1]
+    cutting = getattr(_active, "cutting", None)
     ep = episode_from_raw(
         raw,
         _names.get(token, f"loop #{token}"),
@@ -135,6 +138,8 @@ def _on_episode(raw: RawEpisode) -> None:
         time.time(),
         loop_id=token,
     )
+    if cutting is not None and token == cutting and ep.ended == "loop stopped":
+        ep = dataclasses.replace(ep, ended=SCOPE_EXIT)
     with _episodes_lock:
         _episodes.append(ep)
         tot = _per_loop.get(ep.loop)
@@ -345,6 +350,34 @@ def _loop_started(loop: Any) -> None:
         if w.beats:
             _cancel_beat(w)
             _schedule_beat(loop, w, period)
+
+
+def end_episode_here() -> None:
+    """End, now, the episode in progress of the loop running in this thread
+    (if it is watched and blocked past the threshold), and deliver it.
+
+    A scope that exits in the same loop iteration as its last block (the
+    body's last statement blocks, and no await follows) would otherwise
+    leave the episode open: the loop has not returned to poll() yet, so
+    nothing has closed it. The loop is marked stopped and running again at
+    once (the watchdog's slot API has no other way to close an episode from
+    the loop thread); the episode ends here, with ``ended == "scope exit"``,
+    so the scope's own exit work never counts, and the loop's next block is
+    measured from now. A loop with no episode open is only re-stamped busy
+    from now. No-op outside a watched running loop."""
+    w = getattr(_active, "watched", None)
+    if w is None or w.active_thread != threading.get_ident():
+        return
+    with _lock:
+        if not _watches:
+            return
+        period = _period(min(_watches.values())) if w.beats else 0.0
+        _active.cutting = w.token
+        try:
+            _core.watchdog_deactivate(w.slot, w.gen)  # closes an open episode and delivers it
+        finally:
+            _active.cutting = None
+            _core.watchdog_activate(w.slot, w.gen, threading.get_ident(), period)
 
 
 def _loop_stopped() -> None:

@@ -173,6 +173,8 @@ class LeakCheck:
         return self._enter()
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if self._blocking is not None:
+            self._blocking.body_ended()
         self._leave()
         self._drive_idle_loops()
         self._finish(body_failed=et is not None)
@@ -181,6 +183,8 @@ class LeakCheck:
         return self._enter()
 
     async def __aexit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if self._blocking is not None:
+            self._blocking.body_ended()
         self._leave()
         await self._yield_grace()
         self._finish(body_failed=et is not None, can_await=True)

@@ -2,7 +2,11 @@
 
 A :class:`BlockingScope` keeps the watchdog running for the scope (at most
 its threshold) and, at the end, returns the episodes that began inside it and
-lasted at least the threshold; :class:`LoopBlockedError` carries them.
+lasted at least the threshold; :class:`LoopBlockedError` carries them. When
+the body ends inside a running loop, :meth:`BlockingScope.body_ended` ends
+the episode still in progress there (the body's last statement blocked and
+no await followed), so the scope counts it as the pytest option does once
+its loop stops.
 """
 
 from __future__ import annotations
@@ -46,6 +50,16 @@ class BlockingScope:
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
         self._watch: watchdog.Watch | None = watchdog.watch_blocking(threshold)
+
+    def body_ended(self) -> None:
+        """The scope's body is over: end the episode in progress on the loop
+        running in this thread, if any, before the scope's own exit work
+        (which then never counts)."""
+        if self._watch is not None:
+            try:
+                watchdog.end_episode_here()
+            except Exception:  # never turn a scope's exit into an error of ours
+                pass
 
     def finish(self) -> list[Episode]:
         """End the scope (idempotent): the episodes it saw, oldest first."""
