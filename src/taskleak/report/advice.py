@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["ADVICE", "advice_lines"]
+__all__ = ["ADVICE", "advice_lines", "fix_text"]
 
 #: kind -> one actionable line. The kinds are check()'s (testing/leak.py),
 #: plus "asyncgen" (an async generator nobody closed, not a task leak).
 ADVICE = {
-    "pending": "await or cancel the task (and await the cancellation) before the scope ends; "
-    "asyncio.TaskGroup does both",
+    "pending": "await or cancel these tasks before the scope ends (asyncio.TaskGroup helps)",
     "gc-pending": "keep a reference to the task until it is done, and await or cancel it "
     "(a task nobody references can be collected mid-flight)",
     "done-retained": "drop the reference once the task is done, e.g. tasks.add(t); t.add_done_callback(tasks.discard)",
@@ -26,6 +25,15 @@ _ORDER = ("pending", "abandoned", "gc-pending", "never-retrieved", "done-retaine
 
 
 def advice_lines(kinds: Iterable[str], indent: str = "  ") -> list[str]:
-    """One "[kind] advice" line per kind present, in report order."""
+    """One "kind: advice" line per kind present, in report order."""
     present = set(kinds)
-    return [f"{indent}[{k}] {ADVICE[k]}" for k in _ORDER if k in present]
+    return [f"{indent}{k}: {ADVICE[k]}" for k in _ORDER if k in present]
+
+
+def fix_text(kinds: Iterable[str], ignore_hint: str) -> str:
+    """The closing advice of a report: one line for one kind, a list for
+    several, then `ignore_hint` (how to tolerate what is meant to stay)."""
+    present = [k for k in _ORDER if k in set(kinds)]
+    if len(present) == 1:
+        return f"Fix: {ADVICE[present[0]]}, or {ignore_hint}."
+    return "Fix:\n" + "\n".join(advice_lines(present)) + f"\nOr {ignore_hint}."

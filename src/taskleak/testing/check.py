@@ -48,7 +48,7 @@ from ..model.task_info import DetachedTaskInfo, TaskInfo
 from ..report.asyncgens import is_asyncgen_event
 from ..tracking import scopes
 from ..tracking.loss_events import exception_text, is_asyncgen_finalizer, patch_runner_shutdowns, scope_events
-from .leak import ASYNCGEN, ASYNCGEN_MODES, KINDS, Leak, TaskLeakError, TaskLeakWarning
+from .leak import ABANDONED, ALL_KINDS, ASYNCGEN, ASYNCGEN_MODES, KINDS, Leak, TaskLeakError, TaskLeakWarning
 from .leak_report import format_leaks
 from .loop_blocked import BlockingScope, LoopBlockedError, format_blocked, validate_blocking
 
@@ -109,9 +109,9 @@ def _validate(
 ) -> None:
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
         raise ValueError(f"grace must be a number of seconds >= 0, got {grace!r}")
-    bad = [k for k in kinds if k not in KINDS]
+    bad = [k for k in kinds if k not in ALL_KINDS]
     if bad:
-        raise ValueError(f"unknown leak kind(s) {bad!r}; choose from {', '.join(KINDS)}")
+        raise ValueError(f"unknown leak kind(s) {bad!r}; choose from {', '.join(ALL_KINDS)}")
     if on_leak not in ON_LEAK:
         raise ValueError(f"on_leak must be one of {', '.join(ON_LEAK)}, got {on_leak!r}")
     if asyncgens not in ASYNCGEN_MODES:
@@ -320,10 +320,14 @@ class LeakCheck:
             )
         self.notes.append(note)
 
+    def _counts(self, kind: str) -> bool:
+        # "abandoned" refines "pending": it counts wherever pending does.
+        return kind in self.kinds or (kind == ABANDONED and "pending" in self.kinds)
+
     def _note_abandoned(self) -> None:
         """Remember the scope's pending tasks nobody can consume any more,
         before the grace runs anything: their consumer (a gather) is done."""
-        if self._scope is None or "abandoned" not in self.kinds:
+        if self._scope is None or not self._counts(ABANDONED):
             return
         for t in self._pending_scope_tasks():
             if id(t) not in self._abandoned and is_abandoned(t):
@@ -526,8 +530,23 @@ class LeakCheck:
             held = holders_of_finished(done, suspects, exclude=list(exclude) + [done, pending])
         for t in pending:
             leaks.append(Leak("pending", infos[id(t)]))
+        # An abandoned task still pending now is a pending leak as before
+        # (the note names its gather); one its loop's shutdown cancelled is
+        # the shutdown event's pending leak, with the note; only one that
+        # finished during the grace - missed before - is kind "abandoned".
+        shutdown = {e.serial for e in scope_events(sid) if e.kind == "pending-at-shutdown" and e.serial}
+        notes: dict[int, str] = {}
         for t in gave_up:
-            leaks.append(Leak("abandoned", infos[id(t)], note=_abandoned_note(t, infos[id(t)])))
+            info = infos[id(t)]
+            if not t.done():
+                leaks.append(Leak("pending", info, note=_abandoned_note(info)))
+            elif info.serial and info.serial in shutdown:
+                notes[info.serial] = _abandoned_note(info)
+            else:
+                note = (
+                    _abandoned_note(info) + "; it finished during taskleak's grace only because the grace ran its loop"
+                )
+                leaks.append(Leak("abandoned", info, note=note))
         del gave_up
         for t in done:
             failed_unread = _unretrieved(t)  # not t.exception(): that marks the exception retrieved
@@ -551,13 +570,19 @@ class LeakCheck:
                 "never-retrieved": "never-retrieved",
             }[e.kind]
             leaks.append(
-                Leak(kind, DetachedTaskInfo.from_event(e), exception=e.exception_object, exception_text=e.exception)
+                Leak(
+                    kind,
+                    DetachedTaskInfo.from_event(e),
+                    exception=e.exception_object,
+                    exception_text=e.exception,
+                    note=notes.get(e.serial or 0),
+                )
             )
         assert self._scope is not None
         # Whatever was looked at here is not a "late" leak if it surfaces again.
         self._scope.meta["reported_serials"] = {lk.task.serial for lk in leaks + gens if lk.task.serial}
         gens = [g for g in gens if not _ignored(g.task, self.ignore)]
-        found = [lk for lk in leaks if lk.kind in self.kinds and not _ignored(lk.task, self.ignore)]
+        found = [lk for lk in leaks if self._counts(lk.kind) and not _ignored(lk.task, self.ignore)]
         if self.asyncgens == "fail":
             return found + gens
         if self.asyncgens == "report":
@@ -611,15 +636,10 @@ def _site_text(info: TaskInfo) -> str:
     return site[0].short() if site else "(unknown)"
 
 
-def _abandoned_note(task: asyncio.Task[Any], info: TaskInfo) -> str:
+def _abandoned_note(info: TaskInfo) -> str:
     site = gather_site(info.created_at)
     where = f"asyncio.gather() at {site.short()}" if site is not None else "an asyncio.gather()"
-    note = f"its only consumer, {where}, had already finished (another branch raised): nothing reads its result"
-    if task.cancelled():
-        note += "; it was cancelled later, by its loop's shutdown"
-    elif task.done():
-        note += "; it finished during taskleak's grace only because the grace ran its loop"
-    return note
+    return f"abandoned: its only consumer, {where}, had already finished (another branch raised)"
 
 
 def _run_for(loop: Any, seconds: float) -> bool:

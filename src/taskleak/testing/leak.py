@@ -6,10 +6,16 @@ from dataclasses import dataclass
 
 from ..model.task_info import TaskInfo
 
-__all__ = ["KINDS", "ASYNCGEN", "ASYNCGEN_MODES", "Leak", "TaskLeakError", "TaskLeakWarning"]
+__all__ = ["KINDS", "ABANDONED", "ALL_KINDS", "ASYNCGEN", "ASYNCGEN_MODES", "Leak", "TaskLeakError", "TaskLeakWarning"]
 
 #: Every leak kind, in the order reports list them (see docs/testing.md).
-KINDS = ("pending", "gc-pending", "done-retained", "never-retrieved", "abandoned")
+KINDS = ("pending", "gc-pending", "done-retained", "never-retrieved")
+
+#: A pending task whose only consumer (a gather) finished before the scope
+#: ended, found finished after the grace: a refinement of "pending", counted
+#: wherever "pending" is (or when named in ``kinds``).
+ABANDONED = "abandoned"
+ALL_KINDS = KINDS + (ABANDONED,)
 
 #: Not a task leak: an async generator never closed, whose aclose() task
 #: asyncio made was destroyed pending (report/asyncgens.py). Reported apart;

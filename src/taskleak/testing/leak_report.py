@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..frame import Frame, creation_site, user_frame
 from ..model.text import created_lines, plural, suspended_lines
-from ..report.advice import advice_lines
+from ..report.advice import fix_text
 from ..report.asyncgens import generator_lines, generator_name
 
 if TYPE_CHECKING:
@@ -108,9 +108,8 @@ def format_leaks(
     if notes:
         out.append("")
         out += [f"Note: {n}" for n in notes]
-    fix = "\nFix:\n" + "\n".join(advice_lines(lk.kind for lk in leaks))
-    hint = "\nor pass ignore=[...] to taskleak.check() for tasks that are meant to outlive the scope."
-    return "\n".join(out) + "\n" + fix + hint
+    hint = "pass ignore=[...] to taskleak.check() for tasks that are meant to outlive it"
+    return "\n".join(out) + "\n\n" + fix_text([lk.kind for lk in leaks], hint)
 
 
 def _group(g: list[Leak], max_frames: int, max_names: int) -> list[str]:

@@ -44,7 +44,7 @@ from ..tracking import scopes
 from ..tracking.loss_events import dropped_events, loss_events, scope_events
 from .baseline import Baseline, BaselineError, leak_key
 from .check import LeakCheck, _ignored
-from .leak import ASYNCGEN, ASYNCGEN_MODES, KINDS, Leak, TaskLeakError, TaskLeakWarning
+from .leak import ALL_KINDS, ASYNCGEN, ASYNCGEN_MODES, KINDS, Leak, TaskLeakError, TaskLeakWarning
 from .leak_report import callback_origin, format_leaks
 from .pytest_blocking import BlockingPlugin, add_blocking_options
 
@@ -219,10 +219,10 @@ def _ini_defaults(config: pytest.Config) -> dict[str, Any]:
             f"got {config.getini('taskleak_grace')!r}"
         )
     kinds = list(config.getini("taskleak_kinds"))
-    bad = [k for k in kinds if k not in KINDS]
+    bad = [k for k in kinds if k not in ALL_KINDS]
     if bad or not kinds:
         raise pytest.UsageError(
-            f"taskleak: ini option taskleak_kinds: unknown or missing kind(s) {bad!r}; choose from {', '.join(KINDS)}"
+            f"taskleak: ini option taskleak_kinds: unknown or missing kind(s) {bad!r}; choose from {', '.join(ALL_KINDS)}"
         )
     mode = str(config.getini("taskleak_mode")).strip()
     if mode not in MODES:
