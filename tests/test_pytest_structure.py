@@ -166,8 +166,9 @@ def test_loop_stopped_during_the_grace_leaves_nothing_of_taskleak(pytester):
     out = res.stdout.str()
     # taskleak's own wait is never reported
     assert "still pending when the scope ended: sleep()" not in out and "run_until_complete" not in out
-    assert "grace was cut short: the event loop was stopped (loop.stop())" in out
-    assert "finished during the grace only because it ran their loop: stopper()" in out
+    # (Whether stopper() fires inside the grace or in pytest-asyncio's own
+    # last run of the loop depends on the machine's load: the note saying so
+    # is checked on a deterministic loop in test_check_structure.py.)
     assert "ERROR test_suite.py::test_stopper_and_a_leak" in out
     assert "test_stopper_only" not in out.split("short test summary")[-1]
     assert "forever()" in out

@@ -30,10 +30,10 @@ def advice_lines(kinds: Iterable[str], indent: str = "  ") -> list[str]:
     return [f"{indent}{k}: {ADVICE[k]}" for k in _ORDER if k in present]
 
 
-def fix_text(kinds: Iterable[str], ignore_hint: str) -> str:
+def fix_text(kinds: Iterable[str], ignore_hint: str = "") -> str:
     """The closing advice of a report: one line for one kind, a list for
     several, then `ignore_hint` (how to tolerate what is meant to stay)."""
     present = [k for k in _ORDER if k in set(kinds)]
     if len(present) == 1:
-        return f"Fix: {ADVICE[present[0]]}, or {ignore_hint}."
-    return "Fix:\n" + "\n".join(advice_lines(present)) + f"\nOr {ignore_hint}."
+        return f"Fix: {ADVICE[present[0]]}" + (f", or {ignore_hint}." if ignore_hint else ".")
+    return "Fix:\n" + "\n".join(advice_lines(present)) + (f"\nOr {ignore_hint}." if ignore_hint else "")
