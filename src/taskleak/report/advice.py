@@ -16,7 +16,7 @@ ADVICE = {
     "done-retained": "drop the reference once the task is done, e.g. tasks.add(t); t.add_done_callback(tasks.discard)",
     "never-retrieved": "await the task or read t.exception() (a done callback can log it), so its failure is not lost",
     "abandoned": "when gather() raises, cancel and await the branches still running "
-    "(asyncio.TaskGroup does), or pass return_exceptions=True",
+    "(asyncio.TaskGroup does it for you)",
     "asyncgen": "close the generator: `async with contextlib.aclosing(gen) as g:`, or "
     "`loop.run_until_complete(loop.shutdown_asyncgens())` before loop.close() (asyncio.run() does it)",
 }
