@@ -140,12 +140,11 @@ def test_branch_with_a_consumer_of_its_own_is_not_abandoned():
     async def main():
         async with taskleak.check(grace=1.0) as c:
             branch = asyncio.ensure_future(slow(0.01))
-            reader = asyncio.ensure_future(branch)  # a second consumer (a task awaiting it)
 
             async def read():
                 return await branch
 
-            reader = asyncio.ensure_future(read())
+            reader = asyncio.ensure_future(read())  # a second consumer, awaiting the branch itself
             try:
                 await asyncio.gather(raise_stop(), branch)
             except StopAsyncIteration:
