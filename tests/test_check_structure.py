@@ -149,7 +149,7 @@ def test_branch_with_a_consumer_of_its_own_is_not_abandoned():
                 await asyncio.gather(raise_stop(), branch)
             except StopAsyncIteration:
                 pass
-            await reader
+            assert not branch.done() and not reader.done()  # both still running at scope exit
         return c
 
     assert asyncio.run(main()).leaks == []
