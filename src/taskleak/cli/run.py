@@ -34,6 +34,8 @@ from ..heap.holders import holders_of_finished
 from ..model.json_form import SCHEMA_VERSION, events_to_list
 from ..model.snapshot import snapshot
 from ..model.text import format_loss_events, format_snapshot
+from ..report.advice import fix_text
+from ..report.asyncgens import format_unclosed_asyncgens, is_asyncgen_event
 from ..tracking.loss_events import LossEvent, clear_loss_events, loss_events
 
 __all__ = ["RunOptions", "exit_by_sigterm", "run_program"]
@@ -237,7 +239,9 @@ def build_report(program: str, out: TextIO, pid: int | None = None, parent: int 
     pid = os.getpid() if pid is None else pid
     who = f"{program} (pid {pid}" + (f", forked from {parent})" if parent else ")")
     every_event = loss_events()
-    events = [e for e in every_event if not _is_runner_main_task(e)]
+    # asyncio's aclose() tasks destroyed pending: generators never closed, not task leaks
+    gens = [e for e in every_event if is_asyncgen_event(e)]
+    events = [e for e in every_event if not _is_runner_main_task(e) and not is_asyncgen_event(e)]
     live = snapshot().pending()
     held = _held_done_tasks({e.serial for e in every_event if e.serial})
     leaks = len(events) + len(live) + len(held)
@@ -252,6 +256,9 @@ def build_report(program: str, out: TextIO, pid: int | None = None, parent: int 
             out.write(format_snapshot(live))
         if held:
             out.write("\n" + _format_held(held))
+        out.write("\n" + fix_text(_kinds(events, len(live), held)) + "\n")
+    if gens:
+        out.write("\n" + format_unclosed_asyncgens(gens) + "\n")
     report = {
         "schema": SCHEMA_VERSION,
         "program": program,
@@ -261,9 +268,19 @@ def build_report(program: str, out: TextIO, pid: int | None = None, parent: int 
         "loss_events": events_to_list(events),
         "pending_at_exit": [t.to_dict() for t in live],
         "done_retained_at_exit": [dict(r["info"].to_dict(), held_by=r["held_by"]) for r in held],
+        "unclosed_asyncgens": events_to_list(gens),
     }
     trimmed: dict[str, Any] = _trim_stacks(report)
     return trimmed
+
+
+_EVENT_KINDS = {"pending-at-shutdown": "pending", "destroyed-pending": "gc-pending"}
+
+
+def _kinds(events: list[Any], pending: int, held: list[Any]) -> set[str]:
+    """The leak kinds present, for the advice closing the report."""
+    kinds = {_EVENT_KINDS.get(e.kind, e.kind) for e in events}
+    return kinds | ({"pending"} if pending else set()) | ({"done-retained"} if held else set())
 
 
 def _blocking_report(episodes: list[Any], threshold: float, out: TextIO) -> None:

@@ -13,6 +13,12 @@ was current when it was created. At scope exit:
    (``collect=True``) so "destroyed while pending" and "exception never
    retrieved" surface now rather than in some later test;
 3. every leak found is reported according to ``on_leak``.
+
+A pending task whose only consumer is an ``asyncio.gather()`` that already
+finished is "abandoned" from the moment the scope ends, even if the grace
+lets it finish. An async generator never closed (asyncio's aclose() task for
+it destroyed pending) is reported apart, and fails the scope only with
+``asyncgens="fail"``.
 """
 
 from __future__ import annotations
@@ -34,13 +40,15 @@ from typing import Any
 import taskleak._core as _core
 
 from .. import tracking
+from ..diagnosis.abandoned import gather_site, is_abandoned
 from ..frame import creation_site
 from ..heap.holders import holders_of_finished
 from ..model import Snapshot
 from ..model.task_info import DetachedTaskInfo, TaskInfo
+from ..report.asyncgens import is_asyncgen_event
 from ..tracking import scopes
 from ..tracking.loss_events import exception_text, is_asyncgen_finalizer, patch_runner_shutdowns, scope_events
-from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
+from .leak import ABANDONED, ALL_KINDS, ASYNCGEN, ASYNCGEN_MODES, KINDS, Leak, TaskLeakError, TaskLeakWarning
 from .leak_report import format_leaks
 from .loop_blocked import BlockingScope, LoopBlockedError, format_blocked, validate_blocking
 
@@ -96,14 +104,18 @@ def _ignored(info: TaskInfo, rules: Sequence[IgnoreRule]) -> bool:
 # ---- the check ----------------------------------------------------------------
 
 
-def _validate(grace: float, kinds: Iterable[str], on_leak: str, ignore: Sequence[IgnoreRule]) -> None:
+def _validate(
+    grace: float, kinds: Iterable[str], on_leak: str, ignore: Sequence[IgnoreRule], asyncgens: str = "report"
+) -> None:
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
         raise ValueError(f"grace must be a number of seconds >= 0, got {grace!r}")
-    bad = [k for k in kinds if k not in KINDS]
+    bad = [k for k in kinds if k not in ALL_KINDS]
     if bad:
-        raise ValueError(f"unknown leak kind(s) {bad!r}; choose from {', '.join(KINDS)}")
+        raise ValueError(f"unknown leak kind(s) {bad!r}; choose from {', '.join(ALL_KINDS)}")
     if on_leak not in ON_LEAK:
         raise ValueError(f"on_leak must be one of {', '.join(ON_LEAK)}, got {on_leak!r}")
+    if asyncgens not in ASYNCGEN_MODES:
+        raise ValueError(f"asyncgens must be one of {', '.join(ASYNCGEN_MODES)}, got {asyncgens!r}")
     for rule in ignore:
         if not (isinstance(rule, str) or callable(rule)):
             raise TypeError(f"ignore rules are glob strings or callables, got {rule!r}")
@@ -123,10 +135,12 @@ class LeakCheck:
         collect: bool = True,
         label: str = "check()",
         blocking: float | None = None,
+        asyncgens: str = "report",
     ) -> None:
         kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
         ignore = tuple([ignore] if isinstance(ignore, str) or callable(ignore) else ignore)
-        _validate(grace, kinds, on_leak, ignore)
+        _validate(grace, kinds, on_leak, ignore, asyncgens)
+        self.asyncgens = asyncgens
         self.grace = float(grace)
         self.ignore = ignore
         self.kinds = kinds
@@ -137,6 +151,15 @@ class LeakCheck:
         self._blocking: BlockingScope | None = None
         self.blocked: list[Any] = []  # Episodes of the last use (with blocking=)
         self.leaks: list[Leak] = []
+        # Async generators never closed (asyncgens="report": not in .leaks).
+        self.unclosed_asyncgens: list[Leak] = []
+        # What happened during the grace that a report should say (the loop
+        # stopped under it, say); and whether check() itself logs the
+        # unclosed generators (the pytest plugin reports them itself).
+        self.notes: list[str] = []
+        self.report_asyncgens = True
+        # Pending tasks found abandoned when the scope ended (id -> task).
+        self._abandoned: dict[int, asyncio.Task[Any]] = {}
         self._scope: scopes.Scope | None = None
         self._token: Any = None
         # Tasks the grace never waits for (a test runner's own task, which
@@ -152,6 +175,9 @@ class LeakCheck:
         if self._scope is not None and self._scope.open:
             raise RuntimeError("this check() is already active; use a new taskleak.check() per scope")
         self.leaks = []
+        self.unclosed_asyncgens = []
+        self.notes = []
+        self._abandoned = {}
         self._to_cancel: list[asyncio.Task[Any]] = []
         tracking.install()
         patch_runner_shutdowns()  # runner modules imported since install()
@@ -201,6 +227,7 @@ class LeakCheck:
             collect=self.collect,
             label=getattr(fn, "__qualname__", self.label),
             blocking=self.blocking,
+            asyncgens=self.asyncgens,
         )
         if inspect.iscoroutinefunction(fn):
 
@@ -236,6 +263,7 @@ class LeakCheck:
     # once loop.time() has moved `grace` seconds, whichever clock gets there
     # first.
     async def _yield_grace(self) -> None:
+        self._note_abandoned()
         loop = asyncio.get_running_loop()
         wall_end = time.monotonic() + self.grace
         loop_end = loop.time() + self.grace
@@ -251,7 +279,13 @@ class LeakCheck:
     def _drive_idle_loops(self, only: Any = None) -> None:
         """Sync exit: give pending tasks their grace by running their loop, if
         that loop is open, idle, and not running in some thread (`only`: just
-        that loop)."""
+        that loop).
+
+        The loop runs until a timer of its own fires, never a task: if user
+        code stops the loop meanwhile (``loop.stop()``), the grace ends and
+        leaves nothing behind, and the report says which tasks finished in
+        it only because it ran their loop."""
+        self._note_abandoned()
         if self.grace <= 0:
             return
         wall_end = time.monotonic() + self.grace
@@ -269,13 +303,39 @@ class LeakCheck:
                 if left <= 0:
                     continue
                 progressed = True
-                try:
-                    lp.run_until_complete(asyncio.sleep(min(delay, left)))
-                except Exception:
+                before = [t for t in self._pending_scope_tasks() if t.get_loop() is lp]
+                if not _run_for(lp, min(delay, left)):
+                    self._grace_cut(lp, before)
                     return
             if not progressed:
                 return
             delay *= 2
+
+    def _grace_cut(self, loop: Any, before: list[asyncio.Task[Any]]) -> None:
+        finished = [t for t in before if t.done()]
+        why = "closed" if loop.is_closed() else "stopped (loop.stop())"
+        note = f"taskleak's grace was cut short: the event loop was {why} while the grace ran it."
+        if finished:
+            infos = _snapshot_of(finished)
+            named = "; ".join(f"{i.coro}() created at {_site_text(i)}" for i in infos)
+            note += (
+                f" Still pending when the scope ended, finished during the grace only because it ran "
+                f"their loop: {named}."
+            )
+        self.notes.append(note)
+
+    def _counts(self, kind: str) -> bool:
+        # "abandoned" refines "pending": it counts wherever pending does.
+        return kind in self.kinds or (kind == ABANDONED and "pending" in self.kinds)
+
+    def _note_abandoned(self) -> None:
+        """Remember the scope's pending tasks nobody can consume any more,
+        before the grace runs anything: their consumer (a gather) is done."""
+        if self._scope is None or not self._counts(ABANDONED):
+            return
+        for t in self._pending_scope_tasks():
+            if id(t) not in self._abandoned and is_abandoned(t):
+                self._abandoned[id(t)] = t
 
     # -- finding leaks -------------------------------------------------------------
     def _finish(
@@ -298,6 +358,7 @@ class LeakCheck:
         self._blocking = None
         self.blocked = blocked
         try:
+            self._note_abandoned()
             # Pending tasks are taken (and held) before anything else: a
             # pending task nobody references would otherwise be "destroyed
             # while pending" by a collection rather than reported as pending.
@@ -306,9 +367,10 @@ class LeakCheck:
         finally:
             scopes.close_scope(scope)
         if not self.leaks:
+            self._report_asyncgens()
             self._report_blocked(body_failed)
             return
-        report = format_leaks(self.leaks, self.label)
+        report = format_leaks(self.leaks + self.unclosed_asyncgens, self.label, notes=self.notes)
         if self.on_leak == "warn":
             warnings.warn(report, TaskLeakWarning, stacklevel=3)
         elif self.on_leak == "log":
@@ -317,7 +379,7 @@ class LeakCheck:
             self._to_cancel = [
                 lk.task.task
                 for lk in self.leaks
-                if lk.kind == "pending" and lk.task.task is not None and not lk.task.task.done()
+                if lk.kind in ("pending", "abandoned") and lk.task.task is not None and not lk.task.task.done()
             ]
             for t in self._to_cancel:
                 t.cancel()
@@ -328,6 +390,17 @@ class LeakCheck:
                 self._raise_after_cancel(body_failed)
         elif not body_failed:  # never mask the body's own exception
             raise TaskLeakError(report, self.leaks)
+
+    def _report_asyncgens(self) -> None:
+        # Not task leaks: a warning (on_leak="warn") or a log line, never
+        # an error, unless asyncgens="fail" (then they are in .leaks).
+        if not (self.unclosed_asyncgens and self.report_asyncgens):
+            return
+        report = format_leaks(self.unclosed_asyncgens, self.label, notes=self.notes)
+        if self.on_leak == "warn":
+            warnings.warn(report, TaskLeakWarning, stacklevel=4)
+        else:
+            _log.warning("%s", report)
 
     def _report_blocked(self, body_failed: bool) -> None:
         # Leaks are reported first (their error names them); blocks alone get
@@ -352,10 +425,14 @@ class LeakCheck:
     def _raise_after_cancel(self, body_failed: bool = False) -> None:
         if self.leaks and not body_failed:
             raise TaskLeakError(
-                format_leaks(self.leaks, self.label) + "\n(the pending tasks were cancelled)", self.leaks
+                format_leaks(self.leaks + self.unclosed_asyncgens, self.label, notes=self.notes)
+                + "\n(the pending tasks were cancelled)",
+                self.leaks,
             )
 
-    def _done_suspects(self, sid: int, stops: Sequence[Any], scoped: Sequence[Any] = ()) -> list[asyncio.Task[Any]]:
+    def _done_suspects(
+        self, sid: int, stops: Sequence[Any], scoped: Sequence[Any] = (), skip: Iterable[int] = ()
+    ) -> list[asyncio.Task[Any]]:
         """The finished tasks of the scope that something outside their own
         reference cycles still holds. Cyclic garbage is told apart locally
         (held_from_outside looks only at what the tasks reach), so a clean
@@ -363,7 +440,8 @@ class LeakCheck:
         to surface a garbage task's unread exception now, does the collector
         run."""
         me = _current_task_or_none()
-        done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me]
+        skip = set(skip)  # abandoned tasks: reported as such, held by the check itself
+        done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me and id(t) not in skip]
         if not done:
             return done
         held = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, list(scoped))
@@ -380,7 +458,7 @@ class LeakCheck:
         # the holder search only for what survives it.
         del done
         self._collect_garbage()
-        done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me]
+        done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me and id(t) not in skip]
         if done:
             again = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, list(scoped))
             if again is not None:
@@ -434,7 +512,8 @@ class LeakCheck:
     ) -> list[Leak]:
         leaks: list[Leak] = []
         me = _current_task_or_none()
-        done = self._done_suspects(sid, stops, scoped)
+        abandoned, self._abandoned = self._abandoned, {}
+        done = self._done_suspects(sid, stops, scoped, skip=abandoned)
         # Pending tasks that appeared during the grace; never asyncio's own
         # async-generator finalizers, which only wait for their loop turn.
         pending = pending + [
@@ -442,7 +521,10 @@ class LeakCheck:
             for t in _core.scope_tasks(sid)
             if not t.done() and t is not me and t not in pending and not is_asyncgen_finalizer(t)
         ]
-        snap = _snapshot_of(pending + done)
+        pending = [t for t in pending if id(t) not in abandoned]
+        gave_up = list(abandoned.values())
+        del abandoned
+        snap = _snapshot_of(pending + done + gave_up)
         infos = {id(i.task): i for i in snap}
         # Ignored tasks (a test runner's own, say) never cost a holder search.
         done = [t for t in done if not _ignored(infos[id(t)], self.ignore)]
@@ -452,6 +534,24 @@ class LeakCheck:
             held = holders_of_finished(done, suspects, exclude=list(exclude) + [done, pending])
         for t in pending:
             leaks.append(Leak("pending", infos[id(t)]))
+        # An abandoned task still pending now is a pending leak as before
+        # (the note names its gather); one its loop's shutdown cancelled is
+        # the shutdown event's pending leak, with the note; only one that
+        # finished during the grace - missed before - is kind "abandoned".
+        shutdown = {e.serial for e in scope_events(sid) if e.kind == "pending-at-shutdown" and e.serial}
+        notes: dict[int, str] = {}
+        for t in gave_up:
+            info = infos[id(t)]
+            if not t.done():
+                leaks.append(Leak("pending", info, note=_abandoned_note(info)))
+            elif info.serial and info.serial in shutdown:
+                notes[info.serial] = _abandoned_note(info)
+            else:
+                note = (
+                    _abandoned_note(info) + "; it finished during taskleak's grace only because the grace ran its loop"
+                )
+                leaks.append(Leak("abandoned", info, note=note))
+        del gave_up
         for t in done:
             failed_unread = _unretrieved(t)  # not t.exception(): that marks the exception retrieved
             if id(t) in held:
@@ -461,21 +561,37 @@ class LeakCheck:
                     Leak(kind, infos[id(t)], held_by=held[id(t)], exception=exc, exception_text=_exc_text(exc))
                 )
         live_pending = {lk.task.serial for lk in leaks if lk.task.serial}
+        gens: list[Leak] = []
         for e in scope_events(sid):
             if e.serial and e.serial in live_pending:
                 continue  # seen pending at a loop shutdown, and still pending now: one leak
+            if is_asyncgen_event(e):  # an async generator never closed, not a task of the user's
+                gens.append(Leak(ASYNCGEN, DetachedTaskInfo.from_event(e)))
+                continue
             kind = {
                 "pending-at-shutdown": "pending",
                 "destroyed-pending": "gc-pending",
                 "never-retrieved": "never-retrieved",
             }[e.kind]
             leaks.append(
-                Leak(kind, DetachedTaskInfo.from_event(e), exception=e.exception_object, exception_text=e.exception)
+                Leak(
+                    kind,
+                    DetachedTaskInfo.from_event(e),
+                    exception=e.exception_object,
+                    exception_text=e.exception,
+                    note=notes.get(e.serial or 0),
+                )
             )
         assert self._scope is not None
         # Whatever was looked at here is not a "late" leak if it surfaces again.
-        self._scope.meta["reported_serials"] = {lk.task.serial for lk in leaks if lk.task.serial}
-        return [lk for lk in leaks if lk.kind in self.kinds and not _ignored(lk.task, self.ignore)]
+        self._scope.meta["reported_serials"] = {lk.task.serial for lk in leaks + gens if lk.task.serial}
+        gens = [g for g in gens if not _ignored(g.task, self.ignore)]
+        found = [lk for lk in leaks if self._counts(lk.kind) and not _ignored(lk.task, self.ignore)]
+        if self.asyncgens == "fail":
+            return found + gens
+        if self.asyncgens == "report":
+            self.unclosed_asyncgens = gens
+        return found
 
 
 # How many objects held_from_outside may examine before a collection is
@@ -519,6 +635,39 @@ def _stops(tasks: Sequence[asyncio.Task[Any]], extra: Sequence[Any]) -> list[Any
     return out
 
 
+def _site_text(info: TaskInfo) -> str:
+    site = creation_site(info.created_at or [])
+    return site[0].short() if site else "(unknown)"
+
+
+def _abandoned_note(info: TaskInfo) -> str:
+    site = gather_site(info.created_at)
+    where = f"asyncio.gather() at {site.short()}" if site is not None else "an asyncio.gather()"
+    return f"abandoned: its only consumer, {where}, had already finished (another branch raised)"
+
+
+def _run_for(loop: Any, seconds: float) -> bool:
+    """Run an idle `loop` for `seconds`, on a timer and a plain future: no
+    task is made, so nothing of taskleak's can be left pending. False when
+    the loop was stopped (or closed) before the timer fired."""
+    fut = loop.create_future()
+    timer = loop.call_later(seconds, _resolve, fut)
+    try:
+        loop.run_until_complete(fut)
+        return True
+    except Exception:  # RuntimeError: "Event loop stopped before Future completed."
+        return False
+    finally:
+        timer.cancel()
+        if not fut.done():
+            fut.cancel()
+
+
+def _resolve(fut: Any) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 def _unretrieved(task: asyncio.Task[Any]) -> bool:
     # Future._log_traceback is True until someone calls result()/exception().
     return bool(getattr(task, "_log_traceback", False))
@@ -547,6 +696,7 @@ def check(
     on_leak: str = "raise",
     collect: bool = True,
     blocking: float | None = None,
+    asyncgens: str = "report",
 ) -> LeakCheck:
     """Fail the scope if tasks created inside it leak.
 
@@ -558,7 +708,8 @@ def check(
             and creation sites (``"pkg.module:function"`` or ``"*/file.py:120"``),
             or callables taking a TaskInfo and returning True to ignore it.
         kinds: which leak kinds count: "pending", "gc-pending",
-            "done-retained", "never-retrieved".
+            "done-retained", "never-retrieved", "abandoned" (a pending task
+            whose only consumer, a gather, already finished).
         on_leak: "raise" (TaskLeakError), "warn" (TaskLeakWarning), "log"
             (logger "taskleak"), or "cancel" (cancel and await the pending
             leaked tasks, then raise).
@@ -568,8 +719,21 @@ def check(
             LoopBlockedError (an AssertionError, ``.episodes``) when an event
             loop was blocked that long inside it (docs/blocking.md). None
             (default): not checked.
+        asyncgens: async generators left unclosed in the scope (asyncio's
+            aclose() task for one destroyed pending: its ``finally`` never
+            ran): "report" (default: in ``.unclosed_asyncgens``, logged or
+            warned, never raised), "fail" (leaks of kind "asyncgen"), or
+            "ignore".
 
     If the body raises, its exception propagates and leaks are not raised
     over it (they are still in ``.leaks``).
     """
-    return LeakCheck(grace=grace, ignore=ignore, kinds=kinds, on_leak=on_leak, collect=collect, blocking=blocking)
+    return LeakCheck(
+        grace=grace,
+        ignore=ignore,
+        kinds=kinds,
+        on_leak=on_leak,
+        collect=collect,
+        blocking=blocking,
+        asyncgens=asyncgens,
+    )

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..frame import Frame, creation_site, user_frame
 from ..model.text import created_lines, plural, suspended_lines
+from ..report.advice import fix_text
+from ..report.asyncgens import generator_lines, generator_name
 
 if TYPE_CHECKING:
     from .leak import Leak
@@ -18,8 +20,10 @@ _KIND_WORDS = {
     "gc-pending": "destroyed by the garbage collector while pending",
     "done-retained": "finished but still referenced from outside the scope",
     "never-retrieved": "failed, and nobody retrieved the exception",
+    "abandoned": "abandoned: still running, but nothing can consume its result any more",
+    "asyncgen": "never closed (its finally block never ran)",
 }
-_ORDER = ("pending", "gc-pending", "never-retrieved", "done-retained")
+_ORDER = ("pending", "abandoned", "gc-pending", "never-retrieved", "done-retained", "asyncgen")
 _INDENT = "    "
 
 
@@ -34,6 +38,7 @@ def _key(lk: Leak) -> tuple[Any, ...]:
         t.waiting_on.split(" (")[0],
         (lk.exception_text or "").split(":")[0],
         tuple(lk.held_by or ()),
+        lk.note,
     )
 
 
@@ -78,34 +83,58 @@ def _created(t: Any, max_frames: int) -> list[str]:
     return out
 
 
-def format_leaks(leaks: list[Leak], label: str = "check()", max_frames: int = 6, max_names: int = 5) -> str:
+def format_leaks(
+    leaks: list[Leak],
+    label: str = "check()",
+    max_frames: int = 6,
+    max_names: int = 5,
+    notes: list[str] | tuple[str, ...] = (),
+) -> str:
+    """The grouped report; `notes` (what happened during the grace, say)
+    come after the groups, then one line of advice per kind present."""
     groups: dict[tuple[Any, ...], list[Leak]] = {}
     for lk in leaks:
         groups.setdefault(_key(lk), []).append(lk)
     ordered = sorted(groups.values(), key=lambda g: (_ORDER.index(g[0].kind), -len(g)))
-    out = [f"taskleak: {plural(len(leaks), 'leaked task')} in {label}"]
+    tasks = sum(1 for lk in leaks if lk.kind != "asyncgen")
+    gens = len(leaks) - tasks
+    head = [plural(tasks, "leaked task")] if tasks or not gens else []
+    if gens:
+        head.append(plural(gens, "async generator") + " never closed")
+    out = [f"taskleak: {' and '.join(head)} in {label}"]
     for g in ordered:
-        lk, t = g[0], g[0].task
         out.append("")
-        out.append(f"[{lk.kind}] {plural(len(g), 'task')} {_KIND_WORDS[lk.kind]}: {t.coro}()")
-        names = [x.task.name for x in g]
-        out.append(
-            _INDENT
-            + ", ".join(names[:max_names])
-            + (f", ... ({len(names) - max_names} more)" if len(names) > max_names else "")
-        )
-        if t.waiting_on and lk.kind in ("pending", "gc-pending"):
-            orphan = "yes" if t.orphaned else "no"
-            out.append(f"  waiting on: {t.waiting_on}; orphaned: {orphan}")
-        if lk.exception_text:
-            out.append(f"  exception: {lk.exception_text}")
-        if lk.held_by:
-            out.append("  held by:")
-            out += [_INDENT + p for p in lk.held_by]
-        out += _created(t, max_frames)
-        out += suspended_lines(t.stack, max_frames)
-    hint = (
-        "\nFix: await or cancel these tasks before the scope ends (asyncio.TaskGroup helps), "
-        "or pass ignore=[...] to taskleak.check() for tasks that are meant to outlive it."
+        out += _group(g, max_frames, max_names)
+    if notes:
+        out.append("")
+        out += [f"Note: {n}" for n in notes]
+    hint = "pass ignore=[...] to taskleak.check() for tasks that are meant to outlive it"
+    return "\n".join(out) + "\n\n" + fix_text([lk.kind for lk in leaks], hint)
+
+
+def _group(g: list[Leak], max_frames: int, max_names: int) -> list[str]:
+    lk, t = g[0], g[0].task
+    if lk.kind == "asyncgen":
+        # The generator is what the user made, not the aclose() task.
+        out = [f"[asyncgen] {plural(len(g), 'async generator')} {_KIND_WORDS['asyncgen']}: {generator_name(t.stack)}"]
+        return out + generator_lines(t.stack, t.created_at)
+    out = [f"[{lk.kind}] {plural(len(g), 'task')} {_KIND_WORDS[lk.kind]}: {t.coro}()"]
+    names = [x.task.name for x in g]
+    out.append(
+        _INDENT
+        + ", ".join(names[:max_names])
+        + (f", ... ({len(names) - max_names} more)" if len(names) > max_names else "")
     )
-    return "\n".join(out) + "\n" + hint
+    if lk.note:
+        out.append(f"  {lk.note}")
+    if t.waiting_on and lk.kind in ("pending", "gc-pending", "abandoned"):
+        orphan = "yes" if t.orphaned else "no"
+        out.append(f"  waiting on: {t.waiting_on}; orphaned: {orphan}")
+    if lk.exception_text:
+        out.append(f"  exception: {lk.exception_text}")
+    if lk.held_by:
+        out.append("  held by:")
+        out += [_INDENT + p for p in lk.held_by]
+    out += _created(t, max_frames)
+    out += suspended_lines(t.stack, max_frames)
+    return out

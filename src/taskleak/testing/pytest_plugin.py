@@ -37,12 +37,14 @@ import taskleak._core as _core
 from .. import tracking
 from ..frame import Frame, creation_site, is_asyncio, is_test_framework, user_frame
 from ..model.task_info import DetachedTaskInfo, TaskInfo
+from ..report.advice import ADVICE
+from ..report.asyncgens import generator_frame, is_asyncgen_event
 from ..tracking import loss_events as loss_events_mod
 from ..tracking import scopes
 from ..tracking.loss_events import dropped_events, loss_events, scope_events
 from .baseline import Baseline, BaselineError, leak_key
 from .check import LeakCheck, _ignored
-from .leak import KINDS, Leak, TaskLeakError, TaskLeakWarning
+from .leak import ALL_KINDS, ASYNCGEN, ASYNCGEN_MODES, KINDS, Leak, TaskLeakError, TaskLeakWarning
 from .leak_report import callback_origin, format_leaks
 from .pytest_blocking import BlockingPlugin, add_blocking_options
 
@@ -93,7 +95,15 @@ def _is_runner_task(task: Any) -> bool:
 
 _ANYIO_BACKEND = os.path.join("anyio", "_backends", "_asyncio.py")
 HARNESS_IGNORE = (_is_harness_task, _is_loop_service_task)
-MARKER_OPTIONS = ("grace", "ignore", "kinds", "on_leak", "collect", "blocking")  # blocking: pytest_blocking.py
+MARKER_OPTIONS = (
+    "grace",
+    "ignore",
+    "kinds",
+    "on_leak",
+    "collect",
+    "blocking",
+    "asyncgens",
+)  # blocking: pytest_blocking.py
 MODES = {"fail": "raise", "warn": "warn"}
 EVENT_KINDS = {
     "pending-at-shutdown": "pending",
@@ -161,7 +171,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "are finalised) or call (check the test function's call only)",
         default="teardown",
     )
+    _add_asyncgen_options(parser, group)
     add_blocking_options(parser, group)
+
+
+def _add_asyncgen_options(parser: pytest.Parser, group: Any) -> None:
+    group.addoption(
+        "--taskleak-asyncgens",
+        choices=ASYNCGEN_MODES,
+        default=None,
+        help="async generators a test left unclosed (asyncio's aclose() task for one destroyed pending): "
+        "report (default: in the terminal summary), fail the test, or ignore (ini: taskleak_asyncgens)",
+    )
+    parser.addini(
+        "taskleak_asyncgens",
+        "report (default), fail or ignore: async generators a test left unclosed",
+        default="report",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -200,10 +226,10 @@ def _ini_defaults(config: pytest.Config) -> dict[str, Any]:
             f"got {config.getini('taskleak_grace')!r}"
         )
     kinds = list(config.getini("taskleak_kinds"))
-    bad = [k for k in kinds if k not in KINDS]
+    bad = [k for k in kinds if k not in ALL_KINDS]
     if bad or not kinds:
         raise pytest.UsageError(
-            f"taskleak: ini option taskleak_kinds: unknown or missing kind(s) {bad!r}; choose from {', '.join(KINDS)}"
+            f"taskleak: ini option taskleak_kinds: unknown or missing kind(s) {bad!r}; choose from {', '.join(ALL_KINDS)}"
         )
     mode = config.getoption("taskleak_mode", None)  # --taskleak-mode, checked by its choices
     if mode is None:
@@ -213,12 +239,18 @@ def _ini_defaults(config: pytest.Config) -> dict[str, Any]:
     phase = str(config.getini("taskleak_phase")).strip()
     if phase not in PHASES:
         raise pytest.UsageError(f"taskleak: ini option taskleak_phase must be teardown or call, got {phase!r}")
+    asyncgens = config.getoption("taskleak_asyncgens", None) or str(config.getini("taskleak_asyncgens")).strip()
+    if asyncgens not in ASYNCGEN_MODES:
+        raise pytest.UsageError(
+            f"taskleak: ini option taskleak_asyncgens must be {', '.join(ASYNCGEN_MODES)}, got {asyncgens!r}"
+        )
     return {
         "grace": grace,
         "ignore": list(config.getini("taskleak_ignore")),
         "kinds": kinds,
         "on_leak": MODES[mode],
         "collect": True,
+        "asyncgens": asyncgens,
     }
 
 
@@ -250,6 +282,7 @@ class _Finished:
     kinds: tuple[str, ...]
     ignore: tuple[Any, ...]
     reported: set[int]
+    asyncgens: str = "report"
 
 
 @dataclass
@@ -261,10 +294,12 @@ class _Summary:
     texts: list[str] = field(default_factory=list)  # warn mode: the full reports
     ran: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    asyncgens: list[LeakRow] = field(default_factory=list)  # unclosed, not failing (asyncgens=report)
     unraisable: list[str] = field(default_factory=list)  # see LeakCheck._collect_garbage
 
 
 _ROWS = pytest.StashKey[list[LeakRow]]()
+_GENS = pytest.StashKey[list[LeakRow]]()
 _TEXT = pytest.StashKey[str]()
 _UNRAISABLE = pytest.StashKey[str]()
 _CALL_FAILED = pytest.StashKey[bool]()
@@ -365,6 +400,7 @@ class TaskleakPlugin:
         lc.on_leak = "cancel" if opts["on_leak"] == "cancel" else "raise"
         lc.grace_exempt = _is_runner_task
         lc.unraisable = []  # what its collection finalizes is not this test's doing
+        lc.report_asyncgens = False  # the terminal summary lists them
         return lc
 
     def test_scope(self, item: pytest.Item) -> Any:
@@ -473,7 +509,9 @@ class TaskleakPlugin:
         reported = set(cast(Iterable[int], scope.meta.get("reported_serials", ()))) | {
             e.serial for e in scope_events(scope.id) if e.serial
         }
-        self.finished[scope.id] = _Finished(item.nodeid, on_leak, lc.kinds, lc.ignore, reported)
+        self.finished[scope.id] = _Finished(item.nodeid, on_leak, lc.kinds, lc.ignore, reported, lc.asyncgens)
+        if lc.unclosed_asyncgens:
+            item.stash[_GENS] = [self._row(lk, item.nodeid, "report") for lk in lc.unclosed_asyncgens]
         leaks = lc.leaks
         rows = [self._row(lk, item.nodeid, on_leak) for lk in leaks]
         if rows:
@@ -481,7 +519,7 @@ class TaskleakPlugin:
         new = [lk for lk, row in zip(leaks, rows) if not row["tolerated"]]
         if not new:
             return
-        report = format_leaks(new, item.nodeid) + _HINT
+        report = format_leaks(new + lc.unclosed_asyncgens, item.nodeid, notes=lc.notes) + _HINT
         if len(new) < len(rows):
             report += f"\n({len(rows) - len(new)} more leak(s) tolerated by the taskleak baseline)"
         if on_leak == "cancel":
@@ -506,10 +544,14 @@ class TaskleakPlugin:
             site = [callback_origin(t.created_at)]  # a loop callback's task: not asyncio's plumbing
         inner = list(reversed(t.stack))
         susp = user_frame(inner) or (inner[0] if inner else None)
+        coro = t.coro
+        if lk.kind == ASYNCGEN:  # the user's generator, not asyncio's aclose() task for it
+            gen = generator_frame(t.stack)
+            coro, susp = ("async generator " + gen.function if gen else "async generator"), gen
         return {
             "test": nodeid,
             "kind": lk.kind,
-            "coro": t.coro,
+            "coro": coro,
             "name": t.name,
             "created": _short(site[0] if site else None, "(creation site unknown)"),
             "suspended": _short(susp, "-"),
@@ -530,6 +572,8 @@ class TaskleakPlugin:
             rep.user_properties.append(("taskleak", item.stash[_ROWS]))
             if _TEXT in item.stash:
                 rep.user_properties.append(("taskleak-text", item.stash[_TEXT]))
+        if call.when == self.phase and _GENS in item.stash:
+            rep.user_properties.append(("taskleak-asyncgens", item.stash[_GENS]))
         if call.when == self.phase and _UNRAISABLE in item.stash:
             rep.user_properties.append(("taskleak-unraisable", item.stash[_UNRAISABLE]))
         if call.when == "teardown":
@@ -558,9 +602,17 @@ class TaskleakPlugin:
             fin.reported.add(e.serial)
             kind = EVENT_KINDS.get(e.kind)
             info = DetachedTaskInfo.from_event(e)
-            if kind not in fin.kinds or _ignored(info, fin.ignore):
+            mode = fin.on_leak
+            if is_asyncgen_event(e):  # an async generator never closed: not a task leak
+                if fin.asyncgens == "ignore":
+                    continue
+                kind = ASYNCGEN
+                mode = fin.on_leak if fin.asyncgens == "fail" else "report"
+            elif kind not in fin.kinds:
                 continue
-            row = self._row(Leak(kind, info, exception_text=e.exception), fin.nodeid, fin.on_leak)
+            if _ignored(info, fin.ignore):
+                continue
+            row = self._row(Leak(kind, info, exception_text=e.exception), fin.nodeid, mode)
             row["event"] = e.kind
             out.append(row)
         return out
@@ -573,7 +625,11 @@ class TaskleakPlugin:
             if name == "taskleak":
                 self.summary.rows.extend(cast(list[LeakRow], value))
             elif name == "taskleak-late":
-                self.summary.late.extend(cast(list[LeakRow], value))
+                late = cast(list[LeakRow], value)
+                self.summary.late.extend(r for r in late if r["mode"] != "report")
+                self.summary.asyncgens.extend(r for r in late if r["mode"] == "report")
+            elif name == "taskleak-asyncgens":
+                self.summary.asyncgens.extend(cast(list[LeakRow], value))
             elif name == "taskleak-text":
                 self.summary.texts.append(str(value))
             elif name == "taskleak-unraisable":
@@ -582,7 +638,9 @@ class TaskleakPlugin:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         # xdist: late leaks a worker found after its last test
-        self.summary.late.extend(getattr(node, "workeroutput", {}).get("taskleak_late", []))
+        late = getattr(node, "workeroutput", {}).get("taskleak_late", [])
+        self.summary.late.extend(r for r in late if r["mode"] != "report")
+        self.summary.asyncgens.extend(r for r in late if r["mode"] == "report")
 
     # After the session's own teardown (trylast: its fixtures are gone, so the
     # collection below is cheaper), still before the terminal summary.
@@ -594,7 +652,8 @@ class TaskleakPlugin:
             if self.is_worker:
                 self.config.workeroutput["taskleak_late"] = late  # type: ignore[attr-defined]
             else:
-                self.summary.late.extend(late)
+                self.summary.late.extend(r for r in late if r["mode"] != "report")
+                self.summary.asyncgens.extend(r for r in late if r["mode"] == "report")
         if self.is_worker:
             return
         if self.update and self.baseline is not None:
@@ -622,7 +681,7 @@ class TaskleakPlugin:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         s = self.summary
-        if self.is_worker or not (s.rows or s.late or s.notes or s.texts or s.unraisable):
+        if self.is_worker or not (s.rows or s.late or s.notes or s.texts or s.unraisable or s.asyncgens):
             return
         tr = terminalreporter
         if s.rows:
@@ -637,6 +696,16 @@ class TaskleakPlugin:
                 "retrieved, or cancelled when the loop closed); charged to the test that created them."
             )
             for line in _table(s.late):
+                tr.write_line(line)
+        if s.asyncgens:
+            tests = {r["test"] for r in s.asyncgens}
+            tr.write_sep("=", f"taskleak: {len(s.asyncgens)} async generator(s) never closed in {len(tests)} test(s)")
+            tr.write_line(
+                "Not task leaks: their finally blocks never ran (asyncio's aclose() task for each was destroyed "
+                "pending with its loop). They do not fail tests; --taskleak-asyncgens=fail makes them."
+            )
+            tr.write_line(f"Fix: {ADVICE['asyncgen']}")
+            for line in _table(s.asyncgens):
                 tr.write_line(line)
         if s.texts:
             tr.write_sep("-", "taskleak: reports of leaks that did not fail their test (warn mode, or the test failed)")
@@ -737,7 +806,7 @@ def _short(frame: Frame | None, default: str) -> str:
     return default if frame is None else frame.short()
 
 
-_STATUS = {"raise": "failed", "cancel": "failed", "warn": "warned", "log": "logged"}
+_STATUS = {"raise": "failed", "cancel": "failed", "warn": "warned", "log": "logged", "report": "reported"}
 
 
 def _table(rows: Sequence[LeakRow], max_tests: int = 3) -> list[str]:
