@@ -35,6 +35,7 @@ import taskleak._core as _core
 
 from .. import tracking
 from ..frame import creation_site
+from ..heap.closed_loops import closed_loop_state
 from ..heap.holders import holders_of_finished
 from ..model import Snapshot
 from ..model.task_info import DetachedTaskInfo, TaskInfo
@@ -362,7 +363,7 @@ class LeakCheck:
         done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me]
         if not done:
             return done
-        held = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, list(scoped))
+        held = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, _transparent(done, scoped))
         if held is not None:
             garbage_unread = any(_unretrieved(t) and not h for t, h in zip(done, held))
             done = self._not_ignored([t for t, h in zip(done, held) if h])
@@ -378,7 +379,7 @@ class LeakCheck:
         self._collect_garbage()
         done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me]
         if done:
-            again = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, list(scoped))
+            again = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, _transparent(done, scoped))
             if again is not None:
                 done = [t for t, h in zip(done, again) if h]
         return done
@@ -513,6 +514,14 @@ def _stops(tasks: Sequence[asyncio.Task[Any]], extra: Sequence[Any]) -> list[Any
     out.extend(_running_frames())
     out.extend(extra)
     return out
+
+
+def _transparent(tasks: Sequence[asyncio.Task[Any]], scoped: Sequence[Any]) -> list[Any]:
+    """What dies with the scope: its own objects, and what weak-keyed dicts
+    keep only for the tasks' loops already closed (anyio's per-loop state of
+    a portal's loop): a task held only through those is not held, and costs
+    no collection nor holder search (the search would drop those paths)."""
+    return list(scoped) + closed_loop_state({id(t.get_loop()): t.get_loop() for t in tasks}.values())
 
 
 def _unretrieved(task: asyncio.Task[Any]) -> bool:
