@@ -108,6 +108,49 @@ SUITES = [
         ],
         options=["-m", "not network"],
     ),
+    # a web framework whose tests run the app through anyio's blocking
+    # portal: a TestClient per test, a fresh event loop in a thread each time
+    Suite(
+        "starlette",
+        "0.46.2",
+        [
+            "pytest==8.3.5",
+            "anyio==4.9.0",
+            "trio==0.29.0",
+            "httpx==0.28.1",
+            "itsdangerous==2.2.0",
+            "jinja2==3.1.6",
+            "python-multipart==0.0.20",
+            "pyyaml==6.0.2",
+        ],
+    ),
+    # unittest.TestCase with hand-made loops: new_event_loop() /
+    # run_until_complete() / close() per test (helpers.async_test)
+    Suite(
+        "aioitertools",
+        "0.12.0",
+        ["pytest==8.3.5"],
+        tests="aioitertools/tests",
+        options=["-o", "python_files=asyncio.py builtins.py helpers.py itertools.py more_itertools.py"],
+    ),
+    # a networking library with a session-scoped loop (asyncio_mode=auto,
+    # fixture loop scope "session"), real servers in threads
+    Suite(
+        "python-socketio",
+        "5.13.0",
+        COMMON
+        + [
+            "python-engineio==4.12.0",
+            "aiohttp==3.11.18",
+            "msgpack==1.1.0",
+            "requests==2.32.3",
+            "simple-websocket==1.1.0",
+            "uvicorn==0.34.2",
+            "websocket-client==1.8.0",
+            "pytest-timeout==2.3.1",
+        ],
+        options=["-p", "no:logging", "--timeout=60"],
+    ),
 ]
 
 

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any, Protocol
 
 from ..frame import Frame, creation_site, user_frame
+from ..tracking.setup_sites import with_setup_site
 from ..wait_target import ORPHANED, WaitTarget, classify_wait, describe_wait, orphan_reason
 
 __all__ = ["TaskInfo", "STATES"]
@@ -96,7 +97,12 @@ class TaskInfo:
         """Creation stack, innermost frame first; None if the creation site is unknown
         (task created before install(), or its stack was dropped at the table's cap)."""
         cid = self._row[6]
-        return None if cid < 0 else self._snap._creation_frames(cid)
+        if cid < 0:
+            return None
+        frames = self._snap._creation_frames(cid)
+        # A pending task a loop callback created (a server's connection
+        # handler): the line that set the server up, where it is known.
+        return with_setup_site(frames, self._row[0]) if self._row[1] == 0 else frames
 
     @property
     def site(self) -> Frame | None:

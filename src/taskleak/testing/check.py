@@ -42,6 +42,7 @@ import taskleak._core as _core
 from .. import tracking
 from ..diagnosis.abandoned import gather_site, is_abandoned
 from ..frame import creation_site
+from ..heap.closed_loops import closed_loop_state
 from ..heap.holders import holders_of_finished
 from ..model import Snapshot
 from ..model.task_info import DetachedTaskInfo, TaskInfo
@@ -444,7 +445,7 @@ class LeakCheck:
         done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me and id(t) not in skip]
         if not done:
             return done
-        held = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, list(scoped))
+        held = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, _transparent(done, scoped))
         if held is not None:
             garbage_unread = any(_unretrieved(t) and not h for t, h in zip(done, held))
             done = self._not_ignored([t for t, h in zip(done, held) if h])
@@ -456,24 +457,35 @@ class LeakCheck:
         # not the task's own, a closed client's cycle, say), or a garbage
         # task's unread exception should surface now: one collection, then
         # the holder search only for what survives it.
+        # The young generations first: garbage the test itself made (a
+        # traceback cycle keeping a thread's frames, and the task a local of
+        # one of them) is usually still young, and collecting it costs what
+        # the test allocated, not the whole heap; the full collection only
+        # if something is still held, or garbage with an unread exception
+        # is left, after it.
         del done
-        self._collect_garbage()
-        done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me and id(t) not in skip]
-        if done:
-            again = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, list(scoped))
-            if again is not None:
-                done = [t for t, h in zip(done, again) if h]
+        for generation in (1, 2):
+            self._collect_garbage(generation)
+            done = [t for t in _core.scope_tasks(sid) if t.done() and t is not me and id(t) not in skip]
+            if not done:
+                return done
+            again = _core.held_from_outside(done, _stops(done, stops), _LOCAL_LIMIT, _transparent(done, scoped))
+            if again is None:
+                continue
+            if generation == 1 and not any(h or _unretrieved(t) for t, h in zip(done, again)):
+                return []
+            done = [t for t, h in zip(done, again) if h]
         return done
 
-    def _collect_garbage(self) -> None:
-        """One gc.collect(). It finalizes whatever garbage is waiting, not only
+    def _collect_garbage(self, generation: int = 2) -> None:
+        """One gc.collect(generation). It finalizes whatever garbage is waiting, not only
         the scope's: a socket an earlier test never closed warns from its
         finalizer, and under ``-W error`` that is an "unraisable" exception
         pytest charges to the test running now (found on anyio's suite). With
         `unraisable` set, those are kept for a report instead of reaching
         sys.unraisablehook; a plain check() changes nothing."""
         if self.unraisable is None:
-            gc.collect()
+            gc.collect(generation)
             return
         kept = self.unraisable
         previous = sys.unraisablehook
@@ -490,7 +502,7 @@ class LeakCheck:
 
         sys.unraisablehook = keep
         try:
-            gc.collect()
+            gc.collect(generation)
         finally:
             sys.unraisablehook = previous
 
@@ -666,6 +678,14 @@ def _run_for(loop: Any, seconds: float) -> bool:
 def _resolve(fut: Any) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _transparent(tasks: Sequence[asyncio.Task[Any]], scoped: Sequence[Any]) -> list[Any]:
+    """What dies with the scope: its own objects, and what weak-keyed dicts
+    keep only for the tasks' loops already closed (anyio's per-loop state of
+    a portal's loop): a task held only through those is not held, and costs
+    no collection nor holder search (the search would drop those paths)."""
+    return list(scoped) + closed_loop_state({id(t.get_loop()): t.get_loop() for t in tasks}.values())
 
 
 def _unretrieved(task: asyncio.Task[Any]) -> bool:

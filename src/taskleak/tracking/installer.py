@@ -25,7 +25,7 @@ from typing import Any, TypedDict
 
 import taskleak._core as _core
 
-from . import loss_events, task_factory
+from . import loss_events, setup_sites, task_factory
 
 __all__ = ["install", "uninstall", "is_installed", "status", "live_tasks", "adopted_loops"]
 
@@ -207,6 +207,7 @@ def install(stack_depth: int = 32) -> None:
             _core.hook_task_finalizer(asyncio.Task)
         task_factory.patch_loop_class(always=_mechanism == "factory", on_new_loop=_adopt_loop)
         _patch_runner()
+        setup_sites.patch_servers()
         uvloop = sys.modules.get("uvloop")
         if uvloop is not None and isinstance(getattr(uvloop, "Loop", None), type):
             task_factory.patch_foreign_loop_class(uvloop.Loop)
@@ -250,6 +251,7 @@ def uninstall() -> None:
         _adopted_loops.clear()
         task_factory.unpatch_loop_class()
         _unpatch_runner()
+        setup_sites.unpatch_servers()
         loss_events.uninstall_shutdown_hook()
         _core.set_loop_callback(None)
         if _core.gc_phase in gc.callbacks:
