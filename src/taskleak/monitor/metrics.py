@@ -136,8 +136,8 @@ def families(
         ]
         per_stale: dict[tuple[str, str], float] = {}
         for g in s.groups:
-            key = (g.metric_label, _flag(g.allowlisted))
-            per_stale[key] = per_stale.get(key, 0.0) + float(g.stale)
+            skey = (g.metric_label, _flag(g.allowlisted))
+            per_stale[skey] = per_stale.get(skey, 0.0) + float(g.stale)
         stale.samples = [({"group": lab, "allowlisted": al}, v) for (lab, al), v in per_stale.items()]
         lag.samples = [({"loop": name}, v) for name, v in sorted(s.loop_lags.items())]
     suspected.samples = [
