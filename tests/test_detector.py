@@ -209,3 +209,15 @@ def test_daily_cycle_with_connections_and_bursts_raises_no_alert_and_a_held_leak
     assert clean["counts"]["pending (count rule)"] > 0, clean
     leak = sim["run"](rnd, 200, rnd.uniform(0, 86400), "held")
     assert leak["first"].get("stale", 999) <= 120, leak
+
+
+def test_rise_detector_leading_zeros_fast_path_is_exact():
+    """Zeros before the first stale task are only counted; the verdicts are
+    those of a detector fed every zero."""
+    series = [0] * 137 + [i // 2 for i in range(400)]
+    fast = RiseDetector(StaleConfig())
+    slow = RiseDetector(StaleConfig())
+    slow.zeros = -1  # no fast path
+    got = [(i, fast.update(x)) for i, x in enumerate(series)]
+    want = [(i, slow.update(x)) for i, x in enumerate(series)]
+    assert got == want and any(v is not None for _, v in got)

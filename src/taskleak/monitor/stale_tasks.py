@@ -156,14 +156,29 @@ class RiseDetector:
     in all; closes it when, at every block length, the last ``rises`` blocks
     rose no more (the series is level or falling)."""
 
-    __slots__ = ("cfg", "scales", "in_episode")
+    __slots__ = ("cfg", "scales", "in_episode", "zeros")
 
     def __init__(self, cfg: StaleConfig) -> None:
         self.cfg = cfg
         self.scales = [_Scale(b, cfg.rises + 1) for b in cfg.blocks]
         self.in_episode = False
+        # Leading zeros not yet fed to the scales, or -1 once a value was not
+        # 0. Most groups never have a stale task: counting their zeros is
+        # all a sample costs them (the monitor's GIL budget is per sample).
+        self.zeros = 0
 
     def update(self, value: int) -> RiseVerdict | None:
+        if self.zeros >= 0:
+            if value == 0:
+                self.zeros += 1
+                return None
+            # The first stale task: the zeros so far, as the scales would
+            # have seen them one by one.
+            for s in self.scales:
+                full, rest = divmod(self.zeros, s.block)
+                s.marks.extend([0] * min(full, s.marks.maxlen or 0))
+                s.n, s.low = rest, (0 if rest else None)
+            self.zeros = -1
         verdict: RiseVerdict | None = None
         closed: list[bool | None] = []  # per block length: None if no block ended now, else "not rising"
         for s in self.scales:
