@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <ctime>
 #include <mutex>
+#include <new>
+#include <pthread.h>
 
 namespace taskleak::live {
 
@@ -98,6 +100,13 @@ std::string prom_label(const std::string &s) {
 
 void set_library_paths(const std::vector<std::string> &prefixes, const std::vector<std::string> &markers,
                        const std::string &cwd) {
+    // A listener thread may hold the lock when the process forks: the child
+    // gets a fresh one (its listener is gone; blocked_now.cpp is shared).
+    static bool once = [] {
+        pthread_atfork(nullptr, nullptr, [] { new (&g_paths_mu) std::mutex(); });
+        return true;
+    }();
+    (void)once;
     std::lock_guard<std::mutex> g(g_paths_mu);
     g_prefixes = prefixes;
     g_markers = markers;

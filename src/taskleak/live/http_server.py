@@ -69,6 +69,7 @@ MIN_TOKEN_LENGTH = 16
 # How long a request that needs Python waits for a Python thread to claim it
 # (the GIL may be held by a stuck C call) before the native thread answers 503.
 HANDOFF_SECONDS = 1.0
+RENDER_GAP = 0.05  # seconds between two renderings of the native answers
 
 
 def _is_loopback(host: str) -> bool:
@@ -146,6 +147,7 @@ class Server:
         # now and kept fresh by the refresher thread.
         self._want = {"metrics", "blocked"}
         self._wanted = threading.Event()
+        self._closing = threading.Event()
         self._render_info()
         self._render()
         self._refresher = threading.Thread(target=self._refresh_loop, name="taskleak-http-render", daemon=True)
@@ -190,6 +192,7 @@ class Server:
         if remove is not None:
             remove(self._exporter)
         self._native.close()  # joins the native thread; take() returns None from now on
+        self._closing.set()
         self._wanted.set()
         for t in (self._thread, self._refresher):
             if t is not threading.current_thread():
@@ -254,6 +257,9 @@ class Server:
                 self._render()
             except Exception:
                 log.exception("taskleak: rendering the native answers failed")
+            # At most RENDER_GAP apart: a loop that blocks again and again
+            # must not keep this thread rendering (and holding the GIL).
+            self._closing.wait(RENDER_GAP)
 
     def _claim_loop(self) -> None:
         try:
