@@ -253,7 +253,10 @@ class Snapshot:
     def task_by_serial(self, serial: int) -> TaskInfo | None:
         """The task of this census with taskleak's creation number `serial`."""
         if self._s.by_serial is None:
-            self._s.by_serial = {s: i for i, s in enumerate(self._s.column("serial")) if s}
+            # Built in C (dict over zip); serial 0 (untracked) is no key.
+            by_serial = dict(zip(self._s.column("serial"), range(self._s.size)))
+            by_serial.pop(0, None)
+            self._s.by_serial = by_serial
         i = self._s.by_serial.get(serial)
         return None if i is None else self._info(i)
 
