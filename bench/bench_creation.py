@@ -34,8 +34,8 @@ How to read the output: "median" is the median over rounds of the wall time
 per task (create + run to completion + await), in microseconds; min/max show
 the spread. "vs plain" is median(variant) / median(plain); "paired" is the
 median over rounds of (variant / plain in the same round), which is less
-sensitive to drift of a noisy machine. The issue target is
-taskleak / plain <= 1.10x.
+sensitive to drift of a noisy machine. The goal is taskleak / plain <= 1.10x
+on the paired median, on every CPython 3.10-3.15.
 """
 
 from __future__ import annotations
@@ -264,10 +264,15 @@ def main(argv: list[str] | None = None) -> None:
         if v != "plain":
             print(f"  {v}/plain = {statistics.median(times[v]) / plain:.2f}x")
     if "taskleak" in chosen:
+        # The goal is read on the paired median (each round's taskleak over
+        # the same round's plain): on a shared machine the load drifts
+        # between rounds far more than taskleak costs.
         ratio = statistics.median(times["taskleak"]) / plain
-        verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
+        paired = statistics.median(a / b for a, b in zip(times["taskleak"], times["plain"]))
+        verdict = "met" if paired <= TARGET_RATIO else "NOT met"
         print(
-            f"  target taskleak/plain <= {TARGET_RATIO:.2f}x: {verdict} ({ratio:.2f}x, "
+            f"  goal: creation taskleak/plain <= {TARGET_RATIO:.2f}x (median of paired rounds): {verdict} "
+            f"({paired:.2f}x paired, {ratio:.2f}x of medians, "
             f"{statistics.median(times['taskleak']) - plain:+.2f} us/task)"
         )
         if st["mechanism"] == "registry":

@@ -170,8 +170,11 @@ def _sleep_remaining(task: asyncio.Task[Any]) -> float | None:
 
 def _is_executor_future(fut: Any) -> bool:
     # wrap_future() chains the concurrent.futures.Future with callbacks named
-    # _call_check_cancel (on the asyncio side) - the only trace it leaves.
-    for cb in getattr(fut, "_callbacks", None) or ():
+    # _call_check_cancel (on the asyncio side) - the only trace it leaves. It
+    # adds it to the future it has just made, before anyone can await that:
+    # the first callback. Only the first few are looked at; a Future awaited
+    # by 25,000 tasks has 25,000 callbacks.
+    for cb in (getattr(fut, "_callbacks", None) or ())[:4]:
         fn = cb[0] if isinstance(cb, tuple) else cb
         if getattr(fn, "__name__", "") == "_call_check_cancel":
             return True

@@ -2,7 +2,7 @@
 
 namespace taskleak::cpython {
 
-PyObject *find_weakref_with_callback(PyObject *obj, PyObject *callback) {
+PyObject *find_weakref_with_callbacks(PyObject *obj, PyObject *cb1, PyObject *cb2) {
     Py_ssize_t off = Py_TYPE(obj)->tp_weaklistoffset;
     // 3.12-3.15 "managed" weakrefs (asyncio.Task from 3.13 on) use a negative
     // offset into the pre-header, applied the same way (checked in each
@@ -14,7 +14,7 @@ PyObject *find_weakref_with_callback(PyObject *obj, PyObject *callback) {
         // would allocate a list (~40 ns), twice per task creation.
         auto *wr = *(PyWeakReference **)((char *)obj + off);
         for (; wr != nullptr; wr = wr->wr_next)
-            if (wr->wr_callback == callback) return (PyObject *)wr;
+            if (wr->wr_callback != nullptr && (wr->wr_callback == cb1 || wr->wr_callback == cb2)) return (PyObject *)wr;
         return nullptr;
     }
     // Types with managed weakref storage: ask the weakref module (slow path,
@@ -41,13 +41,17 @@ PyObject *find_weakref_with_callback(PyObject *obj, PyObject *callback) {
     PyObject *found = nullptr;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(refs); ++i) {
         auto *wr = (PyWeakReference *)PyList_GET_ITEM(refs, i);
-        if (wr->wr_callback == callback) {
+        if (wr->wr_callback != nullptr && (wr->wr_callback == cb1 || wr->wr_callback == cb2)) {
             found = (PyObject *)wr;
             break;
         }
     }
     Py_DECREF(refs);  // the weakref stays alive: it is owned by the table/set
     return found;
+}
+
+PyObject *find_weakref_with_callback(PyObject *obj, PyObject *callback) {
+    return find_weakref_with_callbacks(obj, callback, callback);
 }
 
 PyObject *weakref_peek(PyObject *ref) {

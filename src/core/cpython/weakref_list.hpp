@@ -8,6 +8,10 @@ namespace taskleak::cpython {
 // `callback`, or nullptr. Never raises.
 PyObject *find_weakref_with_callback(PyObject *obj, PyObject *callback);
 
+// The same for either of two callbacks, in one walk (a new task's list is
+// usually empty: one read).
+PyObject *find_weakref_with_callbacks(PyObject *obj, PyObject *cb1, PyObject *cb2);
+
 // The referent of weakref `ref` as a borrowed pointer, nullptr once dead.
 // PyWeakref_GetObject is gone in 3.15; this is valid for identity tests and
 // for taking a new reference right away (no Python code may run in between).

@@ -18,17 +18,11 @@ struct ChainingFactory {
     vectorcallfunc vectorcall;
 };
 
-PyObject *str_loop() {
-    static PyObject *s = PyUnicode_InternFromString("loop");
-    return s;
-}
-
-// ("loop",): the keyword names of the common call Task(coro, loop=loop),
-// made once instead of per task.
-PyObject *loop_kwnames() {
-    static PyObject *t = PyTuple_Pack(1, str_loop());
-    return t;
-}
+// "loop" and ("loop",): the keyword names of the common call
+// Task(coro, loop=loop), made once when the type is made (nullptr if that
+// failed: then the general path builds them per call).
+PyObject *g_str_loop = nullptr;
+PyObject *g_loop_kwnames = nullptr;
 
 // factory(loop, coro, **kwargs) -> task
 PyObject *factory_call(PyObject *self_obj, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
@@ -44,10 +38,14 @@ PyObject *factory_call(PyObject *self_obj, PyObject *const *args, size_t nargsf,
         }
         // asyncio.Task(coro, *, loop=loop, **kwargs)
         Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-        if (nkw == 0 && loop_kwnames() != nullptr) {
+        if (nkw == 0 && g_loop_kwnames != nullptr) {
             PyObject *argv[2] = {args[1], args[0]};
-            task = PyObject_Vectorcall(self->task_type, argv, 1, loop_kwnames());
+            task = PyObject_Vectorcall(self->task_type, argv, 1, g_loop_kwnames);
             goto created;
+        }
+        if (g_str_loop == nullptr) {
+            PyErr_SetString(PyExc_RuntimeError, "taskleak: ChainingFactory is not initialised");
+            return nullptr;
         }
         PyObject *names = PyTuple_New(nkw + 1);
         if (names == nullptr) return nullptr;
@@ -63,7 +61,7 @@ PyObject *factory_call(PyObject *self_obj, PyObject *const *args, size_t nargsf,
             PyTuple_SET_ITEM(names, i, Py_NewRef(k));
             argv[1 + i] = args[2 + i];
         }
-        PyTuple_SET_ITEM(names, nkw, Py_NewRef(str_loop()));
+        PyTuple_SET_ITEM(names, nkw, Py_NewRef(g_str_loop));
         argv[1 + nkw] = args[0];
         task = PyObject_Vectorcall(self->task_type, argv, 1, names);
         if (argv != small) PyMem_Free(argv);
@@ -71,13 +69,11 @@ PyObject *factory_call(PyObject *self_obj, PyObject *const *args, size_t nargsf,
     }
 created:
     if (task != nullptr) {
-        PyObject *et, *ev, *etb;
-        PyErr_Fetch(&et, &ev, &etb);
-        // never raises; never let tracking break creation. The loop is the
-        // factory's first argument (when it was called as a factory).
+        // Never raises; never let tracking break creation. The loop is the
+        // factory's first argument (when it was called as a factory). A call
+        // that returned a task left no error set, so there is none to keep.
         track_task(task, nargs >= 1 ? args[0] : nullptr);
-        PyErr_Clear();
-        PyErr_Restore(et, ev, etb);
+        if (PyErr_Occurred()) PyErr_Clear();
     }
     return task;
 }
@@ -179,33 +175,27 @@ struct FastCreateTask {
     vectorcallfunc vectorcall;
 };
 
-PyObject *str_closed() {
-    static PyObject *s = PyUnicode_InternFromString("_closed");
-    return s;
-}
-PyObject *str_check_closed() {
-    static PyObject *s = PyUnicode_InternFromString("_check_closed");
-    return s;
-}
-PyObject *str_task_factory() {
-    static PyObject *s = PyUnicode_InternFromString("_task_factory");
-    return s;
-}
+// Interned once when the type is made (nullptr if that failed: then every
+// call takes the original method). Plain globals, not function-local
+// statics, whose guard is checked on every call.
+PyObject *g_str_closed = nullptr;
+PyObject *g_str_check_closed = nullptr;
+PyObject *g_str_task_factory = nullptr;
 
 // create_task(self, coro, **kwargs)
 PyObject *fast_create_task(PyObject *descr, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     auto *me = (FastCreateTask *)descr;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs == 2 && str_closed() && str_check_closed() && str_task_factory()) {
+    if (nargs == 2 && g_str_task_factory != nullptr) {
         PyObject *self = args[0];
         // The class attribute lookup is cached by the interpreter (type version tags).
-        PyObject *check = _PyType_Lookup(Py_TYPE(self), str_check_closed());  // borrowed
+        PyObject *check = _PyType_Lookup(Py_TYPE(self), g_str_check_closed);  // borrowed
         if (check == me->check_closed) {
-            PyObject *closed = PyObject_GetAttr(self, str_closed());
+            PyObject *closed = PyObject_GetAttr(self, g_str_closed);
             int is_closed = closed ? PyObject_IsTrue(closed) : -1;
             Py_XDECREF(closed);
             if (is_closed == 0) {
-                PyObject *factory = PyObject_GetAttr(self, str_task_factory());
+                PyObject *factory = PyObject_GetAttr(self, g_str_task_factory);
                 if (factory != nullptr && Py_TYPE(factory) == factory_type) {
                     // factory(loop, coro, **kwargs): exactly our arguments.
                     PyObject *task = factory_call(factory, args, 2, kwnames);
@@ -316,11 +306,30 @@ PyType_Spec fast_spec = {
 }  // namespace
 
 PyObject *make_chaining_factory_type() {
+    if (g_str_loop == nullptr) {
+        g_str_loop = PyUnicode_InternFromString("loop");
+        if (g_str_loop == nullptr) return nullptr;
+        g_loop_kwnames = PyTuple_Pack(1, g_str_loop);
+        if (g_loop_kwnames == nullptr) PyErr_Clear();  // the general path builds it per call
+    }
     PyObject *t = PyType_FromSpec(&factory_spec);
     factory_type = (PyTypeObject *)t;  // the module keeps it alive
     return t;
 }
 
-PyObject *make_fast_create_task_type() { return PyType_FromSpec(&fast_spec); }
+PyObject *make_fast_create_task_type() {
+    if (g_str_task_factory == nullptr) {
+        g_str_closed = PyUnicode_InternFromString("_closed");
+        g_str_check_closed = PyUnicode_InternFromString("_check_closed");
+        PyObject *tf = PyUnicode_InternFromString("_task_factory");
+        if (g_str_closed == nullptr || g_str_check_closed == nullptr || tf == nullptr) {
+            Py_XDECREF(tf);
+            PyErr_Clear();  // the fast path stays off: calls take the original method
+        } else {
+            g_str_task_factory = tf;  // set last: it is what the fast path tests
+        }
+    }
+    return PyType_FromSpec(&fast_spec);
+}
 
 }  // namespace taskleak

@@ -75,7 +75,12 @@ struct Tracker {
     uint32_t memo_stack = StackTable::NONE;
 };
 
-Tracker &tracker();
+// The one Tracker, made when the module is loaded (before any hook can run)
+// and never destroyed: weakref callbacks may still fire during interpreter
+// teardown, after static destructors would have run. An inline read, not a
+// function-local static: the hook asks for it several times per task.
+extern Tracker *const g_tracker;
+inline Tracker &tracker() { return *g_tracker; }
 
 // The creation hook proper: captures the record for `task`, whose weakref is
 // `ref`. Never raises; failures are counted in hook_errors.

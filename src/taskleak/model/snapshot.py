@@ -103,6 +103,17 @@ class Snapshot:
         """The TaskInfo of one census row."""
         return self._info(row)
 
+    def name_at(self, row: int) -> str:
+        """The name of one census row's task, without making its TaskInfo
+        (a report sorting the names of 5,000 tasks shows five of them)."""
+        info = self._s.infos.get(row)
+        if info is not None:
+            return info.name
+        try:
+            return str(self._s.census.row(row)[0].get_name())
+        except Exception:
+            return "?"
+
     def state_counts(self) -> dict[str, int]:
         """How many of this snapshot's tasks are in each state, every state
         listed (0 when none)."""
@@ -253,7 +264,10 @@ class Snapshot:
     def task_by_serial(self, serial: int) -> TaskInfo | None:
         """The task of this census with taskleak's creation number `serial`."""
         if self._s.by_serial is None:
-            self._s.by_serial = {s: i for i, s in enumerate(self._s.column("serial")) if s}
+            # Built in C (dict over zip); serial 0 (untracked) is no key.
+            by_serial = dict(zip(self._s.column("serial"), range(self._s.size)))
+            by_serial.pop(0, None)
+            self._s.by_serial = by_serial
         i = self._s.by_serial.get(serial)
         return None if i is None else self._info(i)
 
