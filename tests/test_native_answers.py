@@ -61,6 +61,7 @@ async def main():
         srv = taskleak.serve(interval=0.05)
         taskleak.serve(unix=True)
         taskleak.watch_blocking(0.1)
+        await asyncio.sleep(0.3)  # the native answers are rendered (off this thread) before any stall
         print(srv.url, flush=True)
     else:
         print("no agent", flush=True)

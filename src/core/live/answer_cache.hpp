@@ -4,6 +4,7 @@
 // replaces them (after each monitor sample, when an episode is recorded);
 // the listener thread reads them without the GIL.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,6 +15,11 @@ namespace taskleak::live {
 struct BlockedParts {
     std::string head;                   // `"watching": ..., "blocks": ..., ...` (JSON members, no braces)
     std::vector<std::string> episodes;  // each a JSON object, newest first
+    // The watchdog's state it was rendered from: newer episodes or another
+    // watching state make it stale (then Python is asked first).
+    uint64_t blocks = 0;
+    bool running = false;
+    double threshold = 0;
 };
 
 class AnswerCache {

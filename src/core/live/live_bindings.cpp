@@ -60,13 +60,18 @@ void bind_live(nb::module_ &m) {
         .def("set_info", [](NativeListener &l, nb::bytes b) { l.get().cache().set_info(to_string(b)); })
         .def(
             "set_blocked",
-            [](NativeListener &l, nb::bytes head, std::vector<nb::bytes> episodes) {
+            [](NativeListener &l, nb::bytes head, std::vector<nb::bytes> episodes, uint64_t blocks, bool running,
+               double threshold) {
                 live::BlockedParts p;
                 p.head = to_string(head);
+                p.blocks = blocks;
+                p.running = running;
+                p.threshold = threshold;
                 for (nb::bytes &e : episodes) p.episodes.push_back(to_string(e));
                 l.get().cache().set_blocked(std::move(p));
             },
-            "head"_a, "episodes"_a)
+            "head"_a, "episodes"_a, "blocks"_a, "running"_a, "threshold"_a,
+            "The recorded part of /api/blocked, and the watchdog's state (watchdog_stats()) it was rendered from.")
         .def(
             "take",
             [](NativeListener &l) -> nb::object {

@@ -4,6 +4,9 @@
 
 #include "live/blocked_now.hpp"
 #include "live/http_head.hpp"
+#include "watchdog/watchdog.hpp"
+
+#include <cmath>
 
 #include <cerrno>
 #include <cstdio>
@@ -80,6 +83,7 @@ struct Listener::Conn {
     size_t sent = 0;
     int64_t deadline = 0;
     bool forbidden = false;
+    bool blocked_fallback = false;  // offered /api/blocked: answered here if Python does not take it
     uid_t uid = 0;
     std::shared_ptr<Offer> offer;
 };
@@ -170,13 +174,13 @@ void Listener::flush(Conn &c) {
     }
 }
 
-void Listener::offer(Conn &c) {
+void Listener::offer(Conn &c, int64_t bound_ns) {
     auto o = std::make_shared<Offer>();
     o->fd = c.fd;
     o->head = c.in;
     c.offer = o;
     c.state = Conn::OFFERED;
-    c.deadline = mono_ns() + cfg_.handoff_ns;
+    c.deadline = mono_ns() + bound_ns;
     {
         std::lock_guard<std::mutex> lk(offers_mu_);
         offers_.push_back(std::move(o));
@@ -266,8 +270,22 @@ void Listener::route(Conn &c) {
     }
     if (!mine) {
         native_.fetch_sub(1, std::memory_order_relaxed);
-        offer(c);
+        offer(c, cfg_.handoff_ns);
         return;
+    }
+    if (h.path == "/api/blocked") {
+        // Rendered before an episode was recorded (or watching changed):
+        // Python answers fresh if it comes soon, else the rendered one serves.
+        std::shared_ptr<const BlockedParts> parts = cache_.blocked();
+        watchdog::Watchdog &w = watchdog::Watchdog::get();
+        bool stale = w.totals().blocks != parts->blocks || w.running() != parts->running ||
+                     (parts->running && std::llround(parts->threshold * 1e9) != w.threshold_ns());
+        if (stale) {
+            native_.fetch_sub(1, std::memory_order_relaxed);
+            c.blocked_fallback = true;
+            offer(c, cfg_.fresh_ns);
+            return;
+        }
     }
     if (h.path == "/metrics") {
         std::shared_ptr<const std::string> body = cache_.metrics();
@@ -399,7 +417,12 @@ void Listener::run() {
                                 }
                         }
                         c.offer.reset();
-                        answer_unclaimed(c);
+                        if (c.blocked_fallback) {
+                            native_.fetch_add(1, std::memory_order_relaxed);
+                            answer_blocked(c, parse_head(c.in));
+                        } else {
+                            answer_unclaimed(c);
+                        }
                     } else {
                         drop = keep_fd = true;
                     }

@@ -35,6 +35,9 @@ struct ListenerConfig {
     std::string token;                // empty: none
     int64_t timeout_ns = 5000000000;  // to receive a head, and again to send an answer
     int64_t handoff_ns = 1000000000;  // how long Python has to claim a request
+    // How long Python has to claim /api/blocked when the rendered answer is
+    // stale (an episode recorded since); then it is answered from it anyway.
+    int64_t fresh_ns = 150000000;
 };
 
 struct Offer {
@@ -73,7 +76,7 @@ private:
     void accept_all(std::vector<std::unique_ptr<Conn>> &conns);
     void on_readable(Conn &c);
     void route(Conn &c);
-    void offer(Conn &c);
+    void offer(Conn &c, int64_t bound_ns);
     void answer(Conn &c, int status, const char *content_type, const std::string &body, bool head_only,
                 const std::vector<std::pair<std::string, std::string>> &extra = {});
     void answer_blocked(Conn &c, const struct Head &h);

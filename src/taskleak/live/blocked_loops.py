@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import taskleak._core as _core
+
 from ..blocking import watchdog
 from ..blocking.episode import Episode
 from ..frame import Frame
@@ -76,14 +78,23 @@ def blocked_payload(limit: int = DEFAULT_EPISODES) -> dict[str, Any]:
     return {**head, "episodes": episodes, "blocked_now": bool(now), "in_progress": now}
 
 
-def blocked_parts() -> tuple[bytes, list[bytes]]:
-    """What the native path (src/core/live/) serves as /api/blocked while the
-    GIL does not come: the head members as JSON (no braces) and each of the
-    latest ``MAX_EPISODES`` recorded episodes as JSON, newest first. The
-    native side appends the episodes in progress."""
+def blocked_parts() -> tuple[bytes, list[bytes], int, bool, float]:
+    """What the native path (src/core/live/) serves as /api/blocked: the head
+    members as JSON (no braces), each of the latest ``MAX_EPISODES`` recorded
+    episodes as JSON, newest first, and the watchdog's blocks, running and
+    threshold they were rendered from (read first: an episode closed
+    meanwhile leaves it stale, and Python is asked then). The native side
+    appends the episodes in progress."""
+    st = _core.watchdog_stats()
     head, episodes = _recorded(MAX_EPISODES)
     members = json.dumps(head, default=str, allow_nan=False)[1:-1].encode()
-    return members, [json.dumps(e, default=str, allow_nan=False).encode() for e in episodes]
+    return (
+        members,
+        [json.dumps(e, default=str, allow_nan=False).encode() for e in episodes],
+        int(st["blocks"]),
+        bool(st["running"]),
+        float(st["threshold"]),
+    )
 
 
 def _clean(x: Any) -> Any:
