@@ -470,3 +470,28 @@ def test_async_check_catches_a_last_block_on_uvloop():
 
     eps = uvloop.run(main())
     assert [e.site.lineno for e in eps if e.site is not None] == [line_of("# LAST BLOCK sleep")]
+
+
+def test_an_inner_scope_counts_only_its_own_part_of_a_busy_iteration():
+    # The loop is already watched (an outer watch): its heartbeat predates
+    # the inner scope. Busy time before the scope, in the same iteration,
+    # is not the scope's; the block inside it is.
+    async def main():
+        await asyncio.sleep(0)
+        time.sleep(0.05)  # before the scope, same iteration
+        with pytest.raises(taskleak.LoopBlockedError) as ei:
+            async with taskleak.check(blocking=0.1):
+                time.sleep(0.3)  # INNER BLOCK
+        await asyncio.sleep(0)
+        time.sleep(0.3)  # before the scope, same iteration: not the scope's
+        async with taskleak.check(blocking=0.1) as quiet:
+            time.sleep(0.03)
+        await asyncio.sleep(0)
+        return ei.value.episodes, quiet.blocked
+
+    with taskleak.watch_blocking(0.1) as w:
+        caught, quiet = asyncio.run(main())
+        outer = w.episodes()
+    assert [e.site.lineno for e in caught if e.site is not None] == [line_of("# INNER BLOCK")]
+    assert quiet == []
+    assert len(outer) == 2 and all(e.duration >= 0.3 for e in outer)

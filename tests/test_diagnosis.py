@@ -688,3 +688,31 @@ def test_group_members_are_in_natural_order_and_age_is_one_value():
     age = next(line for line in text.splitlines() if line.strip().startswith("age:") and "beat" not in line)
     assert " to " not in age, age  # created together: one age, not "0.0s to 0.0s"
     assert "waiting on running" not in text
+
+
+def test_a_group_over_5000_shows_its_oldest_tasks_in_natural_order():
+    # Beyond 5,000 tasks a group shows its oldest (lowest creation serial)
+    # members, sorted by name; untracked tasks (created before install) fill in
+    # by row when a group has too few tracked ones.
+    async def beat():
+        await asyncio.sleep(3600)
+
+    def spawn(names):
+        return [asyncio.create_task(beat(), name=n) for n in names]
+
+    async def main():
+        taskleak.uninstall()
+        untracked = spawn([f"early-{i}" for i in range(5003)])
+        taskleak.install()
+        tracked = spawn([f"tick-{i}" for i in (30, 4, 200, 17, 5)] + [f"tick-late-{i}" for i in range(5000)])
+        await settle()
+        text = taskleak.snapshot().pending().format()
+        await cleanup(*untracked, *tracked)
+        return text
+
+    text = run(main())
+    assert "tick-4, tick-5, tick-17, tick-30, tick-200, ... (5000 more)" in text, text
+    early = next(line for line in text.splitlines() if "early-" in line)
+    shown = [n.strip() for n in early.split(", ")[:5]]
+    assert len(shown) == 5 and all(n.startswith("early-") for n in shown), early
+    assert "... (4998 more)" in early, early

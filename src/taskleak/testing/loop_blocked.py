@@ -1,8 +1,8 @@
 """check(blocking=...): fail a scope in which an event loop was blocked.
 
 A :class:`BlockingScope` keeps the watchdog running for the scope (at most
-its threshold) and, at the end, returns the episodes that began inside it and
-lasted at least the threshold; :class:`LoopBlockedError` carries them. When
+its threshold) and, at the end, returns the episodes that lasted at least the
+threshold inside it; :class:`LoopBlockedError` carries them. When
 the body ends inside a running loop, :meth:`BlockingScope.body_ended` ends
 the episode still in progress there (the body's last statement blocked and
 no await followed), so the scope counts it as the pytest option does once
@@ -62,12 +62,24 @@ class BlockingScope:
                 pass
 
     def finish(self) -> list[Episode]:
-        """End the scope (idempotent): the episodes it saw, oldest first."""
+        """End the scope (idempotent): the episodes it saw, oldest first.
+
+        An episode counts by its part inside the scope: a loop iteration
+        that was already busy when the scope was entered (another watch kept
+        the loop watched, so its heartbeat predates the scope) and then
+        blocked in the body is the body's block, and the busy time before
+        the scope is not."""
         w, self._watch = self._watch, None
         if w is None:
             return []
         try:
-            return w.episodes()
+            start = w.started_ns
+            out = []
+            for e in watchdog.block_episodes():
+                end = e.start_ns + round(e.duration * 1e9)
+                if end - max(e.start_ns, start) >= round(self.threshold * 1e9):
+                    out.append(e)
+            return out
         finally:
             w.stop()
 
