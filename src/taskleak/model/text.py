@@ -77,7 +77,7 @@ def _natural_key(name: str) -> tuple[Any, ...]:
 
 
 #: Up to this many tasks in a group, the names shown are the first in
-#: natural name order; beyond it, the oldest tasks' (names cost a TaskInfo each).
+#: natural name order; beyond it, the oldest tasks' (sorting costs a name and a key per task).
 _SORT_NAMES_UP_TO = 5000
 
 
@@ -97,11 +97,12 @@ def _group_block(snap: SnapshotRows, group: list[int], max_frames: int, max_name
         # The oldest tracked tasks (lowest serials, compared as plain ints:
         # no key call or tuple per task), then untracked ones (serial 0) in
         # row order if too few are tracked.
-        oldest = heapq.nsmallest(max_names, filter(None, map(serial.__getitem__, group)))
-        infos = [snap.task_by_serial(s) for s in oldest]
-        if len(oldest) < max_names:
+        first_serials = heapq.nsmallest(max_names, filter(None, map(serial.__getitem__, group)))
+        infos = [snap.task_by_serial(s) for s in first_serials]
+        if len(first_serials) < max_names:
             infos += [
-                snap.at(i) for i in itertools.islice((i for i in group if not serial[i]), max_names - len(oldest))
+                snap.at(i)
+                for i in itertools.islice((i for i in group if not serial[i]), max_names - len(first_serials))
             ]
         names = sorted((t.name for t in infos if t is not None), key=_natural_key)
     if len(group) > max_names:
