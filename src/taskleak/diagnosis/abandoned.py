@@ -27,6 +27,14 @@ _GATHER_CALLBACK = "gather.<locals>._done_callback"
 def _cancel_requested(task: Any) -> bool:
     if getattr(task, "_must_cancel", False):
         return True
+    # cancel() of a task that waits hands the cancellation to what it waits
+    # on (3.10 keeps no other trace of it: no cancelling()).
+    waiter = getattr(task, "_fut_waiter", None)
+    try:
+        if waiter is not None and waiter.cancelled():
+            return True
+    except Exception:
+        pass
     cancelling = getattr(task, "cancelling", None)  # 3.11+
     try:
         return bool(cancelling()) if cancelling is not None else False
