@@ -122,7 +122,11 @@ def test_dashboard_in_chromium(browser):
     svc.spawn(stuck, 12, "stuck", ev)
     # A detector that reacts within seconds, so that an alert shows on the page.
     mon = taskleak.Monitor(
-        interval=0.1, window=8, consecutive=2, detector_options={"min_rise": 5, "min_stddev": 1.0}
+        interval=0.1,
+        window=8,
+        consecutive=2,
+        detector_options={"min_rise": 5, "min_stddev": 1.0},
+        count_rules=True,  # the count rules react within seconds; the stale signal needs lifetimes
     ).start()
     srv = taskleak.serve(monitor=mon)
     try:

@@ -120,6 +120,10 @@ def setup_site_of(task: Any) -> list[Frame] | None:
             if id(obj) in seen:
                 continue
             seen.add(id(obj))
+            if depth == 1 and isinstance(obj, types.FrameType):
+                # 3.10: a coroutine refers to a frame object, which holds the locals.
+                todo.extend((o, 1) for o in gc.get_referents(obj))
+                continue
             if isinstance(obj, asyncio.AbstractServer):
                 frames = _sites.get(obj)
                 if frames is not None:
