@@ -276,6 +276,26 @@ def test_pending_at_asyncio_run_shutdown_inside_sync_check():
     assert sorted(lk.task.name for lk in ei.value.leaks) == ["bg-0", "bg-1", "bg-2"]
 
 
+def test_a_run_interrupted_by_an_exception_from_a_callback_is_not_a_leak():
+    # anyio's suite raises KeyboardInterrupt from a loop callback under a task
+    # group: asyncio.run's main task is still pending when the runner shuts
+    # down, and the runner cancels everything as the interruption's cleanup.
+    def crash():
+        raise KeyboardInterrupt
+
+    async def main():
+        for i in range(2):
+            asyncio.create_task(heartbeat(), name=f"child-{i}")
+        await asyncio.sleep(0)
+        asyncio.get_running_loop().call_soon(crash)
+        await asyncio.sleep(3600)
+
+    with taskleak.check(grace=0) as lc:
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(main())
+    assert lc.leaks == []
+
+
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is new in 3.11")
 def test_pending_at_runner_close_inside_sync_check():
     async def start():

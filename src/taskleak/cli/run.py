@@ -29,14 +29,14 @@ import taskleak._core as _core
 from .. import tracking
 from ..blocking.text import episodes_to_list, format_episodes
 from ..blocking.watchdog import watch_blocking
-from ..frame import Frame, is_asyncio
+from ..frame import Frame
 from ..heap.holders import holders_of_finished
 from ..model.json_form import SCHEMA_VERSION, events_to_list
 from ..model.snapshot import snapshot
 from ..model.text import format_loss_events, format_snapshot
 from ..report.advice import fix_text
 from ..report.asyncgens import format_unclosed_asyncgens, is_asyncgen_event
-from ..tracking.loss_events import LossEvent, clear_loss_events, loss_events
+from ..tracking.loss_events import clear_loss_events, is_runner_main_task, loss_events
 
 __all__ = ["RunOptions", "exit_by_sigterm", "run_program"]
 
@@ -152,7 +152,6 @@ def _print_program_exception(e: BaseException) -> None:
 # ---- what is reported --------------------------------------------------------
 
 _RUNPY = os.path.join("", "runpy.py")
-_RUNNER_BACKPORT = os.path.join("asyncio", "runner", "runner.py")  # backports.asyncio.runner (3.10)
 _TASKLEAK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
@@ -214,22 +213,6 @@ def _format_held(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _is_runner_main_task(event: LossEvent) -> bool:
-    """The task ``asyncio.run()`` / ``Runner.run()`` made of the program's
-    main coroutine, pending at shutdown because the run was interrupted
-    (SIGTERM, or an exception raised in a callback): where the program
-    stopped, not a task it forgot. Created by asyncio's runners module
-    itself (asyncio's frames only, down to runners.py)."""
-    if event.kind != "pending-at-shutdown":
-        return False
-    for f in event.created_at or ():
-        if not is_asyncio(f.filename):
-            return False
-        if os.path.basename(f.filename) == "runners.py" or f.filename.endswith(_RUNNER_BACKPORT):
-            return True
-    return False
-
-
 def build_report(program: str, out: TextIO, pid: int | None = None, parent: int | None = None) -> dict[str, Any]:
     """Collect garbage (so destroyed/never-retrieved tasks surface), then report
     loss events, the tasks still pending and the finished tasks still held.
@@ -241,7 +224,7 @@ def build_report(program: str, out: TextIO, pid: int | None = None, parent: int 
     every_event = loss_events()
     # asyncio's aclose() tasks destroyed pending: generators never closed, not task leaks
     gens = [e for e in every_event if is_asyncgen_event(e)]
-    events = [e for e in every_event if not _is_runner_main_task(e) and not is_asyncgen_event(e)]
+    events = [e for e in every_event if not is_runner_main_task(e) and not is_asyncgen_event(e)]
     live = snapshot().pending()
     held = _held_done_tasks({e.serial for e in every_event if e.serial})
     leaks = len(events) + len(live) + len(held)

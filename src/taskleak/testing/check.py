@@ -577,6 +577,11 @@ class LeakCheck:
         for e in scope_events(sid):
             if e.serial and e.serial in live_pending:
                 continue  # seen pending at a loop shutdown, and still pending now: one leak
+            if e.interrupted:
+                # The run was interrupted (an exception escaped its loop): the
+                # runner cancelled its tasks as the interruption's cleanup; the
+                # exception is the test's outcome, not a leak.
+                continue
             if is_asyncgen_event(e):  # an async generator never closed, not a task of the user's
                 gens.append(Leak(ASYNCGEN, DetachedTaskInfo.from_event(e)))
                 continue

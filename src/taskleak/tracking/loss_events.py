@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import asyncio.runners
 import collections
+import dataclasses
+import os
 import sys
 import threading
 import time
@@ -30,7 +32,7 @@ from typing import Any
 
 import taskleak._core as _core
 
-from ..frame import Frame, frames_from_raw
+from ..frame import Frame, frames_from_raw, is_asyncio
 from ..wait_target import describe_wait
 
 __all__ = ["LossEvent", "loss_events", "clear_loss_events", "MAX_EVENTS"]
@@ -60,6 +62,10 @@ class LossEvent:
     # The exception itself, kept only for tasks charged to a check() scope
     # (holding tracebacks process-wide would hold their frames' locals).
     exception_object: BaseException | None = field(default=None, repr=False, compare=False)
+    # pending-at-shutdown only: the run was interrupted (its main task was
+    # still pending: an exception escaped the loop, KeyboardInterrupt, SIGTERM),
+    # so the runner cancelled these tasks as the interruption's cleanup.
+    interrupted: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -281,12 +287,37 @@ def _before_shutdown(loop: asyncio.AbstractEventLoop) -> None:
             pass
 
 
+_RUNNER_BACKPORT = os.path.join("asyncio", "runner", "runner.py")  # backports.asyncio.runner (3.10)
+
+
+def is_runner_main_task(event: LossEvent) -> bool:
+    """The task ``asyncio.run()`` / ``Runner.run()`` made of the program's
+    main coroutine, pending at shutdown because the run was interrupted
+    (SIGTERM, or an exception raised in a callback): where the program
+    stopped, not a task it forgot. Created by asyncio's runners module
+    itself (asyncio's frames only, down to runners.py)."""
+    if event.kind != "pending-at-shutdown":
+        return False
+    for f in event.created_at or ():
+        if not is_asyncio(f.filename):
+            return False
+        if os.path.basename(f.filename) == "runners.py" or f.filename.endswith(_RUNNER_BACKPORT):
+            return True
+    return False
+
+
 def _record_pending_at_shutdown(loop: asyncio.AbstractEventLoop) -> None:
     _before_shutdown(loop)
     try:
-        for task in asyncio.all_tasks(loop):
-            if not task.done() and not is_asyncgen_finalizer(task):
-                _record(describe_task(task, "pending-at-shutdown"))
+        events = [
+            describe_task(task, "pending-at-shutdown")
+            for task in asyncio.all_tasks(loop)
+            if not task.done() and not is_asyncgen_finalizer(task)
+        ]
+        if any(is_runner_main_task(e) for e in events):
+            events = [dataclasses.replace(e, interrupted=True) for e in events]
+        for e in events:
+            _record(e)
     except Exception:
         pass
 
