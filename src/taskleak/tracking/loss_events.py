@@ -288,6 +288,7 @@ def _before_shutdown(loop: asyncio.AbstractEventLoop) -> None:
 
 
 _RUNNER_BACKPORT = os.path.join("asyncio", "runner", "runner.py")  # backports.asyncio.runner (3.10)
+_LOOP_RUNNING = frozenset({"_run", "_run_once", "run_forever"})  # Handle._run, BaseEventLoop's
 
 
 def is_runner_main_task(event: LossEvent) -> bool:
@@ -300,6 +301,10 @@ def is_runner_main_task(event: LossEvent) -> bool:
         return False
     for f in event.created_at or ():
         if not is_asyncio(f.filename):
+            return False
+        if f.function.rsplit(".", 1)[-1] in _LOOP_RUNNING:
+            # Created while the loop ran (a callback's task: a server's
+            # connection handler); the main task is made before it runs.
             return False
         if os.path.basename(f.filename) == "runners.py" or f.filename.endswith(_RUNNER_BACKPORT):
             return True
