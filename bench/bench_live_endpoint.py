@@ -144,16 +144,24 @@ def get(path):
             break
         data += b
     s.close()
-    assert data.startswith(b"HTTP/1.1 200"), data[:100]
-    return time.perf_counter() - t
+    # Python's URLs may get the native 503 when the GIL does not come within
+    # its bound (the convoy this section shows); the native ones never may.
+    python = path.startswith("/api/samples")
+    ok = data.startswith(b"HTTP/1.1 200") or (python and data.startswith(b"HTTP/1.1 503"))
+    assert ok, data[:100]
+    return time.perf_counter() - t, data.startswith(b"HTTP/1.1 503")
 out = {}
+busy = {}
 for path in ("/metrics", "/api/blocked", "/api/info", "/api/samples?limit=10"):
     ts = []
+    busy[path] = 0
     for _ in range(n if not path.startswith("/api/samples") else max(10, n // 5)):
-        ts.append(get(path))
+        dt, was_503 = get(path)
+        ts.append(dt)
+        busy[path] += was_503
         time.sleep(0.005)
     out[path] = ts
-print(json.dumps(out))
+print(json.dumps({"times": out, "busy": busy}))
 """
 
 
@@ -187,12 +195,14 @@ def churning(n: int) -> None:
         return doc
 
     doc = asyncio.run(main())
-    print(f"\nanswers while the loop churns tasks at 100% CPU ({doc.pop('churned'):,} tasks churned meanwhile)")
-    for path, ts in doc.items():
+    print(f"\nanswers while the loop churns tasks at 100% CPU ({doc['churned']:,} tasks churned meanwhile)")
+    for path, ts in doc["times"].items():
         kind = "python" if path.startswith("/api/samples") else "native"
+        busy = doc["busy"][path]
         print(
             f"  {path:<22} {kind:<6}  p50 {_pct(ts, 0.5) * 1000:8.2f} ms  p99 {_pct(ts, 0.99) * 1000:8.2f} ms  "
-            f"max {max(ts) * 1000:8.2f} ms  ({len(ts)} requests)"
+            f"max {max(ts) * 1000:8.2f} ms  ({len(ts)} requests"
+            + (f", {busy} answered 503: Python did not get the GIL within 1 s)" if busy else ")")
         )
 
 
