@@ -283,6 +283,12 @@ def sleep_block():
     time.sleep(BLOCK)  # LAST BLOCK sleep
 
 
+def _lines(line):
+    """The lines a sample of `line`'s block may name: a busy loop's samples
+    land on its `while` or on its body (more often the body under ASan)."""
+    return {line, line + 1} if line == line_of("# LAST BLOCK busy") else {line}
+
+
 def busy_block():
     end = time.monotonic() + BLOCK
     n = 0
@@ -361,7 +367,7 @@ def test_async_check_catches_a_block_in_the_last_iteration(block_kind):
     eps = asyncio.run(main())
     assert len(eps) == 1
     ep = eps[0]
-    assert ep.site is not None and (os.path.abspath(ep.site.filename), ep.site.lineno) == (HERE, line)
+    assert ep.site is not None and os.path.abspath(ep.site.filename) == HERE and ep.site.lineno in _lines(line)
     assert ep.ended == "scope exit"
     assert 0.3 <= ep.duration < 2.0
     assert not watchdog.is_watching()
@@ -378,7 +384,7 @@ def test_sync_check_inside_a_running_loop_catches_a_last_block(block_kind):
         return ei.value.episodes
 
     eps = asyncio.run(main())
-    assert [e.site.lineno for e in eps if e.site is not None] == [line]
+    assert [e.site.lineno in _lines(line) for e in eps if e.site is not None] == [True]
 
 
 @pytest.mark.parametrize("block_kind", ["busy", "socket"], indirect=True)
@@ -392,7 +398,7 @@ def test_decorated_coroutine_ending_in_a_block_fails(block_kind):
 
     with pytest.raises(taskleak.LoopBlockedError) as ei:
         asyncio.run(handler())
-    assert [e.site.lineno for e in ei.value.episodes if e.site is not None] == [line]
+    assert [e.site.lineno in _lines(line) for e in ei.value.episodes if e.site is not None] == [True]
 
 
 def test_an_idle_scope_still_passes_and_its_exit_is_not_counted():

@@ -2,6 +2,7 @@
 number (read as seconds, with a one-time warning: `1` is on, every 10 s,
 while `1.0` would be one second)."""
 
+import os
 import subprocess
 import sys
 
@@ -71,6 +72,10 @@ def test_parse_seconds():
 
 def run_with(value, tmp_path):
     env = {"TASKLEAK_MONITOR": value, "TASKLEAK_AGENT": "0", "PATH": "/usr/bin:/bin"}
+    # Under make test-asan the sanitizer runtime must stay preloaded in the child.
+    env.update(
+        {k: v for k, v in os.environ.items() if k in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "PYTHONMALLOC")}
+    )
     code = "import taskleak.live.autostart as a; print(a.monitor.interval if a.monitor else None)"
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60

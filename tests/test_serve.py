@@ -96,12 +96,20 @@ def test_api_samples_alerts_info_metrics(server):
     assert alerts == {"alerts": [], "suspected": []}
     info = get_json(server.url, "/api/info")
     assert info["pid"] > 0 and info["taskleak"] == taskleak.__version__ and info["agent"] is False
-    status, headers, body = get(server.url, "/metrics")
-    assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
-    text = body.decode()
-    line = next(
-        ln for ln in text.splitlines() if ln.startswith('taskleak_asyncio_tasks{state="pending",allowlisted="false"}')
-    )
+    # /metrics is answered natively from the body rendered after the latest
+    # sample: on a slow build (ASan) the first render may still be on its way.
+    prefix = 'taskleak_asyncio_tasks{state="pending",allowlisted="false"}'
+    deadline = time.monotonic() + 10
+    while True:
+        status, headers, body = get(server.url, "/metrics")
+        assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
+        text = body.decode()
+        found = [ln for ln in text.splitlines() if ln.startswith(prefix)]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert found, text
+    line = found[0]
     assert float(line.split()[-1]) >= 8
     assert "# TYPE taskleak_asyncio_tasks_created_total counter" in text
 
