@@ -132,3 +132,22 @@ def get_json(url: str, path: str, **kw: Any) -> Any:
     assert status == 200, (status, body[:300])
     assert headers["content-type"] == "application/json"
     return json.loads(body)
+
+
+def python_answer(path: str, head_only: bool = False) -> bytes:
+    """The bytes the Python side of the endpoint sends for a GET (or HEAD)
+    of `path` that needs no monitor (the dashboard's files): Endpoints.handle's
+    answer, written by Server._send to a socket pair."""
+    from taskleak.live.endpoints import Endpoints
+    from taskleak.live.http_request import Request
+    from taskleak.live.http_server import Server
+
+    resp = Endpoints(None).handle(Request("GET", path))
+    a, b = socket.socketpair()
+    with a, b:
+        Server._send(a, resp, head_only)
+        a.shutdown(socket.SHUT_WR)
+        out = bytearray()
+        while chunk := b.recv(65536):
+            out += chunk
+    return bytes(out)

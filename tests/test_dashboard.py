@@ -558,3 +558,52 @@ def test_dashboard_banner_while_the_loop_holds_the_gil(browser, tmp_path, monkey
         )
     finally:
         child.stop()
+
+
+def test_dashboard_opened_while_the_loop_holds_the_gil(browser, tmp_path, monkeypatch):
+    """A page opened for the first time while the loop is stuck in a C call
+    that holds the GIL: the page and its assets come from the native thread,
+    so it loads, and shows the banner naming the stuck line (from the native
+    /api/blocked) while the answers that need Python fail."""
+    from test_native_answers import Child, wait_blocked
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    child = Child(tmp_path)
+    try:
+        _fresh(browser)
+        child.block("gil", 8.0)
+        wait_blocked(child.url)
+        t0 = time.monotonic()
+        browser.get(child.url + "?refresh=0.3")  # returns once the page and its script and style loaded
+        line = child.line("# STUCK HERE")
+        text = _wait(
+            lambda: (lambda t: t if t and "stuck_in_c" in t else None)(
+                browser.execute_script(
+                    "const b = document.getElementById('blocked-now'); return b.hidden ? '' : b.textContent"
+                )
+            ),
+            "the banner",
+            timeout=4.0,
+        )
+        assert re.match(rf"BLOCKED NOW \d+\.\d s at stuck_service\.py:{line} in stuck_in_c  - loop MainThread", text)
+        # The style sheet applied (served natively too): the banner is red.
+        bg = browser.execute_script("return getComputedStyle(document.getElementById('blocked-now')).backgroundColor")
+        assert bg == "rgb(179, 38, 30)", bg
+        assert browser.execute_script("return document.getElementById('proc').textContent").startswith(
+            f"pid {child.pid} "
+        )  # /api/info, native
+        _wait(
+            lambda: (
+                "the process is stuck" in browser.execute_script("return document.getElementById('status').textContent")
+            ),
+            "the status",
+            timeout=4.0,
+        )
+        assert time.monotonic() - t0 < 6.0  # all while still stuck
+        child.wait_done()
+        _wait(
+            lambda: browser.execute_script("return document.getElementById('blocked-now').hidden"), "the banner to go"
+        )
+    finally:
+        _fresh(browser)
+        child.stop()

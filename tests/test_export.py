@@ -70,9 +70,14 @@ def _samples(families):
 def test_text_exposition_parses_and_has_the_contract_names(mon):
     text = mon.metrics_text()
     fams = list(text_string_to_metric_families(text))
-    # The watchdog's counters join once any loop was watched in this process
-    # (earlier tests may have): tests/test_export_blocking.py covers them.
-    blocked = {"taskleak_event_loop_blocked_seconds", "taskleak_event_loop_blocks"}
+    # The watchdog's counters and live gauges join once any loop was watched
+    # in this process (earlier tests may have): tests/test_export_blocking.py covers them.
+    blocked = {
+        "taskleak_event_loop_blocked_seconds",
+        "taskleak_event_loop_blocks",
+        "taskleak_event_loop_blocked_now",
+        "taskleak_event_loop_current_block_seconds",
+    }
     assert {f.name for f in fams} - blocked == NAMES
     types = {f.name: f.type for f in fams}
     assert types["taskleak_asyncio_tasks_created"] == "counter"

@@ -22,7 +22,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from live_service import get, raw
+from live_service import get, python_answer, raw
+
+from taskleak.live.endpoints import static_paths
 
 STUCK = 10.0  # seconds the child holds the GIL (the issue: >= 8 s)
 
@@ -171,13 +173,27 @@ def test_native_urls_top_and_dump_answer_while_the_loop_holds_the_gil(tmp_path, 
         took, status, _, body = timed_get(child.url, "/api/info")
         assert status == 200 and took < 0.25 and json.loads(body)["pid"] == child.pid
 
+        # A dashboard opened now loads: its page and assets are answered
+        # natively, byte for byte what the Python side sends.
+        host = child.url.split("/")[2]
+        for path in static_paths():
+            t = time.monotonic()
+            got = raw(child.url, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            assert time.monotonic() - t < 0.25, path
+            assert got == python_answer(path), (path, got[:300])
+
         # Everything else needs Python: a fast 503 that says where the loop is.
         with ThreadPoolExecutor(3) as pool:
             tasks = pool.submit(timed_get, child.url, "/api/tasks")
             top_run = pool.submit(taskleak_cli, "top", str(child.pid), "-n", "1")
             dump_run = pool.submit(taskleak_cli, "dump", str(child.pid))
+            head_tasks = pool.submit(raw, child.url, f"HEAD /api/tasks HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
             took, status, headers, body = tasks.result()
             assert status == 503 and took < 2.0 and headers.get("retry-after") == "1", (status, took)
+            # The same 503 to a HEAD: its head only (Content-Length of the GET body).
+            head, _, head_body = head_tasks.result().partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in head and head_body == b"", head
+            assert int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) > 0
             msg = body.decode()
             assert "the event loop is blocked now: MainThread blocked for" in msg
             assert f"stuck_service.py:{line} in stuck_in_c" in msg

@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from live_service import Service, get, get_json, raw
+from live_service import Service, get, get_json, python_answer, raw
 
 import taskleak
 from taskleak.live.http_server import _host_is_loopback
@@ -241,6 +241,77 @@ def test_concurrent_clients(server):
         assert results == [200] * 30
     finally:
         srv.close()
+
+
+def test_dashboard_page_and_assets_are_answered_natively_with_the_python_bytes(server):
+    """Registered once at serve() start, the page and its assets come from
+    the native thread (no Python thread claims them), byte for byte what
+    the Python side would send: status line, every header, body."""
+    from taskleak.live.endpoints import static_paths
+
+    paths = static_paths()
+    assert set(paths) >= {"/", "/index.html", "/assets/dashboard.js", "/assets/dashboard.css", "/assets/favicon.svg"}
+    host = server.url.split("/")[2]
+    before = server._native.stats()
+    for path in paths + ["/?refresh=5", "/index.html?window=10&refresh=0.5"]:
+        got = raw(server.url, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert got == python_answer(path.split("?")[0]), path
+        got = raw(server.url, f"HEAD {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert got == python_answer(path.split("?")[0], head_only=True), path
+    after = server._native.stats()
+    assert after["claimed"] == before["claimed"]  # not one went to Python
+    assert after["native"] - before["native"] == 2 * (len(paths) + 2)
+    # What is not registered is still Python's (a 404), and so are the Host rules' answers' peers.
+    assert get(server.url, "/assets/nope.js")[0] == 404
+    assert server._native.stats()["claimed"] == after["claimed"] + 1
+    status, _, body = get(server.url, "/", headers={"Host": "attacker.com"})
+    assert status == 421 and b"loopback" in body
+    status, _, body = get(server.url, "/assets/dashboard.js", headers={"Host": "evil.example:80"})
+    assert status == 421
+
+
+def test_dashboard_files_follow_the_token_rules_natively():
+    token = "s3cret-token-0123456789"
+    srv = taskleak.serve(host="0.0.0.0", token=token, interval=0.05)
+    try:
+        url = srv.url.replace("0.0.0.0", "127.0.0.1")
+        before = srv._native.stats()
+        assert get(url, "/")[0] == 401
+        assert get(url, "/index.html?token=wrong-token-0123456789")[0] == 401
+        status, headers, body = get(url, f"/?token={token}")
+        assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+        assert body == python_answer("/").partition(b"\r\n\r\n")[2]
+        assert get(url, "/", headers={"Authorization": "Bearer " + token})[0] == 200
+        # The page's own script, style and icon carry no process data: no token needed.
+        for name in ("dashboard.js", "dashboard.css", "favicon.svg"):
+            assert get(url, f"/assets/{name}", headers={"Host": "10.1.2.3:8080"})[0] == 200
+        assert srv._native.stats()["claimed"] == before["claimed"]
+    finally:
+        srv.close()
+
+
+def test_head_answers_carry_no_body(server):
+    """RFC 9110: an answer to HEAD has no body, whatever its status and
+    whichever side answers; Content-Length may give the GET body's size."""
+    host = server.url.split("/")[2]
+    cases = {
+        f"HEAD /api/tasks HTTP/1.1\r\nHost: {host}\r\n\r\n": 200,  # Python
+        f"HEAD /api/info HTTP/1.1\r\nHost: {host}\r\n\r\n": 200,  # native
+        f"HEAD /nope HTTP/1.1\r\nHost: {host}\r\n\r\n": 404,
+        f"HEAD /api/samples?limit=abc HTTP/1.1\r\nHost: {host}\r\n\r\n": 400,
+        f"HEAD /api/tasks HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\r\nhello": 413,
+        "HEAD /api/tasks HTTP/1.1\r\nHost: attacker.com\r\n\r\n": 421,
+        "HEAD /metrics HTTP/1.1\r\nHost: attacker.com\r\n\r\n": 421,  # native
+        "HEAD / HTTP/2.0\r\n\r\n": 505,
+        "HEAD /" + "a" * 5000 + " HTTP/1.1\r\n\r\n": 414,
+        "HEAD / HTTP/1.1\r\nX-Filler: " + "b" * 10000 + "\r\n\r\n": 431,  # native
+    }
+    for data, want in cases.items():
+        resp = raw(server.url, data.encode())
+        head, sep, body = resp.partition(b"\r\n\r\n")
+        assert sep and head.startswith(b"HTTP/1.1 %d " % want), (data[:60], resp[:200])
+        assert body == b"", (data[:60], resp[:300])
+        assert int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) > 0, head
 
 
 def test_answers_while_the_loop_is_blocked(server, service):

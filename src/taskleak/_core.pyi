@@ -478,6 +478,8 @@ class NativeListener:
     def __init__(self, fd: int, unix: bool, loopback: bool, token: bytes, timeout: float, handoff: float) -> None: ...
     def set_metrics(self, arg: bytes, /) -> None: ...
     def set_info(self, arg: bytes, /) -> None: ...
+    def set_static(self, path: str, content_type: str, body: bytes, public: bool) -> None:
+        """Serve `body` natively for GET/HEAD `path` (any query); `public`: without the token."""
     def set_blocked(self, head: bytes, episodes: Sequence[bytes], blocks: int, running: bool, threshold: float) -> None:
         """The recorded part of /api/blocked, and the watchdog's state (watchdog_stats()) it was rendered from."""
     def take(self) -> tuple[int, bytes] | None:
@@ -494,6 +496,9 @@ def live_blocked_now() -> tuple[str, str]:
 
 def live_blocked_now_metrics() -> str:
     """The live gauges of /metrics (blocked now, seconds so far, per loop label)."""
+
+def live_loop_gauges() -> list[tuple[str, bool, float]]:
+    """Each watched loop now: (stable label, blocked now, seconds blocked so far), one per label."""
 
 def hold_gil_for_testing(seconds: float) -> None:
     """Busy in C with the GIL held for `seconds` (tests of the native path)."""

@@ -37,4 +37,16 @@ std::shared_ptr<const BlockedParts> AnswerCache::blocked() const {
     return blocked_;
 }
 
+void AnswerCache::set_static(const std::string &path, StaticAnswer answer) {
+    auto p = std::make_shared<const StaticAnswer>(std::move(answer));
+    std::lock_guard<std::mutex> g(mu_);
+    static_[path] = std::move(p);
+}
+
+std::shared_ptr<const StaticAnswer> AnswerCache::static_answer(const std::string &path) const {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = static_.find(path);
+    return it == static_.end() ? nullptr : it->second;
+}
+
 }  // namespace taskleak::live

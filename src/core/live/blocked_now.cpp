@@ -226,8 +226,22 @@ std::string blocked_now_text(const std::vector<NowEpisode> &eps) {
     return out;
 }
 
-std::string blocked_now_metrics() {
+std::vector<LoopGauge> loop_gauges() {
     std::vector<watchdog::LoopNow> loops = watchdog::Watchdog::get().loops_now();
+    std::sort(loops.begin(), loops.end(), [](const watchdog::LoopNow &a, const watchdog::LoopNow &b) {
+        return a.label < b.label || (a.label == b.label && a.blocked_ns > b.blocked_ns);
+    });
+    std::vector<LoopGauge> out;
+    for (const watchdog::LoopNow &l : loops) {
+        // One series per label: a thread running two loops has two labels
+        // (loop_label.py); the same label twice means a stale slot, keep the longest.
+        if (!out.empty() && l.label == out.back().label) continue;
+        out.push_back({l.label, l.blocked, (double)l.blocked_ns / 1e9});
+    }
+    return out;
+}
+
+std::string blocked_now_metrics() {
     std::string out =
         "# HELP taskleak_event_loop_blocked_now 1 while the loop is blocked right now (an episode in progress), "
         "answered natively while it is stuck.\n"
@@ -236,20 +250,10 @@ std::string blocked_now_metrics() {
         "# HELP taskleak_event_loop_current_block_seconds Seconds the loop has been blocked so far in the "
         "episode in progress (0 when it is not blocked).\n"
         "# TYPE taskleak_event_loop_current_block_seconds gauge\n";
-    std::sort(loops.begin(), loops.end(), [](const watchdog::LoopNow &a, const watchdog::LoopNow &b) {
-        return a.label < b.label || (a.label == b.label && a.blocked_ns > b.blocked_ns);
-    });
-    std::string last;
-    bool first = true;
-    for (const watchdog::LoopNow &l : loops) {
-        // One series per label: a thread running two loops has two labels
-        // (loop_label.py); the same label twice means a stale slot, keep the longest.
-        if (!first && l.label == last) continue;
-        first = false;
-        last = l.label;
+    for (const LoopGauge &l : loop_gauges()) {
         std::string lab = "{loop=\"" + prom_label(l.label) + "\"}";
         out += "taskleak_event_loop_blocked_now" + lab + (l.blocked ? " 1\n" : " 0\n");
-        secs += "taskleak_event_loop_current_block_seconds" + lab + " " + num((double)l.blocked_ns / 1e9) + "\n";
+        secs += "taskleak_event_loop_current_block_seconds" + lab + " " + num(l.seconds) + "\n";
     }
     return out + secs;
 }

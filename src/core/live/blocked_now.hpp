@@ -45,7 +45,17 @@ std::vector<NowEpisode> blocked_now();
 std::string blocked_now_json(const std::vector<NowEpisode> &eps);
 // "MainThread blocked for 8.2 s at app.py:41 in handler (re.match)", or "".
 std::string blocked_now_text(const std::vector<NowEpisode> &eps);
-// The live gauges, per watched loop's stable label.
+// Each watched loop's stable label, whether it is blocked now and for how
+// long so far: one per label, sorted by label.
+struct LoopGauge {
+    std::string label;
+    bool blocked = false;
+    double seconds = 0;
+};
+std::vector<LoopGauge> loop_gauges();
+
+// The live gauges, per watched loop's stable label (of loop_gauges()), in
+// the Prometheus text format; metrics.py's live families say the same.
 std::string blocked_now_metrics();
 
 // JSON string literal (quotes included) of UTF-8 `s`.

@@ -59,6 +59,14 @@ void bind_live(nb::module_ &m) {
         .def("set_metrics", [](NativeListener &l, nb::bytes b) { l.get().cache().set_metrics(to_string(b)); })
         .def("set_info", [](NativeListener &l, nb::bytes b) { l.get().cache().set_info(to_string(b)); })
         .def(
+            "set_static",
+            [](NativeListener &l, const std::string &path, const std::string &content_type, nb::bytes body,
+               bool public_file) {
+                l.get().cache().set_static(path, {content_type, to_string(body), public_file});
+            },
+            "path"_a, "content_type"_a, "body"_a, "public"_a,
+            "Serve `body` natively for GET/HEAD `path` (any query); `public`: without the token.")
+        .def(
             "set_blocked",
             [](NativeListener &l, nb::bytes head, std::vector<nb::bytes> episodes, uint64_t blocks, bool running,
                double threshold) {
@@ -123,6 +131,19 @@ void bind_live(nb::module_ &m) {
         },
         "The episodes in progress now: (JSON array, one line of text).");
     m.def("live_blocked_now_metrics", []() { return live::blocked_now_metrics(); });
+    m.def(
+        "live_loop_gauges",
+        []() {
+            std::vector<live::LoopGauge> gauges;
+            {
+                nb::gil_scoped_release nogil;
+                gauges = live::loop_gauges();
+            }
+            nb::list out;
+            for (const live::LoopGauge &g : gauges) out.append(nb::make_tuple(g.label, g.blocked, g.seconds));
+            return out;
+        },
+        "Each watched loop now: (stable label, blocked now, seconds blocked so far), one per label.");
     m.def(
         "watchdog_set_names",
         [](int slot, uint32_t gen, const std::string &label, const std::string &thread_name) {

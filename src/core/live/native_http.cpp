@@ -66,6 +66,10 @@ std::string lower(std::string s) {
     return s;
 }
 
+// Whatever else is wrong with it, a request that says HEAD gets no body
+// (RFC 9110 9.3.2): not a 4xx, not the 503 (http_server.py does the same).
+bool asks_head(const std::string &in) { return in.compare(0, 5, "HEAD ") == 0; }
+
 std::string py_strip(const std::string &s) {
     size_t a = 0, b = s.size();
     while (a < b && std::isspace((unsigned char)s[a])) ++a;
@@ -153,7 +157,7 @@ void Listener::answer(Conn &c, int status, const char *content_type, const std::
                       "Referrer-Policy: no-referrer\r\n";
     for (const auto &kv : extra) out += kv.first + ": " + kv.second + "\r\n";
     out += "\r\n";
-    if (!head_only) out += body;
+    if (!head_only && !asks_head(c.in)) out += body;
     c.out = std::move(out);
     c.sent = 0;
     c.state = Conn::WRITING;
@@ -200,7 +204,6 @@ void Listener::answer_unclaimed(Conn &c) {
                " s (another thread holds the GIL; no watched event loop is blocked now)\n";
     body += "this answer needs the Python interpreter, which did not run for " + std::string(bound) +
             " s; /metrics, /api/blocked and /api/info answer without it\n";
-    // The request head was read; the answer goes out even to a HEAD (harmless: it is an error).
     answer(c, 503, "text/plain; charset=utf-8", body, false, {{"Retry-After", "1"}});
     expired_.fetch_add(1, std::memory_order_relaxed);
 }
@@ -237,7 +240,10 @@ void Listener::route(Conn &c) {
         return;
     }
     Head h = parse_head(c.in);
-    bool mine = h.simple && (h.path == "/metrics" || h.path == "/api/blocked" || h.path == "/api/info");
+    // The dashboard's page and assets: static bytes registered by Python,
+    // served here so that a dashboard opened while the loop is stuck loads.
+    std::shared_ptr<const StaticAnswer> file = h.simple ? cache_.static_answer(h.path) : nullptr;
+    bool mine = h.simple && (h.path == "/metrics" || h.path == "/api/blocked" || h.path == "/api/info" || file);
     if (mine && h.path == "/api/blocked") {
         std::string raw = h.param("limit");
         bool ok = raw.size() <= 3;
@@ -246,7 +252,7 @@ void Listener::route(Conn &c) {
         mine = ok;                                                   // else Python says what is wrong with it
     }
     if (mine && !cfg_.unix_socket) {
-        if (!cfg_.token.empty()) {
+        if (!cfg_.token.empty() && !(file && file->public_file)) {  // (as http_server.py: /assets/ need no token)
             const std::string *auth = h.header("authorization");
             std::string given = auth != nullptr ? *auth : "";
             if (lower(given.substr(0, 7)) == "bearer ") given = py_strip(given.substr(7));
@@ -257,7 +263,7 @@ void Listener::route(Conn &c) {
                        {{"WWW-Authenticate", "Bearer realm=\"taskleak\""}});
                 return;
             }
-        } else if (cfg_.loopback) {
+        } else if (cfg_.token.empty() && cfg_.loopback) {
             const std::string *host = h.header("host");
             int lb = host == nullptr ? 1 : host_is_loopback(*host);
             if (lb == 0) {
@@ -287,7 +293,9 @@ void Listener::route(Conn &c) {
             return;
         }
     }
-    if (h.path == "/metrics") {
+    if (file) {
+        answer(c, 200, file->content_type.c_str(), file->body, h.head_only);
+    } else if (h.path == "/metrics") {
         std::shared_ptr<const std::string> body = cache_.metrics();
         answer(c, 200, "text/plain; version=0.0.4; charset=utf-8", *body + blocked_now_metrics(), h.head_only);
     } else if (h.path == "/api/info") {

@@ -65,6 +65,7 @@ __all__ = [
     "add_change_listener",
     "remove_change_listener",
     "blocked_now",
+    "loop_gauges",
     "end_episode_here",
 ]
 
@@ -249,6 +250,13 @@ def blocked_now() -> tuple[list[dict[str, Any]], str]:
 
     doc, text = _core.live_blocked_now()
     return json.loads(doc), text
+
+
+def loop_gauges() -> list[tuple[str, bool, float]]:
+    """Each watched loop now, one per stable label, sorted: ``(label,
+    blocked now, seconds blocked so far)`` - what /metrics' live gauges
+    show. Read from the watchdog's slots without the loops' help."""
+    return _core.live_loop_gauges()
 
 
 def is_watching() -> bool:

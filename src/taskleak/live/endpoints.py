@@ -21,11 +21,11 @@ from typing import Any
 from ..diagnosis.why import why
 from ..monitor.metrics import suspected_labels
 from .blocked_loops import DEFAULT_EPISODES, MAX_EPISODES, blocked_payload
-from .dashboard import asset
+from .dashboard import ASSETS, asset
 from .http_request import HttpError, Request
 from .task_groups import find_task, snapshot_payload, take_snapshot, tasks_payload, tasks_text
 
-__all__ = ["Endpoints", "Response", "PATHS", "MAX_BODY_BYTES"]
+__all__ = ["Endpoints", "Response", "PATHS", "MAX_BODY_BYTES", "static_paths"]
 
 MAX_BODY_BYTES = 16 << 20
 CACHE_SECONDS = 1.0
@@ -42,6 +42,13 @@ PATHS = (
     "/api/blocked",
     "/tasks.txt",
 )
+
+
+def static_paths() -> list[str]:
+    """The URLs whose answer is a file of the package, the same whatever the
+    query and whenever asked (the dashboard's page and assets): the native
+    thread serves them from bytes registered once."""
+    return ["/", "/index.html"] + [f"/assets/{name}" for name in ASSETS]
 
 
 @dataclass

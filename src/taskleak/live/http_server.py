@@ -37,7 +37,7 @@ from ..blocking import watchdog as _watchdog
 from ..monitor.config import check_interval
 from .agent import clean_stale, peer_allowed, peer_credentials, prepare_dir, socket_dir, socket_path
 from .blocked_loops import blocked_parts
-from .endpoints import Endpoints, Response
+from .endpoints import Endpoints, Response, static_paths
 from .http_request import HttpError, Request, parse_request
 
 __all__ = ["Server", "serve", "start_agent"]
@@ -149,6 +149,7 @@ class Server:
         self._wanted = threading.Event()
         self._closing = threading.Event()
         self._render_info()
+        self._render_static()
         self._render()
         self._refresher = threading.Thread(target=self._refresh_loop, name="taskleak-http-render", daemon=True)
         self._refresher.start()
@@ -235,10 +236,20 @@ class Server:
     def _render_info(self) -> None:
         self._native.set_info(self._endpoints.handle(Request("GET", "/api/info")).body)
 
+    def _render_static(self) -> None:
+        # The dashboard's page and assets never change: the native thread
+        # serves them, so that a dashboard opened while the loop is stuck
+        # loads (and shows the banner: it polls /api/blocked, also native).
+        # The same bytes and content types as Endpoints.handle answers.
+        for path in static_paths():
+            resp = self._endpoints.handle(Request("GET", path))
+            self._native.set_static(path, resp.content_type, resp.body, path.startswith("/assets/"))
+
     def _render(self) -> None:
         want, self._want = self._want, set()
         if "metrics" in want:
-            self._native.set_metrics(self.monitor.metrics_text().encode())
+            # Without the live gauges: the native thread appends them, read at each request.
+            self._native.set_metrics(self.monitor.metrics_text(live=False).encode())
         if "blocked" in want:
             self._native.set_blocked(*blocked_parts())
 
@@ -283,7 +294,7 @@ class Server:
             self._send(
                 conn,
                 Response(503, "text/plain; charset=utf-8", b"too many clients; try again\n", [("Retry-After", "1")]),
-                False,
+                _asks_head(head),
             )
             conn.close()
             return
@@ -299,7 +310,7 @@ class Server:
             conn.close()
 
     def _handle(self, conn: socket.socket, head: bytes) -> None:
-        head_only = False
+        head_only = _asks_head(head)
         try:
             if self.path is not None:
                 # (the native thread checked it already and answered 403 itself)
@@ -312,12 +323,11 @@ class Server:
                             403,
                             f"peer uid {uid} is not allowed: only uid {os.geteuid()} (and root) may read this process",
                         ),
-                        False,
+                        head_only,
                     )
                     return
             try:
                 req = parse_request(head)
-                head_only = req.method == "HEAD"
                 self._authorize(req)
                 resp = self._endpoints.handle(req)
             except HttpError as e:
@@ -391,6 +401,12 @@ class _SampleHook:
             srv._want.add("metrics")
             srv._want.add("blocked")
             srv._wanted.set()
+
+
+def _asks_head(head: bytes) -> bool:
+    """Whatever else is wrong with it, a request that says HEAD gets no body
+    (RFC 9110 9.3.2): not a 4xx, not a 503 (as the native thread)."""
+    return head.startswith(b"HEAD ")
 
 
 def _error(status: int, message: str, headers: list[Any] | None = None) -> Response:

@@ -35,7 +35,7 @@ class Family:
 class FamilySource(Protocol):
     """Anything that can list its metric families (a :class:`~taskleak.Monitor`)."""
 
-    def metric_families(self, declared: bool = False) -> list[Family]: ...
+    def metric_families(self, declared: bool = False, live: bool = True) -> list[Family]: ...
 
 
 #: (signal, detector) -> value, as Monitor.suspected() and .alert_counts() give them.
@@ -51,10 +51,13 @@ def families(
     open_episodes: DetectorCounts,
     alert_counts: DetectorCounts,
     sites: Mapping[tuple[str, str], str] | None = None,
+    live: bool = True,
 ) -> list[Family]:
     """The families of one sample (None before the first), the detectors'
     open episodes (Monitor.suspected()), alert counts (Monitor.alert_counts())
-    and the creation site each open episode's alert named (Monitor.suspected_sites())."""
+    and the creation site each open episode's alert named (Monitor.suspected_sites()).
+    ``live``: with the watched loops' live gauges, read now (not from the
+    sample); the debug endpoint renders them natively itself."""
     sites = sites or {}
     out: list[Family] = []
     tasks = Family(
@@ -150,7 +153,7 @@ def families(
     alerts.samples.append(({"signal": "lost", "detector": "count"}, float(alert_counts.get(("lost", "count"), 0))))
     alerts.samples.append(({"signal": "stale", "detector": "rise"}, float(alert_counts.get(("stale", "rise"), 0))))
     out += [tasks, created, losses, groups, stale, lag, suspected, alerts]
-    out += _blocked_families()
+    out += _blocked_families(live=live)
     return out
 
 
@@ -176,16 +179,45 @@ def declared_families(
     open_episodes: DetectorCounts,
     alert_counts: DetectorCounts,
     sites: Mapping[tuple[str, str], str] | None = None,
+    live: bool = True,
 ) -> list[Family]:
     """Every family an exporter may ever report, whether or not it has data
-    now: :func:`families` plus the blocked-loop counters before the watchdog
+    now: :func:`families` plus the blocked-loop families before the watchdog
     watches (with no samples)."""
-    out = families(s, open_episodes, alert_counts, sites)
+    out = families(s, open_episodes, alert_counts, sites, live)
     have = {f.name for f in out}
-    return out + [f for f in _blocked_families(declare=True) if f.name not in have]
+    return out + [f for f in _blocked_families(declare=True, live=live) if f.name not in have]
 
 
-def _blocked_families(declare: bool = False) -> list[Family]:
+def _live_families(read: bool = True) -> list[Family]:
+    """Each watched loop, now: blocked or not, and the current block's
+    seconds so far. Read from the native watchdog at the moment of the
+    scrape (the monitor's sample may be seconds old), so that a loop stuck
+    in a call that releases the GIL (time.sleep, a blocking socket read, a
+    lock) shows in prometheus_client's and OpenTelemetry's exports as it
+    does in the endpoint's /metrics (blocked_now.cpp renders the same
+    names, labels and help there, natively)."""
+    now = Family(
+        "taskleak_event_loop_blocked_now",
+        "gauge",
+        "1 while the loop is blocked right now (an episode in progress), answered natively while it is stuck.",
+        "taskleak.event_loop.blocked_now",
+        "1",
+    )
+    secs = Family(
+        "taskleak_event_loop_current_block_seconds",
+        "gauge",
+        "Seconds the loop has been blocked so far in the episode in progress (0 when it is not blocked).",
+        "taskleak.event_loop.current_block.duration",
+        "s",
+    )
+    for label, blocked, seconds in watchdog.loop_gauges() if read else []:
+        now.samples.append(({"loop": label}, 1.0 if blocked else 0.0))
+        secs.samples.append(({"loop": label}, float(seconds)))
+    return [now, secs]
+
+
+def _blocked_families(declare: bool = False, live: bool = True) -> list[Family]:
     """Blocked-loop counters from the native watchdog (docs/blocking.md), once
     it watches: `watch_blocking()`, `check(blocking=)`, `taskleak run --blocking`.
 
@@ -211,7 +243,7 @@ def _blocked_families(declare: bool = False) -> list[Family]:
         "{block}",
     )
     if not watching:
-        return [seconds, blocks]
+        return [seconds, blocks] + (_live_families(read=False) if live else [])
     totals = watchdog.blocked_totals()
     # One series per loop label from the first sample on: the loops that
     # blocked, and at 0 the loops watched that never did (the same label as
@@ -221,4 +253,4 @@ def _blocked_families(declare: bool = False) -> list[Family]:
     for name, (n, secs) in sorted(per_loop.items()):
         blocks.samples.append(({"loop": name}, float(n)))
         seconds.samples.append(({"loop": name}, float(secs)))
-    return [seconds, blocks]
+    return [seconds, blocks] + (_live_families() if live else [])

@@ -334,19 +334,21 @@ class Monitor:
         """Alerts per (signal, detector); group alerts count under ``"group"``."""
         return dict(self._alert_counts)
 
-    def metric_families(self, declared: bool = False) -> list[Family]:
+    def metric_families(self, declared: bool = False, live: bool = True) -> list[Family]:
         """The metric families of the latest sample (metrics.py); with
         ``declared``, also those an exporter must declare before they have
-        data (the blocked-loop counters)."""
+        data (the blocked-loop counters); with ``live``, the watched loops'
+        live gauges (blocked now, the current block's seconds), read now."""
         make = declared_families if declared else families
         open_episodes = self.suspected()
-        return make(self.latest(), open_episodes, self.alert_counts(), self._open_sites(open_episodes))
+        return make(self.latest(), open_episodes, self.alert_counts(), self._open_sites(open_episodes), live)
 
-    def metrics_text(self) -> str:
-        """The Prometheus text exposition of the latest sample."""
+    def metrics_text(self, live: bool = True) -> str:
+        """The Prometheus text exposition of the latest sample (and, with
+        ``live``, the watched loops' live gauges, read now)."""
         from .prometheus import exposition
 
-        return exposition(self)
+        return exposition(self, live)
 
     def add_exporter(self, exporter: Any) -> None:
         """Something with ``on_sample(sample)`` and/or ``on_alert(alert)``."""

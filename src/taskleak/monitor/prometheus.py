@@ -28,10 +28,11 @@ def _fmt(v: float) -> str:
     return repr(float(v))
 
 
-def exposition(mon: FamilySource) -> str:
-    """Prometheus text format 0.0.4 of the monitor's latest sample."""
+def exposition(mon: FamilySource, live: bool = True) -> str:
+    """Prometheus text format 0.0.4 of the monitor's latest sample (with
+    ``live``: and the watched loops' live gauges, read now)."""
     lines = []
-    for f in mon.metric_families():
+    for f in mon.metric_families(live=live):
         lines.append(f"# HELP {f.name} {f.help}")
         lines.append(f"# TYPE {f.name} {f.kind}")
         for labels, value in f.samples:
