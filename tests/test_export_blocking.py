@@ -111,3 +111,120 @@ def test_opentelemetry_blocked_counters_whatever_the_order(order):
     assert after[blocks]["points"] == [[{"loop": "MainThread"}, 1]]
     [[labels, seconds]] = after[secs]["points"]
     assert labels == {"loop": "MainThread"} and seconds >= 0.25
+
+
+LIVE = ("taskleak_event_loop_blocked_now", "taskleak_event_loop_current_block_seconds")
+
+
+def _live(text: str, loop: str) -> dict:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name in LIVE and s.labels == {"loop": loop}:
+                out[s.name] = s.value
+    return out
+
+
+def _help_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith("#") and any(f" {n} " in ln for n in LIVE)]
+
+
+def test_prometheus_client_scrapes_the_live_gauges_while_the_loop_sleeps():
+    """A loop stuck in a call that releases the GIL (time.sleep): Python
+    threads still run, so prometheus_client's own HTTP server answers a
+    scrape, and the collector reads the live gauges from the watchdog then:
+    the same names, label and help as the endpoint's native /metrics."""
+    import urllib.request
+
+    import prometheus_client
+    from live_service import Service
+
+    from taskleak import _core
+    from taskleak.monitor.prometheus import register
+
+    watch = taskleak.watch_blocking(0.1)
+    svc = Service()  # a loop on the thread "service-loop": its stable label
+    mon = taskleak.Monitor(interval=60)
+    reg = prometheus_client.CollectorRegistry()
+    register(mon, reg)
+    httpd, thread = prometheus_client.start_http_server(0, addr="127.0.0.1", registry=reg)
+    url = f"http://127.0.0.1:{httpd.server_port}/metrics"
+
+    def scrape() -> str:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.read().decode()
+
+    try:
+        mon.sample_now()
+        idle = _live(scrape(), "service-loop")
+        assert idle == {LIVE[0]: 0.0, LIVE[1]: 0.0}
+        svc.loop.call_soon_threadsafe(time.sleep, 1.5)
+        deadline = time.monotonic() + 5
+        while True:
+            text = scrape()
+            stuck = _live(text, "service-loop")
+            if stuck[LIVE[0]] == 1.0 and stuck[LIVE[1]] >= 0.4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert stuck[LIVE[0]] == 1.0 and 0.4 <= stuck[LIVE[1]] < 1.5, stuck
+        # The same help and type lines as the native /metrics renders.
+        assert _help_lines(text) == _help_lines(_core.live_blocked_now_metrics())
+        assert len(_help_lines(text)) == 4
+        deadline = time.monotonic() + 5
+        while _live(scrape(), "service-loop")[LIVE[0]] != 0.0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _live(scrape(), "service-loop") == {LIVE[0]: 0.0, LIVE[1]: 0.0}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+        svc.stop()
+        watch.stop()
+
+
+def test_opentelemetry_reads_the_live_gauges_while_the_loop_sleeps():
+    """The same with the real OpenTelemetry SDK (in-memory reader)."""
+    pytest.importorskip("opentelemetry.sdk")
+    from live_service import Service
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from taskleak.monitor.otel import instrument
+
+    def gauges(reader: InMemoryMetricReader) -> dict:
+        out = {}
+        data = reader.get_metrics_data()
+        for rm in data.resource_metrics if data else []:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    for p in m.data.data_points:
+                        if dict(p.attributes) == {"loop": "service-loop"}:
+                            out[m.name] = (m.unit, p.value)
+        return out
+
+    now, secs = "taskleak.event_loop.blocked_now", "taskleak.event_loop.current_block.duration"
+    mon = taskleak.Monitor(interval=60)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instrument(mon, provider)  # before anything watches: declared, observed once it does
+    watch = taskleak.watch_blocking(0.1)
+    svc = Service()
+    try:
+        for _ in range(100):
+            idle = gauges(reader)
+            if now in idle:
+                break
+            time.sleep(0.02)
+        assert idle[now] == ("1", 0) and idle[secs] == ("s", 0.0)
+        svc.loop.call_soon_threadsafe(time.sleep, 1.5)
+        deadline = time.monotonic() + 5
+        while True:
+            stuck = gauges(reader)
+            if stuck[now][1] == 1 and stuck[secs][1] >= 0.4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert stuck[now] == ("1", 1) and 0.4 <= stuck[secs][1] < 1.5, stuck
+    finally:
+        svc.stop()
+        watch.stop()
+        provider.shutdown()

@@ -154,6 +154,9 @@ def test_native_urls_top_and_dump_answer_while_the_loop_holds_the_gil(tmp_path, 
         text = body.decode()
         assert "taskleak_asyncio_tasks{" in text  # the latest sample's families, rendered by Python before
         assert 'taskleak_event_loop_blocked_now{loop="MainThread"} 1' in text
+        # Once: the rendered families leave the live gauges to the native thread.
+        assert text.count("# TYPE taskleak_event_loop_blocked_now ") == 1
+        assert text.count("# TYPE taskleak_event_loop_current_block_seconds ") == 1
         secs = float(re.search(r'taskleak_event_loop_current_block_seconds\{loop="MainThread"\} (\S+)', text)[1])
         assert 1.0 <= secs < STUCK
 
