@@ -501,3 +501,90 @@ def test_an_inner_scope_counts_only_its_own_part_of_a_busy_iteration():
     assert [e.site.lineno for e in caught if e.site is not None] == [line_of("# INNER BLOCK")]
     assert quiet == []
     assert len(outer) == 2 and all(e.duration >= 0.3 for e in outer)
+
+
+# ---- a watched loop in another thread, still blocked when the scope exits ----
+
+OTHER_BLOCK = 1.0  # long past the scope's exit (its body ends ~0.3 s into it)
+
+
+def other_sleep():
+    time.sleep(OTHER_BLOCK)  # OTHER THREAD sleep
+
+
+def other_busy():
+    end = time.monotonic() + OTHER_BLOCK
+    n = 0
+    while time.monotonic() < end:  # OTHER THREAD busy
+        n += 1
+    return n
+
+
+OTHER = {"sleep": other_sleep, "busy": other_busy}
+
+
+def _wait_in_progress(loop: str) -> None:
+    for _ in range(300):
+        if any(e.loop == loop and e.samples >= 3 for e in watchdog.episodes_in_progress()):
+            return
+        time.sleep(0.01)
+    raise AssertionError("no episode in progress on " + loop)
+
+
+@pytest.mark.parametrize("kind", list(OTHER))
+def test_sync_check_counts_a_block_still_going_on_in_another_threads_loop(kind):
+    """`with check(blocking=0.1):` in this thread, the watched loop in
+    another: a block there that spans the scope's exit counts by its part
+    inside the scope (the loop is not interrupted: it is not the scope's)."""
+    from live_service import Service
+
+    line = line_of(f"# OTHER THREAD {kind}")
+    svc = None
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(taskleak.LoopBlockedError) as ei:
+            with taskleak.check(blocking=0.1):
+                svc = Service()  # its loop starts inside the scope: watched
+                svc.loop.call_soon_threadsafe(OTHER[kind])
+                _wait_in_progress("service-loop")
+                time.sleep(0.2)  # the body ends while that loop is still blocked
+        exited = time.monotonic() - t0
+    finally:
+        if svc is not None:
+            svc.stop()
+    assert exited < OTHER_BLOCK  # (the scope did not wait for the block to end)
+    [ep] = ei.value.episodes
+    assert ep.loop == "service-loop" and ep.thread == "service-loop"
+    assert ep.ended == "in progress at scope exit"
+    assert ep.site is not None and os.path.abspath(ep.site.filename) == HERE
+    assert ep.site.lineno in ({line, line + 1} if kind == "busy" else {line})
+    assert 0.2 <= ep.duration < OTHER_BLOCK and ep.samples >= 3
+    assert f"test_blocking_check.py:{ep.site.lineno} in other_{kind}" in str(ei.value)
+    assert not watchdog.is_watching()
+
+
+def test_only_the_part_inside_the_scope_of_another_threads_block_counts():
+    """The other loop is watched from before the scope (an outer watch) and
+    already blocked when the scope starts: a short scope is not failed for
+    the block's earlier part, a longer one is; an idle other loop passes."""
+    from live_service import Service
+
+    with taskleak.watch_blocking(0.1):
+        svc = Service()
+        try:
+            with taskleak.check(blocking=0.1) as idle:
+                time.sleep(0.3)  # the other loop waits for I/O meanwhile
+            assert idle.blocked == []
+            svc.loop.call_soon_threadsafe(other_sleep)
+            _wait_in_progress("service-loop")
+            time.sleep(0.2)  # ~0.3 s into the block before the scopes start
+            with taskleak.check(blocking=0.1) as short:
+                time.sleep(0.03)
+            assert short.blocked == []
+            with pytest.raises(taskleak.LoopBlockedError) as ei:
+                with taskleak.check(blocking=0.1):
+                    time.sleep(0.15)
+            [ep] = ei.value.episodes
+            assert ep.ended == "in progress at scope exit" and ep.duration >= 0.35
+        finally:
+            svc.stop()

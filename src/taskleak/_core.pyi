@@ -455,6 +455,9 @@ def watchdog_set_sink(fn: Callable[[RawEpisode], object] | None) -> None:
 def watchdog_collect() -> None:
     """Deliver closed episodes to the sink now."""
 
+def watchdog_open_episodes() -> list[RawEpisode]:
+    """The episodes in progress now, rendered as the sink gets closed ones (end: when copied)."""
+
 def watchdog_slot_totals(slot: int, gen: int) -> tuple[int, int]:
     """(blocks, blocked_ns) of one slot."""
 

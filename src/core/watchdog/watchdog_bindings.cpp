@@ -161,6 +161,24 @@ void bind_watchdog(nb::module_ &m) {
         "watchdog_set_sink", [](nb::handle fn) { set_episode_sink(fn.is_none() ? nullptr : fn.ptr()); }, "fn"_a.none());
     m.def("watchdog_collect", []() { deliver_closed_episodes(); }, "Deliver closed episodes to the sink now.");
     m.def(
+        "watchdog_open_episodes",
+        []() {
+            std::vector<OpenEpisode> eps;
+            {
+                nb::gil_scoped_release nogil;  // each slot's lock, never while holding the GIL
+                eps = Watchdog::get().open_episodes();
+            }
+            nb::list out;
+            for (OpenEpisode &o : eps) {
+                o.episode.end_ns = o.now_ns;  // so far
+                PyObject *t = render_episode(o.episode);
+                if (t == nullptr) throw nb::python_error();
+                out.append(nb::steal(t));
+            }
+            return out;
+        },
+        "The episodes in progress now, rendered as the sink gets closed ones (end: when copied).");
+    m.def(
         "watchdog_slot_totals",
         [](int slot, uint32_t gen) {
             Totals t = Watchdog::get().slot_totals(slot, gen);

@@ -13,7 +13,7 @@ from ..frame import Frame, is_library, is_machinery, user_frame
 if TYPE_CHECKING:
     from .._core import RawEpisode
 
-__all__ = ["Episode", "StackSample", "ENDINGS", "SCOPE_EXIT"]
+__all__ = ["Episode", "StackSample", "ENDINGS", "SCOPE_EXIT", "IN_PROGRESS"]
 
 # How an episode ended: the loop ran again, the loop stopped running (its
 # run_until_complete/run_forever returned), or watching stopped first
@@ -22,6 +22,10 @@ ENDINGS = ("resumed", "loop stopped", "unwatched")
 # The loop was still blocked when a check(blocking=...) scope exited inside
 # it: the scope ended the episode there (watchdog.end_episode_here).
 SCOPE_EXIT = "scope exit"
+# Still blocked when a check(blocking=...) scope exited, on a loop running in
+# another thread: counted by its part inside the scope, not ended (the loop
+# is not the scope's to interrupt).
+IN_PROGRESS = "in progress at scope exit"
 
 _ASYNCIO_DIR = os.path.dirname(str(__import__("asyncio").__file__)) + os.sep
 _WATCHDOG_FILE = os.sep + os.path.join("taskleak", "tracking", "watchdog.py")
@@ -71,7 +75,7 @@ class Episode:
     stacks: tuple[StackSample, ...]
     running: str | None
     site: Frame | None
-    ended: str  # one of ENDINGS, or SCOPE_EXIT
+    ended: str  # one of ENDINGS, SCOPE_EXIT or IN_PROGRESS
     detection_latency: float | None = None
     start_ns: int = field(default=0, repr=False, compare=False)  # the watchdog's clock (watchdog_now_ns)
     loop_id: int = field(default=0, repr=False, compare=False)

@@ -47,7 +47,7 @@ import taskleak._core as _core
 
 from ..frame import library_paths
 from ..loop_label import loop_label
-from .episode import SCOPE_EXIT, Episode, episode_from_raw
+from .episode import IN_PROGRESS, SCOPE_EXIT, Episode, episode_from_raw
 
 if TYPE_CHECKING:
     from .._core import RawEpisode
@@ -65,6 +65,7 @@ __all__ = [
     "add_change_listener",
     "remove_change_listener",
     "blocked_now",
+    "episodes_in_progress",
     "loop_gauges",
     "end_episode_here",
 ]
@@ -250,6 +251,21 @@ def blocked_now() -> tuple[list[dict[str, Any]], str]:
 
     doc, text = _core.live_blocked_now()
     return json.loads(doc), text
+
+
+def episodes_in_progress() -> list[Episode]:
+    """The episodes still going on now, each as an :class:`Episode` whose
+    ``duration`` is the time so far and ``ended`` is IN_PROGRESS (the
+    stacks sampled so far; ``seq`` is the one it will be recorded with).
+    Read from the watchdog's copies: the loops need not run."""
+    now_ns, now_wall = _core.watchdog_now_ns(), time.time()
+    out = []
+    for raw in _core.watchdog_open_episodes():
+        ep = episode_from_raw(
+            raw, _names.get(raw[1], f"loop #{raw[1]}"), _thread_name(raw[2]), now_ns, now_wall, loop_id=raw[1]
+        )
+        out.append(dataclasses.replace(ep, ended=IN_PROGRESS))
+    return out
 
 
 def loop_gauges() -> list[tuple[str, bool, float]]:
