@@ -61,9 +61,7 @@ void bind_live(nb::module_ &m) {
         .def(
             "set_static",
             [](NativeListener &l, const std::string &path, const std::string &content_type, nb::bytes body,
-               bool public_file) {
-                l.get().cache().set_static(path, {content_type, to_string(body), public_file});
-            },
+               bool public_file) { l.get().cache().set_static(path, {content_type, to_string(body), public_file}); },
             "path"_a, "content_type"_a, "body"_a, "public"_a,
             "Serve `body` natively for GET/HEAD `path` (any query); `public`: without the token.")
         .def(
