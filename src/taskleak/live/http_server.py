@@ -242,7 +242,11 @@ class Server:
         # loads (and shows the banner: it polls /api/blocked, also native).
         # The same bytes and content types as Endpoints.handle answers.
         for path in static_paths():
-            resp = self._endpoints.handle(Request("GET", path))
+            try:
+                resp = self._endpoints.handle(Request("GET", path))
+            except Exception:  # a damaged install: Python answers it (and says what is wrong)
+                log.exception("taskleak: the dashboard file %s could not be read", path)
+                continue
             self._native.set_static(path, resp.content_type, resp.body, path.startswith("/assets/"))
 
     def _render(self) -> None:
