@@ -9,7 +9,7 @@
    monitor alone (what serve() starts) and with an idle server (interleaved
    rounds, medians).
 3. Latency percentiles of the natively answered URLs (/metrics, /api/blocked,
-   /api/info) while the event loop churns tasks at 100% CPU (the GIL convoy
+   /api/info, the dashboard's / and /assets/dashboard.js) while the event loop churns tasks at 100% CPU (the GIL convoy
    that made /metrics take seconds), asked by a client in another process;
    /api/samples (answered by Python) alongside. Goal: p99 <= 100 ms.
 
@@ -152,7 +152,7 @@ def get(path):
     return time.perf_counter() - t, data.startswith(b"HTTP/1.1 503")
 out = {}
 busy = {}
-for path in ("/metrics", "/api/blocked", "/api/info", "/api/samples?limit=10"):
+for path in ("/metrics", "/api/blocked", "/api/info", "/", "/assets/dashboard.js", "/api/samples?limit=10"):
     ts = []
     busy[path] = 0
     for _ in range(n if not path.startswith("/api/samples") else max(10, n // 5)):
