@@ -166,7 +166,8 @@ bench: install
 	if [ $${#files[@]} -eq 0 ]; then echo "taskleak: no bench/*.py yet"; exit 0; fi; \
 	rc=0; for f in "$${files[@]}"; do \
 		args=""; if [ "$(BENCH_QUICK)" = 1 ]; then args="$$(tools/bench_quick_args.sh "$$f")"; fi; \
-		echo "=== $$f $$args"; $(VENV)/bin/python "$$f" $$args || { echo "taskleak: $$f failed"; rc=1; }; \
+		echo "=== $$f $$args"; t=$$SECONDS; $(VENV)/bin/python "$$f" $$args || { echo "taskleak: $$f failed"; rc=1; }; \
+		echo "=== $$f took $$((SECONDS - t))s"; \
 	done; exit $$rc
 
 real-suites: install
