@@ -36,6 +36,16 @@ def pytest_report_header(config):
     return []
 
 
+def pytest_terminal_summary(terminalreporter):
+    # Shown with -q and under xdist too (whose summary does not count the
+    # workers' deselected items).
+    if DESELECT_ONCE_PER_CI:
+        terminalreporter.write_line(
+            "taskleak: tests marked once_per_ci were deselected (TASKLEAK_DESELECT_ONCE_PER_CI=1); "
+            "`pytest --collect-only -q -m once_per_ci` lists them"
+        )
+
+
 def pytest_collection_modifyitems(config, items):
     if not DESELECT_ONCE_PER_CI:
         return
