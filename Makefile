@@ -5,6 +5,7 @@
 #   make test PY=3.12         # any X.Y that tools/find_python.sh can find
 #   make test PYTEST_ARGS='-x -k chain'
 #   make test-asan            # ASan+UBSan build of _core, tests under LD_PRELOAD
+#   make test PY=3.12 ONCE_PER_CI=deselect   # what .ci/run does off 3.11/3.15
 #   make help
 
 PY ?= 3.11
@@ -37,6 +38,17 @@ PYTEST_ARGS ?=
 ASAN_PYTEST_ARGS ?= tests -q -k "not bench"
 # pytest exits 5 when it collects no test; set ALLOW_NO_TESTS=1 to accept that.
 ALLOW_NO_TESTS ?= 0
+# Tests marked once_per_ci (version-independent external components and long
+# detector runs; see tests/conftest.py) run by default. ONCE_PER_CI=deselect
+# deselects them: .ci/run passes it on every suite step but 3.11 and 3.15.
+ONCE_PER_CI ?= run
+ifeq ($(ONCE_PER_CI),deselect)
+ONCE_PER_CI_ENV := TASKLEAK_DESELECT_ONCE_PER_CI=1
+else ifeq ($(ONCE_PER_CI),run)
+ONCE_PER_CI_ENV :=
+else
+$(error ONCE_PER_CI must be run or deselect, not '$(ONCE_PER_CI)')
+endif
 
 GCC ?= gcc
 ASAN_ENV = LD_PRELOAD="$$($(GCC) -print-file-name=libasan.so) $$($(GCC) -print-file-name=libubsan.so)" \
@@ -72,7 +84,8 @@ help:
 	@echo "  make real-suites  run public projects' test suites plain and with --taskleak (downloads)"
 	@echo "  make dist         sdist + manylinux wheels for 3.10-3.15 in dist/, each smoke-tested"
 	@echo "  make clean        remove build/ and .venv/"
-	@echo "Variables: PY, PYTEST_ARGS, ASAN_PYTEST_ARGS, TESTS, ALLOW_NO_TESTS=1 (accept 'no tests collected')"
+	@echo "Variables: PY, PYTEST_ARGS, ASAN_PYTEST_ARGS, TESTS, ALLOW_NO_TESTS=1 (accept 'no tests collected'),"
+	@echo "  ONCE_PER_CI=deselect (leave out tests marked once_per_ci; .ci/run does on all but 3.11 and 3.15)"
 
 # --- virtualenvs ----------------------------------------------------------
 # pyvenv.cfg is a real file written by venv (bin/python is a symlink, whose
@@ -132,11 +145,13 @@ typecheck: install
 	$(VENV)/bin/mypy --config-file pyproject.toml tests/typing/usage.py
 
 test: install lint $(if $(filter 3.11,$(PY)),typecheck)
-	$(call run_pytest,$(VENV)/bin/python,$(VENV)/bin/python,$(TESTS) -q $(PYTEST_ARGS))
+	@if [ "$(ONCE_PER_CI)" = deselect ]; then echo "taskleak: ONCE_PER_CI=deselect: tests marked once_per_ci are deselected"; fi
+	$(call run_pytest,$(VENV)/bin/python,$(ONCE_PER_CI_ENV) $(VENV)/bin/python,$(TESTS) -q $(PYTEST_ARGS))
 
 test-asan: install-asan
 	@echo "taskleak: ASan runtime: $$($(GCC) -print-file-name=libasan.so)"
-	$(call run_pytest,$(ASAN_VENV)/bin/python,$(ASAN_ENV) $(ASAN_VENV)/bin/python,$(ASAN_PYTEST_ARGS) $(PYTEST_ARGS))
+	@if [ "$(ONCE_PER_CI)" = deselect ]; then echo "taskleak: ONCE_PER_CI=deselect: tests marked once_per_ci are deselected"; fi
+	$(call run_pytest,$(ASAN_VENV)/bin/python,$(ONCE_PER_CI_ENV) $(ASAN_ENV) $(ASAN_VENV)/bin/python,$(ASAN_PYTEST_ARGS) $(PYTEST_ARGS))
 
 demo: install
 	$(VENV)/bin/taskleak run examples/leaky_service.py
@@ -151,7 +166,8 @@ bench: install
 	if [ $${#files[@]} -eq 0 ]; then echo "taskleak: no bench/*.py yet"; exit 0; fi; \
 	rc=0; for f in "$${files[@]}"; do \
 		args=""; if [ "$(BENCH_QUICK)" = 1 ]; then args="$$(tools/bench_quick_args.sh "$$f")"; fi; \
-		echo "=== $$f $$args"; $(VENV)/bin/python "$$f" $$args || { echo "taskleak: $$f failed"; rc=1; }; \
+		echo "=== $$f $$args"; t=$$SECONDS; $(VENV)/bin/python "$$f" $$args || { echo "taskleak: $$f failed"; rc=1; }; \
+		echo "=== $$f took $$((SECONDS - t))s"; \
 	done; exit $$rc
 
 real-suites: install

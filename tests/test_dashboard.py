@@ -2,7 +2,12 @@
 chromium-driver, driven by selenium): it loads with no console error, the
 chart holds the sampled points, the tables fill, it refreshes as the
 service changes, alerts show what fired. A screenshot is kept as a test
-artifact (build/test-artifacts/dashboard.png, or $TASKLEAK_ARTIFACTS)."""
+artifact (build/test-artifacts/dashboard.png, or $TASKLEAK_ARTIFACTS).
+
+The tests in Chromium are once_per_ci (tests/conftest.py): the page and its
+script are the same on every CPython, and the endpoints it reads are tested
+on every version by test_serve.py and test_native_answers.py, so .ci/run
+runs them on 3.11 and 3.15 only. The packaging test below runs everywhere."""
 
 from __future__ import annotations
 
@@ -115,6 +120,7 @@ def _fresh(drv) -> None:
     drv.get_log("browser")
 
 
+@pytest.mark.once_per_ci
 def test_dashboard_in_chromium(browser):
     taskleak.install()
     svc = Service()
@@ -188,6 +194,7 @@ def test_dashboard_in_chromium(browser):
         svc.stop()
 
 
+@pytest.mark.once_per_ci
 def test_dashboard_with_a_token_and_offline(browser):
     from selenium.webdriver.common.by import By
 
@@ -247,6 +254,7 @@ return {
 """
 
 
+@pytest.mark.once_per_ci
 def test_dashboard_blocked_loop_panel(browser):
     """A real blocked loop (time.sleep in a task) fills the blocked-loop
     panel: the count and seconds, a point on the chart, and a row naming
@@ -372,6 +380,7 @@ return {
 """
 
 
+@pytest.mark.once_per_ci
 def test_dashboard_on_a_phone(browser):
     """At 390x844 (CSS pixels, phone emulation) the page does not scroll
     sideways, the cards, charts and each group's coroutine, site, count and
@@ -485,6 +494,7 @@ def test_dashboard_on_a_phone(browser):
         svc.stop()
 
 
+@pytest.mark.once_per_ci
 def test_dashboard_rules_for_growth_and_blocks(browser):
     """The page's two judgements on plain numbers: which groups grow (a
     rise that stayed over the window, not a group that exists or appeared
@@ -520,6 +530,7 @@ def test_dashboard_rules_for_growth_and_blocks(browser):
         srv.close()
 
 
+@pytest.mark.once_per_ci
 def test_dashboard_banner_while_the_loop_holds_the_gil(browser, tmp_path, monkeypatch):
     """A page already open when the loop gets stuck in a C call that holds
     the GIL: the native /api/blocked still answers, and the page shows a

@@ -1,6 +1,10 @@
 """deploy/prometheus/taskleak.rules.yml, unit-tested with the real promtool
 (Debian package ``prometheus``; this test installs it with apt-get when it
-is missing and it can, and fails with instructions when it cannot)."""
+is missing and it can, and fails with instructions when it cannot).
+
+once_per_ci (tests/conftest.py): promtool checks the shipped rule and
+dashboard files, which are the same whatever CPython runs the suite, so
+.ci/run runs this module on 3.11 and 3.15 only."""
 
 import os
 import shutil
@@ -10,6 +14,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULES = os.path.join(ROOT, "deploy", "prometheus")
+
+pytestmark = pytest.mark.once_per_ci
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,12 @@ rules' ``for:`` run on real time (1 s scrapes and evaluations, 1 s
 group_wait), so the time from a process's start to the receiver is the
 detector's 200x-fast part plus the rules' and Alertmanager's real delays.
 Everything started here is stopped at the end, whatever happened.
+
+once_per_ci (tests/conftest.py): what this adds to the rest of the suite is
+the rules, Prometheus and Alertmanager end to end, none of which depends on
+the CPython version (the metrics the rules read are tested on every version
+by test_export.py, test_export_blocking.py and test_monitor.py), so .ci/run
+runs it on 3.11 and 3.15 only.
 """
 
 from __future__ import annotations
@@ -221,6 +227,7 @@ def procs():
     ps.stop_all()
 
 
+@pytest.mark.once_per_ci
 def test_fleet_alerts_end_to_end(procs, tmp_path):
     prometheus = _which_or_install("prometheus", "prometheus")
     alertmanager = _which_or_install("prometheus-alertmanager", "prometheus-alertmanager")

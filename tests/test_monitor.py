@@ -587,11 +587,17 @@ async def service(mon, samples, leak_every=None, stop=None):
     await asyncio.gather(*conns, *tasks, return_exceptions=True)
 
 
+@pytest.mark.once_per_ci
 def test_clean_service_with_a_ramp_connections_and_bursts_raises_no_alert_in_1400_samples(lt):
     """Issue 18: the default pager stays quiet on load - a 20x ramp from the
     start, 60 keep-alive connections at once, bursts - for 1,400 samples. The
     connections are stale (far older than any lifetime seen) and counted so,
-    but a step that stays flat is not a rise."""
+    but a step that stays flat is not a rise.
+
+    once_per_ci (tests/conftest.py): 70 s of samples whose quietness is the
+    detectors' arithmetic, the same on every CPython; the same service is
+    sampled on every version by the held-leak test below, so .ci/run runs
+    this one on 3.11 and 3.15 only."""
     mon = taskleak.Monitor(interval=0.05, history=2000, log_alerts=False)
     stale_seen = []
     mon.add_exporter(type("E", (), {"on_sample": lambda self, s: stale_seen.append(s.stale)})())
