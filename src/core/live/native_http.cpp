@@ -86,6 +86,7 @@ struct Listener::Conn {
     std::string out;
     size_t sent = 0;
     int64_t deadline = 0;
+    int64_t offered_at = 0;
     bool forbidden = false;
     bool blocked_fallback = false;  // offered /api/blocked: answered here if Python does not take it
     uid_t uid = 0;
@@ -184,7 +185,8 @@ void Listener::offer(Conn &c, int64_t bound_ns) {
     o->head = c.in;
     c.offer = o;
     c.state = Conn::OFFERED;
-    c.deadline = mono_ns() + bound_ns;
+    c.offered_at = mono_ns();
+    c.deadline = c.offered_at + bound_ns;
     {
         std::lock_guard<std::mutex> lk(offers_mu_);
         offers_.push_back(std::move(o));
@@ -192,11 +194,21 @@ void Listener::offer(Conn &c, int64_t bound_ns) {
     offers_cv_.notify_one();
 }
 
+bool Listener::only_slow() {
+    // Watched loops, none blocked now (an episode opens at the watchdog's
+    // threshold, so a loop that is stuck shows up here within it).
+    std::vector<LoopGauge> loops = loop_gauges();
+    if (loops.empty()) return false;  // nothing watched: nothing says the loop runs
+    for (const LoopGauge &l : loops)
+        if (l.blocked) return false;
+    return true;
+}
+
 void Listener::answer_unclaimed(Conn &c) {
     // Python did not take the request: say why instead of hanging.
     std::vector<NowEpisode> now = blocked_now();
     char bound[32];
-    snprintf(bound, sizeof bound, "%.1f", (double)cfg_.handoff_ns / 1e9);
+    snprintf(bound, sizeof bound, "%.1f", (double)(mono_ns() - c.offered_at) / 1e9);
     std::string body;
     if (!now.empty()) body = "the event loop is blocked now: " + blocked_now_text(now) + "\n";
     else
@@ -413,6 +425,9 @@ void Listener::run() {
                 int st = c.offer->state.load();
                 if (st == Offer::CLAIMED) {
                     drop = keep_fd = true;  // the fd is Python's now
+                } else if (now >= c.deadline && !c.blocked_fallback && now - c.offered_at < cfg_.patience_ns &&
+                           only_slow()) {
+                    c.deadline = now + 100000000;  // look again in 100 ms
                 } else if (now >= c.deadline) {
                     int expect = Offer::OFFERED;
                     if (c.offer->state.compare_exchange_strong(expect, Offer::EXPIRED)) {

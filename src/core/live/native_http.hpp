@@ -35,6 +35,10 @@ struct ListenerConfig {
     std::string token;                // empty: none
     int64_t timeout_ns = 5000000000;  // to receive a head, and again to send an answer
     int64_t handoff_ns = 1000000000;  // how long Python has to claim a request
+    // How long Python may take when the watchdog watches a loop and none is
+    // blocked: the delay is then a busy machine or a GIL convoy, which ends
+    // on its own, and a 503 would only turn a slow answer into a failed one.
+    int64_t patience_ns = 5000000000;
     // How long Python has to claim /api/blocked when the rendered answer is
     // stale (an episode recorded since); then it is answered from it anyway.
     int64_t fresh_ns = 150000000;
@@ -81,6 +85,7 @@ private:
                 const std::vector<std::pair<std::string, std::string>> &extra = {});
     void answer_blocked(Conn &c, const struct Head &h);
     void answer_unclaimed(Conn &c);
+    bool only_slow();
     void flush(Conn &c);
 
     ListenerConfig cfg_;
