@@ -364,7 +364,8 @@ NB_MODULE(_core, m) {
                 else if (name == "parent") get = [](const CensusRow &r) -> int64_t { return r.parent_serial; };
                 else if (name == "created") get = [](const CensusRow &r) -> int64_t { return r.created_ns; };
                 else if (name == "scope") get = [](const CensusRow &r) -> int64_t { return r.scope; };
-                else if (name == "identity") get = [](const CensusRow &r) -> int64_t { return (int64_t)(uintptr_t)r.task; };
+                else if (name == "identity")
+                    get = [](const CensusRow &r) -> int64_t { return (int64_t)(uintptr_t)r.task; };
                 else if (name == "waiter_type")
                     get = [](const CensusRow &r) -> int64_t {
                         return r.waiter ? (int64_t)(uintptr_t)Py_TYPE(r.waiter) : 0;
@@ -412,8 +413,7 @@ NB_MODULE(_core, m) {
             },
             "group"_a)
         .def(
-            "row_of_serial", [](const TaskCensus &c, uint32_t serial) { return c.row_of_serial(serial); },
-            "serial"_a)
+            "row_of_serial", [](const TaskCensus &c, uint32_t serial) { return c.row_of_serial(serial); }, "serial"_a)
         .def("groups", &TaskCensus::groups)
         .def(
             "creation_frames", [](TaskCensus &, uint32_t id) { return stack_frames(tracker().stacks, id); }, "id"_a)

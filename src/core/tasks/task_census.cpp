@@ -166,7 +166,8 @@ GroupSummary TaskCensus::summarize(const std::vector<uint32_t> &group, size_t k,
     std::sort(ranked.begin(), ranked.end(), [](const auto &a, const auto &b) {
         return a.second.count != b.second.count ? a.second.count > b.second.count : a.second.first < b.second.first;
     });
-    for (size_t j = 0; j < ranked.size() && j < top; ++j) out.parents.emplace_back(ranked[j].first, ranked[j].second.count);
+    for (size_t j = 0; j < ranked.size() && j < top; ++j)
+        out.parents.emplace_back(ranked[j].first, ranked[j].second.count);
     return out;
 }
 
