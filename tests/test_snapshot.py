@@ -361,3 +361,82 @@ def test_a_task_holding_a_snapshot_of_itself_is_still_collected():
 
     taskleak.install()
     assert asyncio.run(main())
+
+
+def test_native_group_aggregates_match_the_columns(tracked):
+    # group_summary / state_summary / name_of_serial are what format() reads
+    # instead of walking 100,000-int columns in Python: they must agree with
+    # the columns, ties and untracked tasks included.
+    from collections import Counter
+
+    async def waiter(ev):
+        await ev.wait()
+
+    async def spawn(ev, n, out):
+        out += [asyncio.create_task(waiter(ev), name=f"w-{len(out) + i}") for i in range(n)]
+
+    async def main():
+        ev = asyncio.Event()
+        ts = []
+        # Two parents tied on 3 children each, a third with 2, a fourth with 1;
+        # and 2 tasks made with asyncio.Task() directly (untracked where the
+        # factory is the mechanism, 3.14+).
+        spawners = [asyncio.create_task(spawn(ev, n, ts), name=f"spawner-{n}") for n in (3, 3, 2, 1)]
+        await asyncio.gather(*spawners)  # kept: finished, still referenced, in the census
+        loop = asyncio.get_running_loop()
+        ts += [asyncio.Task(waiter(ev), loop=loop, name=f"raw-{i}") for i in range(2)]
+        done = asyncio.create_task(asyncio.sleep(0))
+        await settle()
+        snap = taskleak.snapshot()
+        rows = [r for r in snap.rows if snap.at(r).task in ts]
+        serial, parent, created = snap.column("serial"), snap.column("parent"), snap.column("created")
+        got = snap.group_summary(rows, 3, 3)
+        got_all = snap.group_summary(rows, 20, 20)
+        states = snap.state_summary()
+        state_counts = snap.state_counts()
+        col_states = Counter(
+            taskleak.model.task_info.STATES[s] for s in map(snap.column("state").__getitem__, snap.rows)
+        )
+        names = {p: snap.name_of_serial(p) for p, _ in got_all.parents}
+        by_serial = {serial[i]: snap.at(i).name for i in snap.rows if serial[i]}
+        expect_names = {p: by_serial.get(p) for p in names}
+        missing = snap.name_of_serial(10**9)
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        del done
+        return (
+            rows,
+            serial,
+            parent,
+            created,
+            got,
+            got_all,
+            states,
+            state_counts,
+            col_states,
+            names,
+            expect_names,
+            missing,
+        )
+
+    rows, serial, parent, created, got, got_all, states, state_counts, col_states, names, expect_names, missing = (
+        asyncio.run(main())
+    )
+    assert len(rows) == 11
+    births = [created[i] for i in rows if created[i] >= 0]
+    assert got.births == len(births)
+    assert (got.min_created, got.max_created) == (min(births), max(births))
+    tracked_rows = sorted((serial[i], i) for i in rows if serial[i])
+    assert got.oldest == tracked_rows[:3] and got_all.oldest == tracked_rows
+    assert got.untracked == [i for i in rows if not serial[i]][:3]
+    expect = Counter(parent[i] for i in rows)
+    expect.pop(0, None)
+    assert got.parents == expect.most_common(3) and got_all.parents == expect.most_common()
+    assert [n for _, n in got_all.parents][:2] == [3, 3] and got.distinct_parents == len(expect) >= 4
+    assert names == expect_names and sum(n.startswith("spawner-") for n in names.values() if n) == 4
+    assert missing is None
+    assert states == col_states.most_common()
+    assert {s: n for s, n in state_counts.items() if n} == dict(col_states)
+    with pytest.raises(IndexError):
+        taskleak.snapshot().group_summary([10**7], 1, 1)

@@ -140,6 +140,22 @@ static int census_clear(PyObject *self) {
     return 0;
 }
 
+// Row indices from a Python sequence of ints, each checked against the census.
+static std::vector<uint32_t> census_rows(const TaskCensus &c, nb::handle group) {
+    PyObject *seq = PySequence_Fast(group.ptr(), "rows must be a sequence of ints");
+    if (seq == nullptr) throw nb::python_error();
+    nb::object hold = nb::steal(seq);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    std::vector<uint32_t> rows((size_t)n);
+    for (Py_ssize_t j = 0; j < n; ++j) {
+        Py_ssize_t i = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, j));
+        if (i == -1 && PyErr_Occurred()) throw nb::python_error();
+        if (i < 0 || (size_t)i >= c.rows.size()) throw nb::index_error("row out of range");
+        rows[(size_t)j] = (uint32_t)i;
+    }
+    return rows;
+}
+
 static PyType_Slot census_slots[] = {
     {Py_tp_traverse, (void *)census_traverse},
     {Py_tp_clear, (void *)census_clear},
@@ -340,23 +356,64 @@ NB_MODULE(_core, m) {
             "column",
             [](const TaskCensus &c, const std::string &name) {
                 // Whole columns as lists of ints: reports aggregate over 100k
-                // tasks without building a tuple per task.
-                nb::list out;
-                for (const CensusRow &r : c.rows) {
-                    int64_t v;
-                    if (name == "state") v = (int)r.state;
-                    else if (name == "serial") v = r.serial;
-                    else if (name == "parent") v = r.parent_serial;
-                    else if (name == "created") v = r.created_ns;
-                    else if (name == "scope") v = r.scope;
-                    else if (name == "identity") v = (int64_t)(uintptr_t)r.task;
-                    else if (name == "waiter_type") v = r.waiter ? (int64_t)(uintptr_t)Py_TYPE(r.waiter) : 0;
-                    else throw nb::value_error("unknown column");
-                    out.append(nb::int_(v));
+                // tasks without building a tuple per task. The field is chosen
+                // once, not per row.
+                int64_t (*get)(const CensusRow &) = nullptr;
+                if (name == "state") get = [](const CensusRow &r) -> int64_t { return (int)r.state; };
+                else if (name == "serial") get = [](const CensusRow &r) -> int64_t { return r.serial; };
+                else if (name == "parent") get = [](const CensusRow &r) -> int64_t { return r.parent_serial; };
+                else if (name == "created") get = [](const CensusRow &r) -> int64_t { return r.created_ns; };
+                else if (name == "scope") get = [](const CensusRow &r) -> int64_t { return r.scope; };
+                else if (name == "identity")
+                    get = [](const CensusRow &r) -> int64_t { return (int64_t)(uintptr_t)r.task; };
+                else if (name == "waiter_type")
+                    get = [](const CensusRow &r) -> int64_t {
+                        return r.waiter ? (int64_t)(uintptr_t)Py_TYPE(r.waiter) : 0;
+                    };
+                else throw nb::value_error("unknown column");
+                PyObject *out = PyList_New((Py_ssize_t)c.rows.size());
+                if (out == nullptr) throw nb::python_error();
+                nb::list list = nb::steal<nb::list>(out);
+                for (size_t i = 0; i < c.rows.size(); ++i) {
+                    PyObject *v = PyLong_FromLongLong(get(c.rows[i]));
+                    if (v == nullptr) throw nb::python_error();
+                    PyList_SET_ITEM(out, (Py_ssize_t)i, v);
                 }
-                return out;
+                return list;
             },
             "name"_a)
+        .def(
+            "summarize",
+            [](const TaskCensus &c, nb::handle group, size_t k, size_t top) {
+                std::vector<uint32_t> rows = census_rows(c, group);
+                GroupSummary g = c.summarize(rows, k, top);
+                nb::list oldest, untracked, parents;
+                for (auto &[serial, row] : g.oldest) oldest.append(nb::make_tuple(serial, row));
+                for (uint32_t row : g.untracked) untracked.append(row);
+                for (auto &[serial, n] : g.parents) parents.append(nb::make_tuple(serial, n));
+                return nb::make_tuple(g.births, g.min_created, g.max_created, oldest, untracked, parents,
+                                      g.distinct_parents);
+            },
+            "group"_a, "k"_a, "top"_a,
+            "(births, min_created, max_created, [(serial, row)] oldest k, [row] first k untracked, "
+            "[(parent serial, count)] top, distinct parents)")
+        .def(
+            "state_counts",
+            [](const TaskCensus &c, nb::handle group) {
+                // (count, position of the first row) per state, over the rows `group`.
+                std::vector<uint32_t> rows = census_rows(c, group);
+                int64_t count[4] = {0, 0, 0, 0}, first[4] = {-1, -1, -1, -1};
+                for (size_t pos = 0; pos < rows.size(); ++pos) {
+                    int s = (int)c.rows[rows[pos]].state & 3;
+                    if (count[s]++ == 0) first[s] = (int64_t)pos;
+                }
+                nb::list out;
+                for (int s = 0; s < 4; ++s) out.append(nb::make_tuple(count[s], first[s]));
+                return out;
+            },
+            "group"_a)
+        .def(
+            "row_of_serial", [](const TaskCensus &c, uint32_t serial) { return c.row_of_serial(serial); }, "serial"_a)
         .def("groups", &TaskCensus::groups)
         .def(
             "creation_frames", [](TaskCensus &, uint32_t id) { return stack_frames(tracker().stacks, id); }, "id"_a)

@@ -6,6 +6,7 @@
 #include <Python.h>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 namespace taskleak {
@@ -26,6 +27,18 @@ struct CensusRow {
     TaskState state;
 };
 
+// What a grouped report shows of one group, aggregated natively: a group can
+// hold 100,000 rows and the report shows a handful of them.
+struct GroupSummary {
+    uint32_t births = 0;      // rows with a known creation time
+    int64_t min_created = 0;  // over those rows (0 when births == 0)
+    int64_t max_created = 0;
+    std::vector<std::pair<uint32_t, uint32_t>> oldest;   // (serial, row): the k lowest non-zero serials, ascending
+    std::vector<uint32_t> untracked;                     // the first k rows of serial 0, in group order
+    std::vector<std::pair<uint32_t, uint32_t>> parents;  // (parent serial, count), most common first
+    uint32_t distinct_parents = 0;                       // non-zero parent serials
+};
+
 class TaskCensus {
 public:
     TaskCensus();
@@ -38,6 +51,11 @@ public:
     // Groups of row indices, largest first.
     std::vector<std::vector<uint32_t>> groups() const;
     StackTable &chains() { return chains_; }
+    // Aggregates of the rows `group` (each < rows.size()). Parents tie on
+    // count in order of first appearance, as collections.Counter does.
+    GroupSummary summarize(const std::vector<uint32_t> &group, size_t k, size_t top) const;
+    // The row of the task with creation number `serial` (non-zero), -1 if none.
+    int64_t row_of_serial(uint32_t serial) const;
 
 private:
     StackTable chains_;

@@ -10,12 +10,24 @@ direction only (snapshot -> text/json_form -> rows -> task_info).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..tracking.loss_events import LossEvent
 from .task_info import TaskInfo
 
-__all__ = ["SnapshotRows"]
+__all__ = ["GroupSummary", "SnapshotRows"]
+
+
+class GroupSummary(NamedTuple):
+    """Aggregates of one group of census rows (``Snapshot.group_summary``)."""
+
+    births: int  # rows whose creation time is known
+    min_created: int  # ns, over those rows (0 when births == 0)
+    max_created: int
+    oldest: list[tuple[int, int]]  # (serial, row) of the k lowest non-zero serials, ascending
+    untracked: list[int]  # the first k rows of serial 0, in group order
+    parents: list[tuple[int, int]]  # (parent serial, count), most common first, ties by first appearance
+    distinct_parents: int  # how many non-zero parent serials
 
 
 class SnapshotRows(Protocol):
@@ -34,5 +46,8 @@ class SnapshotRows(Protocol):
     def group_orphaned(self, group: Sequence[int]) -> bool: ...
     def task_by_serial(self, serial: int) -> TaskInfo | None: ...
     def state_counts(self) -> dict[str, int]: ...
+    def state_summary(self) -> list[tuple[str, int]]: ...
+    def group_summary(self, group: Sequence[int], k: int, top: int) -> GroupSummary: ...
+    def name_of_serial(self, serial: int) -> str | None: ...
     def __iter__(self) -> Iterator[TaskInfo]: ...
     def __len__(self) -> int: ...

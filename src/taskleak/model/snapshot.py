@@ -14,6 +14,7 @@ from ..tracking import live_tasks
 from ..tracking.loss_events import LossEvent, loss_events
 from ..wait_target import ORPHANED
 from .json_form import snapshot_to_dict
+from .rows import GroupSummary
 from .task_info import STATES, TaskInfo
 from .text import format_snapshot
 
@@ -47,7 +48,8 @@ class _Shared:
         _LIVE.add(self)
 
     def state_column_pending(self, group: Sequence[int]) -> bool:
-        return self.column("state")[group[0]] == 0
+        # One row, not the whole 100,000-int column.
+        return bool(self.census.state_counts(group[:1])[0][0])
 
     def column(self, name: str) -> list[int]:
         col = self.columns.get(name)
@@ -117,11 +119,32 @@ class Snapshot:
     def state_counts(self) -> dict[str, int]:
         """How many of this snapshot's tasks are in each state, every state
         listed (0 when none)."""
-        col = self._s.column("state")
-        counts = dict.fromkeys(STATES, 0)
-        for i in self._idx:
-            counts[STATES[col[i]]] += 1
-        return counts
+        counts = self._s.census.state_counts(self._idx)
+        return {name: counts[k][0] for k, name in enumerate(STATES)}
+
+    def state_summary(self) -> list[tuple[str, int]]:
+        """(state, count) of the states present, most common first; states
+        tied on count in the order their first task appears in :attr:`rows`
+        (as ``collections.Counter.most_common`` orders them)."""
+        counts = self._s.census.state_counts(self._idx)
+        present = [(n, first, STATES[k]) for k, (n, first) in enumerate(counts) if n]
+        present.sort(key=lambda c: (-c[0], c[1]))
+        return [(name, n) for n, _, name in present]
+
+    def group_summary(self, group: Sequence[int], k: int, top: int) -> GroupSummary:
+        """Aggregates of the census rows `group`, computed natively (a group
+        can hold 100,000 rows and a report shows a handful): how many have a
+        known creation time and its min/max, the `k` lowest creation serials
+        with their rows, the first `k` untracked rows, and the `top` most
+        common parent serials (see :class:`GroupSummary`)."""
+        return GroupSummary(*self._s.census.summarize(group, k, top))
+
+    def name_of_serial(self, serial: int) -> str | None:
+        """The name of the task of this census with creation number `serial`,
+        None if it is not in the census."""
+        by_serial = self._s.by_serial
+        i = by_serial.get(serial) if by_serial is not None else self._s.census.row_of_serial(serial)
+        return None if i is None or i < 0 else self.name_at(i)
 
     def _info(self, i: int) -> TaskInfo:
         info = self._s.infos.get(i)

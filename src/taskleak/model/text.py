@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import heapq
-import itertools
 import re
-from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..frame import Frame, creation_site
 from .rows import SnapshotRows
-from .task_info import STATES
 
 if TYPE_CHECKING:
     from ..tracking.loss_events import LossEvent
@@ -82,47 +79,35 @@ _SORT_NAMES_UP_TO = 5000
 
 
 def _group_block(snap: SnapshotRows, group: list[int], max_frames: int, max_names: int) -> list[str]:
-    # Aggregates come from the census' columns: a group can hold 100,000
-    # tasks, and only a handful of them are ever turned into TaskInfo.
-    serial = snap.column("serial")
-    created = snap.column("created")
-    parent = snap.column("parent")
+    # Aggregates come from the census natively (group_summary): a group can
+    # hold 100,000 tasks, and only a handful of them are ever turned into TaskInfo.
     first = snap.at(group[0])
     head = f"{plural(len(group), 'task')}, {first.state}, {first.coro}()"
     if first.state == "pending":
         head += f", {waiting_phrase(first.waiting_on)}"
+    summary = snap.group_summary(group, max_names, 3)
     if len(group) <= _SORT_NAMES_UP_TO:
         names = heapq.nsmallest(max_names, map(snap.name_at, group), key=_natural_key)
     else:
-        # The oldest tracked tasks (lowest serials, compared as plain ints:
-        # no key call or tuple per task), then untracked ones (serial 0) in
-        # row order if too few are tracked.
-        first_serials = heapq.nsmallest(max_names, filter(None, map(serial.__getitem__, group)))
-        infos = [snap.task_by_serial(s) for s in first_serials]
-        if len(first_serials) < max_names:
-            infos += [
-                snap.at(i)
-                for i in itertools.islice((i for i in group if not serial[i]), max_names - len(first_serials))
-            ]
-        names = sorted((t.name for t in infos if t is not None), key=_natural_key)
+        # The oldest tracked tasks (lowest serials), then untracked ones
+        # (serial 0) in row order if too few are tracked.
+        rows = [row for _, row in summary.oldest]
+        rows += summary.untracked[: max_names - len(rows)]
+        names = sorted(map(snap.name_at, rows), key=_natural_key)
     if len(group) > max_names:
         names.append(f"... ({len(group) - max_names} more)")
     lines = [head, _INDENT + ", ".join(names)]
-    # Column reads through map(): C-level iteration over 100,000 rows.
-    births = [c for c in map(created.__getitem__, group) if c >= 0]
-    if births:
-        oldest, newest = (snap.taken_ns - min(births)) / 1e9, (snap.taken_ns - max(births)) / 1e9
+    if summary.births:
+        oldest, newest = (snap.taken_ns - summary.min_created) / 1e9, (snap.taken_ns - summary.max_created) / 1e9
         # A range only when the ages differ at the precision shown.
-        spread = len(births) > 1 and oldest - newest >= 0.1 and f"{oldest:.1f}" != f"{newest:.1f}"
+        spread = summary.births > 1 and oldest - newest >= 0.1 and f"{oldest:.1f}" != f"{newest:.1f}"
         lines.append(f"  age: {newest:.1f}s" + (f" to {oldest:.1f}s" if spread else ""))
-    parents = Counter(map(parent.__getitem__, group))
-    parents.pop(0, None)  # no tracked creator
-    if parents:
+    if summary.parents:
         who = []
-        for p, _ in parents.most_common(3):
-            t = snap.task_by_serial(p)
-            who.append(t.name if t is not None else f"<task #{p}, no longer alive>")
-        lines.append("  created by: " + ", ".join(who) + (", ..." if len(parents) > 3 else ""))
+        for p, _ in summary.parents:
+            name = snap.name_of_serial(p)
+            who.append(name if name is not None else f"<task #{p}, no longer alive>")
+        lines.append("  created by: " + ", ".join(who) + (", ..." if summary.distinct_parents > 3 else ""))
     if first.state == "pending" and snap.group_orphaned(group):
         lines.append("  orphaned: " + first.orphan_reason)
     lines += created_lines(first.created_at, max_frames)
@@ -131,10 +116,8 @@ def _group_block(snap: SnapshotRows, group: list[int], max_frames: int, max_name
 
 
 def format_snapshot(snap: SnapshotRows, *, max_frames: int = 6, max_names: int = 5) -> str:
-    state = snap.column("state")
-    states = Counter({STATES[k]: n for k, n in Counter(map(state.__getitem__, snap.rows)).items()})
     groups = snap.row_groups()
-    summary = ", ".join(f"{n} {s}" for s, n in states.most_common())
+    summary = ", ".join(f"{n} {s}" for s, n in snap.state_summary())
     out = [
         f"taskleak: {plural(len(snap), 'task')}"
         + (f" ({summary})" if summary else "")
