@@ -268,6 +268,20 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     };
     const int64_t start = monotonic_ns();
     int64_t hold_start = start;
+    auto count_pending = [&](Acc &a, size_t slot, uint32_t serial, int64_t created) {
+        ++out.live;
+        ++out.pending;
+        ++a.pending;
+        if (created >= 0) {
+            ++hist(a.ages)[age_bucket((start - created) / 1000000)];
+            if (created < a.oldest) a.oldest = created;
+        }
+        if (!a.example_pending) {
+            a.example_slot = slot;
+            a.example_serial = serial;
+            a.example_pending = true;
+        }
+    };
     const bool fast_state = g_state_off >= 0;
     for (size_t i = 0;; ++i) {
         // Re-read the size every step: the table may change while the GIL is
@@ -287,15 +301,25 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         }
         if (c.slots.size() < n) c.slots.resize(n + n / 4 + 64);
 #if defined(__GNUC__)
-        // Pending tasks cost one read of their state: ask for it early.
+        // Pending tasks cost one read of their state: ask for it early. A
+        // prefetch never faults, so it needs no check that the slot's task
+        // is one whose state is read (checking cost more than it saved).
         if (fast_state && i + PREFETCH_AHEAD < n) {
-            const CreationRecord *ahead = t.tasks.slot(i + PREFETCH_AHEAD);
-            const SlotInfo &k = c.slots[i + PREFETCH_AHEAD];
-            if (ahead != nullptr && k.serial == ahead->serial && k.fast && !k.done)
+            if (const CreationRecord *ahead = t.tasks.slot(i + PREFETCH_AHEAD))
                 __builtin_prefetch((char *)ahead->task + g_state_off);
         }
 #endif
         const CreationRecord *r = t.tasks.slot(i);
+        if (r != nullptr) {
+            // The common case at every pass after the first: a C task seen
+            // pending before and pending still. Nothing but its state is read.
+            const SlotInfo &k = c.slots[i];
+            if (k.serial == r->serial && k.fast && !k.done && k.gid < acc.size() &&
+                read_int(r->task, g_state_off) == 0) {
+                count_pending(acc[k.gid], i, k.serial, k.created);
+                continue;
+            }
+        }
         {
             SlotInfo &k = c.slots[i];
             if (k.serial != 0 && (r == nullptr || r->serial != k.serial)) {
@@ -349,22 +373,22 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
             s2.done = true;
         }
         Acc &a = acc[s2.gid];
-        ++out.live;
         if (st == 0) {
-            ++out.pending;
-            ++a.pending;
-            if (created >= 0) ++hist(a.ages)[age_bucket((start - created) / 1000000)];
-        } else if (done_before) {
+            count_pending(a, i, serial, created);
+            continue;
+        }
+        ++out.live;
+        if (done_before) {
             ++out.done;
             ++a.done;
         } else {
             ++out.finishing;
         }
         if (created >= 0 && created < a.oldest) a.oldest = created;
-        if (a.example_slot == SIZE_MAX || (st == 0 && !a.example_pending)) {
+        if (a.example_slot == SIZE_MAX) {
             a.example_slot = i;
             a.example_serial = serial;
-            a.example_pending = st == 0;
+            a.example_pending = false;
         }
     }
     --g_passes;
