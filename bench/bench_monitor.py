@@ -4,7 +4,8 @@
    creation sites): the native task count (`_core.tally_tasks`) with the GIL
    dropped every 0.5 ms (the monitor's setting) and in one hold, and a whole
    `Monitor.sample_now()` (count + groups + allow-list + detectors, all the
-   Python work of one sample). Target: <= 1 ms of GIL per hold.
+   Python work of one sample). Target: <= 1 ms of GIL per sample in total
+   (count's holds + Python part), printed with the goal.
 2. Task create+complete throughput with the monitor off and on, side by
    side, in one process: `taskleak` (install() only: the tracking a
    monitor needs), `monitor-10s` (the default interval), `monitor-1s` and
@@ -43,6 +44,9 @@ def _sites(n_sites: int):
     return fns
 
 
+GIL_GOAL_MS = 1.0  # GIL per sample in total at 100,000 pending tasks (issue 19)
+
+
 def gil_per_sample(n_tasks: int, n_sites: int, rounds: int) -> None:
     taskleak.install()
     loop = asyncio.new_event_loop()
@@ -72,7 +76,8 @@ def gil_per_sample(n_tasks: int, n_sites: int, rounds: int) -> None:
         # The Python part of a sample (groups, allow-list, detectors) holds
         # the GIL in one stretch: the wall time minus the count's.
         samples.append(wall - mon._last_tally["wall_ns"] / 1e6)
-        total.append(s.gil_s * 1e3)
+        # All the GIL one sample holds: the count's holds plus the Python part.
+        total.append(s.gil_s * 1e3 + samples[-1])
     assert r["pending"] >= n_tasks, r["pending"]
     print(
         f"GIL per sample at {n_tasks:,} live pending tasks, {n_sites} creation sites "
@@ -87,7 +92,11 @@ def gil_per_sample(n_tasks: int, n_sites: int, rounds: int) -> None:
         f"  Monitor.sample_now() besides the count (groups, allow-list, detectors; one hold): "
         f"{statistics.median(samples):.3f} ms"
     )
-    per_sample = statistics.median(chunked) + statistics.median(samples)
+    per_sample = statistics.median(total)
+    print(
+        f"  GIL per Monitor.sample_now() in total (count + Python):         {per_sample:.3f} ms   "
+        f"goal <= {GIL_GOAL_MS:.1f} ms: {'met' if per_sample <= GIL_GOAL_MS else 'NOT met'}"
+    )
     print(
         f"  => GIL share of a monitor sampling every 10 s at this size: {per_sample / 10_000 * 100:.4f}% "
         f"(every 1 s: {per_sample / 1_000 * 100:.3f}%)"

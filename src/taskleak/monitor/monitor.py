@@ -231,7 +231,7 @@ class Monitor:
         self._lost = LostTasks(self.window)
         self._new_losses: list[Any] = []  # loss events since the previous sample
         self._loss_seen = 0.0  # time of the newest loss event seen
-        self._labels: dict[tuple[int, int], tuple[str, str]] = {}
+        self._labels: dict[tuple[int, int], tuple[str, str, str]] = {}
         self._lag = LoopLag()
         self._lock = threading.Lock()
         self._sampler: _core.Sampler | None = None
@@ -401,7 +401,8 @@ class Monitor:
             self._dispatch(a)
         return sample
 
-    def _site(self, stack_id: int, code: types.CodeType | type) -> tuple[str, str]:
+    def _site(self, stack_id: int, code: types.CodeType | type) -> tuple[str, str, str]:
+        """(site, coroutine, "site (coroutine)") of a group, cached by id."""
         key = (stack_id, id(code))
         lab = self._labels.get(key)
         if lab is None:
@@ -410,7 +411,8 @@ class Monitor:
                 site = "creation site unknown" if stack_id != -2 else "creation stack dropped"
             else:
                 site = site_frame(frames).short()
-            lab = self._labels[key] = (site, _label(code))
+            coro = _label(code)
+            lab = self._labels[key] = (site, coro, f"{site} ({coro})")
         return lab
 
     def _measure(self, rss: int) -> Sample:
@@ -423,28 +425,33 @@ class Monitor:
         now_ns = _core.monotonic_ns()
         groups: list[tuple[str, str, int, int, int, TaskRef | None, bool, int]] = []
         matched: dict[int, list[tuple[int, int]]] = {}
-        seen_keys = set()
         self._stale_skip = set()
-        for stack_id, code, pending, done, oldest_ns, example, ages, lifetimes in raw["groups"]:
-            seen_keys.add((stack_id, id(code)))
-            site, coro = self._site(stack_id, code)
-            oldest_ms = (now_ns - oldest_ns) / 1e6 if oldest_ns >= 0 else None
-            stale = self._stale.observe(f"{site} ({coro})", ages, lifetimes, oldest_ms)
+        # This loop runs once per group per sample with the GIL held (the
+        # monitor's budget is <= 1 ms per sample at 100k tasks): names come
+        # from the cache, loop-invariant lookups are hoisted.
+        raw_groups = raw["groups"]
+        site_of = self._site
+        observe = self._stale.observe
+        allow = self.allow if self.allow else None
+        for stack_id, code, pending, done, oldest_ns, example, ages, lifetimes in raw_groups:
+            site, coro, label = site_of(stack_id, code)
+            stale = observe(label, ages, lifetimes, (now_ns - oldest_ns) / 1e6 if oldest_ns >= 0 else None)
             if pending == 0 and done == 0:
                 continue  # gone: reported only for its lifetimes
             allowed = False
-            if self.allow:
+            if allow is not None:
                 task = example() if example is not None else None
-                idx = self.allow.match(task, coro, site)
+                idx = allow.match(task, coro, site)
                 del task
                 if idx is not None:
                     matched.setdefault(idx, []).append((pending, done))
                     allowed = True
-                    self._stale_skip.add(f"{site} ({coro})")
+                    self._stale_skip.add(label)
             groups.append((site, coro, pending, done, oldest_ns, example, allowed, stale))
         # Group ids stay valid while the native table pins their stacks; keep
         # the label cache about as small as the live groups.
-        if len(self._labels) > 2 * len(seen_keys) + 64:
+        if len(self._labels) > 2 * len(raw_groups) + 64:
+            seen_keys = {(g[0], id(g[1])) for g in raw_groups}
             self._labels = {k: v for k, v in self._labels.items() if k in seen_keys}
         al_p = al_d = 0
         for idx, counts in matched.items():

@@ -215,13 +215,16 @@ class RiseDetector:
 
 
 class _Group:
-    __slots__ = ("lifetimes", "detector", "seen", "stale")
+    __slots__ = ("lifetimes", "detector", "seen", "stale", "threshold_ms")
 
-    def __init__(self, cfg: StaleConfig) -> None:
+    def __init__(self, cfg: StaleConfig, threshold_ms: float) -> None:
         self.lifetimes = Lifetimes()
         self.detector = RiseDetector(cfg)
         self.seen = 0
         self.stale = 0
+        # lifetimes.threshold_ms(), recomputed only when lifetimes arrive:
+        # observe() runs per group per sample under the GIL.
+        self.threshold_ms = threshold_ms
 
 
 class StaleTasks:
@@ -246,11 +249,12 @@ class StaleTasks:
         if g is None:
             if len(self.groups) >= self.max_groups:
                 self._forget()
-            g = self.groups[label] = _Group(self.cfg)
+            g = self.groups[label] = _Group(self.cfg, Lifetimes().threshold_ms(self.cfg, self.interval_s))
         g.seen = self.n
         if lifetimes is not None:
             g.lifetimes.add(lifetimes, self.n, self.cfg.half_life)
-        threshold = g.lifetimes.threshold_ms(self.cfg, self.interval_s)
+            g.threshold_ms = g.lifetimes.threshold_ms(self.cfg, self.interval_s)
+        threshold = g.threshold_ms
         # Most groups have no task that old: skip reading the histogram.
         if ages is None or oldest_age_ms is None or oldest_age_ms < threshold:
             g.stale = 0
@@ -263,12 +267,20 @@ class StaleTasks:
         sample) to its detector, except the ``skip`` ones (allow-listed); the
         groups whose episode opens now."""
         out = []
+        n = self.n
         for label, g in self.groups.items():
+            if g.seen != n:
+                g.stale = 0
+            d = g.detector
+            if g.stale == 0 and d.zeros >= 0:
+                # RiseDetector.update(0) before any stale task, inlined: what
+                # almost every group costs a sample.
+                if label not in skip:
+                    d.zeros += 1
+                continue
             if label in skip:
                 continue
-            if g.seen != self.n:
-                g.stale = 0
-            v = g.detector.update(g.stale)
+            v = d.update(g.stale)
             if v is not None:
                 out.append((label, v))
         horizon = max(self.cfg.blocks) * (self.cfg.rises + 1)
