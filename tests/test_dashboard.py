@@ -113,6 +113,16 @@ def _errors(drv) -> list:
     return [e for e in drv.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
 
 
+def _banner_naming(drv, function: str) -> str:
+    """The blocked-loop banner's text, once it shows and names `function`."""
+    script = "const b = document.getElementById('blocked-now'); return b.hidden ? '' : b.textContent"
+    return _wait(
+        lambda: (lambda t: t if t and function in t else None)(drv.execute_script(script)),
+        "the banner",
+        timeout=4.0,
+    )
+
+
 def _fresh(drv) -> None:
     """Leave the previous test's page (whose server may be gone) and drop
     what it logged, so that a test counts only its own console errors."""
@@ -546,15 +556,7 @@ def test_dashboard_banner_while_the_loop_holds_the_gil(browser, tmp_path, monkey
         assert browser.execute_script("return document.getElementById('blocked-now').hidden") is True
         child.block("gil", 5.0)
         line = child.line("# STUCK HERE")
-        text = _wait(
-            lambda: (lambda t: t if t and "stuck_in_c" in t else None)(
-                browser.execute_script(
-                    "const b = document.getElementById('blocked-now'); return b.hidden ? '' : b.textContent"
-                )
-            ),
-            "the banner",
-            timeout=4.0,
-        )
+        text = _banner_naming(browser, "stuck_in_c")
         assert re.match(rf"BLOCKED NOW \d+\.\d s at stuck_service\.py:{line} in stuck_in_c  - loop MainThread", text)
         _wait(
             lambda: (
@@ -587,15 +589,7 @@ def test_dashboard_opened_while_the_loop_holds_the_gil(browser, tmp_path, monkey
         t0 = time.monotonic()
         browser.get(child.url + "?refresh=0.3")  # returns once the page and its script and style loaded
         line = child.line("# STUCK HERE")
-        text = _wait(
-            lambda: (lambda t: t if t and "stuck_in_c" in t else None)(
-                browser.execute_script(
-                    "const b = document.getElementById('blocked-now'); return b.hidden ? '' : b.textContent"
-                )
-            ),
-            "the banner",
-            timeout=4.0,
-        )
+        text = _banner_naming(browser, "stuck_in_c")
         assert re.match(rf"BLOCKED NOW \d+\.\d s at stuck_service\.py:{line} in stuck_in_c  - loop MainThread", text)
         # The style sheet applied (served natively too): the banner is red.
         bg = browser.execute_script("return getComputedStyle(document.getElementById('blocked-now')).backgroundColor")
