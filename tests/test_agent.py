@@ -56,6 +56,29 @@ def test_socket_path_and_permissions(agent, runtime_dir):
     assert taskleak.serve(unix=True) is agent
 
 
+def test_the_socket_file_appears_only_once_it_listens(runtime_dir, monkeypatch):
+    # `dump --inject` connects as soon as it sees the file: a file bound but
+    # not yet listening refused it (a CI failure on 3.15).
+    final = runtime_dir / "taskleak" / f"{os.getpid()}.sock"
+    seen_before_listen = []
+    real_listen = socket.socket.listen
+
+    def listen(self, *a):
+        if self.family == socket.AF_UNIX:
+            seen_before_listen.append(final.exists())
+        return real_listen(self, *a)
+
+    monkeypatch.setattr(socket.socket, "listen", listen)
+    srv = taskleak.serve(unix=True, interval=0.05)
+    try:
+        assert seen_before_listen == [False]
+        assert get_json("", "/api/info", unix=srv.path)["pid"] == os.getpid()
+        assert sorted(os.listdir(final.parent)) == [final.name]  # no staging file left behind
+        assert stat.S_IMODE(os.stat(final).st_mode) == 0o600
+    finally:
+        srv.close()
+
+
 def test_without_xdg_runtime_dir_the_socket_is_in_tmp(monkeypatch):
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     srv = taskleak.serve(unix=True, interval=0.05)

@@ -531,12 +531,28 @@ def _start(
             clean_stale(directory)
             path = socket_path()
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            # A client that finds the socket file connects at once (``dump
+            # --inject`` polls for it): bound but not yet listening, the file
+            # refuses it. So bind under a private name and rename the file into
+            # place only once it listens, with its final mode.
+            staging = os.path.join(directory, f".{os.getpid()}.new")  # short: sun_path holds 107 bytes
+            for p in (path, staging):
+                try:
+                    os.unlink(p)  # ours (same pid): left by a process that reused the pid, or a crash
+                except FileNotFoundError:
+                    pass
             try:
-                os.unlink(path)  # ours (same pid): left by a process that reused the pid, or a crash
-            except FileNotFoundError:
-                pass
-            sock.bind(path)
-            os.chmod(path, 0o600)
+                sock.bind(staging)
+                os.chmod(staging, 0o600)
+                sock.listen(64)
+                os.rename(staging, path)
+            except BaseException:
+                sock.close()
+                try:
+                    os.unlink(staging)
+                except OSError:
+                    pass
+                raise
             url = f"unix:{path}"
         else:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -546,7 +562,7 @@ def _start(
             bound = sock.getsockname()[1]
             shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
             url = f"http://{shown}:{bound}/"
-        sock.listen(64)
+            sock.listen(64)
         sock.setblocking(False)
     except BaseException:
         if own is not None:
