@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -588,3 +589,36 @@ def test_only_the_part_inside_the_scope_of_another_threads_block_counts():
             assert ep.ended == "in progress at scope exit" and ep.duration >= 0.35
         finally:
             svc.stop()
+
+
+def test_another_threads_block_counts_only_up_to_the_body_end():
+    """A block on another thread's loop that starts just before the body
+    ends and goes on through the scope's exit work (here: until it is
+    recorded whole) counts only by its part inside the body: too short."""
+    from live_service import Service
+
+    from taskleak.testing.loop_blocked import BlockingScope
+
+    scope = BlockingScope(0.1)
+    svc = Service()  # its loop starts while watched
+    try:
+        started = threading.Event()
+
+        def block():
+            started.set()
+            time.sleep(0.4)  # OTHER THREAD short
+
+        svc.loop.call_soon_threadsafe(block)
+        assert started.wait(5)
+        time.sleep(0.03)
+        scope.body_ended()  # ~0.03 s into the block
+        for _ in range(300):  # the exit work outlasts the block: it is recorded whole
+            if any(e.loop == "service-loop" and e.duration >= 0.35 for e in watchdog.block_episodes()):
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the other loop's block was never recorded")
+        assert scope.finish() == []
+    finally:
+        scope.finish()  # idempotent: the watch never outlives the test
+        svc.stop()

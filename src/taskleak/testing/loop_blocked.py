@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import taskleak._core as _core
+
 from ..blocking import watchdog
 from ..blocking.episode import Episode
 from ..blocking.text import format_episode
@@ -54,6 +56,7 @@ class BlockingScope:
         self.threshold = threshold
         self._watch: watchdog.Watch | None = watchdog.watch_blocking(threshold)
         self._in_progress: list[Episode] | None = None  # at the body's end
+        self._body_end_ns: int | None = None  # the watchdog's clock
 
     def body_ended(self) -> None:
         """The scope's body is over: end the episode in progress on the loop
@@ -62,6 +65,7 @@ class BlockingScope:
         exit work (which then never counts)."""
         if self._watch is not None:
             try:
+                self._body_end_ns = _core.watchdog_now_ns()
                 watchdog.end_episode_here()
                 self._in_progress = watchdog.episodes_in_progress()
             except Exception:  # never turn a scope's exit into an error of ours
@@ -74,7 +78,10 @@ class BlockingScope:
         that was already busy when the scope was entered (another watch kept
         the loop watched, so its heartbeat predates the scope) and then
         blocked in the body is the body's block, and the busy time before
-        the scope is not."""
+        the scope is not. Nor is the time after the body's end: a loop in
+        another thread may block on while the scope's exit work runs (the
+        grace, driving idle loops), and that episode may end and be recorded
+        whole before this reads it."""
         w, self._watch = self._watch, None
         if w is None:
             return []
@@ -88,8 +95,11 @@ class BlockingScope:
             recorded = watchdog.block_episodes()
             seen = {e.seq for e in recorded}
             out = []
+            stop = self._body_end_ns
             for e in recorded + [e for e in going_on if e.seq not in seen]:
                 end = e.start_ns + round(e.duration * 1e9)
+                if stop is not None:
+                    end = min(end, stop)
                 if end - max(e.start_ns, start) >= round(self.threshold * 1e9):
                     out.append(e)
             return sorted(out, key=lambda e: e.start_ns)
