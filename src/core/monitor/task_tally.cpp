@@ -1,7 +1,9 @@
 #include "monitor/task_tally.hpp"
 #include "cpython/weakref_list.hpp"
 #include "tracking/tracker.hpp"
+#include <algorithm>
 #include <cstring>
+#include <deque>
 #include <unordered_map>
 
 namespace taskleak {
@@ -173,11 +175,8 @@ static PyObject *code_of(PyObject *task) {
 // when its serial changes. So a sample reads nothing of a done task and one
 // int of a pending one: memory traffic, not attribute lookups, is the cost.
 namespace {
-// 8 bytes: every pass streams this array and the table's records (40 bytes
-// a slot) from memory, and at 100k tasks that traffic, more than the reads
-// of the tasks themselves, is what the pass costs (measured: a pass that
-// read no task at all still took ~80% of the time). The creation time,
-// needed only when a task goes, lives in a separate array (`born`).
+// The full story of a slot, read when its record changed (or for tasks
+// whose state is read by attribute).
 struct SlotInfo {  // value-initialized (all 0) by the vector
     uint32_t serial;
     uint32_t gid : 30;
@@ -185,6 +184,24 @@ struct SlotInfo {  // value-initialized (all 0) by the vector
     uint32_t fast : 1;  // a C task: state readable at the probed offset
 };
 static_assert(sizeof(SlotInfo) == 8);
+// What a pass needs of a slot whose record did not change since the last
+// pass (the table's touched bit is clear), so that it reads neither the
+// record (40 bytes) nor SlotInfo: at 100k tasks the pass is bound by the
+// memory it streams (measured: a pass that read no task at all still took
+// ~80% of the time), and 16 bytes a slot is a third of what it was.
+// `task` is valid exactly while the record is unchanged: a task's record
+// goes (touching the slot) before the task is freed.
+struct HotSlot {
+    PyObject *task;         // nullptr: go through the record (or nothing to count)
+    uint64_t born_ms : 39;  // CLOCK_MONOTONIC in ms: 17 years of uptime
+    uint64_t has_born : 1;
+    uint64_t gid : 22;
+    uint64_t done : 1;
+    uint64_t pad : 1;
+};
+static_assert(sizeof(HotSlot) == 16);
+constexpr uint32_t HOT_MAX_GID = (1u << 22) - 1;
+constexpr int64_t HOT_MAX_MS = (int64_t(1) << 39) - 1;
 struct GroupKeyInfo {
     Key key;  // key.code is a strong reference
 };
@@ -194,12 +211,15 @@ struct GroupKeyInfo {
 // are dropped, so that names cached by id elsewhere are dropped too.
 struct TallyCache {
     std::vector<SlotInfo> slots;
+    std::vector<HotSlot> hot;
     std::vector<int64_t> born;  // per slot: its task's creation time, its lifetime when it goes
     std::vector<GroupKeyInfo> groups;
     std::unordered_map<Key, uint32_t, KeyHash> where;
     uint64_t generation = 1;
+    uint64_t layout = 0;  // the table's layout the cache matches; 0: none (read every record)
     void clear() {
         ++generation;
+        layout = 0;
         for (GroupKeyInfo &g : groups) {
             if (g.key.stack < StackTable::DROPPED) tracker().stacks.decref(g.key.stack);
             Py_DECREF(g.key.code);
@@ -207,6 +227,7 @@ struct TallyCache {
         groups.clear();
         where.clear();
         slots.assign(slots.size(), SlotInfo{});
+        hot.assign(hot.size(), HotSlot{});
     }
 };
 TallyCache &cache() {
@@ -234,8 +255,9 @@ int age_bucket(int64_t ms) {
     return b < AGE_BUCKETS ? b : AGE_BUCKETS - 1;
 }
 
-// How many slots ahead the pass asks for a pending task's state.
-static constexpr size_t PREFETCH_AHEAD = 8;
+// How many slots ahead the pass asks for a pending task's state (8, 16,
+// 32 and 64 measured the same within the noise at 100k tasks).
+static constexpr size_t PREFETCH_AHEAD = 16;
 
 void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     Tracker &t = tracker();
@@ -247,23 +269,25 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     ++g_passes;
     struct Acc {
         uint32_t pending = 0, done = 0;
-        int64_t oldest = INT64_MAX;
+        int64_t oldest = INT64_MAX;     // exact, from slots read through their record
+        int64_t oldest_ms = INT64_MAX;  // from hot slots; the exact time is looked up once at the end
+        size_t oldest_slot = SIZE_MAX;
         size_t example_slot = SIZE_MAX;
         uint32_t example_serial = 0;
         bool example_pending = false;
-        int32_t ages = -1, lifetimes = -1;  // index in `hists`, allocated on first use
+        // Allocated on first use: the cache may know thousands of groups,
+        // most with no task now. A deque keeps them where they are.
+        uint32_t *ages = nullptr, *lifetimes = nullptr;
     };
     std::vector<Acc> acc(c.groups.size());
-    // Histograms only for groups that use them: the cache may know thousands
-    // of groups, most with no task now.
-    std::vector<AgeHistogram> hists;
-    auto hist = [&hists](int32_t &ix) -> AgeHistogram & {
-        if (ix < 0) {
-            ix = (int32_t)hists.size();
+    std::deque<AgeHistogram> hists;
+    auto hist = [&hists](uint32_t *&h) -> uint32_t * {
+        if (h == nullptr) {
             hists.emplace_back();
             hists.back().fill(0);
+            h = hists.back().data();
         }
-        return hists[(size_t)ix];
+        return h;
     };
     // A task seen pending at an earlier pass that is done or gone now: its
     // lifetime (to this pass: an upper bound by at most one interval).
@@ -273,62 +297,105 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         ++hist(acc[gid].lifetimes)[age_bucket((now - created) / 1000000)];
     };
     const int64_t start = monotonic_ns();
+    const int64_t start_ms = start / 1000000;
     int64_t hold_start = start;
-    auto count_pending = [&](Acc &a, size_t slot, uint32_t serial, int64_t created) {
-        ++out.live;
-        ++out.pending;
-        ++a.pending;
-        if (created >= 0) {
-            ++hist(a.ages)[age_bucket((start - created) / 1000000)];
-            if (created < a.oldest) a.oldest = created;
-        }
-        if (!a.example_pending) {
-            a.example_slot = slot;
-            a.example_serial = serial;
-            a.example_pending = true;
-        }
+    uint64_t finishing = 0;  // live, pending and done are summed from `acc` at the end
+    auto note_example = [&](Acc &a, size_t slot, bool pending) {
+        if (pending ? a.example_pending : a.example_slot != SIZE_MAX) return;
+        a.example_slot = slot;
+        a.example_serial = c.slots[slot].serial;
+        a.example_pending = pending;
     };
     const bool fast_state = g_state_off >= 0;
-    for (size_t i = 0;; ++i) {
-        // Re-read the size every step: the table may change while the GIL is
-        // dropped, and Python code may run for tasks of other classes.
-        size_t n = t.tasks.slots();
-        if (i >= n) break;
-        if (max_hold_ns > 0 && (i & 255) == 255) {
-            int64_t now = monotonic_ns();
-            if (now - hold_start >= max_hold_ns) {
-                out.gil_ns += now - hold_start;
-                out.max_hold_ns = std::max(out.max_hold_ns, now - hold_start);
-                ++out.holds;
-                Py_BEGIN_ALLOW_THREADS
-                Py_END_ALLOW_THREADS
-                hold_start = monotonic_ns();
+
+    // A slot whose record did not change since the last pass, from its hot
+    // copy; false if it must be read through its record after all.
+    auto visit_hot = [&](size_t i) -> bool {
+        HotSlot &h = c.hot[i];
+        if (h.task == nullptr) return c.slots[i].serial != 0;  // else a free slot
+        if (h.gid >= acc.size()) return true;                  // a group added by another pass
+        Acc &a = acc[h.gid];
+        // The common case: a C task seen pending before and pending still;
+        // nothing but its state is read. A done one is not read at all.
+        bool pending = false;
+        if (h.done) {
+            ++a.done;
+        } else if (read_int(h.task, g_state_off) == 0) {
+            pending = true;
+            ++a.pending;
+        } else {
+            // Pending at an earlier pass, finished since.
+            record_lifetime(h.gid, c.born[i], start);
+            c.slots[i].done = true;
+            h.done = 1;
+            ++finishing;
+        }
+        if (h.has_born) {
+            const int64_t born = (int64_t)h.born_ms;
+            if (pending) ++hist(a.ages)[age_bucket(start_ms - born)];
+            if (born < a.oldest_ms) {
+                a.oldest_ms = born;
+                a.oldest_slot = i;
             }
         }
-        if (c.slots.size() < n) {
-            c.slots.resize(n + n / 4 + 64);
-            c.born.resize(c.slots.size(), -1);
+        note_example(a, i, pending);
+        return false;
+    };
+
+    // Slot i's hot copy, after its record was read.
+    auto refresh_hot = [&](size_t i, PyObject *task, int64_t created) {
+        const SlotInfo &k = c.slots[i];
+        HotSlot h{};
+        if (k.serial != 0 && (k.fast || k.done) && k.gid <= HOT_MAX_GID) {
+            h.task = task;
+            h.gid = k.gid;
+            h.done = k.done;
+            if (created >= 0 && created / 1000000 <= HOT_MAX_MS) {
+                h.born_ms = (uint64_t)(created / 1000000);
+                h.has_born = 1;
+            }
         }
-#if defined(__GNUC__)
-        // Pending tasks cost one read of their state: ask for it early. A
-        // prefetch never faults, so it needs no check that the slot's task
-        // is one whose state is read (checking cost more than it saved).
-        if (fast_state && i + PREFETCH_AHEAD < n) {
-            if (const CreationRecord *ahead = t.tasks.slot(i + PREFETCH_AHEAD))
-                __builtin_prefetch((char *)ahead->task + g_state_off);
+        c.hot[i] = h;
+    };
+
+    // The table's layout the copies are good for. After one compaction
+    // since the last pass, the copies move with their slots; a task in a
+    // slot that went is gone. Otherwise (the first pass, several changes)
+    // every slot goes through its record, and done tasks count as finishing
+    // for a pass.
+    const uint64_t layout = t.tasks.layout();
+    if (c.layout != 0 && layout == c.layout + 1 && g_passes == 1) {
+        const std::vector<uint32_t> &from = t.tasks.moved_from();
+        const size_t size = std::max(c.slots.size(), from.size() + from.size() / 4 + 64);
+        std::vector<SlotInfo> slots(size);
+        std::vector<HotSlot> hot(size);
+        std::vector<int64_t> born(size, -1);
+        std::vector<bool> carried(c.slots.size(), false);
+        for (size_t k = 0; k < from.size(); ++k) {
+            const size_t j = from[k];
+            if (j >= c.slots.size()) continue;  // a slot the cache never saw
+            slots[k] = c.slots[j];
+            hot[k] = c.hot[j];
+            born[k] = c.born[j];
+            carried[j] = true;
         }
-#endif
+        for (size_t j = 0; j < c.slots.size(); ++j)
+            if (!carried[j] && c.slots[j].serial != 0 && !c.slots[j].done)
+                record_lifetime(c.slots[j].gid, c.born[j], start);
+        c.slots.swap(slots);
+        c.hot.swap(hot);
+        c.born.swap(born);
+        c.layout = layout;
+    }
+    bool every_record = layout != c.layout;
+    bool moved = false;
+    uint64_t touched = 0;  // the current word's bits
+
+    // Slot i through its record: it changed, its task is of a class whose
+    // state is read by attribute, or the layout changed. May run Python code.
+    auto visit_record = [&](size_t i) {
         const CreationRecord *r = t.tasks.slot(i);
-        if (r != nullptr) {
-            // The common case at every pass after the first: a C task seen
-            // pending before and pending still. Nothing but its state is read.
-            const SlotInfo &k = c.slots[i];
-            if (k.serial == r->serial && k.fast && !k.done && k.gid < acc.size() &&
-                read_int(r->task, g_state_off) == 0) {
-                count_pending(acc[k.gid], i, k.serial, r->created_ns);
-                continue;
-            }
-        }
+        c.hot[i] = HotSlot{};
         {
             SlotInfo &k = c.slots[i];
             if (k.serial != 0 && (r == nullptr || r->serial != k.serial)) {
@@ -337,7 +404,7 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
                 k.serial = 0;
             }
         }
-        if (r == nullptr) continue;
+        if (r == nullptr) return;
         // A record in the table is a live task: the record goes in the
         // weak reference's callback, which runs before the task is freed.
         PyObject *task = r->task;
@@ -362,62 +429,116 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
             // record_task: through the weakref, or (3.14+, tasks whose
             // death reaches the type's finalizer) the record's own pointer.
             task = record_task(*r);
-            if (task == nullptr) continue;
+            if (task == nullptr) return;
             Py_INCREF(task);
             st = state_of(task);
             PyObject *code = st < 0 ? nullptr : code_of(task);
             bool fast = fast_state && g_coro_off >= 0 && PyObject_TypeCheck(task, g_task_type);
-            if (code != nullptr && i < c.slots.size()) {
+            if (code != nullptr) {
                 c.slots[i] = SlotInfo{serial, group_id(c, stack, code), false, fast};
                 c.born[i] = created;
             }
             Py_DECREF(task);
-            if (code == nullptr || i >= c.slots.size() || c.slots[i].serial != serial) continue;
+            // Python code may have run: tasks freed or created, slots of this
+            // word touched again, even the slots moved (then `r` is stale).
+            touched |= t.tasks.take_touched(i >> 6);
+            if (t.tasks.layout() != layout) moved = every_record = true;
+            if (every_record) touched = ~uint64_t(0);
+            if (code == nullptr || t.tasks.slot(i) != r || r->serial != serial || c.slots[i].serial != serial) return;
             if (acc.size() < c.groups.size()) acc.resize(c.groups.size());
         }
         SlotInfo &s2 = c.slots[i];
         if (s2.gid >= acc.size()) acc.resize(c.groups.size());  // groups added by another pass
-        if (s2.gid >= acc.size()) continue;
+        if (s2.gid >= acc.size()) return;
         if (st != 0 && !s2.done) {
             // Pending at an earlier pass, finished since.
             if (known.serial == serial) record_lifetime(s2.gid, created, start);
             s2.done = true;
         }
+        refresh_hot(i, task, created);
         Acc &a = acc[s2.gid];
         if (st == 0) {
-            count_pending(a, i, serial, created);
-            continue;
-        }
-        ++out.live;
-        if (done_before) {
-            ++out.done;
+            ++a.pending;
+            if (created >= 0) ++hist(a.ages)[age_bucket((start - created) / 1000000)];
+        } else if (done_before) {
             ++a.done;
         } else {
-            ++out.finishing;
+            ++finishing;
         }
         if (created >= 0 && created < a.oldest) a.oldest = created;
-        if (a.example_slot == SIZE_MAX) {
-            a.example_slot = i;
-            a.example_serial = serial;
-            a.example_pending = false;
+        note_example(a, i, st == 0);
+    };
+
+    // A word (64 slots) at a time: the table's touched bits come a word at
+    // a time, and the GIL is dropped only between words, so a word's bits
+    // are good for its slots while we hold it (Python code run for one of
+    // them adds what it touched).
+    size_t dropped_at = 0;
+    for (size_t i = 0;;) {
+        size_t n = t.tasks.slots();
+        if (i >= n) break;
+        if (max_hold_ns > 0 && (i & 255) == 0 && i > dropped_at) {
+            int64_t now = monotonic_ns();
+            if (now - hold_start >= max_hold_ns) {
+                out.gil_ns += now - hold_start;
+                out.max_hold_ns = std::max(out.max_hold_ns, now - hold_start);
+                ++out.holds;
+                Py_BEGIN_ALLOW_THREADS
+                Py_END_ALLOW_THREADS
+                hold_start = monotonic_ns();
+                dropped_at = i;
+                continue;  // the table may have changed: look again
+            }
         }
+        if (t.tasks.layout() != layout) moved = every_record = true;
+        touched = t.tasks.take_touched(i >> 6);
+        if (every_record) touched = ~uint64_t(0);
+        if (c.slots.size() < n) {
+            c.slots.resize(n + n / 4 + 64);
+            c.hot.resize(c.slots.size());
+            c.born.resize(c.slots.size(), -1);
+        }
+        const size_t word_end = (i | 63) + 1;
+        size_t end = std::min(n, word_end);
+        for (; i < end; ++i) {
+#if defined(__GNUC__)
+            // Pending tasks cost one read of their state: ask for it early. A
+            // prefetch never faults, so stale or empty copies need no check.
+            if (fast_state && i + PREFETCH_AHEAD < c.hot.size())
+                __builtin_prefetch((char *)c.hot[i + PREFETCH_AHEAD].task + g_state_off);
+#endif
+            if (((touched >> (i & 63)) & 1) == 0 && !visit_hot(i)) continue;
+            visit_record(i);
+            end = std::min(t.tasks.slots(), word_end);  // Python code may have run
+        }
+        i = word_end;
     }
+    c.layout = moved ? 0 : layout;
+    for (const Acc &a : acc) {
+        out.pending += a.pending;
+        out.done += a.done;
+    }
+    out.finishing = finishing;
+    out.live = out.pending + out.done + out.finishing;
     --g_passes;
     for (size_t gid = 0; gid < acc.size() && gid < c.groups.size(); ++gid) {
         const Acc &a = acc[gid];
-        if (a.pending == 0 && a.done == 0 && a.lifetimes < 0) continue;
+        if (a.pending == 0 && a.done == 0 && a.lifetimes == nullptr) continue;
         GroupTally g{c.groups[gid].key.stack, Py_NewRef(c.groups[gid].key.code)};
-        if (a.ages >= 0) {
-            g.ages = hists[(size_t)a.ages];
+        if (a.ages != nullptr) {
+            std::copy(a.ages, a.ages + AGE_BUCKETS, g.ages.begin());
             g.has_ages = true;
         }
-        if (a.lifetimes >= 0) {
-            g.lifetimes = hists[(size_t)a.lifetimes];
+        if (a.lifetimes != nullptr) {
+            std::copy(a.lifetimes, a.lifetimes + AGE_BUCKETS, g.lifetimes.begin());
             g.has_lifetimes = true;
         }
         g.pending = a.pending;
         g.done = a.done;
-        g.oldest_ns = a.oldest == INT64_MAX ? -1 : a.oldest;
+        int64_t oldest = a.oldest;
+        if (a.oldest_slot < c.born.size() && c.born[a.oldest_slot] >= 0)
+            oldest = std::min(oldest, c.born[a.oldest_slot]);
+        g.oldest_ns = oldest == INT64_MAX ? -1 : oldest;
         const CreationRecord *r = a.example_slot == SIZE_MAX ? nullptr : t.tasks.slot(a.example_slot);
         if (r != nullptr && r->serial == a.example_serial) {
             // The example goes to Python as a weak reference: the record's

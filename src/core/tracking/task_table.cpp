@@ -10,34 +10,56 @@ size_t TaskTable::slot_of(PyObject *ref) const {
     }
 }
 
-void TaskTable::rebuild(size_t min_index) {
-    // Compact the records (dropping free ones) and rebuild the index at a
-    // load factor below 0.7. Also how memory goes back after a burst of tasks.
-    std::vector<CreationRecord> live;
-    live.reserve(live_ + live_ / 4 + 16);
-    for (const CreationRecord &r : recs_)
-        if (r.ref != nullptr) live.push_back(r);
-    recs_.swap(live);
-    std::vector<uint32_t>().swap(free_);
+void TaskTable::grow_index(size_t min_index) {
+    // The index only: records stay in their slots (free ones are reused
+    // through free_), so growing never moves a slot under a reader.
     size_t n = 64;
     while (n < min_index || n * 7 < (live_ + 1) * 10) n *= 2;
     std::vector<uint32_t>(n, 0).swap(index_);
     size_t mask = n - 1;
     for (size_t k = 0; k < recs_.size(); ++k) {
+        if (recs_[k].ref == nullptr) continue;
         size_t i = hash_ptr(recs_[k].ref) & mask;
         while (index_[i] != 0) i = (i + 1) & mask;
         index_[i] = (uint32_t)k + 1;
     }
 }
 
+void TaskTable::compact() {
+    // Drop the free records: how memory goes back after a burst of tasks.
+    // Records keep their order; moved_from_ says where each came from, and
+    // each slot's touched bit moves with it, so a reader that cached slots
+    // can follow (layout() tells it this happened).
+    std::vector<CreationRecord> live;
+    live.reserve(live_ + live_ / 4 + 16);
+    std::vector<uint32_t> from;
+    from.reserve(live_);
+    std::vector<uint64_t> touched((live_ >> 6) + 1, 0);
+    for (size_t j = 0; j < recs_.size(); ++j) {
+        if (recs_[j].ref == nullptr) continue;
+        const size_t k = live.size();
+        if ((j >> 6) < touched_.size() && ((touched_[j >> 6] >> (j & 63)) & 1))
+            touched[k >> 6] |= uint64_t(1) << (k & 63);
+        live.push_back(recs_[j]);
+        from.push_back((uint32_t)j);
+    }
+    recs_.swap(live);
+    touched_.swap(touched);
+    moved_from_.swap(from);
+    ++layout_;
+    std::vector<uint32_t>().swap(free_);
+    grow_index(0);
+}
+
 void TaskTable::insert(const CreationRecord &rec) {
     // Index load factor kept under 0.7 (linear probing stays short); record
     // storage grows by 1/4 so capacity slack stays small: ~40 bytes a record
     // plus 6-12 bytes of index.
-    if (index_.empty() || (live_ + 1) * 10 > index_.size() * 7) rebuild(index_.size() * 2);
+    if (index_.empty() || (live_ + 1) * 10 > index_.size() * 7) grow_index(index_.size() * 2);
     size_t i = slot_of(rec.ref);
     if (index_[i] != 0) {  // same weakref re-registered: refresh in place
         recs_[index_[i] - 1] = rec;
+        touch(index_[i] - 1);
         return;
     }
     uint32_t k;
@@ -51,6 +73,7 @@ void TaskTable::insert(const CreationRecord &rec) {
         recs_.push_back(rec);
     }
     index_[i] = k + 1;
+    touch(k);
     live_++;
 }
 
@@ -85,6 +108,7 @@ bool TaskTable::remove(PyObject *ref, CreationRecord *out) {
     erase_slot(i);
     recs_[v - 1].ref = nullptr;
     free_.push_back(v - 1);
+    touch(v - 1);
     live_--;
     // Shrink once three quarters of the storage is unused, and give
     // everything back when the last tracked task dies.
@@ -92,8 +116,11 @@ bool TaskTable::remove(PyObject *ref, CreationRecord *out) {
         std::vector<CreationRecord>().swap(recs_);
         std::vector<uint32_t>().swap(free_);
         std::vector<uint32_t>().swap(index_);
+        std::vector<uint64_t>().swap(touched_);
+        std::vector<uint32_t>().swap(moved_from_);  // every slot went
+        ++layout_;
     } else if (recs_.size() > 1024 && live_ * 4 < recs_.size()) {
-        rebuild(0);
+        compact();
     }
     return true;
 }
@@ -115,6 +142,7 @@ std::vector<TaskTable::Buried> TaskTable::take_graveyard() {
 
 size_t TaskTable::bytes() const {
     return recs_.capacity() * sizeof(CreationRecord) + free_.capacity() * sizeof(uint32_t) +
+           touched_.capacity() * sizeof(uint64_t) + moved_from_.capacity() * sizeof(uint32_t) +
            index_.capacity() * sizeof(uint32_t) + graveyard_.size() * (sizeof(Buried) + 4 * sizeof(void *));
 }
 

@@ -55,6 +55,23 @@ public:
         return i < recs_.size() && recs_[i].ref != nullptr ? &recs_[i] : nullptr;
     }
 
+    // Which slots changed since a reader last looked, for the monitor's
+    // tally: one bit per slot, set when a record is inserted, refreshed or
+    // removed there. A reader that caches what it saw of a slot can skip the
+    // record (40 bytes) of every slot whose bit is clear. `layout()` changes
+    // when the records are compacted (slots move) or all given back;
+    // `moved_from()` then maps each new slot to the one it came from (the
+    // touched bits moved with them), for the last such change only.
+    // One reader only: taking a word clears it.
+    uint64_t layout() const { return layout_; }
+    const std::vector<uint32_t> &moved_from() const { return moved_from_; }
+    uint64_t take_touched(size_t word) {
+        if (word >= touched_.size()) return 0;
+        uint64_t v = touched_[word];
+        touched_[word] = 0;
+        return v;
+    }
+
     template <class F>
     void for_each(F &&f) const {
         for (const CreationRecord &r : recs_)
@@ -66,13 +83,21 @@ private:
         return (size_t)(((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull >> 16);
     }
     size_t slot_of(PyObject *ref) const;  // slot holding ref, or the empty slot to use
-    void rebuild(size_t min_index);
+    void grow_index(size_t min_index);
+    void compact();
     void erase_slot(size_t i);
+    void touch(size_t k) {
+        if ((k >> 6) >= touched_.size()) touched_.resize((k >> 6) + (k >> 8) + 4, 0);
+        touched_[k >> 6] |= uint64_t(1) << (k & 63);
+    }
 
     std::vector<CreationRecord> recs_;  // ref == nullptr marks a free record
     std::vector<uint32_t> free_;
     std::vector<uint32_t> index_;  // record index + 1, 0 = empty
     size_t live_ = 0;
+    std::vector<uint64_t> touched_;
+    std::vector<uint32_t> moved_from_;
+    uint64_t layout_ = 1;
     std::unordered_map<PyObject *, Buried> graveyard_;
 };
 

@@ -1,0 +1,113 @@
+"""The monitor's native task count (`_core.tally_tasks`) against the truth,
+pass after pass, while tasks finish, are freed, their table slots are reused
+and the table compacts; with a Task class whose state is read by attribute,
+and with passes that drop the GIL between chunks. The count keeps copies of
+what it saw per slot and skips the records that did not change: every one
+of those events must reach it."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+
+import pytest
+
+import taskleak
+from taskleak import _core
+
+
+async def parked(ev: asyncio.Event) -> None:
+    await ev.wait()
+
+
+async def quick() -> int:
+    return 1
+
+
+OURS = {parked.__code__, quick.__code__}
+
+
+@pytest.fixture
+def loop():
+    taskleak.install()
+    taskleak.Monitor().sample_now()  # learns the C Task's layout: the count reads fields
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.run_until_complete(asyncio.sleep(0))
+    lp.close()
+
+
+def _tally(max_hold_ns: int) -> tuple[int, int, int]:
+    """(pending, done, pending ages counted) of this file's tasks."""
+    raw = _core.tally_tasks(max_hold_ns)
+    pending = done = aged = 0
+    for _stack, code, p, d, _oldest, _example, ages, _lifetimes in raw["groups"]:
+        if code in OURS:
+            pending += p
+            done += d
+            if ages is not None:
+                aged += sum(memoryview(ages).cast("I"))
+    return pending, done, aged
+
+
+@pytest.mark.parametrize("py_tasks", [False, True], ids=["c-tasks", "python-tasks-too"])
+def test_the_count_follows_tasks_that_finish_go_and_reuse_slots(loop, py_tasks):
+    assert _core.tally_mode() == "fields"
+    if py_tasks:
+        # Every third task a pure-Python Task: its state is read by attribute.
+        n = [0]
+
+        def factory(lp, coro, **kw):
+            n[0] += 1
+            cls = asyncio.tasks._PyTask if n[0] % 3 == 0 else asyncio.Task
+            return cls(coro, loop=lp, **kw)
+
+        loop.set_task_factory(factory)
+    rng = random.Random(7)
+    events: list[asyncio.Event] = []
+    pending_tasks: list[asyncio.Task] = []  # never dropped while pending: the loop holds them anyway
+    done_kept: list[asyncio.Task] = []
+    done_at_last_pass: set[int] = set()
+
+    async def step(i: int) -> None:
+        ev = asyncio.Event()
+        events.append(ev)
+        for _ in range(rng.randrange(0, 300)):
+            pending_tasks.append(asyncio.create_task(parked(ev)))
+        for _ in range(rng.randrange(0, 300)):
+            t = asyncio.create_task(quick())
+            if rng.random() < 0.5:
+                done_kept.append(t)
+        if i % 7 == 6:  # a burst, then all of it gone: the table compacts
+            burst = [asyncio.create_task(quick()) for _ in range(3000)]
+            await asyncio.sleep(0)
+            del burst
+        # Some parked tasks finish; some done tasks are let go.
+        for ev in rng.sample(events, k=min(len(events), 2)):
+            ev.set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        rng.shuffle(done_kept)
+        del done_kept[: len(done_kept) // 3]
+        still = []
+        for t in pending_tasks:
+            if t.done():
+                if rng.random() < 0.5:
+                    done_kept.append(t)
+            else:
+                still.append(t)
+        pending_tasks[:] = still
+
+    for i in range(40):
+        loop.run_until_complete(step(i))
+        gc.collect()
+        pending, done, aged = _tally(1 if i % 2 else 0)  # odd passes drop the GIL every few hundred slots
+        truth_pending = len(pending_tasks)
+        truth_done = sum(1 for t in done_kept if id(t) in done_at_last_pass)
+        assert (pending, done, aged) == (truth_pending, truth_done, truth_pending), f"pass {i}"
+        done_at_last_pass = {id(t) for t in done_kept}
+    for ev in events:
+        ev.set()
+    for _ in range(3):
+        loop.run_until_complete(asyncio.sleep(0))
