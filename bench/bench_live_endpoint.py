@@ -207,9 +207,15 @@ def churning(n: int) -> None:
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (what CI runs)")
+    ap.add_argument("--churn-only", action="store_true", help="only part 3: the native URLs on a churning loop")
+    args = ap.parse_args()
+    quick = args.quick
     taskleak.install()
-    if "--churn-only" in sys.argv:
+    if args.churn_only:
         churning(300)
         sys.exit(0)
     for n in (1_000, 10_000) if quick else (1_000, 10_000, 100_000):
