@@ -431,6 +431,19 @@ NB_MODULE(_core, m) {
             return c;
         },
         "tasks"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership);
+    m.def(
+        "census_live",
+        [](nb::handle weakref_set, nb::handle strong_sets, int chain_depth) {
+            auto *c = new TaskCensus();
+            if (!c->collect_live(weakref_set.ptr(), strong_sets.ptr(), chain_depth)) {
+                delete c;
+                throw nb::python_error();
+            }
+            return c;
+        },
+        "weakref_set"_a.none(), "strong_sets"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership,
+        "census(live_tasks(weakref_set, strong_sets), chain_depth) in one pass, tracked tasks read from their "
+        "records (rows in another order).");
     bind_graph(m);
     bind_heap(m);
     bind_holder_search(m);

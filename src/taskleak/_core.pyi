@@ -261,6 +261,12 @@ class Census:
 def census(tasks: Iterable[asyncio.Task[Any]], chain_depth: int = 64) -> Census:
     """A census of `tasks`, with await chains of up to `chain_depth` frames."""
 
+def census_live(
+    weakref_set: Iterable[weakref.ref[Any]] | None, strong_sets: Iterable[Iterable[Any]], chain_depth: int = 64
+) -> Census:
+    """census(live_tasks(weakref_set, strong_sets), chain_depth) in one pass, tracked tasks read from their
+    records (rows in another order)."""
+
 def orphan_analysis(
     census: Census, holders: Iterable[object] | None = None, cap: int = 4000000
 ) -> tuple[list[int], list[str | None], int]:

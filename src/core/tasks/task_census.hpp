@@ -47,6 +47,13 @@ public:
     // discounted by the orphan check).
     static const std::vector<TaskCensus *> &live();
     void collect(PyObject *task_list, int chain_depth);
+    // Every task the tracker has a creation record for (in table order, read
+    // from the records: no lookup per task), then, once each, the tasks of
+    // `weakref_set` (a set of weakrefs, or None) and of the containers in
+    // `strong_sets` that it has no live record for. The same rows, in another
+    // order, as collect() over tracking.live_tasks(). False with a Python
+    // error set on failure.
+    bool collect_live(PyObject *weakref_set, PyObject *strong_sets, int chain_depth);
     std::vector<CensusRow> rows;
     // Groups of row indices, largest first.
     std::vector<std::vector<uint32_t>> groups() const;
@@ -58,6 +65,8 @@ public:
     int64_t row_of_serial(uint32_t serial) const;
 
 private:
+    struct Input;
+    void collect_inputs(std::vector<Input> &in, int chain_depth);
     StackTable chains_;
 };
 

@@ -10,7 +10,7 @@ from typing import Any
 import taskleak._core as _core
 
 from ..frame import Frame, frames_from_raw
-from ..tracking import live_tasks
+from ..tracking import live_census
 from ..tracking.loss_events import LossEvent, loss_events
 from ..wait_target import ORPHANED
 from .json_form import snapshot_to_dict
@@ -308,9 +308,8 @@ def snapshot(*, chain_depth: int = 64, orphans: bool | None = None) -> Snapshot:
     tasks, which costs a walk over what the pending tasks reference. The
     default does so for snapshots of up to 20,000 tasks; ``TaskInfo.orphaned``
     is always available (computed on first access)."""
-    tasks = live_tasks()
     taken = _core.monotonic_ns()
-    census = _core.census(tasks, chain_depth)
+    census = live_census(chain_depth)
     if orphans is None:
-        orphans = len(tasks) <= ORPHAN_ANALYSIS_AUTO_LIMIT
+        orphans = len(census) <= ORPHAN_ANALYSIS_AUTO_LIMIT
     return Snapshot(_Shared(census, taken, orphans), None, loss_events())
