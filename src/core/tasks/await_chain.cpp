@@ -1,9 +1,8 @@
 #include "tasks/await_chain.hpp"
+#include "cpython/attr_reader.hpp"
 #include <cstring>
 
 namespace taskleak {
-
-static PyObject *intern(const char *s) { return PyUnicode_InternFromString(s); }
 
 static bool is_generator_like(PyObject *o) {
     return PyGen_Check(o) || PyCoro_CheckExact(o) || PyAsyncGen_CheckExact(o);
@@ -34,13 +33,10 @@ static PyObject *unwrap(PyObject *o) {
 }
 
 static PyObject *awaited_by(PyObject *gen) {
-    static PyObject *cr_await = intern("cr_await");
-    static PyObject *gi_yieldfrom = intern("gi_yieldfrom");
-    static PyObject *ag_await = intern("ag_await");
-    PyObject *name = PyCoro_CheckExact(gen) ? cr_await : PyAsyncGen_CheckExact(gen) ? ag_await : gi_yieldfrom;
-    PyObject *next = PyObject_GetAttr(gen, name);
-    if (next == nullptr) PyErr_Clear();
-    return next;
+    static cpython::AttrReader cr_await("cr_await"), gi_yieldfrom("gi_yieldfrom"), ag_await("ag_await");
+    return PyCoro_CheckExact(gen)       ? cr_await.get(gen)
+           : PyAsyncGen_CheckExact(gen) ? ag_await.get(gen)
+                                        : gi_yieldfrom.get(gen);
 }
 
 void ChainWalk::begin(PyObject *coro, cpython::CodeLoc *buf, int max_frames) {

@@ -1,5 +1,6 @@
 #include "tasks/task_census.hpp"
 #include "tasks/await_chain.hpp"
+#include "cpython/attr_reader.hpp"
 #include "cpython/weakref_list.hpp"
 #include "tracking/tracker.hpp"
 #include <algorithm>
@@ -7,8 +8,6 @@
 #include <unordered_map>
 
 namespace taskleak {
-
-static PyObject *s(const char *x) { return PyUnicode_InternFromString(x); }
 
 static std::vector<TaskCensus *> &registry() {
     static std::vector<TaskCensus *> r;
@@ -31,37 +30,40 @@ TaskCensus::~TaskCensus() {
     }
 }
 
-static TaskState state_of(PyObject *task) {
-    static PyObject *state_attr = s("_state");
-    static PyObject *exc_attr = s("_exception");
-    PyObject *st = PyObject_GetAttr(task, state_attr);
-    if (st == nullptr) {
-        PyErr_Clear();
-        return TaskState::Pending;
-    }
-    TaskState out = TaskState::Pending;
-    if (PyUnicode_Check(st)) {
-        if (PyUnicode_CompareWithASCIIString(st, "CANCELLED") == 0) {
-            out = TaskState::Cancelled;
-        } else if (PyUnicode_CompareWithASCIIString(st, "FINISHED") == 0) {
-            out = TaskState::Done;
-            PyObject *exc = PyObject_GetAttr(task, exc_attr);
-            if (exc == nullptr) PyErr_Clear();
-            else if (exc != Py_None) out = TaskState::Failed;
-            Py_XDECREF(exc);
-        }
-    }
-    Py_DECREF(st);
-    return out;
+// The task attributes a census reads (see cpython/attr_reader.hpp); made on
+// first use, with the GIL held.
+struct TaskAttrs {
+    cpython::AttrReader state{"_state"}, exception{"_exception"}, coro{"_coro"}, waiter{"_fut_waiter"};
+};
+static TaskAttrs &attrs() {
+    static TaskAttrs a;
+    return a;
 }
 
-// A task to census: a strong reference and a copy of its creation record
-// (copied: the table may move its records if Python code runs meanwhile).
-struct TaskCensus::Input {
-    PyObject *task;
-    CreationRecord rec;
-    bool tracked;
-};
+// The three state strings asyncio's tasks return, remembered (a strong
+// reference each) the first time they are seen: later tasks' states are then
+// one pointer comparison instead of string comparisons.
+static PyObject *state_strings[3];
+
+static TaskState state_of(PyObject *task) {
+    PyObject *st = attrs().state.get(task);
+    if (st == nullptr) return TaskState::Pending;
+    int which = st == state_strings[0] ? 0 : st == state_strings[1] ? 1 : st == state_strings[2] ? 2 : -1;
+    if (which < 0 && PyUnicode_Check(st)) {
+        which = PyUnicode_CompareWithASCIIString(st, "PENDING") == 0     ? 0
+                : PyUnicode_CompareWithASCIIString(st, "CANCELLED") == 0 ? 1
+                : PyUnicode_CompareWithASCIIString(st, "FINISHED") == 0  ? 2
+                                                                         : -1;
+        if (which >= 0 && state_strings[which] == nullptr) state_strings[which] = Py_NewRef(st);
+    }
+    Py_DECREF(st);
+    if (which == 1) return TaskState::Cancelled;
+    if (which != 2) return TaskState::Pending;
+    PyObject *exc = attrs().exception.get(task);
+    TaskState out = exc != nullptr && exc != Py_None ? TaskState::Failed : TaskState::Done;
+    Py_XDECREF(exc);
+    return out;
+}
 
 // Addresses seen, for the union of the sources: open addressing, load <= 1/2.
 namespace {
@@ -72,7 +74,7 @@ public:
         while (cap < 2 * n + 2) cap <<= 1;
         keys_.assign(cap, nullptr);
     }
-    bool insert(PyObject *p) {  // true if it was not there
+    bool insert(const void *p) {  // true if it was not there
         if (2 * (size_ + 1) > keys_.size()) grow();
         size_t mask = keys_.size() - 1;
         for (size_t i = hash(p) & mask;; i = (i + 1) & mask) {
@@ -84,135 +86,85 @@ public:
             }
         }
     }
+    bool contains(const void *p) const {
+        size_t mask = keys_.size() - 1;
+        for (size_t i = hash(p) & mask;; i = (i + 1) & mask) {
+            if (keys_[i] == p) return true;
+            if (keys_[i] == nullptr) return false;
+        }
+    }
 
 private:
-    static size_t hash(const void *p) { return (size_t)(((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull >> 20); }
+    // Objects allocated one after another (a burst of tasks) sit close in
+    // memory: the low bits of the 16-byte unit (a 64 KB window) stay in
+    // order and only the window number is scrambled, so neighbours land in
+    // neighbouring slots and the set is walked almost sequentially.
+    static size_t hash(const void *p) {
+        uint64_t a = (uint64_t)(uintptr_t)p >> 4;
+        return (size_t)((a & 0xFFF) | (((a >> 12) * 0x9E3779B97F4A7C15ull >> 32) << 12));
+    }
     void grow() {
-        std::vector<PyObject *> old;
+        std::vector<const void *> old;
         old.swap(keys_);
         keys_.assign(old.size() * 2, nullptr);
         size_ = 0;
-        for (PyObject *p : old)
+        for (const void *p : old)
             if (p != nullptr) insert(p);
     }
-    std::vector<PyObject *> keys_;
+    std::vector<const void *> keys_;
     size_t size_ = 0;
 };
-
-// Prefetching. A census of 100,000 tasks reads task -> coroutine -> awaited
-// coroutine... scattered over the heap: one cache miss after another, each
-// dependent on the previous. Tasks are therefore processed in batches: the
-// next batch's task objects, and their coroutines, are prefetched while the
-// current batch is read, and a batch's await chains advance one link at a time
-// across the batch, each chain's next object prefetched while the others are
-// read. A prefetch never faults, whatever the address, so guesses are safe.
-inline void prefetch_object(const void *p, int lines) {
-    for (int i = 0; i < lines; ++i) __builtin_prefetch((const char *)p + 64 * i);
-}
-
-// Where the task type seen last keeps its coroutine and the future it waits
-// on, learned by looking for the values the attributes returned among the
-// task's words (within tp_basicsize). Used only to prefetch those objects
-// before asking for the attributes: a wrong offset costs a miss, not a read.
-struct FieldHints {
-    PyTypeObject *type = nullptr;
-    Py_ssize_t coro = -1;
-    Py_ssize_t waiter = -1;
-
-    static Py_ssize_t offset_of(PyObject *obj, PyObject *value) {
-        Py_ssize_t size = Py_TYPE(obj)->tp_basicsize;
-        for (Py_ssize_t off = (Py_ssize_t)sizeof(PyObject); off + (Py_ssize_t)sizeof(void *) <= size;
-             off += (Py_ssize_t)sizeof(void *))
-            if (*(PyObject **)((char *)obj + off) == value) return off;
-        return -1;
-    }
-    void learn(PyObject *task, PyObject *coro_obj, PyObject *waiter_obj) {
-        if (Py_TYPE(task) != type) {
-            type = Py_TYPE(task);
-            coro = waiter = -1;
-        }
-        if (coro < 0 && coro_obj != nullptr) coro = offset_of(task, coro_obj);
-        if (waiter < 0 && waiter_obj != nullptr) waiter = offset_of(task, waiter_obj);
-    }
-    // Call once the task's first lines are in cache (prefetched a batch ago).
-    void prefetch_fields(PyObject *task) const {
-        if (Py_TYPE(task) != type) return;
-        if (coro >= 0) prefetch_object(*(PyObject **)((char *)task + coro), 4);
-        if (waiter >= 0) prefetch_object(*(PyObject **)((char *)task + waiter), 1);
-    }
-};
-FieldHints field_hints;
-
-// Measured (3.11, 100,000 tasks): see docs/internals.md.
-constexpr size_t BATCH = 16;
-constexpr int TASK_LINES = 4;  // a C Task is ~200 bytes plus its GC header
-constexpr int CORO_LINES = 4;  // a coroutine's frame is inside it from 3.11 on
 }  // namespace
 
-void TaskCensus::collect_inputs(std::vector<Input> &in, int chain_depth) {
-    static PyObject *coro_attr = s("_coro");
-    static PyObject *waiter_attr = s("_fut_waiter");
+// A row's creation fields from record `r` (nullptr: unknown).
+static void set_record(CensusRow &row, const CreationRecord *r) {
     Tracker &t = tracker();
-    size_t depth = (size_t)(chain_depth > 0 ? chain_depth : 1);
-    std::vector<cpython::CodeLoc> buf(BATCH * depth);
-    ChainWalk walks[BATCH];
-    rows.reserve(rows.size() + in.size());
-    for (size_t i = 0; i < in.size() && i < BATCH; ++i) prefetch_object(in[i].task, TASK_LINES);
-    for (size_t b = 0; b < in.size(); b += BATCH) {
-        size_t e = std::min(in.size(), b + BATCH);
-        for (size_t j = e; j < in.size() && j < e + BATCH; ++j) prefetch_object(in[j].task, TASK_LINES);
-        size_t first_row = rows.size();
-        // The tasks' own fields; their coroutines were prefetched a batch ago.
-        for (size_t i = b; i < e; ++i) {
-            PyObject *task = in[i].task;
-            CensusRow row{};
-            row.task = task;  // the input's reference moves to the row
-            row.state = state_of(task);
-            row.created_ns = -1;
-            row.creation = StackTable::NONE;
-            row.chain = StackTable::NONE;
-            if (in[i].tracked) {
-                const CreationRecord &r = in[i].rec;
-                row.created_ns = r.created_ns;
-                row.serial = r.serial;
-                row.parent_serial = r.parent_serial;
-                row.thread = r.thread < t.threads.size() ? t.threads[r.thread] : 0;
-                row.creation = r.stack;
-                row.scope = r.scope;
-                if (row.creation < StackTable::DROPPED) t.stacks.incref(row.creation);
-            }
-            PyObject *coro = nullptr;
-            if (row.state == TaskState::Pending) {
-                row.waiter = PyObject_GetAttr(task, waiter_attr);
-                if (row.waiter == nullptr) PyErr_Clear();
-                else if (row.waiter == Py_None) Py_CLEAR(row.waiter);
-                coro = PyObject_GetAttr(task, coro_attr);
-                if (coro == nullptr) PyErr_Clear();
-                if (field_hints.type != Py_TYPE(task) || field_hints.coro < 0 || field_hints.waiter < 0)
-                    field_hints.learn(task, coro, row.waiter);
-            }
-            walks[i - b].begin(coro, &buf[(i - b) * depth], chain_depth);
-            Py_XDECREF(coro);  // the walk holds its own reference
-            rows.push_back(row);
-        }
-        // The next batch's tasks have arrived by now: prefetch their fields.
-        for (size_t j = e; j < in.size() && j < e + BATCH; ++j) field_hints.prefetch_fields(in[j].task);
-        // The await chains, one link of each chain at a time.
-        for (bool more = true; more;) {
-            more = false;
-            for (size_t k = 0; k < e - b; ++k) {
-                if (walks[k].step()) {
-                    prefetch_object(walks[k].obj, CORO_LINES);
-                    more = true;
-                }
-            }
-        }
-        for (size_t k = 0; k < e - b; ++k) {
-            CensusRow &row = rows[first_row + k];
-            row.leaf = walks[k].leaf;
-            walks[k].leaf = nullptr;
-            if (walks[k].n > 0) row.chain = chains_.intern(walks[k].out, walks[k].n);
-        }
+    if (row.creation < StackTable::DROPPED) t.stacks.decref(row.creation);
+    row.created_ns = -1;
+    row.serial = row.parent_serial = 0;
+    row.thread = 0;
+    row.creation = StackTable::NONE;
+    row.scope = 0;
+    if (r == nullptr) return;
+    row.created_ns = r->created_ns;
+    row.serial = r->serial;
+    row.parent_serial = r->parent_serial;
+    row.thread = r->thread < t.threads.size() ? t.threads[r->thread] : 0;
+    row.creation = r->stack;
+    row.scope = r->scope;
+    if (row.creation < StackTable::DROPPED) t.stacks.incref(row.creation);
+}
+
+void TaskCensus::add_row(PyObject *task, const CreationRecord *r) {
+    CensusRow row{};
+    row.task = Py_NewRef(task);
+    row.creation = StackTable::NONE;
+    row.chain = StackTable::NONE;
+    set_record(row, r);
+    rows.push_back(row);
+}
+
+void TaskCensus::read_tasks(size_t first, int chain_depth) {
+    std::vector<cpython::CodeLoc> buf((size_t)(chain_depth > 0 ? chain_depth : 1));
+    TaskAttrs &a = attrs();
+    for (size_t i = first; i < rows.size(); ++i) {
+        // rows[i] is re-read after every call that may run Python code (and
+        // so, in principle, a census of its own: rows is ours alone, but the
+        // reference is not kept across calls all the same).
+        PyObject *task = rows[i].task;
+        TaskState state = state_of(task);
+        rows[i].state = state;
+        if (state != TaskState::Pending) continue;
+        PyObject *waiter = a.waiter.get(task);
+        if (waiter == Py_None) Py_CLEAR(waiter);
+        rows[i].waiter = waiter;
+        PyObject *coro = a.coro.get(task);
+        if (coro == nullptr) continue;
+        PyObject *leaf = nullptr;
+        int k = walk_await_chain(coro, buf.data(), chain_depth, &leaf);
+        Py_DECREF(coro);
+        rows[i].leaf = leaf;
+        if (k > 0) rows[i].chain = chains_.intern(buf.data(), k);
     }
 }
 
@@ -220,68 +172,52 @@ void TaskCensus::collect(PyObject *task_list, int chain_depth) {
     PyObject *seq = PySequence_Fast(task_list, "collect() needs a sequence of tasks");
     if (seq == nullptr) return;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    std::vector<Input> in;
-    in.reserve((size_t)n);
+    size_t first = rows.size();
+    rows.reserve(first + (size_t)n);
     for (Py_ssize_t i = 0; i < n; ++i) {
         PyObject *task = PySequence_Fast_GET_ITEM(seq, i);
-        Input x{Py_NewRef(task), {}, false};
-        if (const CreationRecord *r = lookup_record(task)) {
-            x.rec = *r;
-            x.tracked = true;
-        }
-        in.push_back(x);
+        add_row(task, lookup_record(task));
     }
     Py_DECREF(seq);
-    collect_inputs(in, chain_depth);
+    read_tasks(first, chain_depth);
 }
 
 bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int chain_depth) {
     Tracker &t = tracker();
     const TaskTable &table = t.tasks;
-    std::vector<Input> in;
-    in.reserve(table.size());
-    // 1. The records, in slot order: a sequential read. The task of a live
-    // record is alive (the record goes when its weakref's callback runs or
-    // the task is finalised); record_task checks the weakref all the same.
-    // No Python code runs in this loop, so the borrowed addresses stay valid
-    // until the references are taken just after it.
-    constexpr size_t AHEAD = 8;
+    size_t first = rows.size();
+    rows.reserve(first + table.size() + 16);
+    // Every address taken: tasks, and the weakrefs of their records (a
+    // registry's set holds those same weakrefs for the tasks we track).
+    AddrSet seen(2 * table.size() + 64);
+    // 1. The records, in slot order: a sequential read instead of a lookup
+    // per task (task -> its weakref list -> our weakref -> the index ->
+    // the record). The task of a live record is alive: the record goes when
+    // its weakref's callback runs or the task is finalised; record_task
+    // checks the weakref all the same. No Python code runs in this loop.
     size_t slots = table.slots();
     for (size_t i = 0; i < slots; ++i) {
-        if (const CreationRecord *ahead = table.slot(i + AHEAD)) prefetch_object(ahead->ref, 1);
         const CreationRecord *r = table.slot(i);
         if (r == nullptr) continue;
-        if (PyObject *task = record_task(*r)) in.push_back(Input{task, *r, true});
-    }
-    AddrSet seen(in.size() + 64);
-    size_t kept = 0;
-    for (size_t i = 0; i < in.size(); ++i) {
-        if (i + AHEAD < in.size()) prefetch_object(in[i + AHEAD].task, 1);
-        Input x = in[i];
-        if (!seen.insert(x.task)) {
-            // Two records for one task (should not happen): the one the
-            // lookup by task finds, as collect() would use.
-            for (size_t j = 0; j < kept; ++j)
-                if (in[j].task == x.task) {
-                    if (const CreationRecord *r = lookup_record(x.task)) in[j].rec = *r;
+        PyObject *task = record_task(*r);
+        if (task == nullptr) continue;
+        if (!seen.insert(task)) {
+            // A second record for one task (not expected): the row gets the
+            // one the lookup by task finds, as collect() would use.
+            for (size_t j = first; j < rows.size(); ++j)
+                if (rows[j].task == task) {
+                    set_record(rows[j], lookup_record(task));
                     break;
                 }
             continue;
         }
-        Py_INCREF(x.task);
-        in[kept++] = x;
+        seen.insert(r->ref);
+        add_row(task, r);
     }
-    in.resize(kept);
     // 2. Tasks without a live record: created before tracking started, on a
     // loop taskleak does not track, or (during a collection) already buried.
-    auto add_untracked = [&](PyObject *task) {
-        if (task == nullptr || task == Py_None || !seen.insert(task)) return;
-        Input x{Py_NewRef(task), {}, false};
-        if (const CreationRecord *r = lookup_record(task)) {
-            x.rec = *r;
-            x.tracked = true;
-        }
-        in.push_back(x);
+    auto add_other = [&](PyObject *task) {
+        if (task != nullptr && task != Py_None && seen.insert(task)) add_row(task, lookup_record(task));
     };
     bool ok = true;
     if (weakref_set != Py_None) {
@@ -289,7 +225,8 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
         if (items == nullptr) ok = false;
         for (Py_ssize_t i = 0; ok && i < PyList_GET_SIZE(items); ++i) {
             PyObject *wr = PyList_GET_ITEM(items, i);
-            if (PyWeakref_Check(wr)) add_untracked(cpython::weakref_peek(wr));
+            // Our own weakrefs (a tracked task's) are known without a read.
+            if (!seen.contains(wr) && PyWeakref_Check(wr)) add_other(cpython::weakref_peek(wr));
         }
         Py_XDECREF(items);
     }
@@ -307,15 +244,12 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
             ok = false;
             break;
         }
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) add_untracked(PyList_GET_ITEM(items, i));
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) add_other(PyList_GET_ITEM(items, i));
         Py_DECREF(items);
     }
     Py_XDECREF(it);
-    if (!ok) {
-        for (Input &x : in) Py_DECREF(x.task);
-        return false;
-    }
-    collect_inputs(in, chain_depth);
+    if (!ok) return false;  // the rows made so far go with the census
+    read_tasks(first, chain_depth);
     return true;
 }
 

@@ -3,6 +3,7 @@
 // chain, state, wait-target type) together: the raw material of a Snapshot.
 #pragma once
 #include "tracking/stack_intern.hpp"
+#include "tracking/task_table.hpp"
 #include <Python.h>
 #include <cstdint>
 #include <memory>
@@ -65,8 +66,12 @@ public:
     int64_t row_of_serial(uint32_t serial) const;
 
 private:
-    struct Input;
-    void collect_inputs(std::vector<Input> &in, int chain_depth);
+    // Appends a row for `task` (borrowed; the row takes a reference) with
+    // `rec`'s fields, or none if rec is nullptr.
+    void add_row(PyObject *task, const CreationRecord *rec);
+    // The state, waiter and await chain of rows[first...], whose tasks and
+    // creation records are filled in.
+    void read_tasks(size_t first, int chain_depth);
     StackTable chains_;
 };
 
