@@ -5,7 +5,8 @@
 namespace taskleak {
 
 static bool is_generator_like(PyObject *o) {
-    return PyGen_Check(o) || PyCoro_CheckExact(o) || PyAsyncGen_CheckExact(o);
+    // Exact checks first: PyGen_Check on anything else walks its type's MRO.
+    return PyCoro_CheckExact(o) || PyGen_CheckExact(o) || PyAsyncGen_CheckExact(o) || PyGen_Check(o);
 }
 
 // Wrapper objects with no public link to the generator they drive:
@@ -13,6 +14,7 @@ static bool is_generator_like(PyObject *o) {
 // tp_traverse does visit that generator, which is how we find it.
 static bool is_wrapper(PyObject *o) {
     const char *n = Py_TYPE(o)->tp_name;
+    if (n[0] != 'c' && n[0] != 'a') return false;  // most leaves: "_asyncio.FutureIter", ...
     return std::strcmp(n, "coroutine_wrapper") == 0 || std::strcmp(n, "async_generator_asend") == 0 ||
            std::strcmp(n, "async_generator_athrow") == 0;
 }
