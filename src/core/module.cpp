@@ -133,6 +133,7 @@ static int census_clear(PyObject *self) {
     TaskCensus *c = nb::inst_ptr<TaskCensus>(self);
     for (CensusRow &r : c->rows) {
         Py_CLEAR(r.waiter);
+        r.waiter_type = nullptr;
         Py_CLEAR(r.leaf);
         // The task stays until the census dies: rows are read by index and
         // a cleared census is only ever destroyed afterwards.
@@ -367,9 +368,7 @@ NB_MODULE(_core, m) {
                 else if (name == "identity")
                     get = [](const CensusRow &r) -> int64_t { return (int64_t)(uintptr_t)r.task; };
                 else if (name == "waiter_type")
-                    get = [](const CensusRow &r) -> int64_t {
-                        return r.waiter ? (int64_t)(uintptr_t)Py_TYPE(r.waiter) : 0;
-                    };
+                    get = [](const CensusRow &r) -> int64_t { return (int64_t)(uintptr_t)r.waiter_type; };
                 else throw nb::value_error("unknown column");
                 PyObject *out = PyList_New((Py_ssize_t)c.rows.size());
                 if (out == nullptr) throw nb::python_error();

@@ -4,6 +4,7 @@
 #include "cpython/weakref_list.hpp"
 #include "tracking/tracker.hpp"
 #include <algorithm>
+#include <cstdint>
 #include <queue>
 #include <unordered_map>
 
@@ -158,6 +159,7 @@ void TaskCensus::read_tasks(size_t first, int chain_depth) {
         PyObject *waiter = a.waiter.get(task);
         if (waiter == Py_None) Py_CLEAR(waiter);
         rows[i].waiter = waiter;
+        rows[i].waiter_type = waiter != nullptr ? Py_TYPE(waiter) : nullptr;
         PyObject *coro = a.coro.get(task);
         if (coro == nullptr) continue;
         PyObject *leaf = nullptr;
@@ -272,16 +274,25 @@ std::vector<std::vector<uint32_t>> TaskCensus::groups() const {
     };
     std::unordered_map<Key, size_t, KeyHash> where;
     std::vector<std::vector<uint32_t>> out;
+    // Tasks made together usually sit together in the rows (table order):
+    // a row with the previous row's key skips the map.
+    Key last{};
+    size_t last_group = SIZE_MAX;
     for (uint32_t i = 0; i < rows.size(); ++i) {
         const CensusRow &r = rows[i];
-        Key k{r.creation, r.chain, r.waiter ? Py_TYPE(r.waiter) : nullptr, r.state};
+        Key k{r.creation, r.chain, r.waiter_type, r.state};
+        if (last_group != SIZE_MAX && k == last) {
+            out[last_group].push_back(i);
+            continue;
+        }
         auto it = where.find(k);
         if (it == where.end()) {
-            where.emplace(k, out.size());
-            out.push_back({i});
-        } else {
-            out[it->second].push_back(i);
+            it = where.emplace(k, out.size()).first;
+            out.push_back({});
         }
+        last = k;
+        last_group = it->second;
+        out[last_group].push_back(i);
     }
     std::stable_sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.size() > b.size(); });
     return out;

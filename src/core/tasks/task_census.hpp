@@ -15,12 +15,13 @@ namespace taskleak {
 enum class TaskState : uint8_t { Pending = 0, Done = 1, Cancelled = 2, Failed = 3 };
 
 struct CensusRow {
-    PyObject *task;        // strong
-    PyObject *waiter;      // strong or nullptr: task._fut_waiter
-    PyObject *leaf;        // strong or nullptr: innermost awaited object
-    int64_t created_ns;    // -1 if unknown (created before install)
-    unsigned long thread;  // creating thread ident, 0 if unknown
-    uint32_t serial;       // 0 if untracked
+    PyObject *task;             // strong
+    PyObject *waiter;           // strong or nullptr: task._fut_waiter
+    PyObject *leaf;             // strong or nullptr: innermost awaited object
+    PyTypeObject *waiter_type;  // Py_TYPE(waiter), kept so grouping does not read every waiter again
+    int64_t created_ns;         // -1 if unknown (created before install)
+    unsigned long thread;       // creating thread ident, 0 if unknown
+    uint32_t serial;            // 0 if untracked
     uint32_t parent_serial;
     uint32_t creation;  // id in the global stack table, NONE if unknown
     uint32_t chain;     // id in the census' own chain table
