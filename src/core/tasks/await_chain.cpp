@@ -5,8 +5,9 @@
 namespace taskleak {
 
 static bool is_generator_like(PyObject *o) {
-    // Exact checks first: PyGen_Check on anything else walks its type's MRO.
-    return PyCoro_CheckExact(o) || PyGen_CheckExact(o) || PyAsyncGen_CheckExact(o) || PyGen_Check(o);
+    // Exact checks: the three types cannot be subclassed (no
+    // Py_TPFLAGS_BASETYPE), and PyGen_Check walks the MRO of everything else.
+    return PyCoro_CheckExact(o) || PyGen_CheckExact(o) || PyAsyncGen_CheckExact(o);
 }
 
 // Wrapper objects with no public link to the generator they drive:

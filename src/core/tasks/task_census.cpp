@@ -148,7 +148,19 @@ void TaskCensus::add_row(PyObject *task, const CreationRecord *r) {
 void TaskCensus::read_tasks(size_t first, int chain_depth) {
     std::vector<cpython::CodeLoc> buf((size_t)(chain_depth > 0 ? chain_depth : 1));
     TaskAttrs &a = attrs();
+    // The task 8 rows ahead is prefetched (its first 4 lines: a C Task and
+    // its GC header). Measured on 100,000 tasks, 3.11: 2-6% less census time
+    // on a heap where tasks are scattered among other objects, nothing
+    // measurable where a burst of creation laid them out in order (the
+    // hardware prefetcher's case; bench/bench_snapshot.py). Prefetching each task's coroutine too (from the word the
+    // first census finds it at) and advancing 16 await chains a link at a
+    // time gained nothing more, and was dropped.
+    constexpr size_t AHEAD = 8;
     for (size_t i = first; i < rows.size(); ++i) {
+        if (i + AHEAD < rows.size()) {
+            const char *next = (const char *)rows[i + AHEAD].task;
+            for (int line = 0; line < 4; ++line) __builtin_prefetch(next + 64 * line);
+        }
         // rows[i] is re-read after every call that may run Python code (and
         // so, in principle, a census of its own: rows is ours alone, but the
         // reference is not kept across calls all the same).
