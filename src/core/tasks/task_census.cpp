@@ -199,16 +199,24 @@ void TaskCensus::collect(PyObject *task_list, int chain_depth) {
 bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int chain_depth) {
     Tracker &t = tracker();
     const TaskTable &table = t.tasks;
+    // The registry's weakrefs first (a copy: callbacks may change the set):
+    // making the copy may run the collector, and with it Python code, which
+    // must not happen between reading the table and using what was read.
+    PyObject *registry = nullptr;
+    if (weakref_set != Py_None && (registry = PySequence_List(weakref_set)) == nullptr) return false;
     size_t first = rows.size();
     rows.reserve(first + table.size() + 16);
-    // Every address taken: tasks, and the weakrefs of their records (a
-    // registry's set holds those same weakrefs for the tasks we track).
-    AddrSet seen(2 * table.size() + 64);
+    // The tasks taken, and the weakrefs of their records (a registry's set
+    // holds those same weakrefs for the tasks we track). Apart: once Python
+    // code has run, a weakref's address may be another object's.
+    AddrSet seen(table.size() + 64);
+    AddrSet our_refs(table.size() + 64);
     // 1. The records, in slot order: a sequential read instead of a lookup
     // per task (task -> its weakref list -> our weakref -> the index ->
     // the record). The task of a live record is alive: the record goes when
     // its weakref's callback runs or the task is finalised; record_task
-    // checks the weakref all the same. No Python code runs in this loop.
+    // checks the weakref all the same. From here to the end of step 2's
+    // registry loop no Python code runs: every address read stays valid.
     size_t slots = table.slots();
     for (size_t i = 0; i < slots; ++i) {
         const CreationRecord *r = table.slot(i);
@@ -225,7 +233,7 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
                 }
             continue;
         }
-        seen.insert(r->ref);
+        our_refs.insert(r->ref);
         add_row(task, r);
     }
     // 2. Tasks without a live record: created before tracking started, on a
@@ -233,18 +241,18 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
     auto add_other = [&](PyObject *task) {
         if (task != nullptr && task != Py_None && seen.insert(task)) add_row(task, lookup_record(task));
     };
-    bool ok = true;
-    if (weakref_set != Py_None) {
-        PyObject *items = PySequence_List(weakref_set);  // a copy: callbacks may change the set
-        if (items == nullptr) ok = false;
-        for (Py_ssize_t i = 0; ok && i < PyList_GET_SIZE(items); ++i) {
-            PyObject *wr = PyList_GET_ITEM(items, i);
+    if (registry != nullptr) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(registry); ++i) {
+            PyObject *wr = PyList_GET_ITEM(registry, i);
             // Our own weakrefs (a tracked task's) are known without a read.
-            if (!seen.contains(wr) && PyWeakref_Check(wr)) add_other(cpython::weakref_peek(wr));
+            if (!our_refs.contains(wr) && PyWeakref_Check(wr)) add_other(cpython::weakref_peek(wr));
         }
-        Py_XDECREF(items);
+        Py_DECREF(registry);
     }
-    PyObject *it = ok ? PyObject_GetIter(strong_sets) : nullptr;
+    // The loops' own lists (and the eager and current tasks): each item is
+    // held by `items`, each task already taken by a row.
+    bool ok = true;
+    PyObject *it = PyObject_GetIter(strong_sets);
     if (it == nullptr) ok = false;
     while (ok) {
         PyObject *container = PyIter_Next(it);
