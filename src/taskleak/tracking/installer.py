@@ -318,7 +318,7 @@ def _task_sources() -> tuple[Any, list[Any]]:
         # from the creation records.
         for loop in list(_adopted_loops):
             try:
-                strong.append(list(asyncio.all_tasks(loop)))
+                strong.append(asyncio.all_tasks(loop))  # a new set: copied once, natively
             except Exception:
                 pass
     return getattr(ws, "data", None), strong
