@@ -42,52 +42,32 @@ static PyObject *awaited_by(PyObject *gen) {
                                         : gi_yieldfrom.get(gen);
 }
 
-void ChainWalk::begin(PyObject *coro, cpython::CodeLoc *buf, int max_frames) {
-    Py_XINCREF(coro);
-    obj = coro;
-    leaf = nullptr;
-    out = buf;
-    n = 0;
-    max = max_frames;
-}
-
-bool ChainWalk::step() {
-    if (obj == nullptr) return false;
-    if (obj == Py_None || n >= max) {
-        Py_CLEAR(obj);
-        return false;
-    }
-    PyObject *next = nullptr;
-    if (is_generator_like(obj)) {
-        if (!cpython::generator_location(obj, &out[n])) {
-            Py_CLEAR(obj);
-            return false;
-        }
-        ++n;
-        next = awaited_by(obj);
-    } else if (is_wrapper(obj)) {
-        next = unwrap(obj);
-        if (next == nullptr) {
-            leaf = obj;  // transfer our reference
-            obj = nullptr;
-            return false;
-        }
-    } else {
-        leaf = obj;
-        obj = nullptr;
-        return false;
-    }
-    Py_DECREF(obj);
-    obj = next;
-    return obj != nullptr;
-}
-
 int walk_await_chain(PyObject *coro, cpython::CodeLoc *out, int max, PyObject **leaf) {
-    ChainWalk w;
-    w.begin(coro, out, max);
-    while (w.step()) {}
-    *leaf = w.leaf;
-    return w.n;
+    *leaf = nullptr;
+    int n = 0;
+    Py_XINCREF(coro);
+    PyObject *obj = coro;
+    while (obj != nullptr && obj != Py_None && n < max) {
+        PyObject *next = nullptr;
+        if (is_generator_like(obj)) {
+            if (!cpython::generator_location(obj, &out[n])) break;
+            ++n;
+            next = awaited_by(obj);
+        } else if (is_wrapper(obj)) {
+            next = unwrap(obj);
+            if (next == nullptr) {
+                *leaf = obj;
+                return n;
+            }
+        } else {
+            *leaf = obj;  // transfer our reference
+            return n;
+        }
+        Py_DECREF(obj);
+        obj = next;
+    }
+    Py_XDECREF(obj);
+    return n;
 }
 
 }  // namespace taskleak
