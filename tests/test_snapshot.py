@@ -505,3 +505,33 @@ def test_snapshot_from_the_records_matches_a_census_of_live_tasks(tracked):
     assert untracked >= 4  # the ones made while tracking was off
     assert same_rows
     assert same_groups
+
+
+def test_whole_census_shortcuts_match_the_row_lists(tracked):
+    # An unfiltered snapshot passes None to state_counts and shares its row
+    # ints with groups(): the same answers as the explicit row lists.
+    async def waiter(ev):
+        await ev.wait()
+
+    async def main():
+        ev = asyncio.Event()
+        ts = [asyncio.create_task(waiter(ev)) for _ in range(5)]
+        ts.append(asyncio.create_task(asyncio.sleep(0)))
+        await settle()
+        census = taskleak.snapshot()._s.census
+        n = len(census)
+        ints = list(range(n))
+        out = (
+            census.groups(ints) == census.groups(),
+            census.state_counts(None) == census.state_counts(ints),
+        )
+        with pytest.raises(ValueError):
+            census.groups(list(range(n + 1)))
+        with pytest.raises(ValueError):
+            census.groups([7] * n)
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        return out
+
+    assert asyncio.run(main()) == (True, True)
