@@ -440,3 +440,98 @@ def test_native_group_aggregates_match_the_columns(tracked):
     assert {s: n for s, n in state_counts.items() if n} == dict(col_states)
     with pytest.raises(IndexError):
         taskleak.snapshot().group_summary([10**7], 1, 1)
+
+
+def test_snapshot_from_the_records_matches_a_census_of_live_tasks(tracked):
+    # snapshot() reads tracked tasks from their creation records (table order)
+    # and only the others from the registry / loops: the same tasks, rows
+    # and groups as a census over tracking.live_tasks(), tracked and untracked
+    # tasks mixed, in every state.
+    from taskleak import _core, tracking
+    from taskleak.model.snapshot import Snapshot
+
+    async def waiter(ev):
+        await ev.wait()
+
+    async def deep(ev):
+        await deep_outer(ev)
+
+    async def fails():
+        raise ValueError("x")
+
+    def row_of(census, i):
+        task, state, serial, parent, created, thread, creation, chain, waiter_obj, leaf = census.row(i)
+        frames = census.chain_frames(chain) if chain >= 0 else None
+        made = census.creation_frames(creation) if creation >= 0 else None
+        return task, (state, serial, parent, created, thread, made, frames, id(waiter_obj), id(leaf))
+
+    async def main():
+        ev = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        ts = [asyncio.create_task(waiter(ev), name=f"t-{i}") for i in range(5)]
+        ts += [asyncio.create_task(deep(ev), name=f"deep-{i}") for i in range(3)]
+        # Created while tracking is off: no creation record (on 3.10-3.13 the
+        # registry still holds taskleak's weakref to them).
+        _core.disable()
+        try:
+            ts += [asyncio.create_task(waiter(ev), name=f"off-{i}") for i in range(4)]
+        finally:
+            _core.enable(32)
+        # asyncio.Task() directly: untracked where the factory is the mechanism.
+        ts += [asyncio.Task(deep(ev), loop=loop, name=f"raw-{i}") for i in range(2)]
+        ts.append(asyncio.create_task(fails(), name="failed"))
+        ts.append(asyncio.create_task(asyncio.sleep(3600), name="cancelled"))
+        ts.append(asyncio.create_task(asyncio.sleep(0), name="done"))
+        await settle()
+        ts[-2].cancel()
+        await settle()
+        snap = taskleak.snapshot()
+        ref = Snapshot.of_tasks(tracking.live_tasks())
+        me = asyncio.current_task()  # running: its line differs between the two
+        got = {t: r for t, r in (row_of(snap._s.census, i) for i in range(len(snap))) if t is not me}
+        want = {t: r for t, r in (row_of(ref._s.census, i) for i in range(len(ref))) if t is not me}
+        ids = [id(row_of(snap._s.census, i)[0]) for i in range(len(snap))]
+        groups = {frozenset(id(snap.at(i).task) for i in g) for g in snap.row_groups()}
+        ref_groups = {frozenset(id(ref.at(i).task) for i in g) for g in ref.row_groups()}
+        untracked = sum(1 for t in ts if got[t][1] == 0)
+        mine = all(t in got for t in ts)
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        return got == want, len(ids) == len(set(ids)), groups == ref_groups, untracked, mine
+
+    same_rows, no_duplicates, same_groups, untracked, mine = asyncio.run(main())
+    assert mine and no_duplicates
+    assert untracked >= 4  # the ones made while tracking was off
+    assert same_rows
+    assert same_groups
+
+
+def test_whole_census_shortcuts_match_the_row_lists(tracked):
+    # An unfiltered snapshot passes None to state_counts and shares its row
+    # ints with groups(): the same answers as the explicit row lists.
+    async def waiter(ev):
+        await ev.wait()
+
+    async def main():
+        ev = asyncio.Event()
+        ts = [asyncio.create_task(waiter(ev)) for _ in range(5)]
+        ts.append(asyncio.create_task(asyncio.sleep(0)))
+        await settle()
+        census = taskleak.snapshot()._s.census
+        n = len(census)
+        ints = list(range(n))
+        out = (
+            census.groups(ints) == census.groups(),
+            census.state_counts(None) == census.state_counts(ints),
+        )
+        with pytest.raises(ValueError):
+            census.groups(list(range(n + 1)))
+        with pytest.raises(ValueError):
+            census.groups([7] * n)
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        return out
+
+    assert asyncio.run(main()) == (True, True)

@@ -133,6 +133,7 @@ static int census_clear(PyObject *self) {
     TaskCensus *c = nb::inst_ptr<TaskCensus>(self);
     for (CensusRow &r : c->rows) {
         Py_CLEAR(r.waiter);
+        r.waiter_type = nullptr;
         Py_CLEAR(r.leaf);
         // The task stays until the census dies: rows are read by index and
         // a cleared census is only ever destroyed afterwards.
@@ -367,9 +368,7 @@ NB_MODULE(_core, m) {
                 else if (name == "identity")
                     get = [](const CensusRow &r) -> int64_t { return (int64_t)(uintptr_t)r.task; };
                 else if (name == "waiter_type")
-                    get = [](const CensusRow &r) -> int64_t {
-                        return r.waiter ? (int64_t)(uintptr_t)Py_TYPE(r.waiter) : 0;
-                    };
+                    get = [](const CensusRow &r) -> int64_t { return (int64_t)(uintptr_t)r.waiter_type; };
                 else throw nb::value_error("unknown column");
                 PyObject *out = PyList_New((Py_ssize_t)c.rows.size());
                 if (out == nullptr) throw nb::python_error();
@@ -400,21 +399,59 @@ NB_MODULE(_core, m) {
         .def(
             "state_counts",
             [](const TaskCensus &c, nb::handle group) {
-                // (count, position of the first row) per state, over the rows `group`.
-                std::vector<uint32_t> rows = census_rows(c, group);
+                // (count, position of the first row) per state, over the rows
+                // `group`, or every row in order for None (no 100,000-int list
+                // to convert for a whole snapshot).
+                std::vector<uint32_t> rows;
+                if (!group.is_none()) rows = census_rows(c, group);
+                size_t n = group.is_none() ? c.rows.size() : rows.size();
                 int64_t count[4] = {0, 0, 0, 0}, first[4] = {-1, -1, -1, -1};
-                for (size_t pos = 0; pos < rows.size(); ++pos) {
-                    int s = (int)c.rows[rows[pos]].state & 3;
+                for (size_t pos = 0; pos < n; ++pos) {
+                    int s = (int)c.rows[group.is_none() ? pos : rows[pos]].state & 3;
                     if (count[s]++ == 0) first[s] = (int64_t)pos;
                 }
                 nb::list out;
                 for (int s = 0; s < 4; ++s) out.append(nb::make_tuple(count[s], first[s]));
                 return out;
             },
-            "group"_a)
+            "group"_a.none())
         .def(
             "row_of_serial", [](const TaskCensus &c, uint32_t serial) { return c.row_of_serial(serial); }, "serial"_a)
-        .def("groups", &TaskCensus::groups)
+        .def(
+            "groups",
+            [](const TaskCensus &c, nb::handle ints) {
+                // Lists of row numbers. `ints`, if given, must be
+                // list(range(len(census))): its int objects are shared
+                // instead of making 100,000 new ones.
+                PyObject *shared = ints.is_none() ? nullptr : ints.ptr();
+                if (shared != nullptr) {
+                    if (!PyList_CheckExact(shared) || (size_t)PyList_GET_SIZE(shared) != c.rows.size())
+                        throw nb::value_error("ints must be list(range(len(census)))");
+                    for (size_t i = 0; i < c.rows.size(); i += std::max<size_t>(1, c.rows.size() / 8)) {
+                        Py_ssize_t v = PyLong_AsSsize_t(PyList_GET_ITEM(shared, (Py_ssize_t)i));
+                        if (v != (Py_ssize_t)i) {
+                            PyErr_Clear();
+                            throw nb::value_error("ints must be list(range(len(census)))");
+                        }
+                    }
+                }
+                std::vector<std::vector<uint32_t>> groups = c.groups();
+                nb::list out;
+                for (const std::vector<uint32_t> &g : groups) {
+                    PyObject *lst = PyList_New((Py_ssize_t)g.size());
+                    if (lst == nullptr) throw nb::python_error();
+                    nb::object hold = nb::steal(lst);
+                    for (size_t j = 0; j < g.size(); ++j) {
+                        PyObject *v = shared != nullptr ? Py_NewRef(PyList_GET_ITEM(shared, (Py_ssize_t)g[j]))
+                                                        : PyLong_FromUnsignedLong(g[j]);
+                        if (v == nullptr) throw nb::python_error();
+                        PyList_SET_ITEM(lst, (Py_ssize_t)j, v);
+                    }
+                    out.append(hold);
+                }
+                return out;
+            },
+            "ints"_a.none() = nb::none())
         .def(
             "creation_frames", [](TaskCensus &, uint32_t id) { return stack_frames(tracker().stacks, id); }, "id"_a)
         .def("chain_frames", [](TaskCensus &c, uint32_t id) { return stack_frames(c.chains(), id); }, "id"_a);
@@ -431,6 +468,19 @@ NB_MODULE(_core, m) {
             return c;
         },
         "tasks"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership);
+    m.def(
+        "census_live",
+        [](nb::handle weakref_set, nb::handle strong_sets, int chain_depth) {
+            auto *c = new TaskCensus();
+            if (!c->collect_live(weakref_set.ptr(), strong_sets.ptr(), chain_depth)) {
+                delete c;
+                throw nb::python_error();
+            }
+            return c;
+        },
+        "weakref_set"_a.none(), "strong_sets"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership,
+        "census(live_tasks(weakref_set, strong_sets), chain_depth) in one pass, tracked tasks read from their "
+        "records (rows in another order).");
     bind_graph(m);
     bind_heap(m);
     bind_holder_search(m);

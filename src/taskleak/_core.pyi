@@ -241,16 +241,17 @@ class Census:
         """Row `i` (IndexError past the end)."""
     def column(self, name: str) -> list[int]:
         """A whole column: "state", "serial", "parent", "created", "scope", "identity" or "waiter_type"."""
-    def groups(self) -> list[list[int]]:
-        """Row indices grouped by creation stack, await chain, waiter type and state, largest group first."""
+    def groups(self, ints: list[int] | None = None) -> list[list[int]]:
+        """Row indices grouped by creation stack, await chain, waiter type and state, largest group first.
+        `ints`, if given, must be list(range(len(census))): its int objects are shared."""
     def summarize(
         self, group: Sequence[int], k: int, top: int
     ) -> tuple[int, int, int, list[tuple[int, int]], list[int], list[tuple[int, int]], int]:
         """Aggregates of the rows `group`: (births, min_created, max_created, [(serial, row)] of the k
         lowest non-zero serials ascending, [row] of the first k untracked, [(parent serial, count)] of
         the `top` most common parents (ties by first appearance), distinct non-zero parents)."""
-    def state_counts(self, group: Sequence[int]) -> list[tuple[int, int]]:
-        """(count, position of the first such row in `group`, -1 if none) per state."""
+    def state_counts(self, group: Sequence[int] | None) -> list[tuple[int, int]]:
+        """(count, position of the first such row in `group`, -1 if none) per state; None: every row."""
     def row_of_serial(self, serial: int) -> int:
         """The row of the task with creation number `serial`, -1 if none."""
     def creation_frames(self, id: int) -> list[RawFrame] | None:
@@ -260,6 +261,12 @@ class Census:
 
 def census(tasks: Iterable[asyncio.Task[Any]], chain_depth: int = 64) -> Census:
     """A census of `tasks`, with await chains of up to `chain_depth` frames."""
+
+def census_live(
+    weakref_set: Iterable[weakref.ref[Any]] | None, strong_sets: Iterable[Iterable[Any]], chain_depth: int = 64
+) -> Census:
+    """census(live_tasks(weakref_set, strong_sets), chain_depth) in one pass, tracked tasks read from their
+    records (rows in another order)."""
 
 def orphan_analysis(
     census: Census, holders: Iterable[object] | None = None, cap: int = 4000000

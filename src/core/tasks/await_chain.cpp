@@ -1,12 +1,13 @@
 #include "tasks/await_chain.hpp"
+#include "cpython/attr_reader.hpp"
 #include <cstring>
 
 namespace taskleak {
 
-static PyObject *intern(const char *s) { return PyUnicode_InternFromString(s); }
-
 static bool is_generator_like(PyObject *o) {
-    return PyGen_Check(o) || PyCoro_CheckExact(o) || PyAsyncGen_CheckExact(o);
+    // Exact checks: the three types cannot be subclassed (no
+    // Py_TPFLAGS_BASETYPE), and PyGen_Check walks the MRO of everything else.
+    return PyCoro_CheckExact(o) || PyGen_CheckExact(o) || PyAsyncGen_CheckExact(o);
 }
 
 // Wrapper objects with no public link to the generator they drive:
@@ -14,6 +15,7 @@ static bool is_generator_like(PyObject *o) {
 // tp_traverse does visit that generator, which is how we find it.
 static bool is_wrapper(PyObject *o) {
     const char *n = Py_TYPE(o)->tp_name;
+    if (n[0] != 'c' && n[0] != 'a') return false;  // most leaves: "_asyncio.FutureIter", ...
     return std::strcmp(n, "coroutine_wrapper") == 0 || std::strcmp(n, "async_generator_asend") == 0 ||
            std::strcmp(n, "async_generator_athrow") == 0;
 }
@@ -34,13 +36,10 @@ static PyObject *unwrap(PyObject *o) {
 }
 
 static PyObject *awaited_by(PyObject *gen) {
-    static PyObject *cr_await = intern("cr_await");
-    static PyObject *gi_yieldfrom = intern("gi_yieldfrom");
-    static PyObject *ag_await = intern("ag_await");
-    PyObject *name = PyCoro_CheckExact(gen) ? cr_await : PyAsyncGen_CheckExact(gen) ? ag_await : gi_yieldfrom;
-    PyObject *next = PyObject_GetAttr(gen, name);
-    if (next == nullptr) PyErr_Clear();
-    return next;
+    static cpython::AttrReader cr_await("cr_await"), gi_yieldfrom("gi_yieldfrom"), ag_await("ag_await");
+    return PyCoro_CheckExact(gen)       ? cr_await.get(gen)
+           : PyAsyncGen_CheckExact(gen) ? ag_await.get(gen)
+                                        : gi_yieldfrom.get(gen);
 }
 
 int walk_await_chain(PyObject *coro, cpython::CodeLoc *out, int max, PyObject **leaf) {

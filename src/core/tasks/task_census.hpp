@@ -3,6 +3,7 @@
 // chain, state, wait-target type) together: the raw material of a Snapshot.
 #pragma once
 #include "tracking/stack_intern.hpp"
+#include "tracking/task_table.hpp"
 #include <Python.h>
 #include <cstdint>
 #include <memory>
@@ -14,12 +15,13 @@ namespace taskleak {
 enum class TaskState : uint8_t { Pending = 0, Done = 1, Cancelled = 2, Failed = 3 };
 
 struct CensusRow {
-    PyObject *task;        // strong
-    PyObject *waiter;      // strong or nullptr: task._fut_waiter
-    PyObject *leaf;        // strong or nullptr: innermost awaited object
-    int64_t created_ns;    // -1 if unknown (created before install)
-    unsigned long thread;  // creating thread ident, 0 if unknown
-    uint32_t serial;       // 0 if untracked
+    PyObject *task;             // strong
+    PyObject *waiter;           // strong or nullptr: task._fut_waiter
+    PyObject *leaf;             // strong or nullptr: innermost awaited object
+    PyTypeObject *waiter_type;  // Py_TYPE(waiter), kept so grouping does not read every waiter again
+    int64_t created_ns;         // -1 if unknown (created before install)
+    unsigned long thread;       // creating thread ident, 0 if unknown
+    uint32_t serial;            // 0 if untracked
     uint32_t parent_serial;
     uint32_t creation;  // id in the global stack table, NONE if unknown
     uint32_t chain;     // id in the census' own chain table
@@ -47,6 +49,13 @@ public:
     // discounted by the orphan check).
     static const std::vector<TaskCensus *> &live();
     void collect(PyObject *task_list, int chain_depth);
+    // Every task the tracker has a creation record for (in table order, read
+    // from the records: no lookup per task), then, once each, the tasks of
+    // `weakref_set` (a set of weakrefs, or None) and of the containers in
+    // `strong_sets` that it has no live record for. The same rows, in another
+    // order, as collect() over tracking.live_tasks(). False with a Python
+    // error set on failure.
+    bool collect_live(PyObject *weakref_set, PyObject *strong_sets, int chain_depth);
     std::vector<CensusRow> rows;
     // Groups of row indices, largest first.
     std::vector<std::vector<uint32_t>> groups() const;
@@ -58,6 +67,12 @@ public:
     int64_t row_of_serial(uint32_t serial) const;
 
 private:
+    // Appends a row for `task` (borrowed; the row takes a reference) with
+    // `rec`'s fields, or none if rec is nullptr.
+    void add_row(PyObject *task, const CreationRecord *rec);
+    // The state, waiter and await chain of rows[first...], whose tasks and
+    // creation records are filled in.
+    void read_tasks(size_t first, int chain_depth);
     StackTable chains_;
 };
 

@@ -10,7 +10,7 @@ from typing import Any
 import taskleak._core as _core
 
 from ..frame import Frame, frames_from_raw
-from ..tracking import live_tasks
+from ..tracking import live_census
 from ..tracking.loss_events import LossEvent, loss_events
 from ..wait_target import ORPHANED
 from .json_form import snapshot_to_dict
@@ -74,6 +74,9 @@ class Snapshot:
         self, shared: _Shared, indices: Sequence[int] | None = None, events: list[LossEvent] | None = None
     ) -> None:
         self._s = shared
+        # Every row in order (the unfiltered snapshot): native calls then
+        # take None or share the ints instead of converting 100,000 of them.
+        self._all = indices is None
         self._idx = list(range(shared.size)) if indices is None else list(indices)
         self.loss_events: list[LossEvent] = events if events is not None else []
 
@@ -119,14 +122,14 @@ class Snapshot:
     def state_counts(self) -> dict[str, int]:
         """How many of this snapshot's tasks are in each state, every state
         listed (0 when none)."""
-        counts = self._s.census.state_counts(self._idx)
+        counts = self._s.census.state_counts(None if self._all else self._idx)
         return {name: counts[k][0] for k, name in enumerate(STATES)}
 
     def state_summary(self) -> list[tuple[str, int]]:
         """(state, count) of the states present, most common first; states
         tied on count in the order their first task appears in :attr:`rows`
         (as ``collections.Counter.most_common`` orders them)."""
-        counts = self._s.census.state_counts(self._idx)
+        counts = self._s.census.state_counts(None if self._all else self._idx)
         present = [(n, first, STATES[k]) for k, (n, first) in enumerate(counts) if n]
         present.sort(key=lambda c: (-c[0], c[1]))
         return [(name, n) for n, _, name in present]
@@ -231,7 +234,7 @@ class Snapshot:
         # report shows: merge groups whose rendered frames are identical.
         merged: dict[tuple[Any, ...], list[int]] = {}
         census = self._s.census
-        for g in census.groups():
+        for g in census.groups(self._idx if self._all else None):
             r = census.row(g[0])
             created = None if r[6] < 0 else tuple(self._creation_frames(r[6]))
             chain = () if r[7] < 0 else tuple(self._chain_frames(r[7]))
@@ -308,9 +311,8 @@ def snapshot(*, chain_depth: int = 64, orphans: bool | None = None) -> Snapshot:
     tasks, which costs a walk over what the pending tasks reference. The
     default does so for snapshots of up to 20,000 tasks; ``TaskInfo.orphaned``
     is always available (computed on first access)."""
-    tasks = live_tasks()
     taken = _core.monotonic_ns()
-    census = _core.census(tasks, chain_depth)
+    census = live_census(chain_depth)
     if orphans is None:
-        orphans = len(tasks) <= ORPHAN_ANALYSIS_AUTO_LIMIT
+        orphans = len(census) <= ORPHAN_ANALYSIS_AUTO_LIMIT
     return Snapshot(_Shared(census, taken, orphans), None, loss_events())

@@ -6,6 +6,6 @@ asyncio gave up on; ``scopes`` charges new tasks to check() scopes. Imports
 only ``taskleak._core`` and the primitives ``frame`` and ``wait_target``.
 """
 
-from .installer import adopted_loops, install, is_installed, live_tasks, status, uninstall
+from .installer import adopted_loops, install, is_installed, live_census, live_tasks, status, uninstall
 
-__all__ = ["install", "uninstall", "is_installed", "status", "live_tasks", "adopted_loops"]
+__all__ = ["install", "uninstall", "is_installed", "status", "live_tasks", "live_census", "adopted_loops"]

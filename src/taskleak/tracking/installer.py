@@ -27,7 +27,7 @@ import taskleak._core as _core
 
 from . import loss_events, setup_sites, task_factory
 
-__all__ = ["install", "uninstall", "is_installed", "status", "live_tasks", "adopted_loops"]
+__all__ = ["install", "uninstall", "is_installed", "status", "live_tasks", "live_census", "adopted_loops"]
 
 _lock = threading.RLock()
 _mechanism: str | None = None
@@ -301,8 +301,9 @@ def adopted_loops() -> list[asyncio.AbstractEventLoop]:
     return list(_adopted_loops)
 
 
-def live_tasks() -> list[asyncio.Task[Any]]:
-    """Every live task of every loop in the process, tracked or not."""
+def _task_sources() -> tuple[Any, list[Any]]:
+    """(the registry's set of weakrefs or None, containers of tasks): where
+    tasks without a creation record are found."""
     ws = _registry()
     strong: list[Any] = []
     eager = _eager_registry()
@@ -317,7 +318,19 @@ def live_tasks() -> list[asyncio.Task[Any]]:
         # from the creation records.
         for loop in list(_adopted_loops):
             try:
-                strong.append(list(asyncio.all_tasks(loop)))
+                strong.append(asyncio.all_tasks(loop))  # a new set: copied once, natively
             except Exception:
                 pass
-    return _core.live_tasks(getattr(ws, "data", None), strong)
+    return getattr(ws, "data", None), strong
+
+
+def live_tasks() -> list[asyncio.Task[Any]]:
+    """Every live task of every loop in the process, tracked or not."""
+    return _core.live_tasks(*_task_sources())
+
+
+def live_census(chain_depth: int) -> _core.Census:
+    """A census of :func:`live_tasks`, taken in one native pass: tracked tasks
+    are read from their creation records, in table order (no list of tasks
+    is built and no record is looked up by task)."""
+    return _core.census_live(*_task_sources(), chain_depth)
