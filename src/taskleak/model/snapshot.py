@@ -95,8 +95,10 @@ class Snapshot:
     @property
     def rows(self) -> list[int]:
         """The census rows of this snapshot's tasks (a filtered snapshot
-        shares its parent's census and keeps some of its rows)."""
-        return self._idx
+        shares its parent's census and keeps some of its rows). A copy:
+        native aggregates over an unfiltered snapshot trust its rows to be
+        every row in order, so they cannot be changed from outside."""
+        return list(self._idx)
 
     def column(self, name: str) -> list[int]:
         """One field of every census row, as ints: "state" (an index into
