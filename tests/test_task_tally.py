@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
+import time
 
 import pytest
 
@@ -111,3 +112,44 @@ def test_the_count_follows_tasks_that_finish_go_and_reuse_slots(loop, py_tasks):
         ev.set()
     for _ in range(3):
         loop.run_until_complete(asyncio.sleep(0))
+
+
+def test_tasks_freed_while_the_count_reads_without_the_gil(loop):
+    """The count reads the states of unchanged tasks with the GIL released.
+    Another thread's loop frees its tasks meanwhile: a task freed between
+    the count's look at the table and its read must be skipped, never read
+    (under ASan, with PYTHONMALLOC=malloc, reading one is a reported
+    use-after-free), and once the churn stops the count is exact again."""
+    import threading
+
+    ev = asyncio.Event()
+    ours = [loop.create_task(parked(ev)) for _ in range(20_000)]
+    loop.run_until_complete(asyncio.sleep(0))
+    stop = threading.Event()
+
+    async def churn() -> None:
+        # Tasks that live a few passes each, created and freed all the time.
+        rng = random.Random(3)
+        while not stop.is_set():
+            for _ in range(50):
+                asyncio.ensure_future(asyncio.sleep(rng.uniform(0.001, 0.02)))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.03)
+
+    th = threading.Thread(target=lambda: asyncio.run(churn()))
+    th.start()
+    gone = passes = 0
+    try:
+        deadline = time.monotonic() + 20
+        while gone < 20 and time.monotonic() < deadline:
+            gone += _core.tally_tasks(0)["gone_during_read"]
+            passes += 1
+    finally:
+        stop.set()
+        th.join()
+    gc.collect()
+    _core.tally_tasks(0)  # the churn's last tasks finish or go
+    assert gone >= 20, f"only {gone} tasks were freed during a read in {passes} passes"
+    assert _tally(0) == (20_000, 0, 20_000)
+    ev.set()
+    loop.run_until_complete(asyncio.gather(*ours))

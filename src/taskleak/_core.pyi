@@ -69,6 +69,7 @@ class Tally(TypedDict):
     wall_ns: int
     created_total: int
     generation: int
+    gone_during_read: int
 
 class CoreStats(TypedDict):
     """stats(): the creation tracker's switches, table sizes and counters."""
@@ -368,7 +369,8 @@ class WindowDetector:
         """The median of pairwise slopes of `values`."""
 
 def tally_tasks(max_hold_ns: int = 0) -> Tally:
-    """Count tracked tasks by state and group, holding the GIL for at most `max_hold_ns` at a time."""
+    """Count tracked tasks by state and group; unchanged tasks' states are read without the GIL,
+    and the rest holds it for at most `max_hold_ns` at a time (0: no bound)."""
 
 AGE_BUCKETS: int
 

@@ -82,7 +82,10 @@ void bind_monitor(nb::module_ &m) {
         "tally_tasks",
         [](int64_t max_hold_ns) {
             TaskTally t;
-            tally_tasks(t, max_hold_ns);
+            if (!tally_tasks(t, max_hold_ns)) {
+                PyErr_SetString(PyExc_RuntimeError, "taskleak: tally_tasks() called from inside a count in this thread");
+                throw nb::python_error();
+            }
             nb::list groups;
             auto hist = [](bool has, const AgeHistogram &h) -> nb::object {
                 if (!has) return nb::none();
@@ -107,6 +110,7 @@ void bind_monitor(nb::module_ &m) {
             d["wall_ns"] = t.wall_ns;
             d["created_total"] = tracker().tracked_total;
             d["generation"] = t.generation;
+            d["gone_during_read"] = t.gone_during_read;
             return d;
         },
         "max_hold_ns"_a = 0,

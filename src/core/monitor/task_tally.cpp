@@ -3,7 +3,9 @@
 #include "tracking/tracker.hpp"
 #include <algorithm>
 #include <cstring>
+#include <chrono>
 #include <deque>
+#include <thread>
 #include <unordered_map>
 
 namespace taskleak {
@@ -19,10 +21,15 @@ static Py_ssize_t g_state_off = -1;  // int: 0 pending, 1 cancelled, 2 finished
 static Py_ssize_t g_coro_off = -1;   // PyObject *
 static Py_ssize_t g_code_off = -1;   // in a coroutine: code pointer (low bits may tag)
 
-// Passes in progress (one may be waiting between chunks while another runs).
-static int g_passes = 0;
+// A pass in progress, and its thread: passes take turns (the cache is one,
+// and most of a pass runs without the GIL).
+static bool g_busy = false;
+static unsigned long g_busy_thread = 0;
 
-void tally_after_fork() { g_passes = 0; }
+void tally_after_fork() {
+    g_busy = false;
+    tracker().tasks.forget_watch_after_fork();
+}
 
 const char *tally_mode() { return g_state_off >= 0 ? "fields" : "attributes"; }
 
@@ -169,6 +176,13 @@ static PyObject *code_of(PyObject *task) {
     return out;
 }
 
+// A task's state read while its loop's thread may be writing it (the
+// pass's reads run without the GIL): one aligned int, torn never, stale at
+// most by the write in flight.
+static int read_state_racy(PyObject *task) {
+    return __atomic_load_n((const int *)((const char *)task + g_state_off), __ATOMIC_RELAXED);
+}
+
 // What the pass remembers between samples, per table slot: the group of
 // the task in it (creation stack and coroutine never change) and whether it
 // was already done (done tasks stay done). A slot is reused by another task
@@ -213,6 +227,7 @@ struct GroupKeyInfo {
 struct TallyCache {
     std::vector<SlotInfo> slots;
     std::vector<HotSlot> hot;
+    std::vector<uint64_t> hot_bits;  // per slot: hot[i].task != nullptr
     std::vector<int64_t> born;  // per slot: its task's creation time, its lifetime when it goes
     std::vector<GroupKeyInfo> groups;
     std::unordered_map<Key, uint32_t, KeyHash> where;
@@ -229,6 +244,19 @@ struct TallyCache {
         where.clear();
         slots.assign(slots.size(), SlotInfo{});
         hot.assign(hot.size(), HotSlot{});
+        hot_bits.assign(hot_bits.size(), 0);
+    }
+    void resize(size_t n) {
+        slots.resize(n);
+        hot.resize(n);
+        hot_bits.resize((n >> 6) + 1, 0);
+        born.resize(n, -1);
+    }
+    void set_hot(size_t i, const HotSlot &h) {
+        hot[i] = h;
+        const uint64_t bit = uint64_t(1) << (i & 63);
+        if (h.task != nullptr) hot_bits[i >> 6] |= bit;
+        else hot_bits[i >> 6] &= ~bit;
     }
 };
 TallyCache &cache() {
@@ -256,18 +284,22 @@ int age_bucket(int64_t ms) {
     return b < AGE_BUCKETS ? b : AGE_BUCKETS - 1;
 }
 
-// How many slots ahead the pass asks for a pending task's state (8, 16,
-// 32 and 64 measured the same within the noise at 100k tasks).
-static constexpr size_t PREFETCH_AHEAD = 16;
-
-void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
+bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     Tracker &t = tracker();
     TallyCache &c = cache();
+    const unsigned long me = PyThread_get_thread_ident();
+    if (g_busy && g_busy_thread == me) return false;  // Python code run by a pass asked for another
+    while (g_busy) {
+        // Another monitor's pass: it needs the GIL to finish.
+        Py_BEGIN_ALLOW_THREADS
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+        Py_END_ALLOW_THREADS
+    }
+    g_busy = true;
+    g_busy_thread = me;
     // Keys of groups that no longer have tasks accumulate; start afresh
-    // past a bound (the next pass recomputes every slot once) - but not under
-    // a pass of another monitor that dropped the GIL halfway.
-    if (c.groups.size() > 8192 && g_passes == 0) c.clear();
-    ++g_passes;
+    // past a bound (the next pass recomputes every slot once).
+    if (c.groups.size() > 8192) c.clear();
     struct Acc {
         uint32_t pending = 0, done = 0;
         int64_t oldest = INT64_MAX;     // exact, from slots read through their record
@@ -314,14 +346,14 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     auto visit_hot = [&](size_t i) -> bool {
         HotSlot &h = c.hot[i];
         if (h.task == nullptr) return c.slots[i].serial != 0;  // else a free slot
-        if (h.gid >= acc.size()) return true;                  // a group added by another pass
+        if (h.gid >= acc.size()) return true;
         Acc &a = acc[h.gid];
         // The common case: a C task seen pending before and pending still;
         // nothing but its state is read. A done one is not read at all.
         bool pending = false;
         if (h.done) {
             ++a.done;
-        } else if (read_int(h.task, g_state_off) == 0) {
+        } else if (read_state_racy(h.task) == 0) {
             pending = true;
             ++a.pending;
         } else {
@@ -356,7 +388,7 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
                 h.has_born = 1;
             }
         }
-        c.hot[i] = h;
+        c.set_hot(i, h);
     };
 
     // The table's layout the copies are good for. After one compaction
@@ -365,7 +397,7 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     // every slot goes through its record, and done tasks count as finishing
     // for a pass.
     const uint64_t layout = t.tasks.layout();
-    if (c.layout != 0 && layout == c.layout + 1 && g_passes == 1) {
+    if (c.layout != 0 && layout == c.layout + 1) {
         const std::vector<uint32_t> &from = t.tasks.moved_from();
         const size_t size = std::max(c.slots.size(), from.size() + from.size() / 4 + 64);
         std::vector<SlotInfo> slots(size);
@@ -386,6 +418,9 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         c.slots.swap(slots);
         c.hot.swap(hot);
         c.born.swap(born);
+        c.hot_bits.assign((size + 63) >> 6, 0);
+        for (size_t k = 0; k < size; ++k)
+            if (c.hot[k].task != nullptr) c.hot_bits[k >> 6] |= uint64_t(1) << (k & 63);
         c.layout = layout;
     }
     bool every_record = layout != c.layout;
@@ -396,7 +431,7 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     // state is read by attribute, or the layout changed. May run Python code.
     auto visit_record = [&](size_t i) {
         const CreationRecord *r = t.tasks.slot(i);
-        c.hot[i] = HotSlot{};
+        c.set_hot(i, HotSlot{});
         {
             SlotInfo &k = c.slots[i];
             if (k.serial != 0 && (r == nullptr || r->serial != k.serial)) {
@@ -442,7 +477,11 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
             Py_DECREF(task);
             // Python code may have run: tasks freed or created, slots of this
             // word touched again, even the slots moved (then `r` is stale).
-            touched |= t.tasks.take_touched(i >> 6);
+            // Read, not taken: a bit for a slot this pass will not come
+            // back to (an earlier one in the word, or one deferred to the
+            // GIL-free read) must still be set for the next pass, which
+            // would otherwise trust a copy whose task is gone.
+            touched |= t.tasks.touched_word(i >> 6);
             if (t.tasks.layout() != layout) moved = every_record = true;
             if (every_record) touched = ~uint64_t(0);
             if (code == nullptr || t.tasks.slot(i) != r || r->serial != serial || c.slots[i].serial != serial) return;
@@ -470,10 +509,16 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         note_example(a, i, st == 0);
     };
 
-    // A word (64 slots) at a time: the table's touched bits come a word at
-    // a time, and the GIL is dropped only between words, so a word's bits
+    // Phase 1, with the GIL: a word (64 slots) at a time, every slot whose
+    // record changed (the table's touched bits) or whose task is read by
+    // attribute goes through its record. The rest - at a steady state
+    // nearly every slot - only needs its task's state read, which is left
+    // for phase 2. The GIL is dropped only between words, so a word's bits
     // are good for its slots while we hold it (Python code run for one of
     // them adds what it touched).
+    std::vector<uint64_t> deferred;  // per word: slots for phase 2
+    bool any_deferred = false;
+    t.tasks.open_watch(t.tasks.slots());
     size_t dropped_at = 0;
     for (size_t i = 0;;) {
         size_t n = t.tasks.slots();
@@ -492,28 +537,75 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
             }
         }
         if (t.tasks.layout() != layout) moved = every_record = true;
-        touched = t.tasks.take_touched(i >> 6);
+        const size_t w = i >> 6;
+        touched = t.tasks.take_touched(w);
         if (every_record) touched = ~uint64_t(0);
-        if (c.slots.size() < n) {
-            c.slots.resize(n + n / 4 + 64);
-            c.hot.resize(c.slots.size());
-            c.born.resize(c.slots.size(), -1);
-        }
+        if (c.slots.size() < n) c.resize(n + n / 4 + 64);
+        t.tasks.watch_slots(n);
+        if (deferred.size() <= w) deferred.resize(w + w / 4 + 16, 0);
         const size_t word_end = (i | 63) + 1;
+        const uint64_t in_table = n >= word_end ? ~uint64_t(0) : (uint64_t(1) << (n - i)) - 1;
+        // Defer only tasks whose state is read at the probed offset (their
+        // hot copy says so: done or fast).
+        const uint64_t defer = every_record || !fast_state ? 0 : c.hot_bits[w] & ~touched & in_table;
+        deferred[w] = defer;
+        any_deferred |= defer != 0;
+        if (defer == in_table) {
+            i = word_end;
+            continue;
+        }
         size_t end = std::min(n, word_end);
         for (; i < end; ++i) {
-#if defined(__GNUC__)
-            // Pending tasks cost one read of their state: ask for it early. A
-            // prefetch never faults, so stale or empty copies need no check.
-            if (fast_state && i + PREFETCH_AHEAD < c.hot.size())
-                __builtin_prefetch((char *)c.hot[i + PREFETCH_AHEAD].task + g_state_off);
-#endif
+            if ((defer >> (i & 63)) & 1) continue;
             if (((touched >> (i & 63)) & 1) == 0 && !visit_hot(i)) continue;
             visit_record(i);
             end = std::min(t.tasks.slots(), word_end);  // Python code may have run
         }
         i = word_end;
     }
+
+    // Phase 2, without the GIL: read the state of each deferred slot's task.
+    // Freeing a task takes its record out of the table first, which marks
+    // the slot gone under the watch's lock; a batch holds that lock, so a
+    // task whose slot is unmarked cannot be freed while it is read. Gone
+    // slots are left to phase 3. Nothing here calls into Python.
+    std::vector<uint64_t> skipped;
+    if (any_deferred) {
+        if (acc.size() < c.groups.size()) acc.resize(c.groups.size());
+        skipped.assign(deferred.size(), 0);
+        const int64_t now = monotonic_ns();
+        out.gil_ns += now - hold_start;
+        out.max_hold_ns = std::max(out.max_hold_ns, now - hold_start);
+        ++out.holds;
+        Py_BEGIN_ALLOW_THREADS
+        for (size_t w = 0; w < deferred.size(); ++w) {
+            if (deferred[w] == 0) continue;
+            t.tasks.lock_watch();
+            const uint64_t gone = t.tasks.gone_word(w) & deferred[w];
+            skipped[w] = gone;
+            out.gone_during_read += (uint64_t)__builtin_popcountll(gone);
+            uint64_t todo = deferred[w] & ~gone;
+#if defined(__GNUC__)
+            // Pending tasks cost one read of their state: ask for all of
+            // the word's at once. A prefetch never faults.
+            for (uint64_t b = todo; b != 0; b &= b - 1)
+                __builtin_prefetch((char *)c.hot[(w << 6) + __builtin_ctzll(b)].task + g_state_off);
+#endif
+            for (; todo != 0; todo &= todo - 1) visit_hot((w << 6) + __builtin_ctzll(todo));
+            t.tasks.unlock_watch();
+        }
+        Py_END_ALLOW_THREADS
+        hold_start = monotonic_ns();
+    }
+
+    // Phase 3, with the GIL: the deferred slots whose record went meanwhile.
+    if (t.tasks.layout() != layout) moved = true;
+    for (size_t w = 0; w < skipped.size(); ++w)
+        for (uint64_t b = skipped[w]; b != 0; b &= b - 1) {
+            const size_t i = (w << 6) + __builtin_ctzll(b);
+            if (i < c.slots.size()) visit_record(i);
+        }
+    t.tasks.close_watch();
     c.layout = moved ? 0 : layout;
     for (const Acc &a : acc) {
         out.pending += a.pending;
@@ -521,7 +613,6 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     }
     out.finishing = finishing;
     out.live = out.pending + out.done + out.finishing;
-    --g_passes;
     for (size_t gid = 0; gid < acc.size() && gid < c.groups.size(); ++gid) {
         const Acc &a = acc[gid];
         if (a.pending == 0 && a.done == 0 && a.lifetimes == nullptr) continue;
@@ -560,6 +651,8 @@ void tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     ++out.holds;
     out.wall_ns = end - start;
     out.generation = c.generation;
+    g_busy = false;
+    return true;
 }
 
 }  // namespace taskleak

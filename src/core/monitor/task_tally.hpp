@@ -3,10 +3,12 @@
 // stack x coroutine code). Unlike a snapshot it keeps nothing per task and
 // renders nothing: it is what runs every few seconds in production.
 //
-// The pass walks the creation-record table by slot and may drop the GIL
-// between chunks (`max_hold_ns`), so at 100k tasks no single hold is long.
-// Tasks created or freed while the GIL is dropped may be missed or counted
-// once more: the counts are a monitor's, not an audit's.
+// The pass walks the creation-record table by slot. Slots whose record did
+// not change since the previous pass - nearly all of them at a steady state
+// - need only their task's state read, and those reads run without the GIL;
+// the rest may drop it between chunks (`max_hold_ns`). Tasks created or freed
+// while the GIL is dropped may be missed or counted once more: the counts
+// are a monitor's, not an audit's.
 #pragma once
 #include <Python.h>
 #include <array>
@@ -51,13 +53,18 @@ struct TaskTally {
     int64_t max_hold_ns = 0;         // longest single hold
     int holds = 0;
     int64_t wall_ns = 0;
+    uint64_t gone_during_read = 0;  // tasks freed between phase 1 and the GIL-free read of their state
     uint64_t generation = 0;  // changes when stack ids and code objects of groups may be reused
     ~TaskTally();
 };
 
-// Must be called with the GIL held; returns with it held. With
-// max_hold_ns > 0 the GIL is released between chunks of the table.
-void tally_tasks(TaskTally &out, int64_t max_hold_ns);
+// Must be called with the GIL held; returns with it held. The state reads
+// of tasks whose records did not change since the previous pass run with
+// the GIL released (see TaskTable's watch); with max_hold_ns > 0 the GIL is
+// also released between chunks of the rest. Passes of several monitors take
+// turns. False, and nothing counted, if called from Python code that a pass
+// in this thread runs (a Task subclass's attribute).
+bool tally_tasks(TaskTally &out, int64_t max_hold_ns);
 
 // In a forked child: a pass the parent's sampler thread had in progress
 // will never finish there.

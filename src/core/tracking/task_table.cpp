@@ -1,4 +1,5 @@
 #include "tracking/task_table.hpp"
+#include <thread>
 
 namespace taskleak {
 
@@ -110,6 +111,14 @@ bool TaskTable::remove(PyObject *ref, CreationRecord *out) {
     free_.push_back(v - 1);
     touch(v - 1);
     live_--;
+    if (watching_) {
+        // Before the task can be freed: our caller is its weakref's callback
+        // or its finalizer.
+        const size_t k = v - 1;
+        lock_watch();
+        if ((k >> 6) < gone_.size()) gone_[k >> 6] |= uint64_t(1) << (k & 63);
+        unlock_watch();
+    }
     // Shrink once three quarters of the storage is unused, and give
     // everything back when the last tracked task dies.
     if (live_ == 0) {
@@ -119,10 +128,39 @@ bool TaskTable::remove(PyObject *ref, CreationRecord *out) {
         std::vector<uint64_t>().swap(touched_);
         std::vector<uint32_t>().swap(moved_from_);  // every slot went
         ++layout_;
-    } else if (recs_.size() > 1024 && live_ * 4 < recs_.size()) {
-        compact();
+    } else if (!watching_ && recs_.size() > 1024 && live_ * 4 < recs_.size()) {
+        compact();  // (while watching, slots must stay where the reader saw them)
     }
     return true;
+}
+
+void TaskTable::open_watch(size_t slots) {
+    gone_.assign((slots >> 6) + 1, 0);
+    watching_ = true;
+}
+
+void TaskTable::watch_slots(size_t slots) {
+    if ((slots >> 6) >= gone_.size()) gone_.resize((slots >> 6) + (slots >> 8) + 4, 0);
+}
+
+void TaskTable::close_watch() {
+    watching_ = false;
+    std::vector<uint64_t>().swap(gone_);
+    if (live_ != 0 && recs_.size() > 1024 && live_ * 4 < recs_.size()) compact();  // held back while watching
+}
+
+void TaskTable::lock_watch() {
+    // Held by the reader for one batch (64 slots, about a microsecond); a
+    // remover that finds it taken waits that long, or yields if the reader's
+    // thread was preempted while holding it.
+    for (int spins = 0; watch_lock_.exchange(true, std::memory_order_acquire); ++spins)
+        if (spins >= 100) std::this_thread::yield();
+}
+
+void TaskTable::forget_watch_after_fork() {
+    watch_lock_.store(false, std::memory_order_relaxed);
+    watching_ = false;
+    std::vector<uint64_t>().swap(gone_);
 }
 
 const CreationRecord *TaskTable::find_buried(PyObject *task, uint32_t *chain) const {

@@ -3,6 +3,7 @@
 // tells us the task died). 40 bytes a record plus ~8-16 bytes of index.
 #pragma once
 #include <Python.h>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <unordered_map>
@@ -65,12 +66,31 @@ public:
     // One reader only: taking a word clears it.
     uint64_t layout() const { return layout_; }
     const std::vector<uint32_t> &moved_from() const { return moved_from_; }
+    uint64_t touched_word(size_t word) const { return word < touched_.size() ? touched_[word] : 0; }
     uint64_t take_touched(size_t word) {
         if (word >= touched_.size()) return 0;
         uint64_t v = touched_[word];
         touched_[word] = 0;
         return v;
     }
+
+    // For a pass that reads tasks' memory without the GIL (the monitor's
+    // count): while a watch is open, the table does not compact, and a slot
+    // whose record goes is marked gone under a spin lock that the reader
+    // holds around each batch of reads. A task is freed only after its
+    // record goes (its weakref's callback or its finalizer runs first), so a
+    // task whose slot the reader finds unmarked, with the lock held, is alive
+    // until the reader lets go. Removals pay for the lock only while a watch
+    // is open. One watch at a time; open, close and watch_slots with the
+    // GIL held and no batch in progress; the rest from any thread.
+    void open_watch(size_t slots);
+    void watch_slots(size_t slots);  // mark slots up to `slots` too
+    void close_watch();
+    void lock_watch();
+    void unlock_watch() { watch_lock_.store(false, std::memory_order_release); }
+    uint64_t gone_word(size_t word) const { return word < gone_.size() ? gone_[word] : ~uint64_t(0); }
+    // In a forked child: the thread that held the watch does not exist there.
+    void forget_watch_after_fork();
 
     template <class F>
     void for_each(F &&f) const {
@@ -99,6 +119,9 @@ private:
     std::vector<uint32_t> moved_from_;
     uint64_t layout_ = 1;
     std::unordered_map<PyObject *, Buried> graveyard_;
+    bool watching_ = false;
+    std::atomic<bool> watch_lock_{false};
+    std::vector<uint64_t> gone_;  // one bit per slot, while watching_
 };
 
 }  // namespace taskleak
