@@ -123,7 +123,7 @@ def test_tasks_freed_while_the_count_reads_without_the_gil(loop):
     import threading
 
     ev = asyncio.Event()
-    ours = [loop.create_task(parked(ev)) for _ in range(20_000)]
+    ours = [loop.create_task(parked(ev)) for _ in range(100_000)]
     loop.run_until_complete(asyncio.sleep(0))
     stop = threading.Event()
 
@@ -150,6 +150,74 @@ def test_tasks_freed_while_the_count_reads_without_the_gil(loop):
     gc.collect()
     _core.tally_tasks(0)  # the churn's last tasks finish or go
     assert gone >= 20, f"only {gone} tasks were freed during a read in {passes} passes"
-    assert _tally(0) == (20_000, 0, 20_000)
+    assert _tally(0) == (100_000, 0, 100_000)
     ev.set()
     loop.run_until_complete(asyncio.gather(*ours))
+
+
+_FORK_WHILE_COUNTING = r"""
+import asyncio, os, sys, threading, time, warnings
+import taskleak
+from taskleak import _core
+
+warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, on purpose
+taskleak.install()
+taskleak.Monitor().sample_now()
+loop = asyncio.new_event_loop()
+loop.set_exception_handler(lambda lp, ctx: None)  # the child drops pending tasks on purpose
+
+async def parked(ev):
+    await ev.wait()
+
+ev = asyncio.Event()
+tasks = [loop.create_task(parked(ev)) for _ in range(50_000)]
+loop.run_until_complete(asyncio.sleep(0))
+stop = False
+
+def count():
+    while not stop:
+        _core.tally_tasks(0)
+
+th = threading.Thread(target=count)
+th.start()
+bad = 0
+for _ in range(int(sys.argv[1])):
+    time.sleep(0.0007)
+    pid = os.fork()
+    if pid == 0:
+        # The counting thread is gone here, maybe halfway through a read
+        # without the GIL: counting and freeing tasks must still work.
+        r = _core.tally_tasks(0)
+        del tasks[:25_000]
+        ev.set()
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
+        r2 = _core.tally_tasks(0)
+        os._exit(0 if r["pending"] == 50_000 and r2["pending"] == 0 else 3)
+    deadline = time.monotonic() + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            bad += os.waitstatus_to_exitcode(status) != 0
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            bad += 1
+            break
+        time.sleep(0.01)
+stop = True
+th.join()
+print("bad", bad)
+"""
+
+
+def test_a_fork_while_another_thread_counts_leaves_a_working_child():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _FORK_WHILE_COUNTING, "20"], capture_output=True, text=True, timeout=400
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["bad", "0"], out.stdout + out.stderr[-2000:]

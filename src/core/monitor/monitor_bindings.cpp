@@ -83,7 +83,8 @@ void bind_monitor(nb::module_ &m) {
         [](int64_t max_hold_ns) {
             TaskTally t;
             if (!tally_tasks(t, max_hold_ns)) {
-                PyErr_SetString(PyExc_RuntimeError, "taskleak: tally_tasks() called from inside a count in this thread");
+                PyErr_SetString(PyExc_RuntimeError,
+                                "taskleak: tally_tasks() called from inside a count in this thread");
                 throw nb::python_error();
             }
             nb::list groups;

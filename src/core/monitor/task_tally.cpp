@@ -5,6 +5,7 @@
 #include <cstring>
 #include <chrono>
 #include <deque>
+#include <pthread.h>
 #include <thread>
 #include <unordered_map>
 
@@ -228,7 +229,7 @@ struct TallyCache {
     std::vector<SlotInfo> slots;
     std::vector<HotSlot> hot;
     std::vector<uint64_t> hot_bits;  // per slot: hot[i].task != nullptr
-    std::vector<int64_t> born;  // per slot: its task's creation time, its lifetime when it goes
+    std::vector<int64_t> born;       // per slot: its task's creation time, its lifetime when it goes
     std::vector<GroupKeyInfo> groups;
     std::unordered_map<Key, uint32_t, KeyHash> where;
     uint64_t generation = 1;
@@ -287,6 +288,10 @@ int age_bucket(int64_t ms) {
 bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     Tracker &t = tracker();
     TallyCache &c = cache();
+    // A fork while some thread's pass reads without the GIL leaves the child
+    // with a pass nobody will finish (and maybe the watch's lock taken).
+    static const bool at_fork = pthread_atfork(nullptr, nullptr, tally_after_fork) == 0;
+    (void)at_fork;
     const unsigned long me = PyThread_get_thread_ident();
     if (g_busy && g_busy_thread == me) return false;  // Python code run by a pass asked for another
     while (g_busy) {

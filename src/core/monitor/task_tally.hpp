@@ -54,7 +54,7 @@ struct TaskTally {
     int holds = 0;
     int64_t wall_ns = 0;
     uint64_t gone_during_read = 0;  // tasks freed between phase 1 and the GIL-free read of their state
-    uint64_t generation = 0;  // changes when stack ids and code objects of groups may be reused
+    uint64_t generation = 0;        // changes when stack ids and code objects of groups may be reused
     ~TaskTally();
 };
 
