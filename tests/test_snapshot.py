@@ -535,3 +535,81 @@ def test_whole_census_shortcuts_match_the_row_lists(tracked):
         return out
 
     assert asyncio.run(main()) == (True, True)
+
+
+def test_census_chains_and_parent_counts_match_a_walk_of_each_task(tracked):
+    # The census reuses the previous row's chain id when its frames are
+    # equal, and summarize() counts a row with the previous row's parent
+    # without a map lookup: both checked against a walk of each task's own
+    # coroutine and a Counter, on rows of interleaved kinds (same chain in a
+    # run, then another, then the first again), a pure-Python task, a Task
+    # subclass, done, failed and cancelled tasks.
+    import random
+    from collections import Counter
+
+    from taskleak import _core
+
+    class MyTask(asyncio.Task):
+        pass
+
+    async def waiter(ev):
+        await ev.wait()
+
+    async def deep(ev):
+        await deep_outer(ev)
+
+    async def fails():
+        raise ValueError("x")
+
+    async def spawn(ev, out):
+        for i in range(12):
+            out.append(asyncio.create_task(deep(ev) if i % 4 == 3 else waiter(ev)))
+
+    async def main():
+        ev = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        ts = []
+        spawners = [asyncio.create_task(spawn(ev, ts)) for _ in range(3)]
+        await asyncio.gather(*spawners)
+        ts += [asyncio.create_task(waiter(ev)) for _ in range(3)]
+        ts.append(MyTask(deep(ev), loop=loop))
+        py_task = getattr(asyncio.tasks, "_PyTask", None)
+        if py_task is not None:
+            ts.append(py_task(deep(ev), loop=loop))
+        ts.append(asyncio.create_task(fails()))
+        ts.append(asyncio.create_task(asyncio.sleep(3600)))
+        ts.append(asyncio.create_task(asyncio.sleep(0)))
+        await settle()
+        ts[-2].cancel()
+        await settle()
+        snap = taskleak.snapshot()
+        census = snap._s.census
+        me = asyncio.current_task()
+        chains_ok = []
+        for i in range(len(census)):
+            task, state, *_, chain, _w, _l = census.row(i)
+            if task is me or task not in ts:
+                continue
+            want = _core.await_chain(task.get_coro(), 64)[0] if not task.done() else []
+            got = census.chain_frames(chain) if chain >= 0 else []
+            chains_ok.append((got == want, bool(want)))
+        rows = [r for r in snap.rows if snap.at(r).task in ts]
+        random.Random(7).shuffle(rows)
+        parent = snap.column("parent")
+        got = snap.group_summary(rows, 3, 50)
+        expect = Counter(parent[i] for i in rows)
+        expect.pop(0, None)
+        sorted_rows = sorted(rows)
+        got_sorted = snap.group_summary(sorted_rows, 3, 50)
+        expect_sorted = Counter(parent[i] for i in sorted_rows)
+        expect_sorted.pop(0, None)
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        return chains_ok, len(ts), got, expect, got_sorted, expect_sorted
+
+    chains_ok, n, got, expect, got_sorted, expect_sorted = asyncio.run(main())
+    assert len(chains_ok) == n and all(ok for ok, _ in chains_ok)
+    assert sum(walked for _, walked in chains_ok) >= 40  # pending tasks, their chains not empty
+    assert got.parents == expect.most_common() and got.distinct_parents == len(expect) >= 3
+    assert got_sorted.parents == expect_sorted.most_common()

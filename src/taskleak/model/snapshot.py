@@ -242,7 +242,13 @@ class Snapshot:
             chain = () if r[7] < 0 else tuple(self._chain_frames(r[7]))
             key = (created, chain, r[1], type(r[8]))
             del r
-            merged.setdefault(key, []).extend(g)
+            # The core's list itself when the key is new (no copy of a
+            # 50,000-row group): groups() makes fresh lists on every call.
+            same = merged.get(key)
+            if same is None:
+                merged[key] = g
+            else:
+                same.extend(g)
         # Orphaned tasks never share a group with merely waiting ones.
         out: list[list[int]] = []
         split = self._s.orphans_in_groups or self._s.orphans is not None
