@@ -613,3 +613,64 @@ def test_census_chains_and_parent_counts_match_a_walk_of_each_task(tracked):
     assert sum(walked for _, walked in chains_ok) >= 40  # pending tasks, their chains not empty
     assert got.parents == expect.most_common() and got.distinct_parents == len(expect) >= 3
     assert got_sorted.parents == expect_sorted.most_common()
+
+
+@pytest.mark.parametrize("orphans", [False, True])
+def test_packed_groups_report_like_lists(tracked, monkeypatch, orphans):
+    # An unfiltered snapshot reads large groups as packed uint32 rows (no
+    # int per row) and makes its list of rows only on demand: the report,
+    # row_groups() and the filters must be exactly what lists give. Two
+    # create_task calls on one line make groups that merge (packed+packed,
+    # packed+list), and the orphan split runs over packed groups too.
+    import taskleak.model.snapshot as snapshot_mod
+    from taskleak import _core
+    from taskleak.model.snapshot import Snapshot, _Shared
+
+    async def waiter(ev):
+        await ev.wait()
+
+    async def main():
+        ev = asyncio.Event()
+        ts = [asyncio.create_task(waiter(ev), name=f"w-{i}") for i in range(150)]
+        pairs = [(asyncio.create_task(waiter(ev)), asyncio.create_task(waiter(ev))) for _ in range(70)]
+        odd = [
+            (asyncio.create_task(deep_outer(ev)), asyncio.create_task(deep_outer(ev)) if i < 10 else None)
+            for i in range(70)
+        ]
+        ts += [t for p in pairs + odd for t in p if t is not None]
+        ts += [asyncio.create_task(asyncio.sleep(0)) for _ in range(3)]
+        await settle()
+        census = taskleak.snapshot()._s.census
+        taken = _core.monotonic_ns()
+        out = {}
+        for packed in (0, 64, 1):
+            monkeypatch.setattr(snapshot_mod, "_PACKED_FROM", packed)
+            snap = Snapshot(_Shared(census, taken, orphans))
+            report = snap.report_groups()
+            kinds = {type(g).__name__ for g in report}
+            out[packed] = (
+                snap.format(),
+                snap.row_groups(),
+                [list(g) for g in report],
+                kinds,
+                len(snap),
+                bool(snap),
+                snap.rows,
+                snap.pending().rows,
+                [len(g) for g in snap.pending().row_groups()],
+                len(census.groups()),
+            )
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        return out
+
+    out = asyncio.run(main())
+    lists, packed, all_packed = out[0], out[64], out[1]
+    assert lists[3] == {"list"} and "memoryview" in packed[3] and all_packed[3] == {"memoryview"}
+    assert lists[0] == packed[0] == all_packed[0]  # the report, byte for byte
+    assert lists[1] == packed[1] == all_packed[1] == lists[2] == packed[2] == all_packed[2]
+    assert lists[4:9] == packed[4:9] == all_packed[4:9]
+    assert lists[4] == len(lists[6]) >= 374 and lists[5]
+    assert len(lists[1]) < lists[9]  # groups of one line's two calls were merged
+    assert max(len(g) for g in lists[1]) >= 150
