@@ -680,3 +680,34 @@ def test_packed_groups_report_like_lists(tracked, monkeypatch, orphans):
     assert lists[4] == len(lists[6]) >= 374 and lists[5]
     assert len(lists[1]) < lists[9]  # groups of one line's two calls were merged
     assert max(len(g) for g in lists[1]) >= 150
+
+
+def test_census_reads_a_task_type_changed_between_censuses(tracked):
+    # The census calls task attribute getters directly, cached per type and
+    # version tag (3.13+ mark a changed type by resetting the tag only): an
+    # attribute replaced on a Task subclass after a census must be read
+    # through its new descriptor, and the getter again once it is removed.
+    from taskleak import _core
+
+    class MyTask(asyncio.Task):
+        pass
+
+    marker = object()
+
+    async def main():
+        ev = asyncio.Event()
+        t = MyTask(ev.wait(), loop=asyncio.get_running_loop())
+        await settle()
+        first = _core.census([t], 8).row(0)[8]
+        MyTask._fut_waiter = property(lambda self: marker)
+        second = _core.census([t], 8).row(0)[8]
+        del MyTask._fut_waiter
+        third = _core.census([t], 8).row(0)[8]
+        t.cancel()
+        await asyncio.gather(t, return_exceptions=True)
+        return first, second, third
+
+    first, second, third = asyncio.run(main())
+    assert isinstance(first, asyncio.Future)
+    assert second is marker
+    assert third is first
