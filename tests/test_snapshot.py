@@ -711,3 +711,40 @@ def test_census_reads_a_task_type_changed_between_censuses(tracked):
     assert isinstance(first, asyncio.Future)
     assert second is marker
     assert third is first
+
+
+def test_census_reads_sets_of_tasks_in_place(tracked):
+    # census_live reads a set of tasks (3.14+'s all_tasks(loop)) and the
+    # registry's set where they are stored: a removed entry leaves a
+    # placeholder in the set's table that must not become a row.
+    from taskleak import _core
+
+    async def waiter(ev):
+        await ev.wait()
+
+    async def main():
+        ev = asyncio.Event()
+        _core.disable()  # untracked: found only through the containers
+        try:
+            ts = [asyncio.create_task(waiter(ev)) for _ in range(40)]
+        finally:
+            _core.enable(32)
+        await settle()
+        s = set(ts)
+        for t in ts[::2]:
+            s.discard(t)
+        c = _core.census_live(None, [s, [ts[0]], frozenset(ts[:4])], 8)
+        rows = [c.row(i)[0] for i in range(len(c))]
+        del c
+        untracked = {t for t in rows if _core.creation_info(t) is None}
+        out = (
+            all(isinstance(t, asyncio.Future) for t in rows),
+            len({id(t) for t in rows}) == len(rows),
+            untracked == set(ts[1::2]) | set(ts[:4]),
+        )
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        return out
+
+    assert asyncio.run(main()) == (True, True, True)

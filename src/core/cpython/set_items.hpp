@@ -12,14 +12,14 @@ namespace taskleak::cpython {
 // Calls f(key) with each key of `set` (borrowed), in table order. The caller
 // must run no Python code (and make no allocation that may start the
 // collector) until it is done with the keys: the set cannot change until
-// then. A removed entry's placeholder is passed too, as any other object the
-// caller does not expect (it is no weakref).
+// then. A removed entry keeps a placeholder key with hash -1, a hash no
+// real key has (hash() never returns -1): skipped.
 template <class F>
 void for_each_set_item(PyObject *set, F &&f) {
     auto *so = (PySetObject *)set;
     setentry *table = so->table;
     for (Py_ssize_t i = 0; i <= so->mask; ++i)
-        if (table[i].key != nullptr) f(table[i].key);
+        if (table[i].key != nullptr && table[i].hash != -1) f(table[i].key);
 }
 
 }  // namespace taskleak::cpython

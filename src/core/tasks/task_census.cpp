@@ -298,6 +298,14 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
             ok = !PyErr_Occurred();
             break;
         }
+        if (PyAnySet_CheckExact(container)) {
+            // A set (3.14+'s asyncio.all_tasks(loop): 100,000 tasks) is read
+            // in place: nothing below runs Python code, and `container` holds
+            // the set and so its items (a copy would incref every task).
+            cpython::for_each_set_item(container, add_other);
+            Py_DECREF(container);
+            continue;
+        }
         PyObject *items = PySequence_List(container);
         Py_DECREF(container);
         if (items == nullptr) {
