@@ -235,7 +235,7 @@ class Snapshot:
         groups = self._whole_groups()
         if len(self) == self._s.size:
             if self._s.group_lists is None:
-                self._s.group_lists = [g if isinstance(g, list) else g.tolist() for g in groups]
+                self._s.group_lists = [g if isinstance(g, list) else list(g) for g in groups]
             return self._s.group_lists
         mine = set(self._idx)
         out = [m for m in ([i for i in g if i in mine] for g in groups) if m]
@@ -264,7 +264,9 @@ class Snapshot:
         merged: dict[tuple[Any, ...], Sequence[int]] = {}
         census = self._s.census
         for packed_or_list in census.groups(None, _PACKED_FROM):
-            g = memoryview(packed_or_list).cast("I") if isinstance(packed_or_list, bytes) else packed_or_list
+            g: Sequence[int] = (
+                memoryview(packed_or_list).cast("I") if isinstance(packed_or_list, bytes) else packed_or_list
+            )
             r = census.row(g[0])
             created = None if r[6] < 0 else tuple(self._creation_frames(r[6]))
             chain = () if r[7] < 0 else tuple(self._chain_frames(r[7]))
