@@ -443,11 +443,14 @@ def test_native_group_aggregates_match_the_columns(tracked):
         taskleak.snapshot().group_summary([10**7], 1, 1)
 
 
-def test_snapshot_from_the_records_matches_a_census_of_live_tasks(tracked):
+@pytest.mark.parametrize("bulk", [0, 300])
+def test_snapshot_from_the_records_matches_a_census_of_live_tasks(tracked, bulk):
     # snapshot() reads tracked tasks from their creation records (table order)
     # and only the others from the registry / loops: the same tasks, rows
     # and groups as a census over tracking.live_tasks(), tracked and untracked
-    # tasks mixed, in every state.
+    # tasks mixed, in every state. `bulk` more tasks make the 3.10-3.13
+    # registry large enough for the census to skip its tracked entries by
+    # weakref address instead of reading each.
     from taskleak import _core, tracking
     from taskleak.model.snapshot import Snapshot
 
@@ -471,6 +474,7 @@ def test_snapshot_from_the_records_matches_a_census_of_live_tasks(tracked):
         loop = asyncio.get_running_loop()
         ts = [asyncio.create_task(waiter(ev), name=f"t-{i}") for i in range(5)]
         ts += [asyncio.create_task(deep(ev), name=f"deep-{i}") for i in range(3)]
+        ts += [asyncio.create_task(waiter(ev), name=f"bulk-{i}") for i in range(bulk)]
         # Created while tracking is off: no creation record (on 3.10-3.13 the
         # registry still holds taskleak's weakref to them).
         _core.disable()

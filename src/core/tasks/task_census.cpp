@@ -237,7 +237,15 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
     // holds those same weakrefs for the tasks we track). Apart: once Python
     // code has run, a weakref's address may be another object's.
     AddrSet seen(table.size() + 64);
-    AddrSet our_refs(table.size() + 64);
+    // The weakrefs are collected only for a registry large enough to pay
+    // for them (3.10-3.13 register every task; 3.14+'s holds the few tasks
+    // that are not native): without them each registry entry is read, and
+    // `seen` still tells which tasks have a row.
+    size_t registered = in_place              ? (size_t)PySet_GET_SIZE(weakref_set)
+                        : registry != nullptr ? (size_t)PyList_GET_SIZE(registry)
+                                              : 0;
+    bool use_refs = registered > 256;
+    AddrSet our_refs(use_refs ? table.size() + 64 : 0);
     // 1. The records, in slot order: a sequential read instead of a lookup
     // per task (task -> its weakref list -> our weakref -> the index ->
     // the record). The task of a live record is alive: the record goes when
@@ -268,7 +276,7 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
                 }
             continue;
         }
-        our_refs.insert(r->ref);
+        if (use_refs) our_refs.insert(r->ref);
         add_row(task, r);
     }
     // 2. Tasks without a live record: created before tracking started, on a
@@ -278,7 +286,7 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
     };
     // Our own weakrefs (a tracked task's) are known without a read.
     auto add_registered = [&](PyObject *wr) {
-        if (!our_refs.contains(wr) && PyWeakref_Check(wr)) add_other(cpython::weakref_peek(wr));
+        if (!(use_refs && our_refs.contains(wr)) && PyWeakref_Check(wr)) add_other(cpython::weakref_peek(wr));
     };
     if (in_place) {
         // Still no Python code since step 1: the set is as it was then.
