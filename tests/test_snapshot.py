@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import gc
 import json
 import subprocess
 import sys
@@ -442,11 +443,14 @@ def test_native_group_aggregates_match_the_columns(tracked):
         taskleak.snapshot().group_summary([10**7], 1, 1)
 
 
-def test_snapshot_from_the_records_matches_a_census_of_live_tasks(tracked):
+@pytest.mark.parametrize("bulk", [0, 300])
+def test_snapshot_from_the_records_matches_a_census_of_live_tasks(tracked, bulk):
     # snapshot() reads tracked tasks from their creation records (table order)
     # and only the others from the registry / loops: the same tasks, rows
     # and groups as a census over tracking.live_tasks(), tracked and untracked
-    # tasks mixed, in every state.
+    # tasks mixed, in every state. `bulk` more tasks make the 3.10-3.13
+    # registry large enough for the census to skip its tracked entries by
+    # weakref address instead of reading each.
     from taskleak import _core, tracking
     from taskleak.model.snapshot import Snapshot
 
@@ -470,6 +474,7 @@ def test_snapshot_from_the_records_matches_a_census_of_live_tasks(tracked):
         loop = asyncio.get_running_loop()
         ts = [asyncio.create_task(waiter(ev), name=f"t-{i}") for i in range(5)]
         ts += [asyncio.create_task(deep(ev), name=f"deep-{i}") for i in range(3)]
+        ts += [asyncio.create_task(waiter(ev), name=f"bulk-{i}") for i in range(bulk)]
         # Created while tracking is off: no creation record (on 3.10-3.13 the
         # registry still holds taskleak's weakref to them).
         _core.disable()
@@ -482,9 +487,14 @@ def test_snapshot_from_the_records_matches_a_census_of_live_tasks(tracked):
         ts.append(asyncio.create_task(fails(), name="failed"))
         ts.append(asyncio.create_task(asyncio.sleep(3600), name="cancelled"))
         ts.append(asyncio.create_task(asyncio.sleep(0), name="done"))
+        # Finished and dropped: their entries leave holes in the registry's
+        # set (3.10-3.13), which the census reads in place.
+        for _ in range(20):
+            asyncio.create_task(asyncio.sleep(0))
         await settle()
         ts[-2].cancel()
         await settle()
+        gc.collect()
         snap = taskleak.snapshot()
         ref = Snapshot.of_tasks(tracking.live_tasks())
         me = asyncio.current_task()  # running: its line differs between the two
@@ -535,3 +545,210 @@ def test_whole_census_shortcuts_match_the_row_lists(tracked):
         return out
 
     assert asyncio.run(main()) == (True, True)
+
+
+def test_census_chains_and_parent_counts_match_a_walk_of_each_task(tracked):
+    # The census reuses the previous row's chain id when its frames are
+    # equal, and summarize() counts a row with the previous row's parent
+    # without a map lookup: both checked against a walk of each task's own
+    # coroutine and a Counter, on rows of interleaved kinds (same chain in a
+    # run, then another, then the first again), a pure-Python task, a Task
+    # subclass, done, failed and cancelled tasks.
+    import random
+    from collections import Counter
+
+    from taskleak import _core
+
+    class MyTask(asyncio.Task):
+        pass
+
+    async def waiter(ev):
+        await ev.wait()
+
+    async def deep(ev):
+        await deep_outer(ev)
+
+    async def fails():
+        raise ValueError("x")
+
+    async def spawn(ev, out):
+        for i in range(12):
+            out.append(asyncio.create_task(deep(ev) if i % 4 == 3 else waiter(ev)))
+
+    async def main():
+        ev = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        ts = []
+        spawners = [asyncio.create_task(spawn(ev, ts)) for _ in range(3)]
+        await asyncio.gather(*spawners)
+        ts += [asyncio.create_task(waiter(ev)) for _ in range(3)]
+        ts.append(MyTask(deep(ev), loop=loop))
+        py_task = getattr(asyncio.tasks, "_PyTask", None)
+        if py_task is not None:
+            ts.append(py_task(deep(ev), loop=loop))
+        ts.append(asyncio.create_task(fails()))
+        ts.append(asyncio.create_task(asyncio.sleep(3600)))
+        ts.append(asyncio.create_task(asyncio.sleep(0)))
+        await settle()
+        ts[-2].cancel()
+        await settle()
+        snap = taskleak.snapshot()
+        census = snap._s.census
+        me = asyncio.current_task()
+        chains_ok = []
+        for i in range(len(census)):
+            task, state, *_, chain, _w, _l = census.row(i)
+            if task is me or task not in ts:
+                continue
+            want = _core.await_chain(task.get_coro(), 64)[0] if not task.done() else []
+            got = census.chain_frames(chain) if chain >= 0 else []
+            chains_ok.append((got == want, bool(want)))
+        rows = [r for r in snap.rows if snap.at(r).task in ts]
+        random.Random(7).shuffle(rows)
+        parent = snap.column("parent")
+        got = snap.group_summary(rows, 3, 50)
+        expect = Counter(parent[i] for i in rows)
+        expect.pop(0, None)
+        sorted_rows = sorted(rows)
+        got_sorted = snap.group_summary(sorted_rows, 3, 50)
+        expect_sorted = Counter(parent[i] for i in sorted_rows)
+        expect_sorted.pop(0, None)
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        return chains_ok, len(ts), got, expect, got_sorted, expect_sorted
+
+    chains_ok, n, got, expect, got_sorted, expect_sorted = asyncio.run(main())
+    assert len(chains_ok) == n and all(ok for ok, _ in chains_ok)
+    assert sum(walked for _, walked in chains_ok) >= 40  # pending tasks, their chains not empty
+    assert got.parents == expect.most_common() and got.distinct_parents == len(expect) >= 3
+    assert got_sorted.parents == expect_sorted.most_common()
+
+
+@pytest.mark.parametrize("orphans", [False, True])
+def test_packed_groups_report_like_lists(tracked, monkeypatch, orphans):
+    # An unfiltered snapshot reads large groups as packed uint32 rows (no
+    # int per row) and makes its list of rows only on demand: the report,
+    # row_groups() and the filters must be exactly what lists give. Two
+    # create_task calls on one line make groups that merge (packed+packed,
+    # packed+list), and the orphan split runs over packed groups too.
+    import taskleak.model.snapshot as snapshot_mod
+    from taskleak import _core
+    from taskleak.model.snapshot import Snapshot, _Shared
+
+    async def waiter(ev):
+        await ev.wait()
+
+    async def main():
+        ev = asyncio.Event()
+        ts = [asyncio.create_task(waiter(ev), name=f"w-{i}") for i in range(150)]
+        pairs = [(asyncio.create_task(waiter(ev)), asyncio.create_task(waiter(ev))) for _ in range(70)]
+        odd = [
+            (asyncio.create_task(deep_outer(ev)), asyncio.create_task(deep_outer(ev)) if i < 10 else None)
+            for i in range(70)
+        ]
+        ts += [t for p in pairs + odd for t in p if t is not None]
+        ts += [asyncio.create_task(asyncio.sleep(0)) for _ in range(3)]
+        await settle()
+        census = taskleak.snapshot()._s.census
+        taken = _core.monotonic_ns()
+        out = {}
+        for packed in (0, 64, 1):
+            monkeypatch.setattr(snapshot_mod, "_PACKED_FROM", packed)
+            snap = Snapshot(_Shared(census, taken, orphans))
+            report = snap.report_groups()
+            kinds = {type(g).__name__ for g in report}
+            out[packed] = (
+                snap.format(),
+                snap.row_groups(),
+                [list(g) for g in report],
+                kinds,
+                len(snap),
+                bool(snap),
+                snap.rows,
+                snap.pending().rows,
+                [len(g) for g in snap.pending().row_groups()],
+                len(census.groups()),
+            )
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        return out
+
+    out = asyncio.run(main())
+    lists, packed, all_packed = out[0], out[64], out[1]
+    assert lists[3] == {"list"} and "memoryview" in packed[3] and all_packed[3] == {"memoryview"}
+    assert lists[0] == packed[0] == all_packed[0]  # the report, byte for byte
+    assert lists[1] == packed[1] == all_packed[1] == lists[2] == packed[2] == all_packed[2]
+    assert lists[4:9] == packed[4:9] == all_packed[4:9]
+    assert lists[4] == len(lists[6]) >= 374 and lists[5]
+    assert len(lists[1]) < lists[9]  # groups of one line's two calls were merged
+    assert max(len(g) for g in lists[1]) >= 150
+
+
+def test_census_reads_a_task_type_changed_between_censuses(tracked):
+    # The census calls task attribute getters directly, cached per type and
+    # version tag (3.13+ mark a changed type by resetting the tag only): an
+    # attribute replaced on a Task subclass after a census must be read
+    # through its new descriptor, and the getter again once it is removed.
+    from taskleak import _core
+
+    class MyTask(asyncio.Task):
+        pass
+
+    marker = object()
+
+    async def main():
+        ev = asyncio.Event()
+        t = MyTask(ev.wait(), loop=asyncio.get_running_loop())
+        await settle()
+        first = _core.census([t], 8).row(0)[8]
+        MyTask._fut_waiter = property(lambda self: marker)
+        second = _core.census([t], 8).row(0)[8]
+        del MyTask._fut_waiter
+        third = _core.census([t], 8).row(0)[8]
+        t.cancel()
+        await asyncio.gather(t, return_exceptions=True)
+        return first, second, third
+
+    first, second, third = asyncio.run(main())
+    assert isinstance(first, asyncio.Future)
+    assert second is marker
+    assert third is first
+
+
+def test_census_reads_sets_of_tasks_in_place(tracked):
+    # census_live reads a set of tasks (3.14+'s all_tasks(loop)) and the
+    # registry's set where they are stored: a removed entry leaves a
+    # placeholder in the set's table that must not become a row.
+    from taskleak import _core
+
+    async def waiter(ev):
+        await ev.wait()
+
+    async def main():
+        ev = asyncio.Event()
+        _core.disable()  # untracked: found only through the containers
+        try:
+            ts = [asyncio.create_task(waiter(ev)) for _ in range(40)]
+        finally:
+            _core.enable(32)
+        await settle()
+        s = set(ts)
+        for t in ts[::2]:
+            s.discard(t)
+        c = _core.census_live(None, [s, [ts[0]], frozenset(ts[:4])], 8)
+        rows = [c.row(i)[0] for i in range(len(c))]
+        del c
+        untracked = {t for t in rows if _core.creation_info(t) is None}
+        out = (
+            all(isinstance(t, asyncio.Future) for t in rows),
+            len({id(t) for t in rows}) == len(rows),
+            untracked == set(ts[1::2]) | set(ts[:4]),
+        )
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        return out
+
+    assert asyncio.run(main()) == (True, True, True)

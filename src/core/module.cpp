@@ -11,6 +11,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
+#include <cstring>
 #include <unordered_set>
 
 namespace nb = nanobind;
@@ -143,6 +144,20 @@ static int census_clear(PyObject *self) {
 
 // Row indices from a Python sequence of ints, each checked against the census.
 static std::vector<uint32_t> census_rows(const TaskCensus &c, nb::handle group) {
+    // A group groups(packed=...) returned as native uint32 (a memoryview
+    // cast to "I"): copied as is, without an int object per row.
+    if (PyMemoryView_Check(group.ptr())) {
+        Py_buffer *view = PyMemoryView_GET_BUFFER(group.ptr());
+        if (view->itemsize == 4 && view->format != nullptr && std::strcmp(view->format, "I") == 0 &&
+            PyBuffer_IsContiguous(view, 'C')) {
+            size_t n = (size_t)(view->len / 4);
+            std::vector<uint32_t> rows(n);
+            if (n > 0) std::memcpy(rows.data(), view->buf, n * 4);
+            for (uint32_t i : rows)
+                if ((size_t)i >= c.rows.size()) throw nb::index_error("row out of range");
+            return rows;
+        }
+    }
     PyObject *seq = PySequence_Fast(group.ptr(), "rows must be a sequence of ints");
     if (seq == nullptr) throw nb::python_error();
     nb::object hold = nb::steal(seq);
@@ -419,10 +434,12 @@ NB_MODULE(_core, m) {
             "row_of_serial", [](const TaskCensus &c, uint32_t serial) { return c.row_of_serial(serial); }, "serial"_a)
         .def(
             "groups",
-            [](const TaskCensus &c, nb::handle ints) {
+            [](const TaskCensus &c, nb::handle ints, size_t packed) {
                 // Lists of row numbers. `ints`, if given, must be
                 // list(range(len(census))): its int objects are shared
-                // instead of making 100,000 new ones.
+                // instead of making 100,000 new ones. Groups of at least
+                // `packed` rows (0: none) come as bytes of native uint32
+                // instead: a report reads a handful of a large group's rows.
                 PyObject *shared = ints.is_none() ? nullptr : ints.ptr();
                 if (shared != nullptr) {
                     if (!PyList_CheckExact(shared) || (size_t)PyList_GET_SIZE(shared) != c.rows.size())
@@ -438,6 +455,10 @@ NB_MODULE(_core, m) {
                 std::vector<std::vector<uint32_t>> groups = c.groups();
                 nb::list out;
                 for (const std::vector<uint32_t> &g : groups) {
+                    if (packed > 0 && g.size() >= packed) {
+                        out.append(nb::bytes((const char *)g.data(), g.size() * sizeof(uint32_t)));
+                        continue;
+                    }
                     PyObject *lst = PyList_New((Py_ssize_t)g.size());
                     if (lst == nullptr) throw nb::python_error();
                     nb::object hold = nb::steal(lst);
@@ -451,7 +472,7 @@ NB_MODULE(_core, m) {
                 }
                 return out;
             },
-            "ints"_a.none() = nb::none())
+            "ints"_a.none() = nb::none(), "packed"_a = 0)
         .def(
             "creation_frames", [](TaskCensus &, uint32_t id) { return stack_frames(tracker().stacks, id); }, "id"_a)
         .def("chain_frames", [](TaskCensus &c, uint32_t id) { return stack_frames(c.chains(), id); }, "id"_a);

@@ -242,9 +242,10 @@ class Census:
         """Row `i` (IndexError past the end)."""
     def column(self, name: str) -> list[int]:
         """A whole column: "state", "serial", "parent", "created", "scope", "identity" or "waiter_type"."""
-    def groups(self, ints: list[int] | None = None) -> list[list[int]]:
+    def groups(self, ints: list[int] | None = None, packed: int = 0) -> list[list[int] | bytes]:
         """Row indices grouped by creation stack, await chain, waiter type and state, largest group first.
-        `ints`, if given, must be list(range(len(census))): its int objects are shared."""
+        `ints`, if given, must be list(range(len(census))): its int objects are shared. Groups of at least
+        `packed` rows (0: none) are bytes of native uint32 (memoryview(b).cast("I") reads them)."""
     def summarize(
         self, group: Sequence[int], k: int, top: int
     ) -> tuple[int, int, int, list[tuple[int, int]], list[int], list[tuple[int, int]], int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -43,7 +44,10 @@ class _Shared:
         # still referenced" because someone opened the dashboard).
         self.infos: weakref.WeakValueDictionary[int, TaskInfo] = weakref.WeakValueDictionary()
         self.by_serial: dict[int, int] | None = None
-        self.groups: list[list[int]] | None = None
+        # Merged groups of the whole census (a large one packed, see
+        # _merged_groups), and the same as lists of ints (row_groups()).
+        self.groups: list[Sequence[int]] | None = None
+        self.group_lists: list[list[int]] | None = None
         self.orphans: tuple[list[int], list[str | None]] | None = None  # (verdicts, root type names) per row
         _LIVE.add(self)
 
@@ -75,9 +79,11 @@ class Snapshot:
     ) -> None:
         self._s = shared
         # Every row in order (the unfiltered snapshot): native calls then
-        # take None or share the ints instead of converting 100,000 of them.
+        # take None instead of converting 100,000 ints, and the list of rows
+        # itself is made on first use (~1.5 ms of int objects for 100,000
+        # tasks, which neither snapshot() nor format() needs).
         self._all = indices is None
-        self._idx = list(range(shared.size)) if indices is None else list(indices)
+        self._rows: list[int] | None = None if indices is None else list(indices)
         self.loss_events: list[LossEvent] = events if events is not None else []
 
     @classmethod
@@ -86,6 +92,12 @@ class Snapshot:
         ``orphans``: whether reports separate orphaned tasks (see :func:`snapshot`)."""
         census = _core.census(list(tasks), chain_depth)
         return cls(_Shared(census, _core.monotonic_ns(), orphans))
+
+    @property
+    def _idx(self) -> list[int]:
+        if self._rows is None:
+            self._rows = list(range(self._s.size))
+        return self._rows
 
     # -- the tasks -------------------------------------------------------------
     @property
@@ -181,10 +193,10 @@ class Snapshot:
         return (self._info(i) for i in self._idx)
 
     def __len__(self) -> int:
-        return len(self._idx)
+        return self._s.size if self._rows is None else len(self._rows)
 
     def __bool__(self) -> bool:
-        return bool(self._idx)
+        return len(self) > 0
 
     # -- filters ---------------------------------------------------------------
     def pending(self) -> Snapshot:
@@ -220,31 +232,52 @@ class Snapshot:
 
     def row_groups(self) -> list[list[int]]:
         """:meth:`groups` as lists of census rows."""
-        if self._s.groups is None:
-            self._s.groups = self._merged_groups()
-        if len(self._idx) == self._s.size:
-            return self._s.groups
+        groups = self._whole_groups()
+        if len(self) == self._s.size:
+            if self._s.group_lists is None:
+                self._s.group_lists = [g if isinstance(g, list) else list(g) for g in groups]
+            return self._s.group_lists
         mine = set(self._idx)
-        out = [m for m in ([i for i in g if i in mine] for g in self._s.groups) if m]
+        out = [m for m in ([i for i in g if i in mine] for g in groups) if m]
         out.sort(key=len, reverse=True)
         return out
 
-    def _merged_groups(self) -> list[list[int]]:
+    def report_groups(self) -> Sequence[Sequence[int]]:
+        """:meth:`row_groups` as a report reads them: each group a read-only
+        sequence of rows. A large group of a whole census is a compact
+        array of the rows (no int object per row: a report reads a handful
+        of them), a smaller one a list."""
+        if len(self) == self._s.size:
+            return self._whole_groups()
+        return self.row_groups()
+
+    def _whole_groups(self) -> list[Sequence[int]]:
+        if self._s.groups is None:
+            self._s.groups = self._merged_groups()
+        return self._s.groups
+
+    def _merged_groups(self) -> list[Sequence[int]]:
         # The core groups by interned (code, offset) stacks; a reader sees
         # file:line. Two calls on one line, or a frame saved at an inline cache
         # entry rather than its call, differ in offset but not in what the
         # report shows: merge groups whose rendered frames are identical.
-        merged: dict[tuple[Any, ...], list[int]] = {}
+        merged: dict[tuple[Any, ...], Sequence[int]] = {}
         census = self._s.census
-        for g in census.groups(self._idx if self._all else None):
+        for packed_or_list in census.groups(None, _PACKED_FROM):
+            g: Sequence[int] = (
+                memoryview(packed_or_list).cast("I") if isinstance(packed_or_list, bytes) else packed_or_list
+            )
             r = census.row(g[0])
             created = None if r[6] < 0 else tuple(self._creation_frames(r[6]))
             chain = () if r[7] < 0 else tuple(self._chain_frames(r[7]))
             key = (created, chain, r[1], type(r[8]))
             del r
-            merged.setdefault(key, []).extend(g)
+            # The core's list itself when the key is new (no copy of a
+            # 50,000-row group): groups() makes fresh lists on every call.
+            same = merged.get(key)
+            merged[key] = g if same is None else _joined(same, g)
         # Orphaned tasks never share a group with merely waiting ones.
-        out: list[list[int]] = []
+        out: list[Sequence[int]] = []
         split = self._s.orphans_in_groups or self._s.orphans is not None
         for g in merged.values():
             if split and self._s.state_column_pending(g):
@@ -298,6 +331,23 @@ class Snapshot:
             self._s.by_serial = by_serial
         i = self._s.by_serial.get(serial)
         return None if i is None else self._info(i)
+
+
+# Groups of at least this many rows come from the core packed (native uint32
+# read through a memoryview): 100,000 rows in a few groups cost no int objects.
+_PACKED_FROM = 64
+
+
+def _joined(a: Sequence[int], b: Sequence[int]) -> Sequence[int]:
+    """Two groups' rows, a's then b's (a list stays a list while both are)."""
+    if isinstance(a, list) and isinstance(b, list):
+        a.extend(b)
+        return a
+    return memoryview(_as_bytes(a) + _as_bytes(b)).cast("I")
+
+
+def _as_bytes(g: Sequence[int]) -> bytes:
+    return g.tobytes() if isinstance(g, memoryview) else array("I", g).tobytes()
 
 
 # Orphan analysis walks everything the pending tasks reference (~2 us a task):

@@ -78,7 +78,7 @@ def _natural_key(name: str) -> tuple[Any, ...]:
 _SORT_NAMES_UP_TO = 5000
 
 
-def _group_block(snap: SnapshotRows, group: list[int], max_frames: int, max_names: int) -> list[str]:
+def _group_block(snap: SnapshotRows, group: Sequence[int], max_frames: int, max_names: int) -> list[str]:
     # Aggregates come from the census natively (group_summary): a group can
     # hold 100,000 tasks, and only a handful of them are ever turned into TaskInfo.
     first = snap.at(group[0])
@@ -116,7 +116,7 @@ def _group_block(snap: SnapshotRows, group: list[int], max_frames: int, max_name
 
 
 def format_snapshot(snap: SnapshotRows, *, max_frames: int = 6, max_names: int = 5) -> str:
-    groups = snap.row_groups()
+    groups = snap.report_groups()
     summary = ", ".join(f"{n} {s}" for s, n in snap.state_summary())
     out = [
         f"taskleak: {plural(len(snap), 'task')}"
