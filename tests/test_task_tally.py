@@ -119,38 +119,45 @@ def test_tasks_freed_while_the_count_reads_without_the_gil(loop):
     Another thread's loop frees its tasks meanwhile: a task freed between
     the count's look at the table and its read must be skipped, never read
     (under ASan, with PYTHONMALLOC=malloc, reading one is a reported
-    use-after-free), and once the churn stops the count is exact again."""
+    use-after-free), and once the churn stops the count is exact again.
+    The read pauses inside each 64-slot word, so the other thread surely
+    runs while it does (and, freeing a task in that very word, waits)."""
     import threading
 
     ev = asyncio.Event()
-    ours = [loop.create_task(parked(ev)) for _ in range(100_000)]
+    ours = [loop.create_task(parked(ev)) for _ in range(20_000)]
     loop.run_until_complete(asyncio.sleep(0))
     stop = threading.Event()
 
     async def churn() -> None:
-        # Tasks that live a few passes each, created and freed all the time.
+        # Tasks that live across passes, created and freed all the time.
+        # (Passes are slow here: the pause below, and the GIL coming back
+        # to the counting thread only every 0.1-2 s while a loop runs flat
+        # out in this one, as CPython's GIL does.)
         rng = random.Random(3)
         while not stop.is_set():
             for _ in range(50):
-                asyncio.ensure_future(asyncio.sleep(rng.uniform(0.001, 0.02)))
-            await asyncio.sleep(0)
-        await asyncio.sleep(0.03)
+                asyncio.ensure_future(asyncio.sleep(rng.uniform(0.05, 1.5)))
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(1.6)
 
     th = threading.Thread(target=lambda: asyncio.run(churn()))
     th.start()
     gone = passes = 0
+    _core._set_tally_read_pause(1_000_000)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while gone < 20 and time.monotonic() < deadline:
             gone += _core.tally_tasks(0)["gone_during_read"]
             passes += 1
     finally:
+        _core._set_tally_read_pause(0)
         stop.set()
         th.join()
     gc.collect()
     _core.tally_tasks(0)  # the churn's last tasks finish or go
     assert gone >= 20, f"only {gone} tasks were freed during a read in {passes} passes"
-    assert _tally(0) == (100_000, 0, 100_000)
+    assert _tally(0) == (20_000, 0, 20_000)
     ev.set()
     loop.run_until_complete(asyncio.gather(*ours))
 

@@ -112,6 +112,7 @@ void bind_monitor(nb::module_ &m) {
             d["created_total"] = tracker().tracked_total;
             d["generation"] = t.generation;
             d["gone_during_read"] = t.gone_during_read;
+            d["read_ns"] = t.read_ns;
             return d;
         },
         "max_hold_ns"_a = 0,
@@ -127,6 +128,8 @@ void bind_monitor(nb::module_ &m) {
         },
         "bucket"_a, "The least age in milliseconds that falls in `bucket` of tally_tasks()'s histograms.");
     m.def("tally_mode", []() { return std::string(tally_mode()); });
+    m.def("_set_tally_read_pause", &set_tally_read_pause, "ns"_a,
+          "Tests only: sleep `ns` inside each 64-slot word of tally_tasks()'s GIL-free read.");
     m.def(
         "probe_task_fields",
         [](nb::handle p1, nb::handle p2, nb::handle done, nb::handle cancelled, nb::handle c1, nb::handle c2) {

@@ -32,6 +32,11 @@ void tally_after_fork() {
     tracker().tasks.forget_watch_after_fork();
 }
 
+// Tests only: a pause inside each word of the GIL-free read, so that
+// another thread surely frees tasks while it runs (see test_task_tally.py).
+static int64_t g_read_pause_ns = 0;
+void set_tally_read_pause(int64_t ns) { g_read_pause_ns = ns > 0 ? ns : 0; }
+
 const char *tally_mode() { return g_state_off >= 0 ? "fields" : "attributes"; }
 
 TaskTally::~TaskTally() {
@@ -289,7 +294,7 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     Tracker &t = tracker();
     TallyCache &c = cache();
     // A fork while some thread's pass reads without the GIL leaves the child
-    // with a pass nobody will finish (and maybe the watch's lock taken).
+    // with a pass nobody will finish (and maybe a word marked as being read).
     static const bool at_fork = pthread_atfork(nullptr, nullptr, tally_after_fork) == 0;
     (void)at_fork;
     const unsigned long me = PyThread_get_thread_ident();
@@ -571,9 +576,10 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
 
     // Phase 2, without the GIL: read the state of each deferred slot's task.
     // Freeing a task takes its record out of the table first, which marks
-    // the slot gone under the watch's lock; a batch holds that lock, so a
-    // task whose slot is unmarked cannot be freed while it is read. Gone
-    // slots are left to phase 3. Nothing here calls into Python.
+    // the slot gone and waits while we are in its word (TaskTable's watch),
+    // so a task whose slot is unmarked when we enter its word is not freed
+    // before we leave it. Gone slots are left to phase 3. Nothing here
+    // calls into Python.
     std::vector<uint64_t> skipped;
     if (any_deferred) {
         if (acc.size() < c.groups.size()) acc.resize(c.groups.size());
@@ -583,10 +589,11 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         out.max_hold_ns = std::max(out.max_hold_ns, now - hold_start);
         ++out.holds;
         Py_BEGIN_ALLOW_THREADS
+        const int64_t read_start = monotonic_ns();
         for (size_t w = 0; w < deferred.size(); ++w) {
             if (deferred[w] == 0) continue;
-            t.tasks.lock_watch();
-            const uint64_t gone = t.tasks.gone_word(w) & deferred[w];
+            const uint64_t gone = t.tasks.begin_word(w) & deferred[w];
+            if (g_read_pause_ns != 0) std::this_thread::sleep_for(std::chrono::nanoseconds(g_read_pause_ns));
             skipped[w] = gone;
             out.gone_during_read += (uint64_t)__builtin_popcountll(gone);
             uint64_t todo = deferred[w] & ~gone;
@@ -597,8 +604,9 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
                 __builtin_prefetch((char *)c.hot[(w << 6) + __builtin_ctzll(b)].task + g_state_off);
 #endif
             for (; todo != 0; todo &= todo - 1) visit_hot((w << 6) + __builtin_ctzll(todo));
-            t.tasks.unlock_watch();
+            t.tasks.end_word();
         }
+        out.read_ns = monotonic_ns() - read_start;
         Py_END_ALLOW_THREADS
         hold_start = monotonic_ns();
     }

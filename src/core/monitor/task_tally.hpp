@@ -53,6 +53,7 @@ struct TaskTally {
     int64_t max_hold_ns = 0;         // longest single hold
     int holds = 0;
     int64_t wall_ns = 0;
+    int64_t read_ns = 0;            // the state reads without the GIL (the rest of wall_ns - gil_ns is waiting for it)
     uint64_t gone_during_read = 0;  // tasks freed between phase 1 and the GIL-free read of their state
     uint64_t generation = 0;        // changes when stack ids and code objects of groups may be reused
     ~TaskTally();
@@ -73,6 +74,10 @@ void tally_after_fork();
 // Which implementation reads task state: "fields" (offsets found by probing
 // real tasks at start-up) or "attributes" (getattr, any Task class).
 const char *tally_mode();
+
+// Tests only: sleep this long inside each 64-slot word of the count's
+// GIL-free read (0: never).
+void set_tally_read_pause(int64_t ns);
 
 // Learn where _asyncio.Task keeps its state and coroutine, from tasks whose
 // state the caller knows. Returns false (and keeps the getattr path) if the

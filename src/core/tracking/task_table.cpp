@@ -111,14 +111,7 @@ bool TaskTable::remove(PyObject *ref, CreationRecord *out) {
     free_.push_back(v - 1);
     touch(v - 1);
     live_--;
-    if (watching_) {
-        // Before the task can be freed: our caller is its weakref's callback
-        // or its finalizer.
-        const size_t k = v - 1;
-        lock_watch();
-        if ((k >> 6) < gone_.size()) gone_[k >> 6] |= uint64_t(1) << (k & 63);
-        unlock_watch();
-    }
+    if (watching_) mark_gone(v - 1);  // before the task can be freed: our caller is its death
     // Shrink once three quarters of the storage is unused, and give
     // everything back when the last tracked task dies.
     if (live_ == 0) {
@@ -135,32 +128,46 @@ bool TaskTable::remove(PyObject *ref, CreationRecord *out) {
 }
 
 void TaskTable::open_watch(size_t slots) {
-    gone_.assign((slots >> 6) + 1, 0);
+    gone_words_ = 0;
+    watch_slots(slots);
     watching_ = true;
 }
 
 void TaskTable::watch_slots(size_t slots) {
-    if ((slots >> 6) >= gone_.size()) gone_.resize((slots >> 6) + (slots >> 8) + 4, 0);
+    if ((slots >> 6) < gone_words_) return;
+    const size_t n = (slots >> 6) + (slots >> 8) + 4;
+    std::unique_ptr<std::atomic<uint64_t>[]> bits(new std::atomic<uint64_t>[n]);
+    for (size_t w = 0; w < n; ++w) bits[w].store(w < gone_words_ ? gone_[w].load() : 0, std::memory_order_relaxed);
+    gone_.swap(bits);
+    gone_words_ = n;
 }
 
 void TaskTable::close_watch() {
     watching_ = false;
-    std::vector<uint64_t>().swap(gone_);
+    gone_.reset();
+    gone_words_ = 0;
     if (live_ != 0 && recs_.size() > 1024 && live_ * 4 < recs_.size()) compact();  // held back while watching
 }
 
-void TaskTable::lock_watch() {
-    // Held by the reader for one batch (64 slots, about a microsecond); a
-    // remover that finds it taken waits that long, or yields if the reader's
-    // thread was preempted while holding it.
-    for (int spins = 0; watch_lock_.exchange(true, std::memory_order_acquire); ++spins)
+uint64_t TaskTable::begin_word(size_t word) {
+    reading_.store(word, std::memory_order_seq_cst);
+    return word < gone_words_ ? gone_[word].load(std::memory_order_seq_cst) : ~uint64_t(0);
+}
+
+void TaskTable::mark_gone(size_t k) {
+    const size_t word = k >> 6;
+    if (word >= gone_words_) return;  // past what the reader may read
+    gone_[word].fetch_or(uint64_t(1) << (k & 63), std::memory_order_seq_cst);
+    // The reader is in this word (a microsecond), or was preempted there.
+    for (int spins = 0; reading_.load(std::memory_order_seq_cst) == word; ++spins)
         if (spins >= 100) std::this_thread::yield();
 }
 
 void TaskTable::forget_watch_after_fork() {
-    watch_lock_.store(false, std::memory_order_relaxed);
+    reading_.store(NOT_READING, std::memory_order_relaxed);
     watching_ = false;
-    std::vector<uint64_t>().swap(gone_);
+    gone_.reset();
+    gone_words_ = 0;
 }
 
 const CreationRecord *TaskTable::find_buried(PyObject *task, uint32_t *chain) const {

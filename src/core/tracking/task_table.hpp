@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -75,21 +76,23 @@ public:
     }
 
     // For a pass that reads tasks' memory without the GIL (the monitor's
-    // count): while a watch is open, the table does not compact, and a slot
-    // whose record goes is marked gone under a spin lock that the reader
-    // holds around each batch of reads. A task is freed only after its
-    // record goes (its weakref's callback or its finalizer runs first), so a
-    // task whose slot the reader finds unmarked, with the lock held, is alive
-    // until the reader lets go. Removals pay for the lock only while a watch
-    // is open. One watch at a time; open, close and watch_slots with the
-    // GIL held and no batch in progress; the rest from any thread.
+    // count). While a watch is open the table does not compact, and a slot
+    // whose record goes is marked gone. The reader announces each word (64
+    // slots) it reads and takes the word's gone bits; a remover marks its
+    // slot, then waits while the reader is in that word. A task is freed
+    // only after its record goes (its weakref's callback or its finalizer
+    // runs first), so the reader never reads a freed task: either it sees
+    // the mark, or the remover sees it in the word and waits (both sides
+    // order their store before their load: seq_cst). A remover waits only
+    // when its slot is in the very word being read (~1 microsecond), never
+    // on the whole pass. One watch at a time; open, close and watch_slots
+    // with the GIL held and no word being read; the rest from any thread.
     void open_watch(size_t slots);
     void watch_slots(size_t slots);  // mark slots up to `slots` too
     void close_watch();
-    void lock_watch();
-    void unlock_watch() { watch_lock_.store(false, std::memory_order_release); }
-    uint64_t gone_word(size_t word) const { return word < gone_.size() ? gone_[word] : ~uint64_t(0); }
-    // In a forked child: the thread that held the watch does not exist there.
+    uint64_t begin_word(size_t word);  // the word's gone bits, and the reader is in it
+    void end_word() { reading_.store(NOT_READING, std::memory_order_release); }
+    // In a forked child: the thread that was reading does not exist there.
     void forget_watch_after_fork();
 
     template <class F>
@@ -119,9 +122,12 @@ private:
     std::vector<uint32_t> moved_from_;
     uint64_t layout_ = 1;
     std::unordered_map<PyObject *, Buried> graveyard_;
+    void mark_gone(size_t k);
+    static constexpr size_t NOT_READING = SIZE_MAX;
     bool watching_ = false;
-    std::atomic<bool> watch_lock_{false};
-    std::vector<uint64_t> gone_;  // one bit per slot, while watching_
+    std::atomic<size_t> reading_{NOT_READING};       // the word being read without the GIL
+    std::unique_ptr<std::atomic<uint64_t>[]> gone_;  // one bit per slot, while watching_
+    size_t gone_words_ = 0;
 };
 
 }  // namespace taskleak
