@@ -382,9 +382,6 @@ def age_bucket_floor_ms(bucket: int) -> float:
 def tally_mode() -> str:
     """How tally_tasks() reads task state: "fields" (probed offsets) or "attributes"."""
 
-def _set_tally_read_pause(ns: int) -> None:
-    """Tests only: sleep `ns` inside each 64-slot word of tally_tasks()'s GIL-free read."""
-
 def probe_task_fields(
     pending1: asyncio.Task[Any],
     pending2: asyncio.Task[Any],
