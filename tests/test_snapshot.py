@@ -39,6 +39,20 @@ async def deep_outer(ev):
     await deep_middle(ev)
 
 
+# Task bodies shared by the census tests: parked, parked three calls deep,
+# failed at once.
+async def parked(ev):
+    await ev.wait()
+
+
+async def deep(ev):
+    await deep_outer(ev)
+
+
+async def fails():
+    raise ValueError("x")
+
+
 def test_stack_is_the_full_await_chain(tracked):
     async def main():
         ev = asyncio.Event()
@@ -454,15 +468,6 @@ def test_snapshot_from_the_records_matches_a_census_of_live_tasks(tracked, bulk)
     from taskleak import _core, tracking
     from taskleak.model.snapshot import Snapshot
 
-    async def waiter(ev):
-        await ev.wait()
-
-    async def deep(ev):
-        await deep_outer(ev)
-
-    async def fails():
-        raise ValueError("x")
-
     def row_of(census, i):
         task, state, serial, parent, created, thread, creation, chain, waiter_obj, leaf = census.row(i)
         frames = census.chain_frames(chain) if chain >= 0 else None
@@ -472,14 +477,14 @@ def test_snapshot_from_the_records_matches_a_census_of_live_tasks(tracked, bulk)
     async def main():
         ev = asyncio.Event()
         loop = asyncio.get_running_loop()
-        ts = [asyncio.create_task(waiter(ev), name=f"t-{i}") for i in range(5)]
+        ts = [asyncio.create_task(parked(ev), name=f"t-{i}") for i in range(5)]
         ts += [asyncio.create_task(deep(ev), name=f"deep-{i}") for i in range(3)]
-        ts += [asyncio.create_task(waiter(ev), name=f"bulk-{i}") for i in range(bulk)]
+        ts += [asyncio.create_task(parked(ev), name=f"bulk-{i}") for i in range(bulk)]
         # Created while tracking is off: no creation record (on 3.10-3.13 the
         # registry still holds taskleak's weakref to them).
         _core.disable()
         try:
-            ts += [asyncio.create_task(waiter(ev), name=f"off-{i}") for i in range(4)]
+            ts += [asyncio.create_task(parked(ev), name=f"off-{i}") for i in range(4)]
         finally:
             _core.enable(32)
         # asyncio.Task() directly: untracked where the factory is the mechanism.
@@ -562,18 +567,9 @@ def test_census_chains_and_parent_counts_match_a_walk_of_each_task(tracked):
     class MyTask(asyncio.Task):
         pass
 
-    async def waiter(ev):
-        await ev.wait()
-
-    async def deep(ev):
-        await deep_outer(ev)
-
-    async def fails():
-        raise ValueError("x")
-
     async def spawn(ev, out):
         for i in range(12):
-            out.append(asyncio.create_task(deep(ev) if i % 4 == 3 else waiter(ev)))
+            out.append(asyncio.create_task(deep(ev) if i % 4 == 3 else parked(ev)))
 
     async def main():
         ev = asyncio.Event()
@@ -581,7 +577,7 @@ def test_census_chains_and_parent_counts_match_a_walk_of_each_task(tracked):
         ts = []
         spawners = [asyncio.create_task(spawn(ev, ts)) for _ in range(3)]
         await asyncio.gather(*spawners)
-        ts += [asyncio.create_task(waiter(ev)) for _ in range(3)]
+        ts += [asyncio.create_task(parked(ev)) for _ in range(3)]
         ts.append(MyTask(deep(ev), loop=loop))
         py_task = getattr(asyncio.tasks, "_PyTask", None)
         if py_task is not None:
