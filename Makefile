@@ -51,9 +51,12 @@ $(error ONCE_PER_CI must be run or deselect, not '$(ONCE_PER_CI)')
 endif
 
 GCC ?= gcc
+# Reports go to files, not stderr: pytest captures fd 2, and a test process
+# that aborts takes its captured output (and the report) with it.
+ASAN_LOG_DIR = $(CURDIR)/build/asan-logs
 ASAN_ENV = LD_PRELOAD="$$($(GCC) -print-file-name=libasan.so) $$($(GCC) -print-file-name=libubsan.so)" \
-	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
-	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:log_path=$(ASAN_LOG_DIR)/asan \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(ASAN_LOG_DIR)/ubsan \
 	PYTHONMALLOC=malloc
 
 # run_pytest(python, args): run pytest from the repo root so that it imports the
@@ -68,7 +71,7 @@ define run_pytest
 	exit $$rc
 endef
 
-.PHONY: help test test-asan install install-asan demo bench clean lint lint-imports format dist real-suites typecheck
+.PHONY: help test test-asan test-asan-run install install-asan demo bench clean lint lint-imports format dist real-suites typecheck
 
 help:
 	@echo "taskleak make targets (PY=$(PY); override with PY=X.Y):"
@@ -151,6 +154,13 @@ test: install lint $(if $(filter 3.11,$(PY)),typecheck)
 test-asan: install-asan
 	@echo "taskleak: ASan runtime: $$($(GCC) -print-file-name=libasan.so)"
 	@if [ "$(ONCE_PER_CI)" = deselect ]; then echo "taskleak: ONCE_PER_CI=deselect: tests marked once_per_ci are deselected"; fi
+	@rm -rf "$(ASAN_LOG_DIR)"; mkdir -p "$(ASAN_LOG_DIR)"
+	@rc=0; $(MAKE) --no-print-directory test-asan-run || rc=$$?; \
+	for f in "$(ASAN_LOG_DIR)"/*; do \
+		[ -f "$$f" ] || continue; echo "taskleak: sanitizer report $$f:"; head -n 200 "$$f"; \
+	done; exit $$rc
+
+test-asan-run:
 	$(call run_pytest,$(ASAN_VENV)/bin/python,$(ONCE_PER_CI_ENV) $(ASAN_ENV) $(ASAN_VENV)/bin/python,$(ASAN_PYTEST_ARGS) $(PYTEST_ARGS))
 
 demo: install

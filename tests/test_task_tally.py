@@ -163,7 +163,7 @@ def test_tasks_freed_while_the_count_reads_without_the_gil(loop):
 
 
 _FORK_WHILE_COUNTING = r"""
-import asyncio, os, sys, threading, time, warnings
+import asyncio, os, signal, sys, threading, time, warnings
 import taskleak
 from taskleak import _core
 
@@ -192,6 +192,9 @@ for _ in range(int(sys.argv[1])):
     time.sleep(0.0007)
     pid = os.fork()
     if pid == 0:
+        # A child that hangs must not outlive a failed run: nothing else
+        # would ever reap it once this script is killed by its timeout.
+        signal.alarm(15)
         # The counting thread is gone here, maybe halfway through a read
         # without the GIL: counting and freeing tasks must still work.
         r = _core.tally_tasks(0)
