@@ -580,3 +580,88 @@ def test_loop_labels_are_stable_and_bounded():
         labels.add(loop_label(loop, "jobs"))
         loop.close()
     assert labels == {"jobs"}
+
+
+class _LoopThread:
+    """An asyncio loop running for ever in a thread of its own."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        # A daemon: a failed test must not keep the interpreter from exiting.
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+        while not self.loop.is_running():
+            time.sleep(0.005)
+
+    def run(self, coro, timeout=10):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        self.loop.close()
+
+
+async def _noop():
+    return None
+
+
+def _block_in(lt, seconds):
+    async def blocker():
+        time.sleep(seconds)  # BLOCK: running before watching
+
+    lt.run(blocker())
+
+
+def test_a_loop_already_running_in_another_thread_is_watched(tracked):
+    # A service's loop runs in a thread (and tracking has seen it) before
+    # anyone asks to watch: the next block is caught, named on its thread.
+    lt = _LoopThread("service-loop")
+    try:
+        lt.run(_noop())  # a task: tracking adopts the loop
+        watchdog.clear_block_episodes()
+        with taskleak.watch_blocking(0.1) as w:
+            lt.run(_noop())  # one iteration: the loop has attached itself
+            _block_in(lt, BLOCK + 0.1)
+            eps = w.episodes()
+        assert len(eps) == 1, [str(e) for e in eps]
+        assert eps[0].thread == "service-loop"
+        assert (HERE, line_of("# BLOCK: running before watching")) in sites(eps)
+    finally:
+        lt.close()
+
+
+def test_a_running_loop_first_seen_after_watching_starts_is_watched(tracked):
+    # The loop was running before the watch, but created its first task
+    # (tracking adopts it then) only after: it is watched from there on.
+    lt = _LoopThread("late-loop")
+    try:
+        watchdog.clear_block_episodes()
+        with taskleak.watch_blocking(0.1) as w:
+            lt.run(_noop())  # first task: adopted, and asked to attach
+            lt.run(_noop())
+            _block_in(lt, BLOCK + 0.1)
+            eps = w.episodes()
+        assert [e.thread for e in eps] == ["late-loop"], [str(e) for e in eps]
+    finally:
+        lt.close()
+
+
+def test_a_loop_watched_from_its_thread_stops_cleanly(tracked):
+    # Its stop reaches the watchdog: a stopped loop is never taken for a
+    # blocked one, and nothing is left watching it.
+    lt = _LoopThread("stopping-loop")
+    try:
+        lt.run(_noop())
+        watchdog.clear_block_episodes()
+        with taskleak.watch_blocking(0.1) as w:
+            lt.run(_noop())
+            assert any("stopping-loop" in g[0] for g in watchdog.loop_gauges()), watchdog.loop_gauges()
+            lt.close()
+            time.sleep(BLOCK + 0.1)  # stopped, not blocked
+            assert w.episodes() == []
+            assert not any(blocked for _, blocked, _ in watchdog.loop_gauges())
+    finally:
+        if not lt.loop.is_closed():
+            lt.close()

@@ -47,6 +47,7 @@ import taskleak._core as _core
 
 from ..frame import library_paths
 from ..loop_label import loop_label
+from ..tracking.installer import add_adopt_listener, adopted_loops, remove_adopt_listener
 from .episode import IN_PROGRESS, SCOPE_EXIT, Episode, episode_from_raw
 
 if TYPE_CHECKING:
@@ -482,6 +483,8 @@ def _start() -> None:
     _stacks_ok = _core.watchdog_start(threshold, SAMPLE_INTERVAL)
     _ensure_hooks()
     _watch_running_loop()
+    add_adopt_listener(_watch_from_its_thread)
+    _watch_loops_running_elsewhere()
 
 
 def _watch_running_loop() -> None:
@@ -492,6 +495,38 @@ def _watch_running_loop() -> None:
         running = None
     if running is not None and getattr(_active, "watched", None) is None:
         _loop_started(running)
+
+
+def _watch_from_its_thread(loop: Any) -> None:
+    """A loop already running, maybe in another thread, when watching starts
+    or when tracking first sees it: the hook on _set_running_loop only sees
+    loops that start from now on, so the loop is asked to attach itself from
+    its own thread at its next iteration (a block in progress right now is
+    not seen; the next one is). Only asyncio's own loops: their stop reaches
+    the hook, where uvloop's, set from C, would not, and a watched loop whose
+    stop is missed would look blocked for ever."""
+    if not isinstance(loop, asyncio.BaseEventLoop) or not loop.is_running():
+        return
+    w = _loops.get(loop)
+    if w is not None and w.active_thread is not None:
+        return
+    try:
+        loop.call_soon_threadsafe(_attach_if_running_here, loop)
+    except Exception:  # closed meanwhile
+        pass
+
+
+def _attach_if_running_here(loop: Any) -> None:
+    try:
+        if asyncio.events._get_running_loop() is loop and getattr(_active, "watched", None) is None:
+            _loop_started(loop)
+    except Exception:  # a callback on someone else's loop: never raise there
+        pass
+
+
+def _watch_loops_running_elsewhere() -> None:
+    for loop in adopted_loops():
+        _watch_from_its_thread(loop)
 
 
 def _ensure_hooks() -> None:
@@ -505,6 +540,7 @@ def _ensure_hooks() -> None:
 
 def _stop() -> None:
     global _hook
+    remove_adopt_listener(_watch_from_its_thread)
     _core.watchdog_stop()
     _core.watchdog_collect()
     if _hook is not None and asyncio.events._set_running_loop is _hook:

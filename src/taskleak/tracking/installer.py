@@ -21,13 +21,24 @@ import gc
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any, TypedDict
 
 import taskleak._core as _core
 
 from . import loss_events, setup_sites, task_factory
 
-__all__ = ["install", "uninstall", "is_installed", "status", "live_tasks", "live_census", "adopted_loops"]
+__all__ = [
+    "install",
+    "uninstall",
+    "is_installed",
+    "status",
+    "live_tasks",
+    "live_census",
+    "adopted_loops",
+    "add_adopt_listener",
+    "remove_adopt_listener",
+]
 
 _lock = threading.RLock()
 _mechanism: str | None = None
@@ -132,6 +143,24 @@ def _unhook_registry() -> None:
         del ws.__dict__["add"]
 
 
+# Called with each newly adopted loop (the blocked-loop watchdog learns of
+# loops that were already running when it started this way).
+_adopt_listeners: list[Callable[[asyncio.AbstractEventLoop], None]] = []
+
+
+def add_adopt_listener(fn: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+    """Call ``fn(loop)`` for every loop tracking adopts from now on, on the
+    thread that adopts it (usually the loop's own). ``fn`` must be quick and
+    never raise (what it raises is dropped)."""
+    if fn not in _adopt_listeners:
+        _adopt_listeners.append(fn)
+
+
+def remove_adopt_listener(fn: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+    if fn in _adopt_listeners:
+        _adopt_listeners.remove(fn)
+
+
 def _adopt_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Called by the core on the first task seen from a loop (and in factory
     mode when a loop starts running). Must never raise into the caller."""
@@ -144,6 +173,11 @@ def _adopt_loop(loop: asyncio.AbstractEventLoop) -> None:
         task_factory.patch_foreign_loop_class(type(loop))  # later loops of its class: at construction
     except Exception:
         pass
+    for fn in list(_adopt_listeners):
+        try:
+            fn(loop)
+        except Exception:
+            pass
 
 
 def _set_running_loop_hook(loop: asyncio.AbstractEventLoop | None) -> None:
