@@ -152,7 +152,7 @@ async def server(args: argparse.Namespace) -> int:
     for label, n in sorted(stale.items(), key=lambda kv: -kv[1])[:5]:
         print(f"  max stale {n:4d}  {label}")
     series = {label: [next((g.stale for g in s.groups if g.label == label), 0) for s in samples] for label in stale}
-    if stale:
+    if stale and len(samples) >= 160:
         # What the rise rule saw on its longest blocks, for the top group.
         top = max(stale, key=lambda k: stale[k])
         marks = [min(series[top][i : i + 160]) for i in range(0, len(samples) - 159, 160)]

@@ -31,7 +31,7 @@ already there, opens an episode within ``k + 1`` blocks of ``B`` after its
 first stale task (the block it falls in, then ``k`` rises), ``k`` the least
 ``k >= rises`` with ``(k - 1) * d >= max(min_rise, sqrt(L + k * d))``:
 about ``1 + sqrt(L) / d``. From no base (a leak at a line of its own) and
-``d >= 1`` that is ``rises + 1`` blocks, as before this rule had a bar; over
+``d >= 1`` that is ``rises + 1`` blocks, as with ``min_rise`` alone; over
 1000 stale connections of its own group, one leaked task every 20 samples
 (``d = 2`` on blocks of 40, ``k = 18``) is named within 19 blocks of 40
 (760 samples, about 2 hours at 10 s), one every 160 samples (``d = 1`` on
