@@ -14,8 +14,10 @@ samples) starts a watcher task that waits on an event nobody sets.
 
 Runs until the monitor has ``--samples`` samples (1400 by default: 70 s at
 best; more on a loaded machine) or, with ``--leak``, until the first alert.
-Prints the alerts, the sample each came at, and the largest stale count per
-group. Needs aiohttp (``pip install aiohttp``).
+Prints the alerts, the sample each came at, the largest stale count per
+group and the top group's low-water marks over blocks of 160 samples;
+``--dump PATH`` writes each group's stale count per sample as JSON, to replay
+through a detector. Needs aiohttp (``pip install aiohttp``).
 """
 
 from __future__ import annotations
@@ -149,6 +151,15 @@ async def server(args: argparse.Namespace) -> int:
             stale[g.label] = max(stale.get(g.label, 0), g.stale)
     for label, n in sorted(stale.items(), key=lambda kv: -kv[1])[:5]:
         print(f"  max stale {n:4d}  {label}")
+    series = {label: [next((g.stale for g in s.groups if g.label == label), 0) for s in samples] for label in stale}
+    if stale and len(samples) >= 160:
+        # What the rise rule saw on its longest blocks, for the top group.
+        top = max(stale, key=lambda k: stale[k])
+        marks = [min(series[top][i : i + 160]) for i in range(0, len(samples) - 159, 160)]
+        print(f"  its low-water marks over blocks of 160 samples: {', '.join(map(str, marks))}")
+    if args.dump:
+        with open(args.dump, "w") as f:
+            json.dump(series, f)
     alerts = mon.alerts()
     if first_leak:
         print(f"first task leaked at sample {first_leak[0]} (the client process starts after the monitor)")
@@ -169,6 +180,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--leak", action="store_true")
     ap.add_argument("--samples", type=int, default=1400)
+    ap.add_argument("--dump", metavar="PATH", help="write each group's stale count per sample (JSON) to PATH")
     args = ap.parse_args()
     random.seed(18)
     return asyncio.run(server(args))

@@ -733,7 +733,8 @@ class Monitor:
         text = (
             f"taskleak: suspected task leak (stale, rise): {stale} tasks created at {group.site} "
             f"({group.coro}) pending for over {threshold_s:.3g} s, far beyond that site's usual lifetime, "
-            f"and more of them block after block (low-water marks {marks} over blocks of {v.block} samples); "
+            f"and more of them block after block (low-water marks {marks} over blocks of {v.block} samples: "
+            f"up {v.rise} besides the largest step of {v.step}, the bar {v.bar:.3g}); "
             f"{group.pending} pending in all"
         )
         if chain:

@@ -12,11 +12,32 @@ never finish. So per group (creation site x coroutine):
 * the group's *stale* count is its pending tasks at least that old. More
   requests of the same kind do not age them; a leak adds to it steadily;
 * :class:`RiseDetector` opens an episode when the low-water marks of
-  consecutive blocks of samples rise strictly ``rises`` times in a row (at one
-  of several block lengths, so that a slow leak is seen on the longer
-  blocks). A step (connections that open at once, a burst) rises once then
-  stays flat: no episode; a ramp or a daily cycle of short tasks leaves the
-  stale count at 0; a held leak rises every block.
+  consecutive blocks of samples rise strictly ``rises`` times in a row or
+  more (at one of several block lengths, so that a slow leak is seen on the
+  longer blocks), and the run's rise *not counting its largest single step*
+  is at least ``min_rise`` and at least ``noise x sqrt(level)`` (the
+  level: the last mark). A step (connections that open at once, a burst, a
+  group's tasks aging into staleness together at start) rises once then
+  stays flat, and is the one step not counted. A pool that keeps its
+  connections grows at new highs of concurrency; a concurrency of about
+  ``L`` wanders by about ``sqrt(L)``, and its high-water mark creeps up by
+  less than that, in ever rarer steps (63, 64, 65, 66: below the bar of 8).
+  A ramp or a daily cycle of short tasks leaves the stale count at 0; a
+  held leak rises every block, without bound, so it clears any bar.
+
+The bound for a leak: one that adds at least ``d`` stale tasks every block
+of length ``B`` (at any of ``blocks``), over ``L`` stale tasks of its group
+already there, opens an episode within ``k + 1`` blocks of ``B`` after its
+first stale task (the block it falls in, then ``k`` rises), ``k`` the least
+``k >= rises`` with ``(k - 1) * d >= max(min_rise, sqrt(L + k * d))``:
+about ``1 + sqrt(L) / d``. From no base (a leak at a line of its own) and
+``d >= 1`` that is ``rises + 1`` blocks, as with ``min_rise`` alone; over
+1000 stale connections of its own group, one leaked task every 20 samples
+(``d = 2`` on blocks of 40, ``k = 18``) is named within 19 blocks of 40
+(760 samples, about 2 hours at 10 s), one every 160 samples (``d = 1`` on
+blocks of 160, ``k = 34``) within 35 blocks of 160 (5,600 samples, about
+16 hours at 10 s). A pool of 63 connections creeping up by one a block
+would need 10 new highs in 10 blocks in a row.
 
 Every time constant is in samples (``interval`` only converts the age floor
 to milliseconds), so a monitor at 0.05 s behaves like one at 10 s.
@@ -68,8 +89,11 @@ class StaleConfig:
     lifetimes decay with a half-life of ``half_life`` samples (a day at 10 s:
     the night's short connections do not make the morning's look stale);
     ``blocks``: the block lengths, in samples, of the rise test; ``rises``:
-    strict rises in a row of the blocks' low-water marks that open an episode;
-    ``min_rise``: the least rise of the low-water mark over them."""
+    the least strict rises in a row of the blocks' low-water marks that open
+    an episode; ``min_rise``: the least rise of the low-water mark over them,
+    not counting their largest single step; ``noise``: that rise must also
+    be at least ``noise x sqrt(level)``, how far a count of that size wanders
+    on its own; ``keep``: the most marks a verdict shows."""
 
     factor: float = 4.0
     min_age: int = 20
@@ -77,6 +101,8 @@ class StaleConfig:
     blocks: tuple[int, ...] = (10, 40, 160)
     rises: int = 4
     min_rise: int = 3
+    noise: float = 1.0
+    keep: int = 16
 
 
 class Lifetimes:
@@ -126,10 +152,16 @@ class Lifetimes:
 @dataclass(frozen=True)
 class RiseVerdict:
     """Why a :class:`RiseDetector` opened: ``marks`` are the low-water marks
-    of the last ``len(marks)`` blocks of ``block`` samples."""
+    of the last ``len(marks)`` blocks of ``block`` samples, each above the
+    one before (the run's first marks left off beyond ``StaleConfig.keep``);
+    ``rise``: the run's rise not counting its largest single ``step``;
+    ``bar``: what it had to reach, ``max(min_rise, noise x sqrt(level))``."""
 
     block: int
     marks: tuple[int, ...]
+    rise: int = 0
+    step: int = 0
+    bar: float = 0.0
 
     @property
     def samples(self) -> int:
@@ -141,31 +173,65 @@ class RiseVerdict:
 
 
 class _Scale:
-    __slots__ = ("block", "n", "low", "marks")
+    # marks: the last blocks' low-water marks; base: the first mark of the
+    # run of strict rises that ends at the last one (None before any mark);
+    # run: its rises; step: the largest of them.
+    __slots__ = ("block", "n", "low", "marks", "base", "run", "step")
 
     def __init__(self, block: int, keep: int) -> None:
         self.block = block
         self.n = 0
         self.low: int | None = None
         self.marks: collections.deque[int] = collections.deque(maxlen=keep)
+        self.base: int | None = None
+        self.run = 0
+        self.step = 0
+
+    def push(self, mark: int) -> None:
+        prev = self.marks[-1] if self.marks else None
+        self.marks.append(mark)
+        if prev is not None and mark > prev:
+            self.run += 1
+            self.step = max(self.step, mark - prev)
+        else:
+            self.base, self.run, self.step = mark, 0, 0
+
+    def reset(self) -> None:
+        self.marks.clear()
+        self.base, self.run, self.step = None, 0, 0
 
 
 class RiseDetector:
-    """Opens an episode when the low-water marks of consecutive blocks rise
-    strictly ``rises`` times in a row, at any block length, by ``min_rise``
-    in all; closes it when, at every block length, the last ``rises`` blocks
-    rose no more (the series is level or falling)."""
+    """Opens an episode when, at any block length, the low-water marks of
+    consecutive blocks rose strictly ``rises`` times in a row or more, and
+    by ``max(min_rise, noise x sqrt(level))`` or more not counting the run's
+    largest single step (see the module's docstring for why and for the
+    bound on a leak); closes it when the shortest blocks' last ``rises``
+    rose no more (the series is level or falling) and no block length
+    rises any more."""
 
     __slots__ = ("cfg", "scales", "in_episode", "zeros")
 
     def __init__(self, cfg: StaleConfig) -> None:
         self.cfg = cfg
-        self.scales = [_Scale(b, cfg.rises + 1) for b in cfg.blocks]
+        self.scales = [_Scale(b, max(cfg.keep, cfg.rises + 1)) for b in cfg.blocks]
         self.in_episode = False
         # Leading zeros not yet fed to the scales, or -1 once a value was not
         # 0. Most groups never have a stale task: counting their zeros is
         # all a sample costs them (the monitor's GIL budget is per sample).
         self.zeros = 0
+
+    def _verdict(self, s: _Scale) -> RiseVerdict | None:
+        cfg = self.cfg
+        if s.run < cfg.rises or s.base is None:
+            return None
+        level = s.marks[-1]
+        rise = level - s.base - s.step
+        bar = max(float(cfg.min_rise), cfg.noise * math.sqrt(level))
+        if rise < bar:
+            return None
+        marks = tuple(s.marks)[-(s.run + 1) :]
+        return RiseVerdict(s.block, marks, rise=rise, step=s.step, bar=bar)
 
     def update(self, value: int) -> RiseVerdict | None:
         if self.zeros >= 0:
@@ -176,38 +242,34 @@ class RiseDetector:
             # have seen them one by one.
             for s in self.scales:
                 full, rest = divmod(self.zeros, s.block)
-                s.marks.extend([0] * min(full, s.marks.maxlen or 0))
+                if full:
+                    s.marks.extend([0] * min(full, s.marks.maxlen or 0))
+                    s.base, s.run, s.step = 0, 0, 0
                 s.n, s.low = rest, (0 if rest else None)
             self.zeros = -1
         verdict: RiseVerdict | None = None
-        closed: list[bool | None] = []  # per block length: None if no block ended now, else "not rising"
-        for s in self.scales:
+        ended = False  # a block of the shortest length ended at this sample
+        for i, s in enumerate(self.scales):
             s.low = value if s.low is None else min(s.low, value)
             s.n += 1
             if s.n < s.block:
-                closed.append(None)
                 continue
-            s.marks.append(s.low)
+            s.push(s.low)
             s.n, s.low = 0, None
-            m = list(s.marks)
-            rising = (
-                len(m) == self.cfg.rises + 1
-                and all(b > a for a, b in zip(m, m[1:]))
-                and m[-1] - m[0] >= self.cfg.min_rise
-            )
-            closed.append(not rising)
-            if rising and verdict is None:
-                verdict = RiseVerdict(s.block, tuple(m))
+            ended = ended or i == 0
+            if verdict is None:
+                verdict = self._verdict(s)
         if self.in_episode:
             # Closed once the shortest blocks are level over the last
             # `rises` of them and no block length rises any more.
-            m = list(self.scales[0].marks)
-            if verdict is None and closed[0] is not None and len(m) == self.cfg.rises + 1 and m[-1] <= m[0]:
+            m = self.scales[0].marks
+            k = self.cfg.rises + 1
+            if verdict is None and ended and len(m) >= k and m[-1] <= m[-k]:
                 self.in_episode = False
                 # Fresh evidence at every block length: the longer blocks'
                 # marks still hold the rise this episode already reported.
                 for sc in self.scales:
-                    sc.marks.clear()
+                    sc.reset()
             return None
         if verdict is not None:
             self.in_episode = True
