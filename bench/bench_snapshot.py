@@ -291,15 +291,23 @@ async def run(args: argparse.Namespace) -> None:
             print(f"  taskleak snapshot+format / {k[9:]} = {total / statistics.median(results[k]):.2f}x (wall)")
     if cpu_ratio:
         r = statistics.median(cpu_ratio)
-        verdict = "met" if r <= TARGET_GET_STACK_RATIO else "NOT met"
         print(
             f"  CPU time: snapshot+format {statistics.median(cpu_total):.1f} ms, get_stack "
             f"{statistics.median(cpu_get_stack):.1f} ms"
         )
-        print(
-            f"  goal: snapshot+format / get_stack walk <= {TARGET_GET_STACK_RATIO:.2f} (CPU, median of "
-            f"paired repeats): {verdict} ({r:.2f})"
-        )
+        if args.n >= 100_000:
+            verdict = "met" if r <= TARGET_GET_STACK_RATIO else "NOT met"
+            print(
+                f"  goal: snapshot+format / get_stack walk <= {TARGET_GET_STACK_RATIO:.2f} (CPU, median of "
+                f"paired repeats): {verdict} ({r:.2f})"
+            )
+        else:
+            # Up to ORPHAN_ANALYSIS_AUTO_LIMIT tasks format() also runs the orphan
+            # check, which the walk has no counterpart for: not the goal's measure.
+            print(
+                f"  snapshot+format / get_stack walk = {r:.2f} (CPU, median of paired repeats); the goal "
+                f"(<= {TARGET_GET_STACK_RATIO:.2f}) is for 100,000 tasks (run with -n 100000)"
+            )
     if args.n >= 100_000:
         verdict = "met" if total <= TARGET_MS else "NOT met"
         print(
