@@ -136,6 +136,11 @@ async def _wait_targets():
     async def on_future():
         await fut
 
+    shielded = loop.create_future()
+
+    async def on_shield():
+        await asyncio.shield(shielded)
+
     coros = {
         "sleep": asyncio.sleep(50),
         "event": ev.wait(),
@@ -149,6 +154,7 @@ async def _wait_targets():
         "executor": on_executor(),
         "stream": on_stream(),
         "future": on_future(),
+        "shield": on_shield(),
     }
     tasks = [asyncio.create_task(c, name=n) for n, c in coros.items()]
     await asyncio.sleep(0.05)
@@ -182,6 +188,32 @@ def test_waiting_on_names_the_leaf(tracked):
     assert waits["executor"] == "an executor job (run_in_executor)"
     assert waits["stream"] == "stream read (readline)"
     assert waits["future"].startswith("a Future awaited at ") and "test_snapshot.py" in waits["future"]
+    assert waits["shield"].startswith("a Future awaited at ")  # the kind says shield: see below
+
+
+def test_a_shield_is_told_by_its_first_callback(tracked):
+    # shield() adds _outer_done_callback to its outer future before anyone
+    # can await it; a plain future awaited by many tasks is not a shield.
+    async def main():
+        loop = asyncio.get_running_loop()
+        inner, shared = loop.create_future(), loop.create_future()
+
+        async def on_shield():
+            await asyncio.shield(inner)
+
+        async def on_shared():
+            await shared
+
+        ts = [asyncio.create_task(on_shield(), name="shield")]
+        ts += [asyncio.create_task(on_shared(), name=f"shared-{i}") for i in range(300)]
+        await asyncio.sleep(0.01)
+        kinds = {t.name: t.wait.kind for t in taskleak.snapshot() if t.name in ("shield", "shared-0", "shared-299")}
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        return kinds
+
+    assert asyncio.run(main()) == {"shield": "shield", "shared-0": "future", "shared-299": "future"}
 
 
 def test_pending_since_and_grouping(tracked):
