@@ -132,6 +132,28 @@ def test_sync_with_around_asyncio_run_reports_tasks_cancelled_at_shutdown():
     assert [(lk.kind, lk.task.name) for lk in ei.value.leaks] == [("pending", "left-behind")]
 
 
+def test_a_task_pending_at_shutdown_then_collected_is_one_leak():
+    # A loop closed by hand (shutdown_asyncgens, no runner to cancel what is
+    # left): its task is seen pending at the shutdown, then the collector
+    # destroys it. Two events, one task: one leak, the first event's kind.
+    async def main():
+        asyncio.create_task(waits_forever_on_orphan_future(), name="left-then-collected")
+        await asyncio.sleep(0)
+
+    with pytest.raises(TaskLeakError) as ei:
+        with taskleak.check(grace=0):
+            loop = asyncio.new_event_loop()
+            loop.set_exception_handler(lambda loop, ctx: None)
+            loop.run_until_complete(main())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            del loop
+            gc.collect()
+    names = [e.task_name for e in taskleak.loss_events() if e.task_name == "left-then-collected"]
+    assert len(names) == 2  # pending-at-shutdown, then destroyed-pending
+    assert [(lk.kind, lk.task.name) for lk in ei.value.leaks] == [("pending", "left-then-collected")]
+
+
 def test_sync_with_around_clean_asyncio_run_passes():
     async def main():
         await asyncio.gather(quick(), nap(0.001))

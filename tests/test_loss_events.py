@@ -74,6 +74,39 @@ def test_pending_at_shutdown_asyncio_run(tracked):
     assert all(e.created_at is not None for e in ev)
 
 
+def test_a_task_only_a_cycle_keeps_is_cancelled_at_shutdown_not_collected(tracked, monkeypatch):
+    # Recording allocates, so the collector may run between the recording
+    # and the runner's own all_tasks() (a weak set): a pending task that only
+    # a cycle keeps was then "destroyed while pending" instead of cancelled
+    # (seen on 3.10 in a pytest-asyncio suite). A collection forced there:
+    from taskleak.tracking import loss_events
+
+    real = loss_events._record
+
+    def record_then_collect(event):
+        real(event)
+        gc.collect()
+
+    monkeypatch.setattr(loss_events, "_record", record_then_collect)
+    ends = []
+
+    async def waits_for_ever():
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            ends.append("cancelled")
+            raise
+
+    async def main():
+        asyncio.create_task(waits_for_ever(), name="cycle-only")  # no reference kept
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert ends == ["cancelled"]
+    assert [e.task_name for e in kinds("pending-at-shutdown")] == ["cycle-only"]
+    assert not [e for e in kinds("destroyed-pending") if e.task_name == "cycle-only"]
+
+
 def test_pending_at_shutdown_runner(tracked):
     if sys.version_info < (3, 11):
         return  # asyncio.Runner is 3.11+; asyncio.run is covered above

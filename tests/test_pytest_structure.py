@@ -38,7 +38,13 @@ async def ends_at_once():
 
 
 async def slow():
-    await asyncio.sleep(0.01)  # far inside the default grace
+    # Counted in loop iterations, not time: still running when the test
+    # returns (two iterations after the gather raised) and done within the
+    # grace's first millisecond. A sleep(0.01) could elapse inside the test
+    # itself on a loaded machine (a full collection takes that long), and
+    # the branch then finished before the scope ended.
+    for _ in range(20):
+        await asyncio.sleep(0)
 
 
 @pytest.mark.asyncio

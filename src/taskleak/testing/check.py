@@ -574,9 +574,17 @@ class LeakCheck:
                 )
         live_pending = {lk.task.serial for lk in leaks if lk.task.serial}
         gens: list[Leak] = []
+        # One task, one leak: a task seen pending at a loop shutdown that the
+        # collector then destroys (the runner never got to cancel it) raises
+        # two events; the first says what happened.
+        seen: set[int] = set()
         for e in scope_events(sid):
             if e.serial and e.serial in live_pending:
                 continue  # seen pending at a loop shutdown, and still pending now: one leak
+            if e.serial:
+                if e.serial in seen:
+                    continue
+                seen.add(e.serial)
             if e.interrupted:
                 # The run was interrupted (an exception escaped its loop): the
                 # runner cancelled its tasks as the interruption's cleanup; the

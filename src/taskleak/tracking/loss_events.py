@@ -311,26 +311,34 @@ def is_runner_main_task(event: LossEvent) -> bool:
     return False
 
 
-def _record_pending_at_shutdown(loop: asyncio.AbstractEventLoop) -> None:
+def _record_pending_at_shutdown(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
+    """Record the loop's pending tasks; returns them, for the caller to hold
+    until the runner has cancelled them."""
     _before_shutdown(loop)
     try:
-        events = [
-            describe_task(task, "pending-at-shutdown")
-            for task in asyncio.all_tasks(loop)
-            if not task.done() and not is_asyncgen_finalizer(task)
-        ]
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done() and not is_asyncgen_finalizer(t)]
+        events = [describe_task(task, "pending-at-shutdown") for task in pending]
         if any(is_runner_main_task(e) for e in events):
             events = [dataclasses.replace(e, interrupted=True) for e in events]
         for e in events:
             _record(e)
+        return pending
     except Exception:
-        pass
+        return []
 
 
 def _recording(original: Callable[[asyncio.AbstractEventLoop], None]) -> Callable[[asyncio.AbstractEventLoop], None]:
     def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
-        _record_pending_at_shutdown(loop)
-        original(loop)
+        # all_tasks() is a weak set: a pending task that only a reference
+        # cycle keeps (a task waiting on an Event nobody else holds) could be
+        # collected between our recording - which allocates, and so can run
+        # the collector - and the runner's own all_tasks(), and end
+        # "destroyed while pending" instead of cancelled. Held across it.
+        held = _record_pending_at_shutdown(loop)
+        try:
+            original(loop)
+        finally:
+            del held
 
     _cancel_all_tasks._taskleak_original = original  # type: ignore[attr-defined]
     return _cancel_all_tasks
