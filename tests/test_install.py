@@ -205,6 +205,38 @@ def test_hook_never_changes_task_registry_semantics(tracked):
     assert asyncio.run(main()) == 6
 
 
+def test_a_task_taken_out_of_the_registry_keeps_a_sound_record(tracked):
+    # asyncio.tasks._unregister_task() discards the task's weakref from the
+    # registry while the task lives. The record's key is that weakref: it
+    # used to be owned by the set alone and freed there, and the record then
+    # pointed at freed memory (snapshot() raised SystemError on 3.10-3.13).
+    # The record now keeps the weakref, and lets it go when the task dies.
+    import gc
+
+    async def main():
+        ev = asyncio.Event()
+        ts = [asyncio.create_task(ev.wait()) for _ in range(3)]
+        await asyncio.sleep(0)
+        before = taskleak.status()["live_records"]
+        asyncio.tasks._unregister_task(ts[0])
+        gc.collect()
+        kept = _recorded(ts[0])
+        snap = taskleak.snapshot()
+        seen = sum(1 for i in range(len(snap)) if snap.at(i).task in ts)
+        del snap
+        ev.set()
+        await asyncio.gather(*ts)
+        del ts[:]
+        await asyncio.sleep(0)  # the tasks' done callbacks, which hold them, run
+        gc.collect()
+        return before, kept, seen, taskleak.status()["live_records"]
+
+    before, kept, seen, after = asyncio.run(main())
+    assert kept
+    assert seen == 3
+    assert after <= before - 3  # every record went with its task, the unregistered one too
+
+
 # ---- factory mode internals (issue 13: creation cost on 3.14/3.15) -------------------
 
 

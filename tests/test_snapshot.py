@@ -780,3 +780,64 @@ def test_census_reads_sets_of_tasks_in_place(tracked):
         return out
 
     assert asyncio.run(main()) == (True, True, True)
+
+
+COUNTED_REGISTRY = """
+import asyncio, sys
+import taskleak
+from taskleak import _core
+
+taskleak.install()
+registry = taskleak.status()["mechanism"] == "registry"
+
+
+async def parked(ev):
+    await ev.wait()
+
+
+def census():
+    snap = taskleak.snapshot()
+    c = snap._s.census
+    return c.registry_counted, {c.row(i)[0] for i in range(len(c))}
+
+
+async def main():
+    ev = asyncio.Event()
+    tracked = [asyncio.create_task(parked(ev)) for _ in range(400)]
+    await asyncio.sleep(0)
+    counted, rows = census()
+    # Every task tracked: the registry (3.10-3.13) is counted, not read.
+    print("all tracked", counted == registry, set(tracked) <= rows)
+    _core.disable()
+    untracked = asyncio.create_task(parked(ev))
+    _core.enable(32)
+    await asyncio.sleep(0)
+    counted, rows = census()
+    print("one untracked", counted is False, untracked in rows)
+    # A tracked task taken out of the registry by hand: with the untracked
+    # one in, the registry holds as many entries as there are records, yet
+    # it must be read (the discard was seen).
+    asyncio.tasks._unregister_task(tracked[0])
+    counted, rows = census()
+    print("after a discard", counted is False, untracked in rows, tracked[0] in rows)
+    for t in tracked + [untracked]:
+        t.cancel()
+    await asyncio.gather(*tracked, untracked, return_exceptions=True)
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_registry_of_tracked_tasks_only_is_counted_and_anything_else_read():
+    # 3.10-3.13: when asyncio's registry holds exactly our records' weakrefs
+    # the census counts it instead of reading 100,000 entries; a task it did
+    # not record, or a removal made behind registry_add's back, makes it read
+    # every entry again (and find what the records do not know).
+    out = subprocess.run([sys.executable, "-c", COUNTED_REGISTRY], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "all tracked True True",
+        "one untracked True True",
+        "after a discard True True True",
+    ]

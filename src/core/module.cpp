@@ -352,6 +352,8 @@ NB_MODULE(_core, m) {
 
     nb::class_<TaskCensus>(m, "Census", nb::type_slots(census_slots))
         .def("__len__", [](const TaskCensus &c) { return c.rows.size(); })
+        .def_ro("registry_counted", &TaskCensus::registry_counted,
+                "Whether the registry's entries were counted against the records instead of read.")
         .def(
             "row",
             [](const TaskCensus &c, size_t i) {
@@ -491,17 +493,20 @@ NB_MODULE(_core, m) {
         "tasks"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership);
     m.def(
         "census_live",
-        [](nb::handle weakref_set, nb::handle strong_sets, int chain_depth) {
+        [](nb::handle weakref_set, nb::handle strong_sets, int chain_depth, bool registry_untouched) {
             auto *c = new TaskCensus();
-            if (!c->collect_live(weakref_set.ptr(), strong_sets.ptr(), chain_depth)) {
+            if (!c->collect_live(weakref_set.ptr(), strong_sets.ptr(), chain_depth, registry_untouched)) {
                 delete c;
                 throw nb::python_error();
             }
             return c;
         },
-        "weakref_set"_a.none(), "strong_sets"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership,
+        "weakref_set"_a.none(), "strong_sets"_a, "chain_depth"_a = 64, "registry_untouched"_a = false,
+        nb::rv_policy::take_ownership,
         "census(live_tasks(weakref_set, strong_sets), chain_depth) in one pass, tracked tasks read from their "
-        "records (rows in another order).");
+        "records (rows in another order). registry_untouched: nothing but registry_add and its weakrefs' "
+        "callbacks has changed the registry's set (its entries are then counted, not read, when they are "
+        "all our records' weakrefs).");
     bind_graph(m);
     bind_heap(m);
     bind_holder_search(m);

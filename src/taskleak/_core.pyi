@@ -238,6 +238,9 @@ def generator_local(gen: Any, name: str) -> Any:
 class Census:
     """Strong references to a set of tasks, with their creation records and await chains."""
 
+    @property
+    def registry_counted(self) -> bool:
+        """Whether the registry's entries were counted against the records instead of read."""
     def __len__(self) -> int: ...
     def row(self, i: int) -> CensusRow:
         """Row `i` (IndexError past the end)."""
@@ -266,10 +269,15 @@ def census(tasks: Iterable[asyncio.Task[Any]], chain_depth: int = 64) -> Census:
     """A census of `tasks`, with await chains of up to `chain_depth` frames."""
 
 def census_live(
-    weakref_set: Iterable[weakref.ref[Any]] | None, strong_sets: Iterable[Iterable[Any]], chain_depth: int = 64
+    weakref_set: Iterable[weakref.ref[Any]] | None,
+    strong_sets: Iterable[Iterable[Any]],
+    chain_depth: int = 64,
+    registry_untouched: bool = False,
 ) -> Census:
     """census(live_tasks(weakref_set, strong_sets), chain_depth) in one pass, tracked tasks read from their
-    records (rows in another order)."""
+    records (rows in another order). registry_untouched: nothing but registry_add and its weakrefs'
+    callbacks has changed the registry's set (its entries are then counted, not read, when they are all
+    our records' weakrefs)."""
 
 def orphan_analysis(
     census: Census, holders: Iterable[object] | None = None, cap: int = 4000000

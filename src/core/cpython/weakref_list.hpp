@@ -17,4 +17,10 @@ PyObject *find_weakref_with_callbacks(PyObject *obj, PyObject *cb1, PyObject *cb
 // for taking a new reference right away (no Python code may run in between).
 PyObject *weakref_peek(PyObject *ref);
 
+// Whether weakref `ref` was made with `callback` (a field read; the layout of
+// PyWeakReference's first fields is the same on 3.10-3.15).
+inline bool weakref_has_callback(PyObject *ref, PyObject *callback) {
+    return PyWeakref_Check(ref) && ((PyWeakReference *)ref)->wr_callback == callback;
+}
+
 }  // namespace taskleak::cpython

@@ -55,8 +55,11 @@ public:
     // `strong_sets` that it has no live record for. The same rows, in another
     // order, as collect() over tracking.live_tasks(). False with a Python
     // error set on failure.
-    bool collect_live(PyObject *weakref_set, PyObject *strong_sets, int chain_depth);
+    bool collect_live(PyObject *weakref_set, PyObject *strong_sets, int chain_depth, bool registry_untouched = false);
     std::vector<CensusRow> rows;
+    // collect_live: the registry's entries were counted against our records
+    // instead of read (see there).
+    bool registry_counted = false;
     // Groups of row indices, largest first.
     std::vector<std::vector<uint32_t>> groups() const;
     StackTable &chains() { return chains_; }

@@ -295,9 +295,9 @@ static uint32_t chain_of_dying(Tracker &t, PyObject *task) {
     return id;
 }
 
-static void forget(Tracker &t, PyObject *ref) {
+static bool forget(Tracker &t, PyObject *ref) {
     CreationRecord rec;
-    if (!t.tasks.remove(ref, &rec)) return;
+    if (!t.tasks.remove(ref, &rec)) return false;
     if (rec.task == t.parent_task) t.parent_task = nullptr;
     if (t.in_gc) {
         PyObject *et, *ev, *etb;
@@ -307,6 +307,7 @@ static void forget(Tracker &t, PyObject *ref) {
     } else if (rec.stack < StackTable::DROPPED) {
         t.stacks.decref(rec.stack);
     }
+    return true;
 }
 
 PyObject *record_task(const CreationRecord &r) {
@@ -421,18 +422,25 @@ static PyObject *registry_add(PyObject *, PyObject *task) {
     if (t.enabled) {
         PyObject *loop = PyObject_GetAttr(task, str_loop());
         if (loop == nullptr) PyErr_Clear();
-        record_creation(task, ref, loop);
+        // The record owns a reference too, released by registry_death: the
+        // set's alone would leave the record's key dangling once something
+        // takes the weakref out of the set while the task lives
+        // (asyncio.tasks._unregister_task() discards it).
+        record_creation(task, Py_NewRef(ref), loop);
         Py_XDECREF(loop);
     }
-    Py_DECREF(ref);  // the set owns it now
+    Py_DECREF(ref);  // the set (and the record) own it now
     Py_RETURN_NONE;
 }
 
 static PyObject *registry_death(PyObject *, PyObject *ref) {
     Tracker &t = tracker();
-    forget(t, ref);
-    if (t.registry_remove == nullptr) Py_RETURN_NONE;
-    return PyObject_CallOneArg(t.registry_remove, ref);
+    bool owned = forget(t, ref);
+    PyObject *out = t.registry_remove != nullptr ? PyObject_CallOneArg(t.registry_remove, ref) : Py_NewRef(Py_None);
+    // Last: this may free `ref`, which CPython does not touch after the
+    // callback returns.
+    if (owned) Py_DECREF(ref);
+    return out;
 }
 
 static PyObject *factory_death(PyObject *, PyObject *ref) {

@@ -132,15 +132,48 @@ def _hook_registry() -> bool:
     # An instance attribute over the method (and positional-only, unlike WeakSet.add's `item`).
     ws.add = _core.registry_add  # type: ignore[method-assign,assignment]
     if _probe_registry():
+        for name in _REMOVALS:
+            setattr(ws, name, _removal_noted(ws, name))
         return True
     _unhook_registry()
     return False
+
+
+# The WeakSet methods that take entries out of the registry other than its
+# weakrefs' own callbacks. asyncio never calls them on its registry, but
+# _unregister_task() (a private helper some libraries use) discards. Once one
+# has run, the census reads the registry's every entry instead of counting
+# them (see collect_live in task_census.cpp).
+_REMOVALS = (
+    "discard",
+    "remove",
+    "pop",
+    "clear",
+    "difference_update",
+    "intersection_update",
+    "symmetric_difference_update",
+)
+_registry_touched = False
+
+
+def _removal_noted(ws: Any, name: str) -> Callable[..., Any]:
+    method = getattr(type(ws), name)
+
+    def removal(*args: Any) -> Any:
+        global _registry_touched
+        _registry_touched = True
+        return method(ws, *args)
+
+    return removal
 
 
 def _unhook_registry() -> None:
     ws = _registry()
     if ws is not None and ws.__dict__.get("add") is _core.registry_add:
         del ws.__dict__["add"]
+    if ws is not None:
+        for name in _REMOVALS:
+            ws.__dict__.pop(name, None)
 
 
 # Called with each newly adopted loop (the blocked-loop watchdog learns of
@@ -367,4 +400,5 @@ def live_census(chain_depth: int) -> _core.Census:
     """A census of :func:`live_tasks`, taken in one native pass: tracked tasks
     are read from their creation records, in table order (no list of tasks
     is built and no record is looked up by task)."""
-    return _core.census_live(*_task_sources(), chain_depth)
+    untouched = _mechanism == "registry" and not _registry_touched
+    return _core.census_live(*_task_sources(), chain_depth, registry_untouched=untouched)

@@ -314,9 +314,19 @@ def is_runner_main_task(event: LossEvent) -> bool:
 def _record_pending_at_shutdown(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
     """Record the loop's pending tasks; returns them, for the caller to hold
     until the runner has cancelled them."""
+    # Taken before the grace (which runs the loop, and allocates) and held
+    # through it: a task only a cycle keeps is then seen pending here, not
+    # collected on the way and reported as destroyed instead.
+    try:
+        tasks = list(asyncio.all_tasks(loop))
+    except Exception:
+        tasks = []
     _before_shutdown(loop)
     try:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done() and not is_asyncgen_finalizer(t)]
+        known = set(tasks)
+        tasks += [t for t in asyncio.all_tasks(loop) if t not in known]  # made during the grace
+        pending = [t for t in tasks if not t.done() and not is_asyncgen_finalizer(t)]
+        del tasks, known
         events = [describe_task(task, "pending-at-shutdown") for task in pending]
         if any(is_runner_main_task(e) for e in events):
             events = [dataclasses.replace(e, interrupted=True) for e in events]
