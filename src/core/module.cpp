@@ -419,15 +419,17 @@ NB_MODULE(_core, m) {
                 // (count, position of the first row) per state, over the rows
                 // `group`, or every row in order for None (no 100,000-int list
                 // to convert for a whole snapshot).
-                std::vector<uint32_t> rows;
-                if (!group.is_none()) rows = census_rows(c, group);
-                size_t n = group.is_none() ? c.rows.size() : rows.size();
+                nb::list out;
+                if (group.is_none()) {
+                    for (int s = 0; s < 4; ++s) out.append(nb::make_tuple(c.state_count[s], c.state_first[s]));
+                    return out;
+                }
+                std::vector<uint32_t> rows = census_rows(c, group);
                 int64_t count[4] = {0, 0, 0, 0}, first[4] = {-1, -1, -1, -1};
-                for (size_t pos = 0; pos < n; ++pos) {
-                    int s = (int)c.rows[group.is_none() ? pos : rows[pos]].state & 3;
+                for (size_t pos = 0; pos < rows.size(); ++pos) {
+                    int s = (int)c.rows[rows[pos]].state & 3;
                     if (count[s]++ == 0) first[s] = (int64_t)pos;
                 }
-                nb::list out;
                 for (int s = 0; s < 4; ++s) out.append(nb::make_tuple(count[s], first[s]));
                 return out;
             },

@@ -177,6 +177,8 @@ void TaskCensus::read_tasks(size_t first, int chain_depth) {
         PyObject *task = rows[i].task;
         TaskState state = state_of(task);
         rows[i].state = state;
+        int si = (int)state & 3;
+        if (state_count[si]++ == 0) state_first[si] = (int64_t)i;
         if (state != TaskState::Pending) continue;
         PyObject *waiter = a.waiter.get(task);
         if (waiter == Py_None) Py_CLEAR(waiter);
@@ -236,7 +238,8 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
     // The tasks taken, and the weakrefs of their records (a registry's set
     // holds those same weakrefs for the tasks we track). Apart: once Python
     // code has run, a weakref's address may be another object's.
-    AddrSet seen(table.size() + 64);
+    // (Sized below, once it is known whether step 1 needs it.)
+    AddrSet seen(64);
     size_t registered = in_place              ? (size_t)PySet_GET_SIZE(weakref_set)
                         : registry != nullptr ? (size_t)PyList_GET_SIZE(registry)
                                               : 0;
@@ -260,6 +263,12 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
     bool use_refs = registered > 256;
     AddrSet our_refs(use_refs && !expect_count ? table.size() + 64 : 0);
     bool refs_taken = use_refs && !expect_count;
+    // Where the registry will be counted, step 1 makes a row per live
+    // record without `seen` (registry_add never records a task twice), and
+    // a task from step 2 has a row already exactly when it has a live
+    // record: ~0.7 ms less for 100,000 tasks (3.11).
+    bool use_seen = !expect_count;
+    if (use_seen) seen = AddrSet(table.size() + 64);
     // 1. The records, in slot order: a sequential read instead of a lookup
     // per task (task -> its weakref list -> our weakref -> the index ->
     // the record). The task of a live record is alive: the record goes when
@@ -280,7 +289,7 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
         if (r == nullptr) continue;
         PyObject *task = record_task(*r);
         if (task == nullptr) continue;
-        if (!seen.insert(task)) {
+        if (use_seen && !seen.insert(task)) {
             // A second record for one task (not expected): the row gets the
             // one the lookup by task finds, as collect() would use.
             for (size_t j = first; j < rows.size(); ++j)
@@ -297,11 +306,41 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
     }
     // 2. Tasks without a live record: created before tracking started, on a
     // loop taskleak does not track, or (during a collection) already buried.
-    auto add_other = [&](PyObject *task) {
-        if (task != nullptr && task != Py_None && seen.insert(task)) add_row(task, lookup_record(task));
-    };
     bool counted = countable && ours_registered == registered;
     registry_counted = counted;
+    if (!use_seen && !counted) {
+        // The prediction missed: `seen` from the rows made so far. A task
+        // with a second record (3.12+: an eager task recorded by the factory,
+        // then by registry_add when it first suspends) has a second row
+        // here: it goes, as step 1 would have dropped it.
+        seen = AddrSet(table.size() + 64);
+        size_t keep = first;
+        for (size_t j = first; j < rows.size(); ++j) {
+            if (seen.insert(rows[j].task)) {
+                rows[keep++] = rows[j];
+                continue;
+            }
+            for (size_t k = first; k < keep; ++k)
+                if (rows[k].task == rows[j].task) {
+                    set_record(rows[k], lookup_record(rows[j].task));
+                    break;
+                }
+            set_record(rows[j], nullptr);  // its stack reference
+            Py_DECREF(rows[j].task);
+        }
+        rows.resize(keep);
+        use_seen = true;
+    }
+    auto add_other = [&](PyObject *task) {
+        if (task == nullptr || task == Py_None) return;
+        if (use_seen) {
+            if (seen.insert(task)) add_row(task, lookup_record(task));
+            return;
+        }
+        const CreationRecord *r = lookup_record(task);
+        if (r != nullptr && record_task(*r) == task) return;  // its row is made
+        if (seen.insert(task)) add_row(task, r);
+    };
     if (in_place && !counted && use_refs && !refs_taken) {
         // The prediction missed: our weakrefs, from a second pass over the
         // records (still no Python code since step 1).

@@ -60,6 +60,11 @@ public:
     // collect_live: the registry's entries were counted against our records
     // instead of read (see there).
     bool registry_counted = false;
+    // Per state, over every row: how many, and the first row's position (-1:
+    // none). Counted as read_tasks sets each state, where the row is in
+    // cache anyway: a report's state summary reads no row again.
+    int64_t state_count[4] = {0, 0, 0, 0};
+    int64_t state_first[4] = {-1, -1, -1, -1};
     // Groups of row indices, largest first.
     std::vector<std::vector<uint32_t>> groups() const;
     StackTable &chains() { return chains_; }
