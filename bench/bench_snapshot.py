@@ -301,6 +301,16 @@ async def run(args: argparse.Namespace) -> None:
                 f"  goal: snapshot+format / get_stack walk <= {TARGET_GET_STACK_RATIO:.2f} (CPU, median of "
                 f"paired repeats): {verdict} ({r:.2f})"
             )
+            # The walk allocates a list and a frame object per coroutine: a
+            # repeat in which those allocations start a full collection takes
+            # 1.5-2x as long (70 against 110-170 ms, 3.11), and the median of
+            # 5-7 repeats lands on either side from run to run. The fastest
+            # repeats of each are the work alone: the ratio to watch.
+            fast = min(cpu_total) / min(cpu_get_stack)
+            print(
+                f"  fastest repeats (no collection inside): snapshot+format {min(cpu_total):.1f} ms, get_stack "
+                f"{min(cpu_get_stack):.1f} ms = {fast:.2f}"
+            )
         else:
             # Up to ORPHAN_ANALYSIS_AUTO_LIMIT tasks format() also runs the orphan
             # check, which the walk has no counterpart for: not the goal's measure.
