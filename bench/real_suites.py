@@ -206,7 +206,9 @@ def prepare(s: Suite, link: Path) -> tuple[Path, Path]:
         if not (src_root / top).exists():
             tf.extractall(src_root)
     src = src_root / top
-    env_dir = WORK / "venvs" / s.name
+    # One venv per interpreter version: the linked taskleak is this
+    # interpreter's build, whose _core does not load in another version.
+    env_dir = WORK / "venvs" / f"py{sys.version_info[0]}.{sys.version_info[1]}" / s.name
     py = env_dir / "bin" / "python"
     stamp = env_dir / ".ready"
     if not stamp.exists():
@@ -220,6 +222,9 @@ def prepare(s: Suite, link: Path) -> tuple[Path, Path]:
         text=True,
     ).stdout.strip()
     (Path(site) / "taskleak-bench.pth").write_text(str(link) + "\n")
+    check = subprocess.run([str(py), "-c", "import taskleak._core"], capture_output=True, text=True)
+    if check.returncode != 0:
+        sys.exit(f"{s.name}: taskleak does not import in {env_dir}:\n{check.stderr}")
     return py, src
 
 
