@@ -310,9 +310,9 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
     registry_counted = counted;
     if (!use_seen && !counted) {
         // The prediction missed: `seen` from the rows made so far. A task
-        // with a second record (3.12+: an eager task recorded by the factory,
-        // then by registry_add when it first suspends) has a second row
-        // here: it goes, as step 1 would have dropped it.
+        // with a second record (not expected, as in step 1: eager tasks on
+        // 3.12 were checked to get one) has a second row here: it goes, as
+        // step 1 would have dropped it.
         seen = AddrSet(table.size() + 64);
         size_t keep = first;
         for (size_t j = first; j < rows.size(); ++j) {

@@ -132,8 +132,11 @@ class Baseline:
         out: dict[Key, set[str]] = {}
         dropped: list[Key] = []
         for key, tests in self.entries.items():
-            if key in seen or _twin(key) in seen:
-                out[key] = set(seen.get(key, set())) | set(seen.get(_twin(key), set())) | (tests - ran)
+            twin = _twin(key)
+            twin_seen = twin is not None and twin in seen
+            if key in seen or twin_seen:
+                twin_tests = seen[twin] if twin is not None and twin_seen else set()
+                out[key] = set(seen.get(key, set())) | set(twin_tests) | (tests - ran)
             elif tests and tests <= ran:
                 dropped.append(key)
             else:
