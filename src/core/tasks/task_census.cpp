@@ -209,6 +209,16 @@ void TaskCensus::read_tasks(size_t first, int chain_depth) {
     }
 }
 
+// A second record for one task (not expected): its row among rows[from, to)
+// gets the record the lookup by task finds, as collect() would use.
+void TaskCensus::second_record(size_t from, size_t to, PyObject *task) {
+    for (size_t j = from; j < to; ++j)
+        if (rows[j].task == task) {
+            set_record(rows[j], lookup_record(task));
+            return;
+        }
+}
+
 void TaskCensus::collect(PyObject *task_list, int chain_depth) {
     PyObject *seq = PySequence_Fast(task_list, "collect() needs a sequence of tasks");
     if (seq == nullptr) return;
@@ -290,13 +300,7 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
         PyObject *task = record_task(*r);
         if (task == nullptr) continue;
         if (use_seen && !seen.insert(task)) {
-            // A second record for one task (not expected): the row gets the
-            // one the lookup by task finds, as collect() would use.
-            for (size_t j = first; j < rows.size(); ++j)
-                if (rows[j].task == task) {
-                    set_record(rows[j], lookup_record(task));
-                    break;
-                }
+            second_record(first, rows.size(), task);
             continue;
         }
         if (countable && r->ref != task && cpython::weakref_has_callback(r->ref, t.registry_death_cb))
@@ -320,11 +324,7 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, int 
                 rows[keep++] = rows[j];
                 continue;
             }
-            for (size_t k = first; k < keep; ++k)
-                if (rows[k].task == rows[j].task) {
-                    set_record(rows[k], lookup_record(rows[j].task));
-                    break;
-                }
+            second_record(first, keep, rows[j].task);
             set_record(rows[j], nullptr);  // its stack reference
             Py_DECREF(rows[j].task);
         }

@@ -78,6 +78,7 @@ private:
     // Appends a row for `task` (borrowed; the row takes a reference) with
     // `rec`'s fields, or none if rec is nullptr.
     void add_row(PyObject *task, const CreationRecord *rec);
+    void second_record(size_t from, size_t to, PyObject *task);
     // The state, waiter and await chain of rows[first...], whose tasks and
     // creation records are filled in.
     void read_tasks(size_t first, int chain_depth);

@@ -322,6 +322,7 @@ def _record_pending_at_shutdown(loop: asyncio.AbstractEventLoop) -> list[asyncio
     except Exception:
         tasks = []
     _before_shutdown(loop)
+    pending = tasks
     try:
         known = set(tasks)
         tasks += [t for t in asyncio.all_tasks(loop) if t not in known]  # made during the grace
@@ -332,9 +333,9 @@ def _record_pending_at_shutdown(loop: asyncio.AbstractEventLoop) -> list[asyncio
             events = [dataclasses.replace(e, interrupted=True) for e in events]
         for e in events:
             _record(e)
-        return pending
     except Exception:
-        return []
+        pass
+    return pending
 
 
 def _recording(original: Callable[[asyncio.AbstractEventLoop], None]) -> Callable[[asyncio.AbstractEventLoop], None]:
@@ -345,10 +346,8 @@ def _recording(original: Callable[[asyncio.AbstractEventLoop], None]) -> Callabl
         # the collector - and the runner's own all_tasks(), and end
         # "destroyed while pending" instead of cancelled. Held across it.
         held = _record_pending_at_shutdown(loop)
-        try:
-            original(loop)
-        finally:
-            del held
+        original(loop)
+        del held
 
     _cancel_all_tasks._taskleak_original = original  # type: ignore[attr-defined]
     return _cancel_all_tasks
