@@ -48,6 +48,15 @@ int capture_thread_stack_memo(CodeLoc *out, int max_depth, StackMemo *memo, bool
 // or running. False if it has finished (or never had a frame).
 bool generator_location(PyObject *gen, CodeLoc *out);
 
+// A suspended generator, coroutine or async generator: where it is
+// suspended, and the object on top of its value stack (borrowed; nullptr if
+// the stack is empty). At an `await` or `yield from` that object is what it
+// awaits, the answer cr_await gives; whether a suspension point is one is a
+// property of its bytecode, left to the caller (see await_chain.cpp). False
+// if it is not suspended (not started, running, finished) or this build
+// does not read frames directly.
+bool generator_suspension(PyObject *gen, CodeLoc *loc, PyObject **top);
+
 // A borrowed reference to the local variable `name` of a suspended generator
 // or coroutine frame, or nullptr. Never raises.
 PyObject *generator_local(PyObject *gen, const char *name);

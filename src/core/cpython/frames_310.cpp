@@ -30,6 +30,16 @@ bool generator_location(PyObject *gen, CodeLoc *out) {
     return true;
 }
 
+// The value stack is f_valuestack[0 .. f_stackdepth), kept while suspended.
+bool generator_suspension(PyObject *gen, CodeLoc *loc, PyObject **top) {
+    PyFrameObject *f = gen_frame(gen);
+    if (f == nullptr || f->f_state != FRAME_SUSPENDED) return false;
+    loc->code = f->f_code;
+    loc->offset = f->f_lasti < 0 ? 0 : f->f_lasti * (int32_t)sizeof(_Py_CODEUNIT);
+    *top = f->f_stackdepth > 0 ? f->f_valuestack[f->f_stackdepth - 1] : nullptr;
+    return true;
+}
+
 PyObject *generator_local(PyObject *gen, const char *name) {
     PyFrameObject *f = gen_frame(gen);
     if (f == nullptr) return nullptr;

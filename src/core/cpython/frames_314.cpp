@@ -14,6 +14,7 @@ namespace taskleak::cpython {
 namespace {
 struct States314 {
     static bool frame_alive(int8_t state) { return state < 1; }  // < FRAME_COMPLETED
+    static bool suspended(int8_t state) { return state == -2 || state == -1; }
 };
 using Layout314 = StackrefLayout<States314>;
 }  // namespace

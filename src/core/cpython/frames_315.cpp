@@ -20,6 +20,9 @@ namespace {
 struct States315 {
     // Only CLEARED (5) is finished; also reject anything outside the enum.
     static bool frame_alive(int8_t state) { return state >= 0 && state < 5; }
+    // SUSPENDED and SUSPENDED_YIELD_FROM; not _LOCKED, a generator another
+    // thread is entering.
+    static bool suspended(int8_t state) { return state == 1 || state == 2; }
 };
 using Layout315 = StackrefLayout<States315>;
 }  // namespace

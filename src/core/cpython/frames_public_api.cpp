@@ -54,6 +54,9 @@ bool generator_location(PyObject *gen, CodeLoc *out) {
     return true;
 }
 
+// The value stack has no public API: the caller asks the attributes.
+bool generator_suspension(PyObject *, CodeLoc *, PyObject **) { return false; }
+
 PyObject *generator_local(PyObject *, const char *) { return nullptr; }
 
 int capture_thread_stack_memo(CodeLoc *out, int max_depth, StackMemo *memo, bool *same) {

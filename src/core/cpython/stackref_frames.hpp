@@ -79,8 +79,9 @@ bool gen_layout_matches() {
     return PyGen_Type.tp_basicsize == want && PyCoro_Type.tp_basicsize == want && PyAsyncGen_Type.tp_basicsize == want;
 }
 
-// States says which gi_frame_state values mean the frame is still there
-// (the numbering changed between 3.14 and 3.15).
+// States says which gi_frame_state values mean the frame is still there,
+// and which that it is suspended (the numbering changed between 3.14 and
+// 3.15).
 template <class States>
 struct StackrefLayout {
     using Frame = StackrefFrame;
@@ -107,6 +108,12 @@ struct StackrefLayout {
     static const void *raw_ip(Frame *f) { return f->instr_ptr; }
     static int raw_owner(Frame *f) { return f->owner; }
     static bool skip_by_owner(Frame *f) { return f->owner >= OWNED_BY_INTERPRETER; }
+    static bool generator_suspended(PyObject *gen) { return States::suspended(((StackrefGen *)gen)->gi_frame_state); }
+    static PyObject *stack_top(Frame *f) {
+        PyCodeObject *co = code(f);
+        if (co == nullptr || f->stackpointer <= f->localsplus + co->co_nlocalsplus) return nullptr;
+        return untag(f->stackpointer[-1]);
+    }
     static Frame *generator_frame(PyObject *gen) {
         if (!(PyGen_CheckExact(gen) || PyCoro_CheckExact(gen) || PyAsyncGen_CheckExact(gen))) return nullptr;
         static const bool ok = gen_layout_matches();

@@ -26,48 +26,91 @@ static int visit_find_gen(PyObject *o, void *arg) {
     return 0;
 }
 
+// Borrowed: the wrapper holds it.
 static PyObject *unwrap(PyObject *o) {
     traverseproc tp = Py_TYPE(o)->tp_traverse;
     if (tp == nullptr) return nullptr;
     PyObject *found = nullptr;
     tp(o, visit_find_gen, &found);
-    Py_XINCREF(found);
     return found;
 }
 
+// The interpreter's answer (a new reference, or nullptr), through getters
+// that only read the frame.
 static PyObject *awaited_by(PyObject *gen) {
     static cpython::AttrReader cr_await("cr_await"), gi_yieldfrom("gi_yieldfrom"), ag_await("ag_await");
-    return PyCoro_CheckExact(gen)       ? cr_await.get(gen)
-           : PyAsyncGen_CheckExact(gen) ? ag_await.get(gen)
-                                        : gi_yieldfrom.get(gen);
+    PyObject *v = PyCoro_CheckExact(gen)       ? cr_await.get(gen)
+                  : PyAsyncGen_CheckExact(gen) ? ag_await.get(gen)
+                                               : gi_yieldfrom.get(gen);
+    if (v == Py_None) Py_CLEAR(v);
+    return v;
 }
 
-int walk_await_chain(PyObject *coro, cpython::CodeLoc *out, int max, PyObject **leaf) {
+uint8_t &AwaitWalk::verdict(const cpython::CodeLoc &loc) {
+    if (2 * (used_ + 1) > slots_.size()) {
+        std::vector<Slot> old(slots_.size() * 2);
+        old.swap(slots_);
+        used_ = 0;
+        for (const Slot &s : old)
+            if (s.code != nullptr) verdict({s.code, s.offset}) = s.verdict;
+    }
+    size_t mask = slots_.size() - 1;
+    uint64_t h = ((uint64_t)(uintptr_t)loc.code >> 4) * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uint32_t)loc.offset;
+    for (size_t i = (size_t)(h * 0xFF51AFD7ED558CCDull >> 40) & mask;; i = (i + 1) & mask) {
+        Slot &s = slots_[i];
+        if (s.code == loc.code && s.offset == loc.offset) return s.verdict;
+        if (s.code == nullptr) {
+            s.code = loc.code;
+            s.offset = loc.offset;
+            ++used_;
+            return s.verdict;
+        }
+    }
+}
+
+int AwaitWalk::walk(PyObject *coro, cpython::CodeLoc *out, int max, PyObject **leaf) {
     *leaf = nullptr;
     int n = 0;
-    Py_XINCREF(coro);
+    // Borrowed all the way: nothing below runs Python code, so every object
+    // reached stays held by the one before it.
     PyObject *obj = coro;
     while (obj != nullptr && obj != Py_None && n < max) {
-        PyObject *next = nullptr;
-        if (is_generator_like(obj)) {
+        if (!is_generator_like(obj)) {
+            PyObject *inner = is_wrapper(obj) ? unwrap(obj) : nullptr;
+            if (inner == nullptr) break;
+            obj = inner;
+            continue;
+        }
+        PyObject *top = nullptr, *next = nullptr;
+        if (cpython::generator_suspension(obj, &out[n], &top)) {
+            uint8_t &v = verdict(out[n]);
+            if (v == UNKNOWN) {
+                // A point awaits its stack top (every generator suspended
+                // there does), awaits nothing, or - if the interpreter says
+                // otherwise - is asked every time.
+                PyObject *asked = awaited_by(obj);
+                v = asked == nullptr ? AWAITS_NOTHING : asked == top ? AWAITS_TOP : ASK;
+                Py_XDECREF(asked);  // still held by the frame
+            }
+            if (v == AWAITS_TOP) next = top;
+            else if (v == ASK) next = awaited_by(obj), Py_XDECREF(next);
+            ++n;
+        } else {
+            // Not started, running, or a build without direct frames.
             if (!cpython::generator_location(obj, &out[n])) break;
             ++n;
             next = awaited_by(obj);
-        } else if (is_wrapper(obj)) {
-            next = unwrap(obj);
-            if (next == nullptr) {
-                *leaf = obj;
-                return n;
-            }
-        } else {
-            *leaf = obj;  // transfer our reference
-            return n;
+            Py_XDECREF(next);
         }
-        Py_DECREF(obj);
         obj = next;
     }
-    Py_XDECREF(obj);
+    if (obj != nullptr && obj != Py_None && n < max && !is_generator_like(obj)) *leaf = Py_NewRef(obj);
     return n;
+}
+
+int walk_await_chain(PyObject *coro, cpython::CodeLoc *out, int max, PyObject **leaf) {
+    AwaitWalk w;
+    return w.walk(coro, out, max, leaf);
 }
 
 }  // namespace taskleak
