@@ -153,33 +153,28 @@ static bool same_locs(const cpython::CodeLoc *a, const cpython::CodeLoc *b, int 
     return true;
 }
 
-// The object a suspended generator's frame has on top of its stack, if
-// `o` is one (nullptr otherwise): what it awaits, or anything else at a
-// point that awaits nothing. Alive until Python code runs; only used to
-// decide what to prefetch (see read_tasks).
-static PyObject *peek_awaited(PyObject *o) {
-    if (o == nullptr || !(PyCoro_CheckExact(o) || PyGen_CheckExact(o) || PyAsyncGen_CheckExact(o))) return nullptr;
-    cpython::CodeLoc loc;
-    PyObject *top = nullptr;
-    return cpython::generator_suspension(o, &loc, &top) ? top : nullptr;
-}
-
-static void prefetch_lines(const void *p, int lines) {
-    for (int line = 0; line < lines; ++line) __builtin_prefetch((const char *)p + 64 * line);
-}
-
 void TaskCensus::read_tasks(size_t first, int chain_depth) {
+    std::vector<cpython::CodeLoc> buf((size_t)(chain_depth > 0 ? chain_depth : 1)), last(buf.size());
+    int last_n = 0;  // the chain interned last: its frames and id
+    uint32_t last_id = StackTable::NONE;
     TaskAttrs &a = attrs();
-    // 1. State, waiter and coroutine of every task. The task 8 rows ahead is
-    // prefetched (its first 4 lines: a C Task and its GC header). Measured
-    // on 100,000 tasks, 3.11: 2-6% less census time on a heap where tasks
-    // are scattered among other objects, nothing measurable where a burst of
-    // creation laid them out in order (the hardware prefetcher's case;
-    // bench/bench_snapshot.py).
-    std::vector<PyObject *> coros(rows.size() - first, nullptr);  // strong
+    AwaitWalk walker;
+    // The task 8 rows ahead is prefetched (its first 4 lines: a C Task and
+    // its GC header). Measured on 100,000 tasks, 3.11: 2-6% less census time
+    // on a heap where tasks are scattered among other objects, nothing
+    // measurable where a burst of creation laid them out in order (the
+    // hardware prefetcher's case; bench/bench_snapshot.py). Prefetching each
+    // task's coroutine too, advancing 16 await chains a link at a time, and
+    // (with the borrowed walk) a second pass fetching the first three links
+    // of rows 12, 8 and 4 ahead gained nothing more in the benchmark (old,
+    // borrowed walk, staged: 12.2-13.1, 12.5-12.7, 12.1-14.3 ms of
+    // snapshot+format, 3.11), and were dropped.
     constexpr size_t AHEAD = 8;
     for (size_t i = first; i < rows.size(); ++i) {
-        if (i + AHEAD < rows.size()) prefetch_lines(rows[i + AHEAD].task, 4);
+        if (i + AHEAD < rows.size()) {
+            const char *next = (const char *)rows[i + AHEAD].task;
+            for (int line = 0; line < 4; ++line) __builtin_prefetch(next + 64 * line);
+        }
         // rows[i] is re-read after every call that may run Python code (and
         // so, in principle, a census of its own: rows is ours alone, but the
         // reference is not kept across calls all the same).
@@ -193,36 +188,11 @@ void TaskCensus::read_tasks(size_t first, int chain_depth) {
         if (waiter == Py_None) Py_CLEAR(waiter);
         rows[i].waiter = waiter;
         rows[i].waiter_type = waiter != nullptr ? Py_TYPE(waiter) : nullptr;
-        coros[i - first] = a.coro.get(task);
-    }
-    // 2. The await chains. Each link is a cache miss that depends on the one
-    // before (task -> coroutine -> the coroutine it awaits -> ...), so the
-    // chains of the rows ahead are fetched a stage at a time: the first link
-    // of row i+12, the second of row i+8, the third of row i+4. Nothing here
-    // runs Python code (see AwaitWalk), so an object peeked at a stage is
-    // alive at the next. 100,000 tasks, 3.11: the walks went from 5.7 to
-    // X ms.
-    std::vector<cpython::CodeLoc> buf((size_t)(chain_depth > 0 ? chain_depth : 1)), last(buf.size());
-    int last_n = 0;  // the chain interned last: its frames and id
-    uint32_t last_id = StackTable::NONE;
-    AwaitWalk walker;
-    constexpr size_t LINK1 = 12, LINK2 = 8, LINK3 = 4;
-    PyObject *second[8] = {};  // the second link of rows i+1 .. i+8, by row & 7
-    size_t n = coros.size();
-    for (size_t j = 0; j < n; ++j) {
-        if (j + LINK1 < n && coros[j + LINK1] != nullptr) prefetch_lines(coros[j + LINK1], 3);
-        if (j + LINK2 < n) {
-            PyObject *p = second[(j + LINK2) & 7] = peek_awaited(coros[j + LINK2]);
-            if (p != nullptr) prefetch_lines(p, 3);
-        }
-        if (j + LINK3 < n) {
-            if (PyObject *p = peek_awaited(second[(j + LINK3) & 7])) prefetch_lines(p, 3);
-        }
-        PyObject *coro = coros[j];
+        PyObject *coro = a.coro.get(task);
         if (coro == nullptr) continue;
-        size_t i = first + j;
         PyObject *leaf = nullptr;
         int k = walker.walk(coro, buf.data(), chain_depth, &leaf);
+        Py_DECREF(coro);
         rows[i].leaf = leaf;
         if (k <= 0) continue;
         // Tasks made together sit together in the rows and are usually
@@ -241,7 +211,6 @@ void TaskCensus::read_tasks(size_t first, int chain_depth) {
         last_id = rows[i].chain;
         std::copy(buf.begin(), buf.begin() + k, last.begin());
     }
-    for (PyObject *c : coros) Py_XDECREF(c);
 }
 
 // A second record for one task (not expected): its row among rows[from, to)
