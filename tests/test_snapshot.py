@@ -844,3 +844,48 @@ def test_a_registry_of_tracked_tasks_only_is_counted_and_anything_else_read():
         "one untracked True True",
         "after a discard True True True",
     ]
+
+
+def test_core_groups_are_exactly_the_rows_with_equal_keys(tracked):
+    # The census numbers each row's group as it reads the row; groups()
+    # must be exactly the rows with equal (creation stack, chain, state,
+    # wait-target type), however the keys interleave in row order, largest
+    # group first and equal sizes in order of first appearance. (The report
+    # merges groups again by rendered frames, so only this checks the core.)
+    async def parked(ev):
+        await ev.wait()
+
+    async def napping():
+        await asyncio.sleep(3600)
+
+    async def quick():
+        return 1
+
+    def site_a(ev, out, i):
+        out.append(asyncio.create_task(parked(ev) if i % 3 else napping()))
+
+    def site_b(ev, out, i):
+        out.append(asyncio.create_task(napping() if (i // 2) % 2 else quick()))
+
+    async def main():
+        ev = asyncio.Event()
+        ts = []
+        for i in range(30):
+            (site_a if i % 2 else site_b)(ev, ts, i)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        census = taskleak.snapshot()._s.census
+        groups = census.groups(None, 0)
+        keys = {}
+        for i in range(len(census)):
+            row = census.row(i)
+            keys.setdefault((row[1], row[6], row[7], type(row[8])), []).append(i)
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+        return groups, list(keys.values())
+
+    groups, by_key = asyncio.run(main())
+    expected = sorted(by_key, key=len, reverse=True)  # stable: first appearance among equals
+    assert groups == expected
+    assert len(groups) >= 5 and sum(len(g) for g in groups) >= 31

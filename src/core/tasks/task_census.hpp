@@ -7,6 +7,7 @@
 #include <Python.h>
 #include <cstdint>
 #include <memory>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -83,6 +84,31 @@ private:
     // creation records are filled in.
     void read_tasks(size_t first, int chain_depth);
     StackTable chains_;
+    // What groups rows: creation stack, chain, wait-target type and state.
+    struct GroupKey {
+        uint32_t creation, chain;
+        PyTypeObject *waiter_type;
+        TaskState state;
+        bool operator==(const GroupKey &o) const {
+            return creation == o.creation && chain == o.chain && waiter_type == o.waiter_type && state == o.state;
+        }
+    };
+    struct GroupKeyHash {
+        size_t operator()(const GroupKey &k) const {
+            uint64_t h = ((uint64_t)k.creation << 32) ^ k.chain;
+            h ^= (uint64_t)(uintptr_t)k.waiter_type * 0x9E3779B97F4A7C15ull;
+            h ^= (uint64_t)k.state << 7;
+            return (size_t)(h * 0xFF51AFD7ED558CCDull >> 17);
+        }
+    };
+    // Each row's group, numbered in order of first appearance, given as
+    // read_tasks reads the row (see groups()).
+    void assign_group(size_t i);
+    std::vector<uint32_t> group_of_;
+    std::unordered_map<GroupKey, uint32_t, GroupKeyHash> group_ids_;
+    GroupKey last_key_{};
+    uint32_t last_group_ = 0;
+    uint32_t group_count_ = 0;
 };
 
 }  // namespace taskleak
