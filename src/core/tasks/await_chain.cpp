@@ -83,7 +83,11 @@ int AwaitWalk::walk(PyObject *coro, cpython::CodeLoc *out, int max, PyObject **l
         }
         PyObject *top = nullptr, *next = nullptr;
         if (cpython::generator_suspension(obj, &out[n], &top)) {
-            uint8_t &v = verdict(out[n]);
+            Slot *memo = n < MEMO ? &last_[n] : nullptr;
+            uint8_t &v = memo != nullptr && memo->code == out[n].code && memo->offset == out[n].offset &&
+                                 memo->verdict != UNKNOWN
+                             ? memo->verdict
+                             : verdict(out[n]);
             if (v == UNKNOWN) {
                 // A point awaits its stack top (every generator suspended
                 // there does), awaits nothing, or - if the interpreter says
@@ -92,6 +96,7 @@ int AwaitWalk::walk(PyObject *coro, cpython::CodeLoc *out, int max, PyObject **l
                 v = asked == nullptr ? AWAITS_NOTHING : asked == top ? AWAITS_TOP : ASK;
                 Py_XDECREF(asked);  // still held by the frame
             }
+            if (memo != nullptr) *memo = Slot{out[n].code, out[n].offset, v};
             if (v == AWAITS_TOP) next = top;
             else if (v == ASK) next = awaited_by(obj), Py_XDECREF(next);
             ++n;

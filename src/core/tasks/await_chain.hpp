@@ -31,6 +31,10 @@ private:
     };
     std::vector<Slot> slots_ = std::vector<Slot>(64);
     size_t used_ = 0;
+    // The point last seen at each of the first links: consecutive chains are
+    // usually the same, and a comparison is cheaper than a probe.
+    static constexpr int MEMO = 8;
+    Slot last_[MEMO];
 };
 
 // One chain, with a walker of its own.
