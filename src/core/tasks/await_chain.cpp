@@ -46,26 +46,38 @@ static PyObject *awaited_by(PyObject *gen) {
     return v;
 }
 
+AwaitWalk::~AwaitWalk() {
+    for (const Slot &s : slots_) Py_XDECREF((PyObject *)s.code);
+}
+
+uint8_t &AwaitWalk::slot_for(PyCodeObject *code, int32_t offset, bool *added) {
+    size_t mask = slots_.size() - 1;
+    uint64_t h = ((uint64_t)(uintptr_t)code >> 4) * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uint32_t)offset;
+    for (size_t i = (size_t)(h * 0xFF51AFD7ED558CCDull >> 40) & mask;; i = (i + 1) & mask) {
+        Slot &s = slots_[i];
+        *added = s.code == nullptr;
+        if (*added) {
+            s.code = code;
+            s.offset = offset;
+            ++used_;
+        }
+        if (s.code == code && s.offset == offset) return s.verdict;
+    }
+}
+
 uint8_t &AwaitWalk::verdict(const cpython::CodeLoc &loc) {
+    bool added = false;
     if (2 * (used_ + 1) > slots_.size()) {
+        // The references move with their slots.
         std::vector<Slot> old(slots_.size() * 2);
         old.swap(slots_);
         used_ = 0;
         for (const Slot &s : old)
-            if (s.code != nullptr) verdict({s.code, s.offset}) = s.verdict;
+            if (s.code != nullptr) slot_for(s.code, s.offset, &added) = s.verdict;
     }
-    size_t mask = slots_.size() - 1;
-    uint64_t h = ((uint64_t)(uintptr_t)loc.code >> 4) * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uint32_t)loc.offset;
-    for (size_t i = (size_t)(h * 0xFF51AFD7ED558CCDull >> 40) & mask;; i = (i + 1) & mask) {
-        Slot &s = slots_[i];
-        if (s.code == loc.code && s.offset == loc.offset) return s.verdict;
-        if (s.code == nullptr) {
-            s.code = loc.code;
-            s.offset = loc.offset;
-            ++used_;
-            return s.verdict;
-        }
-    }
+    uint8_t &v = slot_for(loc.code, loc.offset, &added);
+    if (added) Py_INCREF((PyObject *)loc.code);
+    return v;
 }
 
 int AwaitWalk::walk(PyObject *coro, cpython::CodeLoc *out, int max, PyObject **leaf) {

@@ -11,10 +11,15 @@ namespace taskleak {
 // Walks many chains. What a suspension point awaits is read off the frame's
 // value stack, without a call or a reference count per link; whether a
 // point awaits at all is asked of the interpreter (cr_await) the first time
-// each (code, offset) is seen, and remembered for the walker's lifetime. A
-// census keeps one walker for its pass: its codes stay alive through it.
+// each (code, offset) is seen, and remembered for the walker's lifetime (it
+// holds those code objects, so an address always names the same bytecode).
+// A census keeps one walker for its pass. With the GIL held throughout.
 class AwaitWalk {
 public:
+    AwaitWalk() = default;
+    AwaitWalk(const AwaitWalk &) = delete;
+    AwaitWalk &operator=(const AwaitWalk &) = delete;
+    ~AwaitWalk();
     // Writes up to `max` frames, outermost first, and returns the count.
     // *leaf receives a new reference to what the innermost frame awaits (a
     // FutureIter, a foreign awaitable...) or nullptr. Runs no Python code
@@ -24,6 +29,7 @@ public:
 private:
     enum : uint8_t { UNKNOWN = 0, AWAITS_TOP, AWAITS_NOTHING, ASK };
     uint8_t &verdict(const cpython::CodeLoc &loc);
+    uint8_t &slot_for(PyCodeObject *code, int32_t offset, bool *added);
     struct Slot {
         PyCodeObject *code = nullptr;
         int32_t offset = 0;
