@@ -36,6 +36,8 @@ struct Layout312 {
         return d < 0 ? 0 : (int32_t)(d * sizeof(_Py_CODEUNIT));
     }
     static PyObject **localsplus(Frame *f) { return f->localsplus; }
+    // FRAME_SUSPENDED is -1 (Include/internal/pycore_frame.h).
+    static bool generator_suspended(PyObject *gen) { return ((PyGenObject *)gen)->gi_frame_state == -1; }
 };
 }  // namespace
 }  // namespace taskleak::cpython

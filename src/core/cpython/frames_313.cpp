@@ -41,6 +41,11 @@ struct Layout313 {
         return d < 0 ? 0 : (int32_t)(d * 2);
     }
     static PyObject **localsplus(Frame *f) { return f->localsplus; }
+    // FRAME_SUSPENDED -2 and FRAME_SUSPENDED_YIELD_FROM -1 (Include/internal/pycore_frame.h).
+    static bool generator_suspended(PyObject *gen) {
+        int8_t st = ((PyGenObject *)gen)->gi_frame_state;
+        return st == -2 || st == -1;
+    }
     static const void *raw_exec(Frame *f) { return f->f_executable; }
     static const void *raw_ip(Frame *f) { return f->instr_ptr; }
     static int raw_owner(Frame *f) { return f->owner; }

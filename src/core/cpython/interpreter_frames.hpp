@@ -22,9 +22,10 @@ namespace taskleak::cpython {
 //   static Frame *generator_frame(PyObject *gen);   nullptr unless the frame
 //                                                   of a live gen/coro/asyncgen
 //   static PyObject *local(Frame *, Py_ssize_t i);  borrowed, untagged, or nullptr
-//   static bool generator_suspended(PyObject *gen); of a live gen/coro/asyncgen
 //   static PyObject *stack_top(Frame *);            borrowed, or nullptr if empty
-// Without them the 3.11-3.13 defaults below are used.
+// Without them the 3.11-3.13 defaults below are used. Every Layout gives
+//   static bool generator_suspended(PyObject *gen); of a live gen/coro/asyncgen
+// (its gi_frame_state numbers are its version's).
 template <class L, class = void>
 struct has_generator_frame : std::false_type {};
 template <class L>
@@ -152,25 +153,7 @@ struct has_stack_top : std::false_type {};
 template <class L>
 struct has_stack_top<L, std::void_t<decltype(L::stack_top((typename L::Frame *)nullptr))>> : std::true_type {};
 
-// 3.11-3.13: gi_frame_state is public, and FRAME_SUSPENDED is -1 (3.11,
-// 3.12), FRAME_SUSPENDED and FRAME_SUSPENDED_YIELD_FROM -2 and -1 (3.13);
-// the value stack is localsplus[co_nlocalsplus .. stacktop).
-template <class Layout>
-bool generator_suspended(PyObject *gen) {
-    if constexpr (has_stack_top<Layout>::value) {
-        return Layout::generator_suspended(gen);
-    } else {
-#if PY_VERSION_HEX < 0x030D0000
-        return ((PyGenObject *)gen)->gi_frame_state == -1;
-#elif PY_VERSION_HEX < 0x030E0000
-        int8_t st = ((PyGenObject *)gen)->gi_frame_state;
-        return st == -2 || st == -1;
-#else
-        return false;
-#endif
-    }
-}
-
+// 3.11-3.13: the value stack is localsplus[co_nlocalsplus .. stacktop).
 template <class Layout>
 PyObject *stack_top(typename Layout::Frame *f) {
     if constexpr (has_stack_top<Layout>::value) {
@@ -185,7 +168,7 @@ PyObject *stack_top(typename Layout::Frame *f) {
 template <class Layout>
 bool generator_suspension_impl(PyObject *gen, CodeLoc *loc, PyObject **top) {
     auto *f = generator_frame<Layout>(gen);
-    if (f == nullptr || !generator_suspended<Layout>(gen)) return false;
+    if (f == nullptr || !Layout::generator_suspended(gen)) return false;
     PyCodeObject *co = Layout::code(f);
     if (co == nullptr) return false;
     loc->code = co;

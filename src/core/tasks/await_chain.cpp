@@ -35,15 +35,15 @@ static PyObject *unwrap(PyObject *o) {
     return found;
 }
 
-// The interpreter's answer (a new reference, or nullptr), through getters
-// that only read the frame.
+// The interpreter's answer, through getters that only read the frame:
+// borrowed (the frame's stack holds it), or nullptr.
 static PyObject *awaited_by(PyObject *gen) {
     static cpython::AttrReader cr_await("cr_await"), gi_yieldfrom("gi_yieldfrom"), ag_await("ag_await");
     PyObject *v = PyCoro_CheckExact(gen)       ? cr_await.get(gen)
                   : PyAsyncGen_CheckExact(gen) ? ag_await.get(gen)
                                                : gi_yieldfrom.get(gen);
-    if (v == Py_None) Py_CLEAR(v);
-    return v;
+    Py_XDECREF(v);
+    return v == Py_None ? nullptr : v;
 }
 
 AwaitWalk::~AwaitWalk() {
@@ -106,18 +106,16 @@ int AwaitWalk::walk(PyObject *coro, cpython::CodeLoc *out, int max, PyObject **l
                 // otherwise - is asked every time.
                 PyObject *asked = awaited_by(obj);
                 v = asked == nullptr ? AWAITS_NOTHING : asked == top ? AWAITS_TOP : ASK;
-                Py_XDECREF(asked);  // still held by the frame
             }
             if (memo != nullptr) *memo = Slot{out[n].code, out[n].offset, v};
             if (v == AWAITS_TOP) next = top;
-            else if (v == ASK) next = awaited_by(obj), Py_XDECREF(next);
+            else if (v == ASK) next = awaited_by(obj);
             ++n;
         } else {
             // Not started, running, or a build without direct frames.
             if (!cpython::generator_location(obj, &out[n])) break;
             ++n;
             next = awaited_by(obj);
-            Py_XDECREF(next);
         }
         obj = next;
     }

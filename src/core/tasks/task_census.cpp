@@ -223,13 +223,12 @@ void TaskCensus::assign_group(size_t i) {
     GroupKey k{r.creation, r.chain, r.waiter_type, r.state};
     // Tasks made together usually sit together in the rows (table order):
     // a row with the previous row's key skips the map.
-    if (!(group_count_ > 0 && k == last_key_)) {
-        auto it = group_ids_.try_emplace(k, group_count_).first;
-        if (it->second == group_count_) ++group_count_;
-        last_key_ = k;
-        last_group_ = it->second;
+    if (!group_of_.empty() && k == last_key_) {
+        group_of_.push_back(group_of_.back());
+        return;
     }
-    group_of_.push_back(last_group_);
+    last_key_ = k;
+    group_of_.push_back(group_ids_.try_emplace(k, (uint32_t)group_ids_.size()).first->second);
 }
 
 // A second record for one task (not expected): its row among rows[from, to)
@@ -423,10 +422,10 @@ std::vector<std::vector<uint32_t>> TaskCensus::groups() const {
     // collection, so every row has one): 4 bytes a row instead of the rows
     // again (8 MB at 100,000 tasks, out of cache by the time a report
     // asks), and each group's list allocated once at its size.
-    std::vector<uint32_t> size(group_count_, 0);
+    std::vector<uint32_t> size(group_ids_.size(), 0);
     for (uint32_t g : group_of_) ++size[g];
-    std::vector<std::vector<uint32_t>> out(group_count_);
-    for (uint32_t g = 0; g < group_count_; ++g) out[g].reserve(size[g]);
+    std::vector<std::vector<uint32_t>> out(size.size());
+    for (size_t g = 0; g < size.size(); ++g) out[g].reserve(size[g]);
     for (uint32_t i = 0; i < group_of_.size(); ++i) out[group_of_[i]].push_back(i);
     // Ids follow first appearance in row order: equal sizes keep it.
     std::stable_sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.size() > b.size(); });

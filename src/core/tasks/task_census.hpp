@@ -106,9 +106,7 @@ private:
     void assign_group(size_t i);
     std::vector<uint32_t> group_of_;
     std::unordered_map<GroupKey, uint32_t, GroupKeyHash> group_ids_;
-    GroupKey last_key_{};
-    uint32_t last_group_ = 0;
-    uint32_t group_count_ = 0;
+    GroupKey last_key_{};  // the key of group_of_.back()
 };
 
 }  // namespace taskleak
