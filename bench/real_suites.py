@@ -151,6 +151,51 @@ SUITES = [
         ],
         options=["-p", "no:logging", "--timeout=60"],
     ),
+    # SMTP client against a real aiosmtpd server on loopback, a session-scoped
+    # loop shared by every test (asyncio_default_fixture_loop_scope=session)
+    Suite(
+        "aiosmtplib",
+        "4.0.1",
+        COMMON + ["aiosmtpd==1.4.6", "hypothesis==6.131.0", "trustme==1.2.1"],
+        options=["-o", "addopts=--import-mode=importlib --strict-markers"],
+    ),
+    # cache decorators and locks over coroutines; the unit tests mock the
+    # redis and memcached clients (the acceptance tests need the servers)
+    Suite(
+        "aiocache",
+        "0.12.3",
+        COMMON + ["pytest-mock==3.14.0", "redis==4.4.2", "aiomcache==0.8.2", "marshmallow==3.26.1", "msgpack==1.1.0"],
+        tests="tests/ut",
+        options=["-o", "addopts=--strict-markers", "-o", "asyncio_default_fixture_loop_scope=function"],
+    ),
+    # retry decorators around coroutines; asyncio.sleep between attempts
+    Suite("tenacity", "9.1.2", ["pytest==8.3.5", "tornado==6.4.2", "typeguard==4.4.2"]),
+    # file I/O handed to the default executor's threads
+    Suite("aiofiles", "24.1.0", COMMON, options=["-o", "asyncio_default_fixture_loop_scope=function"]),
+    # an ASGI server: real servers started per test, h11/httptools/websockets
+    # protocols, anyio's pytest plugin
+    Suite(
+        "uvicorn",
+        "0.34.2",
+        [
+            "pytest==8.3.5",
+            "pytest-mock==3.14.0",
+            "anyio==4.9.0",
+            "httpx==0.28.1",
+            "trustme==1.2.1",
+            "cryptography==44.0.2",
+            "a2wsgi==1.10.8",
+            "wsproto==1.2.0",
+            "websockets==13.1",
+            "h11==0.16.0",
+            "httptools==0.6.4",
+            "uvloop==0.21.0",
+            "watchfiles==1.0.5",
+            "python-dotenv==1.1.0",
+            "pyyaml==6.0.2",
+        ],
+        options=["-o", "addopts=--strict-markers"],
+    ),
 ]
 
 

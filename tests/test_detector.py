@@ -257,6 +257,30 @@ def _pool_step_then_creep(seed: int, highs: int) -> list[int]:
     return series + [level] * 1400
 
 
+def test_rise_detector_passes_over_an_explained_verdict_to_the_next_block_length():
+    """A verdict the caller explains (connections being kept) opens no
+    episode; the longer blocks' verdict, judged on its own, still can."""
+    d = RiseDetector(StaleConfig())
+    judged = []
+
+    def explained(v):
+        judged.append(v.block)
+        return v.block == 10
+
+    out = None
+    for i in range(1000):  # one more stale task every 5 samples
+        out = d.update(i // 5, explained)
+        if out is not None:
+            break
+    assert out is not None and out.block == 40, out
+    assert 10 in judged and d.in_episode
+    assert len(out.marks) >= 5 and out.rise >= 3
+    # Explained at every length: never an episode.
+    d = RiseDetector(StaleConfig())
+    assert all(d.update(i // 5, lambda v: True) is None for i in range(2000))
+    assert not d.in_episode
+
+
 def test_rise_detector_ignores_a_pool_step_then_creeping_up_at_new_highs():
     """The start-up step is the run's largest and is not counted; what is
     left (a few tasks) is less than a count of 63 wanders (sqrt: 8). Fails on

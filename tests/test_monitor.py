@@ -614,6 +614,115 @@ def test_clean_service_with_a_ramp_connections_and_bursts_raises_no_alert_in_140
     assert not any(mon.suspected().values())
 
 
+async def member_handler(reader, writer):
+    await reader.read()  # a client that stays connected and says nothing
+    writer.close()
+
+
+async def clients_arriving(mon, samples, every, stay, heartbeat=None):
+    """A loopback server and a client that connects every ``every`` samples
+    and stays ``stay`` samples (None: for the rest of the test); with
+    ``heartbeat``, each connection starts it as a task that nobody cancels."""
+    server = await asyncio.start_server(heartbeat or member_handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    open_conns = []  # (sample it closes at, writer)
+    arrived = 0
+    try:
+        while len(mon.samples()) < samples and not mon.alerts():
+            n = len(mon.samples())
+            if n >= arrived * every:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                open_conns.append((n + stay if stay is not None else None, w))
+                arrived += 1
+            for at, w in [c for c in open_conns if c[0] is not None and c[0] <= n]:
+                w.close()
+                open_conns.remove((at, w))
+            await asyncio.sleep(0.01)
+    finally:
+        for _, w in open_conns:
+            w.close()
+        server.close()
+    return arrived
+
+
+def test_clients_that_arrive_one_by_one_and_stay_raise_no_alert(lt):
+    """Persistent clients arriving one every 20 samples (a chat's members, a
+    device fleet) add a handler task each that lives as long as its
+    connection: as stale, and rising as steadily, as a slow leak (without
+    the open descriptors this alerted at sample ~204: uvicorn's WebSocket
+    tasks did the same). Each new stale task came with a new open socket, so
+    no alert; the stale signal still counts them."""
+    mon = taskleak.Monitor(interval=0.05, history=1000, log_alerts=False)
+    with mon:
+        arrived = lt.run(clients_arriving(mon, 330, every=20, stay=None), timeout=300)
+    samples = mon.samples()
+    assert mon.alerts() == [], [a.text for a in mon.alerts()]
+    assert arrived >= 15
+    stale = [next((g.stale for g in s.groups if g.coro == "member_handler"), 0) for s in samples]
+    assert max(stale) >= 10, stale
+    fds = [s.open_fds for s in samples]
+    assert None not in fds and fds[-1] - fds[0] >= 2 * 14, fds  # a socket each side
+    assert mon._stale.explained, "the rise was never seen, so never explained"
+
+
+def test_a_leak_beside_arriving_clients_still_alerts(lt):
+    """The descriptors explain only as many stale tasks as they rose by: one
+    task held every 4 samples, beside a client arriving every 20 samples and
+    staying, is named."""
+    line = next(i for i, ln in enumerate(open(__file__), 1) if ln.strip().startswith("HELD.append") and "CLIENTS" in ln)
+    mon = taskleak.Monitor(interval=0.05, history=1000, log_alerts=False)
+
+    async def both():
+        closed = asyncio.Event()
+
+        async def leak():
+            while not mon.alerts() and len(mon.samples()) < 400:
+                HELD.append(asyncio.create_task(held_from_start(closed)))  # HELD-BESIDE-CLIENTS
+                n = len(mon.samples())
+                while len(mon.samples()) < n + 4 and not mon.alerts():
+                    await asyncio.sleep(0.01)
+
+        await asyncio.gather(clients_arriving(mon, 400, every=20, stay=None), leak())
+        closed.set()
+
+    with mon:
+        lt.run(both(), timeout=300)
+    alerts = mon.alerts()
+    assert alerts, [s.stale for s in mon.samples()]
+    a = alerts[0]
+    assert a.signal == "stale" and a.groups[0].coro == "held_from_start", a.text
+    assert f"test_monitor.py:{line} in " in a.groups[0].site, a.text
+    print(f"leak beside clients: alerted at sample {[s.time for s in mon.samples()].index(a.time)}")
+
+
+async def heartbeat_of(reader, writer):
+    asyncio.create_task(keep_beating())  # HEARTBEAT-LEAK: never cancelled
+    await reader.read()
+    writer.close()
+
+
+async def keep_beating():
+    while True:
+        await asyncio.sleep(0.02)
+
+
+def test_heartbeats_outliving_their_connections_alert(lt):
+    """The classic per-connection leak: each connection starts a heartbeat
+    task nobody cancels when it closes. Connections come and go, so the open
+    descriptors stay level while the heartbeats pile up: no connection
+    explains them, and the stale alert names the heartbeat's line."""
+    line = next(i for i, ln in enumerate(open(__file__), 1) if "# HEARTBEAT-LEAK" in ln and "create_task" in ln)
+    mon = taskleak.Monitor(interval=0.05, history=1000, log_alerts=False)
+    with mon:
+        lt.run(clients_arriving(mon, 400, every=10, stay=5, heartbeat=heartbeat_of), timeout=300)
+    alerts = mon.alerts()
+    assert alerts, [s.stale for s in mon.samples()]
+    a = alerts[0]
+    assert a.signal == "stale" and a.groups[0].coro == "keep_beating", a.text
+    assert a.groups[0].site.endswith(f"test_monitor.py:{line} in heartbeat_of"), a.text
+    print(f"heartbeat leak: alerted at sample {[s.time for s in mon.samples()].index(a.time)}")
+
+
 def test_held_leak_from_process_start_alerts_within_120_samples_naming_its_line(lt):
     """One task held every two samples from the monitor's first sample, under
     the same ramp, connections and bursts: a "stale" alert (about pending

@@ -403,13 +403,16 @@ def probe_task_fields(
 def rss_bytes() -> int:
     """Resident set size in bytes, -1 if unknown."""
 
+def open_fds() -> int:
+    """File descriptors the process has open, -1 if unknown."""
+
 def stack_frames(id: int) -> list[RawFrame] | None:
     """A creation stack as (filename, lineno, function) tuples, innermost first, or None."""
 
 class Sampler:
-    """A native thread calling `callback(rss_bytes)` with the GIL every `interval` seconds."""
+    """A native thread calling `callback(rss_bytes, open_fds)` with the GIL every `interval` seconds."""
 
-    def __init__(self, interval: float, callback: Callable[[int], object]) -> None: ...
+    def __init__(self, interval: float, callback: Callable[[int, int], object]) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None:
         """Stop and join the thread (from the thread itself: only ask it to end)."""

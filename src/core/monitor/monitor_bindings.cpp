@@ -1,6 +1,7 @@
 // Bindings of the monitor's native parts (window_detector, task_tally,
 // sampler, rss). Glue only: the Monitor, its alerts and exporters are
 // Python (taskleak/monitor/).
+#include "monitor/open_fds.hpp"
 #include "monitor/rss.hpp"
 #include "monitor/sampler.hpp"
 #include "monitor/task_tally.hpp"
@@ -137,6 +138,7 @@ void bind_monitor(nb::module_ &m) {
         },
         "pending1"_a, "pending2"_a, "done"_a, "cancelled"_a, "coro1"_a, "coro2"_a);
     m.def("rss_bytes", &current_rss_bytes, "Resident set size in bytes, -1 if unknown.");
+    m.def("open_fds", &current_open_fds, "File descriptors the process has open, -1 if unknown.");
     m.def(
         "stack_frames",
         [](int64_t id) -> nb::object {

@@ -1,4 +1,5 @@
 #include "monitor/sampler.hpp"
+#include "monitor/open_fds.hpp"
 #include "monitor/rss.hpp"
 #include "monitor/task_tally.hpp"
 #include <chrono>
@@ -112,6 +113,7 @@ void Sampler::run() {
         auto now = std::chrono::steady_clock::now();
         if (next < now) next = now;  // a late sample does not cause a burst of them
         int64_t rss = current_rss_bytes();
+        int64_t fds = current_open_fds();
         if (finalizing()) return;
         PyGILState_STATE gs = PyGILState_Ensure();
         {
@@ -121,9 +123,7 @@ void Sampler::run() {
                 stopped = stop_;
             }
             if (!stopped) {
-                PyObject *arg = PyLong_FromLongLong(rss);
-                PyObject *r = arg ? PyObject_CallOneArg(callback_, arg) : nullptr;
-                Py_XDECREF(arg);
+                PyObject *r = PyObject_CallFunction(callback_, "LL", (long long)rss, (long long)fds);
                 if (r == nullptr) PyErr_WriteUnraisable(callback_);
                 Py_XDECREF(r);
                 ++ticks_;

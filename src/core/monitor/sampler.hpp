@@ -1,8 +1,9 @@
 // The monitor's clock: a native thread (not a Python thread: it is not in
 // threading.enumerate() and never runs on an event loop's thread) that wakes
-// every `interval` seconds, reads the RSS without the GIL, then takes the
-// GIL and hands the reading to a Python callable, which takes the sample
-// (tally_tasks) and runs the detectors and exporters.
+// every `interval` seconds, reads the RSS and the count of open descriptors
+// without the GIL, then takes the GIL and hands the readings to a Python
+// callable, which takes the sample (tally_tasks) and runs the detectors and
+// exporters.
 #pragma once
 #include <Python.h>
 #include <chrono>
@@ -15,7 +16,8 @@ namespace taskleak {
 
 class Sampler {
 public:
-    // `callback(rss_bytes: int)` is called with the GIL held; it must not
+    // `callback(rss_bytes: int, open_fds: int)` is called with the GIL held
+    // (-1 for a reading the platform does not give); it must not
     // raise (an exception is reported as unraisable and sampling goes on).
     // Throws std::invalid_argument (ValueError in Python) for a period the
     // steady clock cannot count: not finite, not positive, under one tick,

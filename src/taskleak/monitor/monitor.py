@@ -1,10 +1,11 @@
 """``taskleak.Monitor``: the always-on production monitor.
 
 A native thread (``src/core/monitor/sampler.cpp``) wakes every ``interval``
-seconds and hands the RSS it read to :meth:`Monitor._tick`, which counts the
-tracked tasks (``_core.tally_tasks``, GIL dropped between chunks), groups
-them by creation site x coroutine, applies the allow-list, measures loop lag,
-feeds the detectors and dispatches alerts. Nothing runs on an event loop's
+seconds and hands the RSS and the open descriptors it read to
+:meth:`Monitor._tick`, which counts the tracked tasks (``_core.tally_tasks``,
+GIL dropped between chunks), groups them by creation site x coroutine,
+applies the allow-list, measures loop lag, feeds the detectors and
+dispatches alerts. Nothing runs on an event loop's
 thread except the one-line lag probe.
 """
 
@@ -371,13 +372,13 @@ class Monitor:
         production: that is what the sampler thread is for."""
         install(self.stack_depth)
         _probe_task_layout()
-        return self._take(_core.rss_bytes())
+        return self._take(_core.rss_bytes(), _core.open_fds())
 
-    def _tick(self, rss: int) -> None:
+    def _tick(self, rss: int, fds: int = -1) -> None:
         # Called by the sampler thread with the GIL held; must never raise.
         _on_sampler.active = True
         try:
-            self._take(rss)
+            self._take(rss, fds)
         except Exception:
             log.exception("taskleak: monitor sample failed")
         finally:
@@ -388,9 +389,9 @@ class Monitor:
             if isinstance(threading._active.get(ident), threading._DummyThread):  # type: ignore[attr-defined]
                 threading._active.pop(ident, None)  # type: ignore[attr-defined]
 
-    def _take(self, rss: int) -> Sample:
+    def _take(self, rss: int, fds: int = -1) -> Sample:
         with self._lock:
-            sample = self._measure(rss)
+            sample = self._measure(rss, fds)
             self._samples.append(sample)
             alerts = self._detect(sample)
         for e in self._exporters:
@@ -418,7 +419,7 @@ class Monitor:
             lab = self._labels[key] = (site, coro, f"{site} ({coro})")
         return lab
 
-    def _measure(self, rss: int) -> Sample:
+    def _measure(self, rss: int, fds: int = -1) -> Sample:
         raw = _core.tally_tasks(self._max_hold_ns)
         self._last_tally = raw
         if raw["generation"] != self._generation:
@@ -516,6 +517,7 @@ class Monitor:
             loop_lags=lags,
             gil_s=raw["gil_ns"] / 1e9,
             stale=sum(g[8] for g in groups if not g[7]),
+            open_fds=fds if fds >= 0 else None,
         )
 
     def _count_losses(self) -> None:
@@ -569,7 +571,7 @@ class Monitor:
         for site in self._lost.update(self._new_losses):
             alerts.insert(0, self._lost_alert(site, s))
         self._new_losses = []
-        for label, verdict in self._stale.detect(self._stale_skip):
+        for label, verdict in self._stale.detect(self._stale_skip, s.open_fds):
             alerts.insert(0, self._stale_alert(label, verdict, s))
         if self.count_rules:
             p = self._detectors["pending"].update(s.pending - s.allowlisted_pending)

@@ -61,6 +61,7 @@ class Sample:
     tracked tasks (created after :func:`taskleak.install`); ``pending`` and
     ``done_retained`` include allow-listed tasks, which are also counted
     apart. ``loop_lag_s`` is the largest lag over the running loops,
+    ``open_fds`` the process's open file descriptors (sockets among them),
     ``loop_lags`` per loop. ``groups``: the top groups by size, then one
     ``"other"`` group for the rest."""
 
@@ -78,6 +79,7 @@ class Sample:
     loop_lags: dict[str, float] = field(default_factory=dict)
     gil_s: float = 0.0  # GIL held by the task count (summed over its chunks)
     stale: int = 0  # stale tasks of the groups not allow-listed (GroupStat.stale)
+    open_fds: int | None = None  # file descriptors open in the process (None: not on this platform)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

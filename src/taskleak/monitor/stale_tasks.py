@@ -39,6 +39,18 @@ blocks of 160, ``k = 34``) within 35 blocks of 160 (5,600 samples, about
 16 hours at 10 s). A pool of 63 connections creeping up by one a block
 would need 10 new highs in 10 blocks in a row.
 
+Connections are not leaks. Clients that arrive one by one and stay (a
+chat's WebSocket members, a device fleet, keep-alive pools growing at new
+highs) add tasks that live as long as their connection: as stale, and
+rising as steadily, as a slow leak. What tells them apart is the
+process's open descriptors (``Sample.open_fds``): a verdict whose stale
+rise the descriptors match, over the time those tasks were made (a
+threshold before the verdict's blocks), is explained by connections being
+kept and opens no episode. A leak shows up without new descriptors: tasks
+held by a dict, heartbeats outliving their closed connections, waiters
+nobody resolves. Where the count is unknown (not Linux), nothing is
+explained.
+
 Every time constant is in samples (``interval`` only converts the age floor
 to milliseconds), so a monitor at 0.05 s behaves like one at 10 s.
 """
@@ -47,7 +59,9 @@ from __future__ import annotations
 
 import array
 import collections
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import taskleak._core as _core
@@ -55,6 +69,10 @@ import taskleak._core as _core
 __all__ = ["Lifetimes", "RiseDetector", "RiseVerdict", "StaleTasks", "StaleConfig", "stale_count"]
 
 _BUCKETS = _core.AGE_BUCKETS
+# Samples of open-descriptor counts kept: the longest verdict (160-sample
+# blocks, 16 marks) and a threshold before it; a group whose threshold is
+# longer than that (lifetimes of hours) is judged on the blocks it reaches.
+_FD_HISTORY = 8192
 _FLOORS = [_core.age_bucket_floor_ms(b) for b in range(_BUCKETS)]
 
 
@@ -233,7 +251,10 @@ class RiseDetector:
         marks = tuple(s.marks)[-(s.run + 1) :]
         return RiseVerdict(s.block, marks, rise=rise, step=s.step, bar=bar)
 
-    def update(self, value: int) -> RiseVerdict | None:
+    def update(self, value: int, explained: Callable[[RiseVerdict], bool] | None = None) -> RiseVerdict | None:
+        """Feed one sample's value; the verdict that opens an episode, if any.
+        A verdict ``explained`` says is explained (connections being kept)
+        opens none: the next block length's may."""
         if self.zeros >= 0:
             if value == 0:
                 self.zeros += 1
@@ -258,7 +279,9 @@ class RiseDetector:
             s.n, s.low = 0, None
             ended = ended or i == 0
             if verdict is None:
-                verdict = self._verdict(s)
+                v = self._verdict(s)
+                if v is not None and not (explained is not None and explained(v)):
+                    verdict = v
         if self.in_episode:
             # Closed once the shortest blocks are level over the last
             # `rises` of them and no block length rises any more.
@@ -300,6 +323,12 @@ class StaleTasks:
         self.max_groups = max_groups
         self.groups: dict[str, _Group] = {}
         self.n = 0
+        # Open descriptors at the last _FD_HISTORY samples, in a ring (-1:
+        # unknown); the count at sample k sits at k % _FD_HISTORY.
+        self._fds = array.array("q", [-1]) * _FD_HISTORY
+        # Per group: the sample and the descriptors' low-water marks (first,
+        # last) of the last verdict explained by connections being kept.
+        self.explained: dict[str, tuple[int, int, int]] = {}
 
     @property
     def in_episode(self) -> bool:
@@ -324,12 +353,54 @@ class StaleTasks:
             g.stale = stale_count(ages, threshold)
         return g.stale
 
-    def detect(self, skip: set[str]) -> list[tuple[str, RiseVerdict]]:
+    def descriptors_explain(self, label: str, v: RiseVerdict, threshold_ms: float) -> bool:
+        """Did the open descriptors rise with ``v``'s stale count, block by
+        block, a threshold earlier (when those tasks were made)? Each of the
+        verdict's blocks is paired with the descriptors' low-water mark over
+        the same block shifted back by the group's threshold; over the pairs
+        the descriptors reach (the monitor's first samples and the ring's
+        end bound them), a block's descriptor rise counts up to the stale
+        count's largest block rise: 60 connections opened at once explain 60
+        tasks of theirs, not a leak rising beside them for the next hour.
+        Explained when that reaches the stale rise less one such step (a
+        task turns stale up to a third after its threshold, so a connection
+        may fall into the next block)."""
+        b = v.block
+        shift = int(threshold_ms / (self.interval_s * 1000.0))
+        oldest = max(0, self.n + 1 - _FD_HISTORY)
+        ring = self._fds
+        stale: list[int] = []
+        fds: list[int] = []
+        for i, mark in enumerate(reversed(v.marks)):  # newest first; the newest block ends now
+            hi = self.n + 1 - i * b - shift
+            if hi - b < oldest:
+                break
+            low = min(ring[k % _FD_HISTORY] for k in range(hi - b, hi))
+            if low < 0:  # a count not known
+                break
+            stale.append(mark)
+            fds.append(low)
+        if len(stale) < 3:
+            return False
+        stale.reverse()
+        fds.reverse()
+        rises = [later - earlier for earlier, later in zip(stale, stale[1:])]
+        step = max(1, max(rises))
+        matched = sum(max(0, min(later - earlier, step)) for earlier, later in zip(fds, fds[1:]))
+        if matched < sum(rises) - step:
+            return False
+        self.explained[label] = (self.n, fds[0], fds[-1])
+        return True
+
+    def detect(self, skip: set[str], open_fds: int | None = None) -> list[tuple[str, RiseVerdict]]:
         """Feed each group's stale count (0 for a group not seen at this
         sample) to its detector, except the ``skip`` ones (allow-listed); the
-        groups whose episode opens now."""
+        groups whose episode opens now. ``open_fds``: the process's open
+        descriptors at this sample (None: unknown), which may explain a rise
+        (see the module's docstring)."""
         out = []
         n = self.n
+        self._fds[n % _FD_HISTORY] = -1 if open_fds is None else open_fds
         for label, g in self.groups.items():
             if g.seen != n:
                 g.stale = 0
@@ -342,12 +413,13 @@ class StaleTasks:
                 continue
             if label in skip:
                 continue
-            v = d.update(g.stale)
+            v = d.update(g.stale, functools.partial(self.descriptors_explain, label, threshold_ms=g.threshold_ms))
             if v is not None:
                 out.append((label, v))
         horizon = max(self.cfg.blocks) * (self.cfg.rises + 1)
         for label in [k for k, g in self.groups.items() if self.n - g.seen > horizon and not g.detector.in_episode]:
             del self.groups[label]
+            self.explained.pop(label, None)
         self.n += 1
         return out
 
@@ -360,3 +432,4 @@ class StaleTasks:
         quiet = sorted((g.seen, k) for k, g in self.groups.items() if not g.detector.in_episode)
         for _, k in quiet[: max(1, len(quiet) // 4)]:
             del self.groups[k]
+            self.explained.pop(k, None)
