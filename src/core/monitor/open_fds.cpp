@@ -11,8 +11,9 @@ namespace taskleak {
 int64_t current_open_fds() {
 #if defined(__linux__)
     // One entry per descriptor in /proc/self/fd, read with getdents64 into a
-    // stack buffer (no allocation): about 30 ns an entry, so even 100,000
-    // sockets cost a few ms of the sampler thread, never of the GIL.
+    // stack buffer (no allocation). Measured (3.11, this machine): 2.2 us for
+    // 5 descriptors, 2.9 ms for 10,000 (the kernel's ~0.3 us an entry): time
+    // of the sampler thread before it asks for the GIL, never of the GIL.
     int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0) return -1;
     alignas(8) char buf[16384];
