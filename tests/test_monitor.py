@@ -614,6 +614,55 @@ def test_clean_service_with_a_ramp_connections_and_bursts_raises_no_alert_in_140
     assert not any(mon.suspected().values())
 
 
+def start_the_loop(loop):
+    loop.run_forever()  # the program's main: it runs the loop, it makes no task
+
+
+LIBRARY_PROTOCOL = """
+import asyncio
+
+
+async def serve_connection():
+    await asyncio.Event().wait()
+
+
+def connection_made(loop, made):
+    made.append(loop.create_task(serve_connection()))  # LIBRARY-SITE
+"""
+
+
+def test_a_task_a_library_callback_made_is_named_by_the_library_not_by_main(lt, tmp_path, monkeypatch):
+    """uvicorn's and websockets' per-connection tasks are made by protocol
+    callbacks the loop runs: no frame of the program's own made them, and
+    the one that started the loop (``main`` calling ``uvicorn.run``) gave
+    every such group the same site. The site is the library's line."""
+    lib = tmp_path / "site-packages" / "fakelib"
+    lib.mkdir(parents=True)
+    (lib / "__init__.py").write_text("")
+    (lib / "protocol.py").write_text(LIBRARY_PROTOCOL)
+    monkeypatch.syspath_prepend(str(tmp_path / "site-packages"))
+    from fakelib import protocol
+
+    line = next(i for i, ln in enumerate(LIBRARY_PROTOCOL.splitlines(), 1) if "LIBRARY-SITE" in ln)
+    loop = asyncio.new_event_loop()
+    th = threading.Thread(target=start_the_loop, args=(loop,), daemon=True)
+    th.start()
+    made = []
+    loop.call_soon_threadsafe(protocol.connection_made, loop, made)  # as the loop runs a protocol's callback
+    deadline = time.monotonic() + 10
+    while not made and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        mon = taskleak.Monitor(interval=3600, log_alerts=False)
+        g = next(g for g in mon.sample_now().groups if g.coro == "serve_connection")
+    finally:
+        loop.call_soon_threadsafe(made[0].cancel)
+        loop.call_soon_threadsafe(loop.stop)
+        th.join(10)
+        loop.close()
+    assert g.site == f"fakelib/protocol.py:{line} in connection_made", g.site
+
+
 async def member_handler(reader, writer):
     await reader.read()  # a client that stays connected and says nothing
     writer.close()

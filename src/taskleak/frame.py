@@ -133,6 +133,10 @@ def user_frame(frames: Sequence[Frame]) -> Frame | None:
 
 def site_frame(frames: Sequence[Frame]) -> Frame:
     """The one frame that names where a task was created, as groups, alerts
-    and loss reports name it: the innermost frame of your code, else the
-    innermost frame of the creation site. `frames` must not be empty."""
-    return user_frame(frames) or (creation_site(frames) or frames)[0]
+    and loss reports name it: the innermost frame of your code within the
+    creation site, else the creation site's innermost frame. Not beyond it:
+    the code that started the loop (``main`` calling ``uvicorn.run``) did
+    not create the tasks a library's callback made, and naming it would give
+    every such task the same site. `frames` must not be empty."""
+    site = creation_site(frames) or list(frames)
+    return user_frame(site) or site[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from ..frame import Frame, creation_site, user_frame
+from ..frame import Frame, site_frame
 from ..tracking.setup_sites import with_setup_site
 from ..wait_target import ORPHANED, WaitTarget, classify_wait, describe_wait, orphan_reason
 
@@ -106,15 +106,15 @@ class TaskInfo:
 
     @property
     def site(self) -> Frame | None:
-        """Where the task was created, as one frame: the innermost frame of the
-        creation stack that is your code (not asyncio, the standard library,
-        site-packages, taskleak or the test runner), else the innermost frame
-        of the creation site; None if the creation site is unknown."""
+        """Where the task was created, as one frame: the innermost frame of
+        your code (not asyncio, the standard library, site-packages, taskleak
+        or the test runner) among the frames that made it, else the innermost
+        of those (a library's: no frame of yours made a task its protocol
+        callback made); None if the creation site is unknown."""
         frames = self.created_at
         if not frames:
             return None
-        site = creation_site(frames)
-        return user_frame(site) or user_frame(frames) or (site[0] if site else frames[0])
+        return site_frame(frames)
 
     @property
     def parent(self) -> str | None:
