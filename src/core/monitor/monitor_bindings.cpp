@@ -1,5 +1,5 @@
 // Bindings of the monitor's native parts (window_detector, task_tally,
-// sampler, rss). Glue only: the Monitor, its alerts and exporters are
+// sampler, rss, open_fds). Glue only: the Monitor, its alerts and exporters are
 // Python (taskleak/monitor/).
 #include "monitor/open_fds.hpp"
 #include "monitor/rss.hpp"

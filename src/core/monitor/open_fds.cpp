@@ -1,6 +1,5 @@
 #include "monitor/open_fds.hpp"
 #if defined(__linux__)
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>

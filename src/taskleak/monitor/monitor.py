@@ -5,8 +5,8 @@ seconds and hands the RSS and the open descriptors it read to
 :meth:`Monitor._tick`, which counts the tracked tasks (``_core.tally_tasks``,
 GIL dropped between chunks), groups them by creation site x coroutine,
 applies the allow-list, measures loop lag, feeds the detectors and
-dispatches alerts. Nothing runs on an event loop's
-thread except the one-line lag probe.
+dispatches alerts. Nothing runs on an event loop's thread except the
+one-line lag probe.
 """
 
 from __future__ import annotations
