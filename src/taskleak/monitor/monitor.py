@@ -141,7 +141,9 @@ class Monitor:
     keywords). ``allow``: the allow-list (globs, callables, ``{glob:
     budget}``). ``on_alert(alert)`` is called on the monitor's own thread,
     never on an event loop; what it raises is logged and dropped. Alerts
-    also go to the ``taskleak`` logger (WARNING) and to the exporters.
+    also go to the ``taskleak`` logger (WARNING) and to the exporters; a
+    group whose stale rise is taken for connections being kept (new open
+    descriptors matched it: stale_tasks.py) is logged once at INFO.
 
     ``max_groups`` groups (creation site x coroutine) are reported by name,
     the rest as ``"other"``; ``history`` samples are kept for
@@ -226,6 +228,7 @@ class Monitor:
         self._groups: dict[str, _GroupTrack] = {}
         self._stale = StaleTasks(cfg.interval)
         self._stale_skip: set[str] = set()  # allow-listed group labels of the latest sample
+        self._explained_told: set[str] = set()  # groups whose rise the log was told is connections
         self._samples: collections.deque[Sample] = collections.deque(maxlen=cfg.history)
         self._alerts: collections.deque[Alert] = collections.deque(maxlen=1000)
         self._alert_counts: dict[tuple[str, str], int] = {}
@@ -520,6 +523,24 @@ class Monitor:
             open_fds=fds if fds >= 0 else None,
         )
 
+    def _tell_explained(self) -> None:
+        """Log (INFO, with the alerts' switch) the first time a group's stale
+        rise is taken for connections being kept: why a growing group did
+        not page is then one grep away."""
+        explained = self._stale.explained
+        if not self.log_alerts or explained.keys() <= self._explained_told:
+            return
+        for label, (_n, first, last) in explained.items():
+            if label not in self._explained_told:
+                log.info(
+                    "taskleak: the stale tasks of %s rose as the open descriptors did (%d -> %d): taken for "
+                    "connections being kept, not a leak",
+                    label,
+                    first,
+                    last,
+                )
+        self._explained_told = set(explained)  # bounded: the groups StaleTasks still keeps
+
     def _count_losses(self) -> None:
         # Counted from the (bounded) event buffer since the monitor started;
         # kept monotonic even if someone clears the buffer.
@@ -573,6 +594,7 @@ class Monitor:
         self._new_losses = []
         for label, verdict in self._stale.detect(self._stale_skip, s.open_fds):
             alerts.insert(0, self._stale_alert(label, verdict, s))
+        self._tell_explained()
         if self.count_rules:
             p = self._detectors["pending"].update(s.pending - s.allowlisted_pending)
             if p is not None:
