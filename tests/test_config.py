@@ -246,17 +246,18 @@ def test_native_sampler_accepts_a_long_period_and_sleeps_through_it():
     # clock can count: one sample at once, then the thread waits (before the
     # fix, an unrepresentable period woke it thousands of times a second).
     calls = []
-    s = _core.Sampler(365 * 86400.0, lambda rss, fds: calls.append((rss, fds)))
+    s = _core.Sampler(365 * 86400.0, lambda rss, fds, peer_closed: calls.append((rss, fds, peer_closed)))
     s.start()
     try:
         time.sleep(0.3)
     finally:
         s.stop()
     assert s.ticks == 1 and len(calls) == 1
-    # The readings it hands over: RSS bytes and open descriptors (stdin,
-    # stdout, stderr at least), both read by the thread without the GIL.
-    rss, fds = calls[0]
-    assert rss > 1 << 20 and fds >= 3, calls
+    # The readings it hands over: RSS bytes, open descriptors (stdin,
+    # stdout, stderr at least) and sockets in CLOSE_WAIT (none here), all
+    # read by the thread without the GIL.
+    rss, fds, peer_closed = calls[0]
+    assert rss > 1 << 20 and fds >= 3 and peer_closed == 0, calls
 
 
 def test_monitor_inf_no_longer_spins():

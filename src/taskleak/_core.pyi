@@ -42,10 +42,11 @@ TaskRef: TypeAlias = weakref.ref[asyncio.Task[Any]]
 
 TallyGroup: TypeAlias = tuple[int, types.CodeType | type, int, int, int, TaskRef | None, bytes | None, bytes | None]
 """(stack_id (-1 unknown, -2 dropped), the coroutine's code object (or the awaitable's type), pending,
-done, oldest_ns (-1 unknown), an example task | None, ages | None, lifetimes | None). ages: the pending
-tasks' ages, lifetimes: those of tasks seen pending at an earlier call that finished or went since, each
-as AGE_BUCKETS native uint32 counts of half-octave millisecond buckets (age_bucket_floor_ms). A group with
-no live task left may appear with pending = done = 0 for its lifetimes."""
+done, oldest_ns (-1 unknown), the example task: its oldest pending (else any) | None, ages | None,
+lifetimes | None). ages: the pending tasks' ages, lifetimes: those of tasks seen pending at an earlier
+call that finished or went since, each as AGE_BUCKETS native uint32 counts of half-octave millisecond
+buckets (age_bucket_floor_ms). A group with no live task left may appear with pending = done = 0 for
+its lifetimes."""
 
 RawEpisodeFrame: TypeAlias = tuple[str | None, int, str | None, bool]
 """(filename | None, lineno, qualname | None, is_coroutine) of a sampled frame (None: code gone)."""
@@ -403,16 +404,18 @@ def probe_task_fields(
 def rss_bytes() -> int:
     """Resident set size in bytes, -1 if unknown."""
 
-def open_fds() -> int:
-    """File descriptors the process has open, -1 if unknown."""
+def open_fds() -> tuple[int, int]:
+    """(file descriptors the process has open, TCP sockets among them whose peer closed its side: in
+    CLOSE_WAIT), each -1 if unknown."""
 
 def stack_frames(id: int) -> list[RawFrame] | None:
     """A creation stack as (filename, lineno, function) tuples, innermost first, or None."""
 
 class Sampler:
-    """A native thread calling `callback(rss_bytes, open_fds)` with the GIL every `interval` seconds."""
+    """A native thread calling `callback(rss_bytes, open_fds, peer_closed)` with the GIL every `interval`
+    seconds (see open_fds())."""
 
-    def __init__(self, interval: float, callback: Callable[[int, int], object]) -> None: ...
+    def __init__(self, interval: float, callback: Callable[[int, int, int], object]) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None:
         """Stop and join the thread (from the thread itself: only ask it to end)."""

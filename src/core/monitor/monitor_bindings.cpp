@@ -138,7 +138,13 @@ void bind_monitor(nb::module_ &m) {
         },
         "pending1"_a, "pending2"_a, "done"_a, "cancelled"_a, "coro1"_a, "coro2"_a);
     m.def("rss_bytes", &current_rss_bytes, "Resident set size in bytes, -1 if unknown.");
-    m.def("open_fds", &current_open_fds, "File descriptors the process has open, -1 if unknown.");
+    m.def(
+        "open_fds",
+        [] {
+            const OpenFds f = current_open_fds();
+            return nb::make_tuple(f.open, f.peer_closed);
+        },
+        "(file descriptors the process has open, TCP sockets among them in CLOSE_WAIT), -1 if unknown.");
     m.def(
         "stack_frames",
         [](int64_t id) -> nb::object {

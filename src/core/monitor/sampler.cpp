@@ -113,7 +113,7 @@ void Sampler::run() {
         auto now = std::chrono::steady_clock::now();
         if (next < now) next = now;  // a late sample does not cause a burst of them
         int64_t rss = current_rss_bytes();
-        int64_t fds = current_open_fds();
+        const OpenFds fds = current_open_fds();
         if (finalizing()) return;
         PyGILState_STATE gs = PyGILState_Ensure();
         {
@@ -123,7 +123,8 @@ void Sampler::run() {
                 stopped = stop_;
             }
             if (!stopped) {
-                PyObject *r = PyObject_CallFunction(callback_, "LL", (long long)rss, (long long)fds);
+                PyObject *r = PyObject_CallFunction(callback_, "LLL", (long long)rss, (long long)fds.open,
+                                                     (long long)fds.peer_closed);
                 if (r == nullptr) PyErr_WriteUnraisable(callback_);
                 Py_XDECREF(r);
                 ++ticks_;

@@ -16,9 +16,10 @@ namespace taskleak {
 
 class Sampler {
 public:
-    // `callback(rss_bytes: int, open_fds: int)` is called with the GIL held
-    // (-1 for a reading the platform does not give); it must not
-    // raise (an exception is reported as unraisable and sampling goes on).
+    // `callback(rss_bytes: int, open_fds: int, peer_closed: int)` is called
+    // with the GIL held (-1 for a reading the platform does not give; see
+    // open_fds.hpp); it must not raise (an exception is reported as
+    // unraisable and sampling goes on).
     // Throws std::invalid_argument (ValueError in Python) for a period the
     // steady clock cannot count: not finite, not positive, under one tick,
     // or too long to add to the clock's reading (see period_of()).

@@ -318,6 +318,7 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         size_t example_slot = SIZE_MAX;
         uint32_t example_serial = 0;
         bool example_pending = false;
+        int64_t example_born_ms = INT64_MAX;  // of a pending example; INT64_MAX: unknown
         // Allocated on first use: the cache may know thousands of groups,
         // most with no task now. A deque keeps them where they are.
         uint32_t *ages = nullptr, *lifetimes = nullptr;
@@ -343,8 +344,17 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     const int64_t start_ms = start / 1000000;
     int64_t hold_start = start;
     uint64_t finishing = 0;  // live, pending and done are summed from `acc` at the end
-    auto note_example = [&](Acc &a, size_t slot, bool pending) {
-        if (pending ? a.example_pending : a.example_slot != SIZE_MAX) return;
+    // A group's example is its oldest pending task (else any task of it):
+    // a stale alert describes a task that is stale, not a request that
+    // came in a moment ago beside the ones that hung, and the monitor asks
+    // whether that task can still finish (stale_tasks.py).
+    auto note_example = [&](Acc &a, size_t slot, bool pending, int64_t born_ms) {
+        if (pending) {
+            if (a.example_pending && born_ms >= a.example_born_ms) return;
+            a.example_born_ms = born_ms;
+        } else if (a.example_slot != SIZE_MAX) {
+            return;
+        }
         a.example_slot = slot;
         a.example_serial = c.slots[slot].serial;
         a.example_pending = pending;
@@ -373,15 +383,15 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
             h.done = 1;
             ++finishing;
         }
+        const int64_t born = h.has_born ? (int64_t)h.born_ms : INT64_MAX;
         if (h.has_born) {
-            const int64_t born = (int64_t)h.born_ms;
             if (pending) ++hist(a.ages)[age_bucket(start_ms - born)];
             if (born < a.oldest_ms) {
                 a.oldest_ms = born;
                 a.oldest_slot = i;
             }
         }
-        note_example(a, i, pending);
+        note_example(a, i, pending, born);
         return false;
     };
 
@@ -516,7 +526,7 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
             ++finishing;
         }
         if (created >= 0 && created < a.oldest) a.oldest = created;
-        note_example(a, i, st == 0);
+        note_example(a, i, st == 0, created >= 0 ? created / 1000000 : INT64_MAX);
     };
 
     // Phase 1, with the GIL: a word (64 slots) at a time, every slot whose

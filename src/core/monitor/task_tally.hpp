@@ -31,7 +31,7 @@ struct GroupTally {
     uint32_t pending = 0;
     uint32_t done = 0;            // done at this pass and the previous one (see `finishing`)
     int64_t oldest_ns = 0;        // creation time of the oldest task in the group
-    PyObject *example = nullptr;  // strong: taskleak's weakref to one pending (else any) task
+    PyObject *example = nullptr;  // strong: taskleak's weakref to the oldest pending (else any) task
     bool example_pending = false;
     // Ages of the group's pending tasks at this pass; lifetimes of its tasks
     // seen pending at an earlier pass that finished (or were freed) since.

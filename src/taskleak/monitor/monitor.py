@@ -33,6 +33,7 @@ from ..model import Snapshot
 from ..tracking import adopted_loops, install
 from ..tracking.loss_events import loss_events
 from ..tracking.qualname import qualname_of
+from ..tracking.setup_sites import with_setup_site
 from .allowlist import AllowList, AllowSpec
 from .config import MonitorConfig
 from .detector import Anomaly, Detector
@@ -375,13 +376,13 @@ class Monitor:
         production: that is what the sampler thread is for."""
         install(self.stack_depth)
         _probe_task_layout()
-        return self._take(_core.rss_bytes(), _core.open_fds())
+        return self._take(_core.rss_bytes(), *_core.open_fds())
 
-    def _tick(self, rss: int, fds: int = -1) -> None:
+    def _tick(self, rss: int, fds: int = -1, peer_closed: int = -1) -> None:
         # Called by the sampler thread with the GIL held; must never raise.
         _on_sampler.active = True
         try:
-            self._take(rss, fds)
+            self._take(rss, fds, peer_closed)
         except Exception:
             log.exception("taskleak: monitor sample failed")
         finally:
@@ -392,9 +393,9 @@ class Monitor:
             if isinstance(threading._active.get(ident), threading._DummyThread):  # type: ignore[attr-defined]
                 threading._active.pop(ident, None)  # type: ignore[attr-defined]
 
-    def _take(self, rss: int, fds: int = -1) -> Sample:
+    def _take(self, rss: int, fds: int = -1, peer_closed: int = -1) -> Sample:
         with self._lock:
-            sample = self._measure(rss, fds)
+            sample = self._measure(rss, fds, peer_closed)
             self._samples.append(sample)
             alerts = self._detect(sample)
         for e in self._exporters:
@@ -408,8 +409,11 @@ class Monitor:
             self._dispatch(a)
         return sample
 
-    def _site(self, stack_id: int, code: types.CodeType | type) -> tuple[str, str, str]:
-        """(site, coroutine, "site (coroutine)") of a group, cached by id."""
+    def _site(self, stack_id: int, code: types.CodeType | type, example: TaskRef | None) -> tuple[str, str, str]:
+        """(site, coroutine, "site (coroutine)") of a group, cached by id.
+        A server's connection handlers are named by the line that set the
+        server up, as reports name them (``with_setup_site``), found from the
+        group's example the first time the group is seen."""
         key = (stack_id, id(code))
         lab = self._labels.get(key)
         if lab is None:
@@ -417,12 +421,16 @@ class Monitor:
             if not frames:
                 site = "creation site unknown" if stack_id != -2 else "creation stack dropped"
             else:
+                task = example() if example is not None else None
+                if task is not None and not task.done():
+                    frames = with_setup_site(frames, task)
+                del task
                 site = site_frame(frames).short()
             coro = _label(code)
             lab = self._labels[key] = (site, coro, f"{site} ({coro})")
         return lab
 
-    def _measure(self, rss: int, fds: int = -1) -> Sample:
+    def _measure(self, rss: int, fds: int = -1, peer_closed: int = -1) -> Sample:
         raw = _core.tally_tasks(self._max_hold_ns)
         self._last_tally = raw
         if raw["generation"] != self._generation:
@@ -444,7 +452,7 @@ class Monitor:
         allow = self.allow if self.allow else None
         for stack_id, code, pending, done, oldest_ns, example, ages, lifetimes in raw_groups:
             lab = labels.get((stack_id, id(code)))
-            site, coro, label = lab if lab is not None else site_of(stack_id, code)
+            site, coro, label = lab if lab is not None else site_of(stack_id, code, example)
             stale = observe(label, ages, lifetimes, (now_ns - oldest_ns) / 1e6 if oldest_ns >= 0 else None)
             if pending == 0 and done == 0:
                 continue  # gone: reported only for its lifetimes
@@ -521,6 +529,7 @@ class Monitor:
             gil_s=raw["gil_ns"] / 1e9,
             stale=sum(g[8] for g in groups if not g[7]),
             open_fds=fds if fds >= 0 else None,
+            peer_closed=peer_closed if peer_closed >= 0 else None,
         )
 
     def _tell_explained(self) -> None:
@@ -592,7 +601,10 @@ class Monitor:
         for site in self._lost.update(self._new_losses):
             alerts.insert(0, self._lost_alert(site, s))
         self._new_losses = []
-        for label, verdict in self._stale.detect(self._stale_skip, s.open_fds):
+        # A socket whose peer has gone keeps nobody's connection: only the
+        # rest may explain a stale rise (stale_tasks.py).
+        kept = None if s.open_fds is None else s.open_fds - (s.peer_closed or 0)
+        for label, verdict in self._stale.detect(self._stale_skip, kept):
             alerts.insert(0, self._stale_alert(label, verdict, s))
         self._tell_explained()
         if self.count_rules:

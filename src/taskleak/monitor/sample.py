@@ -62,7 +62,10 @@ class Sample:
     ``done_retained`` include allow-listed tasks, which are also counted
     apart. ``loop_lag_s`` is the largest lag over the running loops,
     ``open_fds`` the process's open file descriptors (sockets among them),
-    ``loop_lags`` per loop. ``groups``: the top groups by size, then one
+    ``peer_closed`` the TCP sockets among them whose peer has closed its
+    side while this process keeps them open (``CLOSE_WAIT``: a request
+    handler that hung after its client gave up, a pool that does not notice
+    closed connections), ``loop_lags`` per loop. ``groups``: the top groups by size, then one
     ``"other"`` group for the rest."""
 
     time: float
@@ -80,6 +83,7 @@ class Sample:
     gil_s: float = 0.0  # GIL held by the task count (summed over its chunks)
     stale: int = 0  # stale tasks of the groups not allow-listed (GroupStat.stale)
     open_fds: int | None = None  # file descriptors open in the process (None: not on this platform)
+    peer_closed: int | None = None  # TCP sockets among them in CLOSE_WAIT (None: not on this platform)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -34,6 +34,7 @@ import taskleak._core as _core
 
 from ..frame import Frame, frames_from_raw, is_asyncio
 from ..wait_target import describe_wait
+from .setup_sites import with_setup_site
 
 __all__ = ["LossEvent", "loss_events", "clear_loss_events", "MAX_EVENTS"]
 
@@ -147,6 +148,10 @@ def describe_task(task: Any, kind: str, exception: BaseException | None = None) 
     stack: list[Frame] = []
     waiting = ""
     if not task.done():
+        if created:
+            # A server's connection handler: named by the server's setup line,
+            # as the monitor names its group.
+            created = with_setup_site(created, task)
         chain, _leaf = _core.await_chain(task.get_coro())
         # No chain: collected, the coroutine was closed before the task's finalizer ran.
         stack = frames_from_raw(chain if chain else _core.buried_chain(task)) or []
