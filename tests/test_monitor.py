@@ -774,6 +774,78 @@ def test_heartbeats_outliving_their_connections_alert(lt):
     print(f"heartbeat leak: alerted at sample {[s.time for s in mon.samples()].index(a.time)}")
 
 
+HUNG_HANDLERS = []
+
+
+async def hangs_now_and_then(reader, writer):
+    line = await reader.readline()
+    if line.startswith(b"hang"):
+        HUNG_HANDLERS.append(asyncio.current_task())  # held, so never "lost" to the collector
+        await asyncio.get_running_loop().create_future()  # HANG: nobody will ever set it
+    writer.write(b"ok\n")
+    writer.close()
+
+
+async def impatient_clients(mon, samples):
+    """A request every sample, one in ten of which hangs; each client gives
+    up after 5 samples and closes, so a hung handler's socket stays open on
+    the server side, in CLOSE_WAIT."""
+    server = await asyncio.start_server(hangs_now_and_then, "127.0.0.1", 0)  # HUNG-SERVER
+    port = server.sockets[0].getsockname()[1]
+
+    async def ask(hang):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"hang\n" if hang else b"get\n")
+        try:
+            await asyncio.wait_for(r.readline(), 0.25)
+        except asyncio.TimeoutError:
+            pass
+        w.close()
+
+    asked = set()
+    k = 0
+    try:
+        while len(mon.samples()) < samples and not mon.alerts():
+            n = len(mon.samples())
+            k += 1
+            t = asyncio.create_task(ask(k % 10 == 0))
+            asked.add(t)
+            t.add_done_callback(asked.discard)
+            while len(mon.samples()) == n:
+                await asyncio.sleep(0.005)
+    finally:
+        server.close()
+        for t in HUNG_HANDLERS:
+            t.cancel()
+        HUNG_HANDLERS.clear()
+
+
+def test_handlers_hung_after_their_clients_left_alert_naming_the_server(lt):
+    """Handlers hung on a Future nobody will set, whose clients gave up: each
+    keeps its socket open, so the open descriptors rise one for one with the
+    stale handlers, as they do for clients that stay. But the peer of such a
+    socket has closed its side (CLOSE_WAIT): it keeps nobody's connection,
+    and explains nothing. The alert names the line that started the server
+    (no frame of the program made the handler's task: asyncio's protocol
+    callback did)."""
+    line = next(i for i, ln in enumerate(open(__file__), 1) if "# HUNG-SERVER" in ln and "start_server" in ln)
+    hang = next(i for i, ln in enumerate(open(__file__), 1) if "# HANG:" in ln and "create_future" in ln)
+    mon = taskleak.Monitor(interval=0.05, history=1000, log_alerts=False)
+    with mon:
+        lt.run(impatient_clients(mon, 400), timeout=300)
+    alerts = mon.alerts()
+    peer_closed = [s.peer_closed for s in mon.samples()]
+    assert alerts, (peer_closed, [s.stale for s in mon.samples()])
+    a = alerts[0]
+    assert a.signal == "stale" and a.groups[0].coro == "hangs_now_and_then", a.text
+    assert a.groups[0].site.endswith(f"test_monitor.py:{line} in impatient_clients"), a.text
+    # The example is the oldest pending handler: a hung one, not a request
+    # that came in a moment ago.
+    assert a.groups[0].chain[-1].endswith(f"test_monitor.py:{hang} in hangs_now_and_then"), a.text
+    assert max(peer_closed) >= 3, peer_closed
+    print(f"hung handlers: alerted at sample {[s.time for s in mon.samples()].index(a.time)}")
+
+
 def test_held_leak_from_process_start_alerts_within_120_samples_naming_its_line(lt):
     """One task held every two samples from the monitor's first sample, under
     the same ramp, connections and bursts: a "stale" alert (about pending

@@ -7,6 +7,8 @@ import pytest
 
 import taskleak
 from taskleak.model import Snapshot
+from taskleak.monitor.lost_tasks import site_of
+from taskleak.tracking.loss_events import describe_task
 
 
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -61,5 +63,33 @@ def test_a_handler_of_a_protocol_server_names_the_create_server_line():
         writer.close()
         server.close()
         await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_the_monitor_and_a_loss_report_name_a_handler_by_the_start_server_line():
+    """The monitor's groups (and so its alerts and metric labels) and the
+    loss events name a handler as reports do: by the start_server line, not
+    by the line that started the loop, which every such group shared."""
+    taskleak.install()
+
+    async def main() -> None:
+        server = await asyncio.start_server(_handle, "127.0.0.1", 0)  # MONITOR SETUP
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.05)
+        [handler] = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "_handle"]
+        try:
+            mon = taskleak.Monitor(interval=3600, log_alerts=False)
+            group = next(g for g in mon.sample_now().groups if g.coro == "_handle")
+            event = describe_task(handler, "destroyed-pending")
+        finally:
+            handler.cancel()
+            writer.close()
+            server.close()
+            await server.wait_closed()
+        want = f"test_setup_sites.py:{_line_of('# MONITOR SETUP')} in "
+        assert want in group.site, group.site
+        assert site_of(event) == group.site, (site_of(event), group.site)
 
     asyncio.run(main())

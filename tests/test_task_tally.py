@@ -231,3 +231,49 @@ def test_a_fork_while_another_thread_counts_leaves_a_working_child():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == ["bad", "0"], out.stdout + out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("passes", [1, 2], ids=["first-sight", "from-hot-copies"])
+def test_a_groups_example_is_its_oldest_pending_task(loop, passes):
+    """The example a stale alert describes is a stale task: the group's
+    oldest pending one, wherever its table slot lies. Slots of finished
+    tasks are reused, so the newest tasks sit in the lowest slots here, and
+    the first pending task in slot order would be one that came a moment
+    ago. A second pass reads the tasks from its hot copies."""
+
+    def make(ev: asyncio.Event, n: int) -> list[asyncio.Task]:
+        return [asyncio.create_task(parked(ev)) for _ in range(n)]  # one stack: one group
+
+    async def main() -> tuple[object, list[asyncio.Task]]:
+        evs = [asyncio.Event() for _ in range(3)]
+        made: list[asyncio.Task] = []
+        oldest = None
+        for batch, ev in enumerate([evs[0], evs[1], evs[2], evs[2]]):
+            if batch == 3:
+                # The first two batches finish and go: their slots are free,
+                # and the last batch takes them.
+                evs[0].set()
+                evs[1].set()
+                await asyncio.gather(*made[:80])
+                del made[:80]
+                for _ in range(2):
+                    await asyncio.sleep(0)  # the loop's handles of their callbacks let go of them
+                gc.collect()
+                assert _core.stats()["live_records"] <= 42
+            made += make(ev, 80 if batch == 3 else 40)
+            if batch == 2:
+                oldest = made[80]
+            await asyncio.sleep(0.01)
+        return oldest, made
+
+    oldest, made = loop.run_until_complete(main())
+    try:
+        for _ in range(passes):
+            groups = [g for g in _core.tally_tasks(0)["groups"] if g[1] is parked.__code__ and g[2] + g[3] > 0]
+        assert len(groups) == 1 and groups[0][2] == 120, groups
+        example = groups[0][5]
+        assert example is not None and example() is oldest
+    finally:
+        for t in made:
+            t.cancel()
+        loop.run_until_complete(asyncio.gather(*made, return_exceptions=True))

@@ -124,7 +124,7 @@ void Sampler::run() {
             }
             if (!stopped) {
                 PyObject *r = PyObject_CallFunction(callback_, "LLL", (long long)rss, (long long)fds.open,
-                                                     (long long)fds.peer_closed);
+                                                    (long long)fds.peer_closed);
                 if (r == nullptr) PyErr_WriteUnraisable(callback_);
                 Py_XDECREF(r);
                 ++ticks_;
