@@ -29,9 +29,9 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
+
+from service_run import print_alerts, print_stale, run_polled
 
 INTERVAL = 0.05
 
@@ -112,45 +112,15 @@ async def server(args: argparse.Namespace) -> int:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = f"http://127.0.0.1:{port}"
     drv = subprocess.Popen([sys.executable, os.path.abspath(__file__), "client", url])
-    polls = {"ok": 0, "failed": 0}
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.is_set():
-            try:
-                with urllib.request.urlopen(f"{live.url.rstrip('/')}/api/tasks", timeout=5) as r:
-                    json.load(r)
-                polls["ok"] += 1
-            except Exception:
-                polls["failed"] += 1
-            stop.wait(0.2)
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
     started = time.monotonic()
     try:
-        while len(mon.samples()) < args.samples and not (args.leak and mon.alerts()):
-            await asyncio.sleep(0.2)
+        polls = await run_polled(mon, live.url, args.samples, args.leak, drv)
     finally:
-        stop.set()
-        poller.join(10)
-        drv.terminate()
-        drv.wait(10)
         mon.stop()
         live.close()
         await runner.cleanup()
+    stale = print_stale(mon, polls, time.monotonic() - started)
     samples = mon.samples()
-    times = [s.time for s in samples]
-    print(
-        f"samples {len(samples)} in {time.monotonic() - started:.0f} s; dashboard polls ok {polls['ok']}, "
-        f"failed {polls['failed']}; pending went from {samples[0].pending} to {max(s.pending for s in samples)}"
-    )
-    stale: dict[str, int] = {}
-    for s in samples:
-        for g in s.groups:
-            stale[g.label] = max(stale.get(g.label, 0), g.stale)
-    for label, n in sorted(stale.items(), key=lambda kv: -kv[1])[:5]:
-        print(f"  max stale {n:4d}  {label}")
     series = {label: [next((g.stale for g in s.groups if g.label == label), 0) for s in samples] for label in stale}
     if stale and len(samples) >= 160:
         # What the rise rule saw on its longest blocks, for the top group.
@@ -160,14 +130,7 @@ async def server(args: argparse.Namespace) -> int:
     if args.dump:
         with open(args.dump, "w") as f:
             json.dump(series, f)
-    alerts = mon.alerts()
-    if first_leak:
-        print(f"first task leaked at sample {first_leak[0]} (the client process starts after the monitor)")
-    print(f"alerts: {len(alerts)}")
-    for a in alerts:
-        at = times.index(a.time) if a.time in times else "?"
-        print(f"  at sample {at}: {a.text}")
-    return 1 if alerts else 0
+    return print_alerts(mon, first_leak)
 
 
 def main() -> int:

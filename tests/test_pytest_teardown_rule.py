@@ -245,20 +245,47 @@ def test_framework_frames_are_not_creation_sites(pytester):
     assert "leaked" not in out and "pytest_asyncio/plugin.py" not in out
 
 
-def test_handler_left_running_by_a_function_server_names_the_callback_and_the_coroutine(pytester):
+def test_handler_left_running_by_a_function_server_names_the_server_fixtures_line(pytester):
     # The fixture closes its server but not the connection the test left
     # open: the handler is still running after teardown, and is the test's.
     # No frame of the test's code created it (an accepted connection did):
-    # the report says so, and what the task runs, instead of asyncio frames.
+    # the report names the line that started the server, not asyncio frames.
     src = SERVER.format(scope="", loop="function", close_clients="", client_close="KEEP.append(writer)")
     src = src.replace("    await srv.wait_closed()\n", "") + "\nKEEP = []  # the client connection stays open\n"
     res = run(pytester, src, "--taskleak")
     res.assert_outcomes(passed=1, errors=1)
     out = res.stdout.str()
+    setup = line_of(pytester, "asyncio.start_server(handle")
+    res.stdout.fnmatch_lines(
+        ["*task still pending when the scope ended: handle()", "*created at:", f"*test_suite.py:{setup} in server"]
+    )
+    assert "BaseEventLoop.create_task" not in out  # not asyncio's plumbing
+
+
+def test_a_task_a_bare_loop_callback_made_names_the_callback_and_the_coroutine(pytester):
+    # No frame of the test's code created it, and no server was set up: the
+    # report says it came from a loop callback, and what the task runs,
+    # instead of a page of asyncio frames.
+    res = run(
+        pytester,
+        """
+        async def forever():
+            await asyncio.Event().wait()
+
+        @pytest.mark.asyncio
+        async def test_schedules():
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.create_task, forever())
+            await asyncio.sleep(0.01)
+        """,
+        "--taskleak",
+    )
+    res.assert_outcomes(passed=1, errors=1)
+    out = res.stdout.str()
     res.stdout.fnmatch_lines(
         [
             "*created at: a loop callback, asyncio/*(no frame of your code on the creation stack)",
-            "*runs: handle() of test_suite.py:*",
+            "*runs: forever() of test_suite.py:*",
         ]
     )
     assert "BaseEventLoop.create_task" not in out  # not asyncio's plumbing

@@ -48,8 +48,11 @@ rise the descriptors match, over the time those tasks were made (a
 threshold before the verdict's blocks), is explained by connections being
 kept and opens no episode. A leak shows up without new descriptors: tasks
 held by a dict, heartbeats outliving their closed connections, waiters
-nobody resolves. Where the count is unknown (not Linux), nothing is
-explained.
+nobody resolves. The monitor feeds in only descriptors that may still be a
+connection: a TCP socket whose peer has closed (``Sample.peer_closed``,
+``CLOSE_WAIT``) is not, and handlers hung after their clients gave up keep
+exactly such sockets open. Where the count is unknown (not Linux), nothing
+is explained.
 
 Every time constant is in samples (``interval`` only converts the age floor
 to milliseconds), so a monitor at 0.05 s behaves like one at 10 s.
@@ -396,7 +399,8 @@ class StaleTasks:
         """Feed each group's stale count (0 for a group not seen at this
         sample) to its detector, except the ``skip`` ones (allow-listed); the
         groups whose episode opens now. ``open_fds``: the process's open
-        descriptors at this sample (None: unknown), which may explain a rise
+        descriptors at this sample that may be connections (those in
+        ``CLOSE_WAIT`` left out; None: unknown), which may explain a rise
         (see the module's docstring)."""
         out = []
         n = self.n
