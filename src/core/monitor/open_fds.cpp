@@ -29,9 +29,11 @@ OpenFds current_open_fds() {
 #if defined(__linux__)
     // One entry per descriptor in /proc/self/fd, read with getdents64 into a
     // stack buffer (no allocation), and one getsockopt per descriptor.
-    // Measured (3.11, this machine): 2.2 us for 5 descriptors, 2.9 ms for
-    // 10,000 before the getsockopt (the kernel's ~0.3 us an entry): time of
-    // the sampler thread before it asks for the GIL, never of the GIL.
+    // Measured (3.11, this machine):
+    // 2.7 us for 5 descriptors, 3.8 ms for 10,000 files, 16.8 ms for 10,000
+    // TCP sockets (the kernel fills a socket's whole tcp_info to hand over
+    // its first byte): time of the sampler thread before it asks for the
+    // GIL, never of the GIL.
     int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0) return out;
     alignas(8) char buf[16384];

@@ -346,8 +346,7 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     uint64_t finishing = 0;  // live, pending and done are summed from `acc` at the end
     // A group's example is its oldest pending task (else any task of it):
     // a stale alert describes a task that is stale, not a request that
-    // came in a moment ago beside the ones that hung, and the monitor asks
-    // whether that task can still finish (stale_tasks.py).
+    // came in a moment ago beside the ones that hung.
     auto note_example = [&](Acc &a, size_t slot, bool pending, int64_t born_ms) {
         if (pending) {
             if (a.example_pending && born_ms >= a.example_born_ms) return;

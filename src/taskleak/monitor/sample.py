@@ -65,8 +65,8 @@ class Sample:
     ``peer_closed`` the TCP sockets among them whose peer has closed its
     side while this process keeps them open (``CLOSE_WAIT``: a request
     handler that hung after its client gave up, a pool that does not notice
-    closed connections), ``loop_lags`` per loop. ``groups``: the top groups by size, then one
-    ``"other"`` group for the rest."""
+    closed connections), ``loop_lags`` per loop. ``groups``: the top groups
+    by size, then one ``"other"`` group for the rest."""
 
     time: float
     tasks: int
