@@ -787,11 +787,14 @@ async def hangs_now_and_then(reader, writer):
 
 
 async def impatient_clients(mon, samples):
-    """A request every sample, one in ten of which hangs; each client gives
-    up after 5 samples and closes, so a hung handler's socket stays open on
-    the server side, in CLOSE_WAIT."""
+    """Five idle clients that stay from the start (their handlers wait for a
+    request line: as old as the test, and healthy), then a request every
+    sample, one in ten of which hangs; each client gives up after 5 samples
+    and closes, so a hung handler's socket stays open on the server side, in
+    CLOSE_WAIT."""
     server = await asyncio.start_server(hangs_now_and_then, "127.0.0.1", 0)  # HUNG-SERVER
     port = server.sockets[0].getsockname()[1]
+    idle = [(await asyncio.open_connection("127.0.0.1", port))[1] for _ in range(5)]
 
     async def ask(hang):
         r, w = await asyncio.open_connection("127.0.0.1", port)
@@ -814,6 +817,8 @@ async def impatient_clients(mon, samples):
             while len(mon.samples()) == n:
                 await asyncio.sleep(0.005)
     finally:
+        for w in idle:
+            w.close()
         server.close()
         for t in HUNG_HANDLERS:
             t.cancel()
@@ -839,8 +844,8 @@ def test_handlers_hung_after_their_clients_left_alert_naming_the_server(lt):
     a = alerts[0]
     assert a.signal == "stale" and a.groups[0].coro == "hangs_now_and_then", a.text
     assert a.groups[0].site.endswith(f"test_monitor.py:{line} in impatient_clients"), a.text
-    # The example is the oldest pending handler: a hung one, not a request
-    # that came in a moment ago.
+    # The example is the newest stale handler: a hung one, not an idle
+    # client's as old as the test, nor a request that came a moment ago.
     assert a.groups[0].chain[-1].endswith(f"test_monitor.py:{hang} in hangs_now_and_then"), a.text
     assert max(peer_closed) >= 3, peer_closed
     print(f"hung handlers: alerted at sample {[s.time for s in mon.samples()].index(a.time)}")

@@ -279,3 +279,39 @@ def test_a_groups_example_is_its_oldest_pending_task(loop, passes):
         for t in made:
             t.cancel()
         loop.run_until_complete(asyncio.gather(*made, return_exceptions=True))
+
+
+def test_a_group_with_stale_tasks_gives_its_newest_stale_one_as_example(loop):
+    """Given the group's stale threshold, its example is the newest task at
+    least that old: the kind that made the stale count rise (a request that
+    hung), not the oldest pending one (a keep-alive connection as old as the
+    process) nor one that came a moment ago."""
+
+    def make(ev: asyncio.Event, n: int) -> list[asyncio.Task]:
+        return [asyncio.create_task(parked(ev)) for _ in range(n)]  # one stack: one group
+
+    async def main() -> list[list[asyncio.Task]]:
+        ev = asyncio.Event()
+        batches = []
+        for n in (20, 3, 20):  # old ones, then the hung ones, then fresh ones
+            batches.append(make(ev, n))
+            if len(batches) < 3:
+                await asyncio.sleep(0.3)
+        return batches
+
+    old, hung, fresh = loop.run_until_complete(main())
+    try:
+        [group] = [g for g in _core.tally_tasks(0)["groups"] if g[1] is parked.__code__ and g[2] > 0]
+        stack = group[0]
+        assert group[5]() is old[0]  # no threshold given: the oldest pending one
+        # Stale after 150 ms: the old and the hung ones are, the fresh ones are not.
+        [group] = [g for g in _core.tally_tasks(0, [(stack, parked.__code__, 150.0)])["groups"] if g[0] == stack]
+        assert any(group[5]() is t for t in hung)  # made within a millisecond: any of them
+        # A threshold no task reaches: the oldest pending one again.
+        [group] = [g for g in _core.tally_tasks(0, [(stack, parked.__code__, 3.6e6)])["groups"] if g[0] == stack]
+        assert group[5]() is old[0]
+    finally:
+        every = old + hung + fresh
+        for t in every:
+            t.cancel()
+        loop.run_until_complete(asyncio.gather(*every, return_exceptions=True))

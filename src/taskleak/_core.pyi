@@ -42,7 +42,7 @@ TaskRef: TypeAlias = weakref.ref[asyncio.Task[Any]]
 
 TallyGroup: TypeAlias = tuple[int, types.CodeType | type, int, int, int, TaskRef | None, bytes | None, bytes | None]
 """(stack_id (-1 unknown, -2 dropped), the coroutine's code object (or the awaitable's type), pending,
-done, oldest_ns (-1 unknown), the example task: its oldest pending (else any) | None, ages | None,
+done, oldest_ns (-1 unknown), the example task (see tally_tasks) | None, ages | None,
 lifetimes | None). ages: the pending tasks' ages, lifetimes: those of tasks seen pending at an earlier
 call that finished or went since, each as AGE_BUCKETS native uint32 counts of half-octave millisecond
 buckets (age_bucket_floor_ms). A group with no live task left may appear with pending = done = 0 for
@@ -379,9 +379,13 @@ class WindowDetector:
     def theil_sen_slope(values: Sequence[float]) -> float:
         """The median of pairwise slopes of `values`."""
 
-def tally_tasks(max_hold_ns: int = 0) -> Tally:
+def tally_tasks(
+    max_hold_ns: int = 0, stale_after: Sequence[tuple[int, types.CodeType | type, float]] | None = None
+) -> Tally:
     """Count tracked tasks by state and group; unchanged tasks' states are read without the GIL,
-    and the rest holds it for at most `max_hold_ns` at a time (0: no bound)."""
+    and the rest holds it for at most `max_hold_ns` at a time (0: no bound). A group's example is its
+    oldest pending task, or, for a group in `stale_after` ((stack_id, code, ms): the monitor's stale
+    thresholds), its newest pending task at least that old, if any."""
 
 AGE_BUCKETS: int
 

@@ -81,9 +81,20 @@ void bind_monitor(nb::module_ &m) {
 
     m.def(
         "tally_tasks",
-        [](int64_t max_hold_ns) {
+        [](int64_t max_hold_ns, nb::object stale_after) {
+            // The code objects are held by the list the caller passed.
+            std::vector<StaleAfter> after;
+            if (!stale_after.is_none()) {
+                for (nb::handle item : stale_after) {
+                    nb::tuple e = nb::cast<nb::tuple>(item);
+                    if (e.size() != 3) throw nb::value_error("stale_after: (stack_id, code, ms) tuples");
+                    const int64_t stack = nb::cast<int64_t>(e[0]);
+                    if (stack < 0 || stack >= (int64_t)StackTable::DROPPED) continue;  // unknown or dropped stacks
+                    after.push_back(StaleAfter{(uint32_t)stack, e[1].ptr(), (int64_t)nb::cast<double>(e[2])});
+                }
+            }
             TaskTally t;
-            if (!tally_tasks(t, max_hold_ns)) {
+            if (!tally_tasks(t, max_hold_ns, after)) {
                 PyErr_SetString(PyExc_RuntimeError,
                                 "taskleak: tally_tasks() called from inside a count in this thread");
                 throw nb::python_error();
@@ -116,9 +127,10 @@ void bind_monitor(nb::module_ &m) {
             d["read_ns"] = t.read_ns;
             return d;
         },
-        "max_hold_ns"_a = 0,
+        "max_hold_ns"_a = 0, "stale_after"_a = nb::none(),
         "Count tracked tasks by state and group (stack_id, code, pending, done, oldest_ns, example_weakref, "
-        "ages, lifetimes).");
+        "ages, lifetimes); stale_after: (stack_id, code, ms) of groups whose example is their newest task that "
+        "old.");
     m.attr("AGE_BUCKETS") = AGE_BUCKETS;
     m.def(
         "age_bucket_floor_ms",

@@ -290,7 +290,7 @@ int age_bucket(int64_t ms) {
     return b < AGE_BUCKETS ? b : AGE_BUCKETS - 1;
 }
 
-bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
+bool tally_tasks(TaskTally &out, int64_t max_hold_ns, const std::vector<StaleAfter> &stale_after) {
     Tracker &t = tracker();
     TallyCache &c = cache();
     // A fork while some thread's pass reads without the GIL leaves the child
@@ -318,6 +318,7 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
         size_t example_slot = SIZE_MAX;
         uint32_t example_serial = 0;
         bool example_pending = false;
+        bool example_stale = false;
         int64_t example_born_ms = INT64_MAX;  // of a pending example; INT64_MAX: unknown
         // Allocated on first use: the cache may know thousands of groups,
         // most with no task now. A deque keeps them where they are.
@@ -344,12 +345,26 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
     const int64_t start_ms = start / 1000000;
     int64_t hold_start = start;
     uint64_t finishing = 0;  // live, pending and done are summed from `acc` at the end
-    // A group's example is its oldest pending task (else any task of it):
-    // a stale alert describes a task that is stale, not a request that
-    // came in a moment ago beside the ones that hung.
-    auto note_example = [&](Acc &a, size_t slot, bool pending, int64_t born_ms) {
+    // Per group id: tasks born at or before this millisecond are stale
+    // (INT64_MIN: no threshold given). Groups made during the pass have none.
+    std::vector<int64_t> stale_born(c.groups.size(), INT64_MIN);
+    for (const StaleAfter &sa : stale_after) {
+        auto it = c.where.find(Key{sa.stack, sa.code});
+        if (it != c.where.end() && it->second < stale_born.size()) stale_born[it->second] = start_ms - sa.ms;
+    }
+    // A group's example: its newest stale task, else its oldest pending task,
+    // else any task of it. A stale alert then describes a task that is
+    // stale, not a request that came in a moment ago beside the ones that
+    // hung, nor a keep-alive connection as old as the process beside them.
+    auto note_example = [&](Acc &a, size_t slot, bool pending, int64_t born_ms, uint32_t gid) {
         if (pending) {
-            if (a.example_pending && born_ms >= a.example_born_ms) return;
+            const bool stale = born_ms != INT64_MAX && gid < stale_born.size() && born_ms <= stale_born[gid];
+            if (stale) {
+                if (a.example_stale && born_ms <= a.example_born_ms) return;
+            } else if (a.example_stale || (a.example_pending && born_ms >= a.example_born_ms)) {
+                return;
+            }
+            a.example_stale = stale;
             a.example_born_ms = born_ms;
         } else if (a.example_slot != SIZE_MAX) {
             return;
@@ -390,7 +405,7 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
                 a.oldest_slot = i;
             }
         }
-        note_example(a, i, pending, born);
+        note_example(a, i, pending, born, h.gid);
         return false;
     };
 
@@ -525,7 +540,7 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns) {
             ++finishing;
         }
         if (created >= 0 && created < a.oldest) a.oldest = created;
-        note_example(a, i, st == 0, created >= 0 ? created / 1000000 : INT64_MAX);
+        note_example(a, i, st == 0, created >= 0 ? created / 1000000 : INT64_MAX, s2.gid);
     };
 
     // Phase 1, with the GIL: a word (64 slots) at a time, every slot whose

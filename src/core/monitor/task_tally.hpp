@@ -65,7 +65,17 @@ struct TaskTally {
 // also released between chunks of the rest. Passes of several monitors take
 // turns. False, and nothing counted, if called from Python code that a pass
 // in this thread runs (a Task subclass's attribute).
-bool tally_tasks(TaskTally &out, int64_t max_hold_ns);
+//
+// `stale_after`: (stack id, code object, milliseconds) of groups whose tasks
+// that old are stale (the monitor's thresholds): such a group's example is
+// its newest stale task, the kind that made its stale count rise, rather
+// than its oldest pending one (a keep-alive connection beside hung requests).
+struct StaleAfter {
+    uint32_t stack;
+    PyObject *code;  // borrowed: the caller holds it over the call
+    int64_t ms;
+};
+bool tally_tasks(TaskTally &out, int64_t max_hold_ns, const std::vector<StaleAfter> &stale_after = {});
 
 // In a forked child: a pass the parent's sampler thread had in progress
 // will never finish there.

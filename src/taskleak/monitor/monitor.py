@@ -248,6 +248,7 @@ class Monitor:
         self._jsonl_path = cfg.jsonl
         self._jsonl: Any = None
         self._examples: dict[str, TaskRef | None] = {}
+        self._stale_after: list[tuple[int, types.CodeType | type, float]] = []
         self._generation = 0
         self._n = 0
 
@@ -431,7 +432,7 @@ class Monitor:
         return lab
 
     def _measure(self, rss: int, fds: int = -1, peer_closed: int = -1) -> Sample:
-        raw = _core.tally_tasks(self._max_hold_ns)
+        raw = _core.tally_tasks(self._max_hold_ns, self._stale_after or None)
         self._last_tally = raw
         if raw["generation"] != self._generation:
             # The native group table started afresh: ids may name other stacks now.
@@ -449,11 +450,18 @@ class Monitor:
         labels = self._labels
         site_of = self._site
         observe = self._stale.observe
+        stale_groups = self._stale.groups
+        # The next count's examples of groups with stale tasks: their newest
+        # stale one (the kind an alert is about), from these thresholds.
+        stale_after: list[tuple[int, types.CodeType | type, float]] = []
+        self._stale_after = stale_after
         allow = self.allow if self.allow else None
         for stack_id, code, pending, done, oldest_ns, example, ages, lifetimes in raw_groups:
             lab = labels.get((stack_id, id(code)))
             site, coro, label = lab if lab is not None else site_of(stack_id, code, example)
             stale = observe(label, ages, lifetimes, (now_ns - oldest_ns) / 1e6 if oldest_ns >= 0 else None)
+            if stale:
+                stale_after.append((stack_id, code, stale_groups[label].threshold_ms))
             if pending == 0 and done == 0:
                 continue  # gone: reported only for its lifetimes
             allowed = False
