@@ -848,6 +848,10 @@ def test_handlers_hung_after_their_clients_left_alert_naming_the_server(lt):
     # client's as old as the test, nor a request that came a moment ago.
     assert a.groups[0].chain[-1].endswith(f"test_monitor.py:{hang} in hangs_now_and_then"), a.text
     assert max(peer_closed) >= 3, peer_closed
+    # Exported as a gauge of its own: the sample the alert came at.
+    at = [s.time for s in mon.samples()].index(a.time)
+    assert mon.samples()[at].peer_closed >= 1
+    assert re.search(r"^taskleak_sockets_peer_closed \d", mon.metrics_text(), re.M), mon.metrics_text()
     print(f"hung handlers: alerted at sample {[s.time for s in mon.samples()].index(a.time)}")
 
 

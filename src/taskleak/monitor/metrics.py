@@ -96,6 +96,14 @@ def families(
         "taskleak.task.stale",
         "{task}",
     )
+    peer_closed = Family(
+        "taskleak_sockets_peer_closed",
+        "gauge",
+        "TCP sockets the process keeps open after their peer closed its side (CLOSE_WAIT): a handler "
+        "that hung, or a connection nobody closes, leaves them behind.",
+        "taskleak.socket.peer_closed",
+        "{socket}",
+    )
     lag = Family(
         "taskleak_event_loop_lag_seconds",
         "gauge",
@@ -143,6 +151,8 @@ def families(
             per_stale[skey] = per_stale.get(skey, 0.0) + float(g.stale)
         stale.samples = [({"group": lab, "allowlisted": al}, v) for (lab, al), v in per_stale.items()]
         lag.samples = [({"loop": name}, v) for name, v in sorted(s.loop_lags.items())]
+        if s.peer_closed is not None:
+            peer_closed.samples = [({}, float(s.peer_closed))]
     suspected.samples = [
         (suspected_labels(sig, det, sites.get((sig, det)) if on else None), 1.0 if on else 0.0)
         for (sig, det), on in sorted(open_episodes.items())
@@ -152,7 +162,7 @@ def families(
             alerts.samples.append(({"signal": sig, "detector": det}, float(alert_counts.get((sig, det), 0))))
     alerts.samples.append(({"signal": "lost", "detector": "count"}, float(alert_counts.get(("lost", "count"), 0))))
     alerts.samples.append(({"signal": "stale", "detector": "rise"}, float(alert_counts.get(("stale", "rise"), 0))))
-    out += [tasks, created, losses, groups, stale, lag, suspected, alerts]
+    out += [tasks, created, losses, groups, stale, peer_closed, lag, suspected, alerts]
     out += _blocked_families(live=live)
     return out
 
