@@ -347,3 +347,25 @@ def test_rise_verdict_explains_the_rise_and_its_bar():
     (v,) = verdicts
     assert v.block == 10 and all(b > a for a, b in zip(v.marks, v.marks[1:])), v
     assert v.rise == v.marks[-1] - v.marks[0] - v.step and v.rise >= v.bar == math.sqrt(v.marks[-1]), v
+
+
+def test_an_episode_stays_open_while_level_for_less_than_the_threshold():
+    """aiohttp with one request in thirty hung: the group's threshold grew
+    from 1 s to 12 s (keep-alive connections finishing with long
+    lifetimes), its stale count fell and stayed level until the newer hung
+    requests reached 12 s, and the episode closed and paged again for the
+    same leak 230 samples later. Level for less than the threshold is not
+    "no longer rising"; level for longer is."""
+    rise = [0] * 20 + [i // 5 for i in range(100)]  # opens an episode
+    gap = [2] * 150  # the threshold grew: the count fell, and is level
+    again = [2 + i // 5 for i in range(150)]  # the leak's newer tasks reach the new threshold
+
+    def verdicts(series, threshold):
+        det = RiseDetector(StaleConfig())
+        return [i for i, x in enumerate(series) if det.update(x, threshold=threshold)]
+
+    assert len(verdicts(rise + gap + again, 0.0)) == 2  # closed in the gap, paged again
+    assert len(verdicts(rise + gap + again, 250.0)) == 1  # the gap is shorter than the threshold
+    # Level for longer than the threshold: the episode closes, and a rise
+    # after that is a new one.
+    assert len(verdicts(rise + [2] * 300 + again, 250.0)) == 2

@@ -228,10 +228,14 @@ class RiseDetector:
     by ``max(min_rise, noise x sqrt(level))`` or more not counting the run's
     largest single step (see the module's docstring for why and for the
     bound on a leak); closes it when the shortest blocks' last ``rises``
-    rose no more (the series is level or falling) and no block length
-    rises any more."""
+    rose no more (the series is level or falling), no block length rises
+    any more, and no shortest block's mark rose for longer than the group's
+    stale threshold: when the threshold grows (the group's lifetimes grew),
+    the stale count drops and stays level until the leak's newer tasks
+    reach the new threshold; the leak is still there, and a second page for
+    it would be noise."""
 
-    __slots__ = ("cfg", "scales", "in_episode", "zeros")
+    __slots__ = ("cfg", "scales", "in_episode", "zeros", "quiet")
 
     def __init__(self, cfg: StaleConfig) -> None:
         self.cfg = cfg
@@ -241,6 +245,7 @@ class RiseDetector:
         # 0. Most groups never have a stale task: counting their zeros is
         # all a sample costs them (the monitor's GIL budget is per sample).
         self.zeros = 0
+        self.quiet = 0  # in an episode: samples since a shortest block's mark last rose
 
     def _verdict(self, s: _Scale) -> RiseVerdict | None:
         cfg = self.cfg
@@ -254,10 +259,14 @@ class RiseDetector:
         marks = tuple(s.marks)[-(s.run + 1) :]
         return RiseVerdict(s.block, marks, rise=rise, step=s.step, bar=bar)
 
-    def update(self, value: int, explained: Callable[[RiseVerdict], bool] | None = None) -> RiseVerdict | None:
+    def update(
+        self, value: int, explained: Callable[[RiseVerdict], bool] | None = None, threshold: float = 0.0
+    ) -> RiseVerdict | None:
         """Feed one sample's value; the verdict that opens an episode, if any.
         A verdict ``explained`` says is explained (connections being kept)
-        opens none: the next block length's may."""
+        opens none: the next block length's may. ``threshold``: the group's
+        stale threshold in samples (how long an episode must stay level to
+        close)."""
         if self.zeros >= 0:
             if value == 0:
                 self.zeros += 1
@@ -287,10 +296,14 @@ class RiseDetector:
                     verdict = v
         if self.in_episode:
             # Closed once the shortest blocks are level over the last
-            # `rises` of them and no block length rises any more.
+            # `rises` of them, no block length rises any more, and none
+            # rose for longer than the threshold.
             m = self.scales[0].marks
             k = self.cfg.rises + 1
-            if verdict is None and ended and len(m) >= k and m[-1] <= m[-k]:
+            if ended:
+                self.quiet = 0 if len(m) >= 2 and m[-1] > m[-2] else self.quiet + self.scales[0].block
+            level = ended and len(m) >= k and m[-1] <= m[-k]
+            if verdict is None and level and self.quiet > threshold:
                 self.in_episode = False
                 # Fresh evidence at every block length: the longer blocks'
                 # marks still hold the rise this episode already reported.
@@ -299,6 +312,7 @@ class RiseDetector:
             return None
         if verdict is not None:
             self.in_episode = True
+            self.quiet = 0
         return verdict
 
 
@@ -417,7 +431,11 @@ class StaleTasks:
                 continue
             if label in skip:
                 continue
-            v = d.update(g.stale, functools.partial(self.descriptors_explain, label, threshold_ms=g.threshold_ms))
+            v = d.update(
+                g.stale,
+                functools.partial(self.descriptors_explain, label, threshold_ms=g.threshold_ms),
+                g.threshold_ms / (self.interval_s * 1000.0),
+            )
             if v is not None:
                 out.append((label, v))
         horizon = max(self.cfg.blocks) * (self.cfg.rises + 1)
