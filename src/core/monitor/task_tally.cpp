@@ -346,8 +346,10 @@ bool tally_tasks(TaskTally &out, int64_t max_hold_ns, const std::vector<StaleAft
     int64_t hold_start = start;
     uint64_t finishing = 0;  // live, pending and done are summed from `acc` at the end
     // Per group id: tasks born at or before this millisecond are stale
-    // (INT64_MIN: no threshold given). Groups made during the pass have none.
-    std::vector<int64_t> stale_born(c.groups.size(), INT64_MIN);
+    // (INT64_MIN: no threshold given). Groups made during the pass have none;
+    // with no threshold at all (most passes) it stays empty.
+    std::vector<int64_t> stale_born;
+    if (!stale_after.empty()) stale_born.assign(c.groups.size(), INT64_MIN);
     for (const StaleAfter &sa : stale_after) {
         auto it = c.where.find(Key{sa.stack, sa.code});
         if (it != c.where.end() && it->second < stale_born.size()) stale_born[it->second] = start_ms - sa.ms;
