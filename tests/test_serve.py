@@ -411,7 +411,10 @@ def test_answers_are_bounded_at_100k_tasks(service):
 
 def test_snapshots_while_the_loop_churns_tasks(service, caplog):
     # Tasks created and finished continuously on the loop thread while clients
-    # take snapshots from the server's threads: every answer is a 200.
+    # take snapshots from the server's threads: every answer is a 200. The
+    # native side's "busy" answer (503 + Retry-After, when no Python thread
+    # took a request within 1 s: a 2-core CI machine running two suites)
+    # is retried as a client would, a few times at most in all.
     import logging
 
     caplog.set_level(logging.ERROR, logger="taskleak")
@@ -436,11 +439,18 @@ def test_snapshots_while_the_loop_churns_tasks(service, caplog):
     try:
         statuses = []
         errors = []
+        busy = []
 
         def client() -> None:
             try:
                 for path in ("/api/tasks", "/tasks.txt", "/api/snapshot", "/metrics") * 2:
-                    statuses.append(get(srv.url, path + ("?names=1" if path == "/api/tasks" else ""), timeout=60.0)[0])
+                    url = path + ("?names=1" if path == "/api/tasks" else "")
+                    status, headers, _ = get(srv.url, url, timeout=60.0)
+                    if status == 503 and "retry-after" in headers:
+                        busy.append(path)
+                        time.sleep(min(1.0, float(headers["retry-after"])))
+                        status = get(srv.url, url, timeout=60.0)[0]
+                    statuses.append(status)
             except Exception as e:  # a client that gave up (a 2-core CI machine under load) is reported
                 errors.append(repr(e))
 
@@ -449,7 +459,8 @@ def test_snapshots_while_the_loop_churns_tasks(service, caplog):
             t.start()
         for t in threads:
             t.join()
-        assert errors == [] and statuses == [200] * 24, (errors, statuses)
+        assert errors == [] and statuses == [200] * 24, (errors, statuses, busy)
+        assert len(busy) <= 3, busy
         assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     finally:
         sys.setswitchinterval(previous_interval)
