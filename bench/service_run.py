@@ -1,7 +1,8 @@
-"""What the real-service benches (aiohttp_stale_service.py,
-uvicorn_ws_service.py) share: the run itself, with the dashboard polled the
-whole time, and the summary of what the monitor saw (imported as a sibling:
-``python bench/x.py`` puts bench/ first on sys.path)."""
+"""What the service benches share: the run itself, with the dashboard polled
+the whole time (aiohttp_stale_service.py, uvicorn_ws_service.py), and the
+summary of what the monitor saw (those two, hung_handlers_service.py and
+backlog_service.py). Imported as a sibling: ``python bench/x.py`` puts
+bench/ first on sys.path."""
 
 from __future__ import annotations
 
