@@ -234,6 +234,11 @@ def test_a_fork_while_another_thread_counts_leaves_a_working_child():
     assert out.stdout.split()[-2:] == ["bad", "0"], out.stdout + out.stderr[-2000:]
 
 
+def make(ev: asyncio.Event, n: int) -> list[asyncio.Task]:
+    """n tasks parked on `ev`, all made at one line: one group."""
+    return [asyncio.create_task(parked(ev)) for _ in range(n)]
+
+
 @pytest.mark.parametrize("passes", [1, 2], ids=["first-sight", "from-hot-copies"])
 def test_a_groups_example_is_its_oldest_pending_task(loop, passes):
     """The example a stale alert describes is a stale task: the group's
@@ -241,9 +246,6 @@ def test_a_groups_example_is_its_oldest_pending_task(loop, passes):
     tasks are reused, so the newest tasks sit in the lowest slots here, and
     the first pending task in slot order would be one that came a moment
     ago. A second pass reads the tasks from its hot copies."""
-
-    def make(ev: asyncio.Event, n: int) -> list[asyncio.Task]:
-        return [asyncio.create_task(parked(ev)) for _ in range(n)]  # one stack: one group
 
     async def main() -> tuple[list[asyncio.Task], list[asyncio.Task]]:
         evs = [asyncio.Event() for _ in range(3)]
@@ -286,9 +288,6 @@ def test_a_group_with_stale_tasks_gives_its_newest_stale_one_as_example(loop):
     least that old: the kind that made the stale count rise (a request that
     hung), not the oldest pending one (a keep-alive connection as old as the
     process) nor one that came a moment ago."""
-
-    def make(ev: asyncio.Event, n: int) -> list[asyncio.Task]:
-        return [asyncio.create_task(parked(ev)) for _ in range(n)]  # one stack: one group
 
     async def main() -> list[list[asyncio.Task]]:
         ev = asyncio.Event()

@@ -547,7 +547,7 @@ class Monitor:
         explained = self._stale.explained
         if not self.log_alerts or explained.keys() <= self._explained_told:
             return
-        for label, (_n, first, last) in explained.items():
+        for label, (first, last) in explained.items():
             if label not in self._explained_told:
                 log.info(
                     "taskleak: the stale tasks of %s rose as the open descriptors did (%d -> %d): taken for "

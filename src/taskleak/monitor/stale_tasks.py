@@ -343,9 +343,9 @@ class StaleTasks:
         # Open descriptors at the last _FD_HISTORY samples, in a ring (-1:
         # unknown); the count at sample k sits at k % _FD_HISTORY.
         self._fds = array.array("q", [-1]) * _FD_HISTORY
-        # Per group: the sample and the descriptors' low-water marks (first,
-        # last) of the last verdict explained by connections being kept.
-        self.explained: dict[str, tuple[int, int, int]] = {}
+        # Per group: the descriptors' low-water marks (first, last) of the
+        # last verdict explained by connections being kept.
+        self.explained: dict[str, tuple[int, int]] = {}
 
     @property
     def in_episode(self) -> bool:
@@ -406,7 +406,7 @@ class StaleTasks:
         matched = sum(max(0, min(later - earlier, step)) for earlier, later in zip(fds, fds[1:]))
         if matched < sum(rises) - step:
             return False
-        self.explained[label] = (self.n, fds[0], fds[-1])
+        self.explained[label] = (fds[0], fds[-1])
         return True
 
     def detect(self, skip: set[str], open_fds: int | None = None) -> list[tuple[str, RiseVerdict]]:
