@@ -846,6 +846,94 @@ def test_a_registry_of_tracked_tasks_only_is_counted_and_anything_else_read():
     ]
 
 
+LISTED_TASKS = """
+import asyncio, sys, threading
+import taskleak
+from taskleak import _core
+from taskleak.tracking import installer
+
+taskleak.install()
+calls = []
+real = installer._adopted_loops_tasks
+
+
+def spy():
+    calls.append(1)
+    return real()
+
+
+installer._adopted_loops_tasks = spy
+
+
+async def parked(ev):
+    await ev.wait()
+
+
+def rows():
+    c = taskleak.snapshot()._s.census
+    return [c.row(i)[0] for i in range(len(c))]
+
+
+ended = {}
+
+
+def thread_that_ends():
+    # Its loop's tasks outlive the thread: asyncio (3.14+) moves them from
+    # the thread's list to the interpreter's.
+    loop = ended["loop"] = asyncio.new_event_loop()
+
+    async def make():
+        ended["ev"] = asyncio.Event()
+        ended["tasks"] = [asyncio.create_task(parked(ended["ev"])) for _ in range(5)]
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(make())
+
+
+th = threading.Thread(target=thread_that_ends)
+th.start()
+th.join()
+
+
+async def main():
+    ev = asyncio.Event()
+    tracked = [asyncio.create_task(parked(ev)) for _ in range(300)]
+    await asyncio.sleep(0)
+    r = rows()
+    print("all tracked", len(r) == len(set(r)), set(tracked + ended["tasks"]) <= set(r), len(calls))
+    untracked = asyncio.Task(parked(ev))  # made without the loop's task factory: no record
+    await asyncio.sleep(0)
+    r = rows()
+    print("one untracked", untracked in r, len(calls))
+    for t in tracked + [untracked]:
+        t.cancel()
+    await asyncio.gather(*tracked, untracked, return_exceptions=True)
+
+
+asyncio.run(main())
+ended["ev"].set()
+ended["loop"].run_until_complete(asyncio.gather(*ended["tasks"]))
+print(_core.stats()["task_lists"])
+"""
+
+
+def test_asyncios_task_lists_are_counted_and_copied_only_when_they_hold_another_task():
+    # 3.14+: asyncio keeps every live C task in its thread's list (the
+    # interpreter's once the thread has ended). When the lists hold as many
+    # tasks as the census has rows of them, asyncio.all_tasks(loop) is not
+    # called; a task made without the loop's task factory (no record) makes
+    # the counts differ, and the census asks asyncio and finds it. Before
+    # 3.14 the registry holds every task and there are no lists.
+    out = subprocess.run([sys.executable, "-c", LISTED_TASKS], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lists = sys.version_info >= (3, 14)
+    assert out.stdout.splitlines() == [
+        "all tracked True True 0",
+        f"one untracked True {int(lists)}",
+        "asyncio-debug-offsets" if lists else "unavailable",
+    ]
+
+
 def test_core_groups_are_exactly_the_rows_with_equal_keys(tracked):
     # The census numbers each row's group as it reads the row; groups()
     # must be exactly the rows with equal (creation stack, chain, state,

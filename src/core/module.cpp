@@ -5,6 +5,7 @@
 #include "tasks/await_chain.hpp"
 #include "cpython/frames.hpp"
 #include "cpython/running_task.hpp"
+#include "cpython/task_lists.hpp"
 #include "cpython/weakref_list.hpp"
 #include "tasks/task_census.hpp"
 #include "tracking/tracker.hpp"
@@ -106,6 +107,7 @@ static nb::dict stats() {
     d["record_size"] = sizeof(CreationRecord);
     d["stack_memo_hits"] = t.memo_hits;
     d["running_task"] = cpython::running_task_mode();
+    d["task_lists"] = cpython::task_lists_mode();
     d["finalizer_hook"] = t.finalize_type != nullptr;
     return d;
 }
@@ -495,20 +497,23 @@ NB_MODULE(_core, m) {
         "tasks"_a, "chain_depth"_a = 64, nb::rv_policy::take_ownership);
     m.def(
         "census_live",
-        [](nb::handle weakref_set, nb::handle strong_sets, int chain_depth, bool registry_untouched) {
+        [](nb::handle weakref_set, nb::handle strong_sets, int chain_depth, bool registry_untouched,
+           nb::handle more_sets) {
             auto *c = new TaskCensus();
-            if (!c->collect_live(weakref_set.ptr(), strong_sets.ptr(), chain_depth, registry_untouched)) {
+            if (!c->collect_live(weakref_set.ptr(), strong_sets.ptr(), more_sets.ptr(), chain_depth,
+                                 registry_untouched)) {
                 delete c;
                 throw nb::python_error();
             }
             return c;
         },
         "weakref_set"_a.none(), "strong_sets"_a, "chain_depth"_a = 64, "registry_untouched"_a = false,
-        nb::rv_policy::take_ownership,
+        "more_sets"_a.none() = nb::none(), nb::rv_policy::take_ownership,
         "census(live_tasks(weakref_set, strong_sets), chain_depth) in one pass, tracked tasks read from their "
         "records (rows in another order). registry_untouched: nothing but registry_add and its weakrefs' "
         "callbacks has changed the registry's set (its entries are then counted, not read, when they are "
-        "all our records' weakrefs).");
+        "all our records' weakrefs). more_sets: a callable returning more containers, called only when "
+        "asyncio's own task lists (3.14+) cannot tell that the rows hold every live task already.");
     bind_graph(m);
     bind_heap(m);
     bind_holder_search(m);

@@ -91,6 +91,7 @@ class CoreStats(TypedDict):
     record_size: int
     stack_memo_hits: int
     running_task: str
+    task_lists: str
     finalizer_hook: bool
 
 class WatchdogStats(TypedDict):
@@ -274,11 +275,13 @@ def census_live(
     strong_sets: Iterable[Iterable[Any]],
     chain_depth: int = 64,
     registry_untouched: bool = False,
+    more_sets: Callable[[], Iterable[Iterable[Any]]] | None = None,
 ) -> Census:
     """census(live_tasks(weakref_set, strong_sets), chain_depth) in one pass, tracked tasks read from their
     records (rows in another order). registry_untouched: nothing but registry_add and its weakrefs'
     callbacks has changed the registry's set (its entries are then counted, not read, when they are all
-    our records' weakrefs)."""
+    our records' weakrefs). more_sets: a callable returning more containers, called only when asyncio's
+    own task lists (3.14+) cannot tell that the rows hold every live task already."""
 
 def orphan_analysis(
     census: Census, holders: Iterable[object] | None = None, cap: int = 4000000

@@ -54,9 +54,12 @@ public:
     // from the records: no lookup per task), then, once each, the tasks of
     // `weakref_set` (a set of weakrefs, or None) and of the containers in
     // `strong_sets` that it has no live record for. The same rows, in another
-    // order, as collect() over tracking.live_tasks(). False with a Python
-    // error set on failure.
-    bool collect_live(PyObject *weakref_set, PyObject *strong_sets, int chain_depth, bool registry_untouched = false);
+    // order, as collect() over tracking.live_tasks(). `more_sets` (None, or
+    // a callable returning more containers) is called only when asyncio's
+    // task lists (3.14+) cannot tell that the rows hold every task already.
+    // False with a Python error set on failure.
+    bool collect_live(PyObject *weakref_set, PyObject *strong_sets, PyObject *more_sets, int chain_depth,
+                      bool registry_untouched = false);
     std::vector<CensusRow> rows;
     // collect_live: the registry's entries were counted against our records
     // instead of read (see there).
@@ -76,6 +79,12 @@ public:
     int64_t row_of_serial(uint32_t serial) const;
 
 private:
+    // Whether asyncio's task lists (3.14+) hold no task but those of the
+    // rows collect_live made; false when they cannot be read. A row's task
+    // counts when it is listed, so equal counts mean the same tasks.
+    bool lists_cover() const;
+    PyTypeObject *listed_type_ = nullptr;  // collect_live: the type of listed tasks, when they are counted
+    int64_t listed_rows_ = 0;              // rows of listed tasks
     // Appends a row for `task` (borrowed; the row takes a reference) with
     // `rec`'s fields, or none if rec is nullptr.
     void add_row(PyObject *task, const CreationRecord *rec);

@@ -349,6 +349,7 @@ class Status(TypedDict):
     record_size: int
     stack_memo_hits: int
     running_task: str
+    task_lists: str  # "asyncio-debug-offsets": 3.14+'s task lists are counted, not copied
     finalizer_hook: bool
     mechanism: str | None  # "registry", "factory", or None when not installed
     python: str
@@ -368,9 +369,11 @@ def adopted_loops() -> list[asyncio.AbstractEventLoop]:
     return list(_adopted_loops)
 
 
-def _task_sources() -> tuple[Any, list[Any]]:
-    """(the registry's set of weakrefs or None, containers of tasks): where
-    tasks without a creation record are found."""
+def _task_sources() -> tuple[Any, list[Any], Callable[[], list[Any]] | None]:
+    """(the registry's set of weakrefs or None, containers of tasks, a
+    callable giving more containers or None): where tasks without a creation
+    record are found. The core calls the third only when it cannot tell
+    without it that it has every task already."""
     ws = _registry()
     strong: list[Any] = []
     eager = _eager_registry()
@@ -379,21 +382,27 @@ def _task_sources() -> tuple[Any, list[Any]]:
     current = getattr(asyncio.tasks, "_current_tasks", None)
     if isinstance(current, dict):
         strong.append(list(current.values()))
-    if _mechanism != "registry":
-        # No registry to read (3.14+ keeps tasks in per-thread lists): ask each
-        # loop taskleak knows of for its pending tasks; finished tasks come
-        # from the creation records.
-        for loop in list(_adopted_loops):
-            try:
-                strong.append(asyncio.all_tasks(loop))  # a new set: copied once, natively
-            except Exception:
-                pass
-    return getattr(ws, "data", None), strong
+    more = None if _mechanism == "registry" else _adopted_loops_tasks
+    return getattr(ws, "data", None), strong, more
+
+
+def _adopted_loops_tasks() -> list[Any]:
+    """No registry to read (3.14+ keeps tasks in per-thread lists): the
+    pending tasks of each loop taskleak knows of (finished tasks come from
+    the creation records)."""
+    out: list[Any] = []
+    for loop in list(_adopted_loops):
+        try:
+            out.append(asyncio.all_tasks(loop))  # a new set: copied once, natively
+        except Exception:
+            pass
+    return out
 
 
 def live_tasks() -> list[asyncio.Task[Any]]:
     """Every live task of every loop in the process, tracked or not."""
-    return _core.live_tasks(*_task_sources())
+    ws, strong, more = _task_sources()
+    return _core.live_tasks(ws, strong + (more() if more is not None else []))
 
 
 def live_census(chain_depth: int) -> _core.Census:
@@ -401,4 +410,5 @@ def live_census(chain_depth: int) -> _core.Census:
     are read from their creation records, in table order (no list of tasks
     is built and no record is looked up by task)."""
     untouched = _mechanism == "registry" and not _registry_touched
-    return _core.census_live(*_task_sources(), chain_depth, registry_untouched=untouched)
+    ws, strong, more = _task_sources()
+    return _core.census_live(ws, strong, chain_depth, registry_untouched=untouched, more_sets=more)

@@ -1,0 +1,12 @@
+// CPython 3.10-3.13: asyncio registers its tasks in a WeakSet, which the
+// census reads (or counts) directly; there are no per-thread lists.
+#include "cpython/task_lists.hpp"
+
+namespace taskleak::cpython {
+
+PyTypeObject *listed_task_type() { return nullptr; }
+bool is_listed(PyObject *) { return false; }
+int64_t listed_task_count() { return -1; }
+const char *task_lists_mode() { return "unavailable"; }
+
+}  // namespace taskleak::cpython
