@@ -21,7 +21,7 @@ ASAN_VENV := .venv/asan-py$(PY)
 # Build/test tools for the venvs. cmake and ninja come from PyPI too, so a
 # fresh machine needs nothing but the interpreter (the system cmake is a pyenv
 # shim that only works for the global Python).
-DEV_DEPS ?= "scikit-build-core>=0.10" "nanobind>=2.4" "pytest>=8" "uvloop>=0.17" "pytest-asyncio>=1.1" anyio "pytest-xdist>=3" objgraph "import-linter>=2.1" "mypy>=1.10" prometheus_client opentelemetry-sdk selenium cmake ninja $(LINT_DEPS)
+DEV_DEPS ?= "scikit-build-core>=0.10" "nanobind>=2.4" "pytest>=8" "uvloop>=0.17" "pytest-asyncio>=1.1" anyio "pytest-xdist>=3" objgraph "import-linter>=2.1" "mypy>=1.10" prometheus_client opentelemetry-sdk grpcio selenium cmake ninja $(LINT_DEPS)
 # Formatters are pinned: a new release that formats differently must not fail
 # a checkout that was clean.
 LINT_DEPS ?= "ruff==0.17.6" "clang-format==23.1.5"

@@ -151,7 +151,11 @@ static int state_of(PyObject *task) {
 }
 
 // Borrowed: the code object of the task's coroutine, else the coroutine's
-// type (a group per awaitable type). Never runs Python code for C tasks.
+// type (a group per awaitable type). Never runs Python code for C tasks of
+// native coroutines. Coroutines of other kinds (Cython's: grpc.aio runs
+// every RPC in two of them) are asked for their cr_code, so that each of
+// their functions is a group of its own, named by it, instead of one
+// "coroutine" group per creation site.
 static PyObject *code_of(PyObject *task) {
     PyObject *coro = nullptr;
     bool owned = false;
@@ -176,6 +180,16 @@ static PyObject *code_of(PyObject *task) {
                 out = c;  // kept alive by the coroutine
                 Py_DECREF(c);
             }
+        }
+    } else if (!PyGen_CheckExact(coro)) {
+        static PyObject *attr = PyUnicode_InternFromString("cr_code");
+        PyObject *c = PyObject_GetAttr(coro, attr);
+        if (c == nullptr) PyErr_Clear();
+        else {
+            // Borrowed only if someone else holds it (the coroutine, its
+            // module): a code object made for this call would be gone.
+            if (PyCode_Check(c) && Py_REFCNT(c) > 1) out = c;
+            Py_DECREF(c);
         }
     }
     if (owned) Py_DECREF(coro);

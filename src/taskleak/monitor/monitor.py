@@ -40,6 +40,7 @@ from .detector import Anomaly, Detector
 from .loop_lag import LoopLag
 from .lost_tasks import LostSite, LostTasks
 from .metrics import Family, declared_families, families
+from .peer_streams import watches_a_stream
 from .sample import LOSS_KINDS, Alert, AlertGroup, GroupStat, Sample
 from .stale_tasks import RiseVerdict, StaleTasks
 
@@ -239,7 +240,7 @@ class Monitor:
         self._lost = LostTasks(self.window)
         self._new_losses: list[Any] = []  # loss events since the previous sample
         self._loss_seen = 0.0  # time of the newest loss event seen
-        self._labels: dict[tuple[int, int], tuple[str, str, str]] = {}
+        self._labels: dict[tuple[int, int], tuple[str, str, str, bool]] = {}
         self._lag = LoopLag()
         self._lock = threading.Lock()
         self._sampler: _core.Sampler | None = None
@@ -410,11 +411,12 @@ class Monitor:
             self._dispatch(a)
         return sample
 
-    def _site(self, stack_id: int, code: types.CodeType | type, example: TaskRef | None) -> tuple[str, str, str]:
-        """(site, coroutine, "site (coroutine)") of a group, cached by id.
-        A server's connection handlers are named by the line that set the
-        server up, as reports name them (``with_setup_site``), found from the
-        group's example the first time the group is seen."""
+    def _site(self, stack_id: int, code: types.CodeType | type, example: TaskRef | None) -> tuple[str, str, str, bool]:
+        """(site, coroutine, "site (coroutine)", whether its tasks stand for
+        streams peers keep open) of a group, cached by id. A server's
+        connection handlers are named by the line that set the server up, as
+        reports name them (``with_setup_site``), found from the group's
+        example the first time the group is seen."""
         key = (stack_id, id(code))
         lab = self._labels.get(key)
         if lab is None:
@@ -428,7 +430,7 @@ class Monitor:
                 del task
                 site = site_frame(frames).short()
             coro = _label(code)
-            lab = self._labels[key] = (site, coro, f"{site} ({coro})")
+            lab = self._labels[key] = (site, coro, f"{site} ({coro})", watches_a_stream(code))
         return lab
 
     def _measure(self, rss: int, fds: int = -1, peer_closed: int = -1) -> Sample:
@@ -456,9 +458,12 @@ class Monitor:
         stale_after: list[tuple[int, types.CodeType | type, float]] = []
         self._stale_after = stale_after
         allow = self.allow if self.allow else None
+        peer_streams = 0
         for stack_id, code, pending, done, oldest_ns, example, ages, lifetimes in raw_groups:
             lab = labels.get((stack_id, id(code)))
-            site, coro, label = lab if lab is not None else site_of(stack_id, code, example)
+            site, coro, label, streams = lab if lab is not None else site_of(stack_id, code, example)
+            if streams:
+                peer_streams += pending
             stale = observe(label, ages, lifetimes, (now_ns - oldest_ns) / 1e6 if oldest_ns >= 0 else None)
             if stale:
                 stale_after.append((stack_id, code, stale_groups[label].threshold_ms))
@@ -538,6 +543,7 @@ class Monitor:
             stale=sum(g[8] for g in groups if not g[7]),
             open_fds=fds if fds >= 0 else None,
             peer_closed=peer_closed if peer_closed >= 0 else None,
+            peer_streams=peer_streams,
         )
 
     def _tell_explained(self) -> None:
@@ -610,8 +616,9 @@ class Monitor:
             alerts.insert(0, self._lost_alert(site, s))
         self._new_losses = []
         # A socket whose peer has gone keeps nobody's connection: only the
-        # rest may explain a stale rise (stale_tasks.py).
-        kept = None if s.open_fds is None else s.open_fds - (s.peer_closed or 0)
+        # rest may explain a stale rise (stale_tasks.py), with the streams
+        # peers keep open over multiplexed connections (peer_streams.py).
+        kept = None if s.open_fds is None else s.open_fds - (s.peer_closed or 0) + s.peer_streams
         for label, verdict in self._stale.detect(self._stale_skip, kept):
             alerts.insert(0, self._stale_alert(label, verdict, s))
         self._tell_explained()

@@ -65,8 +65,11 @@ class Sample:
     ``peer_closed`` the TCP sockets among them whose peer has closed its
     side while this process keeps them open (``CLOSE_WAIT``: a request
     handler that hung after its client gave up, a pool that does not notice
-    closed connections), ``loop_lags`` per loop. ``groups``: the top groups
-    by size, then one ``"other"`` group for the rest."""
+    closed connections), ``peer_streams`` the streams peers keep open
+    over multiplexed connections, known by a task of the server that
+    waits for each to close (grpc.aio's RPCs: ``monitor/peer_streams.py``),
+    ``loop_lags`` per loop. ``groups``: the top groups by size, then one
+    ``"other"`` group for the rest."""
 
     time: float
     tasks: int
@@ -84,6 +87,7 @@ class Sample:
     stale: int = 0  # stale tasks of the groups not allow-listed (GroupStat.stale)
     open_fds: int | None = None  # file descriptors open in the process (None: not on this platform)
     peer_closed: int | None = None  # TCP sockets among them in CLOSE_WAIT (None: not on this platform)
+    peer_streams: int = 0  # streams peers keep open over multiplexed connections (grpc.aio RPCs)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
