@@ -901,10 +901,21 @@ async def main():
     await asyncio.sleep(0)
     r = rows()
     print("all tracked", len(r) == len(set(r)), set(tracked + ended["tasks"]) <= set(r), len(calls))
+    # Tasks taken out of the lists and put back go to their ends: the rows
+    # (in the order the tasks were made) no longer follow the lists.
+    for t in tracked[100:110]:
+        asyncio.tasks._unregister_task(t)
+        asyncio.tasks._register_task(t)
+    r = rows()
+    print("out of order", set(tracked) <= set(r), len(calls))
+    # A task with no record amid tracked ones (not the last listed), and one
+    # taken out of the lists by hand: only the first is a task the rows miss.
     untracked = asyncio.Task(parked(ev))  # made without the loop's task factory: no record
+    tracked += [asyncio.create_task(parked(ev)) for _ in range(3)]
+    asyncio.tasks._unregister_task(tracked[0])
     await asyncio.sleep(0)
     r = rows()
-    print("one untracked", untracked in r, len(calls))
+    print("one untracked", untracked in r, tracked[0] in r, len(calls))
     for t in tracked + [untracked]:
         t.cancel()
     await asyncio.gather(*tracked, untracked, return_exceptions=True)
@@ -917,19 +928,21 @@ print(_core.stats()["task_lists"])
 """
 
 
-def test_asyncios_task_lists_are_counted_and_copied_only_when_they_hold_another_task():
+def test_asyncios_task_lists_are_read_and_copied_only_when_they_hold_another_task():
     # 3.14+: asyncio keeps every live C task in its thread's list (the
-    # interpreter's once the thread has ended). When the lists hold as many
-    # tasks as the census has rows of them, asyncio.all_tasks(loop) is not
-    # called; a task made without the loop's task factory (no record) makes
-    # the counts differ, and the census asks asyncio and finds it. Before
-    # 3.14 the registry holds every task and there are no lists.
+    # interpreter's once the thread has ended). When the links of the rows'
+    # own tasks show that the lists hold no other task, whatever order the
+    # rows are in, asyncio.all_tasks(loop) is not called; a task made
+    # without the loop's task factory (no record), even amid tracked ones,
+    # is seen in those links, and the census asks asyncio and finds it.
+    # Before 3.14 the registry holds every task and there are no lists.
     out = subprocess.run([sys.executable, "-c", LISTED_TASKS], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lists = sys.version_info >= (3, 14)
     assert out.stdout.splitlines() == [
         "all tracked True True 0",
-        f"one untracked True {int(lists)}",
+        "out of order True 0",
+        f"one untracked True True {int(lists)}",
         "asyncio-debug-offsets" if lists else "unavailable",
     ]
 
@@ -977,3 +990,46 @@ def test_core_groups_are_exactly_the_rows_with_equal_keys(tracked):
     expected = sorted(by_key, key=len, reverse=True)  # stable: first appearance among equals
     assert groups == expected
     assert len(groups) >= 5 and sum(len(g) for g in groups) >= 31
+
+
+def test_a_census_reuses_the_buffers_of_the_last_and_lets_them_go_as_the_tasks_go(tracked):
+    # 100,000 rows are 7 MB that malloc would map afresh for every census,
+    # a page fault per 4 KB: the largest buffers of a census gone are kept
+    # for the next, which takes them, and a census of far fewer live tasks
+    # lets them go (the memory kept follows the number of tasks down).
+    async def parked(ev):
+        await ev.wait()
+
+    def spare():
+        return taskleak.status()["census_spare_bytes"]
+
+    async def main():
+        ev = asyncio.Event()
+        ts = [asyncio.create_task(parked(ev)) for _ in range(20_000)]
+        await asyncio.sleep(0)
+        first = taskleak.snapshot()
+        rows = len(first)
+        del first
+        gc.collect()
+        kept = spare()
+        again = taskleak.snapshot()
+        during = spare()  # its rows came from the spare
+        same = len(again) == rows and len(again.row_groups()[0]) == 20_000
+        del again
+        gc.collect()
+        ev.set()
+        for t in ts:
+            await t
+        del ts, t
+        gc.collect()
+        small = taskleak.snapshot()
+        after = spare()
+        del small
+        gc.collect()
+        return rows, kept, during, same, after, spare()
+
+    rows, kept, during, same, after, last = asyncio.run(main())
+    assert rows > 20_000 and same
+    assert kept >= rows * 72, kept
+    assert during < kept // 2, (during, kept)
+    assert after < 64 * 1024 and last < 64 * 1024, (after, last)

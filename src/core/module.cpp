@@ -108,6 +108,7 @@ static nb::dict stats() {
     d["stack_memo_hits"] = t.memo_hits;
     d["running_task"] = cpython::running_task_mode();
     d["task_lists"] = cpython::task_lists_mode();
+    d["census_spare_bytes"] = TaskCensus::spare_bytes();
     d["finalizer_hook"] = t.finalize_type != nullptr;
     return d;
 }

@@ -3,8 +3,9 @@
 // intrusive linked list, its thread's while that thread lives and the
 // interpreter's after (Include/internal/pycore_tstate.h, pycore_llist.h).
 // asyncio.all_tasks() copies those lists into a set: ~9 ms of a 20 ms census
-// of 100,000 tasks. Counting the nodes costs a pointer read a task, and
-// tells whether the tasks taskleak already holds are all of them.
+// of 100,000 tasks. Whether the tasks taskleak already holds are all of
+// them is told by the links of those very tasks, read as each is (see
+// lists_hold_only), or else by counting the nodes, a pointer read a task.
 //
 // Where the lists live is published by CPython itself, for out-of-process
 // tools, in the _asyncio module's ".AsyncioDebug" section
@@ -15,6 +16,8 @@
 #pragma once
 #include <Python.h>
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 namespace taskleak::cpython {
 
@@ -23,10 +26,23 @@ namespace taskleak::cpython {
 // are; GIL held.
 PyTypeObject *listed_task_type();
 
-// Whether `task` (alive) is in one of the lists: an instance of
-// listed_task_type() whose node is linked. asyncio.tasks._unregister_task
-// unlinks a task that stays alive. GIL held.
-bool is_listed(PyObject *task);
+// The node before `task`'s in its list (an opaque address: another listed
+// task's node, or a list's head), or nullptr when `task` (alive) is not
+// listed: not an instance of listed_task_type(), or its node unlinked
+// (asyncio.tasks._unregister_task unlinks a task that stays alive). GIL held.
+const void *listed_before(PyObject *task);
+
+// The node of `task`, an instance of listed_task_type(): what listed_before
+// answers for the task listed after it.
+const void *list_node(PyObject *task);
+
+// Whether the lists hold no task but those `held` accepts, knowing that every
+// listed task `held` accepts is preceded by another such task or by a head,
+// except for the nodes in `unchecked` (from listed_before). Following the
+// links back from every head then meets only held tasks and heads, and each
+// list leads back to its head. False when the lists cannot be read or one
+// does not check out. GIL held; runs no Python code.
+bool lists_hold_only(const std::vector<const void *> &unchecked, const std::function<bool(PyObject *)> &held);
 
 // The number of tasks in every list of the calling thread's interpreter, or
 // -1 when the lists cannot be read (or one does not check out: a node with

@@ -5,6 +5,7 @@
 // loaded segments hold the Task type's tp_dealloc; its file is read for the
 // section headers, and the section's contents are read from memory.
 #include "cpython/task_lists.hpp"
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <elf.h>
@@ -43,7 +44,7 @@ struct ListNode {  // struct llist_node
 struct Lists {
     bool learned = false;
     PyTypeObject *task_type = nullptr;  // strong
-    uint64_t thread_head = 0, interp_head = 0, task_node = 0;
+    uint64_t thread_head = 0, interp_head = 0, task_node = 0, task_size = 1;
 };
 Lists g;
 
@@ -144,13 +145,14 @@ void learn() {
     g.thread_head = d.thread_state.asyncio_tasks_head;
     g.interp_head = d.interpreter_state.asyncio_tasks_head;
     g.task_node = d.task_object.task_node;
+    g.task_size = d.task_object.size;
 }
 
 // Nodes of the list at `head`, added to *n; false if it does not check out.
 // No list holds more tasks than fit in memory: 2^40 bytes of them.
 bool count_list(const ListNode *head, int64_t *n) {
     if (!head_checks_out(head)) return false;
-    constexpr int64_t limit = (int64_t(1) << 40) / 168;
+    const int64_t limit = (int64_t(1) << 40) / (int64_t)g.task_size;
     for (const ListNode *node = head->next; node != head; node = node->next) {
         if (node == nullptr || ++*n > limit) return false;
     }
@@ -164,10 +166,44 @@ PyTypeObject *listed_task_type() {
     return g.task_type;
 }
 
-bool is_listed(PyObject *task) {
+const void *listed_before(PyObject *task) {
+    if (g.task_type == nullptr || !PyObject_TypeCheck(task, g.task_type)) return nullptr;
     // Unlinking clears the node's pointers (pycore_llist.h's llist_remove).
-    return g.task_type != nullptr && PyObject_TypeCheck(task, g.task_type) &&
-           ((const ListNode *)((const char *)task + g.task_node))->next != nullptr;
+    const ListNode *node = (const ListNode *)((const char *)task + g.task_node);
+    return node->next != nullptr ? node->prev : nullptr;
+}
+
+const void *list_node(PyObject *task) { return (const char *)task + g.task_node; }
+
+// Every list head of the calling thread's interpreter, checked; false if
+// one does not check out. With the GIL held, no thread state comes or goes
+// and no list changes.
+static bool list_heads(std::vector<const ListNode *> *out) {
+    PyThreadState *me = PyThreadState_Get();
+    PyInterpreterState *interp = me->interp;
+    out->push_back((const ListNode *)((const char *)interp + g.interp_head));
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != nullptr; ts = PyThreadState_Next(ts))
+        out->push_back((const ListNode *)((const char *)ts + g.thread_head));
+    for (const ListNode *h : *out)
+        if (!head_checks_out(h)) return false;
+    return true;
+}
+
+bool lists_hold_only(const std::vector<const void *> &unchecked, const std::function<bool(PyObject *)> &held) {
+    if (listed_task_type() == nullptr) return false;
+    std::vector<const ListNode *> heads;
+    if (!list_heads(&heads)) return false;
+    auto is_head = [&](const void *p) { return std::find(heads.begin(), heads.end(), p) != heads.end(); };
+    // A node is only compared and turned back into its task's address: none
+    // is read, so a stale one cannot fault.
+    auto fine = [&](const void *p) {
+        return p != nullptr && (is_head(p) || held((PyObject *)((const char *)p - g.task_node)));
+    };
+    for (const ListNode *h : heads)
+        if (!fine(h->prev)) return false;
+    for (const void *p : unchecked)
+        if (!fine(p)) return false;
+    return true;
 }
 
 int64_t listed_task_count() {

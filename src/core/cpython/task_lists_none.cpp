@@ -5,7 +5,9 @@
 namespace taskleak::cpython {
 
 PyTypeObject *listed_task_type() { return nullptr; }
-bool is_listed(PyObject *) { return false; }
+const void *listed_before(PyObject *) { return nullptr; }
+const void *list_node(PyObject *) { return nullptr; }
+bool lists_hold_only(const std::vector<const void *> &, const std::function<bool(PyObject *)> &) { return false; }
 int64_t listed_task_count() { return -1; }
 const char *task_lists_mode() { return "unavailable"; }
 

@@ -6,6 +6,7 @@
 #include "tracking/task_table.hpp"
 #include <Python.h>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <unordered_map>
 #include <utility>
@@ -49,6 +50,9 @@ public:
     // Every census alive in the process (the references they hold are
     // discounted by the orphan check).
     static const std::vector<TaskCensus *> &live();
+    // Bytes of the buffers kept from censuses gone for the next census (see
+    // task_census.cpp).
+    static size_t spare_bytes();
     void collect(PyObject *task_list, int chain_depth);
     // Every task the tracker has a creation record for (in table order, read
     // from the records: no lookup per task), then, once each, the tasks of
@@ -80,11 +84,15 @@ public:
 
 private:
     // Whether asyncio's task lists (3.14+) hold no task but those of the
-    // rows collect_live made; false when they cannot be read. A row's task
-    // counts when it is listed, so equal counts mean the same tasks.
-    bool lists_cover() const;
-    PyTypeObject *listed_type_ = nullptr;  // collect_live: the type of listed tasks, when they are counted
+    // rows collect_live made (`held`: whether a task has a row, or nullptr
+    // when that is not known); false when they cannot be read.
+    bool lists_cover(const std::function<bool(PyObject *)> *held) const;
+    PyTypeObject *listed_type_ = nullptr;  // collect_live: the type of listed tasks, when they are read
     int64_t listed_rows_ = 0;              // rows of listed tasks
+    // The node before each listed row's task, where it is not the node of
+    // the previous listed row's task (see cpython::lists_hold_only).
+    std::vector<const void *> unchecked_before_;
+    const void *last_listed_ = nullptr;  // the node of the last listed row's task
     // Appends a row for `task` (borrowed; the row takes a reference) with
     // `rec`'s fields, or none if rec is nullptr.
     void add_row(PyObject *task, const CreationRecord *rec);

@@ -349,7 +349,8 @@ class Status(TypedDict):
     record_size: int
     stack_memo_hits: int
     running_task: str
-    task_lists: str  # "asyncio-debug-offsets": 3.14+'s task lists are counted, not copied
+    task_lists: str  # "asyncio-debug-offsets": 3.14+'s task lists are read, not copied
+    census_spare_bytes: int  # buffers of the largest census gone, kept for the next one
     finalizer_hook: bool
     mechanism: str | None  # "registry", "factory", or None when not installed
     python: str
