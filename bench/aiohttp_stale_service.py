@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from service_run import print_alerts, print_stale, run_polled
+from service_run import print_alerts, print_stale, run_polled, service_main
 
 INTERVAL = 0.05
 
@@ -134,19 +134,10 @@ async def server(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == "client":
-        try:
-            asyncio.run(client(sys.argv[2]))
-        except KeyboardInterrupt:
-            pass
-        return 0
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--leak", action="store_true")
-    ap.add_argument("--samples", type=int, default=1400)
-    ap.add_argument("--dump", metavar="PATH", help="write each group's stale count per sample (JSON) to PATH")
-    args = ap.parse_args()
-    random.seed(18)
-    return asyncio.run(server(args))
+    def more(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--dump", metavar="PATH", help="write each group's stale count per sample (JSON) to PATH")
+
+    return service_main(__doc__, lambda argv: asyncio.run(client(argv[0])), lambda a: asyncio.run(server(a)), more)
 
 
 if __name__ == "__main__":

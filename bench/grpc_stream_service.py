@@ -48,7 +48,7 @@ import subprocess
 import sys
 import time
 
-from service_run import print_alerts, print_stale, run_polled
+from service_run import print_alerts, print_stale, run_polled, service_main
 
 INTERVAL = 0.05
 ACTIVE_PERIOD = 0.5  # seconds between an active stream's messages
@@ -179,21 +179,14 @@ async def server(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == "client":
-        try:
-            asyncio.run(client(sys.argv[2]))
-        except KeyboardInterrupt:
-            pass
-        return 0
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--leak", action="store_true")
-    mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--active", dest="active", action="store_true", default=True, help="streams yield every 0.5 s")
-    mode.add_argument("--idle", dest="active", action="store_false", help="streams wait for shutdown, silent")
-    ap.add_argument("--samples", type=int, default=1400)
-    args = ap.parse_args()
-    random.seed(18)
-    return asyncio.run(server(args))
+    def more(ap: argparse.ArgumentParser) -> None:
+        mode = ap.add_mutually_exclusive_group()
+        mode.add_argument(
+            "--active", dest="active", action="store_true", default=True, help="streams yield every 0.5 s"
+        )
+        mode.add_argument("--idle", dest="active", action="store_false", help="streams wait for shutdown, silent")
+
+    return service_main(__doc__, lambda argv: asyncio.run(client(argv[0])), lambda a: asyncio.run(server(a)), more)
 
 
 if __name__ == "__main__":

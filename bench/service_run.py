@@ -1,4 +1,4 @@
-"""What the service benches share: the run itself, with the dashboard polled
+"""What the service benches share: the entry point, the run itself, with the dashboard polled
 the whole time (aiohttp_stale_service.py, uvicorn_ws_service.py), and the
 summary of what the monitor saw (those two, hung_handlers_service.py and
 backlog_service.py). Imported as a sibling: ``python bench/x.py`` puts
@@ -6,12 +6,42 @@ bench/ first on sys.path."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import random
 import subprocess
+import sys
 import threading
 import urllib.request
+from collections.abc import Callable
 from typing import Any
+
+
+def service_main(
+    doc: str,
+    run_client: Callable[[list[str]], object],
+    run_server: Callable[[argparse.Namespace], int],
+    more_args: Callable[[argparse.ArgumentParser], object] | None = None,
+) -> int:
+    """A service bench's entry point. ``x.py client ARGS...`` (how the server
+    starts its load) runs ``run_client(ARGS)``; anything else parses the
+    options every service bench has (--leak, --samples) and ``more_args``'
+    ones, and runs ``run_server`` with the random seed fixed."""
+    if len(sys.argv) >= 3 and sys.argv[1] == "client":
+        try:
+            run_client(sys.argv[2:])
+        except KeyboardInterrupt:
+            pass
+        return 0
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--leak", action="store_true")
+    ap.add_argument("--samples", type=int, default=1400)
+    if more_args is not None:
+        more_args(ap)
+    args = ap.parse_args()
+    random.seed(18)
+    return run_server(args)
 
 
 async def run_polled(

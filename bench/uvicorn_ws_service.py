@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 
-from service_run import print_alerts, print_stale, run_polled
+from service_run import print_alerts, print_stale, run_polled, service_main
 
 INTERVAL = 0.05
 
@@ -151,23 +151,17 @@ async def server(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "client":
-        try:
-            import uvloop
-
-            uvloop.run(client(sys.argv[2], sys.argv[3] == "chatty"))
-        except KeyboardInterrupt:
-            pass
-        return 0
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--leak", action="store_true")
-    ap.add_argument("--silent", dest="chatty", action="store_false", help="WebSocket clients say nothing")
-    ap.add_argument("--samples", type=int, default=1400)
-    args = ap.parse_args()
-    random.seed(18)
     import uvloop
 
-    return uvloop.run(server(args))
+    def more(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--silent", dest="chatty", action="store_false", help="WebSocket clients say nothing")
+
+    return service_main(
+        __doc__,
+        lambda argv: uvloop.run(client(argv[0], argv[1] == "chatty")),
+        lambda a: uvloop.run(server(a)),
+        more,
+    )
 
 
 if __name__ == "__main__":

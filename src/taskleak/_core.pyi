@@ -92,6 +92,7 @@ class CoreStats(TypedDict):
     stack_memo_hits: int
     running_task: str
     task_lists: str
+    census_spare_bytes: int
     finalizer_hook: bool
 
 class WatchdogStats(TypedDict):
