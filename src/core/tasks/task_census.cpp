@@ -22,8 +22,9 @@ namespace taskleak {
 // size, so what is kept follows the number of tasks down.
 template <class T>
 static std::vector<T> &spare() {
-    static std::vector<T> s;
-    return s;
+    // Never destroyed: a census may be freed after static destructors ran.
+    static auto *s = new std::vector<T>();
+    return *s;
 }
 
 // Room for n items in `v` (empty), from the spare if it fits n.
