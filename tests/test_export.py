@@ -20,6 +20,7 @@ NAMES = {
     "taskleak_asyncio_group_tasks",
     "taskleak_asyncio_stale_tasks",
     "taskleak_sockets_peer_closed",
+    "taskleak_streams_peer_open",
     "taskleak_event_loop_lag_seconds",
     "taskleak_leak_suspected",
     "taskleak_alerts",
@@ -85,6 +86,7 @@ def test_text_exposition_parses_and_has_the_contract_names(mon):
     assert types["taskleak_asyncio_tasks"] == "gauge"
     vals = _samples(fams)
     assert types["taskleak_sockets_peer_closed"] == "gauge" and vals[("taskleak_sockets_peer_closed", ())] >= 0
+    assert types["taskleak_streams_peer_open"] == "gauge" and vals[("taskleak_streams_peer_open", ())] == 0
     assert vals[("taskleak_asyncio_tasks", (("allowlisted", "false"), ("state", "pending")))] >= 6
     assert vals[("taskleak_asyncio_tasks", (("allowlisted", "true"), ("state", "pending")))] == 1
     assert ("taskleak_asyncio_task_losses_total", (("kind", "gc-pending"),)) in vals
@@ -173,6 +175,7 @@ def test_grafana_dashboard_queries_only_exported_metrics():
         "taskleak_asyncio_group_tasks",
         "taskleak_asyncio_stale_tasks",
         "taskleak_sockets_peer_closed",
+        "taskleak_streams_peer_open",
         "taskleak_event_loop_lag_seconds",
         "taskleak_leak_suspected",
         "taskleak_alerts_total",

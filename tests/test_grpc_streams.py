@@ -36,6 +36,7 @@ def _ident(b: bytes) -> bytes:
 
 
 LEAKED: list[asyncio.Task] = []
+METRICS: list[str] = []  # the monitor's /metrics text as the client was stopped
 
 
 async def stuck() -> None:
@@ -101,6 +102,7 @@ async def serve(mon: taskleak.Monitor, *, leak: bool) -> None:
             await asyncio.sleep(INTERVAL)
         assert client.returncode is None, "the client process ended"
     finally:
+        METRICS.append(mon.metrics_text())
         if client.returncode is None:
             client.kill()
         await client.wait()
@@ -127,6 +129,9 @@ def test_subscribers_keeping_streams_open_on_one_connection_do_not_page(loop):
     # One stream every 20 samples, each known by grpc's task that waits for
     # its peer to close it; the descriptors barely move.
     assert max(streams) >= SAMPLES // 20 - 2, streams[::20]
+    # ... and exported, for a dashboard to set beside the stale counts.
+    shown = re.search(r"^taskleak_streams_peer_open (\S+)$", METRICS[-1], re.M)
+    assert shown and float(shown.group(1)) >= max(streams) - 2, (shown, max(streams))
     fds = [s.open_fds for s in samples[20:] if s.open_fds is not None]
     assert max(fds) - min(fds) < max(streams) // 2, (fds[::20], streams[::20])
     # grpc's tasks are Cython coroutines: grouped and named by their function.

@@ -104,6 +104,14 @@ def families(
         "taskleak.socket.peer_closed",
         "{socket}",
     )
+    peer_streams = Family(
+        "taskleak_streams_peer_open",
+        "gauge",
+        "Streams peers keep open over a shared connection (HTTP/2: a grpc.aio RPC's task waits for its "
+        "peer to close the stream): connections being kept, as open sockets are.",
+        "taskleak.stream.peer_open",
+        "{stream}",
+    )
     lag = Family(
         "taskleak_event_loop_lag_seconds",
         "gauge",
@@ -153,6 +161,7 @@ def families(
         lag.samples = [({"loop": name}, v) for name, v in sorted(s.loop_lags.items())]
         if s.peer_closed is not None:
             peer_closed.samples = [({}, float(s.peer_closed))]
+        peer_streams.samples = [({}, float(s.peer_streams))]
     suspected.samples = [
         (suspected_labels(sig, det, sites.get((sig, det)) if on else None), 1.0 if on else 0.0)
         for (sig, det), on in sorted(open_episodes.items())
@@ -162,7 +171,7 @@ def families(
             alerts.samples.append(({"signal": sig, "detector": det}, float(alert_counts.get((sig, det), 0))))
     alerts.samples.append(({"signal": "lost", "detector": "count"}, float(alert_counts.get(("lost", "count"), 0))))
     alerts.samples.append(({"signal": "stale", "detector": "rise"}, float(alert_counts.get(("stale", "rise"), 0))))
-    out += [tasks, created, losses, groups, stale, peer_closed, lag, suspected, alerts]
+    out += [tasks, created, losses, groups, stale, peer_closed, peer_streams, lag, suspected, alerts]
     out += _blocked_families(live=live)
     return out
 
