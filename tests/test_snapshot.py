@@ -893,6 +893,9 @@ def thread_that_ends():
 th = threading.Thread(target=thread_that_ends)
 th.start()
 th.join()
+living = asyncio.new_event_loop()
+lt = threading.Thread(target=living.run_forever)
+lt.start()
 
 
 async def main():
@@ -908,6 +911,23 @@ async def main():
         asyncio.tasks._register_task(t)
     r = rows()
     print("out of order", set(tracked) <= set(r), len(calls))
+    # Tasks made by turns on two threads: the rows go from one thread's list
+    # to the other's at every row.
+    made = []
+    for _ in range(20):
+        tracked.append(asyncio.create_task(parked(ev)))
+        started = threading.Event()
+
+        async def there():
+            started.set()
+            await asyncio.Event().wait()
+
+        made.append(asyncio.run_coroutine_threadsafe(there(), living))
+        started.wait(10)
+    r = rows()
+    print("two threads", set(tracked) <= set(r), sum(t.get_coro().__name__ == "there" for t in r), len(calls))
+    for f in made:
+        f.cancel()
     # A task with no record amid tracked ones (not the last listed), and one
     # taken out of the lists by hand: only the first is a task the rows miss.
     untracked = asyncio.Task(parked(ev))  # made without the loop's task factory: no record
@@ -922,6 +942,8 @@ async def main():
 
 
 asyncio.run(main())
+living.call_soon_threadsafe(living.stop)
+lt.join()
 ended["ev"].set()
 ended["loop"].run_until_complete(asyncio.gather(*ended["tasks"]))
 print(_core.stats()["task_lists"])
@@ -942,6 +964,7 @@ def test_asyncios_task_lists_are_read_and_copied_only_when_they_hold_another_tas
     assert out.stdout.splitlines() == [
         "all tracked True True 0",
         "out of order True 0",
+        "two threads True 20 0",
         f"one untracked True True {int(lists)}",
         "asyncio-debug-offsets" if lists else "unavailable",
     ]
