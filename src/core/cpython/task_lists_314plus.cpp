@@ -1,4 +1,4 @@
-// CPython 3.14+: counting the per-thread task lists (see task_lists.hpp).
+// CPython 3.14+: reading the per-thread task lists (see task_lists.hpp).
 // The offsets come from the ".AsyncioDebug" section of the object that holds
 // _asyncio (its own shared library on 3.14, the interpreter itself where
 // _asyncio is built in, as Debian's 3.15). That object is the one whose
@@ -44,7 +44,7 @@ struct ListNode {  // struct llist_node
 struct Lists {
     bool learned = false;
     PyTypeObject *task_type = nullptr;  // strong
-    uint64_t thread_head = 0, interp_head = 0, task_node = 0, task_size = 1;
+    uint64_t thread_head = 0, interp_head = 0, task_node = 0;
 };
 Lists g;
 
@@ -145,18 +145,6 @@ void learn() {
     g.thread_head = d.thread_state.asyncio_tasks_head;
     g.interp_head = d.interpreter_state.asyncio_tasks_head;
     g.task_node = d.task_object.task_node;
-    g.task_size = d.task_object.size;
-}
-
-// Nodes of the list at `head`, added to *n; false if it does not check out.
-// No list holds more tasks than fit in memory: 2^40 bytes of them.
-bool count_list(const ListNode *head, int64_t *n) {
-    if (!head_checks_out(head)) return false;
-    const int64_t limit = (int64_t(1) << 40) / (int64_t)g.task_size;
-    for (const ListNode *node = head->next; node != head; node = node->next) {
-        if (node == nullptr || ++*n > limit) return false;
-    }
-    return true;
 }
 
 }  // namespace
@@ -204,18 +192,6 @@ bool lists_hold_only(const std::vector<const void *> &unchecked, const std::func
     for (const void *p : unchecked)
         if (!fine(p)) return false;
     return true;
-}
-
-int64_t listed_task_count() {
-    if (listed_task_type() == nullptr) return -1;
-    PyThreadState *me = PyThreadState_Get();
-    PyInterpreterState *interp = me->interp;
-    int64_t n = 0;
-    if (!count_list((const ListNode *)((const char *)interp + g.interp_head), &n)) return -1;
-    // With the GIL held, no thread state comes or goes and no list changes.
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != nullptr; ts = PyThreadState_Next(ts))
-        if (!count_list((const ListNode *)((const char *)ts + g.thread_head), &n)) return -1;
-    return n;
 }
 
 const char *task_lists_mode() { return listed_task_type() != nullptr ? "asyncio-debug-offsets" : "unavailable"; }

@@ -8,7 +8,6 @@ PyTypeObject *listed_task_type() { return nullptr; }
 const void *listed_before(PyObject *) { return nullptr; }
 const void *list_node(PyObject *) { return nullptr; }
 bool lists_hold_only(const std::vector<const void *> &, const std::function<bool(PyObject *)> &) { return false; }
-int64_t listed_task_count() { return -1; }
 const char *task_lists_mode() { return "unavailable"; }
 
 }  // namespace taskleak::cpython

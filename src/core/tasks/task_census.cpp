@@ -198,7 +198,6 @@ void TaskCensus::add_row(PyObject *task, const CreationRecord *r) {
     // have rows one after another too: a row is then checked by a compare.
     if (listed_type_ != nullptr) {
         if (const void *before = cpython::listed_before(task)) {
-            ++listed_rows_;
             if (before != last_listed_) unchecked_before_.push_back(before);
             last_listed_ = cpython::list_node(task);
         }
@@ -318,14 +317,8 @@ void TaskCensus::collect(PyObject *task_list, int chain_depth) {
     read_tasks(first, chain_depth);
 }
 
-bool TaskCensus::lists_cover(const std::function<bool(PyObject *)> *held) const {
-    if (listed_type_ == nullptr) return false;
-    // Without knowing which tasks have rows, the lists' nodes are counted: a
-    // pointer chased per task, ~1.5 ms of 100,000 (3.14), where following
-    // the links of the rows' own tasks costs a compare each.
-    if (held != nullptr) return cpython::lists_hold_only(unchecked_before_, *held);
-    int64_t all = cpython::listed_task_count();
-    return all >= 0 && all == listed_rows_;
+bool TaskCensus::lists_cover(const std::function<bool(PyObject *)> &held) const {
+    return listed_type_ != nullptr && cpython::lists_hold_only(unchecked_before_, held);
 }
 
 bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, PyObject *more_sets, int chain_depth,
@@ -333,7 +326,6 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, PyOb
     Tracker &t = tracker();
     const TaskTable &table = t.tasks;
     listed_type_ = more_sets != nullptr && more_sets != Py_None ? cpython::listed_task_type() : nullptr;
-    listed_rows_ = 0;
     unchecked_before_.clear();
     last_listed_ = nullptr;
     // The registry's weakrefs: a set is read in place after the records (see
@@ -509,8 +501,11 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, PyOb
     // dicts and sets: reading them runs no Python code, so the links read
     // since step 1 are the lists as they are.) Calling it runs Python code:
     // harmless now, as every address in `seen` is a task a row holds.
+    // (`seen` is always taken where `more_sets` is given: only the registry
+    // is counted instead, and with a registry there is no `more_sets`.
+    // Without it, asyncio is asked.)
     std::function<bool(PyObject *)> has_row = [&](PyObject *task) { return seen.contains(task); };
-    if (ok && more_sets != nullptr && more_sets != Py_None && !lists_cover(use_seen ? &has_row : nullptr)) {
+    if (ok && more_sets != nullptr && more_sets != Py_None && !(use_seen && lists_cover(has_row))) {
         PyObject *more = PyObject_CallNoArgs(more_sets);
         ok = more != nullptr && add_containers(more);
         Py_XDECREF(more);

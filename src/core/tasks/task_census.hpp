@@ -84,11 +84,10 @@ public:
 
 private:
     // Whether asyncio's task lists (3.14+) hold no task but those of the
-    // rows collect_live made (`held`: whether a task has a row, or nullptr
-    // when that is not known); false when they cannot be read.
-    bool lists_cover(const std::function<bool(PyObject *)> *held) const;
+    // rows collect_live made (`held`: whether a task has a row); false when
+    // they cannot be read.
+    bool lists_cover(const std::function<bool(PyObject *)> &held) const;
     PyTypeObject *listed_type_ = nullptr;  // collect_live: the type of listed tasks, when they are read
-    int64_t listed_rows_ = 0;              // rows of listed tasks
     // The node before each listed row's task, where it is not the node of
     // the previous listed row's task (see cpython::lists_hold_only).
     std::vector<const void *> unchecked_before_;
