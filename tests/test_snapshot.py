@@ -1056,3 +1056,34 @@ def test_a_census_reuses_the_buffers_of_the_last_and_lets_them_go_as_the_tasks_g
     assert kept >= rows * 72, kept
     assert during < kept // 2, (during, kept)
     assert after < 64 * 1024 and last < 64 * 1024, (after, last)
+
+
+def test_tasks_of_a_python_task_class_out_of_asyncios_registry_are_each_one_row(tracked):
+    # 3.14+ keys the record of a C task by the task, and a census with
+    # nothing in asyncio's registry makes no set of the tasks it has taken.
+    # A task of a Python task class is recorded through a weakref instead:
+    # taken out of the registry by hand, it makes the census take that set
+    # after all, and every task is still in the snapshot exactly once.
+    async def parked(ev):
+        await ev.wait()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        ev = asyncio.Event()
+        loop.set_task_factory(lambda loop, coro, **kw: asyncio.tasks._PyTask(coro, loop=loop, **kw))
+        py = [asyncio.create_task(parked(ev)) for _ in range(3)]
+        loop.set_task_factory(None)
+        native = [asyncio.create_task(parked(ev)) for _ in range(5)]
+        await asyncio.sleep(0)
+        # The registry's name before 3.12, and after.
+        registry = getattr(asyncio.tasks, "_scheduled_tasks", None) or asyncio.tasks._all_tasks
+        for t in py:
+            registry.discard(t)
+        registered = sum(t in registry for t in py)
+        seen = [info.task for info in taskleak.snapshot()]
+        ev.set()
+        await asyncio.gather(*py, *native)
+        return registered, [seen.count(t) for t in py + native], len(seen) == len({id(t) for t in seen})
+
+    registered, counts, distinct = asyncio.run(main())
+    assert (registered, counts, distinct) == (0, [1] * 8, True), (registered, counts)
