@@ -181,7 +181,15 @@ def test_grafana_dashboard_queries_only_exported_metrics():
         "taskleak_alerts_total",
         "taskleak_event_loop_blocked_seconds_total",
         "taskleak_event_loop_blocks_total",
+        "taskleak_event_loop_current_block_seconds",
     }
     assert used <= exported and len(used) >= 6
+    # Every family a page or a panel is for has a panel.
+    assert {
+        "taskleak_event_loop_current_block_seconds",
+        "taskleak_asyncio_stale_tasks",
+        "taskleak_sockets_peer_closed",
+        "taskleak_streams_peer_open",
+    } <= used
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
