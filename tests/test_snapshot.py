@@ -1087,3 +1087,27 @@ def test_tasks_of_a_python_task_class_out_of_asyncios_registry_are_each_one_row(
 
     registered, counts, distinct = asyncio.run(main())
     assert (registered, counts, distinct) == (0, [1] * 8, True), (registered, counts)
+
+
+def test_uninstall_gives_back_the_buffers_kept_for_the_next_census(tracked):
+    async def parked(ev):
+        await ev.wait()
+
+    async def main():
+        ev = asyncio.Event()
+        ts = [asyncio.create_task(parked(ev)) for _ in range(5_000)]
+        await asyncio.sleep(0)
+        snap = taskleak.snapshot()
+        del snap
+        gc.collect()
+        kept = taskleak.status()["census_spare_bytes"]
+        taskleak.uninstall()
+        released = taskleak.status()["census_spare_bytes"]
+        later = len(taskleak.snapshot())  # snapshots still work, allocating afresh
+        taskleak.install()
+        ev.set()
+        await asyncio.gather(*ts)
+        return kept, released, later
+
+    kept, released, later = asyncio.run(main())
+    assert kept >= 5_000 * 72 and released == 0 and later > 5_000, (kept, released, later)

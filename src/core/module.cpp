@@ -232,6 +232,8 @@ NB_MODULE(_core, m) {
         },
         "depth"_a);
     m.def("disable", []() { tracker().enabled = false; });
+    m.def("release_census_spares", &TaskCensus::release_spares,
+          "Free the buffers kept from censuses gone for the next one (uninstall()).");
     m.def("is_enabled", []() { return tracker().enabled; });
     m.def(
         "track_task", [](nb::handle task) { return track_task(task.ptr(), nullptr); }, "task"_a,

@@ -176,6 +176,9 @@ def enable(depth: int) -> None:
 def disable() -> None:
     """Stop recording creations (records already made stay)."""
 
+def release_census_spares() -> None:
+    """Free the buffers kept from censuses gone for the next one."""
+
 def is_enabled() -> bool:
     """Whether creations are being recorded."""
 

@@ -58,6 +58,12 @@ size_t TaskCensus::spare_bytes() {
            spare<const void *>().capacity() * sizeof(void *);
 }
 
+void TaskCensus::release_spares() {
+    std::vector<CensusRow>().swap(spare<CensusRow>());
+    std::vector<uint32_t>().swap(spare<uint32_t>());
+    std::vector<const void *>().swap(spare<const void *>());
+}
+
 TaskCensus::TaskCensus() : chains_(1u << 30) { registry().push_back(this); }
 
 TaskCensus::~TaskCensus() {

@@ -53,6 +53,9 @@ public:
     // Bytes of the buffers kept from censuses gone for the next census (see
     // task_census.cpp).
     static size_t spare_bytes();
+    // Frees them (uninstall(): a service that stops tracking gets its
+    // memory back; a later census only allocates afresh).
+    static void release_spares();
     void collect(PyObject *task_list, int chain_depth);
     // Every task the tracker has a creation record for (in table order, read
     // from the records: no lookup per task), then, once each, the tasks of
