@@ -1111,3 +1111,26 @@ def test_uninstall_gives_back_the_buffers_kept_for_the_next_census(tracked):
 
     kept, released, later = asyncio.run(main())
     assert kept >= 5_000 * 72 and released == 0 and later > 5_000, (kept, released, later)
+
+
+def test_the_coroutine_a_census_prefetches_is_the_tasks_own(tracked):
+    # 3.14+: the census fetches each task's coroutine a few rows ahead,
+    # from the field CPython's debug offsets name. A wrong offset would
+    # only slow it down, silently: this is what sees it.
+    from taskleak import _core
+
+    async def parked(ev):
+        await ev.wait()
+
+    async def main():
+        ev = asyncio.Event()
+        native = asyncio.create_task(parked(ev))
+        python = asyncio.tasks._PyTask(parked(ev))  # not asyncio's C Task: no field to read
+        await asyncio.sleep(0)
+        out = (_core._coro_address(native), id(native.get_coro()), _core._coro_address(python))
+        ev.set()
+        await asyncio.gather(native, python)
+        return out
+
+    hint, coro, other = asyncio.run(main())
+    assert (hint, other) == ((coro, 0) if sys.version_info >= (3, 14) else (0, 0))

@@ -232,6 +232,13 @@ NB_MODULE(_core, m) {
         },
         "depth"_a);
     m.def("disable", []() { tracker().enabled = false; });
+    m.def(
+        "_coro_address",
+        [](nb::handle task) {
+            cpython::listed_task_type();  // learns the offsets on first use
+            return (uintptr_t)cpython::coro_address(task.ptr());
+        },
+        "task"_a, "Tests only: the coroutine address a census prefetches for `task` (0: none).");
     m.def("release_census_spares", &TaskCensus::release_spares,
           "Free the buffers kept from censuses gone for the next one (uninstall()).");
     m.def("is_enabled", []() { return tracker().enabled; });

@@ -33,7 +33,15 @@ bool generator_location(PyObject *gen, CodeLoc *out) {
 // The value stack is f_valuestack[0 .. f_stackdepth), kept while suspended.
 bool generator_suspension(PyObject *gen, CodeLoc *loc, PyObject **top) {
     PyFrameObject *f = gen_frame(gen);
-    if (f == nullptr || f->f_state != FRAME_SUSPENDED) return false;
+    if (f == nullptr) return false;
+    // The frame is an object of its own, out of cache for most tasks of a
+    // census: its state and stack depth (second line) and then the value
+    // stack (third to fifth) would be two misses one after the other. Asked
+    // for together, they cost one: 100,000 tasks in 16.2 ms instead of 20.2
+    // (bench/bench_snapshot.py). (3.11+ embeds the frame in the generator,
+    // and the same prefetch there gained nothing.)
+    for (int line = 1; line < 5; ++line) __builtin_prefetch((const char *)f + 64 * line);
+    if (f->f_state != FRAME_SUSPENDED) return false;
     loc->code = f->f_code;
     loc->offset = f->f_lasti < 0 ? 0 : f->f_lasti * (int32_t)sizeof(_Py_CODEUNIT);
     *top = f->f_stackdepth > 0 ? f->f_valuestack[f->f_stackdepth - 1] : nullptr;

@@ -36,6 +36,10 @@ const void *listed_before(PyObject *task);
 // The node of `task`, an instance of listed_task_type(): what listed_before
 // answers for the task listed after it.
 const void *list_node(PyObject *task);
+// The address of the coroutine of `task` (alive, GIL held), read from the
+// field the debug offsets name, to be prefetched, never read through; nullptr
+// unless `task` is exactly listed_task_type() (a subclass may differ).
+const void *coro_address(PyObject *task);
 
 // Whether the lists hold no task but those `held` accepts, knowing that every
 // listed task `held` accepts is preceded by another such task or by a head,

@@ -44,7 +44,7 @@ struct ListNode {  // struct llist_node
 struct Lists {
     bool learned = false;
     PyTypeObject *task_type = nullptr;  // strong
-    uint64_t thread_head = 0, interp_head = 0, task_node = 0;
+    uint64_t thread_head = 0, interp_head = 0, task_node = 0, task_coro = 0;
 };
 Lists g;
 
@@ -132,6 +132,8 @@ void learn() {
     PyThreadState *ts = PyThreadState_Get();
     bool ok = d.task_object.size == (uint64_t)tt->tp_basicsize && d.task_object.task_node >= sizeof(PyObject) &&
               d.task_object.task_node + sizeof(ListNode) <= d.task_object.size &&
+              d.task_object.task_coro >= sizeof(PyObject) &&
+              d.task_object.task_coro + sizeof(PyObject *) <= d.task_object.size &&
               d.thread_state.asyncio_tasks_head >= sizeof(PyThreadState) &&
               d.thread_state.asyncio_tasks_head + sizeof(ListNode) <= d.thread_state.size &&
               d.interpreter_state.asyncio_tasks_head + sizeof(ListNode) <= d.interpreter_state.size &&
@@ -145,6 +147,7 @@ void learn() {
     g.thread_head = d.thread_state.asyncio_tasks_head;
     g.interp_head = d.interpreter_state.asyncio_tasks_head;
     g.task_node = d.task_object.task_node;
+    g.task_coro = d.task_object.task_coro;
 }
 
 }  // namespace
@@ -162,6 +165,11 @@ const void *listed_before(PyObject *task) {
 }
 
 const void *list_node(PyObject *task) { return (const char *)task + g.task_node; }
+
+const void *coro_address(PyObject *task) {
+    if (g.task_type == nullptr || Py_TYPE(task) != g.task_type) return nullptr;
+    return *(const void *const *)((const char *)task + g.task_coro);
+}
 
 // Every list head of the calling thread's interpreter, checked; false if
 // one does not check out. With the GIL held, no thread state comes or goes

@@ -7,6 +7,7 @@ namespace taskleak::cpython {
 PyTypeObject *listed_task_type() { return nullptr; }
 const void *listed_before(PyObject *) { return nullptr; }
 const void *list_node(PyObject *) { return nullptr; }
+const void *coro_address(PyObject *) { return nullptr; }
 bool lists_hold_only(const std::vector<const void *> &, const std::function<bool(PyObject *)> &) { return false; }
 const char *task_lists_mode() { return "unavailable"; }
 

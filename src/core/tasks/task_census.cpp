@@ -281,6 +281,15 @@ void TaskCensus::read_tasks(size_t first, int chain_depth) {
             const char *next = (const char *)rows[i + AHEAD].task;
             for (int line = 0; line < 4; ++line) __builtin_prefetch(next + 64 * line);
         }
+        // 3.14+: the coroutine of the task 4 rows ahead (whose task arrived
+        // by now), its frame and value stack with it (they are inside the
+        // coroutine object there): ~0.4 ms less of 100,000 tasks (11.9 ->
+        // 11.5 ms, 3.14). Fetching the object that coroutine awaits, 2
+        // rows ahead, cost more than it saved (12.2 ms).
+        if (i + 4 < rows.size()) {
+            if (const char *c = (const char *)cpython::coro_address(rows[i + 4].task))
+                for (int line = 0; line < 5; ++line) __builtin_prefetch(c + 64 * line);
+        }
         read_row(i);
         assign_group(i);
     }
