@@ -528,9 +528,9 @@ bool TaskCensus::collect_live(PyObject *weakref_set, PyObject *strong_sets, PyOb
     // dicts and sets: reading them runs no Python code, so the links read
     // since step 1 are the lists as they are.) Calling it runs Python code:
     // harmless now, as every address in `seen` is a task a row holds.
-    // (`seen` is always taken where `more_sets` is given: only the registry
-    // is counted instead, and with a registry there is no `more_sets`.
-    // Without it, asyncio is asked.)
+    // (Where `more_sets` is given there is no registry to count: either
+    // `seen` was taken, or every record is keyed by its task and found by
+    // address. Otherwise the lists are not trusted and asyncio is asked.)
     std::function<bool(PyObject *)> has_row = [&](PyObject *task) {
         if (seen.contains(task)) return true;
         if (use_seen || !task_keyed) return false;
