@@ -70,7 +70,20 @@ TaskCensus::~TaskCensus() {
     auto &r = registry();
     r.erase(std::remove(r.begin(), r.end(), this), r.end());
     Tracker &t = tracker();
-    for (CensusRow &r : rows) {
+    // Each reference count let go of here is a cache miss: the census read
+    // every task since, and the report may have run for a while. The
+    // objects of the row 8 ahead are fetched first, so the misses overlap:
+    // 2.7-2.9 -> 2.0 ms to free a census of 100,000 tasks (3.14; 16 rows
+    // ahead measured the same).
+    constexpr size_t AHEAD = 8;
+    for (size_t i = 0; i < rows.size(); ++i) {
+        if (i + AHEAD < rows.size()) {
+            const CensusRow &n = rows[i + AHEAD];
+            __builtin_prefetch(n.task, 1);
+            if (n.waiter != nullptr) __builtin_prefetch(n.waiter, 1);
+            if (n.leaf != nullptr && n.leaf != n.waiter) __builtin_prefetch(n.leaf, 1);
+        }
+        CensusRow &r = rows[i];
         if (r.creation < StackTable::DROPPED) t.stacks.decref(r.creation);
         Py_XDECREF(r.task);
         Py_XDECREF(r.waiter);
