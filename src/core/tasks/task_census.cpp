@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <queue>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -53,15 +54,23 @@ static std::vector<TaskCensus *> &registry() {
 
 const std::vector<TaskCensus *> &TaskCensus::live() { return registry(); }
 
+// Calls f on each spare a census takes: the rows, the row groups and the
+// set of addresses (the one list of them to keep in step).
+template <class F>
+static void each_spare(F f) {
+    f(spare<CensusRow>());
+    f(spare<uint32_t>());
+    f(spare<const void *>());
+}
+
 size_t TaskCensus::spare_bytes() {
-    return spare<CensusRow>().capacity() * sizeof(CensusRow) + spare<uint32_t>().capacity() * sizeof(uint32_t) +
-           spare<const void *>().capacity() * sizeof(void *);
+    size_t bytes = 0;
+    each_spare([&](auto &v) { bytes += v.capacity() * sizeof(v[0]); });
+    return bytes;
 }
 
 void TaskCensus::release_spares() {
-    std::vector<CensusRow>().swap(spare<CensusRow>());
-    std::vector<uint32_t>().swap(spare<uint32_t>());
-    std::vector<const void *>().swap(spare<const void *>());
+    each_spare([](auto &v) { std::decay_t<decltype(v)>().swap(v); });
 }
 
 TaskCensus::TaskCensus() : chains_(1u << 30) { registry().push_back(this); }
