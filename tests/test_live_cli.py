@@ -25,7 +25,7 @@ import pytest
 import taskleak.cli.main as cli_main
 import taskleak.cli.ps
 import taskleak.cli.remote_read
-import taskleak.cli.top  # noqa: F401
+import taskleak.cli.top
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOBODY = pwd.getpwnam("nobody").pw_uid
@@ -388,6 +388,42 @@ def _python314_with_taskleak() -> str:
     if sys.version_info < (3, 14):
         pytest.skip("needs CPython 3.14+ running the suite with this build (runs in `make test PY=3.14/3.15`)")
     return sys.executable
+
+
+# CPython's reader, stood in for: the first TORN reads of each kind raise
+# what a read that catches a frame as it changes raises; then it reads no
+# thread.
+_TORN_READS = """
+import sys, types
+rd = types.ModuleType("_remote_debugging")
+left = {{"awaited_by": {torn}, "stacks": {torn}}}
+def read(kind):
+    if left[kind] > 0:
+        left[kind] -= 1
+        raise RuntimeError("Unhandled frame owner 33.")
+    return []
+class RemoteUnwinder:
+    def __init__(self, pid, all_threads=False):
+        pass
+    def get_all_awaited_by(self):
+        return read("awaited_by")
+    def get_stack_trace(self):
+        return read("stacks")
+rd.RemoteUnwinder = RemoteUnwinder
+sys.modules["_remote_debugging"] = rd
+"""
+
+
+@pytest.mark.parametrize(("torn", "error"), [(0, None), (4, None), (5, "read")])
+@pytest.mark.parametrize(("reader", "answer"), [("_READER", "threads"), ("_STUCK_READER", "stuck")])
+def test_a_read_that_catches_a_frame_as_it_changes_is_tried_again(torn, error, reader, answer):
+    code = _TORN_READS.format(torn=torn) + getattr(taskleak.cli.remote_read, reader)
+    p = subprocess.run([sys.executable, "-c", code, "1", "0.03"], capture_output=True, text=True, timeout=60)
+    doc = json.loads(p.stdout.splitlines()[-1])
+    if error is None:
+        assert "error" not in doc and doc[answer] == [], doc
+    else:
+        assert doc["error"] == "read" and "Unhandled frame owner 33" in doc["detail"], doc
 
 
 def test_no_agent_on_314_reads_chains_and_awaited_by(runtime_dir):

@@ -27,8 +27,29 @@ LIMITATIONS = (
     "no wait targets (start the agent for those: --inject, or taskleak.serve(unix=True))"
 )
 
+# Both readers below start with this. A process is read while it runs, so a
+# read can catch a frame as it changes and see garbage: CPython's reader then
+# raises ("Unhandled frame owner 33", seen once in CI on a loop waking every
+# 20 ms). A read a moment later sees the frame settled. A process that is
+# gone, or that we may not read, stays so: those are not retried.
+_SETTLED = r"""
+import time
+def settled(read, tries=5):
+    for i in range(tries):
+        try:
+            return read()
+        except (PermissionError, ProcessLookupError):
+            raise
+        except Exception:
+            if i == tries - 1:
+                raise
+            time.sleep(0.01 * (i + 1))
+"""
+
 # Runs inside the target's interpreter: prints one JSON document.
-_READER = r"""
+_READER = (
+    _SETTLED
+    + r"""
 import json, sys
 out = {"python": sys.version.split()[0], "version": list(sys.version_info[:2])}
 try:
@@ -55,7 +76,7 @@ def frames(stack):
         res.append([str(field(f, "funcname", 2)), str(field(f, "filename", 0)), int(n) if n is not None else 0])
     return res
 try:
-    raw = rd.RemoteUnwinder(int(sys.argv[1])).get_all_awaited_by()
+    raw = settled(lambda: rd.RemoteUnwinder(int(sys.argv[1])).get_all_awaited_by())
     threads = []
     for th in raw:
         tasks = []
@@ -77,6 +98,7 @@ except Exception as e:
     out["error"] = "read"; out["detail"] = f"{type(e).__name__}: {e}"
 print(json.dumps(out))
 """
+)
 
 
 # Runs inside the target's interpreter: is a thread running an event loop
@@ -84,7 +106,9 @@ print(json.dumps(out))
 # reads need no help from the process, so a loop stuck in a C call that
 # holds the GIL is read like any other); a loop thread whose stack did not
 # move and is not waiting in its selector is blocked for at least that long.
-_STUCK_READER = r"""
+_STUCK_READER = (
+    _SETTLED
+    + r"""
 import json, os, sys, sysconfig, time
 out = {"python": sys.version.split()[0]}
 try:
@@ -119,15 +143,15 @@ try:
     # Threads with asyncio tasks run a loop (a task's stack, read from
     # outside, may end at its coroutine: the loop's own frames are not there).
     try:
-        loops = {field(t, "thread_id", 0) for t in u.get_all_awaited_by() if field(t, "awaited_by", 1)}
+        loops = {field(t, "thread_id", 0) for t in settled(u.get_all_awaited_by) if field(t, "awaited_by", 1)}
     except Exception:
         loops = set()
-    first = threads(u)
+    first = settled(lambda: threads(u))
     t0 = time.monotonic()
     seen = [first]
     for _ in range(N - 1):
         time.sleep(SPAN / (N - 1))
-        seen.append(threads(u))
+        seen.append(settled(lambda: threads(u)))
     span = time.monotonic() - t0
     stuck = []
     for tid, stack in first.items():
@@ -152,6 +176,7 @@ except Exception as e:
     out["error"] = "read"; out["detail"] = f"{type(e).__name__}: {e}"
 print(json.dumps(out))
 """
+)
 
 
 def read_blocked_now(t: Target, span: float = 0.6) -> list[dict[str, Any]]:
